@@ -1,0 +1,49 @@
+/**
+ * A thin dispatcher: `sluice <command> [sub] [flags]` loads `commands/<command>.ts` and calls its
+ * `run`. Each command file is a client of a package's public entry point (admin commands talk to the
+ * control plane's gRPC API). Exit codes (contract): 0 ok, 1 refused/failed with a one-line reason on
+ * stderr, 2 usage error.
+ */
+import { existsSync, readdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+import { UsageError, fail, type CommandModule } from "./lib/cli-kit.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const commandsDir = join(here, "commands");
+
+function listCommands(): string[] {
+  return readdirSync(commandsDir).filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts")).map((f) => f.slice(0, -3)).sort();
+}
+
+function usage(): string {
+  return `usage: sluice <command> [args]\n\ncommands:\n${listCommands().map((c) => `  ${c}`).join("\n")}\n\nRun 'sluice <command> --help' for a command's flags.`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    process.stdout.write(usage() + "\n");
+    return cmd ? 0 : 2;
+  }
+  if (!/^[a-z][a-z-]*$/.test(cmd) || !existsSync(join(commandsDir, `${cmd}.ts`))) {
+    process.stderr.write(`sluice: unknown command ${JSON.stringify(cmd)}\n${usage()}\n`);
+    return 2;
+  }
+  const mod = (await import(join(commandsDir, `${cmd}.ts`))) as CommandModule;
+  return await mod.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`sluice: ${err.message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.exitCode = fail(err);
+    }
+  },
+);

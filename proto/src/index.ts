@@ -1,0 +1,2 @@
+// Public entry of @sluice/proto: the generated messages, service definitions and clients.
+export * from "./gen/sluice/v1/common.js";

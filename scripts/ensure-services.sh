@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Makes sure what the tests and the demo need is installed and running: PostgreSQL on 127.0.0.1:5432
+# (trust auth for local connections), NATS with JetStream on 127.0.0.1:4222, psql/pgbench, pgbouncer,
+# openssl. Idempotent: on a machine that already runs them it only checks. Debian packages only.
+set -euo pipefail
+
+log() { echo "[ensure-services] $*" >&2; }
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+
+need_pkgs=()
+command -v psql >/dev/null || need_pkgs+=(postgresql-client)
+command -v pgbench >/dev/null || need_pkgs+=(postgresql-contrib)
+[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || need_pkgs+=(pgbouncer)
+command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need_pkgs+=(nats-server)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
+if ! pg_up && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then need_pkgs+=(postgresql); fi
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+if ! pg_up; then
+  log "starting PostgreSQL"
+  ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1 || true)
+  if [ -z "$ver" ]; then
+    ver=$(ls /usr/lib/postgresql | sort -V | tail -1)
+    $SUDO pg_createcluster "$ver" main >/dev/null
+  fi
+  hba=/etc/postgresql/$ver/main/pg_hba.conf
+  # the tests connect as postgres over TCP without a password (trust on loopback only)
+  if ! grep -q "sluice-ci" "$hba"; then
+    $SUDO sed -i '1i host all all 127.0.0.1/32 trust # sluice-ci\nhost all all ::1/128 trust # sluice-ci\nlocal all all trust # sluice-ci' "$hba"
+  fi
+  $SUDO sed -i "s/^#\?max_connections.*/max_connections = 500/" /etc/postgresql/$ver/main/postgresql.conf
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start || $SUDO pg_ctlcluster "$ver" main start
+  for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+  pg_up || { log "PostgreSQL did not come up"; exit 1; }
+fi
+
+# --- NATS with JetStream ------------------------------------------------------------------
+nats_up() { (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; }
+if ! nats_up; then
+  log "starting nats-server with JetStream"
+  NATS_BIN=$(command -v nats-server || echo /usr/sbin/nats-server)
+  mkdir -p /var/lib/nats-server
+  start-stop-daemon --start --oknodo --background --exec "$NATS_BIN" -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+  for _ in $(seq 1 30); do nats_up && break; sleep 0.5; done
+  nats_up || { log "nats-server did not come up"; exit 1; }
+fi
+log "PostgreSQL and NATS are up"

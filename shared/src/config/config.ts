@@ -1,0 +1,152 @@
+import { readFileSync } from "node:fs";
+import { parseDocument } from "yaml";
+import { SluiceError } from "../errors/index.js";
+import type { IssuerSpec } from "../policy/bundle.js";
+
+/**
+ * Process configuration (file + environment). Environment wins over the file so a container can
+ * override single settings. Every problem is reported with the file path and the key.
+ */
+export interface SluiceConfig {
+  region: string;
+  node: string;
+  logLevel: string;
+  nats: { url: string; prefix: string };
+  controlPlane: {
+    /** host:port of the gRPC listener */
+    grpcListen: string;
+    httpListen: string;
+    /** identities allowed to administer (apply policy, …) */
+    adminGroups: string[];
+    /** issuers trusted for control-plane callers (admins, approvers) */
+    issuers: IssuerSpec[];
+    readModel: { dialect: "sqlite" | "postgres"; url: string };
+    sealer: { everyEvents: number; everySeconds: number; signingKeyFile?: string };
+  };
+  dataPlane: {
+    listen: string;
+    httpListen: string;
+    /** `disabled` only for loopback development */
+    tls: { mode: "required" | "disabled"; certFile?: string; keyFile?: string };
+    maxFrameBytes: number;
+    audit: {
+      durability: "ack" | "async";
+      bufferEvents: number;
+      maxRowsPerStatement: number;
+      maxBytesPerStatement: number;
+    };
+    /** control-plane gRPC address the data plane uses to file approval requests */
+    controlPlaneUrl: string;
+    heartbeatSeconds: number;
+  };
+}
+
+export function defaultConfig(): SluiceConfig {
+  return {
+    region: "local",
+    node: "node-1",
+    logLevel: "info",
+    nats: { url: "nats://127.0.0.1:4222", prefix: "" },
+    controlPlane: {
+      grpcListen: "127.0.0.1:7400",
+      httpListen: "127.0.0.1:7481",
+      adminGroups: ["sluice-admins"],
+      issuers: [],
+      readModel: { dialect: "sqlite", url: ".sluice/read-model.sqlite" },
+      sealer: { everyEvents: 1000, everySeconds: 10 },
+    },
+    dataPlane: {
+      listen: "0.0.0.0:7432",
+      httpListen: "127.0.0.1:7480",
+      tls: { mode: "required" },
+      maxFrameBytes: 64 * 1024 * 1024,
+      audit: { durability: "ack", bufferEvents: 10_000, maxRowsPerStatement: 100, maxBytesPerStatement: 64 * 1024 },
+      controlPlaneUrl: "127.0.0.1:7400",
+      heartbeatSeconds: 5,
+    },
+  };
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function deepMerge(base: Obj, over: Obj, path: string, file: string, problems: string[]): Obj {
+  const out: Obj = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const p = path ? `${path}.${k}` : k;
+    if (!(k in base)) {
+      problems.push(`${file}: unknown key ${p}`);
+      continue;
+    }
+    const b = base[k];
+    if (isObj(b) && isObj(v)) out[k] = deepMerge(b, v, p, file, problems);
+    else if (b !== undefined && b !== null && v !== null && typeof b !== typeof v && !(Array.isArray(b) && Array.isArray(v))) {
+      problems.push(`${file}: ${p} must be ${Array.isArray(b) ? "a list" : typeof b}, got ${Array.isArray(v) ? "a list" : typeof v}`);
+    } else out[k] = v;
+  }
+  return out;
+}
+
+const ENV: Array<[string, (c: SluiceConfig, v: string) => void]> = [
+  ["SLUICE_NATS_URL", (c, v) => (c.nats.url = v)],
+  ["SLUICE_NATS_PREFIX", (c, v) => (c.nats.prefix = v)],
+  ["SLUICE_REGION", (c, v) => (c.region = v)],
+  ["SLUICE_NODE", (c, v) => (c.node = v)],
+  ["SLUICE_LOG_LEVEL", (c, v) => (c.logLevel = v)],
+  ["SLUICE_GRPC_LISTEN", (c, v) => (c.controlPlane.grpcListen = v)],
+  ["SLUICE_CONTROL_PLANE_URL", (c, v) => (c.dataPlane.controlPlaneUrl = v)],
+  ["SLUICE_LISTEN", (c, v) => (c.dataPlane.listen = v)],
+  ["SLUICE_AUDIT_DURABILITY", (c, v) => {
+    if (v !== "ack" && v !== "async") throw new SluiceError("invalid_argument", `SLUICE_AUDIT_DURABILITY must be ack or async, got ${JSON.stringify(v)}`);
+    c.dataPlane.audit.durability = v;
+  }],
+];
+
+/** Loads defaults ← file (optional) ← environment. Throws SluiceError(invalid_argument) listing every problem. */
+export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env): SluiceConfig {
+  let cfg = defaultConfig();
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e) {
+      throw new SluiceError("invalid_argument", `${file}: cannot read config: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+    const doc = parseDocument(text);
+    if (doc.errors.length) {
+      const e = doc.errors[0]!;
+      const pos = e.linePos?.[0];
+      throw new SluiceError("invalid_argument", `${file}${pos ? `:${pos.line}:${pos.col}` : ""}: ${e.message.split("\n")[0]}`);
+    }
+    const raw = doc.toJS() as unknown;
+    if (raw !== null && raw !== undefined) {
+      if (!isObj(raw)) throw new SluiceError("invalid_argument", `${file}: config must be a mapping`);
+      const problems: string[] = [];
+      cfg = deepMerge(cfg as unknown as Obj, raw, "", file, problems) as unknown as SluiceConfig;
+      if (problems.length) throw new SluiceError("invalid_argument", problems[0]!, { problems });
+    }
+  }
+  for (const [name, set] of ENV) {
+    const v = env[name];
+    if (v !== undefined && v !== "") set(cfg, v);
+  }
+  return cfg;
+}
+
+/** Parses `host:port` (or `:port`, or a bare port) for listeners. */
+export function parseHostPort(s: string, defaultHost = "127.0.0.1"): { host: string; port: number } {
+  const m = /^(?:\[?([^\]]*?)\]?:)?(\d+)$/.exec(s.trim());
+  if (!m) throw new SluiceError("invalid_argument", `not a host:port: ${JSON.stringify(s)}`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new SluiceError("invalid_argument", `port out of range: ${port}`);
+  return { host: m[1] || defaultHost, port };
+}
+
+/** Parses durations like `500ms`, `30s`, `10m`, `1h` into milliseconds. */
+export function parseDuration(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(s.trim());
+  if (!m) throw new SluiceError("invalid_argument", `not a duration (e.g. 30s, 10m, 1h): ${JSON.stringify(s)}`);
+  const n = Number(m[1]);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "ms" | "s" | "m" | "h" | "d"];
+  return n * unit;
+}

@@ -1,0 +1,2 @@
+export * from "./sluice-error.js";
+export * from "./translate.js";

@@ -1,0 +1,32 @@
+/**
+ * RFC 8785 JSON Canonicalization Scheme (JCS): object keys sorted by UTF-16 code units, no
+ * whitespace, numbers in ECMAScript shortest form (which is what JSON.stringify emits for finite
+ * numbers), strings escaped as JSON.stringify does. Pure.
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null) return "null";
+  switch (typeof value) {
+    case "boolean":
+      return value ? "true" : "false";
+    case "number":
+      if (!Number.isFinite(value)) throw new TypeError("canonicalJson: non-finite number");
+      return JSON.stringify(value);
+    case "string":
+      return JSON.stringify(value);
+    case "bigint":
+      throw new TypeError("canonicalJson: bigint is not JSON");
+    case "object": {
+      if (Array.isArray(value)) {
+        return "[" + value.map((v) => (v === undefined ? "null" : canonicalJson(v))).join(",") + "]";
+      }
+      const toJSON = (value as { toJSON?: () => unknown }).toJSON;
+      if (typeof toJSON === "function") return canonicalJson(toJSON.call(value));
+      const obj = value as Record<string, unknown>;
+      // Default sort compares UTF-16 code units, exactly what RFC 8785 §3.2.3 asks for.
+      const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+      return "{" + keys.map((k) => JSON.stringify(k) + ":" + canonicalJson(obj[k])).join(",") + "}";
+    }
+    default:
+      throw new TypeError(`canonicalJson: cannot encode ${typeof value}`);
+  }
+}

@@ -1,0 +1,60 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { canonicalJson } from "./canonical-json.js";
+import { HashChain, makeEvent, verifyChain, hashEvent, chunkString } from "./cloud-event.js";
+import { uuidv7, uuidv7Time } from "./uuid-v7.js";
+
+test("canonical JSON sorts keys by UTF-16 code units and drops whitespace (RFC 8785)", () => {
+  assert.equal(canonicalJson({ b: 1, a: [true, null, "x"], "€": 2, "\u0080": 3 }), '{"a":[true,null,"x"],"b":1,"\u0080":3,"€":2}');
+  assert.equal(canonicalJson({ n: 1e21, f: 0.1, z: -0 }), '{"f":0.1,"n":1e+21,"z":0}');
+  assert.throws(() => canonicalJson({ x: NaN }));
+});
+
+test("uuidv7 ids are time-ordered and carry their timestamp", () => {
+  const ids = Array.from({ length: 1000 }, () => uuidv7(1_700_000_000_000));
+  assert.deepEqual([...ids].sort(), ids);
+  assert.equal(new Set(ids).size, ids.length);
+  assert.match(ids[0]!, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.equal(uuidv7Time(uuidv7(1_800_000_000_000)), 1_800_000_000_000);
+});
+
+function session(n: number) {
+  const chain = new HashChain();
+  return Array.from({ length: n }, (_, i) =>
+    chain.link(makeEvent({ source: "sluice://r/n", type: "dev.sluice.session.statement.allowed.v1", subject: "s1", data: { i } })),
+  );
+}
+
+test("an honest chain verifies", () => {
+  assert.equal(verifyChain(session(20)), undefined);
+});
+
+test("a chain pinpoints an altered event, a gap and a reorder", () => {
+  const altered = session(10);
+  (altered[4]!.data as { i: number }).i = 99;
+  assert.match(verifyChain(altered)!.reason, /altered/);
+  assert.equal(verifyChain(altered)!.index, 4);
+
+  const gap = session(10);
+  gap.splice(6, 1);
+  assert.equal(verifyChain(gap)!.seq, 8);
+  assert.match(verifyChain(gap)!.reason, /gap/);
+
+  const swapped = session(10);
+  [swapped[2], swapped[3]] = [swapped[3]!, swapped[2]!];
+  assert.equal(verifyChain(swapped)!.index, 2);
+});
+
+test("the hash covers every field but sluicehash", () => {
+  const [ev] = session(1);
+  const h = hashEvent(ev!);
+  assert.equal(h, ev!.sluicehash);
+  assert.notEqual(hashEvent({ ...ev!, sluicepolicyrev: 7 }), h);
+});
+
+test("chunkString keeps UTF-8 sequences whole and respects the cap", () => {
+  const s = "é".repeat(1000) + "x";
+  const parts = chunkString(s, 101);
+  assert.equal(parts.join(""), s);
+  for (const p of parts) assert.ok(Buffer.byteLength(p) <= 101);
+});

@@ -1,0 +1,153 @@
+import { createHash } from "node:crypto";
+import { canonicalJson } from "./canonical-json.js";
+import { uuidv7 } from "./uuid-v7.js";
+
+/** Event type prefix; types are `dev.sluice.<area>.<name>.v1` (contract: Events). */
+export const EVENT_TYPE_PREFIX = "dev.sluice.";
+export const GENESIS_HASH = "0".repeat(64);
+/** A payload never exceeds this; larger ones are split into numbered chunks. */
+export const MAX_EVENT_DATA_BYTES = 512 * 1024;
+
+/** CloudEvents 1.0 structured-mode JSON with sluice's extensions (CONTRACT). */
+export interface CloudEvent<D = unknown> {
+  specversion: "1.0";
+  id: string;
+  source: string;
+  type: string;
+  subject: string;
+  time: string;
+  datacontenttype: "application/json";
+  data: D;
+  /** per-session (or per-aggregate) sequence, 1-based */
+  sluicesessionseq?: number;
+  sluiceprevhash?: string;
+  sluicehash?: string;
+  /** the snapshot revision that decided it */
+  sluicepolicyrev?: number;
+}
+
+export function eventType(name: string): string {
+  return `${EVENT_TYPE_PREFIX}${name}.v1`;
+}
+
+export function dataPlaneSource(region: string, node: string): string {
+  return `sluice://${region}/${node}`;
+}
+export const CONTROL_PLANE_SOURCE = "sluice://control-plane";
+
+export interface NewEvent<D> {
+  source: string;
+  type: string;
+  subject: string;
+  data: D;
+  time?: Date;
+  id?: string;
+  policyRev?: number;
+}
+
+export function makeEvent<D>(e: NewEvent<D>): CloudEvent<D> {
+  const time = e.time ?? new Date();
+  const ev: CloudEvent<D> = {
+    specversion: "1.0",
+    id: e.id ?? uuidv7(time.getTime()),
+    source: e.source,
+    type: e.type,
+    subject: e.subject,
+    time: time.toISOString(),
+    datacontenttype: "application/json",
+    data: e.data,
+  };
+  if (e.policyRev !== undefined) ev.sluicepolicyrev = e.policyRev;
+  return ev;
+}
+
+/** SHA-256 over the RFC 8785 canonical JSON of the event without `sluicehash`. */
+export function hashEvent(ev: CloudEvent): string {
+  const { sluicehash: _omit, ...rest } = ev;
+  return createHash("sha256").update(canonicalJson(rest)).digest("hex");
+}
+
+/**
+ * A per-session hash chain. Pure apart from hashing: each `link` stamps seq, prevhash and hash.
+ */
+export class HashChain {
+  private seq: number;
+  private prev: string;
+  constructor(startSeq = 0, prevHash = GENESIS_HASH) {
+    this.seq = startSeq;
+    this.prev = prevHash;
+  }
+  link<D>(ev: CloudEvent<D>): CloudEvent<D> {
+    this.seq += 1;
+    ev.sluicesessionseq = this.seq;
+    ev.sluiceprevhash = this.prev;
+    delete ev.sluicehash;
+    ev.sluicehash = hashEvent(ev);
+    this.prev = ev.sluicehash;
+    return ev;
+  }
+  get lastSeq(): number {
+    return this.seq;
+  }
+  get lastHash(): string {
+    return this.prev;
+  }
+}
+
+export interface ChainProblem {
+  index: number;
+  eventId: string;
+  seq: number | undefined;
+  reason: string;
+}
+
+/** Verifies one chain of events (in the order given). Returns the first problem or undefined. */
+export function verifyChain(events: readonly CloudEvent[], startSeq = 0, prevHash = GENESIS_HASH): ChainProblem | undefined {
+  let seq = startSeq;
+  let prev = prevHash;
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i]!;
+    const at = { index: i, eventId: ev.id, seq: ev.sluicesessionseq };
+    if (ev.sluicesessionseq !== seq + 1) {
+      return { ...at, reason: ev.sluicesessionseq! <= seq
+        ? `sequence ${ev.sluicesessionseq} out of order after ${seq}`
+        : `sequence gap: expected ${seq + 1}, found ${ev.sluicesessionseq}` };
+    }
+    if (ev.sluiceprevhash !== prev) return { ...at, reason: `prevhash does not match the hash of event ${seq}` };
+    if (ev.sluicehash !== hashEvent(ev)) return { ...at, reason: "hash does not match the event content (altered)" };
+    seq = ev.sluicesessionseq!;
+    prev = ev.sluicehash!;
+  }
+  return undefined;
+}
+
+export function encodeEvent(ev: CloudEvent): Uint8Array {
+  return Buffer.from(JSON.stringify(ev), "utf8");
+}
+
+export function decodeEvent(bytes: Uint8Array): CloudEvent {
+  const ev = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8")) as CloudEvent;
+  if (ev.specversion !== "1.0" || typeof ev.id !== "string" || typeof ev.type !== "string") {
+    throw new Error("not a CloudEvents 1.0 structured event");
+  }
+  return ev;
+}
+
+/**
+ * Splits a large string payload into numbered chunks whose JSON stays below the cap.
+ * Callers put `{ chunk: i, chunks: n, ...}` into separate events.
+ */
+export function chunkString(s: string, maxBytes = MAX_EVENT_DATA_BYTES - 4096): string[] {
+  const buf = Buffer.from(s, "utf8");
+  if (buf.length <= maxBytes) return [s];
+  const out: string[] = [];
+  let start = 0;
+  while (start < buf.length) {
+    let end = Math.min(start + maxBytes, buf.length);
+    // do not cut a UTF-8 sequence: back off while on a continuation byte
+    while (end < buf.length && (buf[end]! & 0xc0) === 0x80) end--;
+    out.push(buf.subarray(start, end).toString("utf8"));
+    start = end;
+  }
+  return out;
+}

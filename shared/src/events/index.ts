@@ -1,0 +1,3 @@
+export * from "./canonical-json.js";
+export * from "./uuid-v7.js";
+export * from "./cloud-event.js";

@@ -1,0 +1,25 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { natsNames } from "./nats-names.js";
+
+test("names follow the contract without a prefix", () => {
+  const n = natsNames();
+  assert.equal(n.controlStream, "SLUICE_CONTROL");
+  assert.equal(n.auditStream, "SLUICE_AUDIT");
+  assert.equal(n.checkpointStream, "SLUICE_CHECKPOINTS");
+  assert.equal(n.snapshotBucket, "sluice_snapshots");
+  assert.equal(n.fleetBucket, "sluice_fleet");
+  assert.equal(n.controlSubject("policy", "bundle"), "sluice.control.policy.bundle");
+  assert.equal(n.auditSubject("eu", "n1", "s-1"), "sluice.audit.eu.n1.s-1");
+});
+
+test("a prefix isolates streams, buckets and subjects, and subjects round-trip", () => {
+  const n = natsNames("t42");
+  assert.equal(n.controlStream, "T42_SLUICE_CONTROL");
+  assert.equal(n.snapshotBucket, "t42_sluice_snapshots");
+  const s = n.controlSubject("resource", "orders.db");
+  assert.equal(s.split(".").length, 5);
+  assert.deepEqual(n.parseControlSubject(s), { aggregate: "resource", id: "orders.db" });
+  assert.deepEqual(n.parseAuditSubject(n.auditSubject("eu west", "n1", "abc")), { region: "eu west", node: "n1", sessionId: "abc" });
+  assert.throws(() => natsNames("bad.prefix"));
+});

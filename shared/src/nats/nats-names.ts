@@ -1,0 +1,89 @@
+/**
+ * The only place NATS subject, stream and bucket names live (contract: "NATS layout").
+ * Every name takes the optional prefix from config `nats.prefix` so tests and tenants can share one
+ * server: streams/buckets get `<PREFIX>_` in front, subjects get `<prefix>.` in front.
+ */
+export interface NatsNames {
+  readonly prefix: string;
+  readonly controlStream: string;
+  readonly auditStream: string;
+  readonly checkpointStream: string;
+  readonly snapshotBucket: string;
+  readonly fleetBucket: string;
+  /** KV bucket for leases (sealer leader election) and projection bookkeeping. */
+  readonly leaseBucket: string;
+  readonly snapshotKey: "policy";
+  /** `sluice.control.<aggregate>.<id>` */
+  controlSubject(aggregate: string, id: string): string;
+  /** wildcard over all control subjects */
+  readonly controlAll: string;
+  /** `sluice.audit.<region>.<node>.<sessionId>` */
+  auditSubject(region: string, node: string, sessionId: string): string;
+  readonly auditAll: string;
+  /** `sluice.checkpoint.<stream>` */
+  checkpointSubject(stream: string): string;
+  readonly checkpointAll: string;
+  /** core-NATS subject the data planes listen on for cancel routing */
+  cancelSubject(node: string): string;
+  /** inverse of controlSubject; undefined when the subject is not a control subject */
+  parseControlSubject(subject: string): { aggregate: string; id: string } | undefined;
+  parseAuditSubject(subject: string): { region: string; node: string; sessionId: string } | undefined;
+}
+
+const TOKEN = /^[A-Za-z0-9_-]+$/;
+
+/** Subject tokens must not contain '.', '*', '>' or whitespace; ids are encoded to be safe. */
+export function subjectToken(s: string): string {
+  if (TOKEN.test(s)) return s;
+  return "~" + Buffer.from(s, "utf8").toString("base64url");
+}
+
+export function decodeSubjectToken(t: string): string {
+  return t.startsWith("~") ? Buffer.from(t.slice(1), "base64url").toString("utf8") : t;
+}
+
+export function natsNames(prefix = ""): NatsNames {
+  if (prefix && !TOKEN.test(prefix)) {
+    throw new Error(`nats.prefix must match ${TOKEN.source}, got ${JSON.stringify(prefix)}`);
+  }
+  const S = prefix ? `${prefix.toUpperCase()}_` : "";
+  const s = prefix ? `${prefix}.` : "";
+  const b = prefix ? `${prefix}_` : "";
+  const ctl = `${s}sluice.control`;
+  const aud = `${s}sluice.audit`;
+  const cp = `${s}sluice.checkpoint`;
+  return {
+    prefix,
+    controlStream: `${S}SLUICE_CONTROL`,
+    auditStream: `${S}SLUICE_AUDIT`,
+    checkpointStream: `${S}SLUICE_CHECKPOINTS`,
+    snapshotBucket: `${b}sluice_snapshots`,
+    fleetBucket: `${b}sluice_fleet`,
+    leaseBucket: `${b}sluice_leases`,
+    snapshotKey: "policy",
+    controlSubject: (aggregate, id) => `${ctl}.${subjectToken(aggregate)}.${subjectToken(id)}`,
+    controlAll: `${ctl}.>`,
+    auditSubject: (region, node, sessionId) =>
+      `${aud}.${subjectToken(region)}.${subjectToken(node)}.${subjectToken(sessionId)}`,
+    auditAll: `${aud}.>`,
+    checkpointSubject: (stream) => `${cp}.${subjectToken(stream)}`,
+    checkpointAll: `${cp}.>`,
+    cancelSubject: (node) => `${s}sluice.cancel.${subjectToken(node)}`,
+    parseControlSubject(subject) {
+      if (!subject.startsWith(ctl + ".")) return undefined;
+      const parts = subject.slice(ctl.length + 1).split(".");
+      if (parts.length !== 2) return undefined;
+      return { aggregate: decodeSubjectToken(parts[0]!), id: decodeSubjectToken(parts[1]!) };
+    },
+    parseAuditSubject(subject) {
+      if (!subject.startsWith(aud + ".")) return undefined;
+      const parts = subject.slice(aud.length + 1).split(".");
+      if (parts.length !== 3) return undefined;
+      return {
+        region: decodeSubjectToken(parts[0]!),
+        node: decodeSubjectToken(parts[1]!),
+        sessionId: decodeSubjectToken(parts[2]!),
+      };
+    },
+  };
+}

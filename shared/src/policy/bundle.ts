@@ -1,0 +1,148 @@
+/**
+ * The policy bundle model (contract: "Policy bundle"). Pure types and constants; parsing and
+ * validation live in parse-bundle.ts, evaluation in evaluate.ts. Both planes use this model: the
+ * control plane validates and simulates with it, the data plane enforces with it.
+ */
+
+export const STATEMENT_CLASSES = ["read", "write", "ddl", "admin", "utility", "copy"] as const;
+export type StatementClass = (typeof STATEMENT_CLASSES)[number];
+
+/** Named risks a statement can carry, usable in `deny` and `requireApproval` next to classes. */
+export const RISKS = [
+  "delete-without-where",
+  "update-without-where",
+  "truncate",
+  "drop-database",
+  "drop-schema",
+  "drop-table",
+  "drop-role",
+  "drop",
+  "copy-program",
+  "copy-file",
+  "superuser-functions",
+  "role-change",
+  "dynamic-sql",
+  "alter-system",
+  "grant",
+] as const;
+export type Risk = (typeof RISKS)[number];
+
+export const MASK_STRATEGIES = ["partial", "redact", "hash"] as const;
+export type MaskStrategy = (typeof MASK_STRATEGIES)[number];
+
+export const CLASSIFIERS = ["email", "credit-card", "iban", "us-ssn", "jwt", "aws-key", "private-key"] as const;
+export type ClassifierName = (typeof CLASSIFIERS)[number];
+
+export const UPSTREAM_TLS_MODES = ["disable", "require", "verify-full"] as const;
+export type UpstreamTlsMode = (typeof UPSTREAM_TLS_MODES)[number];
+
+/** A claim rule: all listed claims must equal (or, for arrays, include one of) the values. */
+export interface GroupWhenRule {
+  group: string;
+  when: Record<string, string | string[]>;
+}
+/** Take groups from a claim (string or array of strings), optionally prefixed. */
+export interface GroupClaimRule {
+  claim: string;
+  prefix?: string;
+}
+export type GroupRule = GroupWhenRule | GroupClaimRule;
+
+export interface Jwks {
+  keys: Array<Record<string, unknown>>;
+}
+
+export interface IssuerSpec {
+  name: string;
+  issuer: string;
+  audience: string | string[];
+  jwksUrl?: string;
+  jwks?: Jwks;
+  /** algorithm allow-list; default RS256, ES256, EdDSA (never `none`, never HS*) */
+  algorithms?: string[];
+  groups: GroupRule[];
+}
+
+export interface UpstreamSpec {
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+  /** a reference, never the secret: `env:NAME` or `file:/path`; absent for trust auth */
+  password?: string;
+  tls?: UpstreamTlsMode;
+  /** for verify-full: a CA bundle reference (`file:/path`) */
+  ca?: string;
+}
+
+export interface ResourceSpec {
+  name: string;
+  upstream: UpstreamSpec;
+}
+
+export interface ApprovalSpec {
+  approvers: string[];
+  /** duration string like `10m`, `30s`, `1h` */
+  timeout: string;
+}
+
+export interface TablePatterns {
+  /** `schema.table`, `table`, or glob with `*` (e.g. `public.*`) */
+  allow?: string[];
+  deny?: string[];
+}
+
+export interface PolicySpec {
+  name: string;
+  groups: string[];
+  resources: string[];
+  allow: StatementClass[];
+  /** classes or risks */
+  requireApproval?: string[];
+  /** classes or risks */
+  deny?: string[];
+  tables?: TablePatterns;
+  approval?: ApprovalSpec;
+}
+
+export interface CustomClassifier {
+  name: string;
+  /** JavaScript regular expression source */
+  pattern: string;
+}
+
+export interface MaskingSpec {
+  name?: string;
+  resources: string[];
+  /** `column`, `table.column` or `schema.table.column` */
+  columns?: string[];
+  /** Postgres type names (e.g. `inet`) whose values are always masked */
+  types?: string[];
+  classifiers?: string[];
+  custom?: CustomClassifier[];
+  strategy: MaskStrategy;
+}
+
+export interface Bundle {
+  issuers: IssuerSpec[];
+  resources: ResourceSpec[];
+  policies: PolicySpec[];
+  masking: MaskingSpec[];
+  /** groups that exist only through claim rules (e.g. `claim: groups`) declared so references can be checked */
+  groups?: string[];
+}
+
+/** The compiled bundle as stored in the `sluice_snapshots` KV bucket under key `policy`. */
+export interface PolicySnapshot {
+  /** monotonically increasing; names the snapshot (`sluicepolicyrev`) */
+  revision: number;
+  bundle: Bundle;
+  /** sha-256 of the canonical JSON of `bundle` */
+  hash: string;
+  appliedBy: string;
+  appliedAt: string;
+}
+
+export function emptyBundle(): Bundle {
+  return { issuers: [], resources: [], policies: [], masking: [] };
+}
