@@ -3,5 +3,6 @@ export * from "./errors/index.js";
 export * from "./events/index.js";
 export * from "./nats/index.js";
 export * from "./policy/index.js";
+export * from "./sql/index.js";
 export * from "./config/index.js";
 export * from "./logging/index.js";

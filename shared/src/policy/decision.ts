@@ -1,0 +1,29 @@
+import type { StatementClass } from "./bundle.js";
+import type { StatementInfo } from "../sql/statement-info.js";
+
+/** Who is asking, where: the identity's groups (from claim rules) and the resource (database) name. */
+export interface DecisionContext {
+  resource: string;
+  groups: readonly string[];
+  subject?: string;
+}
+
+export type DecisionAction = "allow" | "deny" | "approve";
+
+/** The outcome of policy evaluation for one client message (all its statements). */
+export interface Decision {
+  action: DecisionAction;
+  /** the matched rule, e.g. `deployers/deny:drop-database`, `default-deny`, `parse-error` */
+  rule: string;
+  /** the policy the rule belongs to, when one matched */
+  policy?: string;
+  /** human-readable, secret-free reason, used in the 42501 message */
+  reason: string;
+  /** class of the statement that decided (the denied one, or the first) */
+  statementClass: StatementClass | "unknown";
+  /** index of the deciding statement in a multi-statement message */
+  statementIndex: number;
+  statements: readonly StatementInfo[];
+  /** for action `approve` */
+  approval?: { approvers: string[]; timeoutMs: number };
+}
