@@ -1,0 +1,205 @@
+/**
+ * The seams of a proxied session: policy (Enforcer), recording (AuditSink), masking (ResultMasker),
+ * approval (ApprovalGate) and cross-node cancel routing (CancelRouter). Pure types plus the no-op /
+ * deny defaults; the session (relay-session.ts) calls them, `startDataPlane` options plug them in.
+ *
+ * Hot-path rules every implementation must respect:
+ *  - `Enforcer.decide` is synchronous and should hit a cache for repeated statement text.
+ *  - AuditSink calls may return a Promise; the session then holds forwarding until it settles
+ *    (audit.durability `ack`). Returning `void` keeps the per-message path synchronous (`async`).
+ *    A rejected promise refuses the statement (fail closed, SQLSTATE from the SluiceError, 57P03
+ *    for `unavailable`).
+ *  - Nothing handed to these hooks contains the JWT or the upstream credential.
+ */
+import type { Decision, PolicySnapshot } from "@sluice/shared/policy";
+import type { StatementInfo } from "@sluice/shared/sql";
+
+/** Who is connected to what. Built once the client is authenticated; immutable for the session. */
+export interface SessionInfo {
+  /** UUIDv7, also the audit subject */
+  readonly sessionId: string;
+  readonly nodeId: string;
+  readonly region: string;
+  /** the resource (the StartupMessage `database`) */
+  readonly resource: string;
+  /** the StartupMessage `user`: informational only */
+  readonly clientUser: string;
+  readonly applicationName?: string;
+  readonly clientAddress: string;
+  /** verified identity (JWT `sub`, `iss`) and the groups its claims map to */
+  readonly subject: string;
+  readonly issuer: string;
+  readonly groups: readonly string[];
+  /** verified claims (never the token itself) */
+  readonly claims: Readonly<Record<string, unknown>>;
+  /** the snapshot the session authenticated against; the Enforcer may use a newer one */
+  readonly policyRevision: number;
+}
+
+/** A session before authentication (for session.started / session.denied). */
+export interface ConnectionInfo {
+  readonly sessionId: string;
+  readonly nodeId: string;
+  readonly region: string;
+  readonly clientAddress: string;
+  /** set once the StartupMessage arrived */
+  readonly resource?: string;
+  readonly clientUser?: string;
+  readonly applicationName?: string;
+  readonly tls: boolean;
+}
+
+export type QueryProtocol = "simple" | "parse";
+
+/** Decides one client message: a simple Query string (all its statements) or one Parse. */
+export interface Enforcer {
+  decide(sql: string, protocol: QueryProtocol, session: SessionInfo): Decision;
+}
+
+/** A bound parameter as sent in (F) Bind: raw bytes (null = SQL NULL) and its format. */
+export interface BoundParam {
+  readonly format: "text" | "binary";
+  readonly value: Buffer | null;
+}
+
+/** One logical statement execution: a simple Query, or Parse+Bind+Execute in the extended protocol. */
+export interface StatementRecord {
+  /** per-session sequence of statements, from 1 */
+  readonly seq: number;
+  readonly protocol: QueryProtocol;
+  readonly sql: string;
+  /** extended protocol: prepared statement and portal names ("" = unnamed) */
+  readonly statementName?: string;
+  readonly portalName?: string;
+  /** extended protocol: the parameters bound at Execute (raw; the recorder masks them) */
+  readonly params?: readonly BoundParam[];
+  readonly decision: Decision;
+}
+
+/** What happened when the upstream finished a statement. */
+export interface StatementCompletion {
+  readonly seq: number;
+  /** CommandComplete tag, e.g. `SELECT 5`, `INSERT 0 1`; undefined on error */
+  readonly commandTag?: string;
+  readonly rows: number;
+  /** milliseconds, from the session's monotonic clock */
+  readonly durationMs: number;
+  /** SQLSTATE and message of the ErrorResponse, when the statement failed */
+  readonly error?: { readonly sqlstate: string; readonly message: string };
+}
+
+/** A column as announced by (B) RowDescription. */
+export interface RowField {
+  readonly name: string;
+  readonly tableOid: number;
+  readonly columnAttr: number;
+  readonly typeOid: number;
+  readonly typeSize: number;
+  readonly typeMod: number;
+  /** 0 text, 1 binary */
+  readonly format: number;
+}
+
+/**
+ * The audit observer. Every method is optional so a partial implementation plugs in; a returned
+ * Promise is awaited by the session before it continues (see the header comment).
+ */
+export interface AuditSink {
+  sessionStarted?(conn: ConnectionInfo): void;
+  /** the JWT verified and the identity may connect to the resource */
+  sessionAuthenticated?(session: SessionInfo): void | Promise<void>;
+  /** connection refused (auth or policy at connect); `sqlstate` is what the client got */
+  sessionDenied?(conn: ConnectionInfo, denial: { sqlstate: string; reason: string; subject?: string; issuer?: string }): void;
+  /** called before the statement is forwarded; await = `ack` durability */
+  statementAllowed?(session: SessionInfo, stmt: StatementRecord): void | Promise<void>;
+  /** called before the client receives the 42501 */
+  statementBlocked?(session: SessionInfo, stmt: StatementRecord): void | Promise<void>;
+  statementCompleted?(session: SessionInfo, done: StatementCompletion): void;
+  /**
+   * Result rows of a statement, after masking: the (B) DataRow frames exactly as sent to the client.
+   * Only called when defined, at most `maxRows` per statement (the session stops copying after that),
+   * batched (called at CommandComplete or when `maxRows` is reached).
+   */
+  resultRows?(session: SessionInfo, seq: number, fields: readonly RowField[], rows: readonly Buffer[]): void;
+  /** upper bound of rows handed to resultRows per statement (default 0: no row capture) */
+  readonly resultRowsCap?: number;
+  sessionEnded?(info: ConnectionInfo | SessionInfo, end: { reason: string; statements: number; bytesIn: number; bytesOut: number }): void;
+}
+
+/** Opaque to the session; produced and consumed by the masker. */
+export type MaskPlan = unknown;
+
+/** What a statement produced a RowDescription for, to select masking rules. */
+export interface ResultContext {
+  readonly session: SessionInfo;
+  readonly sql: string;
+  readonly statements: readonly StatementInfo[];
+}
+
+/**
+ * Rewrites (B) DataRow frames. `planFor` returning null selects the raw fast path for that result.
+ * `maskDataRow` gets the whole frame (code byte + length + body) and returns a whole frame with the
+ * length recomputed (it may return the same Buffer when nothing changed).
+ */
+export interface ResultMasker {
+  planFor(fields: readonly RowField[], ctx: ResultContext): MaskPlan | null | Promise<MaskPlan | null>;
+  maskDataRow(plan: MaskPlan, frame: Buffer): Buffer;
+  /**
+   * COPY TO STDOUT: raw CopyData cannot be matched to columns safely. Return "deny" to refuse the
+   * COPY (42501), a plan to have `maskCopyData` rewrite each (B) CopyData frame, or null for raw.
+   */
+  planForCopyOut?(ctx: ResultContext): MaskPlan | null | "deny";
+  maskCopyData?(plan: MaskPlan, frame: Buffer): Buffer;
+}
+
+/** Holds a statement whose decision is `approve` until a human decides (design: data path 6). */
+export interface ApprovalGate {
+  /**
+   * Resolves "approved" to forward the statement, or "rejected"/"timeout" to answer 42501.
+   * `notice` sends a NoticeResponse to the client (request id, how to approve).
+   */
+  request(session: SessionInfo, stmt: StatementRecord, notice: (message: string) => void): Promise<"approved" | "rejected" | "timeout">;
+}
+
+/** Sends a cancel for a key handed out by another data-plane node (B2: over NATS). */
+export interface CancelRouter {
+  routeCancel(nodeId: number, localKey: { pid: number; secret: number }): void | Promise<void>;
+}
+
+/** Where the session gets its current policy (B2 passes the KV watcher; tests a static one). */
+export interface SnapshotSource {
+  current(): PolicySnapshot | undefined;
+  /** called with each new snapshot; returns an unsubscribe function */
+  onChange(cb: (snap: PolicySnapshot) => void): () => void;
+}
+
+/** A SnapshotSource that never changes (tests, single-file config). */
+export function staticSnapshots(snap: PolicySnapshot): SnapshotSource {
+  return { current: () => snap, onChange: () => () => {} };
+}
+
+/** The production default when no policy engine is wired: deny everything, say why. */
+export const denyAllEnforcer: Enforcer = {
+  decide: () => ({
+    action: "deny",
+    rule: "no-enforcer",
+    reason: "no policy engine is configured on this data plane",
+    statementClass: "unknown",
+    statementIndex: 0,
+    statements: [],
+  }),
+};
+
+/** Allow everything. ONLY for the proxy's own protocol tests; never a production default. */
+export const allowAllEnforcerForTests: Enforcer = {
+  decide: () => ({
+    action: "allow",
+    rule: "test-allow-all",
+    reason: "test enforcer",
+    statementClass: "unknown",
+    statementIndex: 0,
+    statements: [],
+  }),
+};
+
+export const noopAudit: AuditSink = {};
