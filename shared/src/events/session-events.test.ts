@@ -1,0 +1,47 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { HashChain, MAX_EVENT_DATA_BYTES, verifyChain, uuidv7 } from "./index.js";
+import {
+  SessionEventType, buildSessionEvent, chunkSessionEvent, joinChunks, sessionEventName, dataBytes, isChunkData,
+} from "./session-events.js";
+
+const ctx = { sessionId: "s-1", region: "eu", node: "n1" };
+const time = new Date(1_700_000_000_000);
+
+test("session event types are dev.sluice.<name>.v1 and map back to their names", () => {
+  assert.equal(SessionEventType["statement.allowed"], "dev.sluice.statement.allowed.v1");
+  assert.equal(SessionEventType["session.started"], "dev.sluice.session.started.v1");
+  assert.equal(sessionEventName("dev.sluice.result.rows.v1"), "result.rows");
+  assert.equal(sessionEventName("dev.sluice.policy.applied.v1"), undefined);
+});
+
+test("a built event carries the session as subject, the node as source and the policy revision", () => {
+  const ev = buildSessionEvent(ctx, "statement.completed", { statementId: 1, commandTag: "SELECT 1", rows: 1, durationMs: 2 }, { time, policyRev: 7 });
+  assert.equal(ev.subject, "s-1");
+  assert.equal(ev.source, "sluice://eu/n1");
+  assert.equal(ev.sluicepolicyrev, 7);
+  assert.equal(ev.time, time.toISOString());
+});
+
+test("a payload above 512 KiB splits into chained chunks that reassemble exactly", () => {
+  // quotes and backslashes double under JSON escaping: the worst case for a chunk's size
+  const sql = "SELECT '" + "\"\\é".repeat(400_000) + "'";
+  const ev = buildSessionEvent(ctx, "statement.allowed", {
+    statementId: 3, sql, protocol: "simple", class: "read", tables: { read: [], write: [] }, risks: [],
+    statements: [], decision: "allow", rule: "r/allow:read",
+  }, { time, policyRev: 1 });
+  const parts = chunkSessionEvent(ev, () => uuidv7(time.getTime()));
+  assert.ok(parts.length > 2);
+  const chain = new HashChain();
+  for (const p of parts) {
+    assert.ok(isChunkData(p.data));
+    assert.equal(p.data.statementId, 3);
+    assert.ok(dataBytes(p.data) < MAX_EVENT_DATA_BYTES, `chunk of ${dataBytes(p.data)} bytes`);
+    chain.link(p);
+  }
+  assert.equal(verifyChain(parts), undefined);
+  assert.equal(new Set(parts.map((p) => p.id)).size, parts.length);
+  const [joined] = joinChunks(parts);
+  assert.deepEqual(joined!.data, ev.data);
+  assert.deepEqual(chunkSessionEvent({ ...ev, data: { ...ev.data, sql: "SELECT 1" } }, () => "x").length, 1);
+});
