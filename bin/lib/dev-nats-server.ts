@@ -1,0 +1,77 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { createServer } from "node:net";
+
+/** Asks the kernel for a free loopback TCP port (bind :0, read it, release it). */
+export function freePort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface NatsServerProcess {
+  url: string;
+  port: number;
+  storeDir: string;
+  child: ChildProcess;
+  /** SIGTERM, then SIGKILL after 5 s; resolves when the process has exited */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `nats-server` with JetStream on loopback as a child process, its store in `storeDir`
+ * (kept on stop so a restart on the same dir finds its streams again). Resolves once the server
+ * logs that it is ready for connections.
+ */
+export async function startNatsServer(opts: { storeDir: string; port?: number; bin?: string; timeoutMs?: number }): Promise<NatsServerProcess> {
+  mkdirSync(opts.storeDir, { recursive: true });
+  const port = opts.port ?? (await freePort());
+  const child = spawn(opts.bin ?? "nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", opts.storeDir], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let log = "";
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`nats-server did not start within ${opts.timeoutMs ?? 10_000} ms: ${log.slice(-500)}`));
+    }, opts.timeoutMs ?? 10_000);
+    child.once("error", (e) => {
+      clearTimeout(t);
+      reject(new Error(`cannot start nats-server: ${e.message}`));
+    });
+    child.once("exit", (code) => {
+      clearTimeout(t);
+      reject(new Error(`nats-server exited with ${code}: ${log.slice(-500)}`));
+    });
+    child.stderr!.on("data", (d: Buffer) => {
+      if (log.length < 20_000) log += d.toString();
+      if (log.includes("Server is ready")) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
+  // Keep draining stderr so the child never blocks on a full pipe.
+  child.stderr!.resume();
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    storeDir: opts.storeDir,
+    child,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}

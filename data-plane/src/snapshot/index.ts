@@ -1,0 +1,2 @@
+export * from "./snapshot-source.js";
+export * from "./kv-snapshot-watcher.js";

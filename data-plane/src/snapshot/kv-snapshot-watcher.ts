@@ -1,0 +1,251 @@
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import type { NatsConnection, QueuedIterator } from "@nats-io/nats-core";
+import { Kvm, type KvWatchEntry } from "@nats-io/kv";
+import { natsNames } from "@sluice/shared/nats";
+import type { PolicySnapshot } from "@sluice/shared/policy";
+import type { Logger } from "@sluice/shared/logging";
+import type { SnapshotSource } from "./snapshot-source.js";
+
+export interface KvSnapshotWatcherOptions {
+  nc: NatsConnection;
+  /** config `nats.prefix` */
+  prefix?: string;
+  /**
+   * Keep the last applied snapshot on disk so a restart while NATS is down still serves policy.
+   * Written atomically (tmp + rename), mode 0600.
+   */
+  cacheFile?: string;
+  logger?: Logger;
+  /**
+   * Safety net next to the watch: re-read the key this often (ms) in case a watch silently stalled.
+   * Default 15 s; 0 disables.
+   */
+  pollMs?: number;
+  /** delay before re-creating a failed watch (ms); default 1000 */
+  retryMs?: number;
+}
+
+export interface SnapshotWatcherStatus {
+  /** revision applied, 0 when none */
+  revision: number;
+  /** where the applied snapshot came from */
+  origin: "none" | "cache" | "kv";
+  /** true while a KV watch is established */
+  watching: boolean;
+  lastError?: string;
+}
+
+export interface KvSnapshotWatcher extends SnapshotSource {
+  /** revision applied, 0 when none */
+  revision(): number;
+  status(): SnapshotWatcherStatus;
+  /** Resolves with the first snapshot available (cache or KV), or rejects after timeoutMs. */
+  ready(timeoutMs?: number): Promise<PolicySnapshot>;
+  /** Resolves once a snapshot with at least this revision is applied (tests, `sluice dev`). */
+  waitForRevision(revision: number, timeoutMs?: number): Promise<PolicySnapshot>;
+  stop(): Promise<void>;
+}
+
+/** Checks the shape the data plane relies on; the control plane validated the bundle itself. */
+export function parseSnapshot(raw: unknown): PolicySnapshot {
+  const s = raw as Partial<PolicySnapshot> | null;
+  if (!s || typeof s !== "object") throw new Error("snapshot is not an object");
+  if (typeof s.revision !== "number" || !Number.isInteger(s.revision) || s.revision < 1) {
+    throw new Error("snapshot has no positive integer revision");
+  }
+  const b = s.bundle as unknown as Record<string, unknown> | undefined;
+  if (!b || typeof b !== "object") throw new Error("snapshot has no bundle");
+  for (const k of ["issuers", "resources", "policies"]) {
+    if (!Array.isArray(b[k])) throw new Error(`snapshot bundle.${k} is not a list`);
+  }
+  if (b.masking === undefined) b.masking = [];
+  return s as PolicySnapshot;
+}
+
+/**
+ * A SnapshotSource backed by the `sluice_snapshots` KV bucket, key `policy`.
+ *
+ * It never forgets what it has: when NATS or the control plane is down the last snapshot keeps being
+ * served; the watch is re-created after every reconnect (a restarted server may have lost the
+ * ephemeral consumer) and whenever it ends, and a periodic read covers a watch that stalls silently.
+ * Snapshots with a revision not above the applied one are ignored, so a replayed or older value can
+ * never roll policy back.
+ */
+export function startKvSnapshotWatcher(opts: KvSnapshotWatcherOptions): KvSnapshotWatcher {
+  const names = natsNames(opts.prefix ?? "");
+  const log = opts.logger;
+  const retryMs = opts.retryMs ?? 1000;
+  const pollMs = opts.pollMs ?? 15_000;
+  const listeners = new Set<(s: PolicySnapshot) => void>();
+  let current: PolicySnapshot | undefined;
+  let origin: SnapshotWatcherStatus["origin"] = "none";
+  let watching = false;
+  let lastError: string | undefined;
+  let stopped = false;
+  let iter: QueuedIterator<KvWatchEntry> | undefined;
+  let wake: (() => void) | undefined;
+  const waiters = new Set<{ rev: number; resolve: (s: PolicySnapshot) => void }>();
+
+  function apply(snap: PolicySnapshot, from: "cache" | "kv"): boolean {
+    if (current && snap.revision <= current.revision) {
+      if (snap.revision < current.revision) {
+        log?.warn({ revision: snap.revision, applied: current.revision }, "ignoring older policy snapshot");
+      }
+      return false;
+    }
+    current = snap;
+    origin = from;
+    log?.info({ revision: snap.revision, from }, "policy snapshot applied");
+    if (from === "kv" && opts.cacheFile) writeCache(opts.cacheFile, snap);
+    for (const cb of [...listeners]) {
+      try {
+        cb(snap);
+      } catch (e) {
+        log?.error({ err: e }, "snapshot listener failed");
+      }
+    }
+    for (const w of [...waiters]) {
+      if (snap.revision >= w.rev) {
+        waiters.delete(w);
+        w.resolve(snap);
+      }
+    }
+    return true;
+  }
+
+  function writeCache(file: string, snap: PolicySnapshot): void {
+    try {
+      mkdirSync(dirname(file), { recursive: true });
+      const tmp = `${file}.${process.pid}.tmp`;
+      writeFileSync(tmp, JSON.stringify(snap), { mode: 0o600 });
+      renameSync(tmp, file);
+    } catch (e) {
+      // The cache only helps a restart during an outage; serving continues without it.
+      log?.warn({ err: e, file }, "cannot write snapshot cache");
+    }
+  }
+
+  if (opts.cacheFile) {
+    try {
+      apply(parseSnapshot(JSON.parse(readFileSync(opts.cacheFile, "utf8"))), "cache");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") log?.warn({ err: e }, "ignoring unreadable snapshot cache");
+    }
+  }
+
+  function fromEntry(e: { operation: string; value: Uint8Array }): void {
+    if (e.operation !== "PUT") return; // a deleted key keeps the last policy (never fail open or to empty)
+    try {
+      apply(parseSnapshot(JSON.parse(new TextDecoder().decode(e.value))), "kv");
+    } catch (err) {
+      lastError = `bad snapshot: ${(err as Error).message}`;
+      log?.error({ err }, "ignoring malformed policy snapshot");
+    }
+  }
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        wake = undefined;
+        resolve();
+      }, ms);
+      wake = () => {
+        clearTimeout(t);
+        wake = undefined;
+        resolve();
+      };
+    });
+
+  async function watchLoop(): Promise<void> {
+    const kvm = new Kvm(opts.nc);
+    while (!stopped) {
+      try {
+        if (opts.nc.isClosed()) return;
+        const kv = await kvm.open(names.snapshotBucket);
+        iter = await kv.watch({ key: names.snapshotKey });
+        watching = true;
+        lastError = undefined;
+        for await (const e of iter) fromEntry(e);
+      } catch (e) {
+        lastError = (e as Error).message;
+        log?.debug({ err: e }, "snapshot watch failed; retrying");
+      } finally {
+        watching = false;
+        iter = undefined;
+      }
+      if (!stopped) await sleep(retryMs);
+    }
+  }
+
+  async function statusLoop(): Promise<void> {
+    for await (const s of opts.nc.status()) {
+      if (stopped) return;
+      if (s.type === "disconnect") {
+        // Keep serving `current`; the watch is re-created once the connection is back.
+        iter?.stop();
+      } else if (s.type === "reconnect") {
+        // The server may have restarted without our consumer: re-create the watch now.
+        iter?.stop();
+        wake?.();
+      }
+    }
+  }
+
+  let pollTimer: NodeJS.Timeout | undefined;
+  if (pollMs > 0) {
+    pollTimer = setInterval(() => {
+      if (stopped || opts.nc.isClosed()) return;
+      void (async () => {
+        try {
+          const kv = await new Kvm(opts.nc).open(names.snapshotBucket);
+          const e = await kv.get(names.snapshotKey);
+          if (e) fromEntry(e);
+        } catch {
+          // NATS unreachable: keep serving what we have; the watch loop reports the error.
+        }
+      })();
+    }, pollMs);
+    pollTimer.unref();
+  }
+
+  const loop = watchLoop();
+  void statusLoop().catch(() => undefined);
+
+  function waitFor(rev: number, timeoutMs: number, what: string): Promise<PolicySnapshot> {
+    if (current && current.revision >= rev) return Promise.resolve(current);
+    return new Promise((resolve, reject) => {
+      const w = {
+        rev,
+        resolve: (s: PolicySnapshot) => {
+          clearTimeout(t);
+          resolve(s);
+        },
+      };
+      const t = setTimeout(() => {
+        waiters.delete(w);
+        reject(new Error(`no policy snapshot ${what} within ${timeoutMs} ms${lastError ? ` (${lastError})` : ""}`));
+      }, timeoutMs);
+      waiters.add(w);
+    });
+  }
+
+  return {
+    current: () => current,
+    onChange(cb) {
+      listeners.add(cb);
+      return () => listeners.delete(cb);
+    },
+    revision: () => current?.revision ?? 0,
+    status: () => ({ revision: current?.revision ?? 0, origin, watching, lastError }),
+    ready: (timeoutMs = 30_000) => waitFor(1, timeoutMs, "available"),
+    waitForRevision: (rev, timeoutMs = 30_000) => waitFor(rev, timeoutMs, `at revision ${rev}`),
+    async stop() {
+      stopped = true;
+      if (pollTimer) clearInterval(pollTimer);
+      iter?.stop();
+      wake?.();
+      await loop;
+    },
+  };
+}
