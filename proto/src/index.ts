@@ -1,2 +1,3 @@
 // Public entry of @sluice/proto: the generated messages, service definitions and clients.
 export * from "./gen/sluice/v1/common.js";
+export * from "./gen/sluice/v1/policy.js";

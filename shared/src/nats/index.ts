@@ -1,1 +1,2 @@
 export * from "./nats-names.js";
+export * from "./jetstream-setup.js";
