@@ -1,0 +1,31 @@
+/**
+ * A smoke run of the benchmark harness so it cannot rot: a few seconds, tiny scale, no thresholds.
+ * It checks that every scenario ran and produced numbers, never how fast anything was.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+test("the benchmark harness runs end to end and writes latest.json and latest.md", { timeout: 240_000 }, (t) => {
+  const out = mkdtempSync(join(tmpdir(), "sluice-bench-"));
+  t.after(() => rmSync(out, { recursive: true, force: true }));
+  const r = spawnSync(process.execPath, ["--import", "tsx", "test/bench/run.ts", "--smoke", "--out", out], { encoding: "utf8", timeout: 230_000 });
+  assert.equal(r.status, 0, r.stderr.split("\n").slice(-8).join("\n"));
+  const report = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as {
+    scenarios: Array<{ id: string; results: Record<string, { median: number; n: number }> }>;
+  };
+  const ids = report.scenarios.map((s) => s.id);
+  for (const id of ["1-extended", "1-simple", "2", "3", "4", "5"]) assert.ok(ids.includes(id), `scenario ${id} missing`);
+  for (const s of report.scenarios.filter((x) => ["1-extended", "1-simple", "2", "3"].includes(x.id))) {
+    for (const target of ["direct", "pgbouncer-tls"]) {
+      const v = s.results[target];
+      assert.ok(v && v.n >= 1 && v.median > 0, `scenario ${s.id} has no measurement for ${target}`);
+    }
+  }
+  const md = readFileSync(join(out, "latest.md"), "utf8");
+  assert.match(md, /# sluice benchmark results/);
+  assert.match(md, /pgbouncer-tls/);
+});

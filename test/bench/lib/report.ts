@@ -1,0 +1,48 @@
+import type { ScenarioResult } from "../run.js";
+
+interface Report {
+  startedAt: string;
+  finishedAt: string;
+  machine: Record<string, unknown>;
+  config: Record<string, unknown>;
+  scenarios: ScenarioResult[];
+  notes: string[];
+}
+
+const fmt = (n: number | undefined, d = 1): string =>
+  n === undefined || !Number.isFinite(n) ? "–" : n >= 100 ? n.toFixed(0) : n.toFixed(d);
+
+/** Targets the project set itself (issue 7); printed next to the measured ratios, never asserted. */
+const TARGETS: Record<string, string> = {
+  "1-extended": "sluice-async ≥ 1.0× pgbouncer-tls, sluice-ack ≥ 0.8× pgbouncer-tls",
+  "1-simple": "sluice-async ≥ 1.0× pgbouncer-tls, sluice-ack ≥ 0.8× pgbouncer-tls",
+  "2": "unmasked ≥ 0.7× direct, masked ≥ 0.5× direct",
+  "3": "< 5 ms added at p50",
+  "5": "< 200 MB for 1,000 idle sessions; bounded during a large result",
+};
+
+export function renderMarkdown(r: Report): string {
+  const out: string[] = [];
+  out.push(`# sluice benchmark results`, "");
+  out.push(`Run ${r.startedAt} → ${r.finishedAt} on ${String(r.machine.cpus)} cores (${String(r.machine.cpuModel)}), ${String(r.machine.memGiB)} GiB, Node ${String(r.machine.node)}.`);
+  out.push(`Config: ${Object.entries(r.config).map(([k, v]) => `${k}=${String(v)}`).join(", ")}. Medians with min–max over the repetitions; all targets in the same run, in alternation.`, "");
+  for (const s of r.scenarios) {
+    out.push(`## ${s.id}. ${s.title}`, "");
+    const extraKeys = [...new Set(Object.values(s.results).flatMap((v) => Object.keys(v.extra ?? {})))];
+    out.push(`| target | median ${s.unit} | min–max | n |${extraKeys.map((k) => ` ${k} |`).join("")}`);
+    out.push(`|---|---|---|---|${extraKeys.map(() => "---|").join("")}`);
+    for (const [name, v] of Object.entries(s.results)) {
+      out.push(`| ${name} | ${fmt(v.median)} | ${fmt(v.min)}–${fmt(v.max)} | ${v.n} |${extraKeys.map((k) => ` ${fmt(v.extra?.[k], 2)} |`).join("")}`);
+    }
+    if (Object.keys(s.ratios).length) {
+      out.push("", `Ratios: ${Object.entries(s.ratios).map(([k, v]) => `**${k}** ${fmt(v, 2)}`).join(", ")}`);
+    }
+    if (TARGETS[s.id]) out.push("", `Target: ${TARGETS[s.id]}.`);
+    for (const n of s.notes) out.push("", `Note: ${n}`);
+    out.push("");
+  }
+  if (r.notes.length) {
+    out.push("## Notes", "", ...r.notes.map((n) => `- ${n}`), "");
+  }
+  return out.join("\n");
+}

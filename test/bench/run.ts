@@ -1,0 +1,247 @@
+/**
+ * `npm run bench`: sluice side by side with direct PostgreSQL and pgbouncer, in the same run.
+ *
+ * Starts its own PostgreSQL cluster (max_connections high enough for 1,000 idle sessions), a pgbench
+ * database, pgbouncer in session mode with client TLS (as sluice does) and once more without TLS, and
+ * sluice data-plane nodes as child processes (audit `ack` and `async`, unmasked and masked). Each
+ * scenario runs against every target in alternation, repeated, and the medians go to
+ * test/bench/results/latest.json and latest.md. Never part of the pass/fail of the suite (a smoke run
+ * of this same harness is: `--smoke`).
+ *
+ * Flags: --smoke (tiny scale, 1 s runs, 1 repetition), --out DIR, --only 1,2,3,4,5, --repeat N, --seconds S
+ */
+import { parseArgs } from "node:util";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync, existsSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { cpus, totalmem } from "node:os";
+import { startPgCluster } from "../lib/pg-cluster.js";
+import { selfSignedCert } from "../lib/self-signed.js";
+import { startPgBouncer, type PgBouncer } from "./lib/pgbouncer.js";
+import { pgbench, bigResult, connectLatencies, openIdle, rssMb, type Target } from "./lib/clients.js";
+import { summarize, ratio, percentile, type Summary } from "./lib/stats.js";
+import { startSluiceNode, type SluiceNode } from "./lib/sluice-node.js";
+import { renderMarkdown } from "./lib/report.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const { values: flags } = parseArgs({
+  options: {
+    smoke: { type: "boolean", default: false },
+    out: { type: "string" },
+    only: { type: "string" },
+    repeat: { type: "string" },
+    seconds: { type: "string" },
+  },
+});
+const smoke = flags.smoke!;
+const outDir = flags.out ?? join(here, "results");
+const only = new Set((flags.only ?? "1,2,3,4,5").split(",").map((s) => s.trim()));
+const repeat = Number(flags.repeat ?? (smoke ? 1 : 3));
+const seconds = Number(flags.seconds ?? (smoke ? 1 : 10));
+const scale = smoke ? 1 : 10;
+const rowsForBig = smoke ? 20_000 : 1_000_000;
+const idleSessions = smoke ? 20 : 1000;
+
+export interface ScenarioResult {
+  id: string;
+  title: string;
+  unit: string;
+  /** target name → summary of samples */
+  results: Record<string, Summary & { extra?: Record<string, number> }>;
+  ratios: Record<string, number>;
+  notes: string[];
+}
+
+const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+
+async function main() {
+  const started = new Date();
+  log(`scale ${scale}, ${repeat} repetition(s) of ${seconds}s${smoke ? " (smoke)" : ""}`);
+  const cluster = await startPgCluster({ maxConnections: idleSessions + 200, conf: ["shared_buffers = 256MB"] });
+  const cleanup: Array<() => Promise<void> | void> = [() => cluster.stop()];
+  const results: ScenarioResult[] = [];
+  const notes: string[] = [];
+  try {
+    const db = "bench";
+    execFileSync("psql", ["-X", "-q", cluster.url(), "-c", `CREATE DATABASE ${db}`]);
+    log("pgbench -i");
+    execFileSync("pgbench", ["-i", "-q", "-s", String(scale), "-h", "127.0.0.1", "-p", String(cluster.port), "-U", "postgres", db], { stdio: "ignore" });
+    const cert = selfSignedCert();
+
+    const direct: Target = { name: "direct", env: { PGHOST: "127.0.0.1", PGPORT: String(cluster.port), PGUSER: "postgres", PGDATABASE: db, PGSSLMODE: "disable" } };
+    const pgbTls: PgBouncer = await startPgBouncer({ upstreamPort: cluster.port, database: db, tls: cert });
+    cleanup.push(() => pgbTls.stop());
+    const pgbPlain: PgBouncer = await startPgBouncer({ upstreamPort: cluster.port, database: db });
+    cleanup.push(() => pgbPlain.stop());
+    const bouncerTls: Target = { name: "pgbouncer-tls", env: { ...direct.env, PGPORT: String(pgbTls.port), PGSSLMODE: "require" } };
+    const bouncerPlain: Target = { name: "pgbouncer-plain", env: { ...direct.env, PGPORT: String(pgbPlain.port) } };
+
+    const sluiceNodes: Record<string, SluiceNode | undefined> = {};
+    for (const [name, o] of [
+      ["sluice-ack", { durability: "ack" as const, masked: false }],
+      ["sluice-async", { durability: "async" as const, masked: false }],
+      ["sluice-masked", { durability: "async" as const, masked: true }],
+    ] as const) {
+      try {
+        const node = await startSluiceNode({ name, upstreamPort: cluster.port, database: db, cert, ...o });
+        sluiceNodes[name] = node;
+        cleanup.push(() => node.stop());
+      } catch (e) {
+        notes.push(`${name}: could not start (${(e as Error).message.split("\n")[0]}); its columns are empty`);
+        log(`${name} unavailable: ${(e as Error).message.split("\n")[0]}`);
+      }
+    }
+    const sluice = (n: string): Target[] => (sluiceNodes[n] ? [sluiceNodes[n]!.target(n)] : []);
+
+    // 1. pgbench -S, 8 clients, extended and simple protocol
+    if (only.has("1")) {
+      for (const mode of ["extended", "simple"] as const) {
+        const targets = [direct, bouncerTls, bouncerPlain, ...sluice("sluice-ack"), ...sluice("sluice-async")];
+        const tps: Record<string, number[]> = {};
+        const lat: Record<string, number[]> = {};
+        for (let r = 0; r < repeat; r++) {
+          for (const t of targets) {
+            log(`1/${mode} rep ${r + 1}: ${t.name}`);
+            try {
+              const res = await pgbench(t, { mode, clients: 8, seconds });
+              (tps[t.name] ??= []).push(res.tps);
+              (lat[t.name] ??= []).push(res.latencyMs);
+            } catch (e) {
+              notes.push(`1/${mode} ${t.name}: ${(e as Error).message.split("\n")[0]}`);
+            }
+          }
+        }
+        const s: ScenarioResult = { id: `1-${mode}`, title: `pgbench -S -M ${mode}, 8 clients: TPS`, unit: "tps", results: {}, ratios: {}, notes: [] };
+        for (const [k, v] of Object.entries(tps)) s.results[k] = { ...summarize(v), extra: { latencyMsMedian: percentile(lat[k]!, 50) } };
+        for (const sl of ["sluice-ack", "sluice-async"]) {
+          if (!s.results[sl]) continue;
+          s.ratios[`${sl}/direct`] = ratio(s.results[sl]!.median, s.results.direct?.median ?? NaN);
+          s.ratios[`${sl}/pgbouncer-tls`] = ratio(s.results[sl]!.median, s.results["pgbouncer-tls"]?.median ?? NaN);
+        }
+        results.push(s);
+      }
+    }
+
+    // 2. A large result: SELECT * FROM pgbench_accounts, MB/s; RSS of the sluice node sampled meanwhile (scenario 5b)
+    const rssDuringBig: Record<string, number> = {};
+    if (only.has("2")) {
+      const sql = `SELECT * FROM pgbench_accounts${smoke ? ` LIMIT ${rowsForBig}` : ""}`;
+      const targets = [direct, bouncerTls, ...sluice("sluice-async"), ...sluice("sluice-masked")];
+      const mbps: Record<string, number[]> = {};
+      for (let r = 0; r < repeat; r++) {
+        for (const t of targets) {
+          log(`2 rep ${r + 1}: ${t.name}`);
+          const node = sluiceNodes[t.name];
+          let peak = 0;
+          const timer = node ? setInterval(() => (peak = Math.max(peak, rssMb(node.pid))), 50) : undefined;
+          try {
+            const res = await bigResult(t, sql);
+            (mbps[t.name] ??= []).push(res.mbPerSec);
+          } catch (e) {
+            notes.push(`2 ${t.name}: ${(e as Error).message.split("\n")[0]}`);
+          } finally {
+            if (timer) clearInterval(timer);
+            if (node) rssDuringBig[t.name] = Math.max(rssDuringBig[t.name] ?? 0, peak);
+          }
+        }
+      }
+      const s: ScenarioResult = { id: "2", title: `${rowsForBig.toLocaleString("en")}-row result (SELECT * FROM pgbench_accounts): MB/s of result text`, unit: "MB/s", results: {}, ratios: {}, notes: [] };
+      for (const [k, v] of Object.entries(mbps)) s.results[k] = summarize(v);
+      if (s.results["sluice-async"]) s.ratios["sluice-unmasked/direct"] = ratio(s.results["sluice-async"].median, s.results.direct?.median ?? NaN);
+      if (s.results["sluice-masked"]) s.ratios["sluice-masked/direct"] = ratio(s.results["sluice-masked"].median, s.results.direct?.median ?? NaN);
+      results.push(s);
+    }
+
+    // 3. Connection set-up: connections/s (pgbench -C) and per-connection latency p50/p99
+    if (only.has("3")) {
+      const targets = [direct, bouncerTls, ...sluice("sluice-async")];
+      const cps: Record<string, number[]> = {};
+      const lats: Record<string, number[]> = {};
+      for (let r = 0; r < repeat; r++) {
+        for (const t of targets) {
+          log(`3 rep ${r + 1}: ${t.name}`);
+          try {
+            const res = await pgbench(t, { mode: "simple", clients: 4, seconds, connectPerTx: true });
+            (cps[t.name] ??= []).push(res.tps);
+            (lats[t.name] ??= []).push(...(await connectLatencies(t, smoke ? 10 : 100)));
+          } catch (e) {
+            notes.push(`3 ${t.name}: ${(e as Error).message.split("\n")[0]}`);
+          }
+        }
+      }
+      const s: ScenarioResult = { id: "3", title: "Connection set-up (TLS, token verification, upstream auth): connections/s with pgbench -C", unit: "conn/s", results: {}, ratios: {}, notes: [] };
+      for (const [k, v] of Object.entries(cps)) {
+        s.results[k] = { ...summarize(v), extra: { connectP50Ms: percentile(lats[k] ?? [], 50), connectP99Ms: percentile(lats[k] ?? [], 99) } };
+      }
+      const sl = s.results["sluice-async"];
+      if (sl && s.results.direct) {
+        s.ratios["sluice/direct"] = ratio(sl.median, s.results.direct.median);
+        s.ratios["added p50 ms vs direct"] = (sl.extra!.connectP50Ms ?? NaN) - (s.results.direct.extra!.connectP50Ms ?? NaN);
+        s.ratios["added p99 ms vs direct"] = (sl.extra!.connectP99Ms ?? NaN) - (s.results.direct.extra!.connectP99Ms ?? NaN);
+      }
+      results.push(s);
+    }
+
+    // 4. Per-statement policy cost: the decision micro-benchmark (cached and uncached), in its own process
+    if (only.has("4")) {
+      const script = join(here, "policy-cost.bench.ts");
+      const s: ScenarioResult = { id: "4", title: "Per-statement policy decision cost", unit: "µs/decision", results: {}, ratios: {}, notes: [] };
+      if (existsSync(script)) {
+        const r = spawnSync(process.execPath, ["--import", "tsx", script, ...(smoke ? ["--smoke"] : [])], { encoding: "utf8" });
+        if (r.status === 0) {
+          try {
+            const j = JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, { p50Ns?: number; p99Ns?: number; medianNs?: number }>;
+            for (const [k, v] of Object.entries(j)) {
+              if (typeof v !== "object" || v === null) continue;
+              const p50 = (v.p50Ns ?? v.medianNs ?? NaN) / 1000;
+              s.results[k] = { median: p50, min: p50, max: (v.p99Ns ?? NaN) / 1000, n: 1, extra: { p99Us: (v.p99Ns ?? NaN) / 1000 } };
+            }
+          } catch (e) {
+            s.notes.push(`could not read its output: ${(e as Error).message}`);
+          }
+        } else s.notes.push(`policy-cost.bench.ts failed: ${r.stderr.trim().split("\n").slice(-1)[0]}`);
+      } else s.notes.push("policy-cost.bench.ts not present");
+      results.push(s);
+    }
+
+    // 5. RSS: 1,000 idle sessions, and the peak during scenario 2
+    if (only.has("5")) {
+      const s: ScenarioResult = { id: "5", title: `Data-plane RSS (MB): idle, ${idleSessions} idle sessions, peak during scenario 2`, unit: "MB", results: {}, ratios: {}, notes: [] };
+      const node = sluiceNodes["sluice-async"];
+      if (node) {
+        const before = rssMb(node.pid);
+        const close = await openIdle(node.target("sluice-async"), idleSessions);
+        await new Promise((r) => setTimeout(r, 1000));
+        const during = rssMb(node.pid);
+        await close();
+        s.results["sluice idle node"] = summarize([before]);
+        s.results[`sluice with ${idleSessions} idle sessions`] = summarize([during]);
+        s.ratios["MB per idle session"] = (during - before) / idleSessions;
+      } else s.notes.push("no sluice node");
+      for (const [k, v] of Object.entries(rssDuringBig)) s.results[`${k} peak during scenario 2`] = summarize([v]);
+      results.push(s);
+    }
+  } finally {
+    for (const c of cleanup.reverse()) {
+      try { await c(); } catch { /* keep cleaning */ }
+    }
+  }
+  const report = {
+    startedAt: started.toISOString(),
+    finishedAt: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    config: { smoke, scale, repeat, seconds, rowsForBig, idleSessions },
+    scenarios: results,
+    notes,
+  };
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, "latest.json"), JSON.stringify(report, null, 2) + "\n");
+  writeFileSync(join(outDir, "latest.md"), renderMarkdown(report));
+  log(`wrote ${join(outDir, "latest.json")} and latest.md`);
+}
+
+main().catch((e) => {
+  process.stderr.write(`[bench] failed: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,87 @@
+/**
+ * A private PostgreSQL cluster on a free loopback port, for tests and benchmarks that need settings
+ * the shared server does not have (max_connections above 100, pg_hba entries for md5/scram users).
+ * initdb refuses to run as root, so the cluster runs as the `postgres` OS user when we are root.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { chownSync, mkdtempSync, rmSync, writeFileSync, appendFileSync, existsSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort } from "./free-port.js";
+
+export interface PgCluster {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** connection string for the superuser `postgres` (trust on loopback unless hba says otherwise) */
+  url(database?: string): string;
+  stop(): void;
+}
+
+export interface PgClusterOptions {
+  maxConnections?: number;
+  /** extra postgresql.conf lines */
+  conf?: string[];
+  /** pg_hba.conf lines, placed before the trust defaults */
+  hba?: string[];
+}
+
+function pgBinDir(): string {
+  const base = "/usr/lib/postgresql";
+  const versions = existsSync(base) ? readdirSync(base).sort((a, b) => Number(b) - Number(a)) : [];
+  for (const v of versions) if (existsSync(join(base, v, "bin", "initdb"))) return join(base, v, "bin");
+  throw new Error("initdb not found under /usr/lib/postgresql/*/bin");
+}
+
+function asPostgres(cmd: string, args: string[]): string {
+  const isRoot = process.getuid?.() === 0;
+  const [file, argv] = isRoot ? ["runuser", ["-u", "postgres", "--", cmd, ...args]] : [cmd, args];
+  return execFileSync(file, argv, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+}
+
+export async function startPgCluster(opts: PgClusterOptions = {}): Promise<PgCluster> {
+  const bin = pgBinDir();
+  const dataDir = mkdtempSync(join(tmpdir(), "sluice-pg-"));
+  const isRoot = process.getuid?.() === 0;
+  if (isRoot) {
+    const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim());
+    const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim());
+    chownSync(dataDir, uid, gid);
+  }
+  asPostgres(join(bin, "initdb"), ["-D", dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+  const port = await freePort();
+  appendFileSync(
+    join(dataDir, "postgresql.conf"),
+    [
+      `port = ${port}`,
+      `listen_addresses = '127.0.0.1'`,
+      `unix_socket_directories = '${dataDir}'`,
+      `max_connections = ${opts.maxConnections ?? 300}`,
+      `fsync = off`,
+      `synchronous_commit = off`,
+      `full_page_writes = off`,
+      ...(opts.conf ?? []),
+      "",
+    ].join("\n"),
+  );
+  writeFileSync(
+    join(dataDir, "pg_hba.conf"),
+    [...(opts.hba ?? []), "local all all trust", "host all all 127.0.0.1/32 trust", ""].join("\n"),
+  );
+  asPostgres(join(bin, "pg_ctl"), ["-D", dataDir, "-l", join(dataDir, "server.log"), "-w", "-t", "60", "start"]);
+  let stopped = false;
+  return {
+    host: "127.0.0.1",
+    port,
+    dataDir,
+    url: (db = "postgres") => `postgres://postgres@127.0.0.1:${port}/${db}`,
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      spawnSync(isRoot ? "runuser" : join(bin, "pg_ctl"), isRoot
+        ? ["-u", "postgres", "--", join(bin, "pg_ctl"), "-D", dataDir, "-m", "immediate", "-w", "stop"]
+        : ["-D", dataDir, "-m", "immediate", "-w", "stop"], { stdio: "ignore" });
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
