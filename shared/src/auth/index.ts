@@ -1,0 +1,4 @@
+// Public entry of @sluice/shared/auth: OIDC token verification, claim→group mapping, dev issuer.
+export * from "./groups-from-claims.js";
+export * from "./verify-token.js";
+export * from "./dev-issuer.js";
