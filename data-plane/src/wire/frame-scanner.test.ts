@@ -8,7 +8,7 @@ import { readStartupPacket, encodeStartupMessage, encodeCancelRequest } from "./
 /** A client session as a driver sends it: simple query, a pipelined extended batch, COPY data, Terminate. */
 function recordedClientStream(): Buffer {
   const bind = Buffer.from([
-    0x42, 0, 0, 0, 27, 0x00, 0x00, // portal "", statement ""
+    0x42, 0, 0, 0, 26, 0x00, 0x00, // portal "", statement ""
     0, 1, 0, 1, // one format: binary
     0, 2, 0, 0, 0, 4, 0, 0, 0, 42, 0xff, 0xff, 0xff, 0xff, // two params: int4 42, NULL
     0, 0, // no result formats
