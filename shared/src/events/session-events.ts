@@ -224,8 +224,8 @@ export interface ResultRowsData {
   recorded: number;
   /** true when rows > recorded (the cap was hit) */
   truncated: boolean;
-  /** exact bytes of row data returned to the client (DataRow field bytes) */
-  bytes: number;
+  /** bytes of field data in `values` (before text rendering) */
+  recordedBytes: number;
 }
 
 export type SessionEndReason =
@@ -239,7 +239,8 @@ export type SessionEndReason =
 
 /** `session.ended`: the connection closed. */
 export interface SessionEndedData {
-  reason: SessionEndReason;
+  /** one of SessionEndReason, or a session-specific secret-free code */
+  reason: SessionEndReason | (string & {});
   durationMs: number;
   /** statements recorded in this session (= the highest statementId) */
   statements: number;
