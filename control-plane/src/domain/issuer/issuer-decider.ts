@@ -1,0 +1,108 @@
+/**
+ * Trusted token issuers as a decider over the bundle's issuer list. Same reasoning as the resource
+ * decider: the bundle is the consistency boundary (one command → one event on nats-server 2.9, which
+ * has no atomic batch publish); this decider validates each issuer's registration and decides the
+ * per-item facts recorded in BundleApplied.changes.
+ */
+import type { IssuerSpec } from "@sluice/shared/policy";
+import { canonicalJson } from "@sluice/shared/events";
+import type { DomainProblem } from "../domain-problem.js";
+import { rejected } from "../domain-problem.js";
+
+export type IssuerCommand = { type: "ReconcileIssuers"; issuers: IssuerSpec[] };
+
+export type IssuerEvent =
+  | { type: "IssuerTrusted"; name: string; spec: IssuerSpec }
+  | { type: "IssuerChanged"; name: string; spec: IssuerSpec }
+  | { type: "IssuerDistrusted"; name: string };
+
+export interface IssuerState {
+  issuers: ReadonlyMap<string, IssuerSpec>;
+}
+
+export const initialIssuerState = (): IssuerState => ({ issuers: new Map() });
+
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+const FORBIDDEN_ALG = /^(none|HS\d+)$/i;
+
+function isLoopbackHttp(u: URL): boolean {
+  return u.protocol === "http:" && ["127.0.0.1", "localhost", "[::1]"].includes(u.hostname);
+}
+
+export function validateIssuers(issuers: readonly IssuerSpec[]): DomainProblem[] {
+  const problems: DomainProblem[] = [];
+  const names = new Set<string>();
+  const urls = new Set<string>();
+  issuers.forEach((s, i) => {
+    const at = `/issuers/${i}`;
+    if (!s.name || !NAME.test(s.name)) problems.push({ pointer: `${at}/name`, message: `issuer name must match ${NAME.source}` });
+    else if (names.has(s.name)) problems.push({ pointer: `${at}/name`, message: `duplicate issuer "${s.name}"` });
+    names.add(s.name);
+    let url: URL | undefined;
+    try {
+      url = new URL(s.issuer);
+    } catch {
+      problems.push({ pointer: `${at}/issuer`, message: "issuer must be a URL" });
+    }
+    if (url && url.protocol !== "https:" && !isLoopbackHttp(url)) {
+      problems.push({ pointer: `${at}/issuer`, message: "issuer must be https (http only on loopback)" });
+    }
+    if (s.issuer && urls.has(s.issuer)) problems.push({ pointer: `${at}/issuer`, message: `issuer URL ${s.issuer} is listed twice` });
+    urls.add(s.issuer);
+    const aud = Array.isArray(s.audience) ? s.audience : [s.audience];
+    if (aud.length === 0 || aud.some((a) => typeof a !== "string" || !a)) problems.push({ pointer: `${at}/audience`, message: "audience is required" });
+    if (!s.jwksUrl && !s.jwks) problems.push({ pointer: at, message: "issuer needs jwksUrl or an inline jwks" });
+    if (s.jwksUrl && s.jwks) problems.push({ pointer: at, message: "give jwksUrl or jwks, not both" });
+    if (s.jwksUrl) {
+      try {
+        const j = new URL(s.jwksUrl);
+        if (j.protocol !== "https:" && !isLoopbackHttp(j)) problems.push({ pointer: `${at}/jwksUrl`, message: "jwksUrl must be https (http only on loopback)" });
+      } catch {
+        problems.push({ pointer: `${at}/jwksUrl`, message: "jwksUrl must be a URL" });
+      }
+    }
+    s.algorithms?.forEach((a, k) => {
+      if (FORBIDDEN_ALG.test(a)) problems.push({ pointer: `${at}/algorithms/${k}`, message: `algorithm ${a} is not allowed (no none, no HMAC)` });
+    });
+  });
+  return problems;
+}
+
+export function decideIssuers(cmd: IssuerCommand, state: IssuerState): IssuerEvent[] {
+  switch (cmd.type) {
+    case "ReconcileIssuers": {
+      const problems = validateIssuers(cmd.issuers);
+      if (problems.length) throw rejected(problems);
+      const out: IssuerEvent[] = [];
+      const next = new Map(cmd.issuers.map((s) => [s.name, s]));
+      for (const [name, spec] of next) {
+        const prev = state.issuers.get(name);
+        if (!prev) out.push({ type: "IssuerTrusted", name, spec });
+        else if (canonicalJson(prev) !== canonicalJson(spec)) out.push({ type: "IssuerChanged", name, spec });
+      }
+      for (const name of state.issuers.keys()) if (!next.has(name)) out.push({ type: "IssuerDistrusted", name });
+      return out;
+    }
+    default: {
+      const never: never = cmd.type;
+      throw new Error(`unhandled issuer command ${String(never)}`);
+    }
+  }
+}
+
+export function evolveIssuers(state: IssuerState, ev: IssuerEvent): IssuerState {
+  const m = new Map(state.issuers);
+  switch (ev.type) {
+    case "IssuerTrusted":
+    case "IssuerChanged":
+      m.set(ev.name, ev.spec);
+      return { issuers: m };
+    case "IssuerDistrusted":
+      m.delete(ev.name);
+      return { issuers: m };
+    default: {
+      const never: never = ev;
+      throw new Error(`unhandled issuer event ${JSON.stringify(never)}`);
+    }
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * The policy bundle aggregate (subject `sluice.control.policy.bundle`): one document, versioned by
+ * revision. One command, ApplyBundle, appends at most one event, BundleApplied, which carries the
+ * whole bundle and the per-item changes decided by the issuer and resource deciders. Keeping the bundle
+ * as the single consistency boundary is what makes "one command appends one event" hold on
+ * nats-server 2.9 (no atomic batch publish): data planes only ever see complete bundles.
+ *
+ * Pure: no clock, no I/O. Time, actor and command id come in with the command.
+ */
+import { createHash } from "node:crypto";
+import { SluiceError } from "@sluice/shared/errors";
+import { canonicalJson } from "@sluice/shared/events";
+import { RISKS, STATEMENT_CLASSES, MASK_STRATEGIES, type Bundle } from "@sluice/shared/policy";
+import type { CommandMeta, ItemChange, Actor } from "../command-meta.js";
+import { rejected, type DomainProblem } from "../domain-problem.js";
+import { decideIssuers, evolveIssuers, initialIssuerState, type IssuerEvent, type IssuerState } from "../issuer/issuer-decider.js";
+import {
+  decideResources,
+  evolveResources,
+  initialResourceState,
+  type ResourceEvent,
+  type ResourceState,
+} from "../resource/resource-decider.js";
+
+export const POLICY_AGGREGATE = "policy";
+/** The one bundle per deployment (tenants are separated by the NATS prefix). */
+export const POLICY_BUNDLE_ID = "bundle";
+
+export type PolicyCommand = {
+  type: "ApplyBundle";
+  bundle: Bundle;
+  /** 0: on top of whatever is current; N: only if the current revision is N */
+  expectedRevision: number;
+  sourcePath: string;
+  meta: CommandMeta;
+};
+
+export type BundleApplied = {
+  type: "BundleApplied";
+  revision: number;
+  /** sha-256 of the canonical JSON of the bundle */
+  hash: string;
+  bundle: Bundle;
+  actor: Actor;
+  appliedAt: string;
+  sourcePath: string;
+  commandId: string;
+  changes: ItemChange[];
+};
+
+export type PolicyEvent = BundleApplied;
+
+export interface PolicyState {
+  revision: number;
+  hash: string;
+  bundle: Bundle | null;
+  last: BundleApplied | null;
+  issuers: IssuerState;
+  resources: ResourceState;
+  /** command ids already applied: a re-sent command decides nothing */
+  commandIds: ReadonlySet<string>;
+}
+
+export const initialPolicyState = (): PolicyState => ({
+  revision: 0,
+  hash: "",
+  bundle: null,
+  last: null,
+  issuers: initialIssuerState(),
+  resources: initialResourceState(),
+  commandIds: new Set(),
+});
+
+export function bundleHash(bundle: Bundle): string {
+  return createHash("sha256").update(canonicalJson(bundle)).digest("hex");
+}
+
+export function staleRevisionMessage(expected: number, current: number): string {
+  return `policy changed since revision ${expected} (now ${current}); re-run with the current revision`;
+}
+
+/** Cross-references and vocabulary; per-item registration rules live in the issuer/resource deciders. */
+export function validatePolicyRules(bundle: Bundle): DomainProblem[] {
+  const problems: DomainProblem[] = [];
+  const resources = new Set(bundle.resources.map((r) => r.name));
+  const groups = new Set<string>(bundle.groups ?? []);
+  for (const iss of bundle.issuers) for (const g of iss.groups ?? []) if ("group" in g) groups.add(g.group);
+  const classes = new Set<string>(STATEMENT_CLASSES);
+  const risks = new Set<string>([...STATEMENT_CLASSES, ...RISKS]);
+  const names = new Set<string>();
+  bundle.policies.forEach((p, i) => {
+    const at = `/policies/${i}`;
+    if (!p.name) problems.push({ pointer: `${at}/name`, message: "policy name is required" });
+    else if (names.has(p.name)) problems.push({ pointer: `${at}/name`, message: `duplicate policy "${p.name}"` });
+    names.add(p.name);
+    (p.groups ?? []).forEach((g, k) => {
+      if (!groups.has(g)) problems.push({ pointer: `${at}/groups/${k}`, message: `unknown group "${g}" (no issuer rule or groups entry defines it)` });
+    });
+    (p.resources ?? []).forEach((r, k) => {
+      if (!resources.has(r)) problems.push({ pointer: `${at}/resources/${k}`, message: `unknown resource "${r}"` });
+    });
+    (p.allow ?? []).forEach((c, k) => {
+      if (!classes.has(c)) problems.push({ pointer: `${at}/allow/${k}`, message: `unknown statement class "${c}"` });
+    });
+    for (const key of ["deny", "requireApproval"] as const) {
+      (p[key] ?? []).forEach((c, k) => {
+        if (!risks.has(c)) problems.push({ pointer: `${at}/${key}/${k}`, message: `unknown statement class or risk "${c}"` });
+      });
+    }
+    (p.approval?.approvers ?? []).forEach((g, k) => {
+      if (!groups.has(g)) problems.push({ pointer: `${at}/approval/approvers/${k}`, message: `unknown group "${g}"` });
+    });
+    if (p.requireApproval?.length && !p.approval) {
+      problems.push({ pointer: `${at}/approval`, message: "requireApproval needs approval: { approvers, timeout }" });
+    }
+  });
+  bundle.masking.forEach((m, i) => {
+    (m.resources ?? []).forEach((r, k) => {
+      if (!resources.has(r)) problems.push({ pointer: `/masking/${i}/resources/${k}`, message: `unknown resource "${r}"` });
+    });
+    if (!(MASK_STRATEGIES as readonly string[]).includes(m.strategy)) {
+      problems.push({ pointer: `/masking/${i}/strategy`, message: `strategy must be one of ${MASK_STRATEGIES.join(", ")}` });
+    }
+  });
+  return problems;
+}
+
+function namedChanges<T>(kind: ItemChange["kind"], before: readonly T[], after: readonly T[], name: (t: T, i: number) => string): ItemChange[] {
+  const b = new Map(before.map((t, i) => [name(t, i), canonicalJson(t)]));
+  const a = new Map(after.map((t, i) => [name(t, i), canonicalJson(t)]));
+  const out: ItemChange[] = [];
+  for (const [n, v] of a) {
+    const prev = b.get(n);
+    if (prev === undefined) out.push({ kind, name: n, op: "added" });
+    else if (prev !== v) out.push({ kind, name: n, op: "changed" });
+  }
+  for (const n of b.keys()) if (!a.has(n)) out.push({ kind, name: n, op: "removed" });
+  return out;
+}
+
+function issuerChange(e: IssuerEvent): ItemChange {
+  switch (e.type) {
+    case "IssuerTrusted": return { kind: "issuer", name: e.name, op: "added" };
+    case "IssuerChanged": return { kind: "issuer", name: e.name, op: "changed" };
+    case "IssuerDistrusted": return { kind: "issuer", name: e.name, op: "removed" };
+    default: { const never: never = e; throw new Error(`unhandled ${JSON.stringify(never)}`); }
+  }
+}
+
+function resourceChange(e: ResourceEvent): ItemChange {
+  switch (e.type) {
+    case "ResourceRegistered": return { kind: "resource", name: e.name, op: "added" };
+    case "ResourceChanged": return { kind: "resource", name: e.name, op: "changed" };
+    case "ResourceRetired": return { kind: "resource", name: e.name, op: "removed" };
+    default: { const never: never = e; throw new Error(`unhandled ${JSON.stringify(never)}`); }
+  }
+}
+
+export function decidePolicy(cmd: PolicyCommand, state: PolicyState): PolicyEvent[] {
+  switch (cmd.type) {
+    case "ApplyBundle": {
+      // a re-sent command (same id) appends nothing, whatever happened since
+      if (state.commandIds.has(cmd.meta.commandId)) return [];
+      if (cmd.expectedRevision > 0 && cmd.expectedRevision !== state.revision) {
+        throw new SluiceError("aborted", staleRevisionMessage(cmd.expectedRevision, state.revision), {
+          expectedRevision: cmd.expectedRevision,
+          currentRevision: state.revision,
+        });
+      }
+      const problems: DomainProblem[] = [];
+      let issuerEvents: IssuerEvent[] = [];
+      let resourceEvents: ResourceEvent[] = [];
+      try {
+        issuerEvents = decideIssuers({ type: "ReconcileIssuers", issuers: cmd.bundle.issuers }, state.issuers);
+      } catch (e) {
+        problems.push(...problemsOf(e));
+      }
+      try {
+        resourceEvents = decideResources({ type: "ReconcileResources", resources: cmd.bundle.resources }, state.resources);
+      } catch (e) {
+        problems.push(...problemsOf(e));
+      }
+      problems.push(...validatePolicyRules(cmd.bundle));
+      if (problems.length) throw rejected(problems);
+
+      const hash = bundleHash(cmd.bundle);
+      if (hash === state.hash) return []; // same document: nothing to record
+      const before = state.bundle;
+      const changes: ItemChange[] = [
+        ...issuerEvents.map(issuerChange),
+        ...resourceEvents.map(resourceChange),
+        ...namedChanges("policy", before?.policies ?? [], cmd.bundle.policies, (p) => p.name),
+        ...namedChanges("masking", before?.masking ?? [], cmd.bundle.masking, (m, i) => m.name ?? `#${i}`),
+      ];
+      return [
+        {
+          type: "BundleApplied",
+          revision: state.revision + 1,
+          hash,
+          bundle: cmd.bundle,
+          actor: cmd.meta.actor,
+          appliedAt: cmd.meta.now.toISOString(),
+          sourcePath: cmd.sourcePath,
+          commandId: cmd.meta.commandId,
+          changes,
+        },
+      ];
+    }
+    default: {
+      const never: never = cmd.type;
+      throw new Error(`unhandled policy command ${String(never)}`);
+    }
+  }
+}
+
+function problemsOf(e: unknown): DomainProblem[] {
+  if (e instanceof SluiceError && e.code === "invalid_argument") {
+    const d = e.details as { problems?: DomainProblem[] } | undefined;
+    if (d?.problems) return d.problems;
+  }
+  throw e;
+}
+
+export function evolvePolicy(state: PolicyState, ev: PolicyEvent): PolicyState {
+  switch (ev.type) {
+    case "BundleApplied": {
+      // re-derive item state from the recorded bundle (the source of truth), not from `changes`
+      let issuers = initialIssuerState();
+      for (const spec of ev.bundle.issuers) issuers = evolveIssuers(issuers, { type: "IssuerTrusted", name: spec.name, spec });
+      let resources = initialResourceState();
+      for (const spec of ev.bundle.resources) resources = evolveResources(resources, { type: "ResourceRegistered", name: spec.name, spec });
+      const commandIds = new Set(state.commandIds);
+      commandIds.add(ev.commandId);
+      return { revision: ev.revision, hash: ev.hash, bundle: ev.bundle, last: ev, issuers, resources, commandIds };
+    }
+    default: {
+      const never: never = ev.type;
+      throw new Error(`unhandled policy event ${String(never)}`);
+    }
+  }
+}
+
+export function foldPolicy(events: readonly PolicyEvent[]): PolicyState {
+  return events.reduce(evolvePolicy, initialPolicyState());
+}

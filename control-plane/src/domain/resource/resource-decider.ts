@@ -1,0 +1,100 @@
+/**
+ * Resources (the databases clients connect to) as a decider over the bundle's resource list.
+ *
+ * Why not one JetStream subject per resource: nats-server 2.9 has no atomic batch publish, so a bundle
+ * touching three resources would append three events one by one, and a crash between them would leave
+ * a half-applied bundle that data planes could observe. Instead the policy bundle is the consistency
+ * boundary (one command → one BundleApplied event on `sluice.control.policy.bundle`), and this decider
+ * validates the registration of each resource and decides the per-item facts (registered, changed,
+ * retired) that BundleApplied records in its `changes`. Its state is folded from those same events.
+ */
+import type { ResourceSpec } from "@sluice/shared/policy";
+import { UPSTREAM_TLS_MODES } from "@sluice/shared/policy";
+import { canonicalJson } from "@sluice/shared/events";
+import type { DomainProblem } from "../domain-problem.js";
+import { rejected } from "../domain-problem.js";
+
+export type ResourceCommand = { type: "ReconcileResources"; resources: ResourceSpec[] };
+
+export type ResourceEvent =
+  | { type: "ResourceRegistered"; name: string; spec: ResourceSpec }
+  | { type: "ResourceChanged"; name: string; spec: ResourceSpec }
+  | { type: "ResourceRetired"; name: string };
+
+export interface ResourceState {
+  resources: ReadonlyMap<string, ResourceSpec>;
+}
+
+export const initialResourceState = (): ResourceState => ({ resources: new Map() });
+
+/** A credential is stored only as a reference; the data plane resolves it. */
+export const CREDENTIAL_REF = /^(env:[A-Za-z_][A-Za-z0-9_]*|file:\/.+)$/;
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+
+export function validateResources(resources: readonly ResourceSpec[]): DomainProblem[] {
+  const problems: DomainProblem[] = [];
+  const seen = new Set<string>();
+  resources.forEach((r, i) => {
+    const at = `/resources/${i}`;
+    if (!r.name || !NAME.test(r.name)) problems.push({ pointer: `${at}/name`, message: `resource name must match ${NAME.source}` });
+    else if (seen.has(r.name)) problems.push({ pointer: `${at}/name`, message: `duplicate resource "${r.name}"` });
+    seen.add(r.name);
+    const u = r.upstream;
+    if (!u) {
+      problems.push({ pointer: `${at}/upstream`, message: "resource needs an upstream" });
+      return;
+    }
+    if (!u.host) problems.push({ pointer: `${at}/upstream/host`, message: "upstream host is required" });
+    if (!Number.isInteger(u.port) || u.port < 1 || u.port > 65535) problems.push({ pointer: `${at}/upstream/port`, message: "upstream port must be 1-65535" });
+    if (!u.database) problems.push({ pointer: `${at}/upstream/database`, message: "upstream database is required" });
+    if (!u.user) problems.push({ pointer: `${at}/upstream/user`, message: "upstream user is required" });
+    // never echo the value: it may be a secret typed where a reference belongs
+    if (u.password !== undefined && !CREDENTIAL_REF.test(u.password)) {
+      problems.push({ pointer: `${at}/upstream/password`, message: "password must be a credential reference (env:NAME or file:/path), never the value" });
+    }
+    if (u.ca !== undefined && !/^file:\/.+/.test(u.ca)) problems.push({ pointer: `${at}/upstream/ca`, message: "ca must be a file:/path reference" });
+    if (u.tls !== undefined && !(UPSTREAM_TLS_MODES as readonly string[]).includes(u.tls)) {
+      problems.push({ pointer: `${at}/upstream/tls`, message: `upstream tls must be one of ${UPSTREAM_TLS_MODES.join(", ")}` });
+    }
+  });
+  return problems;
+}
+
+export function decideResources(cmd: ResourceCommand, state: ResourceState): ResourceEvent[] {
+  switch (cmd.type) {
+    case "ReconcileResources": {
+      const problems = validateResources(cmd.resources);
+      if (problems.length) throw rejected(problems);
+      const out: ResourceEvent[] = [];
+      const next = new Map(cmd.resources.map((r) => [r.name, r]));
+      for (const [name, spec] of next) {
+        const prev = state.resources.get(name);
+        if (!prev) out.push({ type: "ResourceRegistered", name, spec });
+        else if (canonicalJson(prev) !== canonicalJson(spec)) out.push({ type: "ResourceChanged", name, spec });
+      }
+      for (const name of state.resources.keys()) if (!next.has(name)) out.push({ type: "ResourceRetired", name });
+      return out;
+    }
+    default: {
+      const never: never = cmd.type;
+      throw new Error(`unhandled resource command ${String(never)}`);
+    }
+  }
+}
+
+export function evolveResources(state: ResourceState, ev: ResourceEvent): ResourceState {
+  const m = new Map(state.resources);
+  switch (ev.type) {
+    case "ResourceRegistered":
+    case "ResourceChanged":
+      m.set(ev.name, ev.spec);
+      return { resources: m };
+    case "ResourceRetired":
+      m.delete(ev.name);
+      return { resources: m };
+    default: {
+      const never: never = ev;
+      throw new Error(`unhandled resource event ${JSON.stringify(never)}`);
+    }
+  }
+}
