@@ -1,0 +1,76 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { natsFixture, publishEvents, SessionWriter, waitFor } from "../audit/testing.js";
+import { readAuditRecords, readCheckpoints } from "../audit/stream-reader.js";
+import { CHECKPOINT_GENESIS, checkpointHash, checkpointSignatureValid } from "./checkpoint.js";
+import { lastCheckpoint, Sealer } from "./sealer.js";
+import { generateSigningKey } from "./signing-key.js";
+import { STREAM_GENESIS, eventDigest, streamChainStep } from "./stream-chain.js";
+
+function traffic(n: number, writers: SessionWriter[]) {
+  return Array.from({ length: n }, (_, i) => {
+    const w = writers[i % writers.length]!;
+    return { w, ev: w.event("session.statement.allowed", { i }) };
+  });
+}
+
+test("one leader seals the audit stream; a standby takes over and continues the same chains", async (t) => {
+  const f = await natsFixture(t, { leaseTtlMs: 1500 });
+  const key = generateSigningKey();
+  const mk = (holder: string) =>
+    new Sealer({ nc: f.nc, names: f.names, leases: f.leases, key, everyEvents: 10, everySeconds: 0.3, holder, leaseTtlMs: 1500 });
+  const a = mk("a").start();
+  const b = mk("b").start();
+  t.after(async () => {
+    await a.stop();
+    await b.stop();
+  });
+  const writers = [new SessionWriter("s-1"), new SessionWriter("s-2")];
+  await publishEvents(f.nc, f.names, traffic(25, writers));
+  await waitFor("checkpoint through 25", async () => ((await lastCheckpoint(f.nc, f.names))?.cp.lastSeq === 25 ? true : undefined));
+  assert.equal([a, b].filter((s) => s.isLeader).length, 1, "exactly one leader");
+
+  const [leader, standby] = a.isLeader ? [a, b] : [b, a];
+  await leader.stop();
+  await publishEvents(f.nc, f.names, traffic(7, writers));
+  await waitFor("standby seals through 32", async () => ((await lastCheckpoint(f.nc, f.names))?.cp.lastSeq === 32 ? true : undefined));
+  assert.equal(standby.isLeader, true);
+
+  // the checkpoints form one chain over the whole stream, signed by the key, matching the events
+  const cps = await readCheckpoints(f.nc, f.names);
+  let prev = CHECKPOINT_GENESIS;
+  let next = 1;
+  let h = STREAM_GENESIS;
+  const records = [];
+  for await (const r of readAuditRecords(f.nc, f.names)) records.push(r);
+  assert.equal(records.length, 32);
+  for (const cp of cps) {
+    assert.equal(cp.firstSeq, next);
+    assert.equal(cp.count, cp.lastSeq - cp.firstSeq + 1);
+    assert.equal(cp.prevCheckpointHash, prev);
+    assert.equal(cp.keyId, key.keyId);
+    assert.ok(checkpointSignatureValid(cp, key.publicKey));
+    for (let s = cp.firstSeq; s <= cp.lastSeq; s++) h = streamChainStep(h, s, eventDigest(records[s - 1]!.event));
+    assert.equal(cp.chainHash, h, `chain hash at ${cp.lastSeq}`);
+    prev = checkpointHash(cp);
+    next = cp.lastSeq + 1;
+  }
+  assert.equal(next, 33);
+});
+
+test("a restarted sealer resumes after the last checkpoint", async (t) => {
+  const f = await natsFixture(t);
+  const key = generateSigningKey();
+  const writers = [new SessionWriter("s-9")];
+  await publishEvents(f.nc, f.names, traffic(12, writers));
+  const first = new Sealer({ nc: f.nc, names: f.names, leases: f.leases, key, everyEvents: 5, everySeconds: 60, holder: "x", leaseTtlMs: 1500 }).start();
+  await waitFor("two checkpoints", async () => ((await lastCheckpoint(f.nc, f.names))?.cp.lastSeq === 10 ? true : undefined));
+  await first.stop(); // seals the 2 pending events on the way out
+  assert.equal((await lastCheckpoint(f.nc, f.names))?.cp.lastSeq, 12);
+  await publishEvents(f.nc, f.names, traffic(3, writers));
+  const second = new Sealer({ nc: f.nc, names: f.names, leases: f.leases, key, everyEvents: 3, everySeconds: 60, holder: "y", leaseTtlMs: 1500 }).start();
+  t.after(() => second.stop());
+  await waitFor("resumed checkpoint", async () => ((await lastCheckpoint(f.nc, f.names))?.cp.lastSeq === 15 ? true : undefined));
+  const cps = await readCheckpoints(f.nc, f.names);
+  assert.deepEqual(cps.map((c) => [c.firstSeq, c.lastSeq]), [[1, 5], [6, 10], [11, 12], [13, 15]]);
+});

@@ -1,0 +1,227 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { decodeEvent, type CloudEvent } from "@sluice/shared/events";
+import type { NatsNames } from "@sluice/shared/nats";
+import type { Logger } from "@sluice/shared/logging";
+import { parseCheckpoint, signCheckpoint, type Checkpoint } from "./checkpoint.js";
+import { KvLease } from "./kv-lease.js";
+import { SealerCore, START_OF_STREAM, positionAfter, type SealPosition } from "./sealer-core.js";
+import type { SigningKey } from "./signing-key.js";
+import { eventDigest } from "./stream-chain.js";
+
+/** The stream the sealer seals; the checkpoint subject is named after it (contract). */
+export const SEALED_STREAM = "SLUICE_AUDIT";
+export const SEALER_LEASE_KEY = "sealer";
+
+export interface SealerOptions {
+  nc: NatsConnection;
+  names: NatsNames;
+  /** the leases bucket (natsNames().leaseBucket) */
+  leases: KV;
+  key: SigningKey;
+  everyEvents: number;
+  everySeconds: number;
+  /** unique per process */
+  holder: string;
+  /** at most the leases bucket's TTL; default 15 s */
+  leaseTtlMs?: number;
+  logger?: Logger;
+  /** called after each checkpoint is stored (tests, metrics) */
+  onCheckpoint?: (cp: Checkpoint) => void;
+}
+
+export interface SealerStatus {
+  leader: boolean;
+  /** last stream sequence covered by a stored checkpoint */
+  sealedThrough: number;
+  /** events read but not yet covered by a checkpoint */
+  pending: number;
+  checkpoints: number;
+}
+
+/** Reads the newest checkpoint of the audit stream, with its sequence in the checkpoint stream. */
+export async function lastCheckpoint(nc: NatsConnection, names: NatsNames): Promise<{ cp: Checkpoint; seq: number } | undefined> {
+  const jsm = await jetstreamManager(nc);
+  let m;
+  try {
+    m = await jsm.streams.getMessage(names.checkpointStream, { last_by_subj: names.checkpointSubject(SEALED_STREAM) });
+  } catch (e) {
+    if ((e as { code?: number }).code === 10037 || /no message found/i.test(String((e as Error).message))) return undefined;
+    throw e;
+  }
+  if (!m) return undefined;
+  return { cp: parseCheckpoint(m.data), seq: m.seq };
+}
+
+/**
+ * The sealer: one leader among control-plane replicas (KV lease) reads SLUICE_AUDIT in stream order
+ * with an ordered consumer, extends the stream-wide hash chain, and stores an Ed25519-signed checkpoint
+ * every N events or T seconds. A checkpoint is published with the expected last sequence of the
+ * checkpoint subject, so a deposed leader that still believes it leads cannot fork the checkpoint
+ * chain. After a restart it resumes from the last stored checkpoint.
+ */
+export class Sealer {
+  private readonly lease: KvLease;
+  private run: { abort: () => void; done: Promise<void> } | undefined;
+  private core: SealerCore | undefined;
+  private sealed: SealPosition = START_OF_STREAM;
+  private count = 0;
+  private stopped = false;
+
+  constructor(private readonly o: SealerOptions) {
+    this.lease = new KvLease({
+      kv: o.leases,
+      key: SEALER_LEASE_KEY,
+      holder: o.holder,
+      ttlMs: o.leaseTtlMs ?? 15_000,
+      onError: (err) => o.logger?.debug({ err: String(err) }, "sealer lease operation failed"),
+    });
+  }
+
+  start(): this {
+    this.lease.start({
+      onAcquired: () => {
+        this.o.logger?.info({ holder: this.o.holder }, "sealer: became leader");
+        this.startRun();
+      },
+      onLost: (reason) => {
+        this.o.logger?.warn({ holder: this.o.holder, reason }, "sealer: lost leadership");
+        this.run?.abort();
+      },
+    });
+    return this;
+  }
+
+  status(): SealerStatus {
+    return {
+      leader: this.lease.isLeader,
+      sealedThrough: this.sealed.lastSeq,
+      pending: this.core?.pending ?? 0,
+      checkpoints: this.count,
+    };
+  }
+
+  get isLeader(): boolean {
+    return this.lease.isLeader;
+  }
+
+  /** Stops sealing; a leader first seals what it has read, then hands the lease back. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const run = this.run;
+    if (run) {
+      run.abort();
+      await run.done;
+    }
+    await this.lease.stop();
+  }
+
+  private startRun(): void {
+    if (this.run || this.stopped) return;
+    let aborted = false;
+    let wake: (() => void) | undefined;
+    const abortCbs: Array<() => void> = [];
+    const abort = () => {
+      aborted = true;
+      for (const f of abortCbs) f();
+      wake?.();
+    };
+    const done = (async () => {
+      while (!aborted && this.lease.isLeader) {
+        try {
+          await this.sealAsLeader(() => aborted, (f) => abortCbs.push(f));
+        } catch (err) {
+          this.o.logger?.error({ err: String(err) }, "sealer: sealing stopped; resuming from the last checkpoint");
+        }
+        abortCbs.length = 0;
+        if (!aborted) await new Promise<void>((r) => { wake = r; setTimeout(r, 1000).unref?.(); });
+      }
+    })().finally(() => {
+      this.run = undefined;
+      this.core = undefined;
+    });
+    this.run = { abort, done };
+  }
+
+  private async sealAsLeader(aborted: () => boolean, onAbort: (f: () => void) => void): Promise<void> {
+    const { nc, names } = this.o;
+    const js = jetstream(nc);
+    const subject = names.checkpointSubject(SEALED_STREAM);
+    const last = await lastCheckpoint(nc, names);
+    let lastCpSeq = last?.seq ?? 0;
+    this.sealed = last ? positionAfter(last.cp) : START_OF_STREAM;
+    const everyMs = Math.max(1, this.o.everySeconds * 1000);
+    const core = new SealerCore(
+      {
+        stream: names.auditStream,
+        keyId: this.o.key.keyId,
+        sign: (u) => signCheckpoint(u, this.o.key.privateKey),
+        everyEvents: Math.max(1, this.o.everyEvents),
+        everyMs,
+      },
+      this.sealed,
+      Date.now(),
+    );
+    this.core = core;
+
+    // One flush at a time, in order: the consume loop and the timer both enqueue here.
+    let chain: Promise<void> = Promise.resolve();
+    let failure: unknown;
+    const flush = (): Promise<void> => {
+      chain = chain.then(async () => {
+        if (failure) return;
+        const cp = core.cut(new Date());
+        if (!cp) return;
+        try {
+          const ack = await js.publish(subject, JSON.stringify(cp), {
+            msgID: `${cp.stream}:${cp.firstSeq}-${cp.lastSeq}`,
+            expect: { lastSubjectSequence: lastCpSeq },
+          });
+          lastCpSeq = ack.seq;
+          this.sealed = positionAfter(cp);
+          this.count++;
+          this.o.onCheckpoint?.(cp);
+        } catch (err) {
+          failure = err;
+          throw err;
+        }
+      });
+      return chain;
+    };
+
+    const consumer = await js.consumers.get(names.auditStream, {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: this.sealed.lastSeq + 1,
+    });
+    const messages: ConsumerMessages = await consumer.consume({ max_messages: 512 });
+    const timer = setInterval(() => {
+      if (core.due(Date.now())) flush().catch(() => messages.stop());
+    }, Math.min(everyMs, 1000));
+    onAbort(() => messages.stop());
+    try {
+      for await (const m of messages) {
+        let ev: CloudEvent | undefined;
+        try {
+          ev = decodeEvent(m.data);
+        } catch {
+          ev = undefined; // sealed by its raw bytes; verify reports the malformed message
+        }
+        core.add(m.seq, eventDigest(ev, m.data));
+        if (core.pending >= this.o.everyEvents) await flush();
+        if (aborted()) break;
+      }
+    } finally {
+      clearInterval(timer);
+      messages.stop();
+      // seal what was read before giving up the lease (a graceful stop or step-down)
+      if (!failure && this.lease.isLeader) await flush().catch(() => undefined);
+      else await chain.catch(() => undefined);
+    }
+    if (failure) throw failure;
+  }
+}
+
+export function startSealer(o: SealerOptions): Sealer {
+  return new Sealer(o).start();
+}
