@@ -134,6 +134,8 @@ export interface ResultContext {
   readonly session: SessionInfo;
   readonly sql: string;
   readonly statements: readonly StatementInfo[];
+  /** which of `statements` produced this result, when the session knows it (multi-statement Query) */
+  readonly statementIndex?: number;
 }
 
 /**
@@ -148,7 +150,7 @@ export interface ResultMasker {
    * COPY TO STDOUT: raw CopyData cannot be matched to columns safely. Return "deny" to refuse the
    * COPY (42501), a plan to have `maskCopyData` rewrite each (B) CopyData frame, or null for raw.
    */
-  planForCopyOut?(ctx: ResultContext): MaskPlan | null | "deny";
+  planForCopyOut?(ctx: ResultContext): MaskPlan | null | "deny" | Promise<MaskPlan | null | "deny">;
   maskCopyData?(plan: MaskPlan, frame: Buffer): Buffer;
 }
 
