@@ -1,14 +1,12 @@
 import type { PolicySnapshot } from "@sluice/shared/policy";
+import type { SnapshotSource } from "../session/session-hooks.js";
 
 /**
- * Where a data plane gets its policy from. Sessions read `current()` for every statement, so a new
- * snapshot takes effect at each session's next statement without dropping live connections.
+ * Where a data plane gets its policy from (the session's seam, defined in session-hooks.ts). Sessions
+ * read `current()` for every statement, so a new snapshot takes effect at each session's next
+ * statement without dropping live connections.
  */
-export interface SnapshotSource {
-  current(): PolicySnapshot | undefined;
-  /** Called after a newer snapshot is applied. Returns an unsubscribe function. */
-  onChange(cb: (snapshot: PolicySnapshot) => void): () => void;
-}
+export type { SnapshotSource };
 
 /** A fixed snapshot, for tests and for running from a bundle file without NATS. */
 export function staticSnapshotSource(snapshot: PolicySnapshot | undefined): SnapshotSource & {
