@@ -1,0 +1,225 @@
+/**
+ * The session's ResultMasker (data-plane/src/session/session-hooks.ts): compiles the current
+ * bundle's `masking` entries per resource, plans each result from (B) RowDescription + catalog +
+ * the statement's lineage, and rewrites (B) DataRow / CopyData frames. Pure apart from awaiting
+ * the injected CatalogLookup; no buffering: each frame is rewritten on its own.
+ */
+import { loadModule, parseSync } from "libpg-query";
+import type { MaskingSpec } from "@sluice/shared/policy";
+import { SluiceError } from "@sluice/shared/errors";
+import type { StatementInfo } from "@sluice/shared/sql";
+import type { MaskPlan, ResultContext, ResultMasker, RowField } from "../session/session-hooks.js";
+import type { CatalogLookup } from "./catalog-lookup.js";
+import { maskCopyDataFrame } from "./copy-text.js";
+import { maskDataRowFrame } from "./data-row.js";
+import { alignLineage, queryLineage, type OutputLineage, type SourceUse } from "./lineage.js";
+import { compileMasking, planMask, type CompiledMasking, type FieldFacts, type MaskPlanData, type ResolvedColumn } from "./mask-rules.js";
+import { isBuiltinType } from "./type-codecs.js";
+
+export interface ResultMaskerOptions {
+  /** the current masking entries and the snapshot revision they come from */
+  masking(): { revision: number; specs: readonly MaskingSpec[] } | undefined;
+  catalog: CatalogLookup;
+  /** HMAC key of the `hash` strategy (data-plane config); never logged */
+  hashKey: Buffer;
+}
+
+export interface SluiceResultMasker extends ResultMasker {
+  planFor(fields: readonly RowField[], ctx: ResultContext): Promise<MaskPlanData | null> | null;
+  maskDataRow(plan: MaskPlan, frame: Buffer): Buffer;
+  planForCopyOut(ctx: ResultContext): Promise<MaskPlanData | null | "deny"> | null;
+  maskCopyData(plan: MaskPlan, frame: Buffer): Buffer;
+  /** true when the resource has masking rules (false = every result of it takes the raw path) */
+  masks(resource: string): boolean;
+}
+
+let parserReady: Promise<void> | undefined;
+const parseCache = new Map<string, any>();
+
+async function parseStatement(sql: string): Promise<any | null> {
+  const hit = parseCache.get(sql);
+  if (hit !== undefined) return hit;
+  await (parserReady ??= loadModule());
+  let stmts: any[] | null;
+  try {
+    stmts = (parseSync(sql).stmts ?? []).map((s: any) => s.stmt);
+  } catch {
+    stmts = null;
+  }
+  if (parseCache.size > 2000) parseCache.clear();
+  parseCache.set(sql, stmts);
+  return stmts;
+}
+
+/** Lineage of a statement's result columns: SELECT targets, or a DML statement's RETURNING list. */
+function statementLineage(stmt: any): OutputLineage[] | null {
+  if (!stmt) return null;
+  if (stmt.SelectStmt) return queryLineage(stmt);
+  const dml = stmt.InsertStmt ?? stmt.UpdateStmt ?? stmt.DeleteStmt;
+  if (dml?.returningList && dml.relation) {
+    // RETURNING reads the target table (and an UPDATE's FROM list) like a SELECT would
+    const fromClause = [{ RangeVar: dml.relation }, ...(dml.fromClause ?? []), ...(dml.usingClause ?? [])];
+    return queryLineage({ SelectStmt: { targetList: dml.returningList, fromClause } });
+  }
+  return null;
+}
+
+function mergeLineages(all: OutputLineage[][]): OutputLineage[] | null {
+  if (all.length === 0) return null;
+  if (all.length === 1) return all[0]!;
+  // several statements could have produced this result: take the union, position by position
+  return all[0]!.map((c, i) => ({
+    name: c.name,
+    sources: all.flatMap((l) => l[i]!.sources),
+    unknown: all.some((l) => l[i]!.unknown),
+  }));
+}
+
+export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMasker {
+  let compiledRevision = -1;
+  const compiled = new Map<string, CompiledMasking | null>();
+
+  function rulesFor(resource: string): CompiledMasking | null {
+    const cur = opts.masking();
+    if (!cur) return null;
+    if (cur.revision !== compiledRevision) {
+      compiled.clear();
+      compiledRevision = cur.revision;
+    }
+    let c = compiled.get(resource);
+    if (c === undefined) {
+      c = compileMasking(cur.specs, resource, opts.hashKey);
+      compiled.set(resource, c);
+    }
+    return c;
+  }
+
+  async function candidateStatements(ctx: ResultContext): Promise<any[]> {
+    const texts: string[] =
+      ctx.statementIndex !== undefined && ctx.statements[ctx.statementIndex]
+        ? [ctx.statements[ctx.statementIndex]!.text]
+        : ctx.statements.length
+          ? ctx.statements.map((s: StatementInfo) => s.text)
+          : [ctx.sql];
+    const out: any[] = [];
+    for (const t of texts) {
+      const stmts = await parseStatement(t);
+      if (stmts) out.push(...stmts);
+    }
+    return out;
+  }
+
+  /** Adds the base columns behind lineage sources that name views. */
+  async function expandViews(c: CompiledMasking, resource: string, l: OutputLineage): Promise<OutputLineage> {
+    if (!c.columnRules.length || !l.sources.length) return l;
+    const r = await opts.catalog.expandSources(resource, l.sources);
+    return { ...l, sources: r.uses, unknown: l.unknown || r.unknown };
+  }
+
+  async function planFor(fields: readonly RowField[], ctx: ResultContext): Promise<MaskPlanData | null> {
+    const resource = ctx.session.resource;
+    const c = rulesFor(resource);
+    if (!c) return null;
+    const stmts = await candidateStatements(ctx);
+    const lineages = stmts
+      .map(statementLineage)
+      .filter((l): l is OutputLineage[] => l !== null)
+      .map((l) => alignLineage(l, fields.length))
+      .filter((l): l is OutputLineage[] => l !== null);
+    const lineage = mergeLineages(lineages);
+    const origins = await opts.catalog.resolveFields(resource, fields);
+    const custom = [...new Set(fields.map((f) => f.typeOid).filter((o) => !isBuiltinType(o)))];
+    const typeNames = custom.length ? await opts.catalog.typeNames(resource, custom) : new Map<number, string>();
+    const facts: FieldFacts[] = [];
+    for (let i = 0; i < fields.length; i++) {
+      const f = fields[i]!;
+      let l: OutputLineage = lineage?.[i] ?? { name: f.name, sources: [], unknown: true };
+      // a plain table column: RowDescription + catalog are authoritative, whatever the lineage says
+      if (f.tableOid !== 0) l = { ...l, unknown: false };
+      l = await expandViews(c, resource, l);
+      facts.push({
+        name: f.name,
+        typeOid: f.typeOid,
+        typeName: typeNames.get(f.typeOid),
+        format: f.format,
+        origins: origins[i]!.origins,
+        originUnknown: origins[i]!.unknown,
+        lineage: l,
+      });
+    }
+    return planMask(c, facts);
+  }
+
+  async function planForCopyOut(ctx: ResultContext): Promise<MaskPlanData | null | "deny"> {
+    const resource = ctx.session.resource;
+    const c = rulesFor(resource);
+    if (!c) return null;
+    const copy = (await candidateStatements(ctx)).map((s) => s?.CopyStmt).find((s) => s && !s.is_from);
+    if (!copy) return "deny"; // a CopyOutResponse we cannot attribute to a statement: fail closed
+    let format = "text";
+    let plainText = true;
+    for (const o of copy.options ?? []) {
+      const d = o.DefElem;
+      if (d?.defname === "format") format = String(d.arg?.String?.sval ?? "text").toLowerCase();
+      // other delimiters / NULL strings change the row syntax this masker parses
+      else if (d && ["delimiter", "null", "quote", "escape", "encoding", "force_quote"].includes(d.defname)) plainText = false;
+    }
+    let lineage: OutputLineage[] | null = null;
+    if (copy.relation) {
+      const rv = copy.relation;
+      const cols: ResolvedColumn[] | null = copy.attlist
+        ? copy.attlist.map((a: any) => ({ schema: rv.schemaname, table: rv.relname, column: a.String.sval }))
+        : await opts.catalog.tableColumns(resource, rv.schemaname, rv.relname);
+      if (!cols) return "deny";
+      lineage = cols.map((col) => ({ name: col.column, sources: [{ col: { schema: col.schema, table: col.table, column: col.column } }], unknown: false }));
+    } else if (copy.query) {
+      const items = queryLineage(copy.query);
+      if (!items) return "deny";
+      lineage = [];
+      for (const it of items) {
+        if (it.star) {
+          if (it.star.table === "?") return "deny";
+          const cols = await opts.catalog.tableColumns(resource, it.star.schema, it.star.table);
+          if (!cols) return "deny";
+          for (const col of cols)
+            lineage.push({ name: col.column, sources: [{ col: { schema: col.schema, table: col.table, column: col.column } }], unknown: false });
+        } else lineage.push(it);
+      }
+    } else return "deny";
+    const facts: FieldFacts[] = [];
+    for (const l0 of lineage) {
+      // COPY has no RowDescription: every column is judged by lineage; types are unknown, so
+      // classifiers scan every column as text
+      const l = await expandViews(c, resource, l0);
+      facts.push({ name: l.name, typeOid: 25, format: 0, origins: [], lineage: l });
+    }
+    const plan = planMask(c, facts);
+    if (!plan) return null;
+    if (format !== "text" || !plainText) return "deny";
+    return plan;
+  }
+
+  return {
+    masks: (resource) => rulesFor(resource) !== null,
+    planFor(fields, ctx) {
+      // the raw fast path is decided synchronously: no promise, no catalog round trip
+      if (!rulesFor(ctx.session.resource)) return null;
+      return planFor(fields, ctx);
+    },
+    maskDataRow(plan, frame) {
+      return maskDataRowFrame(plan as MaskPlanData, frame);
+    },
+    planForCopyOut(ctx) {
+      if (!rulesFor(ctx.session.resource)) return null;
+      return planForCopyOut(ctx);
+    },
+    maskCopyData(plan, frame) {
+      return maskCopyDataFrame(plan as MaskPlanData, frame);
+    },
+  };
+}
+
+/** The message a session sends (42501) when a result cannot be masked. */
+export function maskingDenial(err: unknown): SluiceError {
+  return SluiceError.is(err) ? err : new SluiceError("permission_denied", "result cannot be masked", undefined, { cause: err });
+}
