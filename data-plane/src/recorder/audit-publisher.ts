@@ -1,0 +1,409 @@
+/**
+ * Node-wide publisher of session events to SLUICE_AUDIT (design: data path step 9).
+ *
+ * Ordering: every session has its own lane (its audit subject). A lane has at most ONE batch in
+ * flight; a batch is the lane's queued events, published back to back in one synchronous loop on the
+ * one NATS connection. The next batch of that lane goes out only once every event of the previous
+ * one is acknowledged. Why: with two batches in flight, a connection drop can lose the first (written
+ * to the dead socket) while the second (sitting in the client's reconnect buffer) is stored, which
+ * would put the session's chain out of order on the stream forever (deny_delete). Lanes are
+ * independent, so many sessions' publishes are pipelined concurrently.
+ *
+ * Durability:
+ *  - `ack`: gating events (the ones after which a statement is forwarded) return a Promise that
+ *    resolves when JetStream acknowledged the event AND every earlier event of its session. Other
+ *    events are queued and go out with the lane's next batch (micro-batched by `lingerMs`), so a
+ *    statement costs one NATS round trip.
+ *  - `async`: every event is queued; `enqueue` returns undefined synchronously.
+ *
+ * Fail closed: events that open work (session start, statements) are refused with
+ * SluiceError("unavailable") once `bufferEvents` events are pending (queued or unacknowledged).
+ * Follow-up events of admitted work (completion, rows, end) have headroom up to twice the buffer so
+ * the record of a statement that already ran is never refused for lack of room next to new work.
+ * A failed publish puts the publisher `down`: its lane is re-queued from the first unacknowledged
+ * event (Nats-Msg-Id = event id makes re-publishing an event that was in fact stored harmless) and a
+ * probe is retried with backoff; the first success (or a reconnect) brings it back `up`.
+ */
+import { jetstream, type JetStreamClient, type PubAck } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { SluiceError } from "@sluice/shared/errors";
+import { encodeEvent, type CloudEvent } from "@sluice/shared/events";
+
+export type AuditDurability = "ack" | "async";
+
+/** How an event is admitted (see the header comment). */
+export type AdmitMode = "gate" | "admit" | "follow";
+
+export const FAIL_CLOSED_MESSAGE = "audit stream unavailable: statement refused (fail closed)";
+
+export interface AuditLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface AuditPublisherOptions {
+  durability: AuditDurability;
+  /** config dataPlane.audit.bufferEvents: pending events beyond which new work is refused */
+  bufferEvents: number;
+  /** timeout of one JetStream publish (ms); default 5000 */
+  publishTimeoutMs?: number;
+  /** ack mode: how long a gating record waits for its ack before the statement is refused (ms); default 5000 */
+  ackWaitMs?: number;
+  /** delay before non-gating events are sent, so they share a batch with the next statement (ms); default 2 (ack) / 5 (async) */
+  lingerMs?: number;
+  /** max events per lane batch; default 256 */
+  maxBatch?: number;
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  logger?: AuditLogger;
+}
+
+export interface AuditPublisherStats {
+  state: "up" | "down" | "closed";
+  /** events queued or unacknowledged */
+  pending: number;
+  published: number;
+  duplicates: number;
+  failedPublishes: number;
+  /** records refused because the buffer was full (fail closed) */
+  refused: number;
+  /** gating records that gave up waiting for their ack */
+  ackTimeouts: number;
+  lanes: number;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: Error) => void;
+  deadline: number;
+  settled: boolean;
+}
+
+interface Pending {
+  readonly id: string;
+  readonly bytes: Uint8Array;
+  waiter?: Waiter;
+}
+
+interface Lane {
+  readonly subject: string;
+  queue: Pending[];
+  inflight: Pending[] | null;
+}
+
+const silent: AuditLogger = { info() {}, warn() {}, error() {} };
+
+export class AuditPublisher {
+  readonly durability: AuditDurability;
+  private readonly js: JetStreamClient;
+  private readonly lanes = new Map<string, Lane>();
+  /** lanes with queued events and nothing in flight */
+  private readonly ready = new Set<Lane>();
+  private readonly waiters: Waiter[] = [];
+  private readonly flushWaiters: Array<() => void> = [];
+  private readonly opts: Required<Omit<AuditPublisherOptions, "logger">>;
+  private readonly log: AuditLogger;
+  private state: "up" | "down" | "closed" = "up";
+  private connected = true;
+  private backoff: number;
+  private retryAt = 0;
+  private pumpTimer: NodeJS.Timeout | null = null;
+  private pumpAt = Infinity;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private pendingCount = 0;
+  private readonly s = { published: 0, duplicates: 0, failedPublishes: 0, refused: 0, ackTimeouts: 0 };
+
+  constructor(private readonly nc: NatsConnection, o: AuditPublisherOptions) {
+    if (!(o.bufferEvents >= 1)) throw new SluiceError("invalid_argument", "dataPlane.audit.bufferEvents must be at least 1");
+    this.durability = o.durability;
+    this.opts = {
+      durability: o.durability,
+      bufferEvents: o.bufferEvents,
+      publishTimeoutMs: o.publishTimeoutMs ?? 5000,
+      ackWaitMs: o.ackWaitMs ?? 5000,
+      lingerMs: o.lingerMs ?? (o.durability === "ack" ? 2 : 5),
+      maxBatch: o.maxBatch ?? 256,
+      retryMinMs: o.retryMinMs ?? 50,
+      retryMaxMs: o.retryMaxMs ?? 2000,
+    };
+    this.log = o.logger ?? silent;
+    this.backoff = this.opts.retryMinMs;
+    this.js = jetstream(nc, { timeout: this.opts.publishTimeoutMs });
+    void this.watchStatus();
+    void nc.closed().then(() => this.onConnectionClosed());
+  }
+
+  get stats(): AuditPublisherStats {
+    return { state: this.state, pending: this.pendingCount, lanes: this.lanes.size, ...this.s };
+  }
+
+  /** events queued or unacknowledged */
+  get pending(): number {
+    return this.pendingCount;
+  }
+
+  /**
+   * Throws SluiceError("unavailable") when `n` more events of this mode would not be admitted.
+   * Callers check before they link events into a hash chain so a refused event never takes a sequence
+   * number. Synchronous: nothing can change between this check and `enqueue` in the same tick.
+   */
+  assertCapacity(n: number, mode: AdmitMode): void {
+    if (this.state === "closed") {
+      this.s.refused++;
+      throw new SluiceError("unavailable", FAIL_CLOSED_MESSAGE, { reason: "audit publisher closed" });
+    }
+    const cap = mode === "follow" ? this.opts.bufferEvents * 2 : this.opts.bufferEvents;
+    if (this.pendingCount + n > cap) {
+      this.s.refused++;
+      throw new SluiceError("unavailable", FAIL_CLOSED_MESSAGE, { pending: this.pendingCount, bufferEvents: this.opts.bufferEvents });
+    }
+  }
+
+  /**
+   * Queues already-chained events of one session, in order. In ack mode a `gate` enqueue returns a
+   * Promise resolved once the last of these events (and every earlier event on the subject) is
+   * acknowledged, rejected with SluiceError("unavailable") after `ackWaitMs` without it; the events
+   * stay queued either way, since the chain is already committed to them. Otherwise returns undefined.
+   */
+  enqueue(subject: string, events: readonly CloudEvent[], mode: AdmitMode): Promise<void> | undefined {
+    this.assertCapacity(events.length, mode);
+    let lane = this.lanes.get(subject);
+    if (!lane) {
+      lane = { subject, queue: [], inflight: null };
+      this.lanes.set(subject, lane);
+    }
+    for (const ev of events) lane.queue.push({ id: ev.id, bytes: encodeEvent(ev) });
+    this.pendingCount += events.length;
+    let done: Promise<void> | undefined;
+    if (mode === "gate" && this.durability === "ack") {
+      done = new Promise<void>((resolve, reject) => {
+        const w: Waiter = { resolve, reject, deadline: Date.now() + this.opts.ackWaitMs, settled: false };
+        lane.queue[lane.queue.length - 1]!.waiter = w;
+        this.waiters.push(w);
+      });
+      this.ensureSweeper();
+    }
+    if (!lane.inflight) {
+      this.ready.add(lane);
+      // a gating event goes out now (its session waits on it); others linger to share a batch
+      if (done && this.state === "up") this.dispatch(lane);
+      else this.schedulePump(this.state === "up" ? this.opts.lingerMs : Math.max(0, this.retryAt - Date.now()));
+    }
+    return done;
+  }
+
+  /** Resolves when every event enqueued so far is acknowledged; rejects after `timeoutMs`. */
+  flush(timeoutMs = 30_000): Promise<void> {
+    if (this.pendingCount === 0) return Promise.resolve();
+    this.schedulePump(0);
+    return new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => {
+        const i = this.flushWaiters.indexOf(done);
+        if (i >= 0) this.flushWaiters.splice(i, 1);
+        reject(new SluiceError("unavailable", `audit flush timed out with ${this.pendingCount} events pending`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      this.flushWaiters.push(done);
+    });
+  }
+
+  /**
+   * Shutdown: flushes (async mode's guarantee that a clean stop loses nothing), then refuses new
+   * records. Pending events still unacknowledged after `timeoutMs` are reported, not dropped silently.
+   */
+  async close(timeoutMs = 30_000): Promise<void> {
+    try {
+      await this.flush(timeoutMs);
+    } catch (e) {
+      this.log.error({ pending: this.pendingCount }, "audit publisher closed with unpublished events");
+      throw e;
+    } finally {
+      this.shutdown();
+    }
+  }
+
+  private shutdown(): void {
+    this.state = "closed";
+    if (this.pumpTimer) clearTimeout(this.pumpTimer);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.pumpTimer = this.sweepTimer = null;
+    for (const w of this.waiters) this.settle(w, new SluiceError("unavailable", FAIL_CLOSED_MESSAGE, { reason: "audit publisher closed" }));
+    this.waiters.length = 0;
+  }
+
+  private onConnectionClosed(): void {
+    if (this.state === "closed") return;
+    if (this.pendingCount > 0) this.log.error({ pending: this.pendingCount }, "NATS connection closed with unpublished audit events");
+    this.shutdown();
+  }
+
+  private async watchStatus(): Promise<void> {
+    try {
+      for await (const st of this.nc.status()) {
+        if (st.type === "disconnect") {
+          this.connected = false;
+          this.markDown("disconnected from NATS");
+        } else if (st.type === "reconnect") {
+          this.connected = true;
+          this.log.info({ pending: this.pendingCount }, "NATS reconnected: re-publishing buffered audit events");
+          this.retryAt = 0;
+          this.backoff = this.opts.retryMinMs;
+          this.schedulePump(0);
+        }
+      }
+    } catch (e) {
+      this.log.warn({ err: String(e) }, "NATS status watch ended");
+    }
+  }
+
+  private markDown(reason: string): void {
+    if (this.state === "closed") return;
+    if (this.state === "up") this.log.warn({ reason, pending: this.pendingCount }, "audit stream unavailable: buffering events");
+    this.state = "down";
+    this.retryAt = Date.now() + this.backoff;
+    this.backoff = Math.min(this.backoff * 2, this.opts.retryMaxMs);
+    this.schedulePump(this.retryAt - Date.now());
+  }
+
+  private markUp(): void {
+    if (this.state === "down") this.log.info({ pending: this.pendingCount }, "audit stream available again");
+    if (this.state !== "closed") this.state = "up";
+    this.backoff = this.opts.retryMinMs;
+  }
+
+  private schedulePump(delayMs: number): void {
+    if (this.state === "closed") return;
+    const at = Date.now() + Math.max(0, delayMs);
+    if (this.pumpTimer && this.pumpAt <= at) return;
+    if (this.pumpTimer) clearTimeout(this.pumpTimer);
+    this.pumpAt = at;
+    this.pumpTimer = setTimeout(() => {
+      this.pumpTimer = null;
+      this.pumpAt = Infinity;
+      this.pump();
+    }, Math.max(0, delayMs));
+  }
+
+  private pump(): void {
+    if (this.state === "closed" || this.ready.size === 0) return;
+    if (this.state === "down") {
+      if (!this.connected) return; // the reconnect status resumes us
+      const wait = this.retryAt - Date.now();
+      if (wait > 0) return this.schedulePump(wait);
+      // probe with one lane; its success brings every lane back
+      const first = this.ready.values().next().value as Lane;
+      this.dispatch(first);
+      return;
+    }
+    for (const lane of [...this.ready]) this.dispatch(lane);
+  }
+
+  private dispatch(lane: Lane): void {
+    this.ready.delete(lane);
+    if (lane.inflight || lane.queue.length === 0) return;
+    const batch = lane.queue.length <= this.opts.maxBatch ? lane.queue : lane.queue.slice(0, this.opts.maxBatch);
+    lane.queue = batch === lane.queue ? [] : lane.queue.slice(batch.length);
+    lane.inflight = batch;
+    const results: Array<PubAck | Error | undefined> = new Array(batch.length);
+    let left = batch.length;
+    const one = (i: number, r: PubAck | Error) => {
+      results[i] = r;
+      if (--left === 0) this.settleBatch(lane, batch, results as Array<PubAck | Error>);
+    };
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i]!;
+      let pr: Promise<PubAck>;
+      try {
+        pr = this.js.publish(lane.subject, p.bytes, { msgID: p.id, timeout: this.opts.publishTimeoutMs });
+      } catch (e) {
+        pr = Promise.reject(e);
+      }
+      pr.then((a) => one(i, a), (e: unknown) => one(i, e instanceof Error ? e : new Error(String(e))));
+    }
+  }
+
+  private settleBatch(lane: Lane, batch: Pending[], results: Array<PubAck | Error>): void {
+    lane.inflight = null;
+    const failed = results.findIndex((r) => r instanceof Error);
+    const okCount = failed === -1 ? batch.length : failed;
+    for (let i = 0; i < okCount; i++) {
+      const a = results[i] as PubAck;
+      if (a.duplicate) this.s.duplicates++;
+      else this.s.published++;
+      const w = batch[i]!.waiter;
+      if (w) this.settle(w);
+    }
+    this.pendingCount -= okCount;
+    if (failed !== -1) {
+      const err = results[failed] as Error;
+      this.s.failedPublishes += results.filter((r) => r instanceof Error).length;
+      // an event after the failed one was stored: the stream now holds the lane out of order.
+      // Publishing one synchronous batch on one connection makes this practically impossible; say so loudly if it happens.
+      if (results.slice(failed + 1).some((r) => !(r instanceof Error) && !r.duplicate)) {
+        this.log.error({ subject: lane.subject }, "audit events stored out of order after a failed publish");
+      }
+      // re-queue from the first unacknowledged event, ahead of anything queued meanwhile
+      lane.queue = batch.slice(failed).concat(lane.queue);
+      this.ready.add(lane);
+      this.markDown(err.message);
+    } else {
+      this.markUp();
+      if (lane.queue.length > 0) {
+        // events queued while the batch was in flight; a waiting gate goes now, others may linger
+        if (lane.queue.some((p) => p.waiter)) this.dispatch(lane);
+        else {
+          this.ready.add(lane);
+          this.schedulePump(this.opts.lingerMs);
+        }
+      } else this.lanes.delete(lane.subject);
+      if (this.ready.size > 0) this.schedulePump(0);
+    }
+    if (this.pendingCount === 0 && this.flushWaiters.length) {
+      for (const f of this.flushWaiters.splice(0)) f();
+    }
+  }
+
+  private settle(w: Waiter, err?: Error): void {
+    if (w.settled) return;
+    w.settled = true;
+    if (err) w.reject(err);
+    else w.resolve();
+  }
+
+  private ensureSweeper(): void {
+    if (this.sweepTimer) return;
+    const every = Math.max(10, Math.min(250, Math.floor(this.opts.ackWaitMs / 4)));
+    this.sweepTimer = setInterval(() => this.sweep(), every);
+    this.sweepTimer.unref();
+  }
+
+  /** Refuses gating records whose ack did not come in time; their events stay queued. */
+  private sweep(): void {
+    const now = Date.now();
+    let i = 0;
+    // deadlines are in enqueue order (one ackWaitMs for all), so expired and settled ones are at the front
+    while (i < this.waiters.length) {
+      const w = this.waiters[i]!;
+      if (w.settled) { i++; continue; }
+      if (w.deadline > now) break;
+      this.s.ackTimeouts++;
+      this.settle(w, new SluiceError("unavailable", FAIL_CLOSED_MESSAGE, { reason: "no acknowledgement from the audit stream in time" }));
+      i++;
+    }
+    // drop the settled prefix; lanes settle out of global order, so compact the rest when it grows
+    if (i > 0) this.waiters.splice(0, i);
+    if (this.waiters.length > 4096) {
+      const keep = this.waiters.filter((w) => !w.settled);
+      this.waiters.length = 0;
+      for (const w of keep) this.waiters.push(w);
+    }
+    if (this.waiters.length === 0 && this.sweepTimer) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = null;
+    }
+  }
+}

@@ -1,0 +1,2 @@
+export * from "./audit-publisher.js";
+export * from "./session-recorder.js";
