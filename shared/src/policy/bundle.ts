@@ -70,6 +70,8 @@ export interface UpstreamSpec {
   user: string;
   /** a reference, never the secret: `env:NAME` or `file:/path`; absent for trust auth */
   password?: string;
+  /** `trust`: the upstream needs no password (then `password` must be absent); default `password` */
+  auth?: "password" | "trust";
   tls?: UpstreamTlsMode;
   /** for verify-full: a CA bundle reference (`file:/path`) */
   ca?: string;
@@ -96,6 +98,8 @@ export interface PolicySpec {
   name: string;
   groups: string[];
   resources: string[];
+  /** when set, only identities verified by these issuers (bundle names) match this policy */
+  issuers?: string[];
   allow: StatementClass[];
   /** classes or risks */
   requireApproval?: string[];

@@ -1,2 +1,4 @@
 export * from "./bundle.js";
 export * from "./decision.js";
+export * from "./validate-bundle.js";
+export * from "./parse-bundle.js";
