@@ -53,12 +53,13 @@ export function defaultConfig(): SluiceConfig {
       adminGroups: ["sluice-admins"],
       issuers: [],
       readModel: { dialect: "sqlite", url: ".sluice/read-model.sqlite" },
-      sealer: { everyEvents: 1000, everySeconds: 10 },
+      // optional keys are present (undefined) so a config file may set them
+      sealer: { everyEvents: 1000, everySeconds: 10, signingKeyFile: undefined },
     },
     dataPlane: {
       listen: "0.0.0.0:7432",
       httpListen: "127.0.0.1:7480",
-      tls: { mode: "required" },
+      tls: { mode: "required", certFile: undefined, keyFile: undefined },
       maxFrameBytes: 64 * 1024 * 1024,
       audit: { durability: "ack", bufferEvents: 10_000, maxRowsPerStatement: 100, maxBytesPerStatement: 64 * 1024 },
       controlPlaneUrl: "127.0.0.1:7400",
