@@ -1,0 +1,77 @@
+import type { Bundle, IssuerSpec, ResourceSpec } from "@sluice/shared/policy";
+import { STATEMENT_CLASSES } from "@sluice/shared/policy";
+
+/** The environment variable the dev data plane resolves the upstream password from. */
+export const DEV_PASSWORD_ENV = "SLUICE_DEV_UPSTREAM_PASSWORD";
+
+export interface DevUpstream {
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+  /** the secret itself; only ever placed in the data plane's environment, never in the bundle */
+  password?: string;
+}
+
+/** Parses `postgres://USER:PASS@HOST:PORT/DB` (postgresql:// too); defaults like libpq. */
+export function parseUpstreamUrl(url: string): DevUpstream {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error("--upstream must be a URL like postgres://USER:PASS@HOST:PORT/DB");
+  }
+  if (u.protocol !== "postgres:" && u.protocol !== "postgresql:") {
+    throw new Error("--upstream must start with postgres:// or postgresql://");
+  }
+  const database = decodeURIComponent(u.pathname.replace(/^\//, ""));
+  const user = decodeURIComponent(u.username) || "postgres";
+  return {
+    host: u.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1",
+    port: u.port ? Number(u.port) : 5432,
+    database: database || user,
+    user,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+  };
+}
+
+/** The resource entry for the dev upstream: the password is an `env:` reference, never the value. */
+export function devResource(name: string, up: DevUpstream): ResourceSpec {
+  return {
+    name,
+    upstream: {
+      host: up.host,
+      port: up.port,
+      database: up.database,
+      user: up.user,
+      ...(up.password !== undefined ? { password: `env:${DEV_PASSWORD_ENV}` } : {}),
+      tls: "disable",
+    },
+  };
+}
+
+/**
+ * The permissive development bundle: the dev issuer, the resource, every statement class allowed to
+ * group `dev` and to the admin group.
+ */
+export function devBundle(issuer: IssuerSpec, resource: ResourceSpec, adminGroup: string): Bundle {
+  return {
+    issuers: [issuer],
+    resources: [resource],
+    policies: [
+      { name: "dev-all", groups: ["dev", adminGroup], resources: [resource.name], allow: [...STATEMENT_CLASSES] },
+    ],
+    masking: [],
+    groups: ["dev", adminGroup],
+  };
+}
+
+/**
+ * A user's bundle (`--policy FILE`) made to work with the dev stack: the dev issuer replaces any
+ * issuer named `dev`, and the dev resource is added when the bundle does not define one by that name.
+ */
+export function withDevParts(bundle: Bundle, issuer: IssuerSpec, resource: ResourceSpec): Bundle {
+  const issuers = [issuer, ...bundle.issuers.filter((i) => i.name !== issuer.name)];
+  const resources = bundle.resources.some((r) => r.name === resource.name) ? bundle.resources : [resource, ...bundle.resources];
+  return { ...bundle, issuers, resources };
+}
