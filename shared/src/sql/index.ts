@@ -1,1 +1,8 @@
 export * from "./statement-info.js";
+export * from "./classify-sql.js";
+export * from "./sql-prepared.js";
+export * from "./decide-sql.js";
+// evaluation and the cache are pure policy code; re-exported here so the data plane takes its
+// whole decision path from one subpath (policy/index.ts exports them as well).
+export * from "../policy/evaluate.js";
+export * from "../policy/decision-cache.js";

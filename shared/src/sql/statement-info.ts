@@ -17,6 +17,21 @@ export interface StatementInfo {
   risks: Risk[];
   /** transaction control statements, for transaction-status bookkeeping */
   txn?: "begin" | "commit" | "rollback" | "savepoint" | "release" | "rollback_to" | "prepare" | "commit_prepared" | "rollback_prepared";
+  /**
+   * Every class the statement exercises; policy must allow each of them. `class` is the most
+   * privileged of these. Differs from `[class]` for compound statements: a DO block running an
+   * INSERT and a CREATE TABLE is `[write, ddl]`; a SELECT calling pg_read_file is `[admin]`.
+   * Absent = `[class]` (for StatementInfo values built by hand).
+   */
+  classes?: StatementClass[];
+  /** SQL-level `PREPARE name AS …`: the name; the rest of this info describes the prepared statement */
+  prepares?: string;
+  /** SQL-level `EXECUTE name` (also inside EXPLAIN ANALYZE / CREATE TABLE AS): resolved by SqlPrepared at evaluation */
+  executes?: string[];
+  /** `DEALLOCATE name` / `DEALLOCATE ALL` / `DISCARD ALL`: what to forget from the session's SqlPrepared */
+  deallocates?: { all: true } | { all: false; name: string };
+  /** `SET search_path` / set_config('search_path', …): bare table names stop meaning `public.` */
+  setsSearchPath?: boolean;
 }
 
 export type Classification =

@@ -1,0 +1,48 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { DecisionCache } from "./decision-cache.js";
+import type { Decision } from "./decision.js";
+
+const d = (rule: string): Decision => ({
+  action: "allow",
+  rule,
+  reason: rule,
+  statementClass: "read",
+  statementIndex: 0,
+  statements: [],
+});
+
+test("keys on revision, resource, groups (order-insensitive) and text", () => {
+  const c = new DecisionCache(10);
+  c.set(1, "orders", ["b", "a"], "select 1", d("x"));
+  assert.equal(c.get(1, "orders", ["a", "b"], "select 1")?.rule, "x");
+  assert.equal(c.get(1, "orders", ["a"], "select 1"), undefined);
+  assert.equal(c.get(1, "billing", ["a", "b"], "select 1"), undefined);
+  assert.equal(c.get(1, "orders", ["a", "b"], "select 2"), undefined);
+  assert.equal(c.hits, 1);
+  assert.equal(c.misses, 3);
+});
+
+test("a new snapshot revision invalidates everything; an older one neither reads nor writes", () => {
+  const c = new DecisionCache(10);
+  c.set(3, "r", ["g"], "q", d("old"));
+  assert.equal(c.get(4, "r", ["g"], "q"), undefined);
+  assert.equal(c.size, 0);
+  assert.equal(c.revision, 4);
+  c.set(3, "r", ["g"], "q", d("stale"));
+  assert.equal(c.size, 0);
+  assert.equal(c.get(3, "r", ["g"], "q"), undefined);
+});
+
+test("bounded LRU: the least recently used entry goes first", () => {
+  const c = new DecisionCache(2);
+  const k = DecisionCache.contextKey("r", ["g"]);
+  c.setByKey(1, k, "a", d("a"));
+  c.setByKey(1, k, "b", d("b"));
+  assert.ok(c.getByKey(1, k, "a")); // a is now the most recent
+  c.setByKey(1, k, "c", d("c"));
+  assert.equal(c.size, 2);
+  assert.equal(c.getByKey(1, k, "b"), undefined);
+  assert.equal(c.getByKey(1, k, "a")?.rule, "a");
+  assert.equal(c.getByKey(1, k, "c")?.rule, "c");
+});

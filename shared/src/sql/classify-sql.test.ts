@@ -1,0 +1,162 @@
+import { before, test } from "node:test";
+import assert from "node:assert/strict";
+import { classifySql, fingerprint, loadSqlParser } from "./classify-sql.js";
+import type { StatementInfo } from "./statement-info.js";
+
+before(loadSqlParser);
+
+function one(sql: string): StatementInfo {
+  const c = classifySql(sql);
+  assert.ok(c.ok, `expected ${sql} to parse: ${!c.ok ? c.error : ""}`);
+  assert.equal(c.statements.length, 1, sql);
+  return c.statements[0];
+}
+
+test("a plain SELECT is a read of its tables, however it is spelled", () => {
+  for (const sql of [
+    "select * from secrets",
+    "SeLeCt * FrOm SECRETS",
+    "select * from /* a /* nested */ comment */ secrets -- trailing",
+    'select * from "secrets"',
+    'select * from U&"sec\\0072ets"',
+    "TABLE secrets",
+  ]) {
+    const s = one(sql);
+    assert.equal(s.class, "read", sql);
+    assert.deepEqual(s.tables.read, ["secrets"], sql);
+  }
+  assert.deepEqual(one('select * from "public"."secrets"').tables.read, ["public.secrets"]);
+});
+
+test("writes are found through CTEs, subqueries, RETURNING and EXPLAIN ANALYZE", () => {
+  const cte = one("with gone as (delete from audit returning *) select count(*) from gone");
+  assert.equal(cte.class, "write");
+  assert.deepEqual(cte.tables.write, ["audit"]);
+  assert.ok(cte.risks.includes("delete-without-where"));
+
+  const ins = one("insert into archive select * from orders where id in (select id from old) returning (select 1 from secrets)");
+  assert.deepEqual(ins.tables.write, ["archive"]);
+  assert.deepEqual(ins.tables.read.sort(), ["old", "orders", "secrets"]);
+
+  const ea = one("EXPLAIN (ANALYZE, BUFFERS) UPDATE orders SET x = 1");
+  assert.equal(ea.class, "write");
+  assert.ok(ea.risks.includes("update-without-where"));
+  const e = one("EXPLAIN UPDATE orders SET x = 1");
+  assert.equal(e.class, "read");
+  assert.deepEqual(e.risks, []);
+  assert.equal(one("explain (analyze false) delete from t").class, "read");
+
+  const lock = one("select * from orders o join items i on true for update of o");
+  assert.equal(lock.class, "write");
+  assert.deepEqual(lock.tables.write, ["orders"]);
+});
+
+test("a CTE name shadows a table only where Postgres scoping says so", () => {
+  const s = one("with secrets as (select * from secrets) select * from secrets");
+  assert.deepEqual(s.tables.read, ["secrets"]); // the real table, read inside the CTE
+  const r = one("with x as (select 1) select * from x");
+  assert.deepEqual(r.tables.read, []);
+  const q = one("with x as (select 1) select * from public.x");
+  assert.deepEqual(q.tables.read, ["public.x"]);
+});
+
+test("risks: where-less deletes/updates (also constant WHERE), truncate, drops, copy, grants, role changes", () => {
+  assert.deepEqual(one("delete from t where 1 = 1").risks, ["delete-without-where"]);
+  assert.deepEqual(one("delete from t where id = 3").risks, []);
+  assert.deepEqual(one("update t set a = 1 where true").risks, ["update-without-where"]);
+  assert.deepEqual(one("truncate t, u").tables.write, ["t", "u"]);
+  assert.ok(one("drop table public.secrets").risks.includes("drop-table"));
+  assert.deepEqual(one("drop table public.secrets").tables.write, ["public.secrets"]);
+  assert.ok(one("drop schema s cascade").risks.includes("drop-schema"));
+  assert.ok(one("DROP DATABASE prod").risks.includes("drop-database"));
+  assert.ok(one("drop role bob").risks.includes("drop-role"));
+  assert.equal(one("copy t from program 'curl x'").risks[0], "copy-program");
+  assert.equal(one("copy t to '/tmp/x'").risks[0], "copy-file");
+  assert.deepEqual(one("copy t to stdout").risks, []);
+  assert.equal(one("copy t from stdin").tables.write[0], "t");
+  assert.equal(one("grant all on secrets to public").class, "admin");
+  for (const sql of ["set role postgres", "SET SESSION AUTHORIZATION postgres", "reset role", "set local role x", "select set_config('role', 'postgres', false)"]) {
+    const s = one(sql);
+    assert.ok(s.risks.includes("role-change"), sql);
+    assert.equal(s.class, "admin", sql);
+  }
+  assert.ok(one("alter system set fsync = off").risks.includes("alter-system"));
+});
+
+test("superuser functions make any statement admin, wherever they hide", () => {
+  for (const sql of [
+    "select pg_read_file('/etc/passwd')",
+    "select * from pg_catalog.pg_ls_dir('.')",
+    "select length(PG_READ_FILE('x'))",
+    "select 1 where exists (select lo_import('/etc/passwd'))",
+    "select pg_terminate_backend(pid) from pg_stat_activity",
+    "insert into t values (pg_read_binary_file('x'))",
+  ]) {
+    const s = one(sql);
+    assert.ok(s.risks.includes("superuser-functions"), sql);
+    assert.equal(s.class, "admin", sql);
+  }
+  const x = one("select query_to_xml('select * from secrets', true, true, '')");
+  assert.ok(x.risks.includes("dynamic-sql"));
+});
+
+test("DO blocks are parsed with the PL/pgSQL parser, nested and EXECUTEd SQL included", () => {
+  const d = one("DO $$ BEGIN DELETE FROM t; END $$");
+  assert.equal(d.class, "write");
+  assert.ok(d.risks.includes("delete-without-where"));
+  const n = one("DO $a$ BEGIN DO $b$ BEGIN EXECUTE 'DROP TABLE x'; END $b$; END $a$");
+  assert.ok(n.risks.includes("drop-table") && n.risks.includes("dynamic-sql"));
+  const f = one("DO $$ BEGIN EXECUTE format('DROP TABLE %I', 'x'); END $$");
+  assert.equal(f.class, "admin"); // computed SQL: unknowable
+  const none = one("DO $$ BEGIN RAISE NOTICE 'hi'; END $$");
+  assert.equal(none.class, "utility");
+  assert.equal(one("DO LANGUAGE plpython3u $$ import os $$").class, "admin");
+  assert.equal(classifySql("DO $$ BEGIN this is not plpgsql; END $$").ok, false);
+});
+
+test("function bodies carry their tables and risks; the definition itself is ddl", () => {
+  const p = one("create function f() returns void language plpgsql as $$ begin execute 'delete from t'; end $$");
+  assert.equal(p.class, "ddl");
+  assert.ok(p.risks.includes("dynamic-sql") && p.risks.includes("delete-without-where"));
+  const s = one("create function g() returns bigint language sql as 'select count(*) from secrets'");
+  assert.deepEqual(s.tables.read, ["secrets"]);
+  assert.equal(one("create function h() returns int language c as 'lib', 'sym'").class, "admin");
+});
+
+test("PREPARE is what it prepares; EXECUTE names it; DEALLOCATE forgets", () => {
+  const c = classifySql("PREPARE wipe(int) AS DELETE FROM t WHERE id = $1; EXECUTE wipe(1); DEALLOCATE wipe");
+  assert.ok(c.ok);
+  const [p, e, d] = c.statements;
+  assert.equal(p.prepares, "wipe");
+  assert.equal(p.class, "write");
+  assert.deepEqual(e.executes, ["wipe"]);
+  assert.deepEqual(d.deallocates, { all: false, name: "wipe" });
+  assert.deepEqual(one("explain analyze execute wipe(1)").executes, ["wipe"]);
+});
+
+test("multi-statement strings are split by byte offsets, multibyte text included", () => {
+  const c = classifySql("select 'héllo ✓'; /* x */ DROP TABLE t;select 2");
+  assert.ok(c.ok);
+  assert.deepEqual(c.statements.map((s) => s.text), ["select 'héllo ✓'", "DROP TABLE t", "select 2"]);
+  assert.deepEqual(c.statements.map((s) => s.class), ["read", "ddl", "read"]);
+});
+
+test("transaction control is tagged for the session's bookkeeping", () => {
+  const c = classifySql("BEGIN; SAVEPOINT a; ROLLBACK TO a; COMMIT; START TRANSACTION; ROLLBACK");
+  assert.ok(c.ok);
+  assert.deepEqual(c.statements.map((s) => s.txn), ["begin", "savepoint", "rollback_to", "commit", "begin", "rollback"]);
+});
+
+test("garbage, truncated and empty input", () => {
+  const bad = classifySql("selec * from t");
+  assert.equal(bad.ok, false);
+  assert.equal(classifySql("select 'unterminated").ok, false);
+  assert.equal(classifySql("select 1; drop").ok, false);
+  assert.deepEqual(classifySql("  -- only a comment\n"), { ok: true, statements: [] });
+  assert.deepEqual(classifySql(""), { ok: true, statements: [] });
+});
+
+test("fingerprint ignores literal values and formatting", () => {
+  assert.equal(fingerprint("select * from t where id = 1"), fingerprint("SELECT *\n FROM t WHERE id = 42"));
+  assert.notEqual(fingerprint("select * from t"), fingerprint("select * from u"));
+});
