@@ -143,6 +143,9 @@ test("policy checks: classes and risks, tables, approval", () => {
   assert.deepEqual(problemsOf((b) => (b.policies[0].approval.approvers = [])), ["/policies/0/approval/approvers: policies[0].approval.approvers must not be empty"]);
   assert.deepEqual(problemsOf((b) => (b.policies[0].groups = [])), ["/policies/0/groups: policies[0].groups must not be empty"]);
   assert.deepEqual(problemsOf((b) => (b.policies[0].issuers = ["github"])), []);
+  // `*` means any group / any resource (evaluate.ts, masking); never "any approver"
+  assert.deepEqual(problemsOf((b) => { b.policies[0].groups = ["*"]; b.policies[0].resources = ["*"]; b.masking[0].resources = ["*"]; }), []);
+  assert.match(problemsOf((b) => (b.policies[0].approval.approvers = ["*"]))[0]!, /^\/policies\/0\/approval\/approvers\/0: unknown group "\*"/);
 });
 
 test("masking checks: strategy, classifiers (built-in and custom), regexes, something to mask", () => {

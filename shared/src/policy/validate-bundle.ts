@@ -536,6 +536,9 @@ export function validateBundle(bundle: unknown, opts: ValidateOptions = {}): Pro
       c.unique(seenPolicies, name, ["policies", i], "policy");
       for (const r of refs) {
         const where = human(r.segs.slice(0, -1));
+        // `*` in a policy's groups or resources means "any" (evaluate.ts); approvers must be real groups
+        const wildcard = r.name === "*" && !r.segs.includes("approvers");
+        if (wildcard) continue;
         if (r.kind === "resource") {
           if (!names.resources.has(r.name) && !names.resourcesBroken.value)
             c.add(r.segs, `unknown resource ${q(r.name)} in ${where} (no entry in resources has that name)`);
@@ -555,7 +558,7 @@ export function validateBundle(bundle: unknown, opts: ValidateOptions = {}): Pro
       const { name, refs } = checkMasking(c, v, ["masking", i]);
       c.unique(seenMasking, name, ["masking", i], "masking rule");
       for (const r of refs)
-        if (!names.resources.has(r.name) && !names.resourcesBroken.value) c.add(r.segs, `unknown resource ${q(r.name)} in ${human(r.segs.slice(0, -1))} (no entry in resources has that name)`);
+        if (r.name !== "*" && !names.resources.has(r.name) && !names.resourcesBroken.value) c.add(r.segs, `unknown resource ${q(r.name)} in ${human(r.segs.slice(0, -1))} (no entry in resources has that name)`);
     });
   } else if (bundle === null || bundle === undefined) {
     c.add([], "the bundle is empty (expected a mapping with issuers, resources, policies, masking)");
