@@ -1,0 +1,236 @@
+/**
+ * Composition root of the data plane's proxy: the Postgres listener, the HTTP health/metrics
+ * listener, cancel-key bookkeeping and the hooks (policy, audit, masking, approvals, cancel routing).
+ */
+import net from "node:net";
+import http from "node:http";
+import tls from "node:tls";
+import { randomInt } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import type { PolicySnapshot, ResourceSpec } from "@sluice/shared/policy";
+import type { Logger } from "@sluice/shared/logging";
+import { verifyToken } from "@sluice/shared/auth";
+import { handleClientConnection, newPoisonToken, type ConnectionContext, type VerifiedIdentity } from "./net/client-connection.js";
+import { resolveSecret as defaultResolveSecret } from "./upstream/resolve-secret.js";
+import { sendUpstreamCancel } from "./upstream/connect-upstream.js";
+import { encodeClientPid, nodeNumberFromId, nodeOfClientPid } from "./session/cancel-keys.js";
+import type { RelaySession } from "./session/relay-session.js";
+import {
+  denyAllEnforcer,
+  noopAudit,
+  type ApprovalGate,
+  type AuditSink,
+  type CancelRouter,
+  type Enforcer,
+  type ResultMasker,
+  type SnapshotSource,
+} from "./session/session-hooks.js";
+
+export interface DataPlaneOptions {
+  /** where the policy comes from (B2's KV watcher, or staticSnapshots in tests) */
+  snapshots: SnapshotSource;
+  /** listen address (default 127.0.0.1) and Postgres port (default 7432; 0 = ephemeral) */
+  host?: string;
+  port?: number;
+  /** health/metrics port (default 7480; 0 = ephemeral; null = no HTTP listener) */
+  httpPort?: number | null;
+  /** client TLS: PEM certificate and key, or "disabled" (plaintext, loopback development only) */
+  tls: { cert: string | Buffer; key: string | Buffer } | "disabled";
+  nodeId?: string;
+  region?: string;
+  /** 0..2047, encoded in the BackendKeyData handed to clients (default: derived from nodeId) */
+  nodeNumber?: number;
+  /** policy per statement; default: deny everything (there is no implicit allow) */
+  enforcer?: Enforcer;
+  audit?: AuditSink;
+  masker?: ResultMasker;
+  approvals?: ApprovalGate;
+  /** cancels for keys of other nodes (B2: NATS). Without it such cancels are dropped. */
+  cancelRouter?: CancelRouter;
+  /** largest client message accepted (default 64 MiB) */
+  maxFrameBytes?: number;
+  /** startup + authentication + upstream connect budget (default 30 s) */
+  authTimeoutMs?: number;
+  logger?: Logger;
+  /** token verification (default: @sluice/shared/auth verifyToken against the snapshot's issuers) */
+  verify?: (token: string, snapshot: PolicySnapshot) => Promise<VerifiedIdentity>;
+  /** credential references (default: env:/file:) */
+  resolveSecret?: (ref: string) => Promise<string>;
+}
+
+export interface DataPlaneStats {
+  /** connections in startup/authentication */
+  connecting: number;
+  /** relaying sessions */
+  sessions: number;
+  statements: number;
+  denied: number;
+  bytesIn: number;
+  bytesOut: number;
+  cancels: number;
+}
+
+export interface DataPlane {
+  port: number;
+  httpPort: number | null;
+  nodeNumber: number;
+  /** stop listening and end every session */
+  stop(): Promise<void>;
+  stats(): DataPlaneStats;
+  /** a cancel routed here from another node (B2's NATS router calls this) */
+  cancelLocal(key: { pid: number; secret: number }): Promise<void>;
+}
+
+interface CancelEntry {
+  secret: number;
+  upstream: ResourceSpec["upstream"];
+  key: { pid: number; secret: number };
+}
+
+export async function startDataPlane(options: DataPlaneOptions): Promise<DataPlane> {
+  const log = options.logger;
+  const nodeId = options.nodeId ?? `dp-${process.pid}`;
+  const nodeNumber = options.nodeNumber ?? nodeNumberFromId(nodeId);
+  const secureContext = options.tls === "disabled" ? null : tls.createSecureContext({ cert: options.tls.cert, key: options.tls.key });
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<RelaySession>();
+  const cancelKeys = new Map<number, CancelEntry>();
+  let counter = randomInt(0, 1 << 20);
+  const totals = { statements: 0, denied: 0, bytesIn: 0, bytesOut: 0, cancels: 0 };
+  let connecting = 0;
+
+  const cancelLocal = async (k: { pid: number; secret: number }): Promise<void> => {
+    const e = cancelKeys.get(k.pid);
+    if (!e || e.secret !== k.secret) return; // like Postgres: a wrong key is silently ignored
+    totals.cancels++;
+    await sendUpstreamCancel(e.upstream, e.key).catch((err: Error) => log?.warn({ code: (err as NodeJS.ErrnoException).code }, "upstream cancel failed"));
+  };
+
+  const ctx: ConnectionContext = {
+    nodeId,
+    region: options.region ?? "local",
+    secureContext,
+    snapshots: options.snapshots,
+    enforcer: options.enforcer ?? denyAllEnforcer,
+    audit: options.audit ?? noopAudit,
+    masker: options.masker,
+    approvals: options.approvals,
+    maxFrameBytes: options.maxFrameBytes ?? 64 * 1024 * 1024,
+    authTimeoutMs: options.authTimeoutMs ?? 30_000,
+    poisonToken: newPoisonToken(),
+    logger: log,
+    verify:
+      options.verify ??
+      (async (token, snap) => {
+        const v = await verifyToken(token, snap.bundle.issuers);
+        return { subject: v.subject, issuer: v.issuer, claims: v.claims, groups: v.groups };
+      }),
+    resolveSecret: options.resolveSecret ?? defaultResolveSecret,
+    allocateCancelKey(resource, upstreamKey) {
+      let pid: number;
+      do {
+        counter = (counter + 1) & 0xfffff;
+        pid = encodeClientPid(nodeNumber, counter);
+      } while (cancelKeys.has(pid));
+      const secret = randomInt(-0x80000000, 0x7fffffff);
+      cancelKeys.set(pid, { secret, upstream: resource.upstream, key: upstreamKey });
+      return { pid, secret, release: () => cancelKeys.delete(pid) };
+    },
+    cancel(pid, secret) {
+      const node = nodeOfClientPid(pid);
+      if (node === nodeNumber) void cancelLocal({ pid, secret });
+      else if (options.cancelRouter)
+        void Promise.resolve(options.cancelRouter.routeCancel(node, { pid, secret })).catch((e: Error) => log?.warn({ err: e.message }, "cancel routing failed"));
+    },
+    track(session, delta) {
+      if (session === null) connecting += delta;
+      else if (delta > 0) sessions.add(session);
+      else {
+        sessions.delete(session);
+        totals.statements += session.stats.statements;
+        totals.denied += session.stats.denied;
+        totals.bytesIn += session.stats.bytesIn;
+        totals.bytesOut += session.stats.bytesOut;
+      }
+    },
+    now: () => performance.now(),
+  };
+
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    try {
+      handleClientConnection(socket, ctx);
+    } catch (e) {
+      log?.error({ err: (e as Error).message }, "connection handler failed");
+      socket.destroy();
+    }
+  });
+  server.on("error", (e) => log?.error({ err: e.message }, "listener error"));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 7432, options.host ?? "127.0.0.1", () => {
+      server.removeListener("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as net.AddressInfo).port;
+
+  const stats = (): DataPlaneStats => {
+    const s = { ...totals, connecting, sessions: sessions.size };
+    for (const x of sessions) {
+      s.statements += x.stats.statements;
+      s.denied += x.stats.denied;
+      s.bytesIn += x.stats.bytesIn;
+      s.bytesOut += x.stats.bytesOut;
+    }
+    return s;
+  };
+
+  let httpServer: http.Server | null = null;
+  let httpPort: number | null = null;
+  if (options.httpPort !== null) {
+    httpServer = http.createServer((req, res) => {
+      if (req.url === "/healthz") {
+        res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+      } else if (req.url === "/readyz") {
+        const snap = options.snapshots.current();
+        res.writeHead(snap ? 200 : 503, { "content-type": "text/plain" }).end(snap ? `ready revision ${snap.revision}\n` : "no policy snapshot\n");
+      } else if (req.url === "/metrics") {
+        const s = stats();
+        const lines = [
+          `sluice_dp_connections_connecting ${s.connecting}`,
+          `sluice_dp_sessions ${s.sessions}`,
+          `sluice_dp_statements_total ${s.statements}`,
+          `sluice_dp_statements_denied_total ${s.denied}`,
+          `sluice_dp_client_bytes_in_total ${s.bytesIn}`,
+          `sluice_dp_client_bytes_out_total ${s.bytesOut}`,
+          `sluice_dp_cancels_total ${s.cancels}`,
+          `sluice_dp_policy_revision ${options.snapshots.current()?.revision ?? 0}`,
+        ];
+        res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(lines.join("\n") + "\n");
+      } else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve, reject) => {
+      httpServer!.once("error", reject);
+      httpServer!.listen(options.httpPort ?? 7480, options.host ?? "127.0.0.1", () => resolve());
+    });
+    httpPort = (httpServer.address() as net.AddressInfo).port;
+  }
+  log?.info({ port, httpPort, nodeId, nodeNumber, tls: secureContext !== null }, "data plane listening");
+
+  return {
+    port,
+    httpPort,
+    nodeNumber,
+    stats,
+    cancelLocal,
+    async stop() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      });
+      if (httpServer) await new Promise<void>((resolve) => httpServer!.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,373 @@
+/**
+ * One client connection from the first byte to the end: startup packets (SSLRequest → TLS,
+ * GSSENCRequest → 'N', CancelRequest), the StartupMessage, the cleartext password carrying the JWT,
+ * the upstream connection, then the relay. Everything a client sends is untrusted: any failure ends
+ * this connection only, with an ErrorResponse when the protocol still allows one.
+ */
+import type net from "node:net";
+import tls from "node:tls";
+import { randomBytes } from "node:crypto";
+import { SluiceError } from "@sluice/shared/errors";
+import type { PolicySnapshot, ResourceSpec } from "@sluice/shared/policy";
+import type { Logger } from "@sluice/shared/logging";
+import { uuidv7 } from "@sluice/shared/events";
+import { F } from "../wire/codes.js";
+import { splitFrames, WireError } from "../wire/frame-scanner.js";
+import { readStartupPacket, type StartupPacket } from "../wire/startup.js";
+import { decodePassword } from "../wire/decode.js";
+import { authCleartextPassword, authOk, backendKeyData, errorResponse, readyForQuery } from "../wire/encode.js";
+import { connectUpstream, type UpstreamConnection } from "../upstream/connect-upstream.js";
+import { RelaySession } from "../session/relay-session.js";
+import { mayConnect } from "../session/may-connect.js";
+import type { ApprovalGate, AuditSink, ConnectionInfo, Enforcer, ResultMasker, SessionInfo, SnapshotSource } from "../session/session-hooks.js";
+
+export interface VerifiedIdentity {
+  subject: string;
+  issuer: string;
+  claims: Record<string, unknown>;
+  groups: string[];
+}
+
+export interface ConnectionContext {
+  nodeId: string;
+  region: string;
+  /** null: plaintext only (`tls: disabled`) */
+  secureContext: tls.SecureContext | null;
+  snapshots: SnapshotSource;
+  enforcer: Enforcer;
+  audit: AuditSink;
+  masker?: ResultMasker;
+  approvals?: ApprovalGate;
+  maxFrameBytes: number;
+  authTimeoutMs: number;
+  poisonToken: string;
+  logger?: Logger;
+  verify(token: string, snapshot: PolicySnapshot): Promise<VerifiedIdentity>;
+  resolveSecret(ref: string): Promise<string>;
+  /** a cancel key for a new session; `release` when it ends */
+  allocateCancelKey(resource: ResourceSpec, upstreamKey: { pid: number; secret: number }): { pid: number; secret: number; release(): void };
+  cancel(pid: number, secret: number): void;
+  track(session: RelaySession | null, delta: 1 | -1): void;
+  now(): number;
+}
+
+/** Startup parameters passed on to the upstream. Others (`options` can carry `-c role=…`) are dropped. */
+const FORWARDED_PARAMS = ["application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits"];
+const MAX_PASSWORD_FRAME = 64 * 1024;
+
+/** Buffers the pre-relay phase, where messages are few and small. */
+class Reader {
+  private buf: Buffer = Buffer.alloc(0);
+  private wake: (() => void) | null = null;
+  private ended = false;
+  private readonly onData = (d: Buffer) => {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+    this.wake?.();
+  };
+  private readonly onEnd = () => {
+    this.ended = true;
+    this.wake?.();
+  };
+
+  constructor(private readonly socket: net.Socket) {
+    socket.on("data", this.onData);
+    socket.on("end", this.onEnd);
+    socket.on("close", this.onEnd);
+  }
+
+  async read<T>(parse: (b: Buffer) => { value: T; rest: Buffer } | null): Promise<T> {
+    for (;;) {
+      const r = parse(this.buf);
+      if (r) {
+        this.buf = r.rest;
+        return r.value;
+      }
+      if (this.ended) throw new WireError("connection closed during startup");
+      await new Promise<void>((res) => (this.wake = res));
+      this.wake = null;
+    }
+  }
+
+  /** stop reading; returns what was received but not consumed */
+  detach(): Buffer {
+    this.socket.pause();
+    this.socket.removeListener("data", this.onData);
+    this.socket.removeListener("end", this.onEnd);
+    this.socket.removeListener("close", this.onEnd);
+    const rest = this.buf;
+    this.buf = Buffer.alloc(0);
+    return rest;
+  }
+}
+
+function startupPacket(b: Buffer): { value: StartupPacket; rest: Buffer } | null {
+  const r = readStartupPacket(b);
+  return r ? { value: r.packet, rest: r.rest } : null;
+}
+
+function passwordFrame(b: Buffer): { value: Buffer; rest: Buffer } | null {
+  const { frames, rest } = splitFrames(b, MAX_PASSWORD_FRAME);
+  if (frames.length === 0) return null;
+  const f = frames[0]!;
+  return { value: f.raw, rest: Buffer.concat([...frames.slice(1).map((x) => x.raw), rest]) };
+}
+
+/** A refusal the client is told about: SQLSTATE + safe message. */
+class Refusal extends Error {
+  constructor(readonly sqlstate: string, message: string, readonly logReason?: string) {
+    super(message);
+  }
+}
+
+export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext): void {
+  const sessionId = uuidv7();
+  const clientAddress = `${raw.remoteAddress ?? "?"}:${raw.remotePort ?? 0}`;
+  let socket: net.Socket = raw;
+  let upstream: net.Socket | null = null;
+  let session: RelaySession | null = null;
+  let cancelKey: { release(): void } | null = null;
+  let ended = false;
+  let endReason = "client disconnected";
+  let conn: ConnectionInfo = { sessionId, nodeId: ctx.nodeId, region: ctx.region, clientAddress, tls: false };
+  let info: SessionInfo | null = null;
+  ctx.track(null, 1);
+
+  raw.setNoDelay(true);
+  raw.setKeepAlive(true, 60_000);
+  const onSocketError = (e: Error) => {
+    ctx.logger?.debug({ sessionId, code: (e as NodeJS.ErrnoException).code }, "client socket error");
+    end("client socket error");
+  };
+  raw.on("error", onSocketError);
+
+  const end = (reason: string, finalToClient?: Buffer) => {
+    if (ended) return;
+    ended = true;
+    endReason = reason;
+    session?.dispose();
+    cancelKey?.release();
+    if (finalToClient && !socket.destroyed && socket.writable) socket.end(finalToClient);
+    else socket.end();
+    // give the final message a moment, then make sure nothing lingers
+    setTimeout(() => socket.destroy(), 1000).unref();
+    upstream?.destroy();
+    if (socket !== raw) raw.destroy();
+    ctx.track(session, -1);
+    const stats = session?.stats;
+    try {
+      ctx.audit.sessionEnded?.(info ?? conn, { reason: endReason, statements: stats?.statements ?? 0, bytesIn: stats?.bytesIn ?? 0, bytesOut: stats?.bytesOut ?? 0 });
+    } catch (e) {
+      ctx.logger?.error({ sessionId, err: e }, "audit sessionEnded failed");
+    }
+  };
+
+  const refuse = (sqlstate: string, message: string, logReason?: string) => {
+    ctx.logger?.info({ sessionId, clientAddress, sqlstate, reason: logReason ?? message }, "connection refused");
+    try {
+      if (conn.resource !== undefined || sqlstate !== "08P01") ctx.audit.sessionDenied?.(conn, { sqlstate, reason: message, subject: info?.subject });
+    } catch (e) {
+      ctx.logger?.error({ sessionId, err: e }, "audit sessionDenied failed");
+    }
+    end(`refused ${sqlstate}`, errorResponse({ severity: "FATAL", sqlstate, message }));
+  };
+
+  const timer = setTimeout(() => refuse("08006", "authentication timed out"), ctx.authTimeoutMs);
+  timer.unref();
+
+  void (async () => {
+    let reader = new Reader(raw);
+    let packet: StartupPacket;
+    // 1. startup packets
+    for (;;) {
+      packet = await reader.read(startupPacket);
+      if (packet.kind === "cancel") {
+        ctx.cancel(packet.pid, packet.secret);
+        end("cancel request");
+        return;
+      }
+      if (packet.kind === "gssenc") {
+        raw.write("N");
+        continue;
+      }
+      if (packet.kind === "ssl") {
+        if (conn.tls || !ctx.secureContext) {
+          raw.write("N");
+          continue;
+        }
+        const early = reader.detach();
+        if (early.length) throw new WireError("data received before the TLS handshake");
+        raw.write("S");
+        const t = new tls.TLSSocket(raw, { isServer: true, secureContext: ctx.secureContext });
+        socket = t;
+        t.on("error", onSocketError);
+        await new Promise<void>((res, rej) => {
+          t.once("secure", () => res());
+          t.once("close", () => rej(new WireError("TLS handshake failed")));
+        });
+        conn = { ...conn, tls: true };
+        reader = new Reader(t);
+        continue;
+      }
+      break;
+    }
+    if (packet.kind !== "startup") throw new WireError("invalid startup packet");
+    const params = packet.params;
+    conn = { ...conn, resource: params.database ?? params.user, clientUser: params.user, applicationName: params.application_name };
+    ctx.audit.sessionStarted?.(conn);
+    if (ctx.secureContext && !conn.tls) throw new Refusal("28000", "TLS is required: connect with sslmode=require");
+    if (params.replication !== undefined && params.replication !== "false" && params.replication !== "0")
+      throw new Refusal("28000", "replication connections are not supported through sluice");
+    if (!params.user) throw new Refusal("28000", "no user name specified in the startup packet");
+
+    // 2. the JWT as cleartext password (inside TLS)
+    socket.write(authCleartextPassword());
+    const pf = await reader.read(passwordFrame);
+    if (pf[0] !== F.Password) throw new WireError("expected a password message");
+    const token = decodePassword(pf);
+    const snapshot = ctx.snapshots.current();
+    if (!snapshot) throw new Refusal("57P03", "the data plane has no policy snapshot yet; try again shortly");
+    let id: VerifiedIdentity;
+    try {
+      id = await ctx.verify(token, snapshot);
+    } catch (e) {
+      const se = SluiceError.from(e, "unauthenticated");
+      // the message from verifyToken is safe by construction (never names the key or echoes the token)
+      throw new Refusal(se.code === "unavailable" ? "28000" : "28P01", se.code === "unauthenticated" ? se.message : "token rejected", `${se.code}: ${se.message}`);
+    }
+    const resourceName = conn.resource!;
+    const resource = snapshot.bundle.resources.find((r) => r.name === resourceName);
+    if (!resource) throw new Refusal("3D000", `database "${resourceName}" does not exist`);
+    info = {
+      sessionId,
+      nodeId: ctx.nodeId,
+      region: ctx.region,
+      resource: resourceName,
+      clientUser: params.user,
+      applicationName: params.application_name,
+      clientAddress,
+      subject: id.subject,
+      issuer: id.issuer,
+      groups: id.groups,
+      claims: id.claims,
+      policyRevision: snapshot.revision,
+    };
+    if (!mayConnect(snapshot.bundle, resourceName, id.groups))
+      throw new Refusal("28000", `no policy allows "${id.subject}" to connect to "${resourceName}"`);
+
+    // 3. upstream with the resource's own credential
+    const forwarded: Record<string, string> = {};
+    for (const k of FORWARDED_PARAMS) if (params[k] !== undefined) forwarded[k] = params[k]!;
+    let up: UpstreamConnection;
+    try {
+      up = await connectUpstream(resource.upstream, { startupParams: forwarded, resolve: ctx.resolveSecret, timeoutMs: ctx.authTimeoutMs });
+    } catch (e) {
+      const se = SluiceError.from(e, "unavailable");
+      throw new Refusal("08006", `cannot connect to the upstream of "${resourceName}"`, se.message);
+    }
+    upstream = up.socket;
+    if (ended) {
+      up.socket.destroy();
+      return;
+    }
+    const ack = ctx.audit.sessionAuthenticated?.(info);
+    if (ack) await ack;
+    if (ended) return;
+
+    // 4. hand the client what the upstream said, with our own cancel key
+    const key = ctx.allocateCancelKey(resource, up.key);
+    cancelKey = key;
+    socket.write(Buffer.concat([authOk(), ...up.parameterStatus, backendKeyData(key.pid, key.secret), readyForQuery(up.txStatus)]));
+    clearTimeout(timer);
+    ctx.logger?.info({ sessionId, subject: id.subject, issuer: id.issuer, resource: resourceName, groups: id.groups }, "session authenticated");
+    startRelay(info, up, reader.detach());
+  })().catch((e: unknown) => {
+    clearTimeout(timer);
+    if (ended) return;
+    if (e instanceof Refusal) refuse(e.sqlstate, e.message, e.logReason);
+    else if (e instanceof WireError) refuse(e.sqlstate, e.message);
+    else {
+      ctx.logger?.error({ sessionId, err: e instanceof Error ? { type: e.name, message: e.message } : String(e) }, "connection setup failed");
+      refuse("XX000", "internal error while setting up the session");
+    }
+  });
+
+  function startRelay(si: SessionInfo, up: UpstreamConnection, early: Buffer): void {
+    const client = socket;
+    const us = up.socket;
+    let clientHeld = false;
+    let upstreamHeld = false;
+    let waitClientDrain = false;
+    let waitUpstreamDrain = false;
+    // reading one side stops while the other side's buffer is full or a hook holds it
+    const flow = () => {
+      if (ended) return;
+      if (clientHeld || waitUpstreamDrain) client.pause();
+      else client.resume();
+      if (upstreamHeld || waitClientDrain) us.pause();
+      else us.resume();
+    };
+    const s = new RelaySession({
+      info: si,
+      enforcer: ctx.enforcer,
+      audit: ctx.audit,
+      masker: ctx.masker,
+      approvals: ctx.approvals,
+      maxFrameBytes: ctx.maxFrameBytes,
+      poisonToken: ctx.poisonToken,
+      now: ctx.now,
+      io: {
+        writeClient(b) {
+          if (!client.write(b) && !waitClientDrain) {
+            waitClientDrain = true;
+            flow();
+          }
+        },
+        writeUpstream(b) {
+          if (!us.write(b) && !waitUpstreamDrain) {
+            waitUpstreamDrain = true;
+            flow();
+          }
+        },
+        holdClient(h) {
+          clientHeld = h;
+          flow();
+        },
+        holdUpstream(h) {
+          upstreamHeld = h;
+          flow();
+        },
+        close(reason, finalToClient) {
+          end(reason, finalToClient);
+        },
+      },
+    });
+    session = s;
+    ctx.track(s, 1);
+    ctx.track(null, -1);
+    client.on("drain", () => {
+      waitClientDrain = false;
+      flow();
+    });
+    us.on("drain", () => {
+      waitUpstreamDrain = false;
+      flow();
+    });
+    client.on("data", (d: Buffer) => s.onClientData(d));
+    us.on("data", (d: Buffer) => s.onUpstreamData(d));
+    client.on("end", () => end("client disconnected"));
+    client.on("close", () => end("client disconnected"));
+    us.on("error", (e: NodeJS.ErrnoException) => {
+      ctx.logger?.warn({ sessionId, code: e.code }, "upstream socket error");
+      end("upstream error", errorResponse({ severity: "FATAL", sqlstate: "08006", message: "the upstream connection failed" }));
+    });
+    us.on("close", () => end("upstream closed", errorResponse({ severity: "FATAL", sqlstate: "08006", message: "the upstream closed the connection" })));
+    if (up.rest.length) s.onUpstreamData(up.rest);
+    if (early.length) s.onClientData(early);
+    flow();
+  }
+}
+
+/** A per-process token for poison statements: unguessable, a valid identifier. */
+export function newPoisonToken(): string {
+  return `sluice_denied_${randomBytes(12).toString("hex")}`;
+}
