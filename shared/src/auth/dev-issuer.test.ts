@@ -6,7 +6,10 @@ import { join } from "node:path";
 import { decodeProtectedHeader } from "jose";
 import { SluiceError } from "../errors/index.js";
 import { createDevIssuer, devIssuerSpec } from "./dev-issuer.js";
-import { verifyToken } from "./verify-token.js";
+import { JwksCache, verifyToken } from "./verify-token.js";
+import { validateBundle } from "../policy/validate-bundle.js";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 
 test("a dev issuer persists its key (0600) and a second instance mints tokens the first one's JWKS accepts", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "sluice-dev-issuer-"));
@@ -42,4 +45,22 @@ test("devIssuerSpec is the contract's dev issuer: name dev, inline JWKS, groups 
   assert.deepEqual(s.groups, [{ claim: "groups" }]);
   assert.deepEqual(s.jwks, d.jwks);
   assert.deepEqual(s.algorithms, ["ES256"]);
+});
+
+test("devIssuerSpec with a jwksUrl verifies against the JWKS served over HTTP, and passes bundle validation", async (t) => {
+  const d = await createDevIssuer({ issuer: "http://127.0.0.1:7481/dev", audience: "sluice" });
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify(d.jwks));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => server.close());
+  const jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`;
+  const s = devIssuerSpec(d, { jwksUrl });
+  assert.equal(s.jwks, undefined);
+  const v = await verifyToken(await d.mint({ sub: "u", groups: ["ci"] }), [s], { jwksFetcher: new JwksCache() });
+  assert.deepEqual(v.groups, ["ci"]);
+  for (const spec of [s, devIssuerSpec(d)]) {
+    assert.deepEqual(validateBundle({ issuers: [spec], groups: ["ci"], policies: [] }), []);
+  }
 });

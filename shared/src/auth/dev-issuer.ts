@@ -123,13 +123,16 @@ export async function createDevIssuer(opts: DevIssuerOptions): Promise<DevIssuer
   };
 }
 
-/** The bundle issuer entry for a dev issuer: name `dev`, inline JWKS, groups from the `groups` claim. */
-export function devIssuerSpec(dev: Pick<DevIssuer, "issuer" | "audience" | "jwks">): IssuerSpec {
+/**
+ * The bundle issuer entry for a dev issuer: name `dev`, groups from the `groups` claim, keys inline
+ * (default) or, with `jwksUrl`, fetched from where `sluice dev` serves `dev.jwks` over HTTP.
+ */
+export function devIssuerSpec(dev: Pick<DevIssuer, "issuer" | "audience" | "jwks">, opts: { jwksUrl?: string } = {}): IssuerSpec {
   return {
     name: DEV_ISSUER_NAME,
     issuer: dev.issuer,
     audience: dev.audience,
-    jwks: dev.jwks,
+    ...(opts.jwksUrl ? { jwksUrl: opts.jwksUrl } : { jwks: dev.jwks }),
     algorithms: [...new Set(dev.jwks.keys.map((k) => (typeof k.alg === "string" ? k.alg : DEV_ALG)))],
     groups: [{ claim: "groups" }],
   };

@@ -120,6 +120,14 @@ test("a token that is not yet valid (nbf in the future) is rejected", async () =
   await rejectsWith(verifyToken(token, [spec]), "nbf", token);
 });
 
+test("a token without exp (it would never expire) is rejected", async () => {
+  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid: "k", alg: "ES256" };
+  const s: IssuerSpec = { name: "x", issuer: ISS, audience: AUD, jwks: { keys: [jwk] }, groups: [] };
+  const token = await new SignJWT({}).setProtectedHeader({ alg: "ES256", kid: "k" }).setIssuer(ISS).setAudience(AUD).setSubject("alice").setIssuedAt().sign(privateKey);
+  await rejectsWith(verifyToken(token, [s]), "claims", token);
+});
+
 test("a token without sub is rejected", async () => {
   const token = await dev.mint({ sub: "" });
   await rejectsWith(verifyToken(token, [spec]), "claims", token);

@@ -147,6 +147,7 @@ function reasonOf(err: unknown): AuthFailureReason {
   }
   if (err instanceof joseErrors.JWTExpired) return "expired";
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    if (err.reason === "missing" && err.claim !== "aud" && err.claim !== "iss") return "claims";
     if (err.claim === "aud") return "audience";
     if (err.claim === "nbf") return "nbf";
     if (err.claim === "iss") return "issuer";
@@ -196,6 +197,8 @@ export async function verifyToken(token: string, issuers: readonly IssuerSpec[],
         algorithms,
         clockTolerance: opts.clockToleranceSec ?? 30,
         currentDate: opts.now,
+        // a token without exp would never expire
+        requiredClaims: ["exp", "sub"],
       });
       if (typeof payload.sub !== "string" || payload.sub.length === 0) throw authFailure("claims");
       const claims = payload as Record<string, unknown>;
