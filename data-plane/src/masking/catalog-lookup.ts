@@ -11,6 +11,8 @@ export interface FieldOrigin {
   origins: ResolvedColumn[];
   /** a view column whose definition could not be traced: classifiers apply */
   unknown: boolean;
+  /** a view column: the base columns its definition reads (lineage, may be computed) */
+  uses?: SourceUse[];
 }
 
 export interface CatalogLookup {

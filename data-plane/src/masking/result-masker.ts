@@ -136,6 +136,9 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
       let l: OutputLineage = lineage?.[i] ?? { name: f.name, sources: [], unknown: true };
       // a plain table column: RowDescription + catalog are authoritative, whatever the lineage says
       if (f.tableOid !== 0) l = { ...l, unknown: false };
+      // a view column: what its definition reads counts as lineage
+      const viewUses = origins[i]!.uses;
+      if (viewUses?.length) l = { ...l, sources: [...l.sources, ...viewUses] };
       l = await expandViews(c, resource, l);
       facts.push({
         name: f.name,

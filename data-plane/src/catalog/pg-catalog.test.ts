@@ -1,0 +1,101 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { createPgCatalog, type PgCatalog } from "./pg-catalog.js";
+import { createResultMasker } from "../masking/result-masker.js";
+import { decodeDataRow, encodeDataRow } from "../masking/data-row.js";
+import type { MaskPlanData } from "../masking/mask-rules.js";
+import type { RowField, ResultContext } from "../session/session-hooks.js";
+
+const PG = { host: "127.0.0.1", port: 5432, user: "postgres" };
+const db = `t_mask_cat_${randomBytes(5).toString("hex")}`;
+const fixture = readFileSync(new URL("../../../test/fixtures/pii/customers.sql", import.meta.url), "utf8");
+let admin: pg.Client;
+let client: pg.Client;
+let catalog: PgCatalog;
+let connects = 0;
+
+before(async () => {
+  admin = new pg.Client({ ...PG, database: "postgres" });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${db}`);
+  client = new pg.Client({ ...PG, database: db });
+  await client.connect();
+  await client.query(fixture);
+  catalog = createPgCatalog({
+    connect: async () => {
+      connects++;
+      const c = new pg.Client({ ...PG, database: db });
+      await c.connect();
+      return c;
+    },
+  });
+});
+
+after(async () => {
+  await catalog?.close();
+  await client?.end();
+  await admin?.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+  await admin?.end();
+});
+
+function rowFields(fields: pg.FieldDef[], format = 0): RowField[] {
+  return fields.map((f) => ({ name: f.name, tableOid: f.tableID, columnAttr: f.columnID, typeOid: f.dataTypeID, typeSize: f.dataTypeSize, typeMod: f.dataTypeModifier, format }));
+}
+
+test("RowDescription table OID + attnum resolve to schema.table.column, views to their base columns, cached", async () => {
+  const r = await client.query("SELECT c.email AS e, v.contact, cc.mail, 1 AS one FROM customers c, customer_view v, customer_contacts cc LIMIT 0");
+  const o = await catalog.resolveFields(db, rowFields(r.fields));
+  assert.deepEqual(o[0]!.origins, [{ schema: "public", table: "customers", column: "email" }]);
+  assert.deepEqual(o[1]!.origins, [{ schema: "public", table: "customer_view", column: "contact" }]);
+  assert.ok(o[1]!.uses!.some((u) => u.col.table === "customers" && u.col.column === "email"), JSON.stringify(o[1]));
+  assert.ok(o[2]!.uses!.some((u) => u.col.table === "customers" && u.col.column === "email"));
+  assert.deepEqual(o[3], { origins: [], unknown: false });
+  const before = connects;
+  await catalog.resolveFields(db, rowFields(r.fields));
+  assert.equal(connects, before, "one side connection, reused");
+  assert.deepEqual((await catalog.tableColumns(db, undefined, "orders"))!.map((c) => c.column), ["id", "customer_id", "total"]);
+  assert.equal(await catalog.tableColumns(db, undefined, "nope"), null);
+});
+
+test("a ResultMasker over the real catalog masks the table, a view, an expression and JSON; other resources stay raw", async () => {
+  const masker = createResultMasker({
+    masking: () => ({
+      revision: 1,
+      specs: [
+        { name: "pii", resources: [db], columns: ["customers.email", "customers.card_number"], classifiers: ["email", "us-ssn"], strategy: "partial" },
+      ],
+    }),
+    catalog,
+    hashKey: Buffer.from("k"),
+  });
+  const session = { resource: db } as ResultContext["session"];
+  const run = async (sql: string) => {
+    const r = await client.query({ text: sql, rowMode: "array" });
+    const plan = (await masker.planFor(rowFields(r.fields), { session, sql, statements: [] })) as MaskPlanData | null;
+    return r.rows.map((row: unknown[]) => {
+      const frame = encodeDataRow(row.map((v) => (v === null ? null : Buffer.from(typeof v === "object" ? JSON.stringify(v) : String(v)))));
+      return decodeDataRow(plan ? masker.maskDataRow(plan, frame) : frame).map((b) => b?.toString() ?? null);
+    });
+  };
+  assert.deepEqual(await run("SELECT id, email, card_number FROM customers WHERE id = 1"), [["1", "a****@example.com", "4111 11** **** 1111"]]);
+  assert.deepEqual(await run("SELECT contact, card_number FROM customer_view WHERE id = 2"), [["b**@corp.io", "5500-00**-****-0004"]]);
+  assert.deepEqual(await run("SELECT mail FROM customer_contacts WHERE id = 1"), [["a****@example.com"]]);
+  assert.deepEqual(await run("SELECT upper(c.email) || '!' FROM customers c WHERE id = 1"), [["A****@EXAMPLE.COM!"]]);
+  assert.deepEqual(await run("SELECT ssn, notes FROM customers WHERE id = 1"), [["***-**-6789", "prefers email a****@example.com"]]);
+  const [[j]] = (await run("SELECT json_build_object('e', email, 'n', name) FROM customers WHERE id = 1")) as string[][];
+  assert.deepEqual(JSON.parse(j!), { e: "a****@example.com", n: "Alice" });
+  const [[rj]] = (await run("SELECT row_to_json(c) FROM customers c WHERE id = 2")) as string[][];
+  const parsed = JSON.parse(rj!);
+  assert.equal(parsed.email, "b**@corp.io");
+  assert.equal(parsed.card_number, "5500-00**-****-0004");
+  assert.equal(parsed.name, "Bob");
+  assert.deepEqual(await run("SELECT email FROM customers WHERE id = 3"), [[null]]);
+  assert.equal(masker.planFor(rowFields((await client.query("SELECT 1")).fields), { session: { resource: "other" } as any, sql: "SELECT 1", statements: [] }), null);
+  // COPY of the whole table: its columns come from the catalog
+  const copyPlan = await masker.planForCopyOut({ session, sql: "COPY customers TO STDOUT", statements: [] });
+  assert.ok(copyPlan && copyPlan !== "deny");
+  assert.equal(await masker.planForCopyOut({ session, sql: "COPY customers TO STDOUT (FORMAT csv)", statements: [] }), "deny");
+});

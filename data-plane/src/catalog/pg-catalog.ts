@@ -1,0 +1,323 @@
+/**
+ * The masker's catalog lookup on a side connection to each upstream (`pg`): resolves (B)
+ * RowDescription table OID + attribute number to `schema.table.column`, view columns back to the
+ * base columns their definition reads (the view's `pg_get_viewdef` parsed with libpg-query and run
+ * through the same lineage analysis as statements), type names of non-builtin types, and a table's
+ * column list for COPY. Results are cached per resource with a TTL (DDL is rare; `invalidate`
+ * flushes a resource at once when a session sees a DDL CommandComplete).
+ */
+import pg from "pg";
+import { readFileSync } from "node:fs";
+import { loadModule, parseSync } from "libpg-query";
+import { SluiceError } from "@sluice/shared/errors";
+import type { UpstreamSpec } from "@sluice/shared/policy";
+import type { CatalogLookup, FieldOrigin } from "../masking/catalog-lookup.js";
+import { queryLineage, type OutputLineage, type SourceUse } from "../masking/lineage.js";
+import type { ResolvedColumn } from "../masking/mask-rules.js";
+
+/** The part of pg.Client the catalog uses. */
+export interface CatalogConnection {
+  query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  end(): Promise<void>;
+  on(event: "error", cb: (err: Error) => void): unknown;
+}
+
+export interface PgCatalogOptions {
+  /** opens a side connection to the resource's upstream with its credential (the caller resolves secrets) */
+  connect(resource: string): Promise<CatalogConnection>;
+  /** cache lifetime; default 60 s */
+  ttlMs?: number;
+  /** monotonic-enough milliseconds; default Date.now */
+  now?: () => number;
+}
+
+interface Entry<T> {
+  at: number;
+  value: T;
+}
+
+interface RelInfo {
+  oid: number;
+  schema: string;
+  name: string;
+  /** r table, v view, m materialized view, p partitioned table, f foreign table */
+  kind: string;
+}
+
+interface ResourceCache {
+  conn?: Promise<CatalogConnection>;
+  attrs: Map<string, Entry<{ rel: RelInfo; column: string } | null>>;
+  relByName: Map<string, Entry<RelInfo | null>>;
+  viewLineage: Map<number, Entry<OutputLineage[] | null>>;
+  types: Map<number, Entry<string>>;
+  columns: Map<number, Entry<ResolvedColumn[]>>;
+}
+
+const MAX_VIEW_DEPTH = 8;
+let parserReady: Promise<void> | undefined;
+
+export interface PgCatalog extends CatalogLookup {
+  close(): Promise<void>;
+}
+
+export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
+  const ttl = opts.ttlMs ?? 60_000;
+  const now = opts.now ?? Date.now;
+  const caches = new Map<string, ResourceCache>();
+
+  function cache(resource: string): ResourceCache {
+    let c = caches.get(resource);
+    if (!c) {
+      c = { attrs: new Map(), relByName: new Map(), viewLineage: new Map(), types: new Map(), columns: new Map() };
+      caches.set(resource, c);
+    }
+    return c;
+  }
+  function fresh<T>(e: Entry<T> | undefined): e is Entry<T> {
+    return e !== undefined && now() - e.at < ttl;
+  }
+
+  async function conn(resource: string): Promise<CatalogConnection> {
+    const c = cache(resource);
+    c.conn ??= opts.connect(resource).then((cl) => {
+      // a broken side connection is dropped; the next lookup reconnects
+      cl.on("error", () => {
+        if (caches.get(resource) === c) c.conn = undefined;
+      });
+      return cl;
+    });
+    try {
+      return await c.conn;
+    } catch (e) {
+      c.conn = undefined;
+      throw new SluiceError("unavailable", `masking catalog lookup on ${resource} failed: cannot connect`, undefined, { cause: e });
+    }
+  }
+
+  async function q<R extends pg.QueryResultRow>(resource: string, text: string, values: unknown[]): Promise<R[]> {
+    const cl = await conn(resource);
+    try {
+      return (await cl.query<R>(text, values)).rows;
+    } catch (e) {
+      const c = cache(resource);
+      if (c.conn) {
+        const old = c.conn;
+        c.conn = undefined;
+        old.then((x) => x.end()).catch(() => undefined);
+      }
+      throw new SluiceError("unavailable", `masking catalog lookup on ${resource} failed`, undefined, { cause: e });
+    }
+  }
+
+  async function relByName(resource: string, schema: string | undefined, table: string): Promise<RelInfo | null> {
+    const c = cache(resource);
+    const k = `${schema ?? ""}.${table}`;
+    const hit = c.relByName.get(k);
+    if (fresh(hit)) return hit.value;
+    const rows = await q<{ oid: number; schema: string; name: string; kind: string }>(
+      resource,
+      `SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid = to_regclass(CASE WHEN $1::text IS NULL THEN quote_ident($2) ELSE quote_ident($1) || '.' || quote_ident($2) END)`,
+      [schema ?? null, table],
+    );
+    const v = rows[0] ?? null;
+    c.relByName.set(k, { at: now(), value: v });
+    return v;
+  }
+
+  async function viewLineage(resource: string, oid: number): Promise<OutputLineage[] | null> {
+    const c = cache(resource);
+    const hit = c.viewLineage.get(oid);
+    if (fresh(hit)) return hit.value;
+    const rows = await q<{ def: string }>(resource, "SELECT pg_get_viewdef($1::oid) AS def", [oid]);
+    let v: OutputLineage[] | null = null;
+    if (rows[0]?.def) {
+      await (parserReady ??= loadModule());
+      try {
+        const stmt = parseSync(rows[0].def).stmts?.[0]?.stmt as any;
+        v = stmt ? queryLineage(stmt) : null;
+      } catch {
+        v = null;
+      }
+      if (v?.some((x) => x.star)) v = null; // the stored definition has stars expanded; if not, give up
+    }
+    c.viewLineage.set(oid, { at: now(), value: v });
+    return v;
+  }
+
+  /** Replaces sources that name views by what the view columns read, recursively. */
+  async function expand(resource: string, uses: readonly SourceUse[], depth: number): Promise<{ uses: SourceUse[]; unknown: boolean }> {
+    const out: SourceUse[] = [];
+    let unknown = false;
+    for (const u of uses) {
+      out.push(u);
+      const tables = u.col.candidates ?? (u.col.table ? [{ schema: u.col.schema, table: u.col.table }] : []);
+      for (const t of tables) {
+        const rel = await relByName(resource, t.schema, t.table);
+        if (!rel || (rel.kind !== "v" && rel.kind !== "m")) continue;
+        if (depth >= MAX_VIEW_DEPTH) {
+          unknown = true;
+          continue;
+        }
+        const vl = await viewLineage(resource, rel.oid);
+        if (!vl) {
+          unknown = true;
+          continue;
+        }
+        const picked = u.col.column === "*" ? vl : vl.filter((x) => x.name === u.col.column);
+        const inner: SourceUse[] = [];
+        for (const col of picked) {
+          if (col.unknown) unknown = true;
+          for (const s of col.sources) inner.push({ col: s.col, jsonKey: u.jsonKey ?? s.jsonKey ?? (u.col.column === "*" ? col.name : undefined) });
+        }
+        const r = await expand(resource, inner, depth + 1);
+        out.push(...r.uses);
+        unknown ||= r.unknown;
+      }
+    }
+    return { uses: out, unknown };
+  }
+
+  return {
+    async resolveFields(resource, fields) {
+      const c = cache(resource);
+      const missing = new Map<string, { oid: number; attnum: number }>();
+      for (const f of fields) {
+        if (f.tableOid === 0) continue;
+        const k = `${f.tableOid}/${f.columnAttr}`;
+        if (!fresh(c.attrs.get(k))) missing.set(k, { oid: f.tableOid, attnum: f.columnAttr });
+      }
+      if (missing.size) {
+        const ks = [...missing.values()];
+        const rows = await q<{ oid: number; attnum: number; schema: string; name: string; kind: string; column: string }>(
+          resource,
+          `SELECT c.oid::int AS oid, a.attnum::int AS attnum, n.nspname AS schema, c.relname AS name,
+                  c.relkind::text AS kind, a.attname AS column
+             FROM unnest($1::oid[], $2::int2[]) AS k(oid, attnum)
+             JOIN pg_class c ON c.oid = k.oid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum`,
+          [ks.map((x) => x.oid), ks.map((x) => x.attnum)],
+        );
+        const at = now();
+        for (const k of missing.keys()) c.attrs.set(k, { at, value: null });
+        for (const r of rows)
+          c.attrs.set(`${r.oid}/${r.attnum}`, { at, value: { rel: { oid: r.oid, schema: r.schema, name: r.name, kind: r.kind }, column: r.column } });
+      }
+      const out: FieldOrigin[] = [];
+      for (const f of fields) {
+        if (f.tableOid === 0) {
+          out.push({ origins: [], unknown: false });
+          continue;
+        }
+        const a = c.attrs.get(`${f.tableOid}/${f.columnAttr}`)?.value;
+        if (!a) {
+          // a table OID the catalog does not know (dropped meanwhile): let classifiers look at it
+          out.push({ origins: [], unknown: true });
+          continue;
+        }
+        const own: ResolvedColumn = { schema: a.rel.schema, table: a.rel.name, column: a.column };
+        if (a.rel.kind !== "v" && a.rel.kind !== "m") {
+          out.push({ origins: [own], unknown: false });
+          continue;
+        }
+        const r = await expand(resource, [{ col: { schema: a.rel.schema, table: a.rel.name, column: a.column } }], 0);
+        out.push({ origins: [own], unknown: r.unknown, uses: r.uses.slice(1) });
+      }
+      return out;
+    },
+
+    async typeNames(resource, oids) {
+      const c = cache(resource);
+      const missing = oids.filter((o) => !fresh(c.types.get(o)));
+      if (missing.length) {
+        const rows = await q<{ oid: number; name: string }>(
+          resource,
+          // a domain is masked like its base type
+          `SELECT t.oid::int AS oid, coalesce(b.typname, t.typname) AS name
+             FROM pg_type t LEFT JOIN pg_type b ON b.oid = t.typbasetype AND t.typtype = 'd'
+            WHERE t.oid = ANY($1::oid[])`,
+          [missing],
+        );
+        const at = now();
+        for (const r of rows) c.types.set(r.oid, { at, value: r.name });
+      }
+      const m = new Map<number, string>();
+      for (const o of oids) {
+        const e = c.types.get(o);
+        if (e) m.set(o, e.value);
+      }
+      return m;
+    },
+
+    expandSources(resource, uses) {
+      return expand(resource, uses, 0);
+    },
+
+    async tableColumns(resource, schema, table) {
+      const rel = await relByName(resource, schema, table);
+      if (!rel) return null;
+      const c = cache(resource);
+      const hit = c.columns.get(rel.oid);
+      if (fresh(hit)) return hit.value;
+      const rows = await q<{ column: string }>(
+        resource,
+        `SELECT attname AS column FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+        [rel.oid],
+      );
+      const v = rows.map((r) => ({ schema: rel.schema, table: rel.name, column: r.column }));
+      c.columns.set(rel.oid, { at: now(), value: v });
+      return v;
+    },
+
+    invalidate(resource) {
+      const c = caches.get(resource);
+      if (!c) return;
+      c.attrs.clear();
+      c.relByName.clear();
+      c.viewLineage.clear();
+      c.types.clear();
+      c.columns.clear();
+    },
+
+    async close() {
+      const all = [...caches.values()];
+      caches.clear();
+      await Promise.all(all.map((c) => c.conn?.then((x) => x.end()).catch(() => undefined)));
+    },
+  };
+}
+
+/**
+ * A `connect` for createPgCatalog from resource specs: `specFor(resource)` gives the upstream and
+ * `password(ref)` resolves its credential reference (the data plane's resolveSecret).
+ */
+export function pgCatalogConnector(
+  specFor: (resource: string) => UpstreamSpec | undefined,
+  password: (ref: string) => Promise<string>,
+): (resource: string) => Promise<CatalogConnection> {
+  return async (resource) => {
+    const spec = specFor(resource);
+    if (!spec) throw new SluiceError("not_found", `resource ${resource} is not in the policy bundle`);
+    const mode = spec.tls ?? "disable";
+    const ssl =
+      mode === "disable"
+        ? false
+        : mode === "require"
+          ? { rejectUnauthorized: false }
+          : { rejectUnauthorized: true, servername: spec.host, ...(spec.ca?.startsWith("file:") ? { ca: readFileSync(spec.ca.slice(5), "utf8") } : {}) };
+    const client = new pg.Client({
+      host: spec.host,
+      port: spec.port,
+      database: spec.database,
+      user: spec.user,
+      password: spec.password ? await password(spec.password) : undefined,
+      ssl,
+      application_name: "sluice-masking-catalog",
+      connectionTimeoutMillis: 10_000,
+    });
+    await client.connect();
+    return client;
+  };
+}
