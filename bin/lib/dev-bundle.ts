@@ -44,7 +44,8 @@ export function devResource(name: string, up: DevUpstream): ResourceSpec {
       port: up.port,
       database: up.database,
       user: up.user,
-      ...(up.password !== undefined ? { password: `env:${DEV_PASSWORD_ENV}` } : {}),
+      // no password: say so explicitly (validateBundle rejects a resource with no credential reference)
+      ...(up.password !== undefined ? { password: `env:${DEV_PASSWORD_ENV}` } : { auth: "trust" as const }),
       tls: "disable",
     },
   };
