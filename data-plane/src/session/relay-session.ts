@@ -774,8 +774,28 @@ export class RelaySession {
     if (m && p) {
       const ctx = { session: this.o.info, sql: p.rec?.sql ?? "", statements: p.rec?.decision.statements ?? [] };
       const plan = m.planForCopyOut ? m.planForCopyOut(ctx) : "deny";
+      if (plan && typeof (plan as Promise<unknown>).then === "function") {
+        // the masker asks the catalog (a whole-table COPY needs its column list): hold the upstream
+        this.toClient.flush();
+        this.o.io.holdUpstream(true);
+        (plan as Promise<MaskPlan | null | "deny">)
+          .then((resolved) => {
+            if (resolved === "deny") throw new SluiceError("permission_denied", "COPY TO STDOUT of a result with masking rules is not allowed");
+            this.copyOutPlan = resolved ?? null;
+            this.toClient.push(f);
+          })
+          .then(() => {
+            if (this.closed) return;
+            this.guard(() => {
+              this.o.io.holdUpstream(false);
+              this.upstreamScan.resume(this.upstreamSink);
+            }, true);
+          })
+          .catch((e) => this.fail(e, !SluiceError.is(e)));
+        return false;
+      }
       if (plan === "deny") throw new SluiceError("permission_denied", "COPY TO STDOUT of a result with masking rules is not allowed");
-      this.copyOutPlan = plan ?? null;
+      this.copyOutPlan = (plan as MaskPlan | null) ?? null;
     }
     this.toClient.push(f);
     return true;
