@@ -43,6 +43,8 @@ export interface ProxyStack {
   pgClient(token?: string, extra?: Partial<pg.ClientConfig>): Promise<pg.Client>;
   pgConfig(token: string): pg.ClientConfig;
   admin: pg.Client;
+  /** runs SQL directly on the test database (bypassing the proxy) */
+  direct(sql: string): Promise<pg.QueryResult>;
 }
 
 export async function createDatabase(t: TestContext, adminUrl = ADMIN_URL): Promise<{ name: string; admin: pg.Client }> {
@@ -120,6 +122,17 @@ export async function startProxyStack(
       return c;
     },
     admin,
+    async direct(text) {
+      const u = new URL(opts.adminUrl ?? ADMIN_URL);
+      u.pathname = `/${name}`;
+      const d = new pg.Client({ connectionString: u.toString() });
+      await d.connect();
+      try {
+        return await d.query(text);
+      } finally {
+        await d.end();
+      }
+    },
   };
   return stack;
 }
