@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseBundle, parseBundleFile } from "./parse-bundle.js";
+import { locateProblems, parseBundle, parseBundleFile } from "./parse-bundle.js";
 import { formatProblem } from "./validate-bundle.js";
 
 const fixtures = fileURLToPath(new URL("../../../test/fixtures/policies/", import.meta.url));
@@ -145,4 +145,18 @@ test("a YAML bomb of aliases is refused, not expanded", () => {
 test("parseBundle is pure: the same text gives the same result", () => {
   const text = readFileSync(join(fixtures, "valid-contract.yaml"), "utf8");
   assert.deepEqual(parseBundle(text, "x.yaml"), parseBundle(text, "x.yaml"));
+});
+
+test("problems found without the document (server side) get positions back from the YAML text", () => {
+  const text = readFileSync(join(fixtures, "valid-contract.yaml"), "utf8");
+  const located = locateProblems(
+    [
+      { pointer: "/issuers/0/issuer", message: "issuer URL is listed twice" },
+      { pointer: "/policies/1/approval/timeout", message: "too long" },
+      { pointer: "/policies/9", message: "beyond the document" },
+    ],
+    text,
+    "contract.yaml",
+  );
+  assert.deepEqual(located.map(formatProblem), ["contract.yaml:5:13: issuer URL is listed twice", "contract.yaml:31:44: too long", "contract.yaml:20:3: beyond the document"]);
 });

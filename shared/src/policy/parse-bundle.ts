@@ -121,6 +121,20 @@ export function parseBundle(text: string, source: string): ParsedBundle {
   return { bundle: normalizeBundle(raw as Record<string, unknown>), problems };
 }
 
+/**
+ * Gives positions to problems found elsewhere (e.g. returned by the control plane, which saw only the
+ * parsed bundle) by resolving their pointers in the YAML text they came from. Pure.
+ */
+export function locateProblems(problems: readonly Pick<Problem, "pointer" | "message">[], text: string, source: string): Problem[] {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, merge: false });
+  const locate = documentLocator(doc, lc);
+  return problems.map((p) => {
+    const pos = locate(p.pointer, /unknown key/.test(p.message)) ?? { line: 0, column: 0 };
+    return { path: source, line: pos.line, column: pos.column, pointer: p.pointer, message: p.message };
+  });
+}
+
 /** Reads and parses a bundle file; an unreadable file is a problem, not a throw. */
 export async function parseBundleFile(path: string): Promise<ParsedBundle> {
   // Imported lazily so this module stays free of I/O for the pure rooms that import it.
