@@ -81,6 +81,8 @@ test("table allow patterns: schema globs, bare names as public, search_path chan
   assert.equal(tableMatches("secrets", "other.secrets", false), false);
   assert.equal(tableMatches("private.secrets", "secrets", true), true); // deny: bare could resolve anywhere
   assert.equal(tableMatches("private.secrets", "secrets", false), false);
+  assert.equal(tableMatches("vault.*", "keys", true), false); // a bare name reaches vault only through a search_path
+  assert.equal(tableMatches("vault.*", "vault.keys", true), true);
   assert.equal(tableMatches("*", "x.y", false), true);
   assert.equal(tableMatches("public.*", "Public.Orders", false), true);
 });

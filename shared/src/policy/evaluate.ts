@@ -27,8 +27,11 @@
  * or `*` alone (every table). Matching is case-insensitive (unquoted identifiers fold to lower case;
  * a policy must not be evaded by a quoted spelling). A bare pattern `t` matches the references
  * `t` and `public.t`. A qualified pattern `s.t` matches `s.t`, and matches a bare reference `t` when
- * `s` is `public`; for DENY patterns a bare reference `t` matches `s.t` in ANY schema, because the
- * session's search_path decides where a bare name resolves and the gateway cannot see it.
+ * `s` matches `public`: a bare name resolves through the default search_path, which a client under
+ * a policy with table patterns may not change (step 1 refuses `SET search_path` and
+ * set_config('search_path', …)). Defence in depth against a search_path set server-side (ALTER ROLE
+ * … SET search_path): a DENY pattern with a literal table name (`private.secrets`) also matches the
+ * bare reference `secrets`, whatever the schema.
  *
  * SQL-level `EXECUTE name` is judged as the statement it runs, found in the same message's earlier
  * `PREPARE` or in the session's SqlPrepared; an unknown name is `unknown-prepared-statement` (deny).
@@ -63,6 +66,8 @@ interface TablePattern {
   schema?: RegExp;
   schemaIsPublicMatch: boolean;
   table: RegExp;
+  /** the table part has no glob */
+  tableIsLiteral: boolean;
   everything: boolean;
 }
 
@@ -81,7 +86,7 @@ function compilePattern(source: string): TablePattern {
   const s = source.trim();
   const dot = s.indexOf(".");
   if (dot < 0) {
-    return { source, table: globToRegExp(s), schemaIsPublicMatch: true, everything: s === "*" };
+    return { source, table: globToRegExp(s), schemaIsPublicMatch: true, tableIsLiteral: !s.includes("*"), everything: s === "*" };
   }
   const schema = globToRegExp(s.slice(0, dot));
   return {
@@ -89,6 +94,7 @@ function compilePattern(source: string): TablePattern {
     schema,
     schemaIsPublicMatch: schema.test("public"),
     table: globToRegExp(s.slice(dot + 1)),
+    tableIsLiteral: !s.slice(dot + 1).includes("*"),
     everything: s === "*.*",
   };
 }
@@ -134,7 +140,7 @@ function matchCompiled(p: TablePattern, ref: string, forDeny: boolean): boolean 
   const table = dot < 0 ? r : r.slice(dot + 1);
   if (!p.table.test(table)) return false;
   if (p.schema === undefined) return schema === undefined || schema === "public";
-  if (schema === undefined) return forDeny || p.schemaIsPublicMatch;
+  if (schema === undefined) return p.schemaIsPublicMatch || (forDeny && p.tableIsLiteral);
   return p.schema.test(schema);
 }
 

@@ -617,10 +617,11 @@ function firstKey(o: J): string {
   return "";
 }
 
+/** The most privileged class of the set; `utility` for an empty set (a DO block without SQL). */
 function maxClass(set: Set<StatementClass>): StatementClass {
-  let best: StatementClass = "utility";
-  for (const c of set) if (RANK[c] > RANK[best]) best = c;
-  return best;
+  let best: StatementClass | undefined;
+  for (const c of set) if (best === undefined || RANK[c] > RANK[best]) best = c;
+  return best ?? "utility";
 }
 
 function tryParse(sql: string): J | undefined {
