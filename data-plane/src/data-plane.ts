@@ -15,6 +15,7 @@ import { resolveSecret as defaultResolveSecret } from "./upstream/resolve-secret
 import { sendUpstreamCancel } from "./upstream/connect-upstream.js";
 import { encodeClientPid, nodeNumberFromId, nodeOfClientPid } from "./session/cancel-keys.js";
 import type { RelaySession } from "./session/relay-session.js";
+import { createDataPlaneMasker } from "./catalog/data-plane-masker.js";
 import {
   denyAllEnforcer,
   noopAudit,
@@ -43,7 +44,10 @@ export interface DataPlaneOptions {
   /** policy per statement; default: deny everything (there is no implicit allow) */
   enforcer?: Enforcer;
   audit?: AuditSink;
+  /** default: the bundle's `masking` rules with a catalog on side connections (data-plane/src/catalog) */
   masker?: ResultMasker;
+  /** HMAC key of the `hash` masking strategy, the same on every node (default: random per process) */
+  maskingHashKey?: Buffer;
   approvals?: ApprovalGate;
   /** cancels for keys of other nodes (B2: NATS). Without it such cancels are dropped. */
   cancelRouter?: CancelRouter;
@@ -98,6 +102,11 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   let counter = randomInt(0, 1 << 20);
   const totals = { statements: 0, denied: 0, bytesIn: 0, bytesOut: 0, cancels: 0 };
   let connecting = 0;
+  // masking is always wired: results of resources without masking rules take the raw path
+  const ownMasker = options.masker
+    ? null
+    : createDataPlaneMasker({ snapshots: options.snapshots, resolveSecret: options.resolveSecret ?? defaultResolveSecret, hashKey: options.maskingHashKey });
+  if (ownMasker?.ephemeralHashKey) log?.info("no masking hash key configured: hashed values are random per process");
 
   const cancelLocal = async (k: { pid: number; secret: number }): Promise<void> => {
     const e = cancelKeys.get(k.pid);
@@ -113,7 +122,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     snapshots: options.snapshots,
     enforcer: options.enforcer ?? denyAllEnforcer,
     audit: options.audit ?? noopAudit,
-    masker: options.masker,
+    masker: options.masker ?? ownMasker?.masker,
     approvals: options.approvals,
     maxFrameBytes: options.maxFrameBytes ?? 64 * 1024 * 1024,
     authTimeoutMs: options.authTimeoutMs ?? 30_000,
@@ -231,6 +240,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
         for (const s of sockets) s.destroy();
       });
       if (httpServer) await new Promise<void>((resolve) => httpServer!.close(() => resolve()));
+      await ownMasker?.close();
     },
   };
 }
