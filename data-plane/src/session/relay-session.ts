@@ -742,7 +742,7 @@ export class RelaySession {
             this.upstreamScan.resume(this.upstreamSink);
           }, true);
         })
-        .catch((e) => this.fail(e, true));
+        .catch((e) => this.fail(e, !SluiceError.is(e))); // a masking denial (42501) keeps its message
       return false;
     }
     p.plan = (plan as MaskPlan | null) ?? null;
