@@ -80,7 +80,7 @@ test("bad input at the door", { timeout: 120_000 }, async (t) => {
   });
   await t.test("HS256 signed with the issuer's public key", async () => {
     const pub = s.dev.jwks.keys[0] as JWK;
-    const pem = await exportSPKI((await importJWK(pub, "ES256")) as CryptoKey);
+    const pem = await exportSPKI((await importJWK(pub, "ES256")) as Parameters<typeof exportSPKI>[0]);
     const tk = await new SignJWT({ groups: ["ci"] })
       .setProtectedHeader({ alg: "HS256", kid: pub.kid })
       .setIssuer(s.dev.issuer)
