@@ -1,0 +1,254 @@
+/**
+ * `sluice data-plane [--config FILE]`: one data-plane node. Connects NATS, ensures the buckets and the
+ * audit stream, starts the policy snapshot watcher, the proxy, cancel routing and the fleet heartbeat.
+ * SIGINT/SIGTERM: leave the fleet, let open sessions finish (up to the grace period), then stop.
+ *
+ * `startDataPlaneNode` is the composition shared with `sluice dev` and the e2e harness.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import {
+  startDataPlane,
+  nodeNumberFromId,
+  type DataPlane,
+  type DataPlaneOptions,
+  type Enforcer,
+  type SessionInfo,
+} from "@sluice/data-plane";
+import { loadConfig, parseHostPort, type SluiceConfig } from "@sluice/shared/config";
+import { createLogger, type Logger } from "@sluice/shared/logging";
+import { ensureAuditStream, ensureFleetBucket, ensureSnapshotBucket, natsNames } from "@sluice/shared/nats";
+import { DecisionCache } from "@sluice/shared/policy";
+import { decideSql, loadSqlParser } from "@sluice/shared/sql";
+import { SluiceError } from "@sluice/shared/errors";
+// TODO(B2): import these from "@sluice/data-plane" once its public entry re-exports them
+import { startKvSnapshotWatcher, type KvSnapshotWatcher } from "../../data-plane/src/snapshot/index.js";
+import { startFleetHeartbeat, type FleetHeartbeat } from "../../data-plane/src/fleet/index.js";
+import { startNatsCancelRouter, type NatsCancelRouter } from "../../data-plane/src/cancel-router.js";
+import { fail, parse } from "../lib/cli-kit.js";
+
+/** The proxy hooks a composer may replace (tests, or when a richer implementation exists). */
+export type DataPlaneHooks = Partial<Pick<DataPlaneOptions, "enforcer" | "audit" | "masker" | "maskingHashKey" | "approvals" | "verify" | "resolveSecret">>;
+
+export interface DataPlaneNodeOptions {
+  config: SluiceConfig;
+  /** a shared NATS connection (the harness); otherwise one is opened to config.nats.url and closed on stop */
+  nc?: NatsConnection;
+  logger?: Logger;
+  /** TLS material; default: read config.dataPlane.tls.certFile/keyFile (or plaintext when mode is disabled) */
+  tls?: DataPlaneOptions["tls"];
+  hooks?: DataPlaneHooks;
+  /** on-disk copy of the last snapshot; default none */
+  snapshotCacheFile?: string;
+}
+
+export interface DataPlaneNode {
+  config: SluiceConfig;
+  nc: NatsConnection;
+  proxy: DataPlane;
+  snapshots: KvSnapshotWatcher;
+  cancelRouter: NatsCancelRouter;
+  heartbeat: FleetHeartbeat;
+  /** where clients connect */
+  host: string;
+  port: number;
+  httpPort: number | null;
+  /** leave the fleet, wait up to graceMs for sessions to end, then stop everything this node started */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * The policy enforcer over the current snapshot: per statement, classify (libpg-query) and evaluate
+ * against the bundle of the newest snapshot, cached per (revision, resource, groups, sql).
+ */
+export function snapshotEnforcer(snapshots: { current(): { revision: number; bundle: import("@sluice/shared/policy").Bundle } | undefined }): Enforcer {
+  const cache = new DecisionCache();
+  const keys = new WeakMap<SessionInfo, string>();
+  return {
+    decide(sql, _protocol, session) {
+      const snap = snapshots.current();
+      if (!snap) {
+        return { action: "deny", rule: "no-snapshot", reason: "the data plane has no policy snapshot", statementClass: "unknown", statementIndex: 0, statements: [] };
+      }
+      let key = keys.get(session);
+      if (key === undefined) {
+        key = DecisionCache.contextKey(session.resource, session.groups);
+        keys.set(session, key);
+      }
+      return decideSql(cache, snap.revision, snap.bundle, { resource: session.resource, groups: session.groups, subject: session.subject }, key, sql);
+    },
+  };
+}
+
+function tlsFromConfig(cfg: SluiceConfig): DataPlaneOptions["tls"] {
+  const t = cfg.dataPlane.tls;
+  if (t.mode === "disabled") return "disabled";
+  if (!t.certFile || !t.keyFile) {
+    throw new SluiceError("invalid_argument", "dataPlane.tls.certFile and keyFile are required (or tls.mode: disabled for loopback development)");
+  }
+  try {
+    return { cert: readFileSync(t.certFile), key: readFileSync(t.keyFile) };
+  } catch (e) {
+    throw new SluiceError("invalid_argument", `cannot read TLS certificate or key: ${(e as Error).message}`);
+  }
+}
+
+export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataPlaneNode> {
+  const cfg = o.config;
+  const log = o.logger ?? createLogger({ level: cfg.logLevel, name: "data-plane" });
+  const tls = o.tls ?? tlsFromConfig(cfg);
+  const listen = parseHostPort(cfg.dataPlane.listen, "0.0.0.0");
+  const httpListen = parseHostPort(cfg.dataPlane.httpListen);
+  const ownNc = !o.nc;
+  const nc =
+    o.nc ??
+    (await connect({
+      servers: cfg.nats.url,
+      name: `sluice-data-plane ${cfg.region}/${cfg.node}`,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 1000,
+      waitOnFirstConnect: true,
+    }));
+  const stops: Array<() => Promise<unknown>> = [];
+  try {
+    // the classifier's WASM parser must be loaded before the first statement is decided
+    await loadSqlParser();
+    const names = natsNames(cfg.nats.prefix);
+    await ensureSnapshotBucket(nc, names);
+    await ensureFleetBucket(nc, names, { fleetTtlMs: Math.max(30_000, cfg.dataPlane.heartbeatSeconds * 6000) });
+    await ensureAuditStream(nc, names);
+
+    const snapshots = startKvSnapshotWatcher({ nc, prefix: cfg.nats.prefix, cacheFile: o.snapshotCacheFile, logger: log });
+    stops.push(() => snapshots.stop());
+
+    const nodeNumber = nodeNumberFromId(cfg.node);
+    let proxy: DataPlane | undefined;
+    const cancelRouter = startNatsCancelRouter({
+      nc,
+      prefix: cfg.nats.prefix,
+      nodeId: nodeNumber,
+      cancelLocal: (k) => proxy?.cancelLocal(k),
+      logger: log,
+    });
+    stops.push(() => cancelRouter.stop());
+    await cancelRouter.ready();
+
+    const hooks = o.hooks ?? {};
+    proxy = await startDataPlane({
+      snapshots,
+      host: listen.host,
+      port: listen.port,
+      httpPort: httpListen.port,
+      tls,
+      nodeId: cfg.node,
+      region: cfg.region,
+      nodeNumber,
+      enforcer: hooks.enforcer ?? snapshotEnforcer(snapshots),
+      audit: hooks.audit,
+      masker: hooks.masker,
+      maskingHashKey: hooks.maskingHashKey,
+      approvals: hooks.approvals,
+      verify: hooks.verify,
+      resolveSecret: hooks.resolveSecret,
+      cancelRouter,
+      maxFrameBytes: cfg.dataPlane.maxFrameBytes,
+      logger: log,
+    });
+    const p = proxy;
+    stops.push(() => p.stop());
+
+    const heartbeat = startFleetHeartbeat({
+      nc,
+      prefix: cfg.nats.prefix,
+      region: cfg.region,
+      node: cfg.node,
+      everySeconds: cfg.dataPlane.heartbeatSeconds,
+      snapshotRevision: () => snapshots.revision(),
+      connections: () => {
+        const s = p.stats();
+        return s.sessions + s.connecting;
+      },
+      listen: `${listen.host}:${p.port}`,
+      logger: log,
+    });
+    stops.push(() => heartbeat.stop());
+
+    let stopping: Promise<void> | undefined;
+    return {
+      config: cfg,
+      nc,
+      proxy: p,
+      snapshots,
+      cancelRouter,
+      heartbeat,
+      host: listen.host === "0.0.0.0" ? "127.0.0.1" : listen.host,
+      port: p.port,
+      httpPort: p.httpPort,
+      stop(graceMs = 0) {
+        stopping ??= (async () => {
+          await heartbeat.stop();
+          const end = Date.now() + graceMs;
+          while (Date.now() < end && p.stats().sessions + p.stats().connecting > 0) {
+            await new Promise((r) => setTimeout(r, 100));
+          }
+          await p.stop();
+          await cancelRouter.stop();
+          await snapshots.stop();
+          if (ownNc) await nc.drain().catch(() => undefined);
+        })();
+        return stopping;
+      },
+    };
+  } catch (e) {
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+    if (ownNc) await nc.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+const USAGE = `usage: sluice data-plane [--config FILE] [--grace SECONDS]
+
+Runs one data-plane node (config: defaults <- FILE <- SLUICE_* environment).
+  --grace SECONDS   on SIGINT/SIGTERM, let open sessions finish for up to this long (default 30)
+Environment: SLUICE_MASKING_HASH_KEY (the same secret on every node, for the \`hash\` masking strategy),
+upstream credentials referenced by the policy bundle (env:NAME).`;
+
+export async function run(args: string[]): Promise<number> {
+  const { values } = parse(args, { config: { type: "string", short: "c" }, grace: { type: "string" } }, false);
+  if (values.help) {
+    process.stdout.write(USAGE + "\n");
+    return 0;
+  }
+  const graceSec = values.grace === undefined ? 30 : Number(values.grace);
+  if (!Number.isFinite(graceSec) || graceSec < 0) return fail(new Error("--grace must be a number of seconds"));
+  let node: DataPlaneNode;
+  let log: Logger;
+  try {
+    const cfg = loadConfig(values.config);
+    log = createLogger({ level: cfg.logLevel, name: "data-plane" });
+    // the `hash` masking strategy must give the same output on every node: share the key
+    const hashKey = process.env.SLUICE_MASKING_HASH_KEY;
+    node = await startDataPlaneNode({
+      config: cfg,
+      logger: log,
+      hooks: hashKey ? { maskingHashKey: Buffer.from(hashKey, "utf8") } : undefined,
+      snapshotCacheFile: join(process.env.STATE_DIRECTORY ?? ".sluice", `snapshot-${cfg.nats.prefix || "default"}.json`),
+    });
+  } catch (e) {
+    return fail(e);
+  }
+  log.info({ node: node.config.node, port: node.port, httpPort: node.httpPort }, "data plane started");
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGINT", () => resolve("SIGINT"));
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+  });
+  log.info({ signal, graceSeconds: graceSec }, "stopping: draining sessions");
+  // a second signal stops at once
+  const hard = () => process.exit(1);
+  process.once("SIGINT", hard);
+  process.once("SIGTERM", hard);
+  await node.stop(graceSec * 1000);
+  log.info("data plane stopped");
+  return 0;
+}
