@@ -160,3 +160,12 @@ test("problems found without the document (server side) get positions back from 
   );
   assert.deepEqual(located.map(formatProblem), ["contract.yaml:5:13: issuer URL is listed twice", "contract.yaml:31:44: too long", "contract.yaml:20:3: beyond the document"]);
 });
+
+test("odd YAML: several documents, tagged values, collection keys, tabs, unresolved aliases", () => {
+  const f = (t: string) => parseBundle(t, "f.yaml").problems.map(formatProblem);
+  assert.deepEqual(f("issuers: []\n---\npolicies: []\n"), ["f.yaml:2:1: YAML syntax error: the file holds several YAML documents (---); a bundle is one document"]);
+  assert.deepEqual(f("!!binary abc"), ["f.yaml:1:10: the bundle must be a mapping with issuers, resources, policies, masking; got a tagged value"]);
+  assert.deepEqual(f("policies:\n\t- name: x\n"), ["f.yaml:2:1: YAML syntax error: Tabs are not allowed as indentation"]);
+  assert.deepEqual(f("policies: *nope\n"), ["f.yaml:1:1: YAML error: Unresolved alias (the anchor must be set before the alias): nope"]);
+  assert.match(f("? [a]\n: b\n")[0]!, /^f\.yaml:1:1: unknown key "\[ a \]" at the top level/);
+});

@@ -99,13 +99,15 @@ function pointerAt(doc: Document, offset: number): string {
  */
 export function parseBundle(text: string, source: string): ParsedBundle {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, merge: false });
+  // logLevel error: YAML warnings (e.g. collection keys) are not printed; validation reports what matters
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, merge: false, logLevel: "error" });
   if (doc.errors.length > 0) {
     return {
       problems: doc.errors.map((e) => {
         const p = e.linePos?.[0] ?? lc.linePos(e.pos[0]);
         // first line only, without the "at line N, column M" suffix the position already carries
-        const reason = e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+        let reason = e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+        if (e.code === "MULTIPLE_DOCS") reason = "the file holds several YAML documents (---); a bundle is one document";
         return { path: source, line: p.line, column: p.col, pointer: pointerAt(doc, e.pos[0]), message: `YAML syntax error: ${reason}` };
       }),
     };
@@ -127,7 +129,7 @@ export function parseBundle(text: string, source: string): ParsedBundle {
  */
 export function locateProblems(problems: readonly Pick<Problem, "pointer" | "message">[], text: string, source: string): Problem[] {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, merge: false });
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, merge: false, logLevel: "error" });
   const locate = documentLocator(doc, lc);
   return problems.map((p) => {
     const pos = locate(p.pointer, /unknown key/.test(p.message)) ?? { line: 0, column: 0 };

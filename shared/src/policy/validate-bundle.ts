@@ -73,14 +73,17 @@ function human(segs: readonly Seg[]): string {
 function kindOf(v: unknown): string {
   if (v === null || v === undefined) return "nothing";
   if (Array.isArray(v)) return "a list";
-  if (typeof v === "object") return "a mapping";
+  if (typeof v === "object") return isMap(v) ? "a mapping" : "a tagged value";
   if (typeof v === "number") return "a number";
   if (typeof v === "boolean") return "a boolean";
   return "a string";
 }
 
+/** A plain mapping (not a list, nor a Date/Uint8Array a YAML tag like !!binary may produce). */
 function isMap(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
 }
 
 const q = (s: string) => JSON.stringify(s);
