@@ -4,6 +4,7 @@ import type { Bundle } from "@sluice/shared/policy";
 import { SluiceError } from "@sluice/shared/errors";
 import { specFor } from "../testing/given-when-then.js";
 import {
+  bundleChanges,
   bundleHash,
   decidePolicy,
   evolvePolicy,
@@ -141,4 +142,18 @@ test("evolve keeps the bundle, revision, hash and the command ids seen", () => {
   assert.ok(s.commandIds.has("c1"));
   assert.deepEqual([...s.resources.resources.keys()], ["orders"]);
   assert.deepEqual([...s.issuers.issuers.keys()], ["dev"]);
+});
+
+test("bundleChanges lists item changes between any two bundles", () => {
+  assert.deepEqual(bundleChanges(null, bundle()), [
+    { kind: "issuer", name: "dev", op: "added" },
+    { kind: "resource", name: "orders", op: "added" },
+    { kind: "policy", name: "ci-read", op: "added" },
+  ]);
+  assert.deepEqual(bundleChanges(bundle(), bundle({ policies: [] })), [{ kind: "policy", name: "ci-read", op: "removed" }]);
+});
+
+test("a policy naming an unknown issuer is rejected", () => {
+  spec.given([]).when(apply(bundle({ policies: [{ name: "p", groups: ["ci"], resources: ["orders"], issuers: ["gitlab"], allow: ["read"] }] })))
+    .thenThrows("invalid_argument", /\/policies\/0\/issuers\/0: unknown issuer "gitlab"/);
 });

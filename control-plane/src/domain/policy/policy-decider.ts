@@ -83,6 +83,7 @@ export function staleRevisionMessage(expected: number, current: number): string 
 export function validatePolicyRules(bundle: Bundle): DomainProblem[] {
   const problems: DomainProblem[] = [];
   const resources = new Set(bundle.resources.map((r) => r.name));
+  const issuers = new Set(bundle.issuers.map((s) => s.name));
   const groups = new Set<string>(bundle.groups ?? []);
   for (const iss of bundle.issuers) for (const g of iss.groups ?? []) if ("group" in g) groups.add(g.group);
   const classes = new Set<string>(STATEMENT_CLASSES);
@@ -98,6 +99,9 @@ export function validatePolicyRules(bundle: Bundle): DomainProblem[] {
     });
     (p.resources ?? []).forEach((r, k) => {
       if (!resources.has(r)) problems.push({ pointer: `${at}/resources/${k}`, message: `unknown resource "${r}"` });
+    });
+    (p.issuers ?? []).forEach((s, k) => {
+      if (!issuers.has(s)) problems.push({ pointer: `${at}/issuers/${k}`, message: `unknown issuer "${s}"` });
     });
     (p.allow ?? []).forEach((c, k) => {
       if (!classes.has(c)) problems.push({ pointer: `${at}/allow/${k}`, message: `unknown statement class "${c}"` });
@@ -136,6 +140,16 @@ function namedChanges<T>(kind: ItemChange["kind"], before: readonly T[], after: 
   }
   for (const n of b.keys()) if (!a.has(n)) out.push({ kind, name: n, op: "removed" });
   return out;
+}
+
+/** Item changes between any two bundles (for diffs between arbitrary revisions). */
+export function bundleChanges(before: Bundle | null, after: Bundle | null): ItemChange[] {
+  return [
+    ...namedChanges("issuer", before?.issuers ?? [], after?.issuers ?? [], (s) => s.name),
+    ...namedChanges("resource", before?.resources ?? [], after?.resources ?? [], (r) => r.name),
+    ...namedChanges("policy", before?.policies ?? [], after?.policies ?? [], (p) => p.name),
+    ...namedChanges("masking", before?.masking ?? [], after?.masking ?? [], (m, i) => m.name ?? `#${i}`),
+  ];
 }
 
 function issuerChange(e: IssuerEvent): ItemChange {

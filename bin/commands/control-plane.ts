@@ -1,0 +1,38 @@
+/**
+ * `sluice control-plane [--config FILE]`: runs the control plane in the foreground until SIGINT or
+ * SIGTERM. Config: defaults ← FILE ← environment (SLUICE_*). Prints one `sluice control-plane ready`
+ * line on stdout once it serves.
+ */
+import { loadConfig } from "@sluice/shared/config";
+import { createLogger } from "@sluice/shared/logging";
+import { startControlPlane } from "@sluice/control-plane";
+import { parse } from "../lib/cli-kit.js";
+
+const USAGE = "usage: sluice control-plane [--config FILE]";
+
+export async function run(args: string[]): Promise<number> {
+  const { values } = parse(args, { config: { type: "string", short: "c" } }, false);
+  if (values.help) {
+    process.stdout.write(USAGE + "\n");
+    return 0;
+  }
+  const config = loadConfig(values.config ?? process.env.SLUICE_CONFIG);
+  const logger = createLogger({ level: config.logLevel, name: "control-plane" });
+  const cp = await startControlPlane(config, { logger });
+  process.stdout.write(`sluice control-plane ready grpc=${cp.grpcAddress} http=${cp.httpPort}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      logger.info({ signal: sig }, "stopping");
+      process.off("SIGINT", onInt);
+      process.off("SIGTERM", onTerm);
+      resolve();
+    };
+    const onInt = () => stop("SIGINT");
+    const onTerm = () => stop("SIGTERM");
+    process.on("SIGINT", onInt);
+    process.on("SIGTERM", onTerm);
+  });
+  await cp.stop();
+  logger.flush();
+  return 0;
+}

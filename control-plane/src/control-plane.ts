@@ -1,0 +1,194 @@
+/**
+ * The control plane's composition root. It connects to NATS, ensures the contract's streams and
+ * buckets, then starts the components in the order of the list below; they stop in reverse order.
+ * A component contributes gRPC services, health and a stop hook. To add one (read model, sealer, audit,
+ * approvals, …) append it to BUILTIN_COMPONENTS or pass it in `options.components`.
+ */
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { KV } from "@nats-io/kv";
+import type { SluiceConfig } from "@sluice/shared/config";
+import type { Logger } from "@sluice/shared/logging";
+import { natsNames, ensureAll, type NatsNames, type JetStreamSetupOptions } from "@sluice/shared/nats";
+import { parseBundle, type IssuerSpec } from "@sluice/shared/policy";
+import { PolicyServiceService } from "@sluice/proto";
+import { JetStreamEventStore } from "./infra/jetstream-event-store.js";
+import { PolicyApp } from "./app/policy-app.js";
+import { createPolicySnapshotProjection } from "./projections/policy-snapshot-projection.js";
+import { createAuthenticator, type Authenticator } from "./grpc/authenticate.js";
+import { policyService } from "./grpc/policy-service.js";
+import { startGrpcServer, type GrpcServiceRegistration } from "./grpc/grpc-server.js";
+import { startHttpServer, type HttpRoutes } from "./http/http-server.js";
+import { Metrics } from "./http/metrics.js";
+
+/** What every component gets. */
+export interface ComponentContext {
+  config: SluiceConfig;
+  logger: Logger;
+  nc: NatsConnection;
+  names: NatsNames;
+  store: JetStreamEventStore;
+  kv: { snapshots: KV; fleet: KV; leases: KV };
+  /** verifies `authorization: Bearer` metadata → Actor (UNAUTHENTICATED on a bad token) */
+  auth: Authenticator;
+  adminGroups: () => readonly string[];
+  metrics: Metrics;
+  now: () => Date;
+}
+
+export interface StartedComponent {
+  grpcServices?: GrpcServiceRegistration[];
+  /** false → /healthz answers 503 */
+  healthy?: () => boolean;
+  /** extra detail for /healthz */
+  status?: () => Record<string, unknown>;
+  stop?: () => Promise<void>;
+  /** an in-process API the component offers the composing process (see RunningControlPlane.api) */
+  api?: unknown;
+}
+
+export interface ControlPlaneComponent {
+  name: string;
+  start(ctx: ComponentContext): Promise<StartedComponent>;
+}
+
+export interface ControlPlaneOptions {
+  logger: Logger;
+  /** issuers trusted for callers in addition to config.controlPlane.issuers (sluice dev adds its own) */
+  issuers?: IssuerSpec[];
+  /** routes served on the HTTP listener next to /healthz and /metrics (e.g. /.well-known/jwks.json) */
+  extraHttpRoutes?: HttpRoutes;
+  /** use this connection instead of connecting to config.nats.url (the caller keeps ownership) */
+  nc?: NatsConnection;
+  jetstream?: JetStreamSetupOptions;
+  /** appended after the built-in components */
+  components?: ControlPlaneComponent[];
+  now?: () => Date;
+}
+
+export interface RunningControlPlane {
+  grpcPort: number;
+  httpPort: number;
+  /** `host:port` clients dial */
+  grpcAddress: string;
+  names: NatsNames;
+  /** the policy application service, for in-process use (tests, `sluice dev` applying its start bundle) */
+  policy: PolicyApp;
+  /** a started component's in-process API by component name */
+  api<T>(component: string): T | undefined;
+  stop(): Promise<void>;
+}
+
+/** The policy core: PolicyService and the snapshot projection (SLUICE_CONTROL → KV `policy`). */
+export const policyComponent: ControlPlaneComponent = {
+  name: "policy",
+  async start(ctx) {
+    const app = new PolicyApp({ store: ctx.store, parse: parseBundle, logger: ctx.logger.child({ component: "policy" }), now: ctx.now });
+    const projection = createPolicySnapshotProjection({ nc: ctx.nc, names: ctx.names, kv: ctx.kv.snapshots, logger: ctx.logger.child({ component: "policy-snapshot" }) });
+    await projection.start();
+    ctx.metrics.gauge("sluice_control_policy_revision", "policy bundle revision folded into the KV snapshot", () => projection.revision());
+    return {
+      grpcServices: [
+        {
+          definition: PolicyServiceService,
+          implementation: policyService({
+            app,
+            auth: ctx.auth,
+            adminGroups: ctx.adminGroups,
+            logger: ctx.logger.child({ component: "grpc" }),
+            awaitSnapshot: (rev) => projection.waitForRevision(rev, 10_000),
+          }),
+        },
+      ],
+      status: () => ({ policyRevision: projection.revision() }),
+      stop: () => projection.stop(),
+      api: app,
+    };
+  },
+};
+
+/** Started in this order, stopped in reverse. */
+export const BUILTIN_COMPONENTS: ControlPlaneComponent[] = [policyComponent];
+
+export async function startControlPlane(config: SluiceConfig, options: ControlPlaneOptions): Promise<RunningControlPlane> {
+  const logger = options.logger;
+  const names = natsNames(config.nats.prefix);
+  const ownsNc = !options.nc;
+  const nc = options.nc ?? (await connect({ servers: config.nats.url, name: `sluice-control-plane-${config.node}`, maxReconnectAttempts: -1 }));
+  const stops: Array<() => Promise<void>> = [];
+  const started: Array<{ name: string; c: StartedComponent }> = [];
+  const stopAll = async () => {
+    for (const s of stops.reverse()) {
+      try {
+        await s();
+      } catch (e) {
+        logger.warn({ err: (e as Error).message }, "error while stopping");
+      }
+    }
+    stops.length = 0;
+  };
+  if (ownsNc) stops.push(() => nc.close());
+  try {
+    const js = await ensureAll(nc, names, options.jetstream);
+    const trusted = () => [...config.controlPlane.issuers, ...(options.issuers ?? [])];
+    const metrics = new Metrics();
+    const ctx: ComponentContext = {
+      config,
+      logger,
+      nc,
+      names,
+      store: new JetStreamEventStore(nc, names),
+      kv: { snapshots: js.snapshots, fleet: js.fleet, leases: js.leases },
+      auth: createAuthenticator({ issuers: trusted }),
+      adminGroups: () => config.controlPlane.adminGroups,
+      metrics,
+      now: options.now ?? (() => new Date()),
+    };
+    for (const comp of [...BUILTIN_COMPONENTS, ...(options.components ?? [])]) {
+      const c = await comp.start(ctx);
+      started.push({ name: comp.name, c });
+      if (c.stop) stops.push(c.stop);
+      logger.debug({ component: comp.name }, "component started");
+    }
+    const grpc = await startGrpcServer(config.controlPlane.grpcListen, started.flatMap((s) => s.c.grpcServices ?? []));
+    stops.push(() => grpc.stop());
+    const http = await startHttpServer(config.controlPlane.httpListen, {
+      metrics,
+      routes: options.extraHttpRoutes,
+      healthy: () => {
+        const detail: Record<string, unknown> = { nats: nc.isClosed() ? "closed" : "connected" };
+        let ok = !nc.isClosed();
+        for (const s of started) {
+          if (s.c.healthy && !s.c.healthy()) ok = false;
+          Object.assign(detail, s.c.status?.() ?? {});
+        }
+        return { ok, detail };
+      },
+    });
+    stops.push(() => http.stop());
+    const { host } = parseListenHost(config.controlPlane.grpcListen);
+    logger.info({ grpcPort: grpc.port, httpPort: http.port, prefix: names.prefix || undefined }, "control plane started");
+    const policy = started.find((s) => s.name === policyComponent.name)?.c.api as PolicyApp | undefined;
+    if (!policy) throw new Error("policy component missing");
+    return {
+      grpcPort: grpc.port,
+      httpPort: http.port,
+      grpcAddress: `${host}:${grpc.port}`,
+      names,
+      policy,
+      api: <T,>(name: string) => started.find((s) => s.name === name)?.c.api as T | undefined,
+      stop: async () => {
+        await stopAll();
+        logger.info("control plane stopped");
+      },
+    };
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}
+
+function parseListenHost(listen: string): { host: string } {
+  const i = listen.lastIndexOf(":");
+  const h = i > 0 ? listen.slice(0, i).replace(/^\[|\]$/g, "") : "";
+  return { host: !h || h === "0.0.0.0" || h === "::" ? "127.0.0.1" : h.includes(":") ? `[${h}]` : h };
+}

@@ -1,0 +1,62 @@
+/**
+ * The control plane's small HTTP listener: /healthz, /metrics, plus routes a composing process mounts
+ * (e.g. `sluice dev` serves its development issuer's /.well-known/jwks.json here).
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { parseHostPort } from "@sluice/shared/config";
+import type { Metrics } from "./metrics.js";
+
+/** Handles one request; return false to fall through (404). */
+export type HttpRoute = (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
+
+/** Routes by exact path (GET/HEAD): `{ "/.well-known/jwks.json": (req, res) => … }`. */
+export type HttpRoutes = Record<string, (req: IncomingMessage, res: ServerResponse) => void | Promise<void>>;
+
+export interface RunningHttpServer {
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function startHttpServer(
+  listen: string,
+  o: { metrics: Metrics; healthy: () => { ok: boolean; detail: Record<string, unknown> }; routes?: HttpRoutes },
+): Promise<RunningHttpServer> {
+  const { host, port } = parseHostPort(listen);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0]!;
+    const done = (code: number, type: string, body: string) => {
+      res.writeHead(code, { "content-type": type, "cache-control": "no-store" });
+      res.end(req.method === "HEAD" ? undefined : body);
+    };
+    try {
+      if (path === "/healthz") {
+        const h = o.healthy();
+        return done(h.ok ? 200 : 503, "application/json", JSON.stringify({ status: h.ok ? "ok" : "unavailable", ...h.detail }) + "\n");
+      }
+      if (path === "/metrics") return done(200, "text/plain; version=0.0.4", o.metrics.render());
+      const route = o.routes?.[path];
+      if (route) {
+        Promise.resolve(route(req, res)).catch(() => {
+          if (!res.headersSent) done(500, "text/plain", "internal error\n");
+        });
+        return;
+      }
+      done(404, "text/plain", "not found\n");
+    } catch {
+      if (!res.headersSent) done(500, "text/plain", "internal error\n");
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

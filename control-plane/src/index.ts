@@ -1,0 +1,11 @@
+// Public entry of @sluice/control-plane.
+export * from "./control-plane.js";
+export { PolicyApp, type ApplyInput, type ApplyResult, type RevisionView } from "./app/policy-app.js";
+export { JetStreamEventStore, ConcurrencyConflict, controlEventType } from "./infra/jetstream-event-store.js";
+export { createAuthenticator, requireAnyGroup, bearerToken, type Authenticator } from "./grpc/authenticate.js";
+export { unary, toServiceError, PROBLEMS_METADATA_KEY, type UnaryContext } from "./grpc/service-error.js";
+export type { GrpcServiceRegistration } from "./grpc/grpc-server.js";
+export type { HttpRoutes } from "./http/http-server.js";
+export { Metrics } from "./http/metrics.js";
+export { writeSnapshotCas } from "./projections/snapshot-kv-writer.js";
+export type { Actor, CommandMeta } from "./domain/command-meta.js";

@@ -1,0 +1,126 @@
+/**
+ * Folds the policy aggregate's events from SLUICE_CONTROL into the compiled snapshot in KV
+ * (`sluice_snapshots` / `policy`), which the data planes watch. It starts from the beginning of the
+ * stream on every start, so a restarted (or a fresh) control plane rebuilds the same snapshot; KV writes
+ * are compare-and-set, so replicas never move the snapshot backwards.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { decodeEvent, type CloudEvent } from "@sluice/shared/events";
+import type { NatsNames } from "@sluice/shared/nats";
+import type { PolicySnapshot } from "@sluice/shared/policy";
+import type { Logger } from "@sluice/shared/logging";
+import { SluiceError } from "@sluice/shared/errors";
+import { actorLabel } from "../domain/command-meta.js";
+import { POLICY_AGGREGATE, POLICY_BUNDLE_ID, evolvePolicy, initialPolicyState, type BundleApplied, type PolicyState } from "../domain/policy/policy-decider.js";
+import { eventNameOf } from "../infra/jetstream-event-store.js";
+import { writeSnapshotCas } from "./snapshot-kv-writer.js";
+
+export interface PolicySnapshotProjection {
+  /** resolves once every event present at start is folded and the snapshot written */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** revision folded so far (0: none) */
+  revision(): number;
+  state(): PolicyState;
+  /** resolves when the snapshot for `revision` (or later) has been written (or found newer) in KV */
+  waitForRevision(revision: number, timeoutMs?: number): Promise<void>;
+}
+
+export function toSnapshot(ev: BundleApplied): PolicySnapshot {
+  return { revision: ev.revision, bundle: ev.bundle, hash: ev.hash, appliedBy: actorLabel(ev.actor), appliedAt: ev.appliedAt };
+}
+
+export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: NatsNames; kv: KV; logger: Logger }): PolicySnapshotProjection {
+  const subject = o.names.controlSubject(POLICY_AGGREGATE, POLICY_BUNDLE_ID);
+  let state = initialPolicyState();
+  let written = 0;
+  let messages: ConsumerMessages | undefined;
+  let loop: Promise<void> | undefined;
+  let stopped = false;
+  const waiters = new Set<{ rev: number; resolve: () => void }>();
+
+  function notify(): void {
+    for (const w of waiters) if (written >= w.rev) {
+      waiters.delete(w);
+      w.resolve();
+    }
+  }
+
+  async function publish(ev: BundleApplied): Promise<void> {
+    const outcome = await writeSnapshotCas(o.kv, o.names.snapshotKey, toSnapshot(ev));
+    written = Math.max(written, ev.revision);
+    o.logger.info({ revision: ev.revision, outcome }, "policy snapshot projected");
+    notify();
+  }
+
+  async function run(msgs: ConsumerMessages, caughtUp: () => void, lastAtStart: number): Promise<void> {
+    for await (const m of msgs) {
+      const ce = decodeEvent(m.data) as CloudEvent<Omit<BundleApplied, "type">>;
+      const name = eventNameOf(ce.type, POLICY_AGGREGATE);
+      if (name !== "BundleApplied") {
+        o.logger.warn({ type: ce.type, seq: m.seq }, "skipping unknown policy event type");
+      } else {
+        const ev = { ...ce.data, type: "BundleApplied" } as BundleApplied;
+        if (ev.revision > state.revision) state = evolvePolicy(state, ev);
+        // while catching up only the last event's snapshot matters
+        if (m.info.pending === 0 || m.seq >= lastAtStart) {
+          try {
+            await publish(ev);
+          } catch (e) {
+            o.logger.error({ err: (e as Error).message, revision: ev.revision }, "policy snapshot write failed; will retry on the next event");
+          }
+        }
+      }
+      if (m.seq >= lastAtStart) caughtUp();
+    }
+  }
+
+  return {
+    async start() {
+      const jsm = await jetstreamManager(o.nc);
+      let lastAtStart = 0;
+      try {
+        lastAtStart = (await jsm.streams.getMessage(o.names.controlStream, { last_by_subj: subject }))?.seq ?? 0;
+      } catch (e) {
+        if ((e as { code?: number }).code !== 10037) throw e;
+      }
+      const consumer = await jetstream(o.nc).consumers.get(o.names.controlStream, { filter_subjects: subject, deliver_policy: DeliverPolicy.All });
+      messages = await consumer.consume({ max_messages: 256 });
+      let caughtUp!: () => void;
+      const ready = new Promise<void>((r) => (caughtUp = r));
+      if (lastAtStart === 0) caughtUp();
+      loop = run(messages, caughtUp, lastAtStart).catch((e) => {
+        if (!stopped) o.logger.error({ err: (e as Error).message }, "policy snapshot projection stopped");
+      });
+      await ready;
+    },
+    async stop() {
+      stopped = true;
+      messages?.stop();
+      await loop;
+      for (const w of waiters) w.resolve();
+      waiters.clear();
+    },
+    revision: () => state.revision,
+    state: () => state,
+    waitForRevision(rev, timeoutMs = 10_000) {
+      if (written >= rev) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const w = {
+          rev,
+          resolve: () => {
+            clearTimeout(t);
+            resolve();
+          },
+        };
+        const t = setTimeout(() => {
+          waiters.delete(w);
+          reject(new SluiceError("deadline_exceeded", `policy snapshot ${rev} not projected within ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiters.add(w);
+      });
+    },
+  };
+}

@@ -1,0 +1,3 @@
+export * from "./schema.js";
+export * from "./read-model.js";
+export * from "./read-model-projector.js";

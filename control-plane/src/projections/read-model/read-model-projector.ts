@@ -1,0 +1,176 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import { AckPolicy, DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import { decodeEvent, type CloudEvent } from "@sluice/shared/events";
+import { subjectToken, type NatsNames } from "@sluice/shared/nats";
+import type { Logger } from "@sluice/shared/logging";
+import type { ReadModel } from "./read-model.js";
+
+export interface ReadModelProjectorOptions {
+  nc: NatsConnection;
+  names: NatsNames;
+  model: ReadModel;
+  /** durable consumer name; one per read-model database (default `read-model`) */
+  durable?: string;
+  /** messages applied per transaction at most (default 500) */
+  batchMax?: number;
+  logger?: Logger;
+}
+
+export interface RebuildResult {
+  position: number;
+  counts: Record<string, number>;
+  ms: number;
+}
+
+function decodeOrUndefined(m: JsMsg): CloudEvent | undefined {
+  try {
+    return decodeEvent(m.data);
+  } catch {
+    return undefined; // not an event: the position still moves past it; verify reports it
+  }
+}
+
+/**
+ * Feeds the read model from SLUICE_AUDIT with a durable pull consumer. The database is the source of
+ * truth for the position: each batch of rows and the new position commit together, messages are acked
+ * only after the commit, and on (re)start the consumer is placed right after the stored position. A
+ * redelivered message is skipped by the position check inside the transaction, so each event has its
+ * effect exactly once, even with several control-plane replicas writing one PostgreSQL read model.
+ */
+export class ReadModelProjector {
+  private stopped = true;
+  private loop: Promise<void> | undefined;
+  private messages: ConsumerMessages | undefined;
+  private pos = 0;
+  private waiters: Array<() => void> = [];
+  private readonly durable: string;
+
+  constructor(private readonly o: ReadModelProjectorOptions) {
+    this.durable = subjectToken(o.durable ?? "read-model").replace(/^~/, "x");
+  }
+
+  get position(): number {
+    return this.pos;
+  }
+
+  async start(): Promise<void> {
+    if (!this.stopped) return;
+    await this.o.model.migrate();
+    this.pos = await this.o.model.position();
+    this.stopped = false;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.messages?.stop();
+    await this.loop;
+    this.loop = undefined;
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** Waits until everything stored in the audit stream when called has been applied. */
+  async catchUp(timeoutMs = 60_000): Promise<number> {
+    const jsm = await jetstreamManager(this.o.nc);
+    const target = (await jsm.streams.info(this.o.names.auditStream)).state.last_seq;
+    const until = Date.now() + timeoutMs;
+    while (this.pos < target) {
+      if (this.stopped) throw new Error("read model projector is stopped");
+      if (Date.now() > until) throw new Error(`read model did not catch up to seq ${target} (at ${this.pos})`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 200).unref?.();
+      });
+    }
+    return this.pos;
+  }
+
+  /** Drops and recreates the read model from the stream; returns once it has caught up. */
+  async rebuild(): Promise<RebuildResult> {
+    const t0 = Date.now();
+    const wasRunning = !this.stopped;
+    await this.stop();
+    await this.o.model.reset();
+    await this.deleteConsumer();
+    this.pos = 0;
+    await this.start();
+    const position = await this.catchUp();
+    const counts = await this.o.model.counts();
+    if (!wasRunning) await this.stop();
+    return { position, counts, ms: Date.now() - t0 };
+  }
+
+  private async deleteConsumer(): Promise<void> {
+    const jsm = await jetstreamManager(this.o.nc);
+    try {
+      await jsm.consumers.delete(this.o.names.auditStream, this.durable);
+    } catch (e) {
+      if (!(e instanceof JetStreamApiError && e.code === 10014)) throw e; // 10014: consumer not found
+    }
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.consumeFromPosition();
+      } catch (err) {
+        if (this.stopped) break;
+        this.o.logger?.warn({ err: String(err) }, "read model projection restarting from its stored position");
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  private async consumeFromPosition(): Promise<void> {
+    const { nc, names, model } = this.o;
+    this.pos = await model.position();
+    // place the durable right after the position the database holds (the database is the truth)
+    await this.deleteConsumer();
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.add(names.auditStream, {
+      durable_name: this.durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: this.pos + 1,
+      ack_wait: 60_000_000_000,
+      max_ack_pending: 5000,
+      description: "sluice read model projection",
+    });
+    const consumer = await jetstream(nc).consumers.get(names.auditStream, this.durable);
+    const messages = await consumer.consume({ max_messages: 1000 });
+    this.messages = messages;
+    if (this.stopped) messages.stop();
+    const queue: JsMsg[] = [];
+    let wake: (() => void) | undefined;
+    let ended = false;
+    const reader = (async () => {
+      try {
+        for await (const m of messages) {
+          queue.push(m);
+          wake?.();
+        }
+      } finally {
+        ended = true;
+        wake?.();
+      }
+    })();
+    try {
+      const max = this.o.batchMax ?? 500;
+      while (!this.stopped) {
+        if (queue.length === 0) {
+          if (ended) break;
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+          continue;
+        }
+        const batch = queue.splice(0, max);
+        this.pos = await model.applyBatch(batch.map((m) => ({ seq: m.seq, event: decodeOrUndefined(m) })));
+        for (const m of batch) m.ack();
+        for (const w of this.waiters.splice(0)) w();
+      }
+    } finally {
+      messages.stop();
+      await reader;
+    }
+  }
+}
