@@ -150,8 +150,12 @@ export interface StatementData {
   reason?: string;
 }
 
-/** `statement.allowed`: policy allowed it; it is forwarded upstream after this event (ack durability). */
-export type StatementAllowedData = StatementData & { decision: "allow" };
+/**
+ * `statement.allowed`: the statement is forwarded upstream after this event (ack durability).
+ * `decision` is `allow` when policy allowed it, `approve` when policy required approval and an
+ * approver approved it (then a statement.approval_requested / statement.approved pair may precede it).
+ */
+export type StatementAllowedData = StatementData & { decision: "allow" | "approve" };
 
 /** `statement.blocked`: policy denied it; the client got 42501 (or parse-error deny). */
 export interface StatementBlockedData extends StatementData {
