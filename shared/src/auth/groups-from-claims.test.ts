@@ -58,3 +58,11 @@ test("groups from several rules are merged without duplicates, in rule order", (
   const r: GroupRule[] = [{ claim: "groups" }, { group: "ci", when: { repository_owner: "acme" } }];
   assert.deepEqual(groupsFromClaims({ ...gha, groups: ["ci", "dba"] }, r), ["ci", "dba"]);
 });
+
+test("dotted claim names reach nested claims (Keycloak realm_access.roles); a literal dotted key wins", () => {
+  const claims = { realm_access: { roles: ["dba", "reader"] }, "a.b": "flat", a: { b: "nested" }, org: { name: "acme" } };
+  assert.deepEqual(groupsFromClaims(claims, [{ claim: "realm_access.roles", prefix: "kc:" }]), ["kc:dba", "kc:reader"]);
+  assert.deepEqual(groupsFromClaims(claims, [{ claim: "a.b" }]), ["flat"]);
+  assert.deepEqual(groupsFromClaims(claims, [{ group: "acme", when: { "org.name": "acme" } }]), ["acme"]);
+  assert.deepEqual(groupsFromClaims(claims, [{ claim: "org.name.length" }, { claim: "realm_access.__proto__" }, { claim: "toString" }]), []);
+});

@@ -186,3 +186,24 @@ test("several issuers may share an iss: the first that verifies wins", async () 
   const v = await verifyToken(token, [{ ...spec, name: "one", audience: "first" }, { ...spec, name: "two", audience: "second", groups: [] }]);
   assert.equal(v.issuer, "two");
 });
+
+test("a JWKS endpoint answering 500 or garbage fails closed", async (t) => {
+  let mode = "500";
+  const server = createServer((_req, res) => {
+    if (mode === "500") {
+      res.writeHead(500);
+      res.end("oops");
+    } else {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(mode === "json" ? JSON.stringify({ keys: "nope" }) : "<html>");
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => server.close());
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`;
+  const remote: IssuerSpec = { name: "remote", issuer: ISS, audience: AUD, jwksUrl: url, groups: [] };
+  const token = await dev.mint({ sub: "alice" });
+  for (mode of ["500", "json", "html"]) {
+    await rejectsWith(verifyToken(token, [remote], { jwksFetcher: new JwksCache() }), "jwks", token);
+  }
+});
