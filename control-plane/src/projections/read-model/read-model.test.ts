@@ -1,0 +1,114 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TestContext } from "node:test";
+import pg from "pg";
+import { natsFixture, publishInterleaved, SessionScript } from "../../audit/testing.js";
+import { ReadModel } from "./read-model.js";
+import { ReadModelProjector } from "./read-model-projector.js";
+
+const PG_ADMIN = process.env.SLUICE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+async function sqliteModel(t: TestContext): Promise<ReadModel> {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rm-"));
+  const model = ReadModel.open({ dialect: "sqlite", url: join(dir, "read-model.sqlite") });
+  t.after(async () => {
+    await model.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return model;
+}
+
+async function postgresModel(t: TestContext): Promise<ReadModel> {
+  const name = "sluice_rm_" + randomBytes(5).toString("hex");
+  const admin = new pg.Client({ connectionString: PG_ADMIN });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  const u = new URL(PG_ADMIN);
+  u.pathname = "/" + name;
+  const model = ReadModel.open({ dialect: "postgres", url: u.toString() });
+  t.after(async () => {
+    await model.close();
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+  });
+  return model;
+}
+
+const T0 = Date.parse("2026-02-01T09:00:00Z");
+
+function traffic(): SessionScript[] {
+  const a = new SessionScript("0190aaaa-0000-7000-8000-00000000000a", T0).start("repo:acme/orders", "orders", ["ci"])
+    .allowed("SELECT * FROM orders", 5).blocked("DELETE FROM orders").allowed("SELECT 1", 1).end();
+  const b = new SessionScript("0190bbbb-0000-7000-8000-00000000000b", T0 + 60_000, "eu", "node-2").start("deployer", "billing", ["deployers"])
+    .approval("DROP TABLE old_orders", "ap-1", "approved").approval("DROP TABLE orders", "ap-2", "rejected")
+    // a statement whose text is over the 512 KiB payload cap: recorded in chunks, projected as one
+    .allowed(`SELECT '${"x".repeat(600 * 1024)}'`, 0);
+  const c = new SessionScript("0190cccc-0000-7000-8000-00000000000c", T0 + 120_000);
+  c.emit("session.started", { clientAddress: "10.0.0.9", resource: "orders", node: "node-1", region: "local", tls: { enabled: true } })
+    .emit("session.denied", { stage: "authentication", reason: "token_expired", message: "token expired", sqlstate: "28P01" });
+  return [a, b, c];
+}
+
+for (const [dialect, configure] of [["sqlite", sqliteModel], ["postgres", postgresModel]] as const) {
+  test(`read model on ${dialect}: projects sessions, statements, decisions, approvals; rebuild gives the same content`, async (t) => {
+    const f = await natsFixture(t);
+    const model = await configure(t);
+    const projector = new ReadModelProjector({ nc: f.nc, names: f.names, model, batchMax: 7 });
+    try {
+      await scenario(f, model, projector);
+    } finally {
+      await projector.stop();
+    }
+  });
+}
+
+async function scenario(f: Awaited<ReturnType<typeof natsFixture>>, model: ReadModel, projector: ReadModelProjector): Promise<void> {
+  const sessions = traffic();
+  const published = await publishInterleaved(f.nc, f.names, sessions);
+  await projector.start();
+  assert.equal(await projector.catchUp(), published);
+
+  const all = await model.listSessions();
+  assert.deepEqual(all.map((s) => [s.session_id.slice(4, 8), s.status]), [["cccc", "denied"], ["bbbb", "active"], ["aaaa", "ended"]]);
+  const a = await model.getSession(sessions[0]!.sessionId);
+  assert.equal(a!.session.subject, "repo:acme/orders");
+  assert.deepEqual(a!.session.groupsList, ["ci"]);
+  assert.deepEqual(a!.statements.map((s) => [s.statement_id, s.decision, s.outcome, s.rows, s.command_tag]),
+    [[1, "allow", "completed", 5, "SELECT 5"], [2, "deny", "blocked", null, null], [3, "allow", "completed", 1, "SELECT 1"]]);
+  const b = await model.getSession(sessions[1]!.sessionId);
+  assert.deepEqual(b!.approvals.map((x) => [x.approval_id, x.status, x.decided_by, x.requester]),
+    [["ap-1", "approved", "dba-alice", "deployer"], ["ap-2", "rejected", "dba-alice", "deployer"]]);
+  assert.equal(b!.statements[2]!.sql.length, 600 * 1024 + 9, "the chunked statement is reassembled");
+  assert.deepEqual(b!.statements.map((s) => s.outcome), ["completed", "rejected", "completed"]);
+
+  // filters: identity, resource, time, decision
+  assert.deepEqual((await model.listSessions({ identity: "deployer" })).map((s) => s.resource), ["billing"]);
+  assert.deepEqual((await model.listSessions({ resource: "orders" })).length, 2);
+  assert.deepEqual((await model.listSessions({ since: new Date(T0 + 30_000).toISOString(), until: new Date(T0 + 90_000).toISOString() })).map((s) => s.subject), ["deployer"]);
+  assert.deepEqual((await model.listSessions({ decision: "deny" })).map((s) => s.session_id.slice(4, 8)), ["cccc", "aaaa"]);
+  assert.deepEqual((await model.listSessions({ decision: "rejected" })).map((s) => s.subject), ["deployer"]);
+
+  // a redelivered batch changes nothing (the position guard in the transaction)
+  const before = await model.dump();
+  await model.applyBatch(sessions[0]!.events.slice(0, 5).map((event, i) => ({ seq: i + 1, event })));
+  assert.deepEqual(await model.dump(), before);
+  await assert.rejects(model.applyBatch([{ seq: published + 2, event: undefined }]), /does not follow/);
+
+  // more traffic after a restart of the projector continues from the stored position
+  await projector.stop();
+  const more = new SessionScript("0190dddd-0000-7000-8000-00000000000d", T0 + 180_000).start("late").allowed("SELECT 2").end();
+  const n2 = await publishInterleaved(f.nc, f.names, [more]);
+  await projector.start();
+  assert.equal(await projector.catchUp(), published + n2);
+  const built = await model.dump();
+  assert.equal(built.sessions!.length, 4);
+
+  const r = await projector.rebuild();
+  assert.equal(r.position, published + n2);
+  assert.deepEqual(await model.dump(), built);
+  assert.equal(r.counts.statements, 7);
+}
