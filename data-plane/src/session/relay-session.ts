@@ -121,6 +121,8 @@ interface Pending {
   /** undefined: not computed yet; null: raw */
   plan?: MaskPlan | null;
   captured?: Buffer[];
+  /** Query/Execute: masking applies to this statement's results (decided when it was forwarded) */
+  mask?: boolean;
   /** simple query: rows summed over the command tags of its statements */
   tagRows?: number;
 }
@@ -197,7 +199,6 @@ export class RelaySession {
   private readonly needParams: boolean;
   private readonly needTags: boolean;
   private readonly captureCap: number;
-  private readonly masking: boolean;
   readonly stats: RelayStats = { statements: 0, denied: 0, bytesIn: 0, bytesOut: 0, txStatus: "I" };
 
   constructor(opts: RelaySessionOptions) {
@@ -214,7 +215,6 @@ export class RelaySession {
     this.needParams = typeof opts.audit.statementAllowed === "function";
     this.needTags = typeof opts.audit.statementCompleted === "function";
     this.captureCap = typeof opts.audit.resultRows === "function" ? Math.max(0, opts.audit.resultRowsCap ?? 0) : 0;
-    this.masking = opts.masker !== undefined;
     this.clientSink = {
       head: (code) => this.clientHead(code),
       frame: (code, f) => this.clientFrame(code, f),
@@ -321,7 +321,7 @@ export class RelaySession {
       case F.Parse:
         return this.onParse(f);
       case F.Bind: {
-        if (this.needParams || this.masking) {
+        if (this.needParams) {
           const b = decodeBind(f);
           const params: BoundParam[] | undefined = this.needParams
             ? b.params.map((v, i) => ({ format: b.paramFormats[i] === 1 ? "binary" : "text", value: v }))
@@ -341,7 +341,7 @@ export class RelaySession {
         return this.onExecute(f);
       case F.Describe: {
         const t = decodeTarget(f);
-        if (this.masking || this.captureCap > 0) this.push({ kind: t.kind === "S" ? K.DescribeS : K.DescribeP, name: t.name });
+        if (this.captureCap > 0) this.push({ kind: t.kind === "S" ? K.DescribeS : K.DescribeP, name: t.name });
         else this.push(t.kind === "S" ? DESCRIBE_S : DESCRIBE_P);
         this.toUpstream.push(f);
         return true;
@@ -388,7 +388,7 @@ export class RelaySession {
     const rec = this.record("simple", sql, decision);
     const forward = () => {
       this.stats.statements++;
-      this.push({ kind: K.Query, rec, startedAt: this.o.now(), rows: 0 });
+      this.push({ kind: K.Query, rec, startedAt: this.o.now(), rows: 0, mask: this.maskActive() });
       this.toUpstream.push(f);
     };
     return this.gate(rec, forward, () => this.deny(K.PoisonQuery, rec));
@@ -415,7 +415,7 @@ export class RelaySession {
   }
 
   private onExecute(f: Buffer): boolean {
-    const portalName = this.needParams || this.masking ? decodeExecute(f).portal : f.toString("utf8", 5, f.indexOf(0, 5));
+    const portalName = this.needParams ? decodeExecute(f).portal : f.toString("utf8", 5, f.indexOf(0, 5));
     const portal = this.portals.get(portalName);
     const st = portal ? this.statements.get(portal.statement) : undefined;
     if (!st) {
@@ -431,7 +431,8 @@ export class RelaySession {
     });
     const forward = () => {
       this.stats.statements++;
-      if (this.masking) {
+      const mask = this.maskActive();
+      if (mask) {
         // make the upstream describe the portal so the rows can be matched to columns; the answer is swallowed
         const d = Buffer.alloc(6 + Buffer.byteLength(portalName) + 1);
         d[0] = F.Describe;
@@ -441,7 +442,7 @@ export class RelaySession {
         this.push({ kind: K.InjectedDescribe, name: portalName });
         this.toUpstream.push(d);
       }
-      this.push({ kind: K.Execute, rec, startedAt: this.o.now(), rows: 0 });
+      this.push({ kind: K.Execute, rec, startedAt: this.o.now(), rows: 0, mask });
       this.toUpstream.push(f);
     };
     return this.gate(rec, forward, () => this.deny(K.PoisonExecute, rec));
@@ -536,6 +537,12 @@ export class RelaySession {
     return false;
   }
 
+  /** whether results of this session's resource go through the masker (re-read per statement: a new snapshot may add rules) */
+  private maskActive(): boolean {
+    const m = this.o.masker;
+    return m !== undefined && (m.masks ? m.masks(this.o.info.resource) : true);
+  }
+
   // ---------------------------------------------------------------- upstream → client
 
   private upstreamHead(code: number): Mode {
@@ -544,7 +551,7 @@ export class RelaySession {
         const p = this.peek();
         if (p !== undefined && (p.kind === K.Execute || p.kind === K.Query)) {
           p.rows = (p.rows ?? 0) + 1;
-          if (this.masking && p.plan !== null) return Mode.Whole;
+          if (p.mask === true && p.plan !== null) return Mode.Whole;
           if (this.captureCap > 0 && (p.captured?.length ?? 0) < this.captureCap) return Mode.Whole;
         }
         return Mode.Pass;
@@ -557,7 +564,7 @@ export class RelaySession {
       case B.CommandComplete:
       case B.EmptyQueryResponse:
       case B.PortalSuspended:
-        return this.needTags || this.captureCap > 0 || this.masking ? Mode.Whole : this.completeCounting(code);
+        return this.needTags || this.captureCap > 0 || this.peek()?.mask === true ? Mode.Whole : this.completeCounting(code);
       case B.ParseComplete:
       case B.BindComplete:
       case B.CloseComplete:
@@ -572,13 +579,13 @@ export class RelaySession {
       }
       case B.RowDescription: {
         const p = this.peek();
-        if (p?.kind === K.InjectedDescribe || this.masking || this.captureCap > 0) return Mode.Whole;
+        if (p?.kind === K.InjectedDescribe || this.captureCap > 0 || (p?.kind === K.Query && p.mask === true)) return Mode.Whole;
         if (p?.kind === K.DescribeS || p?.kind === K.DescribeP) this.pop();
         return Mode.Pass;
       }
       case B.CopyOutResponse:
       case B.CopyBothResponse:
-        return this.masking ? Mode.Whole : Mode.Pass;
+        return this.peek()?.mask === true ? Mode.Whole : Mode.Pass;
       default:
         return Mode.Pass;
     }
@@ -719,7 +726,7 @@ export class RelaySession {
 
   /** decide the mask plan for a result; `f` is forwarded after (null: swallowed) */
   private planFor(p: Pending | undefined, fields: RowField[], f: Buffer | null): boolean {
-    if (p === undefined || !this.o.masker) {
+    if (p === undefined || !this.o.masker || p.mask !== true) {
       if (p) p.plan = null;
       if (f) this.toClient.push(f);
       return true;
@@ -753,7 +760,7 @@ export class RelaySession {
   private onDataRow(f: Buffer): boolean {
     const p = this.peek();
     let out = f;
-    if (p !== undefined && this.o.masker) {
+    if (p !== undefined && this.o.masker && p.mask === true) {
       if (p.plan === undefined) {
         // rows without a known shape cannot be matched to masking rules: fail closed
         throw new SluiceError("internal", "result rows arrived without a row description while masking is configured");
@@ -771,7 +778,7 @@ export class RelaySession {
   private onCopyOut(f: Buffer): boolean {
     const p = this.peek();
     const m = this.o.masker;
-    if (m && p) {
+    if (m && p && p.mask === true) {
       const ctx = { session: this.o.info, sql: p.rec?.sql ?? "", statements: p.rec?.decision.statements ?? [] };
       const plan = m.planForCopyOut ? m.planForCopyOut(ctx) : "deny";
       if (plan && typeof (plan as Promise<unknown>).then === "function") {

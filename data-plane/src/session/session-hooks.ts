@@ -144,6 +144,11 @@ export interface ResultContext {
  * length recomputed (it may return the same Buffer when nothing changed).
  */
 export interface ResultMasker {
+  /**
+   * Whether the resource has masking rules at all. False selects the raw fast path for every result
+   * of the statement (no RowDescription/DataRow decoding). Asked once per statement; absent = true.
+   */
+  masks?(resource: string): boolean;
   planFor(fields: readonly RowField[], ctx: ResultContext): MaskPlan | null | Promise<MaskPlan | null>;
   maskDataRow(plan: MaskPlan, frame: Buffer): Buffer;
   /**
