@@ -98,8 +98,6 @@ export interface PolicySpec {
   name: string;
   groups: string[];
   resources: string[];
-  /** when set, only identities verified by these issuers (bundle names) match this policy */
-  issuers?: string[];
   allow: StatementClass[];
   /** classes or risks */
   requireApproval?: string[];

@@ -26,7 +26,6 @@ test("a bundle using every optional feature parses; port defaults to 5432", asyn
   assert.deepEqual(problems.map(formatProblem), []);
   assert.equal(bundle!.resources[1]!.upstream.port, 5432);
   assert.equal(bundle!.resources[1]!.upstream.auth, "trust");
-  assert.deepEqual(bundle!.policies[1]!.issuers, ["github"]);
 });
 
 test("the reported line format is file:line:col: reason", async () => {
@@ -52,7 +51,6 @@ const cases: Array<[string, number, number, string, RegExp]> = [
   ["unknown-approver-group.yaml", 18, 29, "/policies/0/approval/approvers/0", /^unknown group "dba" in policies\[0\]\.approval\.approvers: no issuer rule produces it/],
   ["unknown-resource.yaml", 15, 25, "/policies/0/resources/1", /^unknown resource "invoices" in policies\[0\]\.resources/],
   ["unknown-masking-resource.yaml", 13, 17, "/masking/0/resources/0", /^unknown resource "ordrs" in masking\[0\]\.resources/],
-  ["unknown-issuer.yaml", 15, 15, "/policies/0/issuers/0", /^unknown issuer "gitlab" in policies\[0\]\.issuers/],
   ["missing-credential.yaml", 12, 7, "/resources/0/upstream", /^resources\[0\]\.upstream is missing the credential reference "password" \(env:NAME or file:\/absolute\/path/],
   ["literal-password.yaml", 15, 17, "/resources/0/upstream/password", /looks like a literal password: use a reference \(env:NAME or file:\/absolute\/path\)/],
   ["malformed-credential.yaml", 11, 71, "/resources/0/upstream/password", /^malformed credential reference in resources\[0\]\.upstream\.password: env: needs a variable name/],

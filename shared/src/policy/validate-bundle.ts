@@ -234,29 +234,26 @@ const TOP_KEYS = ["issuers", "resources", "policies", "masking", "groups"] as co
 const ISSUER_KEYS = ["name", "issuer", "audience", "jwksUrl", "jwks", "algorithms", "groups"] as const;
 const RESOURCE_KEYS = ["name", "upstream"] as const;
 const UPSTREAM_KEYS = ["host", "port", "database", "user", "password", "auth", "tls", "ca"] as const;
-const POLICY_KEYS = ["name", "groups", "resources", "issuers", "allow", "requireApproval", "deny", "tables", "approval"] as const;
+const POLICY_KEYS = ["name", "groups", "resources", "allow", "requireApproval", "deny", "tables", "approval"] as const;
 const MASKING_KEYS = ["name", "resources", "columns", "types", "classifiers", "custom", "strategy"] as const;
 
 interface Names {
-  issuers: Set<string>;
   resources: Set<string>;
   groups: Set<string>;
   /** issuers with a `claim:` rule, for the unknown-group hint */
   claimIssuers: string[];
   /** a defining section could not be read completely: skip "unknown X" checks rather than cascade */
-  issuersBroken: { value: boolean };
   resourcesBroken: { value: boolean };
   groupsBroken: { value: boolean };
 }
 
 function checkIssuer(c: Checker, v: unknown, segs: Seg[], names: Names): string | undefined {
   if (!c.map(v, segs)) {
-    names.issuersBroken.value = names.groupsBroken.value = true;
+    names.groupsBroken.value = true;
     return undefined;
   }
   c.keys(v, ISSUER_KEYS, segs);
   const name = c.name(v, segs, "issuer");
-  if (name === undefined) names.issuersBroken.value = true;
   const iss = c.str(v, "issuer", segs, true);
   if (iss !== undefined) checkUrl(c, iss, [...segs, "issuer"]);
 
@@ -387,16 +384,15 @@ function checkResource(c: Checker, v: unknown, segs: Seg[]): string | undefined 
   return name;
 }
 
-function checkPolicy(c: Checker, v: unknown, segs: Seg[]): { name?: string; refs: Array<{ kind: "group" | "resource" | "issuer"; name: string; segs: Seg[] }> } {
-  const refs: Array<{ kind: "group" | "resource" | "issuer"; name: string; segs: Seg[] }> = [];
+function checkPolicy(c: Checker, v: unknown, segs: Seg[]): { name?: string; refs: Array<{ kind: "group" | "resource"; name: string; segs: Seg[] }> } {
+  const refs: Array<{ kind: "group" | "resource"; name: string; segs: Seg[] }> = [];
   if (!c.map(v, segs)) return { refs };
   c.keys(v, POLICY_KEYS, segs);
   const name = c.name(v, segs, "policy");
-  const ref = (kind: "group" | "resource" | "issuer", key: string, list: string[] | undefined, base = segs) =>
+  const ref = (kind: "group" | "resource", key: string, list: string[] | undefined, base = segs) =>
     list?.forEach((n, i) => refs.push({ kind, name: n, segs: [...base, key, i] }));
   ref("group", "groups", c.strList(v, "groups", segs, { required: true, nonEmpty: true }));
   ref("resource", "resources", c.strList(v, "resources", segs, { required: true, nonEmpty: true }));
-  ref("issuer", "issuers", c.strList(v, "issuers", segs, { nonEmpty: true }));
 
   const classes = STATEMENT_CLASSES as readonly string[];
   const classesAndRisks = [...STATEMENT_CLASSES, ...RISKS] as readonly string[];
@@ -504,11 +500,9 @@ export function validateBundle(bundle: unknown, opts: ValidateOptions = {}): Pro
   if (isMap(bundle)) {
     c.keys(bundle, TOP_KEYS, []);
     const names: Names = {
-      issuers: new Set(),
       resources: new Set(),
       groups: new Set(),
       claimIssuers: [],
-      issuersBroken: { value: false },
       resourcesBroken: { value: false },
       groupsBroken: { value: false },
     };
@@ -519,12 +513,10 @@ export function validateBundle(bundle: unknown, opts: ValidateOptions = {}): Pro
     if (c.out.length > before) names.groupsBroken.value = true;
 
     const seenIssuers = new Map<string, Seg[]>();
-    const issuers = c.list(bundle, "issuers", [], names.issuersBroken);
-    if (names.issuersBroken.value) names.groupsBroken.value = true;
+    const issuers = c.list(bundle, "issuers", [], names.groupsBroken);
     issuers.forEach((v, i) => {
       const n = checkIssuer(c, v, ["issuers", i], names);
       c.unique(seenIssuers, n, ["issuers", i], "issuer");
-      if (n !== undefined) names.issuers.add(n);
     });
     const seenResources = new Map<string, Seg[]>();
     c.list(bundle, "resources", [], names.resourcesBroken).forEach((v, i) => {
@@ -545,9 +537,6 @@ export function validateBundle(bundle: unknown, opts: ValidateOptions = {}): Pro
         if (r.kind === "resource") {
           if (!names.resources.has(r.name) && !names.resourcesBroken.value)
             c.add(r.segs, `unknown resource ${q(r.name)} in ${where} (no entry in resources has that name)`);
-        } else if (r.kind === "issuer") {
-          if (!names.issuers.has(r.name) && !names.issuersBroken.value)
-            c.add(r.segs, `unknown issuer ${q(r.name)} in ${where} (no entry in issuers has that name)`);
         } else if (!names.groups.has(r.name) && !names.groupsBroken.value) {
           const hint = names.claimIssuers.length
             ? `; issuer ${names.claimIssuers.map(q).join(", ")} takes groups from a claim, so declare the names it may carry in the top-level "groups:" list`
