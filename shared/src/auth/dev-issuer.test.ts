@@ -32,6 +32,19 @@ test("a dev issuer persists its key (0600) and a second instance mints tokens th
   assert.equal((v.expiresAt ?? 0) - (v.claims.iat as number), 120);
 });
 
+test("a corrupt or public-only key file is a clear error, and is not overwritten", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-dev-issuer-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { writeFileSync } = await import("node:fs");
+  const a = await createDevIssuer({ issuer: "http://x", audience: "a" });
+  for (const [name, text] of [["garbage.jwk", "not json"], ["public.jwk", JSON.stringify(a.jwks.keys[0])]] as const) {
+    const keyFile = join(dir, name);
+    writeFileSync(keyFile, text);
+    await assert.rejects(createDevIssuer({ issuer: "http://x", audience: "a", keyFile }), (e: unknown) => SluiceError.is(e, "failed_precondition") && /not a private JWK/.test(e.message));
+    assert.equal(readFileSync(keyFile, "utf8"), text);
+  }
+});
+
 test("create: false with no key file is a clear error", async () => {
   await assert.rejects(createDevIssuer({ issuer: "http://x", audience: "a", keyFile: "/nonexistent/sluice/key.jwk", create: false }), (e: unknown) =>
     SluiceError.is(e, "failed_precondition"),
