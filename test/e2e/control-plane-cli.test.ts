@@ -1,0 +1,148 @@
+/**
+ * `sluice policy …` end to end: the real CLI (node bin/sluice.js) against an in-process control plane
+ * on its own NATS prefix. Bad documents are refused locally with path:line:col and a one-line reason,
+ * exit 1, and nothing is appended.
+ */
+import test from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { startTestControlPlane, bundleYaml, type TestControlPlane } from "../../control-plane/src/testing/test-control-plane.js";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+function sluice(h: TestControlPlane, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(root, "bin/sluice.js"), ...args], {
+      cwd: root,
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: process.env.HOME ?? "/tmp",
+        SLUICE_CONTEXT: join(tmpdir(), "sluice-no-context.json"),
+        SLUICE_CONTROL_PLANE: h.address,
+        SLUICE_TOKEN: h.adminToken,
+        ...env,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+async function controlMessages(h: TestControlPlane): Promise<number> {
+  return (await (await jetstreamManager(h.nc)).streams.info(h.names.controlStream)).state.messages;
+}
+
+test("sluice policy apply refuses each kind of bad document with path:line:col, exit 1, nothing appended", async (t) => {
+  const h = await startTestControlPlane(t);
+  const dir = mkdtempSync(join(tmpdir(), "sluice-cli-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const good = bundleYaml({ issuerUrl: h.dev.issuer, jwks: h.dev.jwks });
+  const lineOf = (text: string, needle: string) => text.split("\n").findIndex((l) => l.includes(needle)) + 1;
+  const cases: Array<{ name: string; text: string; line: (t: string) => number; reason: RegExp }> = [
+    { name: "yaml-error", text: good.replace("groups: [ci, dba]", "groups: [ci, dba"), line: () => 0, reason: /YAML/i },
+    { name: "unknown-class", text: good.replace("allow: [read]", "allow: [read, reed]"), line: (x) => lineOf(x, "reed"), reason: /reed/ },
+    {
+      name: "duplicate-resource",
+      text: good.replace("policies:", "  - name: orders\n    upstream: { host: 127.0.0.1, port: 5432, database: o2, user: u, password: env:X }\npolicies:"),
+      line: (x) => x.split("\n").findIndex((l, i) => i > lineOf(x, "resources:") && l.includes("name: orders") && x.split("\n")[i + 1]?.includes("o2")) + 1,
+      reason: /duplicate|orders/i,
+    },
+    { name: "unknown-group", text: good.replace("groups: [ci]\n", "groups: [nobody]\n"), line: (x) => lineOf(x, "[nobody]"), reason: /unknown group "nobody"/ },
+    { name: "unknown-resource", text: good.replace("resources: [orders]", "resources: [billing]"), line: (x) => lineOf(x, "[billing]"), reason: /unknown resource "billing"/ },
+    {
+      name: "unknown-issuer",
+      text: good.replace("    allow: [read]", "    issuers: [gitlab]\n    allow: [read]"),
+      line: (x) => lineOf(x, "[gitlab]"),
+      reason: /unknown issuer "gitlab"/,
+    },
+    {
+      name: "missing-credential",
+      text: good.replace(", password: env:ORDERS_DB_PASSWORD", ""),
+      line: (x) => lineOf(x, "upstream:"),
+      reason: /credential reference/,
+    },
+  ];
+  const results = await Promise.all(
+    cases.map(async (c) => {
+      const file = join(dir, `${c.name}.yaml`);
+      writeFileSync(file, c.text);
+      return { c, file, r: await sluice(h, ["policy", "apply", file]) };
+    }),
+  );
+  for (const { c, file, r } of results) {
+    assert.equal(r.code, 1, `${c.name}: exit code (stderr: ${r.stderr})`);
+    assert.equal(r.stdout, "", c.name);
+    const lines = r.stderr.split("\n").filter(Boolean);
+    assert.equal(lines.length, 1, `${c.name}: one line on stderr, got ${JSON.stringify(r.stderr)}`);
+    const m = new RegExp(`^sluice: ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:(\\d+):(\\d+): (.+)$`).exec(lines[0]!);
+    assert.ok(m, `${c.name}: path:line:col in ${JSON.stringify(lines[0])}`);
+    assert.match(m[3]!, c.reason, c.name);
+    const want = c.line(c.text);
+    if (want > 0) assert.equal(Number(m[1]), want, `${c.name}: line of ${JSON.stringify(lines[0])}`);
+    else assert.ok(Number(m[1]) >= 1);
+  }
+  assert.equal(await controlMessages(h), 0, "nothing appended");
+});
+
+test("sluice policy apply/get/history/diff against the control plane", async (t) => {
+  const h = await startTestControlPlane(t);
+  const dir = mkdtempSync(join(tmpdir(), "sluice-cli-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const v1 = join(dir, "v1.yaml");
+  const v2 = join(dir, "v2.yaml");
+  writeFileSync(v1, bundleYaml({ issuerUrl: h.dev.issuer, jwks: h.dev.jwks }));
+  writeFileSync(v2, bundleYaml({ issuerUrl: h.dev.issuer, jwks: h.dev.jwks, extraPolicy: "  - name: dba-read\n    groups: [dba]\n    resources: [orders]\n    allow: [read]\n" }));
+
+  const a1 = await sluice(h, ["policy", "apply", v1]);
+  assert.equal(a1.code, 0, a1.stderr);
+  assert.match(a1.stdout, /^applied revision 1 \([0-9a-f]{12}\): \+issuer dev, \+resource orders, \+policy ci-read\n$/);
+  const a2 = await sluice(h, ["policy", "apply", v2, "--expected-revision", "1", "--json"]);
+  assert.equal(a2.code, 0, a2.stderr);
+  assert.equal(JSON.parse(a2.stdout).revision, 2);
+
+  const [stale, get, getJson, hist, histJson, diff, usage] = await Promise.all([
+    sluice(h, ["policy", "apply", v1, "--expected-revision", "1"]),
+    sluice(h, ["policy", "get"]),
+    sluice(h, ["policy", "get", "--json"]),
+    sluice(h, ["policy", "history"]),
+    sluice(h, ["policy", "history", "--json"]),
+    sluice(h, ["policy", "diff", "1", "2"]),
+    sluice(h, ["policy", "apply"]),
+  ]);
+  assert.equal(stale.code, 1);
+  assert.equal(stale.stderr, "sluice: policy changed since revision 1 (now 2); re-run with the current revision\n");
+
+  assert.equal(get.code, 0, get.stderr);
+  assert.match(get.stdout, /^# revision 2 \([0-9a-f]{12}\) applied by dev:alice at \S+ from .*v2\.yaml\n/);
+  assert.match(get.stdout, /name: dba-read/);
+  const g = JSON.parse(getJson.stdout);
+  assert.equal(g.revision, 2);
+  assert.deepEqual(g.bundle.policies.map((p: { name: string }) => p.name), ["ci-read", "dba-read"]);
+
+  assert.equal(hist.code, 0, hist.stderr);
+  assert.match(hist.stdout, /^revision 1  \S+  by dev:alice  from .*v1\.yaml  \+issuer dev, \+resource orders, \+policy ci-read$/m);
+  assert.match(hist.stdout, /^revision 2  \S+  by dev:alice  from .*v2\.yaml  \+policy dba-read$/m);
+  assert.match(hist.stdout, /^ {4}\+ {2}- name: dba-read$/m);
+  const hj = JSON.parse(histJson.stdout);
+  assert.deepEqual(hj.map((r: { revision: number; appliedBy: string }) => [r.revision, r.appliedBy]), [[1, "dev:alice"], [2, "dev:alice"]]);
+
+  assert.equal(diff.code, 0, diff.stderr);
+  assert.match(diff.stdout, /^--- revision 1\n\+\+\+ revision 2\n@@ /);
+  assert.match(diff.stdout, /^\+ {2}- name: dba-read$/m);
+  assert.equal(usage.code, 2);
+
+  const noAuth = await sluice(h, ["policy", "get"], { SLUICE_TOKEN: "garbage" });
+  assert.equal(noAuth.code, 1);
+  assert.match(noAuth.stderr, /^sluice: token rejected/);
+  assert.equal(await controlMessages(h), 2);
+});
