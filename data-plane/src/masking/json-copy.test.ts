@@ -10,9 +10,9 @@ const KEY = Buffer.from("k");
 
 test("JSON: keyed leaves and classifier hits are masked; everything else keeps its bytes", () => {
   const text = '{"email": "alice@example.com", "n": 12345678901234567890, "nested": {"note": "call bob@x.io"}, "tags": ["a", 1.50]}';
-  const out = maskJsonText(text, { keys: new Set(["email"]), all: false, strategy: "partial", hashKey: KEY, classifiers: [builtinClassifier("email")] });
+  const out = maskJsonText(text, { keys: new Map([["email", "partial" as const]]), all: false, strategy: "partial", hashKey: KEY, classifiers: [builtinClassifier("email")] });
   assert.equal(out, '{"email": "a****@example.com", "n": 12345678901234567890, "nested": {"note": "call b**@x.io"}, "tags": ["a", 1.50]}');
-  const under = maskJsonText('{"card": {"number": 4111111111111111, "exp": "12/30"}, "ok": true}', { keys: new Set(["card"]), all: false, strategy: "redact", hashKey: KEY, classifiers: [] });
+  const under = maskJsonText('{"card": {"number": 4111111111111111, "exp": "12/30"}, "ok": true}', { keys: new Map([["card", "redact" as const]]), all: false, strategy: "redact", hashKey: KEY, classifiers: [] });
   assert.deepEqual(JSON.parse(under), { card: { number: "[REDACTED]", exp: "[REDACTED]" }, ok: true });
 });
 
@@ -20,7 +20,7 @@ test("property: masked JSON is always valid JSON with the same shape", () => {
   fc.assert(
     fc.property(fc.jsonValue(), fc.boolean(), fc.constantFrom("partial", "redact", "hash" as const), (v, all, strategy) => {
       const text = JSON.stringify(v, null, 1);
-      const out = maskJsonText(text, { keys: new Set(["a", "b"]), all, strategy, hashKey: KEY, classifiers: [builtinClassifier("email")] });
+      const out = maskJsonText(text, { keys: new Map([["a", strategy], ["b", "redact" as const]]), all, strategy, hashKey: KEY, classifiers: [builtinClassifier("email")] });
       const back = JSON.parse(out);
       const shape = (x: unknown): unknown => (Array.isArray(x) ? x.map(shape) : x && typeof x === "object" ? Object.fromEntries(Object.entries(x).map(([k, y]) => [k, shape(y)])) : typeof x === "string" || typeof x === "number" ? "leaf" : x);
       assert.deepEqual(shape(back), shape(v));

@@ -4,25 +4,26 @@
  * change number precision and key order). Pure.
  */
 import type { MaskStrategy } from "@sluice/shared/policy";
-import { scanValue, type Classifier } from "./classifiers.js";
+import { scanValue, type Classifier, type ValueMatch } from "./classifiers.js";
 import { maskMatches, maskWhole } from "./mask-strategies.js";
 
 export interface JsonMaskOptions {
-  /** lower-case object keys whose whole value (and everything below it) is masked */
-  keys: ReadonlySet<string>;
-  /** mask every string and number leaf (the value derives from a masked column in an unkeyed way) */
+  /** lower-case object keys whose whole value (and everything below it) is masked, with their strategy */
+  keys: ReadonlyMap<string, MaskStrategy>;
+  /** mask every string and number leaf with `strategy` (the value derives from a masked column in an unkeyed way) */
   all: boolean;
   strategy: MaskStrategy;
   hashKey: Buffer;
   /** leaves not masked by key are scanned with these */
   classifiers: readonly Classifier[];
-  /** strategy for classifier matches (defaults to `strategy`) */
-  classifierStrategy?: MaskStrategy;
+  /** strategy for a classifier match (defaults to `strategy`) */
+  classifierStrategy?: MaskStrategy | ((m: ValueMatch) => MaskStrategy);
 }
 
 interface Level {
   obj: boolean;
-  masked: boolean;
+  /** the strategy masking everything below this level, if any */
+  masked: MaskStrategy | undefined;
   key: string | null;
 }
 
@@ -38,11 +39,11 @@ export function maskJsonText(text: string, o: JsonMaskOptions): string {
   let out = "";
   let copied = 0; // text[copied, i) is not yet appended to out
   let changed = false;
-  const valueMasked = (): boolean => {
-    if (o.all) return true;
+  const valueMasked = (): MaskStrategy | undefined => {
+    if (o.all) return o.strategy;
     const top = stack[stack.length - 1];
-    if (!top) return false;
-    return top.masked || (top.obj && top.key !== null && o.keys.has(top.key.toLowerCase()));
+    if (!top) return undefined;
+    return top.masked ?? (top.obj && top.key !== null ? o.keys.get(top.key.toLowerCase()) : undefined);
   };
   const replace = (start: number, end: number, replacement: string): void => {
     out += text.slice(copied, start) + replacement;
@@ -81,8 +82,9 @@ export function maskJsonText(text: string, o: JsonMaskOptions): string {
         top.key = JSON.parse(token) as string;
       } else {
         const value = JSON.parse(token) as string;
-        if (valueMasked()) {
-          replace(i, j + 1, JSON.stringify(maskWhole(value, o.strategy, o.hashKey)));
+        const st = valueMasked();
+        if (st) {
+          replace(i, j + 1, JSON.stringify(maskWhole(value, st, o.hashKey)));
         } else if (o.classifiers.length) {
           const matches = scanValue(value, o.classifiers);
           if (matches.length)
@@ -97,9 +99,10 @@ export function maskJsonText(text: string, o: JsonMaskOptions): string {
       let j = i + 1;
       while (j < n && !isDelim(text.charCodeAt(j))) j++;
       const isNumber = c === 45 || (c >= 48 && c <= 57);
-      if (isNumber && valueMasked()) {
+      const st = isNumber ? valueMasked() : undefined;
+      if (st) {
         // a masked number becomes a string: a card number stored as a JSON number must not survive
-        replace(i, j, JSON.stringify(maskWhole(text.slice(i, j), o.strategy, o.hashKey)));
+        replace(i, j, JSON.stringify(maskWhole(text.slice(i, j), st, o.hashKey)));
       }
       i = j;
     }

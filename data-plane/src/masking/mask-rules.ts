@@ -10,6 +10,7 @@ import {
   customClassifier,
   isBuiltinClassifier,
   type Classifier,
+  type ValueMatch,
 } from "./classifiers.js";
 import type { OutputLineage, SourceColumn } from "./lineage.js";
 import { canonicalTypeName, codecFor, type FieldCodec } from "./type-codecs.js";
@@ -117,10 +118,22 @@ export interface FieldFacts {
   originUnknown?: boolean;
 }
 
+/** Classifiers of a scanned field, and the strategy of the bundle entry each one came from. */
+export interface ScanSet {
+  scanners: Scanner[];
+  classifiers: Classifier[];
+  strategyOf: (m: ValueMatch) => MaskStrategy;
+}
+
 export type Treatment =
   | { mode: "whole"; strategy: MaskStrategy; rule: string; reason: "column" | "type" | "lineage" }
-  | { mode: "json"; strategy: MaskStrategy; rule: string; keys: Set<string>; all: boolean; scanners: Scanner[] }
-  | { mode: "scan"; scanners: Scanner[]; rule: string };
+  | ({ mode: "json"; strategy: MaskStrategy; rule: string; keys: Map<string, MaskStrategy>; all: boolean } & ScanSet)
+  | ({ mode: "scan"; rule: string } & ScanSet);
+
+function scanSet(scanners: Scanner[], fallback: MaskStrategy): ScanSet {
+  const by = new Map(scanners.map((s) => [s.classifier.name, s.strategy]));
+  return { scanners, classifiers: scanners.map((s) => s.classifier), strategyOf: (m) => by.get(m.classifier) ?? fallback };
+}
 
 export interface FieldMask {
   index: number;
@@ -197,14 +210,18 @@ export function planMask(c: CompiledMasking, fields: readonly FieldFacts[]): Mas
     const tr = c.typeRules.get(codec.typeName);
     if (tr) take(tr.strategy, tr.rule, "type");
     // lineage: masked sources, and the JSON keys they end up under
-    const keys = new Set<string>();
+    const keys = new Map<string, MaskStrategy>();
+    const addKey = (k: string, st: MaskStrategy) => {
+      const prev = keys.get(k);
+      keys.set(k, prev ? stronger(prev, st) : st);
+    };
     let unkeyed = false;
     for (const use of f.lineage?.sources ?? []) {
       const rs = rulesForSource(c, use.col);
       for (const r of rs) {
         take(r.strategy, r.rule, "lineage");
-        if (use.jsonKey !== undefined) keys.add(use.jsonKey.toLowerCase());
-        else if (use.col.column === "*") keys.add(r.column);
+        if (use.jsonKey !== undefined) addKey(use.jsonKey.toLowerCase(), r.strategy);
+        else if (use.col.column === "*") addKey(r.column, r.strategy);
         else unkeyed = true;
       }
     }
@@ -213,16 +230,17 @@ export function planMask(c: CompiledMasking, fields: readonly FieldFacts[]): Mas
     if (strategy && (codec.kind === "json" || codec.kind === "jsonb")) {
       // a masked column's own JSON value, or JSON built from masked columns in unkeyed positions → all leaves
       const all = (reason as string) !== "lineage" || unkeyed || unknown;
-      t = { mode: "json", strategy, rule, keys, all, scanners: unknown ? c.fallbackScanners : c.scanners };
+      t = { mode: "json", strategy, rule, keys, all, ...scanSet(unknown ? c.fallbackScanners : c.scanners, strategy) };
     } else if (strategy) {
       t = { mode: "whole", strategy, rule, reason };
     } else if (codec.kind === "text" || codec.kind === "json" || codec.kind === "jsonb") {
       const scanners = unknown ? c.fallbackScanners : c.scanners;
       if (scanners.length) {
         const ruleName = unknown ? "lineage-unknown" : scanners[0]!.rule;
+        const set = scanSet(scanners, c.defaultStrategy);
         t = codec.kind === "text"
-          ? { mode: "scan", scanners, rule: ruleName }
-          : { mode: "json", strategy: c.defaultStrategy, rule: ruleName, keys, all: false, scanners };
+          ? { mode: "scan", rule: ruleName, ...set }
+          : { mode: "json", strategy: c.defaultStrategy, rule: ruleName, keys, all: false, ...set };
       }
     }
     if (!t) return;

@@ -131,13 +131,22 @@ export function maskWhole(s: string, strategy: MaskStrategy, key: Buffer, kind?:
   }
 }
 
-/** Masks only the matched substrings of `s` (a value scanned by classifiers). */
-export function maskMatches(s: string, matches: readonly ValueMatch[], strategy: MaskStrategy, key: Buffer): string {
+/**
+ * Masks only the matched substrings of `s` (a value scanned by classifiers); `strategy` may depend
+ * on the classifier that matched (each bundle entry has its own).
+ */
+export function maskMatches(
+  s: string,
+  matches: readonly ValueMatch[],
+  strategy: MaskStrategy | ((m: ValueMatch) => MaskStrategy),
+  key: Buffer,
+): string {
   if (matches.length === 0) return s;
   let out = "";
   let at = 0;
   for (const m of matches) {
-    out += s.slice(at, m.start) + maskWhole(s.slice(m.start, m.end), strategy, key, m.kind);
+    const st = typeof strategy === "function" ? strategy(m) : strategy;
+    out += s.slice(at, m.start) + maskWhole(s.slice(m.start, m.end), st, key, m.kind);
     at = m.end;
   }
   return out + s.slice(at);

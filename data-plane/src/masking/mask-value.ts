@@ -18,17 +18,9 @@ export function maskText(m: FieldMask, s: string, hashKey: Buffer): string {
     case "json":
       return maskJson(t, s, hashKey);
     case "scan": {
-      const matches = scanValue(s, t.scanners.map((x) => x.classifier));
-      if (matches.length === 0) return s;
-      // each classifier masks with its own entry's strategy
-      let out = "";
-      let at = 0;
-      for (const x of matches) {
-        const sc = t.scanners.find((y) => y.classifier.name === x.classifier)!;
-        out += s.slice(at, x.start) + maskMatches(s.slice(x.start, x.end), [{ ...x, start: 0, end: x.end - x.start }], sc.strategy, hashKey);
-        at = x.end;
-      }
-      return out + s.slice(at);
+      const matches = scanValue(s, t.classifiers);
+      // each classifier masks with its own bundle entry's strategy
+      return matches.length === 0 ? s : maskMatches(s, matches, t.strategyOf, hashKey);
     }
   }
 }
@@ -40,7 +32,8 @@ function maskJson(t: Extract<Treatment, { mode: "json" }>, s: string, hashKey: B
       all: t.all,
       strategy: t.strategy,
       hashKey,
-      classifiers: t.scanners.map((x) => x.classifier),
+      classifiers: t.classifiers,
+      classifierStrategy: t.strategyOf,
     });
   } catch {
     // not JSON after all (a json-typed expression the server rendered oddly): mask it whole
