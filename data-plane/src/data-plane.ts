@@ -15,9 +15,10 @@ import { resolveSecret as defaultResolveSecret } from "./upstream/resolve-secret
 import { sendUpstreamCancel } from "./upstream/connect-upstream.js";
 import { encodeClientPid, nodeNumberFromId, nodeOfClientPid } from "./session/cancel-keys.js";
 import type { RelaySession } from "./session/relay-session.js";
+import { snapshotEnforcer } from "./session/snapshot-enforcer.js";
+import { loadSqlParser } from "@sluice/shared/sql";
 import { createDataPlaneMasker } from "./catalog/data-plane-masker.js";
 import {
-  denyAllEnforcer,
   noopAudit,
   type ApprovalGate,
   type AuditSink,
@@ -41,7 +42,7 @@ export interface DataPlaneOptions {
   region?: string;
   /** 0..2047, encoded in the BackendKeyData handed to clients (default: derived from nodeId) */
   nodeNumber?: number;
-  /** policy per statement; default: deny everything (there is no implicit allow) */
+  /** policy per statement; default: classify + evaluate against the current snapshot (deny without one) */
   enforcer?: Enforcer;
   audit?: AuditSink;
   /** default: the bundle's `masking` rules with a catalog on side connections (data-plane/src/catalog) */
@@ -108,6 +109,13 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     : createDataPlaneMasker({ snapshots: options.snapshots, resolveSecret: options.resolveSecret ?? defaultResolveSecret, hashKey: options.maskingHashKey });
   if (ownMasker?.ephemeralHashKey) log?.info("no masking hash key configured: hashed values are random per process");
 
+  // default: the real policy over the current snapshot (deny without one); never an implicit allow
+  let enforcer = options.enforcer;
+  if (!enforcer) {
+    await loadSqlParser();
+    enforcer = snapshotEnforcer(options.snapshots);
+  }
+
   const cancelLocal = async (k: { pid: number; secret: number }): Promise<void> => {
     const e = cancelKeys.get(k.pid);
     if (!e || e.secret !== k.secret) return; // like Postgres: a wrong key is silently ignored
@@ -120,7 +128,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     region: options.region ?? "local",
     secureContext,
     snapshots: options.snapshots,
-    enforcer: options.enforcer ?? denyAllEnforcer,
+    enforcer,
     audit: options.audit ?? noopAudit,
     masker: options.masker ?? ownMasker?.masker,
     approvals: options.approvals,

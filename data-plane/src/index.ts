@@ -5,3 +5,9 @@ export type { VerifiedIdentity } from "./net/client-connection.js";
 export { encodeClientPid, nodeOfClientPid, nodeNumberFromId, MAX_NODE_NUMBER } from "./session/cancel-keys.js";
 export { mayConnect } from "./session/may-connect.js";
 export { resolveSecret } from "./upstream/resolve-secret.js";
+export { snapshotEnforcer } from "./session/snapshot-enforcer.js";
+// the node's other parts (B2: snapshot watcher, fleet, cancel routing; E1: recorder), for composers such as `sluice data-plane`
+export { startKvSnapshotWatcher, parseSnapshot, staticSnapshotSource, type KvSnapshotWatcher, type KvSnapshotWatcherOptions, type SnapshotWatcherStatus } from "./snapshot/index.js";
+export { startFleetHeartbeat, readFleet, dataPlaneVersion, type FleetHeartbeat, type FleetHeartbeatOptions, type FleetBeat, type FleetMember } from "./fleet/index.js";
+export { startNatsCancelRouter, encodeCancelKey, decodeCancelKey, type NatsCancelRouter, type NatsCancelRouterOptions, type LocalCancelKey } from "./cancel-router.js";
+export { AuditPublisher, createAuditObserver, type AuditObserver, type AuditObserverOptions, type AuditDurability } from "./recorder/index.js";

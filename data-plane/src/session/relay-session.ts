@@ -388,6 +388,7 @@ export class RelaySession {
     const rec = this.record("simple", sql, decision);
     const forward = () => {
       this.stats.statements++;
+      this.o.enforcer.observeForwarded?.(decision, this.o.info);
       this.push({ kind: K.Query, rec, startedAt: this.o.now(), rows: 0, mask: this.maskActive() });
       this.toUpstream.push(f);
     };
@@ -398,6 +399,7 @@ export class RelaySession {
     const p = decodeParse(f);
     const decision = this.o.enforcer.decide(p.sql, "parse", this.o.info);
     if (decision.action === "allow") {
+      this.o.enforcer.observeForwarded?.(decision, this.o.info);
       this.statements.set(p.name, { sql: p.sql, decision });
       this.push(PARSE);
       this.toUpstream.push(f);

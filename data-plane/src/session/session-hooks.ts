@@ -54,6 +54,11 @@ export type QueryProtocol = "simple" | "parse";
 /** Decides one client message: a simple Query string (all its statements) or one Parse. */
 export interface Enforcer {
   decide(sql: string, protocol: QueryProtocol, session: SessionInfo): Decision;
+  /**
+   * Called after an allowed message was forwarded upstream (simple Query, or Parse), so per-session
+   * state such as SQL-level PREPARE names can follow what the upstream really saw.
+   */
+  observeForwarded?(decision: Decision, session: SessionInfo): void;
 }
 
 /** A bound parameter as sent in (F) Bind: raw bytes (null = SQL NULL) and its format. */
