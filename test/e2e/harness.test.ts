@@ -1,0 +1,53 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { readFleet } from "../../data-plane/src/fleet/index.js";
+import { startStack } from "./harness.js";
+
+const run = promisify(execFile);
+
+const readOnly = `
+policies:
+  - name: ci-read
+    groups: [ci]
+    resources: [app]
+    allow: [read]
+`;
+
+test("startStack: a client connects through the proxy over TLS and reaches the test database", async (t) => {
+  const stack = await startStack(t, { setupSql: "CREATE TABLE orders (id int primary key, total numeric); INSERT INTO orders SELECT g, g * 1.5 FROM generate_series(1, 50) g" });
+  const client = await stack.connect({ groups: ["dev"] });
+  const r = await client.query("SELECT count(*)::int AS n, current_database() AS db FROM orders");
+  assert.deepEqual(r.rows[0], { n: 50, db: stack.database });
+  const ssl = await client.query("SELECT 1 AS one");
+  assert.equal(ssl.rows[0].one, 1);
+
+  // psql with the connection string (token as password, sslmode=require)
+  const url = await stack.connectionString({ sub: "psql-user", groups: ["dev"] });
+  const out = await run("psql", [url, "-tAc", "SELECT count(*) FROM orders"]);
+  assert.equal(out.stdout.trim(), "50");
+
+  // the node heartbeats with the applied revision
+  const fleet = await readFleet(stack.nc, stack.natsPrefix);
+  assert.equal(fleet.length, 1);
+  assert.equal(fleet[0]!.node, stack.dataPlane.config.node);
+});
+
+test("apply: a new policy reaches live sessions at their next statement; identities without a policy cannot connect", async (t) => {
+  const stack = await startStack(t, { setupSql: "CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2)" });
+  const dev = await stack.connect({ groups: ["dev"] });
+  await dev.query("CREATE TABLE made_by_dev (y int)");
+
+  const rev = await stack.apply(readOnly);
+  assert.ok(rev >= 2);
+  // the same connection, now without any policy for `dev`: statements are denied, the session stays usable
+  await assert.rejects(dev.query("CREATE TABLE again (y int)"), { code: "42501" });
+  await assert.rejects(stack.connect({ groups: ["dev"] }), (e: { code?: string }) => ["28000", "42501", "28P01"].includes(e.code ?? ""));
+
+  const ci = await stack.connect({ sub: "pipeline", groups: ["ci"] });
+  assert.equal((await ci.query("SELECT count(*)::int AS n FROM t")).rows[0].n, 2);
+  await assert.rejects(ci.query("DELETE FROM t"), { code: "42501" });
+  assert.equal((await ci.query("SELECT count(*)::int AS n FROM t")).rows[0].n, 2);
+  assert.equal((await stack.pgAdmin.query("SELECT count(*)::int AS n FROM t")).rows[0].n, 2);
+});
