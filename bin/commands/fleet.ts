@@ -30,8 +30,8 @@ export async function run(args: string[]): Promise<number> {
   }
   if (positionals[0] !== "status" || positionals.length > 1) throw new UsageError(USAGE);
   const ctx = readContext();
-  const url = values.nats ?? process.env.SLUICE_NATS_URL ?? ctx?.nats ?? "nats://127.0.0.1:4222";
-  const prefix = values.prefix ?? process.env.SLUICE_NATS_PREFIX ?? ctx?.natsPrefix ?? "";
+  const url = values.nats ?? (process.env.SLUICE_NATS_URL || ctx?.nats || "nats://127.0.0.1:4222");
+  const prefix = values.prefix ?? (process.env.SLUICE_NATS_PREFIX || ctx?.natsPrefix || "");
   let nc;
   try {
     nc = await connect({ servers: url, timeout: 5000 });
