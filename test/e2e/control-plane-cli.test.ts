@@ -63,7 +63,9 @@ test("sluice policy apply refuses each kind of bad document with path:line:col, 
       name: "unknown-issuer",
       text: good.replace("    allow: [read]", "    issuers: [gitlab]\n    allow: [read]"),
       line: (x) => lineOf(x, "[gitlab]"),
-      reason: /unknown issuer "gitlab"/,
+      // policies cannot be scoped to an issuer (the evaluator does not scope by issuer), so a
+      // reference to one is refused at the reference itself rather than silently ignored
+      reason: /unknown key "issuers"/,
     },
     {
       name: "missing-credential",

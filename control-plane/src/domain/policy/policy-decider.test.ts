@@ -152,8 +152,3 @@ test("bundleChanges lists item changes between any two bundles", () => {
   ]);
   assert.deepEqual(bundleChanges(bundle(), bundle({ policies: [] })), [{ kind: "policy", name: "ci-read", op: "removed" }]);
 });
-
-test("a policy naming an unknown issuer is rejected", () => {
-  spec.given([]).when(apply(bundle({ policies: [{ name: "p", groups: ["ci"], resources: ["orders"], issuers: ["gitlab"], allow: ["read"] }] })))
-    .thenThrows("invalid_argument", /\/policies\/0\/issuers\/0: unknown issuer "gitlab"/);
-});

@@ -83,7 +83,6 @@ export function staleRevisionMessage(expected: number, current: number): string 
 export function validatePolicyRules(bundle: Bundle): DomainProblem[] {
   const problems: DomainProblem[] = [];
   const resources = new Set(bundle.resources.map((r) => r.name));
-  const issuers = new Set(bundle.issuers.map((s) => s.name));
   const groups = new Set<string>(bundle.groups ?? []);
   for (const iss of bundle.issuers) for (const g of iss.groups ?? []) if ("group" in g) groups.add(g.group);
   const classes = new Set<string>(STATEMENT_CLASSES);
@@ -99,9 +98,6 @@ export function validatePolicyRules(bundle: Bundle): DomainProblem[] {
     });
     (p.resources ?? []).forEach((r, k) => {
       if (!resources.has(r)) problems.push({ pointer: `${at}/resources/${k}`, message: `unknown resource "${r}"` });
-    });
-    (p.issuers ?? []).forEach((s, k) => {
-      if (!issuers.has(s)) problems.push({ pointer: `${at}/issuers/${k}`, message: `unknown issuer "${s}"` });
     });
     (p.allow ?? []).forEach((c, k) => {
       if (!classes.has(c)) problems.push({ pointer: `${at}/allow/${k}`, message: `unknown statement class "${c}"` });
