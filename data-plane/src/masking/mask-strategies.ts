@@ -26,8 +26,30 @@ function isAlnum(ch: string): boolean {
   return ALNUM.test(ch);
 }
 
-/** Masks alphanumerics of `s` except those whose alphanumeric index is in [keepFrom, keepTo) or >= keepTail. */
+function isAsciiAlnum(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 127) return false;
+  return true;
+}
+
+/** Masks the alphanumerics of `s` except the first `keepHead` and the last `keepTail` of them. */
 function maskAlnum(s: string, keepHead: number, keepTail: number): string {
+  if (isAscii(s)) {
+    // hot path (emails, card numbers): byte-wise, no per-character allocation
+    const b = Buffer.from(s, "latin1");
+    let total = 0;
+    for (let i = 0; i < b.length; i++) if (isAsciiAlnum(b[i]!)) total++;
+    let k = 0;
+    for (let i = 0; i < b.length; i++) {
+      if (!isAsciiAlnum(b[i]!)) continue;
+      if (k >= keepHead && k < total - keepTail) b[i] = 42; // '*'
+      k++;
+    }
+    return b.toString("latin1");
+  }
   const chars = Array.from(s);
   let total = 0;
   for (const c of chars) if (isAlnum(c)) total++;
@@ -46,6 +68,10 @@ function maskAlnum(s: string, keepHead: number, keepTail: number): string {
 
 function countAlnum(s: string): number {
   let n = 0;
+  if (isAscii(s)) {
+    for (let i = 0; i < s.length; i++) if (isAsciiAlnum(s.charCodeAt(i))) n++;
+    return n;
+  }
   for (const c of s) if (isAlnum(c)) n++;
   return n;
 }
@@ -53,7 +79,9 @@ function countAlnum(s: string): number {
 function partialEmail(s: string): string {
   const at = s.lastIndexOf("@");
   if (at <= 0) return maskAlnum(s, 0, 0);
-  const local = Array.from(s.slice(0, at));
+  const localPart = s.slice(0, at);
+  if (isAscii(localPart)) return at > 1 ? localPart[0] + STAR.repeat(at - 1) + s.slice(at) : STAR + s.slice(at);
+  const local = Array.from(localPart);
   const keep = local.length > 1 ? 1 : 0;
   return local.map((c, i) => (i < keep ? c : STAR)).join("") + s.slice(at);
 }
@@ -105,10 +133,14 @@ export function partialMask(s: string, kind: ValueKind): string {
 
 /** Guess the shape of a whole column value so `partial` keeps the right parts visible. */
 export function guessKind(s: string): ValueKind {
-  if (s.includes("@") && /^[^@\s]+@[^@\s]+$/.test(s)) return "email";
-  if (/^\d{3}-\d{2}-\d{4}$/.test(s)) return "us-ssn";
-  if (/^\d(?:[ -]?\d){12,18}$/.test(s)) return "credit-card";
-  if (/^[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}$/.test(s)) return "iban";
+  if (s.length < 6) return "generic";
+  if (s.includes("@")) return /^[^@\s]+@[^@\s]+$/.test(s) ? "email" : "generic";
+  const c0 = s.charCodeAt(0);
+  if (c0 >= 48 && c0 <= 57) {
+    if (s.length === 11 && /^\d{3}-\d{2}-\d{4}$/.test(s)) return "us-ssn";
+    return /^\d(?:[ -]?\d){12,18}$/.test(s) ? "credit-card" : "generic";
+  }
+  if (c0 >= 65 && c0 <= 90 && /^[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}$/.test(s)) return "iban";
   if (s.startsWith("eyJ") && s.split(".").length === 3) return "jwt";
   if (s.includes("PRIVATE KEY-----")) return "private-key";
   if (/^(?:AKIA|ASIA)[A-Z0-9]{16}$/.test(s)) return "aws-key";

@@ -41,20 +41,36 @@ function maskJson(t: Extract<Treatment, { mode: "json" }>, s: string, hashKey: B
   }
 }
 
+function asciiOnly(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i]! > 127) return false;
+  return true;
+}
+
+function asciiString(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 127) return false;
+  return true;
+}
+
+/** Text bytes → masked text bytes; ASCII values (the common case) skip UTF-8 coding. */
+function maskTextBytes(m: FieldMask, value: Buffer, hashKey: Buffer): Buffer | null {
+  if (asciiOnly(value)) {
+    const s = value.toString("latin1");
+    const r = maskText(m, s, hashKey);
+    if (r === s) return null;
+    return Buffer.from(r, asciiString(r) ? "latin1" : "utf8");
+  }
+  const s = value.toString("utf8");
+  const r = maskText(m, s, hashKey);
+  return r === s ? null : Buffer.from(r, "utf8");
+}
+
 /** Masks one field's bytes. `format` 0 text, 1 binary. Null = unchanged. */
 export function maskFieldBytes(m: FieldMask, value: Buffer, format: number, hashKey: Buffer): Buffer | null {
-  if (format === 0) {
-    const s = value.toString("utf8");
-    const r = maskText(m, s, hashKey);
-    return r === s ? null : Buffer.from(r, "utf8");
-  }
+  if (format === 0) return maskTextBytes(m, value, hashKey);
   switch (m.codec.kind) {
     case "text":
-    case "json": {
-      const s = value.toString("utf8");
-      const r = maskText(m, s, hashKey);
-      return r === s ? null : Buffer.from(r, "utf8");
-    }
+    case "json":
+      return maskTextBytes(m, value, hashKey);
     case "jsonb": {
       // binary jsonb: a version byte (1) then the JSON text
       if (value.length === 0 || value[0] !== 1) throw new SluiceError("permission_denied", `cannot mask binary column ${m.label}: unknown jsonb version`);
