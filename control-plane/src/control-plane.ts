@@ -19,6 +19,7 @@ import { policyService } from "./grpc/policy-service.js";
 import { startGrpcServer, type GrpcServiceRegistration } from "./grpc/grpc-server.js";
 import { startHttpServer, type HttpRoutes } from "./http/http-server.js";
 import { Metrics } from "./http/metrics.js";
+import { auditComponent } from "./audit/audit-component.js";
 
 /** What every component gets. */
 export interface ComponentContext {
@@ -107,7 +108,7 @@ export const policyComponent: ControlPlaneComponent = {
 };
 
 /** Started in this order, stopped in reverse. */
-export const BUILTIN_COMPONENTS: ControlPlaneComponent[] = [policyComponent];
+export const BUILTIN_COMPONENTS: ControlPlaneComponent[] = [policyComponent, auditComponent];
 
 export async function startControlPlane(config: SluiceConfig, options: ControlPlaneOptions): Promise<RunningControlPlane> {
   const logger = options.logger;

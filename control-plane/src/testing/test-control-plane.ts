@@ -6,6 +6,9 @@
 import type { TestContext } from "node:test";
 import { Writable } from "node:stream";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { PolicyServiceClient } from "@sluice/proto";
@@ -58,6 +61,9 @@ export async function startTestControlPlane(t: TestContext, o: Partial<ControlPl
   config.controlPlane.httpListen = "127.0.0.1:0";
   config.controlPlane.adminGroups = [ADMIN_GROUP];
   config.controlPlane.issuers = [devIssuerSpec(dev)];
+  // the audit component's read model and sealer key live in a folder of this test's own
+  const stateDir = mkdtempSync(join(tmpdir(), "sluice-cp-test-"));
+  config.controlPlane.readModel = { dialect: "sqlite", url: join(stateDir, "read-model.sqlite") };
   const adminToken = await dev.mint({ sub: "alice", groups: [ADMIN_GROUP] });
   const clients: PolicyServiceClient[] = [];
   const start = () => startControlPlane(config, { logger, jetstream: { storage: "memory" }, ...o });
@@ -98,6 +104,7 @@ export async function startTestControlPlane(t: TestContext, o: Partial<ControlPl
     await h.cp.stop().catch(() => undefined);
     await deleteAll(nc, prefix).catch(() => undefined);
     await nc.close();
+    rmSync(stateDir, { recursive: true, force: true });
   });
   return h;
 }

@@ -20,6 +20,8 @@ export interface NatsNames {
   /** `sluice.audit.<region>.<node>.<sessionId>` */
   auditSubject(region: string, node: string, sessionId: string): string;
   readonly auditAll: string;
+  /** wildcard over one session's audit subject on any region/node (a consumer filter) */
+  auditSessionFilter(sessionId: string): string;
   /** `sluice.checkpoint.<stream>` */
   checkpointSubject(stream: string): string;
   readonly checkpointAll: string;
@@ -66,6 +68,7 @@ export function natsNames(prefix = ""): NatsNames {
     auditSubject: (region, node, sessionId) =>
       `${aud}.${subjectToken(region)}.${subjectToken(node)}.${subjectToken(sessionId)}`,
     auditAll: `${aud}.>`,
+    auditSessionFilter: (sessionId) => `${aud}.*.*.${subjectToken(sessionId)}`,
     checkpointSubject: (stream) => `${cp}.${subjectToken(stream)}`,
     checkpointAll: `${cp}.>`,
     cancelSubject: (node) => `${s}sluice.cancel.${subjectToken(node)}`,
