@@ -28,15 +28,11 @@ test("a changed audience is recorded, a missing issuer is distrusted", () => {
     .then([{ type: "IssuerChanged", name: "github", spec: gh2 }, { type: "IssuerDistrusted", name: "dev" }]);
 });
 
-test("plain http is refused except on loopback", () => {
-  spec.given([]).when(reconcile({ ...gh, issuer: "http://example.com" })).thenThrows("invalid_argument", /https/);
-});
-
-test("an issuer without keys, with both key sources, or with HMAC/none is rejected", () => {
+test("an issuer without keys, or with HMAC/none, is rejected", () => {
   const { jwksUrl: _u, ...noKeys } = gh;
   spec.given([]).when(reconcile(noKeys as IssuerSpec)).thenThrows("invalid_argument", /jwksUrl or an inline jwks/);
-  spec.given([]).when(reconcile({ ...gh, jwks: { keys: [] } })).thenThrows("invalid_argument", /not both/);
   spec.given([]).when(reconcile({ ...gh, algorithms: ["HS256"] })).thenThrows("invalid_argument", /HS256 is not allowed/);
+  spec.given([]).when(reconcile({ ...gh, algorithms: ["RS256", "none"] })).thenThrows("invalid_argument", /^\/issuers\/0\/algorithms\/1: algorithm none is not allowed/);
 });
 
 test("duplicate names are rejected", () => {

@@ -19,7 +19,7 @@ const now = new Date("2026-01-02T03:04:05.000Z");
 
 function bundle(over: Partial<Bundle> = {}): Bundle {
   return {
-    issuers: [{ name: "dev", issuer: "http://127.0.0.1:7481/dev", audience: "sluice", jwks: { keys: [] }, groups: [{ group: "ci", when: { repository_owner: "acme" } }] }],
+    issuers: [{ name: "dev", issuer: "http://127.0.0.1:7481/dev", audience: "sluice", jwksUrl: "http://127.0.0.1:7481/dev/jwks", groups: [{ group: "ci", when: { repository_owner: "acme" } }] }],
     resources: [{ name: "orders", upstream: { host: "127.0.0.1", port: 5432, database: "orders", user: "svc", password: "env:ORDERS_PW", tls: "disable" } }],
     policies: [{ name: "ci-read", groups: ["ci"], resources: ["orders"], allow: ["read"] }],
     masking: [],
@@ -91,21 +91,21 @@ test("the same document again decides nothing", () => {
 
 test("an unknown statement class is rejected with its pointer", () => {
   const b = bundle({ policies: [{ name: "p", groups: ["ci"], resources: ["orders"], allow: ["read", "delete" as never] }] });
-  spec.given([]).when(apply(b)).thenThrows("invalid_argument", /^\/policies\/0\/allow\/1: unknown statement class "delete"/);
+  spec.given([]).when(apply(b)).thenThrows("invalid_argument", /^\/policies\/0\/allow\/1: .*"delete"/);
 });
 
 test("a duplicate resource is rejected", () => {
   const r = bundle().resources[0]!;
-  spec.given([]).when(apply(bundle({ resources: [r, r] }))).thenThrows("invalid_argument", /^\/resources\/1\/name: duplicate resource "orders"/);
+  spec.given([]).when(apply(bundle({ resources: [r, r] }))).thenThrows("invalid_argument", /^\/resources\/1\/name: duplicate resource .*"orders"/);
 });
 
 test("unknown group and unknown resource references are rejected", () => {
   spec.given([]).when(apply(bundle({ policies: [{ name: "p", groups: ["nobody"], resources: ["orders"], allow: ["read"] }] })))
     .thenThrows("invalid_argument", /unknown group "nobody"/);
   spec.given([]).when(apply(bundle({ policies: [{ name: "p", groups: ["ci"], resources: ["billing"], allow: ["read"] }] })))
-    .thenThrows("invalid_argument", /\/policies\/0\/resources\/0: unknown resource "billing"/);
+    .thenThrows("invalid_argument", /^\/policies\/0\/resources\/0: unknown resource "billing"/);
   spec.given([]).when(apply(bundle({ masking: [{ resources: ["billing"], columns: ["a.b"], strategy: "redact" }] })))
-    .thenThrows("invalid_argument", /\/masking\/0\/resources\/0: unknown resource "billing"/);
+    .thenThrows("invalid_argument", /^\/masking\/0\/resources\/0: unknown resource "billing"/);
 });
 
 test("a password that is not a credential reference is rejected without echoing it", () => {
@@ -116,7 +116,7 @@ test("a password that is not a credential reference is rejected without echoing 
     assert.fail("expected a rejection");
   } catch (e) {
     assert.ok(e instanceof SluiceError && e.code === "invalid_argument");
-    assert.match(e.message, /credential reference/);
+    assert.match(e.message, /^\/resources\/0\/upstream\/password: .*reference \(env:NAME or file:/);
     assert.doesNotMatch(JSON.stringify({ m: e.message, d: e.details }), /hunter2/);
   }
 });
@@ -129,7 +129,7 @@ test("every problem is reported, not only the first", () => {
     assert.fail("expected a rejection");
   } catch (e) {
     const problems = (e as SluiceError).details as { problems: { pointer: string }[] };
-    assert.deepEqual(problems.problems.map((p) => p.pointer), ["/resources/1/name", "/policies/0/groups/0", "/policies/0/allow/0"]);
+    assert.deepEqual(problems.problems.map((p) => p.pointer).sort(), ["/policies/0/allow/0", "/policies/0/groups/0", "/resources/1/name"]);
   }
 });
 

@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import { SluiceError } from "@sluice/shared/errors";
 import { canonicalJson } from "@sluice/shared/events";
-import { RISKS, STATEMENT_CLASSES, MASK_STRATEGIES, type Bundle } from "@sluice/shared/policy";
+import { validateBundle, type Bundle } from "@sluice/shared/policy";
 import type { CommandMeta, ItemChange, Actor } from "../command-meta.js";
 import { rejected, type DomainProblem } from "../domain-problem.js";
 import { decideIssuers, evolveIssuers, initialIssuerState, type IssuerEvent, type IssuerState } from "../issuer/issuer-decider.js";
@@ -79,50 +79,12 @@ export function staleRevisionMessage(expected: number, current: number): string 
   return `policy changed since revision ${expected} (now ${current}); re-run with the current revision`;
 }
 
-/** Cross-references and vocabulary; per-item registration rules live in the issuer/resource deciders. */
+/**
+ * The bundle's rule set is the shared one (`validateBundle`, the same rules `sluice policy apply` runs
+ * locally and data planes rely on), so client and server can never disagree about what is valid.
+ */
 export function validatePolicyRules(bundle: Bundle): DomainProblem[] {
-  const problems: DomainProblem[] = [];
-  const resources = new Set(bundle.resources.map((r) => r.name));
-  const groups = new Set<string>(bundle.groups ?? []);
-  for (const iss of bundle.issuers) for (const g of iss.groups ?? []) if ("group" in g) groups.add(g.group);
-  const classes = new Set<string>(STATEMENT_CLASSES);
-  const risks = new Set<string>([...STATEMENT_CLASSES, ...RISKS]);
-  const names = new Set<string>();
-  bundle.policies.forEach((p, i) => {
-    const at = `/policies/${i}`;
-    if (!p.name) problems.push({ pointer: `${at}/name`, message: "policy name is required" });
-    else if (names.has(p.name)) problems.push({ pointer: `${at}/name`, message: `duplicate policy "${p.name}"` });
-    names.add(p.name);
-    (p.groups ?? []).forEach((g, k) => {
-      if (!groups.has(g)) problems.push({ pointer: `${at}/groups/${k}`, message: `unknown group "${g}" (no issuer rule or groups entry defines it)` });
-    });
-    (p.resources ?? []).forEach((r, k) => {
-      if (!resources.has(r)) problems.push({ pointer: `${at}/resources/${k}`, message: `unknown resource "${r}"` });
-    });
-    (p.allow ?? []).forEach((c, k) => {
-      if (!classes.has(c)) problems.push({ pointer: `${at}/allow/${k}`, message: `unknown statement class "${c}"` });
-    });
-    for (const key of ["deny", "requireApproval"] as const) {
-      (p[key] ?? []).forEach((c, k) => {
-        if (!risks.has(c)) problems.push({ pointer: `${at}/${key}/${k}`, message: `unknown statement class or risk "${c}"` });
-      });
-    }
-    (p.approval?.approvers ?? []).forEach((g, k) => {
-      if (!groups.has(g)) problems.push({ pointer: `${at}/approval/approvers/${k}`, message: `unknown group "${g}"` });
-    });
-    if (p.requireApproval?.length && !p.approval) {
-      problems.push({ pointer: `${at}/approval`, message: "requireApproval needs approval: { approvers, timeout }" });
-    }
-  });
-  bundle.masking.forEach((m, i) => {
-    (m.resources ?? []).forEach((r, k) => {
-      if (!resources.has(r)) problems.push({ pointer: `/masking/${i}/resources/${k}`, message: `unknown resource "${r}"` });
-    });
-    if (!(MASK_STRATEGIES as readonly string[]).includes(m.strategy)) {
-      problems.push({ pointer: `/masking/${i}/strategy`, message: `strategy must be one of ${MASK_STRATEGIES.join(", ")}` });
-    }
-  });
-  return problems;
+  return validateBundle(bundle).map((p) => ({ pointer: p.pointer, message: p.message }));
 }
 
 function namedChanges<T>(kind: ItemChange["kind"], before: readonly T[], after: readonly T[], name: (t: T, i: number) => string): ItemChange[] {
@@ -177,7 +139,7 @@ export function decidePolicy(cmd: PolicyCommand, state: PolicyState): PolicyEven
           currentRevision: state.revision,
         });
       }
-      const problems: DomainProblem[] = [];
+      const problems: DomainProblem[] = validatePolicyRules(cmd.bundle);
       let issuerEvents: IssuerEvent[] = [];
       let resourceEvents: ResourceEvent[] = [];
       try {
@@ -190,8 +152,7 @@ export function decidePolicy(cmd: PolicyCommand, state: PolicyState): PolicyEven
       } catch (e) {
         problems.push(...problemsOf(e));
       }
-      problems.push(...validatePolicyRules(cmd.bundle));
-      if (problems.length) throw rejected(problems);
+      if (problems.length) throw rejected(dedupe(problems));
 
       const hash = bundleHash(cmd.bundle);
       if (hash === state.hash) return []; // same document: nothing to record
@@ -221,6 +182,12 @@ export function decidePolicy(cmd: PolicyCommand, state: PolicyState): PolicyEven
       throw new Error(`unhandled policy command ${String(never)}`);
     }
   }
+}
+
+/** The shared rules and an item decider may flag the same spot: report each pointer once. */
+function dedupe(problems: DomainProblem[]): DomainProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => !seen.has(p.pointer) && (seen.add(p.pointer), true));
 }
 
 function problemsOf(e: unknown): DomainProblem[] {

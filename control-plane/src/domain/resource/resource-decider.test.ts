@@ -31,8 +31,3 @@ test("a credential value instead of a reference is rejected", () => {
   const bad = { ...orders, upstream: { ...orders.upstream, password: "s3cret" } };
   spec.given([]).when(reconcile(bad)).thenThrows("invalid_argument", /^\/resources\/0\/upstream\/password: password must be a credential reference/);
 });
-
-test("a bad port and an unknown tls mode are rejected", () => {
-  spec.given([]).when(reconcile({ ...orders, upstream: { ...orders.upstream, port: 0 } })).thenThrows("invalid_argument", /port/);
-  spec.given([]).when(reconcile({ ...orders, upstream: { ...orders.upstream, tls: "maybe" as never } })).thenThrows("invalid_argument", /tls/);
-});

@@ -9,7 +9,6 @@
  * retired) that BundleApplied records in its `changes`. Its state is folded from those same events.
  */
 import type { ResourceSpec } from "@sluice/shared/policy";
-import { UPSTREAM_TLS_MODES } from "@sluice/shared/policy";
 import { canonicalJson } from "@sluice/shared/events";
 import type { DomainProblem } from "../domain-problem.js";
 import { rejected } from "../domain-problem.js";
@@ -29,32 +28,23 @@ export const initialResourceState = (): ResourceState => ({ resources: new Map()
 
 /** A credential is stored only as a reference; the data plane resolves it. */
 export const CREDENTIAL_REF = /^(env:[A-Za-z_][A-Za-z0-9_]*|file:\/.+)$/;
-const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
+/**
+ * Registration invariants of the resource set (the full field rules are the shared validateBundle):
+ * names are unique, and a credential is only ever a reference, never the secret itself.
+ */
 export function validateResources(resources: readonly ResourceSpec[]): DomainProblem[] {
   const problems: DomainProblem[] = [];
   const seen = new Set<string>();
   resources.forEach((r, i) => {
     const at = `/resources/${i}`;
-    if (!r.name || !NAME.test(r.name)) problems.push({ pointer: `${at}/name`, message: `resource name must match ${NAME.source}` });
+    if (!r.name) problems.push({ pointer: `${at}/name`, message: "resource name is required" });
     else if (seen.has(r.name)) problems.push({ pointer: `${at}/name`, message: `duplicate resource "${r.name}"` });
     seen.add(r.name);
-    const u = r.upstream;
-    if (!u) {
-      problems.push({ pointer: `${at}/upstream`, message: "resource needs an upstream" });
-      return;
-    }
-    if (!u.host) problems.push({ pointer: `${at}/upstream/host`, message: "upstream host is required" });
-    if (!Number.isInteger(u.port) || u.port < 1 || u.port > 65535) problems.push({ pointer: `${at}/upstream/port`, message: "upstream port must be 1-65535" });
-    if (!u.database) problems.push({ pointer: `${at}/upstream/database`, message: "upstream database is required" });
-    if (!u.user) problems.push({ pointer: `${at}/upstream/user`, message: "upstream user is required" });
+    const pw = r.upstream?.password;
     // never echo the value: it may be a secret typed where a reference belongs
-    if (u.password !== undefined && !CREDENTIAL_REF.test(u.password)) {
+    if (pw !== undefined && !CREDENTIAL_REF.test(pw)) {
       problems.push({ pointer: `${at}/upstream/password`, message: "password must be a credential reference (env:NAME or file:/path), never the value" });
-    }
-    if (u.ca !== undefined && !/^file:\/.+/.test(u.ca)) problems.push({ pointer: `${at}/upstream/ca`, message: "ca must be a file:/path reference" });
-    if (u.tls !== undefined && !(UPSTREAM_TLS_MODES as readonly string[]).includes(u.tls)) {
-      problems.push({ pointer: `${at}/upstream/tls`, message: `upstream tls must be one of ${UPSTREAM_TLS_MODES.join(", ")}` });
     }
   });
   return problems;
