@@ -5,8 +5,7 @@
  * flagged stale.
  */
 import { connect } from "@nats-io/transport-node";
-// TODO(B2): import from "@sluice/data-plane" once its public entry exists
-import { readFleet } from "../../data-plane/src/fleet/index.js";
+import { readFleet } from "@sluice/data-plane";
 import { UsageError, fail, parse, printJson, readContext } from "../lib/cli-kit.js";
 
 const USAGE = "usage: sluice fleet status [--json] [--nats URL] [--prefix PREFIX]";

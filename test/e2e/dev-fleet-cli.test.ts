@@ -51,5 +51,4 @@ test("sluice fleet status lists heartbeating nodes (table and --json); an unreac
     assert.equal(e.stderr.trim().split("\n").length, 1);
     return true;
   });
-  await assert.rejects(run(process.execPath, [sluice, "fleet", "bogus"], { env }), { code: 2 });
 });
