@@ -265,6 +265,11 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
       throw new Refusal("08006", `cannot connect to the upstream of "${resourceName}"`, se.message);
     }
     upstream = up.socket;
+    // from here until the relay takes over, an upstream failure must not be an unhandled 'error'
+    up.socket.on("error", (e: NodeJS.ErrnoException) => {
+      ctx.logger?.warn({ sessionId, code: e.code }, "upstream socket error");
+      end("upstream error", errorResponse({ severity: "FATAL", sqlstate: "08006", message: "the upstream connection failed" }));
+    });
     if (ended) {
       up.socket.destroy();
       return;
@@ -356,10 +361,6 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     us.on("data", (d: Buffer) => s.onUpstreamData(d));
     client.on("end", () => end("client disconnected"));
     client.on("close", () => end("client disconnected"));
-    us.on("error", (e: NodeJS.ErrnoException) => {
-      ctx.logger?.warn({ sessionId, code: e.code }, "upstream socket error");
-      end("upstream error", errorResponse({ severity: "FATAL", sqlstate: "08006", message: "the upstream connection failed" }));
-    });
     us.on("close", () => end("upstream closed", errorResponse({ severity: "FATAL", sqlstate: "08006", message: "the upstream closed the connection" })));
     if (up.rest.length) s.onUpstreamData(up.rest);
     if (early.length) s.onClientData(early);

@@ -70,6 +70,8 @@ export async function openUpstreamSocket(spec: UpstreamSpec, timeoutMs = 10_000)
     raw.write(encodeSslRequest());
   });
   raw.removeAllListeners("error");
+  // the TLS socket reports failures itself; the raw socket must never throw an unhandled 'error'
+  raw.on("error", () => undefined);
   if (answer !== 0x53 /* S */) {
     raw.destroy();
     throw upstreamError(`upstream ${spec.host}:${spec.port} does not offer TLS (tls: ${mode})`);
@@ -99,6 +101,8 @@ export async function openUpstreamSocket(spec: UpstreamSpec, timeoutMs = 10_000)
 export async function connectUpstream(spec: UpstreamSpec, opts: ConnectUpstreamOptions = {}): Promise<UpstreamConnection> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const socket = await openUpstreamSocket(spec, timeoutMs);
+  // between the handshake and the relay the caller attaches its own handler; never leave none
+  socket.on("error", () => undefined);
   try {
     return await handshake(socket, spec, opts, timeoutMs);
   } catch (e) {
