@@ -157,3 +157,25 @@ test("a partial copy starting at a checkpoint boundary verifies from there", () 
   assert.equal(r.streamChainFrom, 11);
   assert.equal(r.sealedThrough, 30);
 });
+
+test("checkpoints interleaved after their last event (as AuditService.Read delivers them) verify the same", async () => {
+  const { AuditVerifier } = await import("./verify.js");
+  const recs = stored(sessionsEvents(35));
+  const cps = seal(recs);
+  const run = (list: Checkpoint[]) => {
+    const v = new AuditVerifier([], { publicKey: key.publicKey });
+    const byLast = new Map(list.map((c) => [c.lastSeq, c]));
+    for (const r of recs) {
+      v.add(r);
+      const cp = byLast.get(r.seq);
+      if (cp) v.addCheckpoint(cp);
+    }
+    return v.finish();
+  };
+  const honest = run(cps);
+  assert.equal(honest.ok, true, summarizeReport(honest));
+  assert.equal(honest.sealedThrough, 30);
+  const forged = run([cps[0]!, { ...cps[1]!, chainHash: "cd".repeat(32) }, cps[2]!]);
+  assert.equal(forged.firstProblem!.kind, "checkpoint-signature");
+  assert.ok(forged.problems.some((p) => p.kind === "checkpoint-mismatch" && p.streamSeq === 20));
+});

@@ -80,6 +80,7 @@ export class AuditVerifier {
   private readonly problems: VerifyProblem[] = [];
   private readonly cpAt = new Map<number, Checkpoint>();
   private readonly cpBad = new Set<Checkpoint>();
+  private readonly sealedCps = new Set<Checkpoint>();
   private readonly sessions = new Map<string, SessionState>();
   private lastSeq: number | undefined;
   private firstSeq: number | undefined;
@@ -88,41 +89,55 @@ export class AuditVerifier {
   private sealed = 0;
   private count = 0;
   private readonly max: number;
-  private readonly checkpoints: readonly Checkpoint[];
+  private readonly all: Checkpoint[] = [];
+  private prevCp: Checkpoint | undefined;
+  private pinnedId: string | undefined;
   private dropped = 0;
 
   constructor(checkpoints: readonly Checkpoint[], private readonly o: VerifyOptions = {}) {
     this.max = o.maxProblems ?? 100;
-    this.checkpoints = checkpoints;
-    const pinnedId = o.publicKey ? keyIdOf(o.publicKey) : undefined;
-    let prev: Checkpoint | undefined;
-    for (const cp of checkpoints) {
-      const where = { streamSeq: cp.lastSeq, checkpoint: { firstSeq: cp.firstSeq, lastSeq: cp.lastSeq } };
-      const label = `checkpoint [${cp.firstSeq}..${cp.lastSeq}]`;
-      let bad = false;
-      const flag = (kind: ProblemKind, reason: string) => {
-        bad = true;
-        this.report({ kind, ...where, reason: `${label}: ${reason}` });
-      };
-      if (o.publicKey) {
-        if (cp.keyId !== pinnedId) flag("checkpoint-key", `signed by key ${cp.keyId}, not the pinned key ${pinnedId} (forged?)`);
-        else if (!checkpointSignatureValid(cp, o.publicKey)) flag("checkpoint-signature", "signature does not verify against the pinned key (forged or altered)");
-      }
-      if (cp.count !== cp.lastSeq - cp.firstSeq + 1) flag("checkpoint-range", `count ${cp.count} does not match its range`);
-      if (prev) {
-        if (cp.firstSeq !== prev.lastSeq + 1) {
-          flag("checkpoint-range", `does not follow checkpoint [${prev.firstSeq}..${prev.lastSeq}]`);
-        }
-        if (cp.prevCheckpointHash !== checkpointHash(prev)) {
-          flag("checkpoint-link", `prevCheckpointHash does not match checkpoint [${prev.firstSeq}..${prev.lastSeq}] (a checkpoint was replaced or removed)`);
-        }
-      } else if (cp.firstSeq === 1 && cp.prevCheckpointHash !== CHECKPOINT_GENESIS) {
-        flag("checkpoint-link", "the first checkpoint of the stream does not start from the genesis hash");
-      }
-      if (bad) this.cpBad.add(cp);
-      if (!this.cpAt.has(cp.lastSeq)) this.cpAt.set(cp.lastSeq, cp);
-      prev = cp;
+    this.pinnedId = o.publicKey ? keyIdOf(o.publicKey) : undefined;
+    for (const cp of checkpoints) this.registerCheckpoint(cp);
+  }
+
+  /** Checks a checkpoint on its own and against the previous one; remembers it for the chain comparison. */
+  private registerCheckpoint(cp: Checkpoint): void {
+    const prev = this.prevCp;
+    const where = { streamSeq: cp.lastSeq, checkpoint: { firstSeq: cp.firstSeq, lastSeq: cp.lastSeq } };
+    const label = `checkpoint [${cp.firstSeq}..${cp.lastSeq}]`;
+    let bad = false;
+    const flag = (kind: ProblemKind, reason: string) => {
+      bad = true;
+      this.report({ kind, ...where, reason: `${label}: ${reason}` });
+    };
+    if (this.o.publicKey) {
+      if (cp.keyId !== this.pinnedId) flag("checkpoint-key", `signed by key ${cp.keyId}, not the pinned key ${this.pinnedId} (forged?)`);
+      else if (!checkpointSignatureValid(cp, this.o.publicKey)) flag("checkpoint-signature", "signature does not verify against the pinned key (forged or altered)");
     }
+    if (cp.count !== cp.lastSeq - cp.firstSeq + 1) flag("checkpoint-range", `count ${cp.count} does not match its range`);
+    if (prev) {
+      if (cp.firstSeq !== prev.lastSeq + 1) {
+        flag("checkpoint-range", `does not follow checkpoint [${prev.firstSeq}..${prev.lastSeq}]`);
+      }
+      if (cp.prevCheckpointHash !== checkpointHash(prev)) {
+        flag("checkpoint-link", `prevCheckpointHash does not match checkpoint [${prev.firstSeq}..${prev.lastSeq}] (a checkpoint was replaced or removed)`);
+      }
+    } else if (cp.firstSeq === 1 && cp.prevCheckpointHash !== CHECKPOINT_GENESIS) {
+      flag("checkpoint-link", "the first checkpoint of the stream does not start from the genesis hash");
+    }
+    if (bad) this.cpBad.add(cp);
+    if (!this.cpAt.has(cp.lastSeq)) this.cpAt.set(cp.lastSeq, cp);
+    this.all.push(cp);
+    this.prevCp = cp;
+  }
+
+  /**
+   * A checkpoint that arrives interleaved with the records (right after the record that ends its
+   * range, as AuditService.Read and the JSON-lines copy deliver them).
+   */
+  addCheckpoint(cp: Checkpoint): void {
+    this.registerCheckpoint(cp);
+    if (this.lastSeq !== undefined && cp.lastSeq === this.lastSeq) this.sealAt(cp.lastSeq);
   }
 
   private report(p: VerifyProblem): void {
@@ -166,24 +181,29 @@ export class AuditVerifier {
 
     // 3. the stream chain and the checkpoint that ends here
     if (this.head !== undefined) this.head = streamChainStep(this.head, r.seq, eventDigest(ev, r.raw === undefined ? undefined : Buffer.from(r.raw, "utf8")));
-    const cp = this.cpAt.get(r.seq);
-    if (cp) {
-      if (this.head !== undefined) {
-        if (this.head !== cp.chainHash) {
-          this.report({ kind: "checkpoint-mismatch", streamSeq: r.seq, checkpoint: { firstSeq: cp.firstSeq, lastSeq: cp.lastSeq },
-            reason: `checkpoint [${cp.firstSeq}..${cp.lastSeq}]: the stream chain recomputed at seq ${r.seq} does not match (an event in the range was altered, removed, inserted or reordered)` });
-        } else if (!this.cpBad.has(cp)) {
-          this.sealed = cp.lastSeq;
-        }
-      }
-      if (!this.cpBad.has(cp)) {
-        if (this.chainFrom === undefined) this.chainFrom = r.seq + 1;
-        this.head = cp.chainHash;
-      }
-    }
+    this.sealAt(r.seq);
 
     // 4. the session chain
     if (ev) this.checkSession(r, ev);
+  }
+
+  /** Compares the stream chain with the checkpoint that ends at `seq`, if one is known. */
+  private sealAt(seq: number): void {
+    const cp = this.cpAt.get(seq);
+    if (!cp || this.sealedCps.has(cp)) return;
+    this.sealedCps.add(cp);
+    if (this.head !== undefined) {
+      if (this.head !== cp.chainHash) {
+        this.report({ kind: "checkpoint-mismatch", streamSeq: seq, checkpoint: { firstSeq: cp.firstSeq, lastSeq: cp.lastSeq },
+          reason: `checkpoint [${cp.firstSeq}..${cp.lastSeq}]: the stream chain recomputed at seq ${seq} does not match (an event in the range was altered, removed, inserted or reordered)` });
+      } else if (!this.cpBad.has(cp)) {
+        this.sealed = cp.lastSeq;
+      }
+    }
+    if (!this.cpBad.has(cp)) {
+      if (this.chainFrom === undefined) this.chainFrom = seq + 1;
+      this.head = cp.chainHash;
+    }
   }
 
   private checkSession(r: AuditRecord, ev: CloudEvent): void {
@@ -241,14 +261,14 @@ export class AuditVerifier {
 
   finish(): VerifyReport {
     const last = this.lastSeq ?? 0;
-    for (const cp of this.checkpoints) {
+    for (const cp of this.all) {
       if (cp.lastSeq > last && this.firstSeq !== undefined && cp.firstSeq <= last + 1) {
         this.report({ kind: "checkpoint-beyond-stream", streamSeq: last + 1, checkpoint: { firstSeq: cp.firstSeq, lastSeq: cp.lastSeq },
           reason: `checkpoint [${cp.firstSeq}..${cp.lastSeq}] seals stream seqs up to ${cp.lastSeq}, but the records end at ${last} (events removed from the end)` });
       }
     }
-    if (this.firstSeq === undefined && this.checkpoints.length > 0) {
-      const cp = this.checkpoints[this.checkpoints.length - 1]!;
+    if (this.firstSeq === undefined && this.all.length > 0) {
+      const cp = this.all[this.all.length - 1]!;
       this.report({ kind: "checkpoint-beyond-stream", streamSeq: 1, checkpoint: { firstSeq: cp.firstSeq, lastSeq: cp.lastSeq },
         reason: `checkpoints seal stream seqs up to ${cp.lastSeq}, but there are no records` });
     }
@@ -258,7 +278,7 @@ export class AuditVerifier {
       ok: problems.length === 0,
       records: this.count,
       sessions: this.sessions.size,
-      checkpoints: this.checkpoints.length,
+      checkpoints: this.all.length,
       streamChainFrom: this.chainFrom,
       sealedThrough: this.sealed,
       unsealed: Math.max(0, last - Math.max(this.sealed, (this.firstSeq ?? 1) - 1)),
