@@ -1,9 +1,17 @@
 /**
- * Starts one sluice data-plane node as a child process for the benchmark, in front of the bench's
- * Postgres, with a static policy allowing reads (policy decided on every statement) and, when
- * `masked`, two masked columns of pgbench_accounts.
+ * Starts one sluice data-plane node as a child process for the benchmark (see sluice-bench-node.ts),
+ * so its CPU and RSS are its own and measurable, in front of the bench's Postgres with a policy that
+ * is decided on every statement and, when `masked`, two masked columns of pgbench_accounts.
  */
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { randomBytes } from "node:crypto";
 import type { Target } from "./clients.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
 
 export interface SluiceNode {
   pid: number;
@@ -20,6 +28,44 @@ export interface SluiceNodeOptions {
   masked: boolean;
 }
 
-export async function startSluiceNode(_o: SluiceNodeOptions): Promise<SluiceNode> {
-  throw new Error("the data plane is not wired into the benchmark yet");
+export async function startSluiceNode(o: SluiceNodeOptions): Promise<SluiceNode> {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-bench-node-"));
+  const readyFile = join(dir, "ready.json");
+  const prefix = `bench${randomBytes(4).toString("hex")}`;
+  const natsUrl = process.env.SLUICE_NATS_URL ?? "nats://127.0.0.1:4222";
+  let stderr = "";
+  // SLUICE_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the node (issue 7: profile the hot path)
+  const extra = (process.env.SLUICE_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const child = spawn(process.execPath, [...extra, "--import", "tsx", join(here, "sluice-bench-node.ts")], {
+    env: { ...process.env, SLUICE_BENCH_NODE: JSON.stringify({ ...o, prefix, readyFile, natsUrl }) },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  child.stderr!.on("data", (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
+  const until = Date.now() + 60_000;
+  while (!existsSync(readyFile)) {
+    if (child.exitCode !== null) throw new Error(`sluice node exited (${child.exitCode}): ${stderr.trim().split("\n").slice(-2).join(" | ")}`);
+    if (Date.now() > until) {
+      child.kill("SIGKILL");
+      throw new Error("sluice node did not become ready within 60 s");
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  const { port, token } = JSON.parse(readFileSync(readyFile, "utf8")) as { port: number; token: string };
+  return {
+    pid: child.pid!,
+    target: (name) => ({
+      name,
+      env: { PGHOST: "127.0.0.1", PGPORT: String(port), PGUSER: "bench-pipeline", PGDATABASE: o.database, PGPASSWORD: token, PGSSLMODE: "require" },
+    }),
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+        if (child.exitCode === null) child.kill("SIGKILL");
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
