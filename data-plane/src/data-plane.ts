@@ -18,6 +18,7 @@ import type { RelaySession } from "./session/relay-session.js";
 import { snapshotEnforcer } from "./session/snapshot-enforcer.js";
 import { loadSqlParser } from "@sluice/shared/sql";
 import { createDataPlaneMasker } from "./catalog/data-plane-masker.js";
+import { withDdlInvalidation } from "./catalog/ddl-invalidation.js";
 import {
   noopAudit,
   type ApprovalGate,
@@ -129,7 +130,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     secureContext,
     snapshots: options.snapshots,
     enforcer,
-    audit: options.audit ?? noopAudit,
+    // DDL seen by a session flushes the masking catalog of its resource (else the cache TTL does)
+    audit: ownMasker ? withDdlInvalidation(options.audit ?? noopAudit, (r) => ownMasker.catalog.invalidate(r)) : options.audit ?? noopAudit,
     masker: options.masker ?? ownMasker?.masker,
     approvals: options.approvals,
     maxFrameBytes: options.maxFrameBytes ?? 64 * 1024 * 1024,

@@ -174,3 +174,15 @@ test("COPY TO STDOUT: whole table and a query masked row by row; CSV of masked c
     /COPY TO STDOUT of a result with masking rules is not allowed/,
   );
 });
+
+test("DDL through the proxy flushes the catalog cache: a column renamed to a masked name is masked at once", async (t) => {
+  const s = await maskedStack(t);
+  const c = await s.pgClient();
+  assert.equal((await c.query("SELECT name FROM customers WHERE id = 1")).rows[0].name, "Alice");
+  await c.query("ALTER TABLE customers RENAME COLUMN email TO old_email");
+  await c.query("ALTER TABLE customers RENAME COLUMN name TO email");
+  const r = await c.query("SELECT email, old_email FROM customers WHERE id = 1");
+  assert.equal(r.rows[0].email, "*****", "the renamed column now falls under customers.email");
+  // old_email lost its rule but the email classifier still catches the value
+  assert.equal(r.rows[0].old_email, "a****@example.com");
+});

@@ -257,3 +257,28 @@ export function planMask(c: CompiledMasking, fields: readonly FieldFacts[]): Mas
   if (masks.length === 0) return null;
   return { fieldCount: fields.length, byIndex, masks, formats: fields.map((f) => f.format), hashKey: c.hashKey };
 }
+
+/** What a plan masks, for events and logs: rule, column and classifiers, never a value. */
+export interface MaskSummary {
+  index: number;
+  column: string;
+  rule: string;
+  mode: Treatment["mode"];
+  strategy?: MaskStrategy;
+  /** classifiers scanning this column (scan/json modes) */
+  classifiers?: string[];
+}
+
+export function summarizePlan(plan: MaskPlanData): MaskSummary[] {
+  return plan.masks.map((m) => {
+    const t = m.treatment;
+    return {
+      index: m.index,
+      column: m.label,
+      rule: t.rule,
+      mode: t.mode,
+      ...(t.mode === "scan" ? {} : { strategy: t.strategy }),
+      ...(t.mode === "whole" ? {} : { classifiers: t.classifiers.map((c) => c.name) }),
+    };
+  });
+}
