@@ -120,13 +120,35 @@ test("a restart while the bucket is unreachable serves the cached snapshot", asy
   const w1 = startKvSnapshotWatcher({ nc, prefix: names.prefix, cacheFile, retryMs: 100, pollMs: 0 });
   await w1.waitForRevision(5, 10_000);
   await w1.stop();
+  // a normal restart: the KV confirms the cached snapshot without a change notification
+  const w1b = startKvSnapshotWatcher({ nc, prefix: names.prefix, cacheFile, retryMs: 100, pollMs: 0 });
+  let changes = 0;
+  w1b.onChange(() => changes++);
+  assert.equal(w1b.status().origin, "cache");
+  await eventually(() => (w1b.status().origin === "kv" ? true : undefined), "the KV to confirm the cache");
+  assert.equal(changes, 0);
+  await w1b.stop();
   // The bucket is gone (as good as NATS being unreachable for this node): the cache still serves.
   await kv.destroy();
   const w2 = startKvSnapshotWatcher({ nc, prefix: names.prefix, cacheFile, retryMs: 100, pollMs: 0 });
-  t.after(() => w2.stop());
   assert.equal(w2.current()?.revision, 5);
   assert.equal(w2.status().origin, "cache");
   assert.equal((await w2.ready(1000)).revision, 5);
+  await w2.stop();
+
+  // A fresh bucket (streams reset) with a lower revision: the KV is authoritative over the cache.
+  const kvNew = await new Kvm(nc).create(names.snapshotBucket, { history: 5 });
+  await kvNew.put(names.snapshotKey, JSON.stringify(snap(2, "after-reset")));
+  const w3 = startKvSnapshotWatcher({ nc, prefix: names.prefix, cacheFile, retryMs: 100, pollMs: 0 });
+  t.after(() => w3.stop());
+  assert.equal(w3.current()?.revision, 5);
+  await eventually(() => (w3.status().origin === "kv" ? true : undefined), "the KV snapshot to replace the cached one");
+  assert.equal(w3.current()?.bundle.policies[0]?.name, "after-reset");
+  // from then on the usual rule holds: older KV values are ignored
+  await kvNew.put(names.snapshotKey, JSON.stringify(snap(1, "older")));
+  await kvNew.put(names.snapshotKey, JSON.stringify(snap(3)));
+  await w3.waitForRevision(3, 10_000);
+  assert.equal(w3.current()?.bundle.policies[0]?.name, "p3");
 });
 
 test("staticSnapshotSource serves a fixed snapshot and notifies on set", () => {

@@ -88,11 +88,21 @@ export function startKvSnapshotWatcher(opts: KvSnapshotWatcherOptions): KvSnapsh
   const waiters = new Set<{ rev: number; resolve: (s: PolicySnapshot) => void }>();
 
   function apply(snap: PolicySnapshot, from: "cache" | "kv"): boolean {
-    if (current && snap.revision <= current.revision) {
+    // The disk cache only bridges an outage: the first snapshot read from KV replaces it even when its
+    // revision is lower (the streams were reset, or the node moved to another NATS).
+    const replacesCache = origin === "cache" && from === "kv";
+    if (replacesCache && current && snap.revision === current.revision && snap.hash === current.hash) {
+      origin = "kv"; // the KV confirms the cached snapshot: nothing changes for sessions
+      return false;
+    }
+    if (current && snap.revision <= current.revision && !replacesCache) {
       if (snap.revision < current.revision) {
         log?.warn({ revision: snap.revision, applied: current.revision }, "ignoring older policy snapshot");
       }
       return false;
+    }
+    if (current && replacesCache && snap.revision < current.revision) {
+      log?.warn({ revision: snap.revision, cached: current.revision }, "KV snapshot older than the cached one: the KV wins");
     }
     current = snap;
     origin = from;
