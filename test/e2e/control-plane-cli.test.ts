@@ -148,3 +148,61 @@ test("sluice policy apply/get/history/diff against the control plane", async (t)
   assert.match(noAuth.stderr, /^sluice: token rejected/);
   assert.equal(await controlMessages(h), 2);
 });
+
+test("sluice control-plane runs in the foreground from a config file and stops cleanly on SIGTERM", async (t) => {
+  const { connect } = await import("@nats-io/transport-node");
+  const { createDevIssuer, devIssuerSpec } = await import("@sluice/shared/auth");
+  const { deleteAll } = await import("@sluice/shared/nats");
+  const { randomPrefix, NATS_URL } = await import("../../control-plane/src/testing/test-control-plane.js");
+  const { PolicyServiceClient } = await import("@sluice/proto");
+  const { credentials, Metadata } = await import("@grpc/grpc-js");
+  const prefix = randomPrefix();
+  const nc = await connect({ servers: NATS_URL });
+  const dir = mkdtempSync(join(tmpdir(), "sluice-cp-"));
+  t.after(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    await deleteAll(nc, prefix).catch(() => undefined);
+    await nc.close();
+  });
+  const dev = await createDevIssuer({ issuer: `http://127.0.0.1/${prefix}`, audience: "sluice-control-plane" });
+  const cfg = join(dir, "control-plane.yaml");
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      nats: { url: NATS_URL, prefix },
+      logLevel: "info",
+      controlPlane: { grpcListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", adminGroups: ["ops"], issuers: [devIssuerSpec(dev)] },
+    }),
+  );
+  const child = spawn(process.execPath, [join(root, "bin/sluice.js"), "control-plane", "--config", cfg], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  t.after(() => child.kill("SIGKILL"));
+  let stdout = "";
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const address = await new Promise<string>((resolve, reject) => {
+    child.stdout.on("data", (d) => {
+      stdout += d;
+      const m = /sluice control-plane ready grpc=(\S+) http=(\d+)/.exec(stdout);
+      if (m) resolve(m[1]!);
+    });
+    void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
+  });
+  const token = await dev.mint({ sub: "ops-person", groups: ["ops"] });
+  const client = new PolicyServiceClient(address, credentials.createInsecure());
+  const md = new Metadata();
+  md.set("authorization", `Bearer ${token}`);
+  const got = await new Promise<unknown>((resolve, reject) =>
+    client.get({}, md, (e, r) => (e ? reject(e) : resolve(r))),
+  );
+  client.close();
+  assert.deepEqual(got, { snapshot: undefined });
+  child.kill("SIGTERM");
+  assert.equal(await exited, 0, stderr);
+  assert.match(stderr, /control plane stopped/);
+  assert.ok(!stderr.includes(token));
+});

@@ -47,7 +47,12 @@ export function policyService(d: PolicyServiceDeps): PolicyServiceServer {
         commandId: req.commandId,
         actor,
       });
-      if (d.awaitSnapshot && r.revision > 0) await d.awaitSnapshot(r.revision);
+      if (d.awaitSnapshot && r.revision > 0) {
+        // the event is recorded either way; a slow projection must not make the caller think it failed
+        await d.awaitSnapshot(r.revision).catch((e: unknown) =>
+          d.logger.warn({ revision: r.revision, reason: (e as Error).message }, "applied, but the snapshot is not in KV yet"),
+        );
+      }
       return { revision: r.revision, hash: r.hash, unchanged: r.unchanged, duplicate: r.duplicate, changes: changes(r.changes), diff: r.diff };
     }),
     get: unary(base("Get"), async () => {
