@@ -3,3 +3,4 @@ export * from "./gen/sluice/v1/common.js";
 export * from "./gen/sluice/v1/policy.js";
 export * from "./gen/sluice/v1/audit.js";
 export * from "./gen/sluice/v1/session.js";
+export * from "./gen/sluice/v1/approval.js";
