@@ -17,6 +17,10 @@ export interface NatsNames {
   controlSubject(aggregate: string, id: string): string;
   /** wildcard over all control subjects */
   readonly controlAll: string;
+  /** wildcard over every instance of one aggregate: `sluice.control.<aggregate>.*` */
+  controlAggregateFilter(aggregate: string): string;
+  /** core-NATS request/reply subject: data planes ask the control plane to open an approval request */
+  readonly approvalRequestSubject: string;
   /** `sluice.audit.<region>.<node>.<sessionId>` */
   auditSubject(region: string, node: string, sessionId: string): string;
   readonly auditAll: string;
@@ -65,6 +69,8 @@ export function natsNames(prefix = ""): NatsNames {
     snapshotKey: "policy",
     controlSubject: (aggregate, id) => `${ctl}.${subjectToken(aggregate)}.${subjectToken(id)}`,
     controlAll: `${ctl}.>`,
+    controlAggregateFilter: (aggregate) => `${ctl}.${subjectToken(aggregate)}.*`,
+    approvalRequestSubject: `${s}sluice.approvals.request`,
     auditSubject: (region, node, sessionId) =>
       `${aud}.${subjectToken(region)}.${subjectToken(node)}.${subjectToken(sessionId)}`,
     auditAll: `${aud}.>`,
