@@ -139,28 +139,51 @@ interface Portal {
   fields?: RowField[];
 }
 
-/** Collects outgoing pieces of one direction; adjacent slices of the same chunk merge into one. */
+/**
+ * Collects outgoing pieces of one direction. Adjacent slices of the same input chunk extend one
+ * open range (plain numbers, no Buffer view per frame); a flush writes one Buffer.
+ */
 class Outbox {
   private pieces: Buffer[] = [];
   private size = 0;
+  /** the open range: a slice of `runBuf` from runStart to runEnd (absolute offsets in its ArrayBuffer) */
+  private runBuf: ArrayBufferLike | null = null;
+  private runStart = 0;
+  private runEnd = 0;
+  private runSrc: Buffer | null = null;
   constructor(private readonly write: (b: Buffer) => void) {}
 
   push(b: Buffer): void {
-    if (b.length === 0) return;
-    const n = this.pieces.length;
-    if (n > 0) {
-      const last = this.pieces[n - 1]!;
-      if (last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
-        this.pieces[n - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
-        this.size += b.length;
-        return;
-      }
+    const n = b.length;
+    if (n === 0) return;
+    if (this.runBuf === b.buffer && this.runEnd === b.byteOffset) {
+      this.runEnd += n;
+      this.size += n;
+      return;
     }
-    this.pieces.push(b);
-    this.size += b.length;
+    this.closeRun();
+    this.runBuf = b.buffer;
+    this.runStart = b.byteOffset;
+    this.runEnd = b.byteOffset + n;
+    this.runSrc = b;
+    this.size += n;
+  }
+
+  private closeRun(): void {
+    if (this.runBuf === null) return;
+    const src = this.runSrc!;
+    // the common case: the run is exactly the buffer that opened it
+    this.pieces.push(
+      this.runStart === src.byteOffset && this.runEnd === src.byteOffset + src.length
+        ? src
+        : Buffer.from(this.runBuf, this.runStart, this.runEnd - this.runStart),
+    );
+    this.runBuf = null;
+    this.runSrc = null;
   }
 
   flush(): void {
+    this.closeRun();
     const n = this.pieces.length;
     if (n === 0) return;
     const out = n === 1 ? this.pieces[0]! : Buffer.concat(this.pieces, this.size);
