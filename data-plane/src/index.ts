@@ -11,3 +11,9 @@ export { startKvSnapshotWatcher, parseSnapshot, staticSnapshotSource, type KvSna
 export { startFleetHeartbeat, readFleet, dataPlaneVersion, type FleetHeartbeat, type FleetHeartbeatOptions, type FleetBeat, type FleetMember } from "./fleet/index.js";
 export { startNatsCancelRouter, encodeCancelKey, decodeCancelKey, type NatsCancelRouter, type NatsCancelRouterOptions, type LocalCancelKey } from "./cancel-router.js";
 export { AuditPublisher, createAuditObserver, type AuditObserver, type AuditObserverOptions, type AuditDurability } from "./recorder/index.js";
+// masking (issue 6): the session's ResultMasker over bundle rules + side-connection catalog; startDataPlane wires it by default
+export { createResultMasker, type SluiceResultMasker, type ResultMaskerOptions } from "./masking/result-masker.js";
+export { createPgCatalog, pgCatalogConnector, type PgCatalog, type PgCatalogOptions } from "./catalog/pg-catalog.js";
+export { createDataPlaneMasker, type DataPlaneMasker, type DataPlaneMaskerOptions } from "./catalog/data-plane-masker.js";
+export { summarizePlan, type MaskSummary } from "./masking/mask-rules.js";
+export { decodeDataRow, encodeDataRow } from "./masking/data-row.js";

@@ -98,4 +98,18 @@ test("a ResultMasker over the real catalog masks the table, a view, an expressio
   const copyPlan = await masker.planForCopyOut({ session, sql: "COPY customers TO STDOUT", statements: [] });
   assert.ok(copyPlan && copyPlan !== "deny");
   assert.equal(await masker.planForCopyOut({ session, sql: "COPY customers TO STDOUT (FORMAT csv)", statements: [] }), "deny");
+  assert.equal(await masker.planForCopyOut({ session, sql: "COPY (SELECT * FROM generate_series(1, 3) g) TO STDOUT", statements: [] }), "deny");
+  // COPY has no column types: with classifiers configured every column of it is scanned, none masked whole
+  const orders = await masker.planForCopyOut({ session, sql: "COPY orders TO STDOUT", statements: [] });
+  assert.ok(orders && orders !== "deny");
+  assert.deepEqual(new Set(masker.describe(orders).map((m) => m.mode)), new Set(["scan"]));
+  // events name rule, column and classifiers, never a value
+  const r = await client.query({ text: "SELECT email, notes FROM customers", rowMode: "array" });
+  const plan = await masker.planFor(rowFields(r.fields), { session, sql: "SELECT email, notes FROM customers", statements: [] });
+  assert.deepEqual(masker.describe(plan!), [
+    { index: 0, column: "public.customers.email", rule: "pii", mode: "whole", strategy: "partial" },
+    { index: 1, column: "public.customers.notes", rule: "pii", mode: "scan", classifiers: ["email", "us-ssn"] },
+  ]);
+  assert.equal(masker.maskLooseText(db, "param alice@example.com and 123-45-6789"), "param a****@example.com and ***-**-6789");
+  assert.equal(masker.maskLooseText("other", "alice@example.com"), "alice@example.com");
 });

@@ -4,8 +4,10 @@
  */
 import type { MaskingSpec, MaskStrategy } from "@sluice/shared/policy";
 import { SluiceError } from "@sluice/shared/errors";
+import { maskMatches } from "./mask-strategies.js";
 import {
   BUILTIN_CLASSIFIERS,
+  scanValue,
   builtinClassifier,
   customClassifier,
   isBuiltinClassifier,
@@ -281,4 +283,14 @@ export function summarizePlan(plan: MaskPlanData): MaskSummary[] {
       ...(t.mode === "whole" ? {} : { classifiers: t.classifiers.map((c) => c.name) }),
     };
   });
+}
+
+/**
+ * Masks a loose text value that has no column (a bound parameter, a literal in recorded SQL):
+ * every classifier applies, each with its bundle entry's strategy. Returns `s` when clean.
+ */
+export function maskLooseText(c: CompiledMasking, s: string): string {
+  const set = scanSet(c.fallbackScanners, c.defaultStrategy);
+  const matches = scanValue(s, set.classifiers);
+  return matches.length ? maskMatches(s, matches, set.strategyOf, c.hashKey) : s;
 }

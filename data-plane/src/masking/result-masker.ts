@@ -13,7 +13,7 @@ import type { CatalogLookup } from "./catalog-lookup.js";
 import { maskCopyDataFrame } from "./copy-text.js";
 import { maskDataRowFrame } from "./data-row.js";
 import { alignLineage, queryLineage, type OutputLineage, type SourceUse } from "./lineage.js";
-import { compileMasking, planMask, type CompiledMasking, type FieldFacts, type MaskPlanData, type ResolvedColumn } from "./mask-rules.js";
+import { compileMasking, maskLooseText, planMask, summarizePlan, type MaskSummary, type CompiledMasking, type FieldFacts, type MaskPlanData, type ResolvedColumn } from "./mask-rules.js";
 import { isBuiltinType } from "./type-codecs.js";
 
 export interface ResultMaskerOptions {
@@ -31,6 +31,13 @@ export interface SluiceResultMasker extends ResultMasker {
   maskCopyData(plan: MaskPlan, frame: Buffer): Buffer;
   /** true when the resource has masking rules (false = every result of it takes the raw path) */
   masks(resource: string): boolean;
+  /**
+   * For the recorder: masks a loose value (bound parameter, SQL text) of a resource with every
+   * classifier; unchanged when the resource has no masking rules.
+   */
+  maskLooseText(resource: string, s: string): string;
+  /** rule, column and classifiers of a plan, for events (never a value) */
+  describe(plan: MaskPlan): MaskSummary[];
 }
 
 let parserReady: Promise<void> | undefined;
@@ -204,6 +211,11 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
 
   return {
     masks: (resource) => rulesFor(resource) !== null,
+    maskLooseText(resource, s) {
+      const c = rulesFor(resource);
+      return c ? maskLooseText(c, s) : s;
+    },
+    describe: (plan) => summarizePlan(plan as MaskPlanData),
     planFor(fields, ctx) {
       // the raw fast path is decided synchronously: no promise, no catalog round trip
       if (!rulesFor(ctx.session.resource)) return null;
