@@ -272,6 +272,7 @@ test("/healthz and /metrics answer on the HTTP listener; extra routes can be mou
   assert.deepEqual(await health.json(), { status: "ok", nats: "connected", policyRevision: 1 });
   const metrics = await (await fetch(`${base}/metrics`)).text();
   assert.match(metrics, /^sluice_control_policy_revision 1$/m);
+  assert.match(metrics, /^sluice_control_grpc_calls_total\{method="PolicyService\/Apply",code="OK"\} 1$/m);
   assert.deepEqual(await (await fetch(`${base}/.well-known/jwks.json`)).json(), { keys: [] });
   assert.equal((await fetch(`${base}/nope`)).status, 404);
 });

@@ -96,6 +96,7 @@ export const policyComponent: ControlPlaneComponent = {
             auth: ctx.auth,
             adminGroups: ctx.adminGroups,
             logger: ctx.logger.child({ component: "grpc" }),
+            metrics: ctx.metrics,
             awaitSnapshot: (rev) => projection.waitForRevision(rev, 10_000),
           }),
         },

@@ -52,15 +52,16 @@ export function auditService(d: AuditServiceDeps): AuditServiceServer {
         const actor = await d.auth(call.metadata);
         authorize("AuditService/Read")(actor);
         const req = call.request;
+        const stream = req.control ? d.names.controlStream : d.names.auditStream;
         let fromSeq = Math.max(1, Number(req.fromSeq) || 1);
         if (req.fromEnd) {
           const jsm = await jetstreamManager(d.nc);
-          fromSeq = (await jsm.streams.info(d.names.auditStream)).state.last_seq + 1;
+          fromSeq = (await jsm.streams.info(stream)).state.last_seq + 1;
         }
         const cps = new Map<number, Checkpoint>();
-        if (req.includeCheckpoints) for (const cp of await readCheckpoints(d.nc, d.names, { signal: ac.signal })) cps.set(cp.lastSeq, cp);
-        const filterSubject = req.sessionId ? d.names.auditSessionFilter(req.sessionId) : undefined;
-        for await (const m of readStreamMessages(d.nc, d.names.auditStream, { fromSeq, filterSubject, follow: req.follow || req.fromEnd, signal: ac.signal })) {
+        if (req.includeCheckpoints && !req.control) for (const cp of await readCheckpoints(d.nc, d.names, { signal: ac.signal })) cps.set(cp.lastSeq, cp);
+        const filterSubject = req.sessionId && !req.control ? d.names.auditSessionFilter(req.sessionId) : undefined;
+        for await (const m of readStreamMessages(d.nc, stream, { fromSeq, filterSubject, follow: req.follow || req.fromEnd, signal: ac.signal })) {
           if (ac.signal.aborted) break;
           await write(call, {
             event: { streamSeq: m.seq, subject: m.subject, eventJson: Buffer.from(m.data).toString("utf8"), storedAt: m.time.toISOString() },
