@@ -9,3 +9,6 @@ export type { HttpRoutes } from "./http/http-server.js";
 export { Metrics } from "./http/metrics.js";
 export { writeSnapshotCas } from "./projections/snapshot-kv-writer.js";
 export type { Actor, CommandMeta } from "./domain/command-meta.js";
+export * from "./audit/index.js";
+export * from "./sealer/index.js";
+export * from "./projections/read-model/index.js";

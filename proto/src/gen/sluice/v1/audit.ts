@@ -32,6 +32,11 @@ export interface ReadAuditRequest {
   fromEnd: boolean;
   /** interleave the sealer's checkpoints (SLUICE_CHECKPOINTS) */
   includeCheckpoints: boolean;
+  /**
+   * read SLUICE_CONTROL (policy, issuer, resource and approval events) instead of SLUICE_AUDIT;
+   * session_id and include_checkpoints do not apply
+   */
+  control: boolean;
 }
 
 export interface AuditEvent {
@@ -71,7 +76,7 @@ export interface GetSealerResponse {
 }
 
 function createBaseReadAuditRequest(): ReadAuditRequest {
-  return { fromSeq: 0, sessionId: "", follow: false, fromEnd: false, includeCheckpoints: false };
+  return { fromSeq: 0, sessionId: "", follow: false, fromEnd: false, includeCheckpoints: false, control: false };
 }
 
 export const ReadAuditRequest: MessageFns<ReadAuditRequest> = {
@@ -90,6 +95,9 @@ export const ReadAuditRequest: MessageFns<ReadAuditRequest> = {
     }
     if (message.includeCheckpoints !== false) {
       writer.uint32(40).bool(message.includeCheckpoints);
+    }
+    if (message.control !== false) {
+      writer.uint32(48).bool(message.control);
     }
     return writer;
   },
@@ -147,6 +155,14 @@ export const ReadAuditRequest: MessageFns<ReadAuditRequest> = {
             message.includeCheckpoints = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.control = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -182,6 +198,7 @@ export const ReadAuditRequest: MessageFns<ReadAuditRequest> = {
         : isSet(object.include_checkpoints)
         ? globalThis.Boolean(object.include_checkpoints)
         : false,
+      control: isSet(object.control) ? globalThis.Boolean(object.control) : false,
     };
   },
 
@@ -202,6 +219,9 @@ export const ReadAuditRequest: MessageFns<ReadAuditRequest> = {
     if (message.includeCheckpoints !== false) {
       obj.includeCheckpoints = message.includeCheckpoints;
     }
+    if (message.control !== false) {
+      obj.control = message.control;
+    }
     return obj;
   },
 
@@ -215,6 +235,7 @@ export const ReadAuditRequest: MessageFns<ReadAuditRequest> = {
     message.follow = object.follow ?? false;
     message.fromEnd = object.fromEnd ?? false;
     message.includeCheckpoints = object.includeCheckpoints ?? false;
+    message.control = object.control ?? false;
     return message;
   },
 };
