@@ -1,2 +1,3 @@
 export * from "./audit-publisher.js";
 export * from "./session-recorder.js";
+export * from "./audit-observer.js";
