@@ -22,9 +22,8 @@ import type {
   AuditSink, BoundParam, ConnectionInfo, RowField, SessionInfo, SnapshotSource, StatementCompletion, StatementRecord,
 } from "../session/session-hooks.js";
 import { decodeDataRow } from "../masking/data-row.js";
-import { compileMasking, type CompiledMasking } from "../masking/mask-rules.js";
-import { scanValue } from "../masking/classifiers.js";
-import { maskMatches, maskWhole } from "../masking/mask-strategies.js";
+import { compileMasking, maskLooseText, type CompiledMasking } from "../masking/mask-rules.js";
+import { maskWhole } from "../masking/mask-strategies.js";
 import { SessionRecorder } from "./session-recorder.js";
 import type { AuditLogger, AuditPublisher } from "./audit-publisher.js";
 
@@ -131,10 +130,8 @@ export function rulesInputMasker(snapshots: SnapshotSource | undefined, hashKey:
     text(session, text) {
       const c = compiled(session.resource);
       if (c === null || c === "unknown") return text;
-      const scanners = c.fallbackScanners;
-      const matches = scanValue(text, scanners.map((s) => s.classifier));
-      if (matches.length === 0) return text;
-      return maskMatches(text, matches, c.defaultStrategy, hashKey);
+      // the masker's own loose-text scan: every classifier, each with its entry's strategy
+      return maskLooseText(c, text);
     },
   };
 }
