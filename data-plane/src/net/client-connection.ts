@@ -149,8 +149,13 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     if (finalToClient && !socket.destroyed && socket.writable) socket.end(finalToClient);
     else socket.end();
     // give the final message a moment, then make sure nothing lingers
-    setTimeout(() => socket.destroy(), 1000).unref();
-    upstream?.destroy();
+    // end() lets a forwarded Terminate reach the upstream; destroy whatever is still open shortly after
+    upstream?.end();
+    const us = upstream;
+    setTimeout(() => {
+      socket.destroy();
+      us?.destroy();
+    }, 1000).unref();
     if (socket !== raw) raw.destroy();
     ctx.track(session, -1);
     const stats = session?.stats;
