@@ -20,6 +20,7 @@ import { startGrpcServer, type GrpcServiceRegistration } from "./grpc/grpc-serve
 import { startHttpServer, type HttpRoutes } from "./http/http-server.js";
 import { Metrics } from "./http/metrics.js";
 import { auditComponent } from "./audit/audit-component.js";
+import { approvalComponent } from "./grpc/approval-service.js";
 
 /** What every component gets. */
 export interface ComponentContext {
@@ -109,7 +110,7 @@ export const policyComponent: ControlPlaneComponent = {
 };
 
 /** Started in this order, stopped in reverse. */
-export const BUILTIN_COMPONENTS: ControlPlaneComponent[] = [policyComponent, auditComponent];
+export const BUILTIN_COMPONENTS: ControlPlaneComponent[] = [policyComponent, auditComponent, approvalComponent];
 
 export async function startControlPlane(config: SluiceConfig, options: ControlPlaneOptions): Promise<RunningControlPlane> {
   const logger = options.logger;

@@ -1,0 +1,324 @@
+/**
+ * The approval application service: load one approval aggregate from SLUICE_CONTROL → decide → append
+ * (expected last subject sequence; Nats-Msg-Id = the command id, so a re-sent command appends nothing).
+ *
+ * Also runs, per control-plane replica:
+ *  - the data planes' request listener: core-NATS request/reply on natsNames().approvalRequestSubject in
+ *    a queue group (one replica answers each request). Data planes need no admin token for this;
+ *    NATS is the trust boundary they already live in.
+ *  - the expirer: an ordered consumer over every approval subject keeps the pending requests and
+ *    sends Expire when a deadline passes. Every replica does it; concurrency control lets one win.
+ */
+import { createHash } from "node:crypto";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from "@nats-io/jetstream";
+import { NatsApprovalReply, NatsApprovalRequest } from "@sluice/proto";
+import { SluiceError } from "@sluice/shared/errors";
+import { decodeEvent, uuidv7, type CloudEvent } from "@sluice/shared/events";
+import type { Logger } from "@sluice/shared/logging";
+import type { NatsNames } from "@sluice/shared/nats";
+import { actorLabel, type Actor } from "../domain/command-meta.js";
+import {
+  APPROVAL_AGGREGATE,
+  approvalIdFor,
+  decideApproval,
+  evolveApproval,
+  foldApproval,
+  initialApprovalState,
+  type ApprovalCommand,
+  type ApprovalEvent,
+  type ApprovalState,
+  type ApprovalStatus,
+  type ApprovalSubjectMatter,
+} from "../domain/approval/approval-decider.js";
+import { ConcurrencyConflict, eventNameOf, type JetStreamEventStore, type StoredEvent } from "../infra/jetstream-event-store.js";
+
+/** The control plane's own identity when it expires a request. */
+export const CONTROL_PLANE_ACTOR: Actor = { subject: "control-plane", issuer: "sluice", groups: [] };
+
+export interface ApprovalRequestInput {
+  /** chosen by the data plane; a retried request with the same key appends nothing and gets the same id */
+  idempotencyKey: string;
+  requester: Actor;
+  request: ApprovalSubjectMatter;
+}
+
+export interface ApprovalView {
+  id: string;
+  status: Exclude<ApprovalStatus, "none">;
+  requester: Actor;
+  request: ApprovalSubjectMatter;
+  requestedAt: string;
+  expiresAt: string;
+  decidedAt?: string;
+  decidedBy?: Actor;
+  reason?: string;
+}
+
+export interface ApprovalAppOptions {
+  store: JetStreamEventStore;
+  nc: NatsConnection;
+  names: NatsNames;
+  logger: Logger;
+  now?: () => Date;
+  /** attempts on a concurrent append before giving up (default 5) */
+  maxAttempts?: number;
+}
+
+const MAX_KEY = 128;
+
+export function viewOf(state: ApprovalState): ApprovalView | undefined {
+  const r = state.request;
+  if (!r || state.status === "none") return undefined;
+  const { type: _t, approvalId, commandId: _c, requester, requestedAt, expiresAt, ...request } = r;
+  const v: ApprovalView = { id: approvalId, status: state.status, requester, request, requestedAt, expiresAt };
+  const d = state.decision;
+  if (d) {
+    v.decidedAt = d.at;
+    if (d.type !== "ApprovalExpired") {
+      v.decidedBy = d.approver;
+      v.reason = d.reason;
+    }
+  }
+  return v;
+}
+
+export class ApprovalApp {
+  private readonly now: () => Date;
+  private readonly maxAttempts: number;
+  private readonly log: Logger;
+  private sub: Subscription | undefined;
+  private watch: ConsumerMessages | undefined;
+  private stopped = false;
+  /** pending requests known to the expirer: id → timer */
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+
+  constructor(private readonly o: ApprovalAppOptions) {
+    this.now = o.now ?? (() => new Date());
+    this.maxAttempts = o.maxAttempts ?? 5;
+    this.log = o.logger;
+  }
+
+  private load(id: string) {
+    return this.o.store.read<ApprovalEvent>(APPROVAL_AGGREGATE, id);
+  }
+
+  /**
+   * Opens a request (the data plane's call). The id is derived from the idempotency key, so a retry
+   * finds its own request; on the (50-bit) chance of a collision with another request the next
+   * derived id is taken.
+   */
+  async request(input: ApprovalRequestInput): Promise<{ view: ApprovalView; duplicate: boolean }> {
+    const key = input.idempotencyKey;
+    if (!key || key.length > MAX_KEY || /\s/.test(key)) throw new SluiceError("invalid_argument", `idempotency key must be 1..${MAX_KEY} characters without spaces`);
+    for (let candidate = 0; candidate < 4; candidate++) {
+      const id = approvalIdFor(createHash("sha256").update(candidate ? `${key}#${candidate}` : key).digest("hex"));
+      const r = await this.run(id, (meta) => ({ type: "RequestApproval", approvalId: id, requester: input.requester, request: input.request, meta }), key, input.requester, {
+        collision: (first) => first.event.commandId !== key,
+      });
+      if (r === "collision") continue;
+      if (r.view.status === "pending") this.schedule(r.view.id, r.view.expiresAt);
+      this.log.info({ approvalId: id, requester: actorLabel(input.requester), rule: input.request.rule, resource: input.request.binding.resource, duplicate: r.duplicate }, "approval requested");
+      return r;
+    }
+    throw new SluiceError("internal", "could not derive a free approval id");
+  }
+
+  /** Approve or reject as `actor` (the decider enforces approver groups and the no-self-approval rule). */
+  async decide(id: string, verdict: "approve" | "reject", actor: Actor, reason = "", commandId?: string): Promise<{ view: ApprovalView; duplicate: boolean }> {
+    const cid = commandId || uuidv7(this.now().getTime());
+    const r = await this.run(id, (meta) => ({ type: verdict === "approve" ? "Approve" : "Reject", approvalId: id, reason, meta }), cid, actor);
+    if (r === "collision") throw new SluiceError("internal", "unexpected collision");
+    this.clear(id);
+    this.log.info({ approvalId: id, verdict, actor: actorLabel(actor), duplicate: r.duplicate }, "approval decided");
+    return r;
+  }
+
+  /** Marks a request expired once its deadline passed (idempotent per id: the command id is derived). */
+  async expire(id: string): Promise<{ view: ApprovalView; duplicate: boolean }> {
+    const r = await this.run(id, (meta) => ({ type: "Expire", approvalId: id, meta }), `expire-${id}`, CONTROL_PLANE_ACTOR);
+    if (r === "collision") throw new SluiceError("internal", "unexpected collision");
+    this.log.info({ approvalId: id }, "approval expired");
+    return r;
+  }
+
+  async get(id: string): Promise<ApprovalView> {
+    const s = await this.load(id);
+    const v = viewOf(foldApproval(s.events.map((e) => e.event)));
+    if (!v) throw new SluiceError("not_found", `no approval request ${id}`);
+    return v;
+  }
+
+  /** Every request (or the pending ones), oldest first, read from the stream (consistent with the last append). */
+  async list(o: { all?: boolean } = {}): Promise<ApprovalView[]> {
+    const filter = this.o.names.controlAggregateFilter(APPROVAL_AGGREGATE);
+    const jsm = await jetstreamManager(this.o.nc);
+    const info = await jsm.streams.info(this.o.names.controlStream, { subjects_filter: filter });
+    const total = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
+    const states = new Map<string, ApprovalState>();
+    if (total > 0) {
+      const c = await jetstream(this.o.nc).consumers.get(this.o.names.controlStream, { filter_subjects: filter, deliver_policy: DeliverPolicy.All });
+      const it = await c.consume({ max_messages: 512 });
+      let seen = 0;
+      try {
+        for await (const m of it) {
+          this.foldInto(states, m.subject, m.data);
+          if (++seen >= total) break;
+        }
+      } finally {
+        it.stop();
+      }
+    }
+    const views = [...states.values()].map(viewOf).filter((v): v is ApprovalView => !!v);
+    views.sort((a, b) => a.requestedAt.localeCompare(b.requestedAt));
+    return o.all ? views : views.filter((v) => v.status === "pending");
+  }
+
+  private foldInto(states: Map<string, ApprovalState>, subject: string, data: Uint8Array): { id: string; state: ApprovalState } | undefined {
+    const parsed = this.o.names.parseControlSubject(subject);
+    if (!parsed) return undefined;
+    const ce = decodeEvent(data) as CloudEvent<Record<string, unknown>>;
+    const name = eventNameOf(ce.type, APPROVAL_AGGREGATE);
+    if (!name) return undefined;
+    const next = evolveApproval(states.get(parsed.id) ?? initialApprovalState(), { ...(ce.data as object), type: name } as ApprovalEvent);
+    states.set(parsed.id, next);
+    return { id: parsed.id, state: next };
+  }
+
+  /** load → decide → append; re-decides on a concurrent append; a command already on the aggregate is a duplicate. */
+  private async run(
+    id: string,
+    command: (meta: { commandId: string; actor: Actor; now: Date }) => ApprovalCommand,
+    commandId: string,
+    actor: Actor,
+    o: { collision?: (first: StoredEvent<ApprovalEvent>) => boolean } = {},
+  ): Promise<{ view: ApprovalView; duplicate: boolean } | "collision"> {
+    for (let attempt = 1; ; attempt++) {
+      const stream = await this.load(id);
+      const first = stream.events[0];
+      if (first && o.collision?.(first)) return "collision";
+      const state = foldApproval(stream.events.map((e) => e.event));
+      if (stream.events.some((e) => e.event.commandId === commandId)) return { view: viewOf(state)!, duplicate: true };
+      const [ev] = decideApproval(command({ commandId, actor, now: this.now() }), state);
+      if (!ev) return { view: viewOf(state)!, duplicate: false };
+      try {
+        const r = await this.o.store.append(APPROVAL_AGGREGATE, id, ev, {
+          expectedLastStreamSeq: stream.lastStreamSeq,
+          id: commandId,
+          time: this.now(),
+          previous: stream.events.at(-1)?.cloudEvent as CloudEvent | undefined,
+        });
+        if (r.duplicate) {
+          // the same command raced itself: answer with what is stored
+          const again = await this.load(id);
+          return { view: viewOf(foldApproval(again.events.map((e) => e.event)))!, duplicate: true };
+        }
+        return { view: viewOf(evolveApproval(state, ev))!, duplicate: false };
+      } catch (e) {
+        if (!(e instanceof ConcurrencyConflict)) throw e;
+        if (attempt >= this.maxAttempts) throw new SluiceError("aborted", `approval ${id} changed concurrently ${attempt} times; try again`);
+      }
+    }
+  }
+
+  // ---- expirer ------------------------------------------------------------------------------
+
+  private schedule(id: string, expiresAt: string): void {
+    if (this.stopped || this.timers.has(id)) return;
+    // setTimeout takes at most 2^31-1 ms; longer waits re-arm
+    const wait = Math.min(Math.max(0, Date.parse(expiresAt) - this.now().getTime()) + 50, 2 ** 31 - 1);
+    const t = setTimeout(() => {
+      this.timers.delete(id);
+      if (Date.parse(expiresAt) > this.now().getTime()) return this.schedule(id, expiresAt);
+      this.expire(id).catch((e: unknown) => {
+        // another replica expired it, or someone decided it just in time: nothing to do
+        if (SluiceError.is(e, "failed_precondition") || SluiceError.is(e, "not_found")) return;
+        this.log.warn({ approvalId: id, err: (e as Error).message }, "could not expire approval request; retrying");
+        setTimeout(() => this.schedule(id, expiresAt), 1000).unref();
+      });
+    }, wait);
+    t.unref();
+    this.timers.set(id, t);
+  }
+
+  private clear(id: string): void {
+    const t = this.timers.get(id);
+    if (t) clearTimeout(t);
+    this.timers.delete(id);
+  }
+
+  /** Starts the request listener and the expirer. */
+  async start(): Promise<void> {
+    const names = this.o.names;
+    const states = new Map<string, ApprovalState>();
+    const c = await jetstream(this.o.nc).consumers.get(names.controlStream, {
+      filter_subjects: names.controlAggregateFilter(APPROVAL_AGGREGATE),
+      deliver_policy: DeliverPolicy.All,
+    });
+    this.watch = await c.consume();
+    const watch = this.watch;
+    void (async () => {
+      for await (const m of watch) {
+        try {
+          const r = this.foldInto(states, m.subject, m.data);
+          if (!r) continue;
+          if (r.state.status === "pending") this.schedule(r.id, r.state.request!.expiresAt);
+          else {
+            this.clear(r.id);
+            states.delete(r.id); // decided requests need no memory here
+          }
+        } catch (e) {
+          this.log.error({ subject: m.subject, err: (e as Error).message }, "unreadable approval event");
+        }
+      }
+    })();
+
+    this.sub = this.o.nc.subscribe(names.approvalRequestSubject, {
+      queue: "sluice-control-plane-approvals",
+      callback: (err, msg) => {
+        if (err) {
+          this.log.warn({ err: err.message }, "approval request subscription error");
+          return;
+        }
+        void (async () => {
+          let reply: NatsApprovalReply;
+          try {
+            const req = NatsApprovalRequest.decode(msg.data);
+            if (!req.requester || !req.binding) throw new SluiceError("invalid_argument", "requester and binding are required");
+            const r = await this.request({
+              idempotencyKey: req.idempotencyKey,
+              requester: { subject: req.requester.subject, issuer: req.requester.issuer, groups: [...req.requester.groups] },
+              request: {
+                binding: { ...req.binding },
+                sql: req.sql,
+                statementClass: req.statementClass,
+                rule: req.rule,
+                policy: req.policy,
+                approvers: [...req.approvers],
+                timeoutMs: req.timeoutMs,
+                node: req.node,
+                region: req.region,
+                statementId: req.statementId,
+              },
+            });
+            reply = { id: r.view.id, expiresAt: r.view.expiresAt, errorCode: "", errorMessage: "" };
+          } catch (e) {
+            const se = SluiceError.from(e);
+            if (se.code === "internal" || se.code === "unavailable") this.log.error({ err: se.message }, "approval request failed");
+            reply = { id: "", expiresAt: "", errorCode: se.code, errorMessage: se.message.split("\n")[0]!.slice(0, 300) };
+          }
+          msg.respond(NatsApprovalReply.encode(reply).finish());
+        })();
+      },
+    });
+    await this.o.nc.flush();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    this.sub?.unsubscribe();
+    this.watch?.stop();
+  }
+}
