@@ -167,11 +167,11 @@ export class PolicyApp {
   }
 
   /** The current state: undefined when nothing was ever applied. */
-  async current(): Promise<RevisionView | undefined> {
-    const stream = await this.load();
-    const last = stream.events.at(-1);
+  async current(): Promise<Omit<RevisionView, "diff"> | undefined> {
+    // BundleApplied carries the whole bundle: the last event alone is the current state
+    const last = await this.o.store.last<PolicyEvent>(POLICY_AGGREGATE, POLICY_BUNDLE_ID);
     if (!last) return undefined;
-    return view(last.event, stream.events.at(-2)?.event);
+    return summary(last.event);
   }
 
   /** Every revision, oldest first (the last `limit` when limit > 0). */
@@ -198,6 +198,11 @@ export class PolicyApp {
 }
 
 function view(ev: BundleApplied, prev: BundleApplied | undefined): RevisionView {
+  return { ...summary(ev), diff: diffBetween(prev?.bundle ?? null, ev.bundle, prev?.revision ?? 0, ev.revision) };
+}
+
+
+function summary(ev: BundleApplied): Omit<RevisionView, "diff"> {
   return {
     revision: ev.revision,
     hash: ev.hash,
@@ -206,7 +211,6 @@ function view(ev: BundleApplied, prev: BundleApplied | undefined): RevisionView 
     sourcePath: ev.sourcePath,
     commandId: ev.commandId,
     changes: ev.changes,
-    diff: diffBetween(prev?.bundle ?? null, ev.bundle, prev?.revision ?? 0, ev.revision),
     bundle: ev.bundle,
   };
 }

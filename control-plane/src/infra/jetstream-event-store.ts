@@ -156,6 +156,23 @@ export class JetStreamEventStore {
     }
   }
 
+  /** The aggregate's last event only (one request, no consumer): for reads that need just the current state. */
+  async last<E extends DomainEvent>(aggregate: string, id: string): Promise<StoredEvent<E> | undefined> {
+    const jsm = await this.jsm();
+    let m;
+    try {
+      m = await jsm.streams.getMessage(this.names.controlStream, { last_by_subj: this.subject(aggregate, id) });
+    } catch (e) {
+      if (e instanceof JetStreamApiError && e.code === 10037) return undefined;
+      throw e;
+    }
+    if (!m) return undefined;
+    const ce = decodeEvent(m.data) as CloudEvent<Omit<E, "type">>;
+    const name = eventNameOf(ce.type, aggregate);
+    if (!name) throw new SluiceError("internal", `unexpected event type ${ce.type} on ${m.subject}`);
+    return { streamSeq: m.seq, cloudEvent: ce, event: { ...(ce.data as object), type: name } as E };
+  }
+
   /** Reads one stored event by stream sequence (used to answer a duplicate append). */
   async at(streamSeq: number): Promise<CloudEvent | undefined> {
     const jsm = await this.jsm();
