@@ -17,3 +17,5 @@ export { createPgCatalog, pgCatalogConnector, type PgCatalog, type PgCatalogOpti
 export { createDataPlaneMasker, type DataPlaneMasker, type DataPlaneMaskerOptions } from "./catalog/data-plane-masker.js";
 export { summarizePlan, type MaskSummary } from "./masking/mask-rules.js";
 export { decodeDataRow, encodeDataRow } from "./masking/data-row.js";
+// approvals: the NATS ApprovalGate (request via the control plane, decision watched on SLUICE_CONTROL) and its audit events
+export { createNatsApprovalGate, createNodeApprovalGate, approvalAuditEvents, bindingOf, paramsHashOf, type NatsApprovalGateOptions, type NodeApprovalGateOptions, type ApprovalAuditEvents, type ApprovalOutcome } from "./approvals/index.js";

@@ -1,0 +1,192 @@
+/**
+ * The ApprovalGate (session-hooks.ts) over NATS: holds a statement whose decision is `approve` until a
+ * human decides (design: data path 6).
+ *
+ *  1. Ask the control plane to open a request: core-NATS request/reply on
+ *     natsNames().approvalRequestSubject (no admin token: NATS is the data planes' trust boundary),
+ *     retried with the same idempotency key, so a lost reply never opens a second request.
+ *  2. Tell the client with a NoticeResponse naming the id and the command to approve it (never the
+ *     parameters or any secret).
+ *  3. Watch the request's own subject on SLUICE_CONTROL with an ordered consumer (it re-creates itself
+ *     after a reconnect and replays from the start of the subject, so no decision is missed) until
+ *     ApprovalGranted / ApprovalRejected / ApprovalExpired. A grant counts only when its binding
+ *     (fingerprint + parameters hash + session + resource) is exactly the held statement's.
+ *  4. If the control plane is silent past the deadline (+ grace), the gate times out by itself.
+ */
+import { createHash } from "node:crypto";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
+import { NatsApprovalReply, NatsApprovalRequest, type ApprovalBinding } from "@sluice/proto";
+import { SluiceError, isErrorCode } from "@sluice/shared/errors";
+import { decodeEvent, eventType, uuidv7 } from "@sluice/shared/events";
+import type { NatsNames } from "@sluice/shared/nats";
+import { fingerprint } from "@sluice/shared/sql";
+import type { ApprovalGate, SessionInfo, StatementRecord } from "../session/session-hooks.js";
+
+export type ApprovalOutcome = "approved" | "rejected" | "timeout";
+
+/** The approval's audit trail (statement.approval_requested / approved / rejected); see approvalAuditEvents. */
+export interface ApprovalAuditEvents {
+  /** a rejected Promise or a throw refuses the statement (nothing was requested yet that ran) */
+  requested?(session: SessionInfo, stmt: StatementRecord, r: { approvalId: string; approvers: string[]; timeoutMs: number; fingerprint: string }): void | Promise<void>;
+  /** awaited before the statement is forwarded (ack durability) */
+  approved?(session: SessionInfo, stmt: StatementRecord, r: { approvalId: string; approver: string }): void | Promise<void>;
+  rejected?(session: SessionInfo, stmt: StatementRecord, r: { approvalId: string; reason: "rejected" | "timeout" | "cancelled"; approver?: string }): void | Promise<void>;
+}
+
+interface GateLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface NatsApprovalGateOptions {
+  nc: NatsConnection;
+  names: NatsNames;
+  events?: ApprovalAuditEvents;
+  /** masks the SQL text shown to approvers (default: as sent) */
+  maskSql?: (session: SessionInfo, sql: string) => string;
+  logger?: GateLogger;
+  /** per attempt of the NATS request (default 5000 ms), 3 attempts */
+  requestTimeoutMs?: number;
+  /** how long after the request's deadline the gate gives up on its own (default 3000 ms) */
+  graceMs?: number;
+}
+
+const GRANTED = eventType("control.approval.approval_granted");
+const REJECTED = eventType("control.approval.approval_rejected");
+const EXPIRED = eventType("control.approval.approval_expired");
+
+/**
+ * What the approval binds to beyond fingerprint/session/resource: the bound parameters (extended
+ * protocol) or, for a simple Query, the exact text (the fingerprint ignores literal values).
+ */
+export function paramsHashOf(stmt: StatementRecord): string {
+  const h = createHash("sha256");
+  h.update(stmt.protocol).update("\0").update(stmt.sql).update("\0");
+  for (const p of stmt.params ?? []) {
+    if (p.value === null) h.update("N");
+    else h.update(p.format === "binary" ? "B" : "T").update(String(p.value.length)).update(":").update(p.value);
+  }
+  return h.digest("hex");
+}
+
+function fingerprintOf(sql: string): string {
+  try {
+    return fingerprint(sql);
+  } catch {
+    // the parser could not fingerprint it: bind to the exact text instead
+    return "sha256:" + createHash("sha256").update(sql).digest("hex");
+  }
+}
+
+export function bindingOf(session: SessionInfo, stmt: StatementRecord): ApprovalBinding {
+  return { fingerprint: fingerprintOf(stmt.sql), paramsHash: paramsHashOf(stmt), sessionId: session.sessionId, resource: session.resource };
+}
+
+function sameBinding(a: Partial<ApprovalBinding> | undefined, b: ApprovalBinding): boolean {
+  return !!a && a.fingerprint === b.fingerprint && a.paramsHash === b.paramsHash && a.sessionId === b.sessionId && a.resource === b.resource;
+}
+
+export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate {
+  const js = jetstream(o.nc);
+  const attemptMs = o.requestTimeoutMs ?? 5000;
+  const graceMs = o.graceMs ?? 3000;
+
+  async function open(req: NatsApprovalRequest): Promise<{ id: string; expiresAt: string }> {
+    const body = NatsApprovalRequest.encode(req).finish();
+    let last: unknown;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      try {
+        const m = await o.nc.request(o.names.approvalRequestSubject, body, { timeout: attemptMs });
+        const r = NatsApprovalReply.decode(m.data);
+        if (r.errorCode) throw new SluiceError(isErrorCode(r.errorCode) ? r.errorCode : "internal", `approval request refused: ${r.errorMessage}`);
+        return { id: r.id, expiresAt: r.expiresAt };
+      } catch (e) {
+        if (e instanceof SluiceError) throw e;
+        last = e;
+        // no responder / timeout: the same key again appends nothing twice
+        await new Promise((res) => setTimeout(res, 200 * attempt));
+      }
+    }
+    throw new SluiceError("unavailable", "the approval service (control plane) is not reachable; the statement was not run", undefined, { cause: last });
+  }
+
+  async function await_(id: string, expiresAt: string, binding: ApprovalBinding): Promise<{ outcome: ApprovalOutcome; approver?: string }> {
+    const consumer = await js.consumers.get(o.names.controlStream, {
+      filter_subjects: o.names.controlSubject("approval", id),
+      deliver_policy: DeliverPolicy.All,
+    });
+    const it = await consumer.consume();
+    const wait = Math.max(0, Date.parse(expiresAt) - Date.now()) + graceMs;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      it.stop();
+    }, wait);
+    try {
+      for await (const m of it) {
+        const ev = decodeEvent(m.data) as { type: string; data: { approver?: { subject?: string; issuer?: string }; binding?: ApprovalBinding } };
+        if (ev.type === GRANTED) {
+          if (!sameBinding(ev.data.binding, binding)) {
+            o.logger?.error({ approvalId: id }, "approval grant does not match the held statement; treated as rejected");
+            return { outcome: "rejected" };
+          }
+          return { outcome: "approved", approver: label(ev.data.approver) };
+        }
+        if (ev.type === REJECTED) return { outcome: "rejected", approver: label(ev.data.approver) };
+        if (ev.type === EXPIRED) return { outcome: "timeout" };
+      }
+      if (timedOut) return { outcome: "timeout" };
+      throw new SluiceError("unavailable", `lost the watch on approval request ${id}`);
+    } finally {
+      clearTimeout(timer);
+      it.stop();
+    }
+  }
+
+  return {
+    async request(session, stmt, notice) {
+      const approval = stmt.decision.approval;
+      if (!approval || approval.approvers.length === 0) {
+        throw new SluiceError("permission_denied", `rule "${stmt.decision.rule}" requires approval but names no approver group`);
+      }
+      const binding = bindingOf(session, stmt);
+      const { id, expiresAt } = await open({
+        idempotencyKey: uuidv7(),
+        requester: { subject: session.subject, issuer: session.issuer, groups: [...session.groups] },
+        binding,
+        sql: o.maskSql ? o.maskSql(session, stmt.sql) : stmt.sql,
+        statementClass: stmt.decision.statementClass,
+        rule: stmt.decision.rule,
+        policy: stmt.decision.policy ?? "",
+        approvers: [...approval.approvers],
+        timeoutMs: approval.timeoutMs,
+        node: session.nodeId,
+        region: session.region,
+        statementId: stmt.seq,
+      });
+      await o.events?.requested?.(session, stmt, { approvalId: id, approvers: [...approval.approvers], timeoutMs: approval.timeoutMs, fingerprint: binding.fingerprint });
+      o.logger?.info({ sessionId: session.sessionId, approvalId: id, rule: stmt.decision.rule }, "statement held for approval");
+      notice(`approval required: request ${id} for ${stmt.decision.rule}; approve with: sluice approvals approve ${id}`);
+      let r: { outcome: ApprovalOutcome; approver?: string };
+      try {
+        r = await await_(id, expiresAt, binding);
+      } catch (e) {
+        await Promise.resolve(o.events?.rejected?.(session, stmt, { approvalId: id, reason: "cancelled" })).catch(() => undefined);
+        throw SluiceError.from(e, "unavailable");
+      }
+      if (r.outcome === "approved") {
+        await o.events?.approved?.(session, stmt, { approvalId: id, approver: r.approver ?? "" });
+      } else {
+        await o.events?.rejected?.(session, stmt, { approvalId: id, reason: r.outcome, ...(r.approver ? { approver: r.approver } : {}) });
+      }
+      o.logger?.info({ sessionId: session.sessionId, approvalId: id, outcome: r.outcome }, "approval decided");
+      return r.outcome;
+    },
+  };
+}
+
+function label(a: { subject?: string; issuer?: string } | undefined): string {
+  return a?.subject ? `${a.issuer ?? "?"}:${a.subject}` : "";
+}
