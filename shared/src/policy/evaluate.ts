@@ -33,6 +33,12 @@
  * … SET search_path): a DENY pattern with a literal table name (`private.secrets`) also matches the
  * bare reference `secrets`, whatever the schema.
  *
+ * SYSTEM CATALOGS: a `tables.allow` list does not need to name them. References qualified with
+ * `pg_catalog.` or `information_schema.`, and bare `pg_*` names (pg_catalog is searched first), pass
+ * the allow check: every Postgres role may read them and drivers (postgres.js type discovery, psql's
+ * \d) need them. `tables.deny` still applies to them, and the superuser-only catalogs (pg_authid, …)
+ * are class admin in the classifier, so a read-only policy never reaches them.
+ *
  * SQL-level `EXECUTE name` is judged as the statement it runs, found in the same message's earlier
  * `PREPARE` or in the session's SqlPrepared; an unknown name is `unknown-prepared-statement` (deny).
  */
@@ -144,6 +150,14 @@ function matchCompiled(p: TablePattern, ref: string, forDeny: boolean): boolean 
   return p.schema.test(schema);
 }
 
+/** System catalog references that `tables.allow` lists need not name (see the header). */
+function isCatalogReference(ref: string): boolean {
+  const dot = ref.lastIndexOf(".");
+  if (dot < 0) return ref.startsWith("pg_");
+  const schema = ref.slice(0, dot).toLowerCase();
+  return schema === "pg_catalog" || schema === "information_schema";
+}
+
 function policyApplies(p: PolicySpec, ctx: DecisionContext): boolean {
   if (!p.resources.includes(ctx.resource) && !p.resources.includes("*")) return false;
   if (p.groups.includes("*")) return true;
@@ -242,7 +256,7 @@ function judge(e: Effective, policies: readonly Compiled[], ctx: DecisionContext
     for (const c of e.classes) if (!p.allow.has(c) && !p.approval.includes(c)) classesOk = false;
     if (!classesOk) continue;
     if (p.tablesAllow) {
-      const miss = e.tables.find((t) => !p.tablesAllow!.some((pat) => matchCompiled(pat, t, false)));
+      const miss = e.tables.find((t) => !isCatalogReference(t) && !p.tablesAllow!.some((pat) => matchCompiled(pat, t, false)));
       if (miss !== undefined) {
         tableMiss ??= { policy: name(p), table: miss };
         continue;

@@ -12,7 +12,7 @@
  * | read    | SELECT / VALUES / TABLE without writes or row locks; plain EXPLAIN (of anything: it only plans); DECLARE CURSOR of a read; SHOW-like reads are `utility` |
  * | write   | INSERT, UPDATE, DELETE, MERGE, TRUNCATE (+risk truncate); a SELECT carrying a data-modifying CTE; SELECT … FOR UPDATE/NO KEY UPDATE/SHARE/KEY SHARE (Postgres demands UPDATE privilege for row locks, and a read-only identity must not be able to block writers); LOCK TABLE; CALL (a procedure may write); EXPLAIN ANALYZE of a write (it runs it) |
  * | ddl     | CREATE/ALTER/DROP of tables, views, indexes, sequences, types, functions, triggers, schemas, policies, rules; COMMENT; SELECT INTO and CREATE TABLE AS (they create a table); REFRESH MATERIALIZED VIEW; SECURITY LABEL |
- * | admin   | GRANT/REVOKE (+risk grant); roles (CREATE/ALTER/DROP ROLE); databases and tablespaces; ALTER SYSTEM (+alter-system); VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT, LOAD; extensions, FDWs, servers, user mappings, publications, subscriptions, event triggers, languages; REASSIGN/DROP OWNED; SET ROLE / SET SESSION AUTHORIZATION / RESET ROLE (+risk role-change); any statement calling a superuser function or a function that runs SQL from a string (its effect cannot be bounded by its shape); a DO block / function body in a language other than plpgsql or sql; EXECUTE of a non-constant string inside PL/pgSQL (unknowable) |
+ * | admin   | GRANT/REVOKE (+risk grant); reading a superuser-only catalog (pg_authid, pg_shadow, pg_user_mapping, pg_statistic, pg_largeobject, …); roles (CREATE/ALTER/DROP ROLE); databases and tablespaces; ALTER SYSTEM (+alter-system); VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT, LOAD; extensions, FDWs, servers, user mappings, publications, subscriptions, event triggers, languages; REASSIGN/DROP OWNED; SET ROLE / SET SESSION AUTHORIZATION / RESET ROLE (+risk role-change); any statement calling a superuser function or a function that runs SQL from a string (its effect cannot be bounded by its shape); a DO block / function body in a language other than plpgsql or sql; EXECUTE of a non-constant string inside PL/pgSQL (unknowable) |
  * | utility | SET/RESET/SHOW (other settings), BEGIN/COMMIT/ROLLBACK/SAVEPOINT/…, LISTEN/NOTIFY/UNLISTEN, DEALLOCATE, DISCARD, FETCH/MOVE/CLOSE, SET CONSTRAINTS, a DO block with no SQL inside |
  * | copy    | COPY (FROM: writes the table, TO: reads the table or query) (+copy-program, +copy-file) |
  *
@@ -112,6 +112,15 @@ const DYNAMIC_SQL_FUNCTIONS = new Set([
   "ts_stat", "dblink", "dblink_exec", "dblink_open", "dblink_send_query",
 ]);
 const ROLE_SETTINGS = new Set(["role", "session_authorization"]);
+/**
+ * Catalogs only a superuser may read (password hashes, user-mapping secrets, raw large objects and
+ * statistics values, server config files): reading one is an admin act, whatever the statement's
+ * shape, since only the gateway's own credential could make it succeed.
+ */
+const SUPERUSER_CATALOGS = new Set([
+  "pg_authid", "pg_shadow", "pg_user_mapping", "pg_user_mappings", "pg_largeobject", "pg_statistic",
+  "pg_hba_file_rules", "pg_ident_file_mappings", "pg_file_settings", "pg_subscription",
+]);
 const MAX_NESTING = 8;
 
 /** Thrown inside the walk; classifySql turns it into `{ ok: false }`. */
@@ -562,6 +571,13 @@ class Collector {
       }
     }
     if (this.risks.has("role-change")) this.classes.add("admin");
+    for (const set of [this.reads, this.writes]) {
+      for (const t of set) {
+        const dot = t.lastIndexOf(".");
+        const schema = dot < 0 ? "pg_catalog" : t.slice(0, dot);
+        if (schema === "pg_catalog" && SUPERUSER_CATALOGS.has(t.slice(dot + 1))) this.classes.add("admin");
+      }
+    }
     this.classes.add(own);
     if (this.classes.has("write")) this.classes.delete("read");
     return [...this.classes].sort((a, b) => RANK[a] - RANK[b]);
