@@ -5,27 +5,30 @@
  *
  * `startDataPlaneNode` is the composition shared with `sluice dev` and the e2e harness.
  */
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import {
-  startDataPlane,
+  AuditPublisher,
+  createAuditObserver,
+  createNodeApprovalGate,
   nodeNumberFromId,
+  startDataPlane,
+  startFleetHeartbeat,
+  startKvSnapshotWatcher,
+  startNatsCancelRouter,
+  type AuditObserver,
   type DataPlane,
   type DataPlaneOptions,
-  type Enforcer,
-  type SessionInfo,
+  type FleetHeartbeat,
+  type KvSnapshotWatcher,
+  type NatsCancelRouter,
 } from "@sluice/data-plane";
 import { loadConfig, parseHostPort, type SluiceConfig } from "@sluice/shared/config";
 import { createLogger, type Logger } from "@sluice/shared/logging";
 import { ensureAuditStream, ensureFleetBucket, ensureSnapshotBucket, natsNames } from "@sluice/shared/nats";
-import { DecisionCache } from "@sluice/shared/policy";
-import { decideSql, loadSqlParser } from "@sluice/shared/sql";
 import { SluiceError } from "@sluice/shared/errors";
-// TODO(B2): import these from "@sluice/data-plane" once its public entry re-exports them
-import { startKvSnapshotWatcher, type KvSnapshotWatcher } from "../../data-plane/src/snapshot/index.js";
-import { startFleetHeartbeat, type FleetHeartbeat } from "../../data-plane/src/fleet/index.js";
-import { startNatsCancelRouter, type NatsCancelRouter } from "../../data-plane/src/cancel-router.js";
 import { fail, parse } from "../lib/cli-kit.js";
 
 /** The proxy hooks a composer may replace (tests, or when a richer implementation exists). */
@@ -56,29 +59,6 @@ export interface DataPlaneNode {
   httpPort: number | null;
   /** leave the fleet, wait up to graceMs for sessions to end, then stop everything this node started */
   stop(graceMs?: number): Promise<void>;
-}
-
-/**
- * The policy enforcer over the current snapshot: per statement, classify (libpg-query) and evaluate
- * against the bundle of the newest snapshot, cached per (revision, resource, groups, sql).
- */
-export function snapshotEnforcer(snapshots: { current(): { revision: number; bundle: import("@sluice/shared/policy").Bundle } | undefined }): Enforcer {
-  const cache = new DecisionCache();
-  const keys = new WeakMap<SessionInfo, string>();
-  return {
-    decide(sql, _protocol, session) {
-      const snap = snapshots.current();
-      if (!snap) {
-        return { action: "deny", rule: "no-snapshot", reason: "the data plane has no policy snapshot", statementClass: "unknown", statementIndex: 0, statements: [] };
-      }
-      let key = keys.get(session);
-      if (key === undefined) {
-        key = DecisionCache.contextKey(session.resource, session.groups);
-        keys.set(session, key);
-      }
-      return decideSql(cache, snap.revision, snap.bundle, { resource: session.resource, groups: session.groups, subject: session.subject }, key, sql);
-    },
-  };
 }
 
 function tlsFromConfig(cfg: SluiceConfig): DataPlaneOptions["tls"] {
@@ -112,8 +92,6 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
     }));
   const stops: Array<() => Promise<unknown>> = [];
   try {
-    // the classifier's WASM parser must be loaded before the first statement is decided
-    await loadSqlParser();
     const names = natsNames(cfg.nats.prefix);
     await ensureSnapshotBucket(nc, names);
     await ensureFleetBucket(nc, names, { fleetTtlMs: Math.max(30_000, cfg.dataPlane.heartbeatSeconds * 6000) });
@@ -135,6 +113,25 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
     await cancelRouter.ready();
 
     const hooks = o.hooks ?? {};
+    // one key for the `hash` masking strategy and hashed audit parameters, so the two agree
+    const hashKey = hooks.maskingHashKey ?? randomBytes(32);
+    // session recording to SLUICE_AUDIT (durability ack|async, fail closed) unless a hook replaces it
+    let publisher: AuditPublisher | undefined;
+    if (!hooks.audit) {
+      const a = cfg.dataPlane.audit;
+      publisher = new AuditPublisher(nc, { durability: a.durability, bufferEvents: a.bufferEvents, logger: log });
+      const pub = publisher;
+      stops.push(() => pub.close(10_000));
+    }
+    const audit = hooks.audit ?? createAuditObserver({
+      publisher: publisher!,
+      names,
+      maxRowsPerStatement: cfg.dataPlane.audit.maxRowsPerStatement,
+      maxBytesPerStatement: cfg.dataPlane.audit.maxBytesPerStatement,
+      snapshots,
+      hashKey,
+      logger: log,
+    });
     proxy = await startDataPlane({
       snapshots,
       host: listen.host,
@@ -144,11 +141,15 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       nodeId: cfg.node,
       region: cfg.region,
       nodeNumber,
-      enforcer: hooks.enforcer ?? snapshotEnforcer(snapshots),
-      audit: hooks.audit,
+      // default: the real policy over the newest snapshot (the data plane's snapshotEnforcer)
+      enforcer: hooks.enforcer,
+      audit,
       masker: hooks.masker,
-      maskingHashKey: hooks.maskingHashKey,
-      approvals: hooks.approvals,
+      maskingHashKey: hashKey,
+      // held statements go to the control plane over NATS; the approval events join the session's audit chain
+      approvals:
+        hooks.approvals ??
+        createNodeApprovalGate({ nc, names, snapshots, hashKey, logger: log, ...(hooks.audit ? {} : { observer: audit as AuditObserver }) }),
       verify: hooks.verify,
       resolveSecret: hooks.resolveSecret,
       cancelRouter,
@@ -193,6 +194,8 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
             await new Promise((r) => setTimeout(r, 100));
           }
           await p.stop();
+          // the sessions' last events (session.ended) are queued now: a clean stop publishes them all
+          await publisher?.close(10_000).catch((e: Error) => log.error({ err: e.message }, "audit events left unpublished at stop"));
           await cancelRouter.stop();
           await snapshots.stop();
           if (ownNc) await nc.drain().catch(() => undefined);

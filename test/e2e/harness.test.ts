@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { readFleet } from "../../data-plane/src/fleet/index.js";
 import { startStack } from "./harness.js";
 
@@ -27,6 +28,13 @@ test("startStack: a client connects through the proxy over TLS and reaches the t
   const url = await stack.connectionString({ sub: "psql-user", groups: ["dev"] });
   const out = await run("psql", [url, "-tAc", "SELECT count(*) FROM orders"]);
   assert.equal(out.stdout.trim(), "50");
+
+  // sessions are recorded on the stack's own audit stream (durability ack: before forwarding)
+  const jsm = await jetstreamManager(stack.nc);
+  const info = await jsm.streams.info(stack.names.auditStream);
+  assert.ok(info.state.messages > 0, "audit events recorded");
+  const subjects = await jsm.streams.info(stack.names.auditStream, { subjects_filter: ">" });
+  assert.ok(Object.keys(subjects.state.subjects ?? {}).every((s) => s.startsWith(`${stack.natsPrefix}.sluice.audit.`)));
 
   // the node heartbeats with the applied revision
   const fleet = await readFleet(stack.nc, stack.natsPrefix);
