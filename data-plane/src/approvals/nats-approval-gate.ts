@@ -112,36 +112,53 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
     throw new SluiceError("unavailable", "the approval service (control plane) is not reachable; the statement was not run", undefined, { cause: last });
   }
 
+  /**
+   * Watches the request's subject until a decision or the deadline. The ordered consumer replays the
+   * subject from its start, so a watch re-created after a NATS outage misses nothing.
+   */
   async function await_(id: string, expiresAt: string, binding: ApprovalBinding): Promise<{ outcome: ApprovalOutcome; approver?: string }> {
-    const consumer = await js.consumers.get(o.names.controlStream, {
-      filter_subjects: o.names.controlSubject("approval", id),
-      deliver_policy: DeliverPolicy.All,
-    });
-    const it = await consumer.consume();
-    const wait = Math.max(0, Date.parse(expiresAt) - Date.now()) + graceMs;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      it.stop();
-    }, wait);
-    try {
-      for await (const m of it) {
-        const ev = decodeEvent(m.data) as { type: string; data: { approver?: { subject?: string; issuer?: string }; binding?: ApprovalBinding } };
-        if (ev.type === GRANTED) {
-          if (!sameBinding(ev.data.binding, binding)) {
-            o.logger?.error({ approvalId: id }, "approval grant does not match the held statement; treated as rejected");
-            return { outcome: "rejected" };
+    const deadline = Date.parse(expiresAt) + graceMs;
+    for (let round = 0; ; round++) {
+      if (round > 0) {
+        o.logger?.warn({ approvalId: id, round }, "approval watch interrupted (NATS reconnect?); watching again");
+        await new Promise((r) => setTimeout(r, Math.min(1000, 100 * round)));
+      }
+      if (Date.now() >= deadline) return { outcome: "timeout" };
+      let it: Awaited<ReturnType<Awaited<ReturnType<typeof js.consumers.get>>["consume"]>>;
+      try {
+        const consumer = await js.consumers.get(o.names.controlStream, {
+          filter_subjects: o.names.controlSubject("approval", id),
+          deliver_policy: DeliverPolicy.All,
+        });
+        it = await consumer.consume();
+      } catch {
+        continue;
+      }
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        it.stop();
+      }, Math.max(0, deadline - Date.now()));
+      try {
+        for await (const m of it) {
+          const ev = decodeEvent(m.data) as { type: string; data: { approver?: { subject?: string; issuer?: string }; binding?: ApprovalBinding } };
+          if (ev.type === GRANTED) {
+            if (!sameBinding(ev.data.binding, binding)) {
+              o.logger?.error({ approvalId: id }, "approval grant does not match the held statement; treated as rejected");
+              return { outcome: "rejected" };
+            }
+            return { outcome: "approved", approver: label(ev.data.approver) };
           }
-          return { outcome: "approved", approver: label(ev.data.approver) };
+          if (ev.type === REJECTED) return { outcome: "rejected", approver: label(ev.data.approver) };
+          if (ev.type === EXPIRED) return { outcome: "timeout" };
         }
-        if (ev.type === REJECTED) return { outcome: "rejected", approver: label(ev.data.approver) };
-        if (ev.type === EXPIRED) return { outcome: "timeout" };
+      } catch {
+        // the iterator failed (connection lost): watch again below
+      } finally {
+        clearTimeout(timer);
+        it.stop();
       }
       if (timedOut) return { outcome: "timeout" };
-      throw new SluiceError("unavailable", `lost the watch on approval request ${id}`);
-    } finally {
-      clearTimeout(timer);
-      it.stop();
     }
   }
 
