@@ -215,6 +215,35 @@ test("the guardrails corpus through the proxy: psql, pg and pipelined postgres",
     assert.deepEqual(wrong, []);
   });
 
+  await sub(t, "SQL-level PREPARE/EXECUTE across messages: EXECUTE runs what was allowed to be prepared", async () => {
+    const app = await stack.connect({ sub: "prep-app", groups: ["app"] });
+    await app.query("PREPARE one_order(int) AS SELECT id FROM orders WHERE id = $1");
+    assert.deepEqual((await app.query("EXECUTE one_order(7)")).rows, [{ id: 7 }]);
+    assert.deepEqual((await app.query("EXECUTE one_order(8)")).rows, [{ id: 8 }]); // not served from the text cache blindly
+    // a denied PREPARE never reaches Postgres, so its EXECUTE is unknown to the gateway
+    await assert.rejects(app.query("PREPARE wipe AS DELETE FROM audit_log"), (e: PgError) => isSluiceDenial(e, "writers/deny:delete-without-where"));
+    await assert.rejects(app.query("EXECUTE wipe"), (e: PgError) => isSluiceDenial(e, "unknown-prepared-statement"));
+    await app.query("DEALLOCATE one_order");
+    await assert.rejects(app.query("EXECUTE one_order(7)"), (e: PgError) => isSluiceDenial(e, "unknown-prepared-statement"));
+    // another session does not see this session's prepared statements
+    await app.query("PREPARE mine AS SELECT 1 AS x");
+    const other = await stack.connect({ sub: "prep-other", groups: ["app"] });
+    await assert.rejects(other.query("EXECUTE mine"), (e: PgError) => isSluiceDenial(e, "unknown-prepared-statement"));
+    assert.deepEqual((await app.query("EXECUTE mine")).rows, [{ x: 1 }]);
+  });
+
+  await sub(t, "a new policy revision decides the very next statement of a live session (cached decisions dropped)", async () => {
+    const c = byGroup.get("ci")!;
+    const sqlText = "SELECT count(*)::int AS n FROM orders WHERE id <= 100";
+    assert.deepEqual((await c.query(sqlText)).rows, [{ n: 100 }]);
+    const tightened: Bundle = structuredClone(policy);
+    tightened.policies.find((p) => p.name === "ci-read")!.tables = { deny: ["public.secrets", "vault.*", "orders"] };
+    await stack.apply(tightened);
+    await assert.rejects(c.query(sqlText), (e: PgError) => isSluiceDenial(e, "ci-read/tables.deny:orders"));
+    await stack.apply(policy);
+    assert.deepEqual((await c.query(sqlText)).rows, [{ n: 100 }]);
+  });
+
   await sub(t, "an identity without a policy cannot connect", async () => {
     await assert.rejects(stack.connect({ sub: "nobody", groups: ["nobody"] }), (e: PgError) => e.code !== undefined);
   });
