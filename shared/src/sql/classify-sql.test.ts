@@ -58,6 +58,9 @@ test("a CTE name shadows a table only where Postgres scoping says so", () => {
   assert.deepEqual(r.tables.read, []);
   const q = one("with x as (select 1) select * from public.x");
   assert.deepEqual(q.tables.read, ["public.x"]);
+  // a DML target is always a real table, even when a CTE has its name
+  assert.deepEqual(one("with secrets as (select 1) delete from secrets where id = 1").tables.write, ["secrets"]);
+  assert.deepEqual(one("with a as (select * from b), b as (select 1) select * from a").tables.read, ["b"]);
 });
 
 test("risks: where-less deletes/updates (also constant WHERE), truncate, drops, copy, grants, role changes", () => {
@@ -148,6 +151,9 @@ test("transaction control is tagged for the session's bookkeeping", () => {
 });
 
 test("garbage, truncated and empty input", () => {
+  // pathological nesting: the parser's limit or the walk's, a deny either way, never a crash
+  assert.equal(classifySql(`select ${"(".repeat(50_000)}1${")".repeat(50_000)}`).ok, false);
+  assert.equal(classifySql(`select 1 ${" + (select 1)".repeat(20_000)}`).ok, false);
   const bad = classifySql("selec * from t");
   assert.equal(bad.ok, false);
   assert.equal(classifySql("select 'unterminated").ok, false);

@@ -200,8 +200,13 @@ class Collector {
     return false;
   }
 
-  table(rv: J, mode: "read" | "write"): void {
-    if (!rv || rv.relname === undefined || this.isCte(rv)) return;
+  /**
+   * Records a relation. `cteVisible` is false for DML targets (INSERT/UPDATE/DELETE/MERGE INTO,
+   * TRUNCATE, LOCK, COPY, SELECT INTO): Postgres never resolves those to a CTE, so
+   * `WITH secrets AS (SELECT 1) DELETE FROM secrets` deletes from the real table.
+   */
+  table(rv: J, mode: "read" | "write", cteVisible = true): void {
+    if (!rv || rv.relname === undefined || (cteVisible && this.isCte(rv))) return;
     (mode === "write" ? this.writes : this.reads).add(rangeVarName(rv));
   }
 
@@ -261,7 +266,7 @@ class Collector {
   }
 
   private dmlTarget(b: J, kind: string): void {
-    this.table(b.relation, "write");
+    this.table(b.relation, "write", false);
     this.addClass("write");
     if (kind === "DeleteStmt" || kind === "UpdateStmt") {
       if (!b.whereClause || !referencesColumn(b.whereClause)) {
@@ -273,7 +278,7 @@ class Collector {
   private selectStmt(b: J, depth: number): void {
     this.withCtes(b.withClause, depth, () => {
       if (b.intoClause) {
-        this.table(b.intoClause.rel, "write");
+        this.table(b.intoClause.rel, "write", false);
         this.addClass("ddl");
       }
       if (b.lockingClause?.length) {
@@ -345,7 +350,7 @@ class Collector {
       case "CopyStmt":
         if (b.is_program) this.risks.add("copy-program");
         else if (b.filename) this.risks.add("copy-file");
-        if (b.relation) this.table(b.relation, b.is_from ? "write" : "read");
+        if (b.relation) this.table(b.relation, b.is_from ? "write" : "read", false);
         if (b.query) this.walk(b.query, "read", depth);
         this.walk(b.whereClause, "read", depth);
         return "copy";
@@ -720,8 +725,8 @@ export function classifySql(sql: string): Classification {
       statements.push(classifyOne(kind, s.stmt[kind], text));
     }
   } catch (e) {
-    if (e instanceof ClassifyError) return { ok: false, error: e.message };
-    throw e;
+    // anything the walk cannot analyse (including a stack overflow on a pathological tree) denies
+    return { ok: false, error: e instanceof ClassifyError ? e.message : `statement cannot be classified: ${(e as Error).message}` };
   }
   return { ok: true, statements };
 }
