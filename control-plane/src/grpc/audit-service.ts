@@ -67,7 +67,18 @@ export function auditService(d: AuditServiceDeps): AuditServiceServer {
             event: { streamSeq: m.seq, subject: m.subject, eventJson: Buffer.from(m.data).toString("utf8"), storedAt: m.time.toISOString() },
           }, ac.signal);
           const cp = cps.get(m.seq);
-          if (cp) await write(call, { checkpoint: { checkpointJson: JSON.stringify(cp) } }, ac.signal);
+          if (cp) {
+            cps.delete(m.seq);
+            await write(call, { checkpoint: { checkpointJson: JSON.stringify(cp) } }, ac.signal);
+          }
+        }
+        // checkpoints past the last record seal events that are not there (or were never stored): the
+        // verifier must see them, so they come last rather than not at all
+        if (!req.fromEnd && !filterSubject) {
+          for (const cp of [...cps.values()].sort((a, b) => a.lastSeq - b.lastSeq)) {
+            if (ac.signal.aborted) break;
+            if (cp.lastSeq >= fromSeq) await write(call, { checkpoint: { checkpointJson: JSON.stringify(cp) } }, ac.signal);
+          }
         }
         if (!ac.signal.aborted) call.end();
       })().catch((err: unknown) => {

@@ -68,6 +68,7 @@ export class Sealer {
   private sealed: SealPosition = START_OF_STREAM;
   private count = 0;
   private stopped = false;
+  private flushNow: (() => Promise<void>) | undefined;
 
   constructor(private readonly o: SealerOptions) {
     this.lease = new KvLease({
@@ -104,6 +105,15 @@ export class Sealer {
 
   get isLeader(): boolean {
     return this.lease.isLeader;
+  }
+
+  /**
+   * Seals what the leader has read so far without waiting for N events or T seconds (tests, a
+   * graceful hand-over). Resolves with the stream sequence now sealed; a non-leader does nothing.
+   */
+  async sealNow(): Promise<number> {
+    if (this.flushNow) await this.flushNow();
+    return this.sealed.lastSeq;
   }
 
   /** Stops sealing; a leader first seals what it has read, then hands the lease back. */
@@ -190,6 +200,7 @@ export class Sealer {
       return chain;
     };
 
+    this.flushNow = flush;
     const consumer = await js.consumers.get(names.auditStream, {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: this.sealed.lastSeq + 1,
@@ -212,6 +223,7 @@ export class Sealer {
         if (aborted()) break;
       }
     } finally {
+      this.flushNow = undefined;
       clearInterval(timer);
       messages.stop();
       // seal what was read before giving up the lease (a graceful stop or step-down)

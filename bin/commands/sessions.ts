@@ -1,0 +1,158 @@
+/**
+ * `sluice sessions list|show|replay`: sessions from the control plane's read model (SessionService),
+ * and a readable transcript replayed from the audit stream itself (AuditService.Read).
+ */
+import { SessionServiceClient, type GetSessionResponse, type ListSessionsRequest, type ListSessionsResponse, type SessionSummary } from "@sluice/proto";
+import { ChunkJoiner, TranscriptRenderer } from "@sluice/control-plane/audit-client";
+import { parseDuration } from "@sluice/shared/config";
+import { TARGET_FLAGS, UsageError, parse, printJson } from "../lib/cli-kit.js";
+import { withClient } from "../lib/grpc-client.js";
+import { parseTimeFlag, readAudit } from "../lib/audit-read.js";
+
+const USAGE = `usage:
+  sluice sessions list [--identity S] [--resource R] [--since T] [--until T] [--decision allow|deny|approve|approved|rejected] [--status S] [--limit N] [--json]
+  sluice sessions show ID [--json]
+  sluice sessions replay ID [--follow] [--json]
+T is an ISO time or a duration back from now (30m, 2h, 7d). Common flags: --server ADDR --token JWT`;
+
+const DECISIONS = ["allow", "deny", "approve", "approved", "rejected"];
+
+function columns(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n") + "\n";
+}
+
+function short(iso: string): string {
+  return iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "-";
+}
+
+async function list(values: Record<string, string | boolean | undefined>): Promise<number> {
+  const now = new Date();
+  if (values.decision && !DECISIONS.includes(values.decision as string)) throw new UsageError(`--decision must be one of ${DECISIONS.join(", ")}`);
+  const limit = values.limit === undefined ? 100 : Number(values.limit);
+  if (!Number.isInteger(limit) || limit <= 0) throw new UsageError("--limit must be a positive integer");
+  const req: ListSessionsRequest = {
+    identity: (values.identity as string) ?? "",
+    resource: (values.resource as string) ?? "",
+    since: parseTimeFlag(values.since as string | undefined, now, parseDuration) ?? "",
+    until: parseTimeFlag(values.until as string | undefined, now, parseDuration) ?? "",
+    decision: (values.decision as string) ?? "",
+    status: (values.status as string) ?? "",
+    limit,
+  };
+  const r = await withClient(SessionServiceClient, values, (c) => c.call<ListSessionsRequest, ListSessionsResponse>("list", req));
+  if (values.json) {
+    printJson(r.sessions);
+    return 0;
+  }
+  if (r.sessions.length === 0) {
+    process.stdout.write("no sessions\n");
+    return 0;
+  }
+  const rows = [["SESSION", "STARTED", "IDENTITY", "RESOURCE", "FROM", "STATUS", "STMTS", "BLOCKED"]];
+  for (const s of r.sessions) {
+    rows.push([s.sessionId, short(s.startedAt), s.identity || "-", s.resource || "-", s.clientAddress || "-", s.status, String(s.statements), String(s.blocked)]);
+  }
+  process.stdout.write(columns(rows));
+  return 0;
+}
+
+function describe(s: SessionSummary): string {
+  const lines = [
+    `session      ${s.sessionId}`,
+    `identity     ${s.identity || "-"}${s.issuer ? ` (issuer ${s.issuer})` : ""}`,
+    `groups       ${s.groups.join(", ") || "-"}`,
+    `resource     ${s.resource || "-"}`,
+    `client       ${s.clientAddress || "-"}${s.clientUser ? ` as ${s.clientUser}` : ""}${s.applicationName ? ` (${s.applicationName})` : ""}`,
+    `node         ${s.region || "-"}/${s.node || "-"}`,
+    `status       ${s.status}${s.denyReason ? `: ${s.denyReason}` : ""}${s.endReason ? ` (${s.endReason})` : ""}`,
+    `started      ${short(s.startedAt)}`,
+    `ended        ${short(s.endedAt)}`,
+    `statements   ${s.statements} (${s.blocked} blocked or rejected)`,
+    `policy rev   ${s.policyRevision || "-"}`,
+  ];
+  return lines.join("\n") + "\n";
+}
+
+async function show(id: string, values: Record<string, string | boolean | undefined>): Promise<number> {
+  const r = await withClient(SessionServiceClient, values, (c) => c.call<{ sessionId: string }, GetSessionResponse>("get", { sessionId: id }));
+  if (values.json) {
+    printJson(r);
+    return 0;
+  }
+  process.stdout.write(describe(r.session!));
+  if (r.statements.length) {
+    const rows = [["#", "DECISION", "RULE", "OUTCOME", "ROWS", "MS", "SQL"]];
+    for (const st of r.statements) {
+      rows.push([String(st.statementId), st.decision, st.rule, st.outcome + (st.errorSqlstate ? ` ${st.errorSqlstate}` : ""),
+        st.rows === undefined ? "-" : String(st.rows), st.durationMs === undefined ? "-" : String(st.durationMs), st.sql.replace(/\s+/g, " ").slice(0, 80)]);
+    }
+    process.stdout.write("\n" + columns(rows));
+  }
+  if (r.approvals.length) {
+    const rows = [["APPROVAL", "STATEMENT", "STATUS", "BY", "REQUESTED"]];
+    for (const a of r.approvals) rows.push([a.approvalId, String(a.statementId), a.status, a.decidedBy || "-", short(a.requestedAt)]);
+    process.stdout.write("\n" + columns(rows));
+  }
+  return 0;
+}
+
+async function replay(id: string, values: Record<string, string | boolean | undefined>): Promise<number> {
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once("SIGINT", stop);
+  const joiner = new ChunkJoiner();
+  const renderer = new TranscriptRenderer();
+  let seen = 0;
+  try {
+    for await (const item of readAudit(values, { sessionId: id, follow: Boolean(values.follow) }, ac.signal)) {
+      const ev = item.record?.event && joiner.push(item.record.event);
+      if (!ev) continue;
+      seen++;
+      if (values.json) process.stdout.write(JSON.stringify(ev) + "\n");
+      else for (const line of renderer.push(ev)) process.stdout.write(line + "\n");
+      if (values.follow && renderer.ended) ac.abort();
+    }
+  } finally {
+    process.off("SIGINT", stop);
+  }
+  if (seen === 0 && !ac.signal.aborted) {
+    process.stderr.write(`sluice: no events for session ${id}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    ...TARGET_FLAGS,
+    identity: { type: "string" },
+    resource: { type: "string" },
+    since: { type: "string" },
+    until: { type: "string" },
+    decision: { type: "string" },
+    status: { type: "string" },
+    limit: { type: "string" },
+    follow: { type: "boolean", short: "f" },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE + "\n");
+    return 0;
+  }
+  const [sub, id, ...rest] = positionals;
+  const v = values as Record<string, string | boolean | undefined>;
+  if (rest.length) throw new UsageError(USAGE);
+  switch (sub) {
+    case "list":
+      if (id) throw new UsageError(USAGE);
+      return list(v);
+    case "show":
+      if (!id) throw new UsageError("usage: sluice sessions show ID [--json]");
+      return show(id, v);
+    case "replay":
+      if (!id) throw new UsageError("usage: sluice sessions replay ID [--follow] [--json]");
+      return replay(id, v);
+    default:
+      throw new UsageError(USAGE);
+  }
+}

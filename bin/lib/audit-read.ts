@@ -1,0 +1,68 @@
+/**
+ * The streaming side of the audit API for the CLI: AuditService.Read as an async iterator of records
+ * (parsed events with their stream sequence, and checkpoints), cancelled when the consumer stops.
+ */
+import { credentials } from "@grpc/grpc-js";
+import { AuditServiceClient, type AuditRecord as AuditRecordMsg, type ReadAuditRequest } from "@sluice/proto";
+import { parseCheckpoint, type AuditRecord, type Checkpoint } from "@sluice/control-plane/audit-client";
+import { decodeEvent } from "@sluice/shared/events";
+import { bearerMetadata, fromServiceError } from "./grpc-client.js";
+import { UsageError, resolveTarget } from "./cli-kit.js";
+
+export type ReadItem = { record: AuditRecord; checkpoint?: undefined } | { checkpoint: Checkpoint; record?: undefined };
+
+export function toItem(msg: AuditRecordMsg): ReadItem | undefined {
+  if (msg.event) {
+    const e = msg.event;
+    let record: AuditRecord;
+    try {
+      record = { seq: e.streamSeq, subject: e.subject, event: decodeEvent(Buffer.from(e.eventJson, "utf8")), storedAt: e.storedAt };
+    } catch {
+      record = { seq: e.streamSeq, subject: e.subject, raw: e.eventJson, storedAt: e.storedAt };
+    }
+    return { record };
+  }
+  if (msg.checkpoint) return { checkpoint: parseCheckpoint(msg.checkpoint.checkpointJson) };
+  return undefined;
+}
+
+/** Streams AuditService.Read; stops the call when the loop ends early or `signal` aborts. */
+export async function* readAudit(
+  flags: { server?: string; token?: string },
+  req: Partial<ReadAuditRequest>,
+  signal?: AbortSignal,
+): AsyncGenerator<ReadItem> {
+  const target = resolveTarget(flags);
+  const client = new AuditServiceClient(target.server, credentials.createInsecure());
+  const call = client.read(
+    { fromSeq: 0, sessionId: "", follow: false, fromEnd: false, includeCheckpoints: false, control: false, ...req },
+    bearerMetadata(target.token),
+  );
+  let cancelled = false;
+  const cancel = () => {
+    cancelled = true;
+    call.cancel();
+  };
+  signal?.addEventListener("abort", cancel, { once: true });
+  try {
+    for await (const msg of call as AsyncIterable<AuditRecordMsg>) {
+      const item = toItem(msg);
+      if (item) yield item;
+    }
+  } catch (e) {
+    if (!cancelled) throw fromServiceError(e, target.server);
+  } finally {
+    signal?.removeEventListener("abort", cancel);
+    if (!cancelled) call.cancel();
+    client.close();
+  }
+}
+
+/** since/until flags: an ISO time, or a duration back from now (`30m`, `2h`, `7d`). */
+export function parseTimeFlag(v: string | undefined, now: Date, parseDuration: (s: string) => number): string | undefined {
+  if (v === undefined || v === "") return undefined;
+  if (/^\d+(\.\d+)?(ms|s|m|h|d)$/.test(v.trim())) return new Date(now.getTime() - parseDuration(v)).toISOString();
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new UsageError(`not a time (ISO 8601) or a duration like 2h: ${JSON.stringify(v)}`);
+  return new Date(t).toISOString();
+}
