@@ -81,6 +81,10 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
   const listen = parseHostPort(cfg.dataPlane.listen, "0.0.0.0");
   const httpListen = parseHostPort(cfg.dataPlane.httpListen);
   const ownNc = !o.nc;
+  // A node started while NATS is unreachable waits for it: it could record nothing (ack durability
+  // fails closed), so serving from the disk cache would only refuse. The cache bridges outages that
+  // begin while the node runs, and a missing snapshot bucket.
+  if (ownNc) log.info({ url: cfg.nats.url }, "connecting to NATS (waiting until it is reachable)");
   const nc =
     o.nc ??
     (await connect({
