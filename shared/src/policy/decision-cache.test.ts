@@ -34,7 +34,7 @@ test("a new snapshot revision invalidates everything; an older one neither reads
   assert.equal(c.get(3, "r", ["g"], "q"), undefined);
 });
 
-test("bounded LRU: the least recently used entry goes first", () => {
+test("bounded: an entry unused for a generation goes first, a used one survives", () => {
   const c = new DecisionCache(2);
   const k = DecisionCache.contextKey("r", ["g"]);
   c.setByKey(1, k, "a", d("a"));
@@ -45,4 +45,13 @@ test("bounded LRU: the least recently used entry goes first", () => {
   assert.equal(c.getByKey(1, k, "b"), undefined);
   assert.equal(c.getByKey(1, k, "a")?.rule, "a");
   assert.equal(c.getByKey(1, k, "c")?.rule, "c");
+});
+
+test("never holds more than maxEntries decisions; the most recent ones are kept", () => {
+  const c = new DecisionCache(100);
+  const k = DecisionCache.contextKey("r", ["g"]);
+  for (let i = 0; i < 1000; i++) c.setByKey(1, k, `select ${i}`, d(String(i)));
+  assert.ok(c.size <= 100, `size ${c.size}`);
+  for (let i = 950; i < 1000; i++) assert.equal(c.getByKey(1, k, `select ${i}`)?.rule, String(i));
+  assert.equal(c.getByKey(1, k, "select 0"), undefined);
 });

@@ -1,7 +1,7 @@
 import type { Decision } from "./decision.js";
 
 /**
- * Decisions by (snapshot revision, resource, sorted groups, statement text): a bounded LRU. The
+ * Decisions by (snapshot revision, resource, sorted groups, statement text): bounded, LRU-like. The
  * data plane decides every Query/Parse; repeated statement text from the same kind of identity
  * skips parsing and evaluation entirely. Pure data structure, no clock.
  *
@@ -10,17 +10,29 @@ import type { Decision } from "./decision.js";
  * is not stored (a session still finishing on an old snapshot never pollutes the new one).
  *
  * Hot path: compute `contextKey(resource, groups)` once per session and use getByKey/setByKey;
- * a hit then costs one string concatenation and two Map operations (the LRU refresh).
+ * a hit then costs two Map lookups (the statement text is hashed once; nothing is allocated).
  * Cached Decision objects are shared between sessions: treat them as immutable.
  */
 export class DecisionCache {
-  private readonly entries = new Map<string, Decision>();
+  /**
+   * Two generations of (context key → statement text → decision): a hit in the current generation
+   * is two Map lookups and no allocation; a hit in the previous one promotes the entry; when the
+   * current generation is full it becomes the previous one and the old previous is dropped. That is
+   * an LRU approximation (an entry unused for a whole generation goes) with O(1) everything and at
+   * most `maxEntries` decisions held.
+   */
+  private cur = new Map<string, Map<string, Decision>>();
+  private prev = new Map<string, Map<string, Decision>>();
+  private curSize = 0;
+  private prevSize = 0;
+  private readonly generationSize: number;
   private rev = -1;
   hits = 0;
   misses = 0;
 
   constructor(readonly maxEntries = 10_000) {
     if (!(maxEntries > 0)) throw new RangeError("maxEntries must be positive");
+    this.generationSize = Math.max(1, Math.floor(maxEntries / 2));
   }
 
   /** The per-identity half of the key: resource and sorted, de-duplicated groups. */
@@ -33,15 +45,16 @@ export class DecisionCache {
     return this.rev;
   }
 
+  /** decisions held (an entry promoted from the previous generation may be counted twice) */
   get size(): number {
-    return this.entries.size;
+    return this.curSize + this.prevSize;
   }
 
   /** Returns false when `revision` is older than the cache's (the caller must not use the cache). */
   private sync(revision: number): boolean {
     if (revision === this.rev) return true;
     if (revision < this.rev) return false;
-    this.entries.clear();
+    this.clear();
     this.rev = revision;
     return true;
   }
@@ -51,28 +64,45 @@ export class DecisionCache {
       this.misses++;
       return undefined;
     }
-    const key = `${contextKey}\u0000${sql}`;
-    const d = this.entries.get(key);
-    if (d === undefined) {
-      this.misses++;
-      return undefined;
+    let d = this.cur.get(contextKey)?.get(sql);
+    if (d !== undefined) {
+      this.hits++;
+      return d;
     }
-    // LRU: move to the most recent end (Map keeps insertion order)
-    this.entries.delete(key);
-    this.entries.set(key, d);
-    this.hits++;
-    return d;
+    d = this.prev.get(contextKey)?.get(sql);
+    if (d !== undefined) {
+      this.insert(contextKey, sql, d);
+      this.hits++;
+      return d;
+    }
+    this.misses++;
+    return undefined;
   }
 
   setByKey(revision: number, contextKey: string, sql: string, decision: Decision): void {
     if (!this.sync(revision)) return;
-    const key = `${contextKey}\u0000${sql}`;
-    if (this.entries.has(key)) this.entries.delete(key);
-    else if (this.entries.size >= this.maxEntries) {
-      const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
+    this.insert(contextKey, sql, decision);
+  }
+
+  private insert(contextKey: string, sql: string, decision: Decision): void {
+    let m = this.cur.get(contextKey);
+    if (m?.has(sql)) {
+      m.set(sql, decision);
+      return;
     }
-    this.entries.set(key, decision);
+    if (this.curSize >= this.generationSize) {
+      this.prev = this.cur;
+      this.prevSize = this.curSize;
+      this.cur = new Map();
+      this.curSize = 0;
+      m = undefined;
+    }
+    if (m === undefined) {
+      m = new Map();
+      this.cur.set(contextKey, m);
+    }
+    m.set(sql, decision);
+    this.curSize++;
   }
 
   get(revision: number, resource: string, groups: readonly string[], sql: string): Decision | undefined {
@@ -84,6 +114,9 @@ export class DecisionCache {
   }
 
   clear(): void {
-    this.entries.clear();
+    this.cur = new Map();
+    this.prev = new Map();
+    this.curSize = 0;
+    this.prevSize = 0;
   }
 }
