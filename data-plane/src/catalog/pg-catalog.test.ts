@@ -110,6 +110,13 @@ test("a ResultMasker over the real catalog masks the table, a view, an expressio
     { index: 0, column: "public.customers.email", rule: "pii", mode: "whole", strategy: "partial" },
     { index: 1, column: "public.customers.notes", rule: "pii", mode: "scan", classifiers: ["email", "us-ssn"] },
   ]);
+  // the same statement and result shape again: the cached plan comes back synchronously
+  const again = masker.planFor(rowFields(r.fields), { session, sql: "SELECT email, notes FROM customers", statements: [] });
+  assert.ok(again && !(again instanceof Promise));
+  catalog.invalidate(db);
+  const replanned = masker.planFor(rowFields(r.fields), { session, sql: "SELECT email, notes FROM customers", statements: [] });
+  assert.ok(replanned instanceof Promise, "DDL: planned again");
+  assert.deepEqual(masker.describe((await replanned)!), masker.describe(plan!));
   assert.equal(masker.maskLooseText(db, "param alice@example.com and 123-45-6789"), "param a****@example.com and ***-**-6789");
   assert.equal(masker.maskLooseText("other", "alice@example.com"), "alice@example.com");
 });

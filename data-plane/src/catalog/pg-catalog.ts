@@ -64,6 +64,7 @@ export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
   const ttl = opts.ttlMs ?? 60_000;
   const now = opts.now ?? Date.now;
   const caches = new Map<string, ResourceCache>();
+  const invalidations = new Map<string, number>();
 
   function cache(resource: string): ResourceCache {
     let c = caches.get(resource);
@@ -271,7 +272,13 @@ export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
       return v;
     },
 
+    version(resource) {
+      // every invalidation, and every TTL period, makes plans built on older lookups stale
+      return (invalidations.get(resource) ?? 0) * 1e9 + Math.floor(now() / ttl);
+    },
+
     invalidate(resource) {
+      invalidations.set(resource, (invalidations.get(resource) ?? 0) + 1);
       const c = caches.get(resource);
       if (!c) return;
       c.attrs.clear();

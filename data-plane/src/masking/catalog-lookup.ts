@@ -30,4 +30,9 @@ export interface CatalogLookup {
   tableColumns(resource: string, schema: string | undefined, table: string): Promise<ResolvedColumn[] | null>;
   /** DDL ran on the resource (CommandComplete tag CREATE/ALTER/DROP…): forget what may have changed */
   invalidate(resource: string): void;
+  /**
+   * Changes whenever what the catalog said about the resource may have changed (an invalidation,
+   * a cache period ending): the masker keeps plans computed under one version only.
+   */
+  version?(resource: string): number;
 }

@@ -25,7 +25,7 @@ export interface ResultMaskerOptions {
 }
 
 export interface SluiceResultMasker extends ResultMasker {
-  planFor(fields: readonly RowField[], ctx: ResultContext): Promise<MaskPlanData | null> | null;
+  planFor(fields: readonly RowField[], ctx: ResultContext): MaskPlanData | Promise<MaskPlanData | null> | null;
   maskDataRow(plan: MaskPlan, frame: Buffer): Buffer;
   planForCopyOut(ctx: ResultContext): Promise<MaskPlanData | null | "deny"> | null;
   maskCopyData(plan: MaskPlan, frame: Buffer): Buffer;
@@ -82,9 +82,17 @@ function mergeLineages(all: OutputLineage[][]): OutputLineage[] | null {
   }));
 }
 
+function planKey(fields: readonly RowField[], ctx: ResultContext): string {
+  let k = `${ctx.session.resource}\u0000${ctx.statementIndex ?? ""}\u0000`;
+  k += ctx.statements.length ? ctx.statements.map((s) => s.text).join("\u0001") : ctx.sql;
+  for (const f of fields) k += `\u0000${f.name}/${f.tableOid}/${f.columnAttr}/${f.typeOid}/${f.format}`;
+  return k;
+}
+
 export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMasker {
   let compiledRevision = -1;
   const compiled = new Map<string, CompiledMasking | null>();
+  const planCache = new Map<string, { version: string; plan: MaskPlanData | null }>();
 
   function rulesFor(resource: string): CompiledMasking | null {
     const cur = opts.masking();
@@ -218,8 +226,19 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
     describe: (plan) => summarizePlan(plan as MaskPlanData),
     planFor(fields, ctx) {
       // the raw fast path is decided synchronously: no promise, no catalog round trip
-      if (!rulesFor(ctx.session.resource)) return null;
-      return planFor(fields, ctx);
+      const resource = ctx.session.resource;
+      if (!rulesFor(resource)) return null;
+      // a statement seen before with the same result shape reuses its plan synchronously (a
+      // prepared statement executed in a loop costs one lookup, not one per Execute)
+      const key = planKey(fields, ctx);
+      const version = `${compiledRevision}/${opts.catalog.version?.(resource) ?? "-"}`;
+      const hit = planCache.get(key);
+      if (hit && hit.version === version) return hit.plan;
+      return planFor(fields, ctx).then((plan) => {
+        if (planCache.size >= 2000) planCache.clear();
+        planCache.set(key, { version, plan });
+        return plan;
+      });
     },
     maskDataRow(plan, frame) {
       return maskDataRowFrame(plan as MaskPlanData, frame);
