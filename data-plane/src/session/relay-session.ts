@@ -436,6 +436,8 @@ export class RelaySession {
       return true;
     }
     const rec = this.record("parse", p.sql, decision, { statementName: p.name });
+    // like a failed Parse in Postgres, a denied unnamed Parse leaves no unnamed statement behind
+    if (p.name === "") this.statements.delete("");
     return this.deny(K.PoisonParse, rec);
   }
 
@@ -512,9 +514,10 @@ export class RelaySession {
     const message = `permission denied by sluice policy: rule "${d.rule}" (${d.statementClass}): ${why}`;
     if (p && typeof (p as Promise<void>).then === "function") {
       // blocked is recorded first; a failing recorder still denies
-      return this.hold(p as Promise<void>, () => this.poison(kind, message, d.rule), () => this.poison(kind, message, d.rule));
+      const act = () => this.poison(kind, message, d.rule, rec.statementName);
+      return this.hold(p as Promise<void>, act, act);
     }
-    this.poison(kind, message, d.rule);
+    this.poison(kind, message, d.rule, rec.statementName);
     return true;
   }
 
@@ -525,15 +528,16 @@ export class RelaySession {
     this.poisonWith(rec.protocol === "simple" ? K.PoisonQuery : K.PoisonExecute, errorResponse({ severity: "ERROR", sqlstate: toSqlState(e.code), message: e.message }));
   }
 
-  private poison(kind: PoisonKind, message: string, rule: string): void {
-    this.poisonWith(kind, errorResponse({ severity: "ERROR", sqlstate: "42501", message, detail: `sluice rule: ${rule}` }));
+  private poison(kind: PoisonKind, message: string, rule: string, statementName?: string): void {
+    this.poisonWith(kind, errorResponse({ severity: "ERROR", sqlstate: "42501", message, detail: `sluice rule: ${rule}` }), statementName);
   }
 
   /**
-   * Query(token) fails with a syntax error naming the token; Parse(token, token) the same without
-   * touching the unnamed statement; Execute(token) fails with `portal "token" does not exist`.
+   * Query(token) fails with a syntax error naming the token; Parse(name, token) the same (name is
+   * the token itself for a named statement, so an existing one is untouched); Execute(token) fails
+   * with `portal "token" does not exist`.
    */
-  private poisonWith(kind: PoisonKind, replacement: Buffer): void {
+  private poisonWith(kind: PoisonKind, replacement: Buffer, statementName?: string): void {
     const t = this.o.poisonToken;
     if (kind === K.PoisonQuery) {
       this.push({ kind, replacement });
@@ -541,7 +545,8 @@ export class RelaySession {
       return;
     }
     this.push({ kind: K.PoisonParse, replacement });
-    this.toUpstream.push(kind === K.PoisonParse ? encodeParse(t, t) : encodeExecute(t));
+    // a denied unnamed Parse is poisoned as unnamed too: Postgres then drops the previous unnamed statement
+    this.toUpstream.push(kind === K.PoisonParse ? encodeParse(statementName === "" ? "" : t, t) : encodeExecute(t));
     this.skipUntilSync = true;
   }
 
