@@ -1,0 +1,93 @@
+/**
+ * A session of 10,000 statements through the real proxy with a real client (pg), alternating simple
+ * and extended protocol: every statement is on the stream exactly once, in order, with its decision,
+ * its completion and capped result rows, and the session's hash chain verifies.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { natsNames, ensureAuditStream, deleteAll, type NatsNames } from "@sluice/shared/nats";
+import {
+  verifyChain, joinChunks, SessionEventType,
+  type StatementAllowedData, type ResultRowsData, type StatementCompletedData,
+} from "@sluice/shared/events";
+import type { Bundle } from "@sluice/shared/policy";
+import { AuditPublisher, createAuditObserver, type AuditDurability, type AuditObserver } from "../../data-plane/src/recorder/index.js";
+import { startProxyStack } from "./proxy-stack.js";
+import { readStream, bySession, randomPrefix } from "./audit-recording-support.js";
+
+const NATS_URL = process.env.SLUICE_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
+const T = (n: string) => SessionEventType[n as keyof typeof SessionEventType];
+
+async function recorderOn(t: import("node:test").TestContext, nc: NatsConnection, names: NatsNames, durability: AuditDurability, extra: { bufferEvents?: number; publishTimeoutMs?: number; ackWaitMs?: number } = {}) {
+  const publisher = new AuditPublisher(nc, { durability, bufferEvents: extra.bufferEvents ?? 10_000, publishTimeoutMs: extra.publishTimeoutMs, ackWaitMs: extra.ackWaitMs, retryMaxMs: 300 });
+  t.after(() => publisher.close(5000).catch(() => undefined));
+  return publisher;
+}
+
+/** resolves when the observer recorded a session.ended */
+function endedSignal(audit: AuditObserver): Promise<void> {
+  return new Promise((resolve) => {
+    const orig = audit.sessionEnded!.bind(audit);
+    audit.sessionEnded = (info, end) => {
+      orig(info, end);
+      resolve();
+    };
+  });
+}
+
+test("a session of 10,000 statements through the proxy is on the stream exactly once, in order, with a valid chain", async (t) => {
+  const nc = await connect({ servers: NATS_URL });
+  const names = natsNames(randomPrefix());
+  await ensureAuditStream(nc, names, { storage: "memory" });
+  t.after(async () => {
+    await deleteAll(nc, names);
+    await nc.close();
+  });
+  const publisher = await recorderOn(t, nc, names, "ack");
+  let bundle!: Bundle;
+  const snaps = { current: () => ({ revision: 1, bundle, hash: "x", appliedBy: "t", appliedAt: new Date(0).toISOString() }), onChange: () => () => {} };
+  const audit = createAuditObserver({ publisher, names, maxRowsPerStatement: 10, maxBytesPerStatement: 4096, snapshots: snaps });
+  const ended = endedSignal(audit);
+  const stack = await startProxyStack(t, { bundle: (b) => (bundle = b), dp: { audit, region: "eu-1", nodeId: "dp-a" } });
+  await stack.direct("CREATE TABLE items (id int PRIMARY KEY, label text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 50) g");
+  const client = await stack.pgClient();
+  const N = 10_000;
+  for (let i = 1; i <= N; i++) {
+    // odd: simple protocol, a result bigger than the row cap; even: extended protocol with a parameter
+    if (i % 2) await client.query(`SELECT id, label FROM items WHERE id <= ${(i % 50) + 1} ORDER BY id`);
+    else await client.query("SELECT $1::int AS n", [i]);
+  }
+  await client.end();
+  // session.ended is recorded when the proxy sees the connection close
+  await ended;
+  await publisher.flush(20_000);
+  const sessions = bySession(await readStream(nc, names.auditStream));
+  assert.equal(sessions.size, 1);
+  const [events] = [...sessions.values()];
+  assert.equal(verifyChain(events!), undefined);
+  const logical = joinChunks(events!);
+  const allowed = logical.filter((e) => e.type === T("statement.allowed"));
+  assert.deepEqual(allowed.map((e) => (e.data as StatementAllowedData).statementId), Array.from({ length: N }, (_, i) => i + 1));
+  const completed = logical.filter((e) => e.type === T("statement.completed")).map((e) => e.data as StatementCompletedData);
+  assert.equal(completed.length, N);
+  assert.ok(completed.every((c, i) => c.statementId === i + 1 && !c.error));
+  // simple protocol: the SQL as sent; extended protocol: one logical event with SQL and bound parameters
+  allowed.forEach((e, i) => {
+    const d = e.data as StatementAllowedData;
+    const n = i + 1;
+    if (n % 2) assert.deepEqual([d.protocol, d.sql], ["simple", `SELECT id, label FROM items WHERE id <= ${(n % 50) + 1} ORDER BY id`]);
+    else assert.deepEqual([d.protocol, d.sql, d.params], ["extended", "SELECT $1::int AS n", [String(n)]]);
+    assert.equal(d.decision, "allow");
+  });
+  // result rows: capped by rows, counts exact
+  const rows = logical.filter((e) => e.type === T("result.rows")).map((e) => e.data as ResultRowsData);
+  const big = rows.find((r) => r.rows === 50)!;
+  assert.ok(big, "a 50-row result was recorded");
+  assert.equal(big.recorded, 10);
+  assert.equal(big.truncated, true);
+  assert.deepEqual(big.values[0], ["1", "item 1"]);
+  assert.equal(logical[0]!.type, T("session.started"));
+  assert.equal(logical.at(-1)!.type, T("session.ended"));
+  assert.equal(logical[0]!.source, "sluice://eu-1/dp-a");
+});

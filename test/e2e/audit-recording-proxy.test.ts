@@ -1,0 +1,179 @@
+/**
+ * Session recording through the real proxy with real clients (pg): nothing secret is anywhere on the
+ * stream, and NATS stopping mid-run makes new statements fail with 57P03 once the buffer is full while
+ * every statement a client saw succeed is on the stream. (The 10,000-statement session is in
+ * audit-recording-long-session.test.ts so it runs beside these.)
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { natsNames, ensureAuditStream, deleteAll, type NatsNames } from "@sluice/shared/nats";
+import {
+  verifyChain, SessionEventType,
+  type CloudEvent, type StatementAllowedData, type ResultRowsData, type SessionAuthenticatedData,
+} from "@sluice/shared/events";
+import type { Bundle } from "@sluice/shared/policy";
+import { loadSqlParser } from "@sluice/shared/sql";
+import { snapshotEnforcer } from "../../data-plane/src/session/snapshot-enforcer.js";
+import { startNatsServer } from "../../bin/lib/dev-nats-server.js";
+import { AuditPublisher, createAuditObserver, type AuditDurability } from "../../data-plane/src/recorder/index.js";
+import { startProxyStack } from "./proxy-stack.js";
+import { readStream, bySession, randomPrefix } from "./audit-recording-support.js";
+
+const NATS_URL = process.env.SLUICE_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
+const T = (n: string) => SessionEventType[n as keyof typeof SessionEventType];
+
+async function recorderOn(t: import("node:test").TestContext, nc: NatsConnection, names: NatsNames, durability: AuditDurability, extra: { bufferEvents?: number; publishTimeoutMs?: number; ackWaitMs?: number } = {}) {
+  const publisher = new AuditPublisher(nc, { durability, bufferEvents: extra.bufferEvents ?? 10_000, publishTimeoutMs: extra.publishTimeoutMs, ackWaitMs: extra.ackWaitMs, retryMaxMs: 300 });
+  t.after(() => publisher.close(5000).catch(() => undefined));
+  return publisher;
+}
+
+test("nothing secret is on the stream: no JWT, no upstream secret, no unmasked value of a masked column", async (t) => {
+  await loadSqlParser();
+  const nc = await connect({ servers: NATS_URL });
+  const names = natsNames(randomPrefix());
+  await ensureAuditStream(nc, names, { storage: "memory" });
+  t.after(async () => {
+    await deleteAll(nc, names);
+    await nc.close();
+  });
+  const SECRET = `upstream-s3cret-${randomPrefix()}`;
+  const EMAIL = "alice.private@example.com";
+  const CARD = "4111111111111111";
+  let bundle!: Bundle;
+  const snaps = { current: () => ({ revision: 1, bundle, hash: "x", appliedBy: "t", appliedAt: new Date(0).toISOString() }), onChange: () => () => {} };
+  const publisher = await recorderOn(t, nc, names, "ack");
+  const audit = createAuditObserver({ publisher, names, maxRowsPerStatement: 100, maxBytesPerStatement: 65536, snapshots: snaps });
+  const ended = new Promise<void>((resolve) => {
+    const orig = audit.sessionEnded!.bind(audit);
+    audit.sessionEnded = (info, end) => {
+      orig(info, end);
+      resolve();
+    };
+  });
+  const stack = await startProxyStack(t, {
+    bundle: (b) => {
+      bundle = {
+        ...b,
+        policies: [{ name: "ci-rw", groups: ["ci"], resources: ["app"], allow: ["read", "write", "ddl"] }],
+        masking: [{ resources: ["app"], columns: ["customers.email", "customers.card"], classifiers: ["email", "credit-card", "jwt"], strategy: "redact" }],
+      };
+      return bundle;
+    },
+    dp: { audit, enforcer: snapshotEnforcer(snaps), resolveSecret: async () => SECRET },
+  });
+  await stack.direct(`CREATE TABLE customers (id int, email text, card text, note text); INSERT INTO customers VALUES (1, '${EMAIL}', '${CARD}', 'vip')`);
+  const token = await stack.token();
+  const client = await stack.pgClient(token);
+  const r = await client.query("SELECT id, email, card, note FROM customers");
+  assert.notEqual(r.rows[0].email, EMAIL, "the client itself sees the masked value");
+  await client.query("SELECT count(*) FROM customers WHERE email = $1", [EMAIL]);
+  await client.query(`SELECT count(*) FROM customers WHERE email = '${EMAIL}'`);
+  await client.query("SELECT $1::text AS t", [token]);
+  await assert.rejects(client.query(`SELECT '${EMAIL}'::int`), { code: "22P02" });
+  await client.end();
+  await ended;
+  await publisher.flush(10_000);
+  const stored = await readStream(nc, names.auditStream);
+  const all = stored.map((s) => s.raw).join("\n");
+  assert.ok(stored.length >= 10, `events recorded (${stored.length})`);
+  const [, payload, signature] = token.split(".");
+  for (const [what, needle] of [["JWT", token], ["JWT payload", payload!], ["JWT signature", signature!], ["upstream secret", SECRET], ["masked email", EMAIL], ["masked card", CARD]] as const) {
+    assert.ok(!all.includes(needle), `${what} must not be on the stream`);
+  }
+  // but the trail is useful: identity, masked rows, statements
+  const evs = stored.map((s) => s.ev);
+  const auth = evs.find((e) => e.type === T("session.authenticated"))!.data as SessionAuthenticatedData;
+  assert.equal(auth.subject, "repo:acme/orders");
+  assert.deepEqual(auth.groups, ["ci"]);
+  const rows = evs.filter((e) => e.type === T("result.rows")).map((e) => e.data as ResultRowsData);
+  assert.equal(rows[0]!.values[0]![0], "1");
+  assert.equal(rows[0]!.values[0]![3], "vip");
+  assert.equal(verifyChain(evs), undefined);
+});
+
+test("NATS stops during a client load: 57P03 once the buffer is full, then recovery; every statement a client saw succeed is on the stream", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-audit-proxy-"));
+  let server = await startNatsServer({ storeDir: dir });
+  const port = server.port;
+  t.after(async () => {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  t.after(() => nc.close());
+  const names = natsNames("proxyoutage");
+  await ensureAuditStream(nc, names);
+  const bufferEvents = 40;
+  const publisher = await recorderOn(t, nc, names, "ack", { bufferEvents, publishTimeoutMs: 400, ackWaitMs: 400 });
+  const audit = createAuditObserver({ publisher, names, maxRowsPerStatement: 0, maxBytesPerStatement: 0 });
+  const stack = await startProxyStack(t, { dp: { audit } });
+  await stack.direct("CREATE TABLE t (v int PRIMARY KEY)");
+
+  const succeeded: number[] = [];
+  const failures: Array<{ code: string; message: string; down: boolean }> = [];
+  let next = 1, stop = false, down = false;
+  const loop = async () => {
+    const c = await stack.pgClient();
+    while (!stop) {
+      const v = next++;
+      try {
+        await c.query(`INSERT INTO t VALUES (${v})`);
+        succeeded.push(v);
+      } catch (e) {
+        const err = e as { code: string; message: string };
+        failures.push({ code: err.code, message: err.message, down });
+        await sleep(10);
+      }
+    }
+  };
+  const loops = Array.from({ length: 6 }, () => loop());
+  t.after(async () => {
+    stop = true;
+    await Promise.allSettled(loops);
+  });
+  for (let i = 0; i < 100 && succeeded.length < 100; i++) await sleep(20);
+  assert.ok(succeeded.length >= 100, "statements ran before the outage");
+
+  down = true;
+  await server.stop();
+  for (let i = 0; i < 200 && publisher.stats.refused < 5; i++) await sleep(50);
+  assert.ok(publisher.stats.refused >= 5, `new statements were refused once the buffer was full (${JSON.stringify(publisher.stats)})`);
+  assert.ok(failures.length > 0);
+  for (const f of failures) {
+    assert.equal(f.code, "57P03", f.message);
+    assert.match(f.message, /audit stream unavailable: statement refused \(fail closed\)/);
+    assert.ok(f.down, "nothing failed while NATS was up");
+  }
+
+  server = await startNatsServer({ storeDir: dir, port });
+  down = false;
+  const resumedFrom = succeeded.length;
+  for (let i = 0; i < 300 && succeeded.length < resumedFrom + 100; i++) await sleep(20);
+  stop = true;
+  await Promise.allSettled(loops);
+  assert.ok(succeeded.length >= resumedFrom + 100, "statements succeed again after NATS is back, without a restart of anything");
+  await publisher.flush(20_000);
+
+  const stored = await readStream(nc, names.auditStream);
+  assert.equal(new Set(stored.map((s) => s.ev.id)).size, stored.length, "no event twice");
+  const recorded = new Map<number, number>();
+  for (const [sessionId, evs] of bySession(stored)) {
+    assert.equal(verifyChain(evs), undefined, `chain of ${sessionId}`);
+    for (const e of evs as CloudEvent<StatementAllowedData>[]) {
+      if (e.type !== T("statement.allowed")) continue;
+      const v = Number(/VALUES \((\d+)\)/.exec(e.data.sql)![1]);
+      recorded.set(v, (recorded.get(v) ?? 0) + 1);
+    }
+  }
+  for (const v of succeeded) assert.equal(recorded.get(v), 1, `statement ${v} succeeded for the client: exactly once on the stream`);
+  // the database agrees: every row that exists has its allowed event (refused statements never ran)
+  const inDb = (await stack.direct("SELECT v FROM t")).rows.map((r: { v: number }) => r.v);
+  assert.deepEqual([...inDb].sort((a, b) => a - b), [...succeeded].sort((a, b) => a - b));
+  t.diagnostic(JSON.stringify({ succeeded: succeeded.length, failures: failures.length, stats: publisher.stats }));
+});
