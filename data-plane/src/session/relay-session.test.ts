@@ -84,3 +84,15 @@ test("after a denied Parse, Bind/Describe/Execute are swallowed until Sync", () 
   assert.deepEqual(sent.map((f) => String.fromCharCode(f.code)), ["P", "S"]);
   assert.ok(sent[0]!.raw.includes(TOKEN));
 });
+
+test("FunctionCall (a function by OID, outside SQL policy) is refused in order with 42501", () => {
+  const h = harness();
+  const fcall = frame("F", Buffer.from([0, 0, 0x0b, 0xb8, 0, 0, 0, 0, 0, 0]));
+  h.s.onClientData(fcall);
+  const sent = splitFrames(Buffer.concat(h.toUpstream), 1 << 20).frames;
+  assert.deepEqual(sent.map((f) => decodeQuery(f.raw)), [TOKEN]);
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "42601", message: `syntax error at or near "${TOKEN}"` }), readyForQuery("I")]));
+  const got = splitFrames(Buffer.concat(h.toClient), 1 << 20).frames;
+  assert.equal(decodeErrorFields(got[0]!.raw).C, "42501");
+  assert.equal(decodeReadyForQuery(got[1]!.raw), "I");
+});
