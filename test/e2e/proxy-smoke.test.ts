@@ -12,3 +12,11 @@ test("smoke: a pg client through the proxy", async (t) => {
   await assert.rejects(c.query("SELECT * FROM forbidden_table"), { code: "42501" });
   assert.equal((await c.query("SELECT 2 AS two")).rows[0].two, 2);
 });
+
+test("tls: disabled serves plaintext and answers SSLRequest with 'N'", async (t) => {
+  const s = await startProxyStack(t, { dp: { tls: "disabled" } });
+  const c = await s.pgClient(undefined, { ssl: false });
+  assert.equal((await c.query("SELECT 'plain' AS v")).rows[0].v, "plain");
+  // a client that insists on TLS is told the server has none
+  await assert.rejects(s.pgClient(undefined, { ssl: { rejectUnauthorized: false } }), /does not support SSL/);
+});
