@@ -136,6 +136,18 @@ test("sluice dev: ready line, psql with a minted token, policy get with no flags
   assert.ok(!policy.includes(PASSWORD), "the upstream password never appears in the bundle");
   assert.ok(!dev.out().includes(PASSWORD));
 
+  // the demo's sessions are in the control plane's read model, listed with no flags (the context)
+  const sessions = async () =>
+    JSON.parse((await run(process.execPath, [sluice, "sessions", "list", "--json"], { env: dev.env })).stdout) as Array<{ identity: string; blocked: number; applicationName: string }>;
+  let demoSession;
+  for (let i = 0; i < 20 && !demoSession; i++) {
+    demoSession = (await sessions()).find((s) => s.identity === "ci-deploy");
+    if (!demoSession) await new Promise((r) => setTimeout(r, 500));
+  }
+  assert.ok(demoSession, "the demo pipeline's session is listed");
+  assert.equal(demoSession.blocked, 1);
+  assert.equal(demoSession.applicationName, "sluice-demo");
+
   dev.child.kill("SIGTERM");
   assert.equal(await dev.exited, 0);
   await new Promise((r) => setTimeout(r, 200));
