@@ -45,3 +45,20 @@ test("a payload above 512 KiB splits into chained chunks that reassemble exactly
   assert.deepEqual(joined!.data, ev.data);
   assert.deepEqual(chunkSessionEvent({ ...ev, data: { ...ev.data, sql: "SELECT 1" } }, () => "x").length, 1);
 });
+
+test("payloads are the proto3 JSON mapping of proto/sluice/v1/events.proto", async () => {
+  const pb = await import("@sluice/proto");
+  const allowed = {
+    statementId: 7, sql: "SELECT * FROM orders WHERE id = $1", params: ["[REDACTED]", null], protocol: "extended",
+    class: "read", tables: { read: ["public.orders"], write: ["audit.log"] }, risks: ["dynamic-sql"],
+    statements: [{ kind: "SelectStmt", class: "read", tables: { read: ["public.orders"], write: ["x"] }, functions: ["now"], risks: ["grant"] }],
+    decision: "allow", rule: "ci-read/allow:read", policy: "ci-read", reason: "allowed",
+  };
+  assert.deepEqual(pb.StatementEventData.toJSON(pb.StatementEventData.fromJSON(allowed)), allowed);
+  const rows = { statementId: 7, columns: [{ name: "email", typeOid: 25, masked: true }], values: [["a***@x.com", null]], rows: 12, recorded: 1, truncated: true, recordedBytes: 10 };
+  assert.deepEqual(pb.ResultRowsData.toJSON(pb.ResultRowsData.fromJSON(rows)), rows);
+  const auth = { subject: "repo:acme/orders", issuer: "github", groups: ["ci"], claims: { repository: "acme/orders", run: 3, tags: ["a"] } };
+  assert.deepEqual(pb.SessionAuthenticatedData.toJSON(pb.SessionAuthenticatedData.fromJSON(auth)), auth);
+  const done = { statementId: 7, commandTag: "SELECT 12", rows: 12, durationMs: 1.5, error: { sqlstate: "57P03", message: "m" } };
+  assert.deepEqual(pb.StatementCompletedData.toJSON(pb.StatementCompletedData.fromJSON(done)), done);
+});
