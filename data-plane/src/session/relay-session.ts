@@ -469,7 +469,8 @@ export class RelaySession {
         this.push({ kind: K.InjectedDescribe, name: portalName });
         this.toUpstream.push(d);
       }
-      this.push({ kind: K.Execute, rec, startedAt: this.o.now(), rows: 0, mask });
+      // the shape of the rows, when a Describe already told it (audit row capture labels columns with it)
+      this.push({ kind: K.Execute, rec, startedAt: this.o.now(), rows: 0, mask, fields: portal!.fields ?? st.fields });
       this.toUpstream.push(f);
     };
     return this.gate(rec, forward, () => this.deny(K.PoisonExecute, rec));
@@ -739,7 +740,7 @@ export class RelaySession {
         if (portal) portal.fields = fields;
         // the Execute that follows the injected Describe takes these fields
         const next = this.peek();
-        if (next?.kind === K.Execute && p.kind === K.InjectedDescribe) next.fields = fields;
+        if (next?.kind === K.Execute) next.fields = fields;
       }
       if (p.kind === K.InjectedDescribe) return this.planFor(this.peek(), fields, null);
       this.toClient.push(f);
