@@ -63,7 +63,8 @@ export const auditComponent: ControlPlaneComponent = {
     const key = signingKeyFor(ctx.config, rmConfig);
     const model = ReadModel.open(rmConfig);
     const logger = ctx.logger.child({ component: "audit" });
-    const projector = new ReadModelProjector({ nc: ctx.nc, names: ctx.names, model, durable: `read-model-${ctx.config.node}`, logger });
+    const instance = `${ctx.config.node}-${process.pid}-${randomBytes(3).toString("hex")}`;
+    const projector = new ReadModelProjector({ nc: ctx.nc, names: ctx.names, model, durable: `read-model-${instance}`, logger });
     try {
       await projector.start();
     } catch (e) {
@@ -78,7 +79,7 @@ export const auditComponent: ControlPlaneComponent = {
       key,
       everyEvents: sc.everyEvents,
       everySeconds: sc.everySeconds,
-      holder: `${ctx.config.node}/${process.pid}/${randomBytes(4).toString("hex")}`,
+      holder: instance,
       logger: logger.child({ component: "sealer" }),
     }).start();
     ctx.metrics.gauge("sluice_read_model_position", "audit stream sequence folded into the read model", () => projector.position);

@@ -9,8 +9,13 @@ export interface ReadModelProjectorOptions {
   nc: NatsConnection;
   names: NatsNames;
   model: ReadModel;
-  /** durable consumer name; one per read-model database (default `read-model`) */
+  /**
+   * durable consumer name; one per projector process (replicas must not share one: each places it at
+   * its own database's position). Idle durables expire after `inactiveMs`.
+   */
   durable?: string;
+  /** an abandoned durable (its process died) is removed by the server after this long; default 10 min */
+  inactiveMs?: number;
   /** messages applied per transaction at most (default 500) */
   batchMax?: number;
   logger?: Logger;
@@ -62,11 +67,13 @@ export class ReadModelProjector {
   }
 
   async stop(): Promise<void> {
+    const wasRunning = !this.stopped;
     this.stopped = true;
     this.messages?.stop();
     await this.loop;
     this.loop = undefined;
     for (const w of this.waiters.splice(0)) w();
+    if (wasRunning) await this.deleteConsumer().catch(() => undefined); // the position lives in the database
   }
 
   /** Waits until everything stored in the audit stream when called has been applied. */
@@ -134,6 +141,7 @@ export class ReadModelProjector {
       opt_start_seq: this.pos + 1,
       ack_wait: 60_000_000_000,
       max_ack_pending: 5000,
+      inactive_threshold: (this.o.inactiveMs ?? 600_000) * 1_000_000,
       description: "sluice read model projection",
     });
     const consumer = await jetstream(nc).consumers.get(names.auditStream, this.durable);
