@@ -151,6 +151,9 @@ test("NATS stops during a client load: 57P03 once the buffer is full, then recov
     assert.ok(f.down, "nothing failed while NATS was up");
   }
 
+  // a new connection is refused at the door too while the buffer is full
+  await assert.rejects(stack.pgClient(), (e: { code?: string; message?: string }) => e.code === "57P03" && /fail closed/.test(e.message ?? ""));
+
   server = await startNatsServer({ storeDir: dir, port });
   down = false;
   const resumedFrom = succeeded.length;

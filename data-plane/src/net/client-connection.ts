@@ -7,7 +7,7 @@
 import type net from "node:net";
 import tls from "node:tls";
 import { randomBytes } from "node:crypto";
-import { SluiceError } from "@sluice/shared/errors";
+import { SluiceError, toSqlState } from "@sluice/shared/errors";
 import type { PolicySnapshot, ResourceSpec } from "@sluice/shared/policy";
 import type { Logger } from "@sluice/shared/logging";
 import { uuidv7 } from "@sluice/shared/events";
@@ -19,6 +19,7 @@ import { authCleartextPassword, authOk, backendKeyData, errorResponse, readyForQ
 import { connectUpstream, type UpstreamConnection } from "../upstream/connect-upstream.js";
 import { RelaySession } from "../session/relay-session.js";
 import { mayConnect } from "../session/may-connect.js";
+import { filterStartupParams } from "../session/startup-params.js";
 import type { ApprovalGate, AuditSink, ConnectionInfo, Enforcer, ResultMasker, SessionInfo, SnapshotSource } from "../session/session-hooks.js";
 
 export interface VerifiedIdentity {
@@ -51,8 +52,6 @@ export interface ConnectionContext {
   now(): number;
 }
 
-/** Startup parameters passed on to the upstream. Others (`options` can carry `-c role=…`) are dropped. */
-const FORWARDED_PARAMS = ["application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits"];
 const MAX_PASSWORD_FRAME = 64 * 1024;
 
 /** Buffers the pre-relay phase, where messages are few and small. */
@@ -260,8 +259,10 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
       throw new Refusal("28000", `no policy allows "${id.subject}" to connect to "${resourceName}"`);
 
     // 3. upstream with the resource's own credential
-    const forwarded: Record<string, string> = {};
-    for (const k of FORWARDED_PARAMS) if (params[k] !== undefined) forwarded[k] = params[k]!;
+    const fp = filterStartupParams(params);
+    if (!fp.ok) throw new Refusal("42501", `startup setting "${fp.setting}" is not allowed through sluice: the session's identity comes from its token`);
+    if (fp.dropped.length) ctx.logger?.debug({ sessionId, dropped: fp.dropped }, "startup settings not forwarded");
+    const forwarded = fp.forward;
     let up: UpstreamConnection;
     try {
       up = await connectUpstream(resource.upstream, { startupParams: forwarded, resolve: ctx.resolveSecret, timeoutMs: ctx.authTimeoutMs });
@@ -295,6 +296,8 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     if (ended) return;
     if (e instanceof Refusal) refuse(e.sqlstate, e.message, e.logReason);
     else if (e instanceof WireError) refuse(e.sqlstate, e.message);
+    // e.g. the audit recorder failing closed at connect (unavailable → 57P03)
+    else if (SluiceError.is(e, "unavailable")) refuse(toSqlState(e.code), e.message);
     else {
       ctx.logger?.error({ sessionId, err: e instanceof Error ? { type: e.name, message: e.message } : String(e) }, "connection setup failed");
       refuse("XX000", "internal error while setting up the session");
