@@ -115,6 +115,8 @@ export async function run(args: string[]): Promise<number> {
     };
     process.once("SIGINT", () => on("SIGINT"));
     process.once("SIGTERM", () => on("SIGTERM"));
+    // the terminal closed: stop like Ctrl-C rather than die and leave children behind
+    process.once("SIGHUP", () => on("SIGHUP"));
   });
 
   try {

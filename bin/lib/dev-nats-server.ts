@@ -16,10 +16,26 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
   });
 }
 
+const GUARD = [
+  'exec 3<&0',
+  '"$@" <&- &',
+  "pid=$!",
+  "trap 'kill -TERM $pid 2>/dev/null' TERM INT HUP",
+  "( while read -r _; do :; done <&3; kill -TERM $pid 2>/dev/null ) &",
+  "watcher=$!",
+  "wait $pid",
+  "status=$?",
+  // a trapped signal interrupts the first wait: wait again for the server's own exit
+  "while kill -0 $pid 2>/dev/null; do wait $pid; status=$?; done",
+  "kill $watcher 2>/dev/null",
+  "exit $status",
+].join("\n");
+
 export interface NatsServerProcess {
   url: string;
   port: number;
   storeDir: string;
+  /** the guard shell; the server is its child */
   child: ChildProcess;
   /** SIGTERM, then SIGKILL after 5 s; resolves when the process has exited */
   stop(): Promise<void>;
@@ -33,8 +49,11 @@ export interface NatsServerProcess {
 export async function startNatsServer(opts: { storeDir: string; port?: number; bin?: string; timeoutMs?: number }): Promise<NatsServerProcess> {
   mkdirSync(opts.storeDir, { recursive: true });
   const port = opts.port ?? (await freePort());
-  const child = spawn(opts.bin ?? "nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", opts.storeDir], {
-    stdio: ["ignore", "ignore", "pipe"],
+  // The server runs under a small sh guard holding a pipe from us on stdin: if this process dies
+  // without stopping it (SIGKILL, a crash), the pipe closes and the guard stops the server, so no
+  // orphan keeps the port and the store. SIGTERM/SIGINT to the guard stop the server too.
+  const child = spawn("sh", ["-c", GUARD, "sluice-nats-guard", opts.bin ?? "nats-server", "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", opts.storeDir], {
+    stdio: ["pipe", "ignore", "pipe"],
   });
   let log = "";
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
@@ -68,6 +87,8 @@ export async function startNatsServer(opts: { storeDir: string; port?: number; b
     child,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      // closing the guard's pipe stops the server even if the guard itself is killed below
+      child.stdin?.end();
       child.kill("SIGTERM");
       const t = setTimeout(() => child.kill("SIGKILL"), 5000);
       await exited;

@@ -110,9 +110,11 @@ test("sluice dev: ready line, psql with a minted token, policy get with no flags
   assert.equal(statSync(ctx.devIssuerKeyFile!).mode & 0o777, 0o600);
   assert.ok(ctx.controlPlane && ctx.token && ctx.dataPlane && ctx.nats && ctx.caFile && ctx.devIssuer && ctx.devAudience);
   assert.equal(ctx.pid, dev.child.pid);
-  const kids = await childrenOf(dev.child.pid!);
-  const nats = kids.find((k) => k.cmd.includes("nats-server"));
-  assert.ok(nats, `a nats-server child: ${JSON.stringify(kids)}`);
+  // the nats-server runs under a guard shell (it stops the server should `sluice dev` die uncleanly)
+  const guard = (await childrenOf(dev.child.pid!)).find((k) => k.cmd.includes("nats-server"));
+  assert.ok(guard, "a nats-server guard child");
+  const nats = (await childrenOf(guard.pid)).find((k) => k.cmd.startsWith("nats-server "));
+  assert.ok(nats, "the nats-server process");
 
   // another shell: a token from the context's dev issuer, psql through the proxy
   const { stdout: token } = await run(process.execPath, [sluice, "token", "--sub", "me", "--groups", "dev"], { env: dev.env });
@@ -151,7 +153,8 @@ test("sluice dev: ready line, psql with a minted token, policy get with no flags
   dev.child.kill("SIGTERM");
   assert.equal(await dev.exited, 0);
   await new Promise((r) => setTimeout(r, 200));
-  assert.equal(alive(nats.pid), false, "the nats-server child is gone");
+  assert.equal(alive(nats.pid), false, "the nats-server is gone");
+  assert.equal(alive(guard.pid), false, "its guard is gone");
   // the state the user needs stays: the issuer key and the certificate
   assert.ok(statSync(ctx.devIssuerKeyFile!).isFile());
   assert.ok(statSync(ctx.caFile!).isFile());
