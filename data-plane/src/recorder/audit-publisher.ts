@@ -16,6 +16,18 @@
  *    statement costs one NATS round trip.
  *  - `async`: every event is queued; `enqueue` returns undefined synchronously.
  *
+ * What each mode guarantees (contract: data path step 9):
+ *  - `ack`: a statement reaches the upstream only after its statement.allowed event (and every
+ *    earlier event of its session) is stored in SLUICE_AUDIT. So nothing a client saw succeed can be
+ *    missing, whatever fails afterwards. Follow-up events (completion, result rows, session end) are
+ *    published within `lingerMs` or with the session's next statement; if the data-plane process
+ *    dies before that, only those follow-ups of its last statements are lost, never a statement.
+ *  - `async`: `enqueue` returning means the event is in this process's bounded buffer, not yet on
+ *    the stream. A NATS outage loses nothing (the buffer is kept and re-published in order, and
+ *    new work is refused once it is full); a clean stop (`close`) publishes everything first. A crash
+ *    of the data-plane process loses what was still buffered: at most `bufferEvents` events plus
+ *    their follow-ups, typically the last few milliseconds of traffic.
+ *
  * Fail closed: events that open work (session start, statements) are refused with
  * SluiceError("unavailable") once `bufferEvents` events are pending (queued or unacknowledged).
  * Follow-up events of admitted work (completion, rows, end) have headroom up to twice the buffer so
