@@ -175,6 +175,23 @@ test("COPY TO STDOUT: whole table and a query masked row by row; CSV of masked c
   );
 });
 
+test("without lineage (a function returning rows, a cursor) masked names and classifiers still apply", async (t) => {
+  const s = await maskedStack(t);
+  await s.direct("CREATE FUNCTION all_customers() RETURNS SETOF customers LANGUAGE sql AS 'SELECT * FROM customers ORDER BY id'");
+  const c = await s.pgClient();
+  const f = await c.query("SELECT * FROM all_customers()");
+  assert.equal(f.rows[0].email, "a****@example.com");
+  assert.equal(f.rows[0].card_number, "4111 11** **** 1111");
+  assert.equal(f.rows[0].name, "Alice");
+  await c.query("BEGIN");
+  await c.query("DECLARE cur CURSOR FOR SELECT lower(email) AS contact, card_number FROM customers ORDER BY id");
+  const r = await c.query("FETCH 2 FROM cur");
+  await c.query("COMMIT");
+  assert.deepEqual(r.rows.map((x) => x.contact), ["a****@example.com", "b**@corp.io"]);
+  assert.equal(r.rows[0].card_number, "4111 11** **** 1111");
+  noRaw(JSON.stringify([f.rows, r.rows]), "function and cursor results");
+});
+
 test("DDL through the proxy flushes the catalog cache: a column renamed to a masked name is masked at once", async (t) => {
   const s = await maskedStack(t);
   const c = await s.pgClient();

@@ -228,6 +228,11 @@ export function planMask(c: CompiledMasking, fields: readonly FieldFacts[]): Mas
       }
     }
     const unknown = f.lineage?.unknown === true || f.originUnknown === true;
+    if (unknown) {
+      // no lineage (a set-returning function, a cursor FETCH, EXECUTE of an SQL-level prepared
+      // statement): an output column named like a masked column is masked, whatever its table
+      for (const r of c.columnRules) if (r.column === f.name.toLowerCase()) take(r.strategy, r.rule, "lineage");
+    }
     let t: Treatment | undefined;
     if (strategy && (codec.kind === "json" || codec.kind === "jsonb")) {
       // a masked column's own JSON value, or JSON built from masked columns in unkeyed positions → all leaves
