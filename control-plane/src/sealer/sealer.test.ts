@@ -74,3 +74,28 @@ test("a restarted sealer resumes after the last checkpoint", async (t) => {
   const cps = await readCheckpoints(f.nc, f.names);
   assert.deepEqual(cps.map((c) => [c.firstSeq, c.lastSeq]), [[1, 5], [6, 10], [11, 12], [13, 15]]);
 });
+
+test("a sealer never extends the chain from a checkpoint its key did not sign", async (t) => {
+  const f = await natsFixture(t);
+  const key = generateSigningKey();
+  const writers = [new SessionWriter("s-f")];
+  await publishEvents(f.nc, f.names, traffic(4, writers));
+  const honest = new Sealer({ nc: f.nc, names: f.names, leases: f.leases, key, everyEvents: 2, everySeconds: 60, holder: "h", leaseTtlMs: 1500 }).start();
+  await waitFor("sealed 4", async () => ((await lastCheckpoint(f.nc, f.names))?.cp.lastSeq === 4 ? true : undefined));
+  await honest.stop();
+  // someone with NATS access appends a checkpoint signed by another key
+  const mallory = generateSigningKey();
+  const prev = (await lastCheckpoint(f.nc, f.names))!;
+  const { signCheckpoint } = await import("./checkpoint.js");
+  const forged = signCheckpoint({ ...prev.cp, firstSeq: 5, lastSeq: 6, count: 2, prevCheckpointHash: checkpointHash(prev.cp), keyId: mallory.keyId }, mallory.privateKey);
+  const { jetstream } = await import("@nats-io/jetstream");
+  await jetstream(f.nc).publish(f.names.checkpointSubject("SLUICE_AUDIT"), JSON.stringify(forged));
+  await publishEvents(f.nc, f.names, traffic(4, writers));
+  const again = new Sealer({ nc: f.nc, names: f.names, leases: f.leases, key, everyEvents: 2, everySeconds: 60, holder: "h2", leaseTtlMs: 1500 }).start();
+  t.after(() => again.stop());
+  await waitFor("leadership", () => (again.isLeader ? true : undefined));
+  await new Promise((r) => setTimeout(r, 1500));
+  const cps = await readCheckpoints(f.nc, f.names);
+  assert.equal(cps.length, 3, "nothing sealed on top of the forged checkpoint");
+  assert.equal(cps.at(-1)!.keyId, mallory.keyId);
+});

@@ -4,7 +4,8 @@ import type { KV } from "@nats-io/kv";
 import { decodeEvent, type CloudEvent } from "@sluice/shared/events";
 import type { NatsNames } from "@sluice/shared/nats";
 import type { Logger } from "@sluice/shared/logging";
-import { parseCheckpoint, signCheckpoint, type Checkpoint } from "./checkpoint.js";
+import { SluiceError } from "@sluice/shared/errors";
+import { checkpointSignatureValid, parseCheckpoint, signCheckpoint, type Checkpoint } from "./checkpoint.js";
 import { KvLease } from "./kv-lease.js";
 import { SealerCore, START_OF_STREAM, positionAfter, type SealPosition } from "./sealer-core.js";
 import type { SigningKey } from "./signing-key.js";
@@ -138,14 +139,17 @@ export class Sealer {
       wake?.();
     };
     const done = (async () => {
+      let backoffMs = 1000;
       while (!aborted && this.lease.isLeader) {
         try {
           await this.sealAsLeader(() => aborted, (f) => abortCbs.push(f));
+          backoffMs = 1000;
         } catch (err) {
           this.o.logger?.error({ err: String(err) }, "sealer: sealing stopped; resuming from the last checkpoint");
+          backoffMs = Math.min(backoffMs * 2, 30_000);
         }
         abortCbs.length = 0;
-        if (!aborted) await new Promise<void>((r) => { wake = r; setTimeout(r, 1000).unref?.(); });
+        if (!aborted) await new Promise<void>((r) => { wake = r; setTimeout(r, backoffMs).unref?.(); });
       }
     })().finally(() => {
       this.run = undefined;
@@ -159,6 +163,11 @@ export class Sealer {
     const js = jetstream(nc);
     const subject = names.checkpointSubject(SEALED_STREAM);
     const last = await lastCheckpoint(nc, names);
+    // never extend a chain from a checkpoint this key did not sign: that would launder a forgery
+    if (last && (last.cp.keyId !== this.o.key.keyId || !checkpointSignatureValid(last.cp, this.o.key.publicKey))) {
+      throw new SluiceError("failed_precondition",
+        `the last checkpoint [${last.cp.firstSeq}..${last.cp.lastSeq}] is not signed by this sealer's key ${this.o.key.keyId} (it says ${last.cp.keyId}): not sealing until an operator checks it with sluice audit verify`);
+    }
     let lastCpSeq = last?.seq ?? 0;
     this.sealed = last ? positionAfter(last.cp) : START_OF_STREAM;
     const everyMs = Math.max(1, this.o.everySeconds * 1000);
