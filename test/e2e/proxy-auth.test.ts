@@ -161,3 +161,12 @@ test("bad input at the door", { timeout: 120_000 }, async (t) => {
     for (const tk of [good, ...badTokens]) assert.ok(!logs.includes(tk), "a token leaked into the logs");
   });
 });
+
+test("a startup setting that switches identity is refused; safe ones reach the upstream", { timeout: 60_000 }, async (t) => {
+  const s = await startProxyStack(t);
+  const token = await s.token();
+  assert.equal(await refusal({ ...s.pgConfig(token), options: "-c role=postgres" } as pg.ClientConfig), "42501");
+  const c = await s.pgClient(token, { options: "-c search_path=custom,public -c statement_timeout=12345" } as Partial<pg.ClientConfig>);
+  const r = await c.query("SELECT current_setting('search_path') AS sp, current_setting('statement_timeout') AS st");
+  assert.deepEqual(r.rows[0], { sp: "custom,public", st: "12345ms" });
+});

@@ -19,6 +19,7 @@ import { authCleartextPassword, authOk, backendKeyData, errorResponse, readyForQ
 import { connectUpstream, type UpstreamConnection } from "../upstream/connect-upstream.js";
 import { RelaySession } from "../session/relay-session.js";
 import { mayConnect } from "../session/may-connect.js";
+import { filterStartupParams } from "../session/startup-params.js";
 import type { ApprovalGate, AuditSink, ConnectionInfo, Enforcer, ResultMasker, SessionInfo, SnapshotSource } from "../session/session-hooks.js";
 
 export interface VerifiedIdentity {
@@ -51,8 +52,6 @@ export interface ConnectionContext {
   now(): number;
 }
 
-/** Startup parameters passed on to the upstream. Others (`options` can carry `-c role=…`) are dropped. */
-const FORWARDED_PARAMS = ["application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits"];
 const MAX_PASSWORD_FRAME = 64 * 1024;
 
 /** Buffers the pre-relay phase, where messages are few and small. */
@@ -260,8 +259,10 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
       throw new Refusal("28000", `no policy allows "${id.subject}" to connect to "${resourceName}"`);
 
     // 3. upstream with the resource's own credential
-    const forwarded: Record<string, string> = {};
-    for (const k of FORWARDED_PARAMS) if (params[k] !== undefined) forwarded[k] = params[k]!;
+    const fp = filterStartupParams(params);
+    if (!fp.ok) throw new Refusal("42501", `startup setting "${fp.setting}" is not allowed through sluice: the session's identity comes from its token`);
+    if (fp.dropped.length) ctx.logger?.debug({ sessionId, dropped: fp.dropped }, "startup settings not forwarded");
+    const forwarded = fp.forward;
     let up: UpstreamConnection;
     try {
       up = await connectUpstream(resource.upstream, { startupParams: forwarded, resolve: ctx.resolveSecret, timeoutMs: ctx.authTimeoutMs });
