@@ -54,7 +54,8 @@ export async function* readStreamMessages(nc: NatsConnection, stream: string, o:
     if (o.signal?.aborted) return;
     for await (const m of messages) {
       yield m;
-      if (!o.follow && m.info.pending === 0) break;
+      // a busy stream never shows 0 pending: stop at what was stored when the read began
+      if (!o.follow && (m.info.pending === 0 || m.seq >= info.state.last_seq)) break;
     }
   } finally {
     o.signal?.removeEventListener("abort", stop);
