@@ -73,7 +73,7 @@ function sub(t: TestContext, name: string, fn: () => Promise<void>): Promise<voi
   return t.test(name, { skip: only !== undefined && !name.includes(only) }, fn);
 }
 
-test("the guardrails corpus through the proxy: psql, pg and pipelined postgres", { timeout: 300_000 }, async (t) => {
+test("the guardrails corpus through the proxy: psql, pg and pipelined postgres", { timeout: 480_000 }, async (t) => {
   await loadSqlParser();
   const policy: Bundle = { ...loadCorpusPolicy(), resources: [] }; // the harness adds `corpus` → the test database
   const stack: Stack = await startStack(t, { policy, resource: corpusResource, setupSql: corpusSchemaSql() });
@@ -111,7 +111,16 @@ test("the guardrails corpus through the proxy: psql, pg and pipelined postgres",
 
   await sub(t, "pg, inside a transaction block: the denial fails the transaction (25P02) until ROLLBACK", async () => {
     const wrong: string[] = [];
-    await forEachGroup(denies, async (c, e) => {
+    // one entry per distinct rule and identity keeps this affordable on a busy CI machine
+    const seen = new Set<string>();
+    const sample = denies.filter((e) => {
+      const k = `${e.groups[0]} ${e.rule ?? e.sql}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
+    assert.ok(sample.length >= 30, `${sample.length} distinct denials`);
+    await forEachGroup(sample, async (c, e) => {
       await c.query("BEGIN");
       await c.query("SELECT 1");
       await c.query(e.sql).then(
@@ -133,10 +142,18 @@ test("the guardrails corpus through the proxy: psql, pg and pipelined postgres",
     assert.deepEqual(wrong, []);
   });
 
-  await sub(t, "pg, allowed statements run for real (a fresh session each: some change session state)", async () => {
+  await sub(t, "pg, allowed statements run for real (a fresh session for those that change session state)", async () => {
     const wrong: string[] = [];
     // COPY TO STDOUT needs a COPY-aware client: psql covers those below
-    const queue = allows.filter((e) => !/^\s*copy\b/i.test(e.sql));
+    const runnable = allows.filter((e) => !/^\s*copy\b/i.test(e.sql));
+    const check = (e: CorpusEntry, p: Promise<unknown>) =>
+      p.then(
+        () => e.e2e === "upstream-error" && wrong.push(`${describe(e)}: expected Postgres to refuse it`),
+        (err: PgError) => (e.e2e !== "upstream-error" || isSluiceDenial(err)) && wrong.push(`${describe(e)}: ${err.code} ${err.message}`),
+      );
+    // reads that leave no session state run on the identity's shared session, in order
+    await forEachGroup(runnable.filter(statelessAllow), (c, e) => check(e, c.query(e.sql)).then(() => undefined));
+    const queue = runnable.filter((e) => !statelessAllow(e));
     const worker = async () => {
       for (let e = queue.shift(); e; e = queue.shift()) {
         const c = await stack.connect({ sub: `corpus-${e.groups[0]}`, groups: e.groups });
