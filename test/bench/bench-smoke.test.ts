@@ -25,6 +25,13 @@ test("the benchmark harness runs end to end and writes latest.json and latest.md
       assert.ok(v && v.n >= 1 && v.median > 0, `scenario ${s.id} has no measurement for ${target}`);
     }
   }
+  // sluice itself must have been measured through the harness (numbers, never thresholds)
+  const s1 = report.scenarios.find((x) => x.id === "1-extended")!;
+  assert.ok((s1.results["sluice-ack"]?.median ?? 0) > 0, "no sluice measurement in scenario 1");
+  const s2 = report.scenarios.find((x) => x.id === "2")!;
+  assert.ok((s2.results["sluice-masked"]?.median ?? 0) > 0, "no masked sluice measurement in scenario 2");
+  const s4 = report.scenarios.find((x) => x.id === "4")!;
+  assert.ok(Object.keys(s4.results).length > 0, "the policy-cost micro-benchmark produced nothing");
   const md = readFileSync(join(out, "latest.md"), "utf8");
   assert.match(md, /# sluice benchmark results/);
   assert.match(md, /pgbouncer-tls/);

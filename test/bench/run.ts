@@ -83,6 +83,8 @@ async function main() {
       ["sluice-async", { durability: "async" as const, masked: false }],
       ["sluice-masked", { durability: "async" as const, masked: true }],
     ] as const) {
+      // the smoke run keeps one node per code path (default ack durability; masking) to stay quick
+      if (smoke && name === "sluice-async") continue;
       try {
         const node = await startSluiceNode({ name, upstreamPort: cluster.port, database: db, cert, ...o });
         sluiceNodes[name] = node;
@@ -93,6 +95,8 @@ async function main() {
       }
     }
     const sluice = (n: string): Target[] => (sluiceNodes[n] ? [sluiceNodes[n]!.target(n)] : []);
+    // unmasked reference node for scenarios 2, 3 and 5: async when present (full run), else ack (smoke)
+    const plainName = sluiceNodes["sluice-async"] ? "sluice-async" : "sluice-ack";
 
     // 1. pgbench -S, 8 clients, extended and simple protocol
     if (only.has("1")) {
@@ -127,7 +131,7 @@ async function main() {
     const rssDuringBig: Record<string, number> = {};
     if (only.has("2")) {
       const sql = `SELECT * FROM pgbench_accounts${smoke ? ` LIMIT ${rowsForBig}` : ""}`;
-      const targets = [direct, bouncerTls, ...sluice("sluice-async"), ...sluice("sluice-masked")];
+      const targets = [direct, bouncerTls, ...sluice(plainName), ...sluice("sluice-masked")];
       const mbps: Record<string, number[]> = {};
       for (let r = 0; r < repeat; r++) {
         for (const t of targets) {
@@ -148,14 +152,14 @@ async function main() {
       }
       const s: ScenarioResult = { id: "2", title: `${rowsForBig.toLocaleString("en")}-row result (SELECT * FROM pgbench_accounts): MB/s of result text`, unit: "MB/s", results: {}, ratios: {}, notes: [] };
       for (const [k, v] of Object.entries(mbps)) s.results[k] = summarize(v);
-      if (s.results["sluice-async"]) s.ratios["sluice-unmasked/direct"] = ratio(s.results["sluice-async"].median, s.results.direct?.median ?? NaN);
+      if (s.results[plainName]) s.ratios["sluice-unmasked/direct"] = ratio(s.results[plainName]!.median, s.results.direct?.median ?? NaN);
       if (s.results["sluice-masked"]) s.ratios["sluice-masked/direct"] = ratio(s.results["sluice-masked"].median, s.results.direct?.median ?? NaN);
       results.push(s);
     }
 
     // 3. Connection set-up: connections/s (pgbench -C) and per-connection latency p50/p99
     if (only.has("3")) {
-      const targets = [direct, bouncerTls, ...sluice("sluice-async")];
+      const targets = [direct, bouncerTls, ...sluice(plainName)];
       const cps: Record<string, number[]> = {};
       const lats: Record<string, number[]> = {};
       for (let r = 0; r < repeat; r++) {
@@ -174,7 +178,7 @@ async function main() {
       for (const [k, v] of Object.entries(cps)) {
         s.results[k] = { ...summarize(v), extra: { connectP50Ms: percentile(lats[k] ?? [], 50), connectP99Ms: percentile(lats[k] ?? [], 99) } };
       }
-      const sl = s.results["sluice-async"];
+      const sl = s.results[plainName];
       if (sl && s.results.direct) {
         s.ratios["sluice/direct"] = ratio(sl.median, s.results.direct.median);
         s.ratios["added p50 ms vs direct"] = (sl.extra!.connectP50Ms ?? NaN) - (s.results.direct.extra!.connectP50Ms ?? NaN);
@@ -188,14 +192,14 @@ async function main() {
       const script = join(here, "policy-cost.bench.ts");
       const s: ScenarioResult = { id: "4", title: "Per-statement policy decision cost", unit: "µs/decision", results: {}, ratios: {}, notes: [] };
       if (existsSync(script)) {
-        const r = spawnSync(process.execPath, ["--import", "tsx", script, ...(smoke ? ["--smoke"] : [])], { encoding: "utf8" });
+        const r = spawnSync(process.execPath, ["--import", "tsx", script], { encoding: "utf8" });
         if (r.status === 0) {
           try {
-            const j = JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, { p50Ns?: number; p99Ns?: number; medianNs?: number }>;
+            const j = JSON.parse(r.stdout) as Record<string, { p50Ns?: number; p99Ns?: number; medianNs?: number }>;
             for (const [k, v] of Object.entries(j)) {
               if (typeof v !== "object" || v === null) continue;
               const p50 = (v.p50Ns ?? v.medianNs ?? NaN) / 1000;
-              s.results[k] = { median: p50, min: p50, max: (v.p99Ns ?? NaN) / 1000, n: 1, extra: { p99Us: (v.p99Ns ?? NaN) / 1000 } };
+              s.results[k] = { median: p50, min: p50, max: p50, n: 1, extra: { p99Us: (v.p99Ns ?? NaN) / 1000 } };
             }
           } catch (e) {
             s.notes.push(`could not read its output: ${(e as Error).message}`);
@@ -208,10 +212,10 @@ async function main() {
     // 5. RSS: 1,000 idle sessions, and the peak during scenario 2
     if (only.has("5")) {
       const s: ScenarioResult = { id: "5", title: `Data-plane RSS (MB): idle, ${idleSessions} idle sessions, peak during scenario 2`, unit: "MB", results: {}, ratios: {}, notes: [] };
-      const node = sluiceNodes["sluice-async"];
+      const node = sluiceNodes[plainName];
       if (node) {
         const before = rssMb(node.pid);
-        const close = await openIdle(node.target("sluice-async"), idleSessions);
+        const close = await openIdle(node.target(plainName), idleSessions);
         await new Promise((r) => setTimeout(r, 1000));
         const during = rssMb(node.pid);
         await close();
