@@ -192,6 +192,17 @@ test("without lineage (a function returning rows, a cursor) masked names and cla
   noRaw(JSON.stringify([f.rows, r.rows]), "function and cursor results");
 });
 
+test("RETURNING of masked columns is masked like a SELECT", async (t) => {
+  const s = await maskedStack(t);
+  const c = await s.pgClient();
+  const ins = await c.query("INSERT INTO customers (id, name, email) VALUES (4, 'Dan', 'dan@example.org') RETURNING id, email, upper(email) AS up");
+  assert.deepEqual(ins.rows, [{ id: 4, email: "d**@example.org", up: "D**@EXAMPLE.ORG" }]);
+  const upd = await c.query("UPDATE customers c SET name = 'Daniel' WHERE c.id = $1 RETURNING c.email, c.name", [4]);
+  assert.deepEqual(upd.rows, [{ email: "d**@example.org", name: "Daniel" }]);
+  // the upstream holds the real value: masking is on the wire only
+  assert.equal((await s.direct("SELECT email FROM customers WHERE id = 4")).rows[0].email, "dan@example.org");
+});
+
 test("DDL through the proxy flushes the catalog cache: a column renamed to a masked name is masked at once", async (t) => {
   const s = await maskedStack(t);
   const c = await s.pgClient();
