@@ -9,6 +9,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,6 +31,12 @@ policies:
     resources: [app]
     allow: [read, write, ddl]
     requireApproval: [ddl]
+    approval: { approvers: [dba], timeout: 60s }
+  - name: guarded
+    groups: [guarded]
+    resources: [app]
+    allow: [read, write]
+    requireApproval: [write]
     approval: { approvers: [dba], timeout: 60s }
   - name: hasty
     groups: [hasty]
@@ -162,7 +169,7 @@ test("approvals: held DDL approved via the CLI runs once; rejected and timed-out
     assert.equal(exists.rows[0].n, 1);
 
     // a second decision is refused
-    await assert.rejects(grpc(dbaToken).call("reject", { id, reason: "" }), (e: SluiceError) => {
+    await assert.rejects(grpc(dbaToken).call("reject", { id, reason: "", commandId: randomUUID() }), (e: SluiceError) => {
       assert.equal(e.code, "failed_precondition");
       assert.match(e.message, /already approved/);
       return true;
@@ -199,6 +206,32 @@ test("approvals: held DDL approved via the CLI runs once; rejected and timed-out
     assert.equal((await hasty.query("SELECT 1 AS one")).rows[0].one, 1);
     const shown = await grpc(dbaToken).call<unknown, GetApprovalResponse>("get", { id });
     assert.equal(shown.approval!.status, "expired");
+  });
+
+  await t.test("extended protocol: approval asked at Execute, bound to the parameters, never shown them", async () => {
+    await stack.pgAdmin.query("CREATE TABLE IF NOT EXISTS guarded_items (id int, secret text)");
+    const writer = await stack.connect({ sub: "writer-job", groups: ["guarded"] });
+    const wn = noticesOf(writer);
+    const idP = wn.next();
+    const running = writer.query({ text: "INSERT INTO guarded_items VALUES ($1, $2)", values: [7, "hunter2-param"] }).then((r) => r, (e: unknown) => e);
+    const id = await idP;
+    const view = (await grpc(dbaToken).call<unknown, GetApprovalResponse>("get", { id })).approval!;
+    assert.equal(view.sql, "INSERT INTO guarded_items VALUES ($1, $2)");
+    assert.ok(!JSON.stringify(view).includes("hunter2-param"), "parameter values never reach the control plane");
+    assert.equal(view.binding!.paramsHash.length, 64);
+    await grpc(dbaToken).call("approve", { id, reason: "", commandId: randomUUID() });
+    const res = (await running) as { rowCount?: number };
+    assert.equal(res.rowCount, 1);
+    const rows = await stack.pgAdmin.query("SELECT id, secret FROM guarded_items");
+    assert.deepEqual(rows.rows, [{ id: 7, secret: "hunter2-param" }]);
+    // the same prepared text with other values is a new request
+    const id2P = wn.next();
+    const second = writer.query({ text: "INSERT INTO guarded_items VALUES ($1, $2)", values: [8, "x"] }).then((r) => r, (e: unknown) => e);
+    const id2 = await id2P;
+    assert.notEqual(id2, id);
+    await grpc(dbaToken).call("reject", { id: id2, reason: "", commandId: randomUUID() });
+    assert.equal(((await second) as { code?: string }).code, "42501");
+    assert.equal((await writer.query("SELECT count(*)::int AS n FROM guarded_items")).rows[0].n, 1);
   });
 
   await t.test("the session's audit trail has the approval events in order", async () => {

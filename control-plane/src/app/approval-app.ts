@@ -65,7 +65,8 @@ export interface ApprovalAppOptions {
   maxAttempts?: number;
 }
 
-const MAX_KEY = 128;
+/** Command ids are event ids and Nats-Msg-Ids (de-duplicated stream-wide): UUIDs only. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function viewOf(state: ApprovalState): ApprovalView | undefined {
   const r = state.request;
@@ -110,7 +111,7 @@ export class ApprovalApp {
    */
   async request(input: ApprovalRequestInput): Promise<{ view: ApprovalView; duplicate: boolean }> {
     const key = input.idempotencyKey;
-    if (!key || key.length > MAX_KEY || /\s/.test(key)) throw new SluiceError("invalid_argument", `idempotency key must be 1..${MAX_KEY} characters without spaces`);
+    if (!UUID.test(key ?? "")) throw new SluiceError("invalid_argument", "the idempotency key must be a UUID");
     for (let candidate = 0; candidate < 4; candidate++) {
       const id = approvalIdFor(createHash("sha256").update(candidate ? `${key}#${candidate}` : key).digest("hex"));
       const r = await this.run(id, (meta) => ({ type: "RequestApproval", approvalId: id, requester: input.requester, request: input.request, meta }), key, input.requester, {
@@ -126,6 +127,7 @@ export class ApprovalApp {
 
   /** Approve or reject as `actor` (the decider enforces approver groups and the no-self-approval rule). */
   async decide(id: string, verdict: "approve" | "reject", actor: Actor, reason = "", commandId?: string): Promise<{ view: ApprovalView; duplicate: boolean }> {
+    if (commandId && !UUID.test(commandId)) throw new SluiceError("invalid_argument", "command id must be a UUID");
     const cid = commandId || uuidv7(this.now().getTime());
     const r = await this.run(id, (meta) => ({ type: verdict === "approve" ? "Approve" : "Reject", approvalId: id, reason, meta }), cid, actor);
     if (r === "collision") throw new SluiceError("internal", "unexpected collision");
@@ -134,9 +136,12 @@ export class ApprovalApp {
     return r;
   }
 
-  /** Marks a request expired once its deadline passed (idempotent per id: the command id is derived). */
+  /**
+   * Marks a request expired once its deadline passed. Replicas racing to expire the same request are
+   * kept to one event by the subject-sequence expectation (the losers re-decide and are refused).
+   */
   async expire(id: string): Promise<{ view: ApprovalView; duplicate: boolean }> {
-    const r = await this.run(id, (meta) => ({ type: "Expire", approvalId: id, meta }), `expire-${id}`, CONTROL_PLANE_ACTOR);
+    const r = await this.run(id, (meta) => ({ type: "Expire", approvalId: id, meta }), uuidv7(this.now().getTime()), CONTROL_PLANE_ACTOR);
     if (r === "collision") throw new SluiceError("internal", "unexpected collision");
     this.log.info({ approvalId: id }, "approval expired");
     return r;

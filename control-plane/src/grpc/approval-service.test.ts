@@ -20,7 +20,9 @@ import type { ApprovalApp } from "../app/approval-app.js";
 import { JetStreamEventStore } from "../infra/jetstream-event-store.js";
 import { APPROVAL_ID } from "../domain/approval/approval-decider.js";
 
-function call<Res>(h: TestControlPlane, method: "list" | "get" | "approve" | "reject", req: unknown, token: string): Promise<Res> {
+function call<Res>(h: TestControlPlane, method: "list" | "get" | "approve" | "reject", req: object, token: string): Promise<Res> {
+  // ts-proto encodes a missing string field as "undefined": send complete messages
+  if (method === "approve" || method === "reject") req = { reason: "", commandId: randomUUID(), ...req };
   const client = new ApprovalServiceClient(h.address, credentials.createInsecure());
   const md = new Metadata();
   md.set("authorization", `Bearer ${token}`);
@@ -128,6 +130,11 @@ test("approval service: NATS request, gRPC decisions, rules enforced, expiry", {
   await t.test("unknown id: NOT_FOUND; malformed id: INVALID_ARGUMENT", async () => {
     await assert.rejects(call(h, "approve", { id: "apr-0000000000" }, dba), (e: ServiceError) => e.code === status.NOT_FOUND);
     await assert.rejects(call(h, "approve", { id: "no such.id" }, dba), (e: ServiceError) => e.code === status.INVALID_ARGUMENT);
+    // command ids are Nats-Msg-Ids: a non-UUID (e.g. a client's "undefined") would de-duplicate unrelated commands
+    const r = await ask(h);
+    await assert.rejects(call(h, "approve", { id: r.id, commandId: "undefined" }, dba), (e: ServiceError) => e.code === status.INVALID_ARGUMENT);
+    const bad = await ask(h, { idempotencyKey: "not-a-uuid" });
+    assert.equal(bad.errorCode, "invalid_argument");
   });
 
   await t.test("the control plane expires a request after its timeout; it cannot be approved then", async () => {
