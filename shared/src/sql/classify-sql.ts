@@ -346,7 +346,7 @@ class Collector {
         this.walk(b.funccall ? { FuncCall: b.funccall } : b, "read", depth);
         return "write";
       case "ExplainStmt":
-        return this.explain(b, text, depth);
+        return this.explain(b, depth);
       case "CopyStmt":
         if (b.is_program) this.risks.add("copy-program");
         else if (b.filename) this.risks.add("copy-file");
@@ -433,7 +433,7 @@ class Collector {
     }
   }
 
-  private explain(b: J, text: string, depth: number): StatementClass {
+  private explain(b: J, depth: number): StatementClass {
     const opts = defElemsOf(b.options);
     const analyze = opts.has("analyze") && !isFalse(opts.get("analyze"));
     const innerKind = firstKey(b.query);
@@ -446,7 +446,6 @@ class Collector {
     inner.statement(innerKind, b.query?.[innerKind], "", depth + 1, true);
     for (const t of inner.reads) this.reads.add(t);
     for (const t of inner.writes) this.reads.add(t);
-    void text;
     return "read";
   }
 
