@@ -171,7 +171,11 @@ test("sluice control-plane runs in the foreground from a config file and stops c
     JSON.stringify({
       nats: { url: NATS_URL, prefix },
       logLevel: "info",
-      controlPlane: { grpcListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", adminGroups: ["ops"], issuers: [devIssuerSpec(dev)] },
+      controlPlane: {
+        grpcListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", adminGroups: ["ops"], issuers: [devIssuerSpec(dev)],
+        // the audit component's read model (and its dev sealer key beside it) in this test's folder
+        readModel: { dialect: "sqlite", url: join(dir, "read-model.sqlite") },
+      },
     }),
   );
   const child = spawn(process.execPath, [join(root, "bin/sluice.js"), "control-plane", "--config", cfg], {
