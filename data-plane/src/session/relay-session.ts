@@ -123,6 +123,8 @@ interface Pending {
   captured?: Buffer[];
   /** Query/Execute: masking applies to this statement's results (decided when it was forwarded) */
   mask?: boolean;
+  /** simple query: how many of its statements have completed (the index of the one running) */
+  stmtIndex?: number;
   /** simple query: rows summed over the command tags of its statements */
   tagRows?: number;
 }
@@ -660,6 +662,7 @@ export class RelaySession {
           // one of possibly several statements of a simple query: keep the last tag, sum the rows
           p.tag = tag;
           if (tag) p.tagRows = (p.tagRows ?? 0) + rowsFromTag(tag);
+          p.stmtIndex = (p.stmtIndex ?? 0) + 1;
           this.flushCapture(p);
           p.plan = undefined;
           p.fields = undefined;
@@ -763,7 +766,7 @@ export class RelaySession {
       return true;
     }
     if (p.kind === K.Execute) p.fields = fields;
-    const ctx = { session: this.o.info, sql: p.rec?.sql ?? "", statements: p.rec?.decision.statements ?? [] };
+    const ctx = { session: this.o.info, sql: p.rec?.sql ?? "", statements: p.rec?.decision.statements ?? [], statementIndex: p.kind === K.Query ? p.stmtIndex ?? 0 : 0 };
     const plan = this.o.masker.planFor(fields, ctx);
     if (plan && typeof (plan as Promise<unknown>).then === "function") {
       this.toClient.flush();
@@ -810,7 +813,7 @@ export class RelaySession {
     const p = this.peek();
     const m = this.o.masker;
     if (m && p && p.mask === true) {
-      const ctx = { session: this.o.info, sql: p.rec?.sql ?? "", statements: p.rec?.decision.statements ?? [] };
+      const ctx = { session: this.o.info, sql: p.rec?.sql ?? "", statements: p.rec?.decision.statements ?? [], statementIndex: p.kind === K.Query ? p.stmtIndex ?? 0 : 0 };
       const plan = m.planForCopyOut ? m.planForCopyOut(ctx) : "deny";
       if (plan && typeof (plan as Promise<unknown>).then === "function") {
         // the masker asks the catalog (a whole-table COPY needs its column list): hold the upstream
