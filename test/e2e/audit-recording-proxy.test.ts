@@ -94,6 +94,9 @@ test("nothing secret is on the stream: no JWT, no upstream secret, no unmasked v
   const rows = evs.filter((e) => e.type === T("result.rows")).map((e) => e.data as ResultRowsData);
   assert.equal(rows[0]!.values[0]![0], "1");
   assert.equal(rows[0]!.values[0]![3], "vip");
+  // extended protocol: one logical event with the SQL and its (masked) bound parameters
+  const ext = evs.filter((e) => e.type === T("statement.allowed")).map((e) => e.data as StatementAllowedData).find((d) => d.protocol === "extended")!;
+  assert.deepEqual([ext.sql, ext.params, ext.class, ext.tables.read], ["SELECT count(*) FROM customers WHERE email = $1", ["[REDACTED]"], "read", ["customers"]]);
   assert.equal(verifyChain(evs), undefined);
 });
 
