@@ -112,3 +112,37 @@ async function scenario(f: Awaited<ReturnType<typeof natsFixture>>, model: ReadM
   assert.deepEqual(await model.dump(), built);
   assert.equal(r.counts.statements, 7);
 }
+
+test("two replicas projecting into one PostgreSQL read model apply every event exactly once", async (t) => {
+  const f = await natsFixture(t);
+  const name = "sluice_rm_" + randomBytes(5).toString("hex");
+  const admin = new pg.Client({ connectionString: PG_ADMIN });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  const u = new URL(PG_ADMIN);
+  u.pathname = "/" + name;
+  const a = ReadModel.open({ dialect: "postgres", url: u.toString() });
+  const b = ReadModel.open({ dialect: "postgres", url: u.toString() });
+  const pa = new ReadModelProjector({ nc: f.nc, names: f.names, model: a, durable: "rm-a", batchMax: 3 });
+  const pb = new ReadModelProjector({ nc: f.nc, names: f.names, model: b, durable: "rm-b", batchMax: 5 });
+  t.after(async () => {
+    await pa.stop();
+    await pb.stop();
+    await a.close();
+    await b.close();
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+  });
+  await a.migrate();
+  await Promise.all([pa.start(), pb.start()]);
+  const sessions = traffic();
+  const published = await publishInterleaved(f.nc, f.names, sessions);
+  await Promise.all([pa.catchUp(), pb.catchUp()]);
+  assert.equal(await a.position(), published);
+  const both = await a.dump();
+  const s = (both.sessions as Array<{ session_id: string; statements: number; blocked: number }>).find((x) => x.session_id === sessions[0]!.sessionId)!;
+  assert.deepEqual([s.statements, s.blocked], [3, 1], "counters incremented once per statement");
+  await pb.stop();
+  await pa.rebuild();
+  assert.deepEqual(await a.dump(), both, "the same content as one projector alone");
+});

@@ -73,11 +73,15 @@ export class ReadModel {
 
   async migrate(): Promise<void> {
     await createSchema(this.db);
+    // the position row exists before any batch, so `SELECT … FOR UPDATE` always has a row to lock and
+    // two replicas projecting into one PostgreSQL database serialize on it (no double effect on seq 1)
+    await this.db.insertInto("projection_position").values({ name: AUDIT_PROJECTION, stream_seq: 0 })
+      .onConflict((oc) => oc.column("name").doNothing()).execute();
   }
 
   async reset(): Promise<void> {
     await dropSchema(this.db);
-    await createSchema(this.db);
+    await this.migrate();
   }
 
   async close(): Promise<void> {
