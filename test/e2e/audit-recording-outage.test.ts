@@ -38,7 +38,7 @@ async function outageRun(t: import("node:test").TestContext, durability: AuditDu
   await ensureAuditStream(nc, names); // file storage: the stream survives the restart
   // async queues a linger's worth of events (8 sessions × 2 events/ms × 5 ms) in normal operation
   const bufferEvents = durability === "ack" ? 60 : 600;
-  const publisher = new AuditPublisher(nc, { durability, bufferEvents, publishTimeoutMs: 400, ackWaitMs: 400, retryMaxMs: 300 });
+  const publisher = new AuditPublisher(nc, { durability, bufferEvents, publishTimeoutMs: 1000, ackWaitMs: 1000, retryMaxMs: 300 });
   t.after(() => publisher.close(2000).catch(() => undefined));
 
   /** statements a client would have seen succeed: sessionId → statement ids */
@@ -91,7 +91,7 @@ async function outageRun(t: import("node:test").TestContext, durability: AuditDu
   down = true;
   await server.stop();
   // keep loading until the buffer is full and records are being refused
-  for (let i = 0; i < 200 && refusedFull < 5; i++) await sleep(50);
+  for (let i = 0; i < 400 && refusedFull < 5; i++) await sleep(50);
   assert.ok(refusedFull >= 5, `records were refused while NATS was down (full: ${refusedFull}, ack timeouts: ${refusedAck})`);
   // (async: a burst beyond the buffer is refused even while up, which is backpressure, not an outage)
   if (durability === "ack") assert.equal(refusedWhileUp, 0, "nothing was refused while NATS was up");
