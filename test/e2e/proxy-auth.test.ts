@@ -170,3 +170,27 @@ test("a startup setting that switches identity is refused; safe ones reach the u
   const r = await c.query("SELECT current_setting('search_path') AS sp, current_setting('statement_timeout') AS st");
   assert.deepEqual(r.rows[0], { sp: "custom,public", st: "12345ms" });
 });
+
+test("direct TLS (libpq 17 sslnegotiation=direct) with ALPN postgresql", { timeout: 30_000 }, async (t) => {
+  const s = await startProxyStack(t);
+  const startup = Buffer.from("\0\0\0\0\0\x03\0\0user\0ci\0database\0app\0\0", "latin1");
+  startup.writeInt32BE(startup.length, 0);
+  const talk = (alpn: string[] | undefined) =>
+    new Promise<{ alpn: string | false; answer: Buffer }>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const sock = tls.connect({ host: "127.0.0.1", port: s.dp.port, rejectUnauthorized: false, ALPNProtocols: alpn }, () => sock.write(startup));
+      sock.on("data", (d) => {
+        chunks.push(d);
+        sock.end();
+      });
+      sock.on("error", reject);
+      sock.on("close", () => resolve({ alpn: sock.alpnProtocol ?? false, answer: Buffer.concat(chunks) }));
+      setTimeout(() => sock.destroy(), 5000).unref();
+    });
+  const ok = await talk(["postgresql"]);
+  assert.equal(ok.alpn, "postgresql");
+  assert.equal(ok.answer[0], 0x52 /* R: AuthenticationCleartextPassword */);
+  assert.equal(ok.answer.readInt32BE(5), 3);
+  const noAlpn = await talk(undefined);
+  assert.equal(sqlstateOf(noAlpn.answer), "08P01");
+});

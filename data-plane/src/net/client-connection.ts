@@ -104,6 +104,12 @@ function startupPacket(b: Buffer): { value: StartupPacket; rest: Buffer } | null
   return r ? { value: r.packet, rest: r.rest } : null;
 }
 
+/** A TLS ClientHello (record type 22) where a startup packet should be: direct TLS (libpq 17 sslnegotiation=direct). */
+function startupOrDirectTls(b: Buffer): { value: StartupPacket | "direct-tls"; rest: Buffer } | null {
+  if (b.length > 0 && b[0] === 0x16) return { value: "direct-tls", rest: b };
+  return startupPacket(b);
+}
+
 function passwordFrame(b: Buffer): { value: Buffer; rest: Buffer } | null {
   const { frames, rest } = splitFrames(b, MAX_PASSWORD_FRAME);
   if (frames.length === 0) return null;
@@ -147,15 +153,19 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     cancelKey?.release();
     if (finalToClient && !socket.destroyed && socket.writable) socket.end(finalToClient);
     else socket.end();
+    // nothing the client sends from now on matters; do not buffer it
+    socket.pause();
     // give the final message a moment, then make sure nothing lingers
     // end() lets a forwarded Terminate reach the upstream; destroy whatever is still open shortly after
     upstream?.end();
     const us = upstream;
+    // (the raw socket under TLS too: destroying it now would cut off the encrypted final message)
+    const cs = socket;
     setTimeout(() => {
-      socket.destroy();
+      cs.destroy();
+      raw.destroy();
       us?.destroy();
     }, 1000).unref();
-    if (socket !== raw) raw.destroy();
     ctx.track(session, -1);
     const stats = session?.stats;
     try {
@@ -183,7 +193,23 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     let packet: StartupPacket;
     // 1. startup packets
     for (;;) {
-      packet = await reader.read(startupPacket);
+      const first = await reader.read(!conn.tls && ctx.secureContext ? startupOrDirectTls : startupPacket);
+      if (first === "direct-tls") {
+        // TLS from the first byte; like Postgres, only with ALPN "postgresql" (no cross-protocol confusion)
+        raw.unshift(reader.detach()); // a TLSSocket replays bytes already buffered on the socket
+        const t = new tls.TLSSocket(raw, { isServer: true, secureContext: ctx.secureContext!, ALPNProtocols: ["postgresql"] });
+        socket = t;
+        t.on("error", onSocketError);
+        await new Promise<void>((res, rej) => {
+          t.once("secure", () => res());
+          t.once("close", () => rej(new WireError("TLS handshake failed")));
+        });
+        if (t.alpnProtocol !== "postgresql") throw new Refusal("08P01", "direct TLS connections must negotiate ALPN \"postgresql\"");
+        conn = { ...conn, tls: true };
+        reader = new Reader(t);
+        continue;
+      }
+      packet = first;
       if (packet.kind === "cancel") {
         ctx.cancel(packet.pid, packet.secret);
         end("cancel request");
