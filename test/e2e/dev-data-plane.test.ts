@@ -64,7 +64,7 @@ test("sluice data-plane --config: serves psql over TLS, heartbeats, and leaves t
       `dataPlane:\n  listen: 127.0.0.1:${port}\n  httpListen: 127.0.0.1:${httpPort}\n  heartbeatSeconds: 1\n` +
       `  tls: { certFile: ${cert.certFile}, keyFile: ${cert.keyFile} }\n`,
   );
-  const child = spawn(process.execPath, [sluice, "data-plane", "--config", cfgFile, "--grace", "5"], {
+  const child = spawn(process.execPath, [sluice, "data-plane", "--config", cfgFile, "--grace", "30"], {
     env: { ...process.env, SLUICE_LOG_LEVEL: "warn", STATE_DIRECTORY: dir },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -149,12 +149,19 @@ test("a cancel sent to another node is routed over NATS to the node that holds t
   const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
 
   const started = Date.now();
-  const sleeping = client.query("SELECT pg_sleep(30)");
-  await new Promise((r) => setTimeout(r, 300));
+  const sleeping = client.query("SELECT pg_sleep(30) AS marker_cancel_route");
+  // a cancel only acts on a running statement: wait until the upstream runs it (the audit ack comes first)
+  const admin = new pg.Client({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres" });
+  await admin.connect();
+  t.after(() => admin.end());
+  await waitFor(async () => {
+    const r = await admin.query("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%marker_cancel_route%' AND pid <> pg_backend_pid()");
+    return r.rowCount ? true : undefined;
+  }, "pg_sleep to run upstream");
   // the load balancer picked node b for the cancel
   await sendCancel(b.port, processID, secretKey);
   await assert.rejects(sleeping, { code: "57014" });
-  assert.ok(Date.now() - started < 10_000, "the cancel took effect long before pg_sleep(30) ended");
+  assert.ok(Date.now() - started < 25_000, "the cancel took effect long before pg_sleep(30) ended");
   assert.equal(b.proxy.stats().cancels, 0);
   assert.equal(a.proxy.stats().cancels, 1);
   // the session survives a cancel

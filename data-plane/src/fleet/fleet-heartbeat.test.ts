@@ -37,7 +37,7 @@ test("heartbeats land in the fleet bucket, age out as stale, and leave on stop",
   // the periodic beat picks up new numbers
   conns = 5;
   const first = fleet[0]!.lastBeat;
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 150; i++) {
     fleet = await readFleet(nc, names.prefix);
     if (fleet[0]!.lastBeat !== first) break;
     await new Promise((r) => setTimeout(r, 100));
