@@ -124,6 +124,9 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
         await new Promise((r) => setTimeout(r, Math.min(1000, 100 * round)));
       }
       if (Date.now() >= deadline) return { outcome: "timeout" };
+      // a closed connection (node stopping) never reconnects: stop watching instead of retrying until
+      // the deadline, which for a 10-minute approval would keep a stopped node's timers alive
+      if (o.nc.isClosed()) throw new SluiceError("unavailable", "the data plane is shutting down; the held statement was not run");
       let it: Awaited<ReturnType<Awaited<ReturnType<typeof js.consumers.get>>["consume"]>>;
       try {
         const consumer = await js.consumers.get(o.names.controlStream, {
