@@ -35,9 +35,17 @@
  * A failed publish puts the publisher `down`: its lane is re-queued from the first unacknowledged
  * event (Nats-Msg-Id = event id makes re-publishing an event that was in fact stored harmless) and a
  * probe is retried with backoff; the first success (or a reconnect) brings it back `up`.
+ *
+ * Transport: a JetStream publish is a core NATS publish whose reply subject receives the PubAck.
+ * Rather than `js.publish` (a request per event: a promise, a timer and two Error objects with stack
+ * traces each, which dominated the data plane's CPU profile), the publisher sends every event with
+ * `reply = <own inbox>.<batch>.<index>` and `Nats-Msg-Id = event id`, reads every PubAck through ONE
+ * wildcard subscription, and times out whole batches with one sweeping timer. The semantics are the
+ * ones `js.publish` had: a PubAck with `error`, a no-responders status (no stream) or no answer within
+ * `publishTimeoutMs` fails that event.
  */
-import { jetstream, type JetStreamClient, type PubAck } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { PubAck } from "@nats-io/jetstream";
+import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { SluiceError } from "@sluice/shared/errors";
 import { encodeEvent, type CloudEvent } from "@sluice/shared/events";
 
@@ -104,11 +112,27 @@ interface Lane {
   inflight: Pending[] | null;
 }
 
+/** One lane batch awaiting its PubAcks; keyed by `token`, the middle part of its reply subjects. */
+interface Flight {
+  readonly lane: Lane;
+  readonly batch: Pending[];
+  readonly results: Array<Ack | Error | undefined>;
+  left: number;
+  readonly deadline: number;
+}
+
+type Ack = Pick<PubAck, "duplicate">;
+
 const silent: AuditLogger = { info() {}, warn() {}, error() {} };
 
 export class AuditPublisher {
   readonly durability: AuditDurability;
-  private readonly js: JetStreamClient;
+  /** reply subjects are `${inbox}.<flight token>.<index in batch>` */
+  private readonly inbox: string;
+  private readonly ackSub: Subscription;
+  private readonly flights = new Map<number, Flight>();
+  private nextToken = 1;
+  private flightTimer: NodeJS.Timeout | null = null;
   private readonly lanes = new Map<string, Lane>();
   /** lanes with queued events and nothing in flight */
   private readonly ready = new Set<Lane>();
@@ -141,7 +165,8 @@ export class AuditPublisher {
     };
     this.log = o.logger ?? silent;
     this.backoff = this.opts.retryMinMs;
-    this.js = jetstream(nc, { timeout: this.opts.publishTimeoutMs });
+    this.inbox = createInbox();
+    this.ackSub = nc.subscribe(`${this.inbox}.>`, { callback: (err, msg) => { if (!err) this.onAck(msg); } });
     void this.watchStatus();
     void nc.closed().then(() => this.onConnectionClosed());
   }
@@ -178,14 +203,15 @@ export class AuditPublisher {
    * acknowledged, rejected with SluiceError("unavailable") after `ackWaitMs` without it; the events
    * stay queued either way, since the chain is already committed to them. Otherwise returns undefined.
    */
-  enqueue(subject: string, events: readonly CloudEvent[], mode: AdmitMode): Promise<void> | undefined {
+  enqueue(subject: string, events: readonly CloudEvent[], mode: AdmitMode, encoded?: readonly Uint8Array[]): Promise<void> | undefined {
     this.assertCapacity(events.length, mode);
     let lane = this.lanes.get(subject);
     if (!lane) {
       lane = { subject, queue: [], inflight: null };
       this.lanes.set(subject, lane);
     }
-    for (const ev of events) lane.queue.push({ id: ev.id, bytes: encodeEvent(ev) });
+    // `encoded[i]`: the bytes of events[i] when the caller already has them (HashChain.linkEncoded)
+    for (let i = 0; i < events.length; i++) lane.queue.push({ id: events[i]!.id, bytes: encoded?.[i] ?? encodeEvent(events[i]!) });
     this.pendingCount += events.length;
     let done: Promise<void> | undefined;
     if (mode === "gate" && this.durability === "ack") {
@@ -242,7 +268,15 @@ export class AuditPublisher {
     this.state = "closed";
     if (this.pumpTimer) clearTimeout(this.pumpTimer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    this.pumpTimer = this.sweepTimer = null;
+    if (this.flightTimer) clearInterval(this.flightTimer);
+    this.pumpTimer = this.sweepTimer = this.flightTimer = null;
+    // batches still in flight stay counted as pending: they were never acknowledged
+    this.flights.clear();
+    try {
+      if (!this.ackSub.isClosed()) this.ackSub.unsubscribe();
+    } catch {
+      // the connection is already closed: so is the subscription
+    }
     for (const w of this.waiters) this.settle(w, new SluiceError("unavailable", FAIL_CLOSED_MESSAGE, { reason: "audit publisher closed" }));
     this.waiters.length = 0;
   }
@@ -320,30 +354,90 @@ export class AuditPublisher {
     const batch = lane.queue.length <= this.opts.maxBatch ? lane.queue : lane.queue.slice(0, this.opts.maxBatch);
     lane.queue = batch === lane.queue ? [] : lane.queue.slice(batch.length);
     lane.inflight = batch;
-    const results: Array<PubAck | Error | undefined> = new Array(batch.length);
-    let left = batch.length;
-    const one = (i: number, r: PubAck | Error) => {
-      results[i] = r;
-      if (--left === 0) this.settleBatch(lane, batch, results as Array<PubAck | Error>);
-    };
+    const token = this.nextToken++;
+    const flight: Flight = { lane, batch, results: new Array(batch.length), left: batch.length, deadline: Date.now() + this.opts.publishTimeoutMs };
+    this.flights.set(token, flight);
+    this.ensureFlightTimer();
+    const prefix = `${this.inbox}.${token}.`;
+    // one synchronous loop: the whole batch lands in the connection's outbound buffer back to back
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i]!;
-      let pr: Promise<PubAck>;
       try {
-        pr = this.js.publish(lane.subject, p.bytes, { msgID: p.id, timeout: this.opts.publishTimeoutMs });
+        const h = natsHeaders();
+        h.set("Nats-Msg-Id", p.id);
+        this.nc.publish(lane.subject, p.bytes, { reply: prefix + i, headers: h });
       } catch (e) {
-        pr = Promise.reject(e);
+        this.result(token, flight, i, e instanceof Error ? e : new Error(String(e)));
       }
-      pr.then((a) => one(i, a), (e: unknown) => one(i, e instanceof Error ? e : new Error(String(e))));
     }
   }
 
-  private settleBatch(lane: Lane, batch: Pending[], results: Array<PubAck | Error>): void {
+  /** a PubAck (or a no-responders status) on `${inbox}.<token>.<index>` */
+  private onAck(msg: Msg): void {
+    const s = msg.subject;
+    const dot = s.indexOf(".", this.inbox.length + 1);
+    const token = Number(s.slice(this.inbox.length + 1, dot));
+    const flight = this.flights.get(token);
+    if (!flight) return; // the batch already timed out or failed: a late ack changes nothing
+    const i = Number(s.slice(dot + 1));
+    if (!(i >= 0 && i < flight.results.length)) return;
+    let r: Ack | Error;
+    if (msg.data.length === 0 && msg.headers?.code === 503) {
+      r = new Error("no responders: the audit stream is not available");
+    } else {
+      try {
+        const a = JSON.parse(Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength).toString("utf8")) as {
+          stream?: string; duplicate?: boolean; error?: { code?: number; err_code?: number; description?: string };
+        };
+        if (a.error) r = new Error(`audit publish failed: ${a.error.description ?? "JetStream error"} (${a.error.err_code ?? a.error.code ?? "?"})`);
+        else if (!a.stream) r = new Error("invalid ack response");
+        else r = { duplicate: a.duplicate === true };
+      } catch {
+        r = new Error("invalid ack response");
+      }
+    }
+    this.result(token, flight, i, r);
+  }
+
+  private result(token: number, flight: Flight, i: number, r: Ack | Error): void {
+    if (flight.results[i] !== undefined) return;
+    flight.results[i] = r;
+    if (--flight.left === 0) {
+      this.flights.delete(token);
+      this.settleBatch(flight.lane, flight.batch, flight.results as Array<Ack | Error>);
+    }
+  }
+
+  private ensureFlightTimer(): void {
+    if (this.flightTimer) return;
+    const every = Math.max(10, Math.min(250, Math.floor(this.opts.publishTimeoutMs / 4)));
+    this.flightTimer = setInterval(() => this.sweepFlights(), every);
+    this.flightTimer.unref();
+  }
+
+  /** Fails every event of a batch still unanswered after `publishTimeoutMs` (what a request timeout did). */
+  private sweepFlights(): void {
+    const now = Date.now();
+    // flights are in dispatch order and share one timeout, so expired ones come first
+    for (const [token, f] of this.flights) {
+      if (f.deadline > now) break;
+      this.flights.delete(token);
+      for (let i = 0; i < f.results.length; i++) f.results[i] ??= new Error("audit publish timed out");
+      f.left = 0;
+      this.settleBatch(f.lane, f.batch, f.results as Array<Ack | Error>);
+    }
+    if (this.flights.size === 0 && this.flightTimer) {
+      clearInterval(this.flightTimer);
+      this.flightTimer = null;
+    }
+  }
+
+  private settleBatch(lane: Lane, batch: Pending[], results: Array<Ack | Error>): void {
     lane.inflight = null;
     const failed = results.findIndex((r) => r instanceof Error);
     const okCount = failed === -1 ? batch.length : failed;
     for (let i = 0; i < okCount; i++) {
-      const a = results[i] as PubAck;
+      const a = results[i] as Ack;
       if (a.duplicate) this.s.duplicates++;
       else this.s.published++;
       const w = batch[i]!.waiter;
