@@ -92,3 +92,54 @@ test("policy simulate usage errors exit 2; a bad bundle or missing control plane
   const bad = await run(["--resource", "orders", "--groups", "ci", "--sql", "select 1", "--policy", "/nonexistent.yaml"]);
   assert.equal(bad.code, 1);
 });
+
+test("policy simulate scopes policies by the chosen issuer, as the data plane does", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-simulate-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const policy = join(dir, "scoped.yaml");
+  writeFileSync(policy, [
+    "issuers:",
+    "  - name: github",
+    "    issuer: https://token.actions.githubusercontent.com",
+    "    audience: sluice",
+    "    jwksUrl: https://token.actions.githubusercontent.com/.well-known/jwks",
+    "    groups: [{ group: deployers, when: { repository: acme/orders } }]",
+    "  - name: dev",
+    "    issuer: http://127.0.0.1:8900",
+    "    audience: sluice",
+    "    jwksUrl: http://127.0.0.1:8900/jwks",
+    "    groups: [{ claim: groups }]",
+    "resources:",
+    "  - name: orders",
+    "    upstream: { host: 127.0.0.1, port: 5432, database: orders, user: svc, password: env:PW }",
+    "policies:",
+    "  - name: deployers",
+    "    groups: [deployers]",
+    "    resources: [orders]",
+    "    issuers: [github]",
+    "    allow: [read, write, ddl]",
+    "",
+  ].join("\n"));
+  const gh = join(dir, "gh.json");
+  writeFileSync(gh, JSON.stringify({ iss: "https://token.actions.githubusercontent.com", repository: "acme/orders" }));
+  const dev = join(dir, "dev.json");
+  // the dev issuer maps a `groups` claim: it can name any group, `deployers` included
+  writeFileSync(dev, JSON.stringify({ iss: "http://127.0.0.1:8900", groups: ["deployers"] }));
+  const common = ["--resource", "orders", "--policy", policy, "--sql", "create table t (id int)", "--json"];
+
+  const fromGithub = await run([...common, "--claims", gh]);
+  assert.equal(fromGithub.code, 0, fromGithub.stderr);
+  assert.deepEqual([JSON.parse(fromGithub.stdout).rule, JSON.parse(fromGithub.stdout).issuer], ["deployers/allow:ddl", "github"]);
+
+  const fromDev = await run([...common, "--claims", dev]);
+  assert.equal(fromDev.code, 1, fromDev.stderr);
+  const j = JSON.parse(fromDev.stdout);
+  assert.deepEqual([j.rule, j.issuer, j.groups], ["default-deny", "dev", ["deployers"]]);
+
+  // --groups: no issuer unless named, so the scoped policy does not apply
+  assert.equal((await run([...common, "--groups", "deployers"])).code, 1);
+  assert.equal((await run([...common, "--groups", "deployers", "--issuer", "github"])).code, 0);
+  const unknown = await run([...common, "--groups", "deployers", "--issuer", "gitlab"]);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /no issuer named "gitlab"/);
+});

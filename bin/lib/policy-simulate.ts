@@ -16,13 +16,15 @@ import { scrubSecrets } from "@sluice/shared/logging";
 import { TARGET_FLAGS, UsageError, parse } from "./cli-kit.js";
 import { withClient } from "./grpc-client.js";
 
-const USAGE = `usage: sluice policy simulate --resource R (--claims FILE.json [--issuer NAME] | --groups a,b)
+const USAGE = `usage: sluice policy simulate --resource R (--claims FILE.json | --groups a,b) [--issuer NAME]
                               (--sql 'SQL' | --file F.sql) [--policy BUNDLE.yaml] [--json]
   Decides the SQL (one client message; several statements allowed) as the data plane would.
   --policy     a local bundle file (default: the control plane's current bundle)
   --claims     verified-token claims as JSON; mapped to groups by the issuer's group rules
-  --issuer     which issuer's rules (default: the issuer whose \`issuer\` equals the claims' iss,
-               or the only issuer of the bundle)
+  --issuer     which issuer verified the token: its group rules, and the policies scoped to it
+               (with --claims, default: the issuer whose \`issuer\` equals the claims' iss, or
+               the only issuer of the bundle; with --groups, default: none, so policies with
+               \`issuers:\` do not apply)
   --groups     comma-separated groups, instead of --claims
 exit: 0 allow, 1 deny, 3 approval required, 2 usage`;
 
@@ -118,6 +120,11 @@ export async function runSimulate(args: string[], io: SimulateIo = processIo): P
     let issuerName: string | undefined;
     if (values.groups !== undefined) {
       groups = values.groups.split(",").map((g) => g.trim()).filter(Boolean);
+      if (values.issuer !== undefined) {
+        if (!bundle.issuers.some((i) => i.name === values.issuer))
+          throw new SluiceError("not_found", `no issuer named ${JSON.stringify(values.issuer)} in the bundle`);
+        issuerName = values.issuer;
+      }
     } else {
       let claims: Record<string, unknown>;
       try {
@@ -132,7 +139,8 @@ export async function runSimulate(args: string[], io: SimulateIo = processIo): P
     }
 
     await loadSqlParser();
-    const ctx = { resource: values.resource, groups };
+    // the issuer scopes policies (`issuers:`) exactly as on the data plane
+    const ctx = { resource: values.resource, groups, issuer: issuerName };
     const classification = classifySql(sql);
     const decision: Decision = evaluate(bundle, ctx, classification, new SqlPrepared());
     // each statement's own verdict, in order (PREPAREs seen by later EXECUTEs), to explain the whole

@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   const entries = loadCorpus().filter((e) => e.sql.trim() !== "");
   const overhead = timerOverhead();
   const keys = new Map<CorpusEntry, string>();
-  for (const e of entries) keys.set(e, DecisionCache.contextKey(corpusResource, e.groups));
+  for (const e of entries) keys.set(e, DecisionCache.contextKey(corpusResource, e.groups, undefined));
 
   const parse = measure(entries, (e) => {
     try {

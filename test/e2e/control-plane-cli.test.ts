@@ -63,9 +63,8 @@ test("sluice policy apply refuses each kind of bad document with path:line:col, 
       name: "unknown-issuer",
       text: good.replace("    allow: [read]", "    issuers: [gitlab]\n    allow: [read]"),
       line: (x) => lineOf(x, "[gitlab]"),
-      // policies cannot be scoped to an issuer (the evaluator does not scope by issuer), so a
-      // reference to one is refused at the reference itself rather than silently ignored
-      reason: /unknown key "issuers"/,
+      // a policy scoped to an issuer the bundle does not define: located at the reference
+      reason: /^unknown issuer "gitlab" in policies\[0\]\.issuers \(known: dev\)$/,
     },
     {
       name: "missing-credential",

@@ -13,7 +13,7 @@ export function snapshotEnforcer(snapshots: SnapshotSource, cache = new Decision
   const state = (s: SessionInfo) => {
     let st = perSession.get(s);
     if (st === undefined) {
-      st = { key: DecisionCache.contextKey(s.resource, s.groups), prepared: new SqlPrepared() };
+      st = { key: DecisionCache.contextKey(s.resource, s.groups, s.issuer), prepared: new SqlPrepared() };
       perSession.set(s, st);
     }
     return st;
@@ -26,7 +26,7 @@ export function snapshotEnforcer(snapshots: SnapshotSource, cache = new Decision
         return { action: "deny", rule: "no-snapshot", reason: "the data plane has no policy snapshot", statementClass: "unknown", statementIndex: 0, statements: [] };
       }
       const st = state(session);
-      return decideSql(cache, snap.revision, snap.bundle, { resource: session.resource, groups: session.groups, subject: session.subject }, st.key, sql, st.prepared);
+      return decideSql(cache, snap.revision, snap.bundle, { resource: session.resource, groups: session.groups, issuer: session.issuer, subject: session.subject }, st.key, sql, st.prepared);
     },
     observeForwarded(decision, session) {
       if (decision.statements.length) state(session).prepared.observe(decision.statements);

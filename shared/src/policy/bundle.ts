@@ -98,6 +98,12 @@ export interface PolicySpec {
   name: string;
   groups: string[];
   resources: string[];
+  /**
+   * Names of `issuers[]` whose tokens this policy applies to; absent = any trusted issuer. Groups
+   * come from every issuer's claim rules, so an issuer that takes groups from a claim could mint a
+   * group meant for another (e.g. a dev token claiming `deployers`); scoping closes that.
+   */
+  issuers?: string[];
   allow: StatementClass[];
   /** classes or risks */
   requireApproval?: string[];

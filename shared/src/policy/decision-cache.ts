@@ -1,7 +1,7 @@
-import type { Decision } from "./decision.js";
+import type { Decision, DecisionContext } from "./decision.js";
 
 /**
- * Decisions by (snapshot revision, resource, sorted groups, statement text): bounded, LRU-like. The
+ * Decisions by (snapshot revision, resource, issuer, sorted groups, statement text): bounded, LRU-like. The
  * data plane decides every Query/Parse; repeated statement text from the same kind of identity
  * skips parsing and evaluation entirely. Pure data structure, no clock.
  *
@@ -9,7 +9,7 @@ import type { Decision } from "./decision.js";
  * everything (a new snapshot invalidates every decision), one with an OLDER revision is a miss and
  * is not stored (a session still finishing on an old snapshot never pollutes the new one).
  *
- * Hot path: compute `contextKey(resource, groups)` once per session and use getByKey/setByKey;
+ * Hot path: compute `contextKey(resource, groups, issuer)` once per session and use getByKey/setByKey;
  * a hit then costs two Map lookups (the statement text is hashed once; nothing is allocated).
  * Cached Decision objects are shared between sessions: treat them as immutable.
  */
@@ -35,10 +35,14 @@ export class DecisionCache {
     this.generationSize = Math.max(1, Math.floor(maxEntries / 2));
   }
 
-  /** The per-identity half of the key: resource and sorted, de-duplicated groups. */
-  static contextKey(resource: string, groups: readonly string[]): string {
+  /**
+   * The per-identity half of the key: resource, issuer name and sorted, de-duplicated groups. The
+   * issuer is part of it because policies may be scoped to issuers: the same groups from another
+   * issuer can decide differently. Issuer names are never empty, so "" stands for "none".
+   */
+  static contextKey(resource: string, groups: readonly string[], issuer: string | undefined): string {
     const sorted = [...new Set(groups)].sort();
-    return `${resource}\u0000${sorted.join("\u0001")}`;
+    return `${resource}\u0000${issuer ?? ""}\u0000${sorted.join("\u0001")}`;
   }
 
   get revision(): number {
@@ -105,12 +109,12 @@ export class DecisionCache {
     this.curSize++;
   }
 
-  get(revision: number, resource: string, groups: readonly string[], sql: string): Decision | undefined {
-    return this.getByKey(revision, DecisionCache.contextKey(resource, groups), sql);
+  get(revision: number, ctx: DecisionContext, sql: string): Decision | undefined {
+    return this.getByKey(revision, DecisionCache.contextKey(ctx.resource, ctx.groups, ctx.issuer), sql);
   }
 
-  set(revision: number, resource: string, groups: readonly string[], sql: string, decision: Decision): void {
-    this.setByKey(revision, DecisionCache.contextKey(resource, groups), sql, decision);
+  set(revision: number, ctx: DecisionContext, sql: string, decision: Decision): void {
+    this.setByKey(revision, DecisionCache.contextKey(ctx.resource, ctx.groups, ctx.issuer), sql, decision);
   }
 
   clear(): void {

@@ -5,6 +5,11 @@ import type { StatementInfo } from "../sql/statement-info.js";
 export interface DecisionContext {
   resource: string;
   groups: readonly string[];
+  /**
+   * The NAME (`issuers[].name`) of the issuer that verified the identity. A policy with `issuers`
+   * applies only when this is one of them; undefined matches no such policy (fail closed).
+   */
+  issuer?: string;
   subject?: string;
 }
 

@@ -112,3 +112,37 @@ test("empty query is allowed for a connected identity", () => {
 function pick(d: { action: string; rule: string }): [string, string] {
   return [d.action, d.rule];
 }
+
+test("a policy scoped to issuers applies only to identities verified by one of them (fail closed without an issuer)", () => {
+  // the dev issuer takes groups from a `groups` claim, so a dev token can carry `deployers` too
+  const scoped: Bundle = {
+    ...bundle,
+    policies: [
+      { name: "deployers", groups: ["deployers"], resources: ["orders"], issuers: ["github"], allow: ["read", "write", "ddl"] },
+      { name: "anyone-read", groups: ["readers"], resources: ["orders"], allow: ["read"] },
+      { name: "all-dev", groups: ["*"], resources: ["*"], issuers: ["dev"], allow: ["read"] },
+    ],
+  };
+  const at = (issuer: string | undefined, groups: string[], sql: string) =>
+    pick(evaluate(scoped, { resource: "orders", groups, issuer }, classifySql(sql)));
+
+  assert.equal(canConnect(scoped, { resource: "orders", groups: ["deployers"], issuer: "github" }), true);
+  assert.deepEqual(at("github", ["deployers"], "create table t (id int)"), ["allow", "deployers/allow:ddl"]);
+
+  // a dev token claiming `deployers` gets only what dev-scoped or unscoped policies give it
+  assert.deepEqual(at("dev", ["deployers"], "create table t (id int)"), ["deny", "default-deny"]);
+  assert.deepEqual(at("dev", ["deployers"], "select 1"), ["allow", "all-dev/allow:read"]);
+  // a third issuer with the same group: no policy at all, so it cannot even connect
+  assert.equal(canConnect(scoped, { resource: "orders", groups: ["deployers"], issuer: "gitlab" }), false);
+  assert.deepEqual(at("gitlab", ["deployers"], "select 1"), ["deny", "default-deny"]);
+  // no issuer known: scoped policies do not apply, unscoped ones still do
+  assert.equal(canConnect(scoped, { resource: "orders", groups: ["deployers"] }), false);
+  assert.equal(canConnect(scoped, { resource: "orders", groups: ["readers"] }), true);
+  assert.deepEqual(at(undefined, ["readers"], "select 1"), ["allow", "anyone-read/allow:read"]);
+  // `groups: ["*"]` scoped to dev: every dev identity, and nobody else
+  assert.equal(canConnect(scoped, { resource: "orders", groups: [], issuer: "dev" }), true);
+  assert.equal(canConnect(scoped, { resource: "orders", groups: [], issuer: "github" }), false);
+  // a bundle that skipped normalizeBundle may say `issuers: null`: not scoped
+  const nul = { ...bundle, policies: [{ name: "p", groups: ["ci"], resources: ["orders"], issuers: null as unknown as string[], allow: ["read" as const] }] };
+  assert.equal(canConnect(nul, { resource: "orders", groups: ["ci"] }), true);
+});

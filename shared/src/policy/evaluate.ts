@@ -2,9 +2,10 @@
  * Policy evaluation (contract: "Policy bundle", data path steps 4–6). Pure: bundle + who/where +
  * classified statements in, a Decision out. No clock, no I/O.
  *
- * Which policies apply: those whose `resources` name the resource (or `*`) and whose `groups`
- * share a group with the identity (or contain `*`). None → the identity cannot connect
- * (`canConnect`) and every statement is `default-deny`.
+ * Which policies apply: those whose `resources` name the resource (or `*`), whose `groups`
+ * share a group with the identity (or contain `*`), and, when the policy lists `issuers`, whose
+ * list names the identity's issuer (`ctx.issuer`; unknown issuer → the policy does not apply).
+ * None → the identity cannot connect (`canConnect`) and every statement is `default-deny`.
  *
  * Per statement, across all applicable policies, in this order:
  *  1. deny — any policy's `deny` item (a class the statement exercises, or a risk it carries), any
@@ -160,6 +161,8 @@ function isCatalogReference(ref: string): boolean {
 
 function policyApplies(p: PolicySpec, ctx: DecisionContext): boolean {
   if (!p.resources.includes(ctx.resource) && !p.resources.includes("*")) return false;
+  // `!= null`: a bundle that skipped normalizeBundle may carry `issuers: null` (= not scoped)
+  if (p.issuers != null && (ctx.issuer === undefined || !p.issuers.includes(ctx.issuer))) return false;
   if (p.groups.includes("*")) return true;
   for (const g of p.groups) if (ctx.groups.includes(g)) return true;
   return false;
@@ -171,7 +174,10 @@ function applicable(bundle: Bundle, ctx: DecisionContext): Compiled[] {
   return out;
 }
 
-/** An identity that matches no policy for a resource cannot connect (contract: default deny). */
+/**
+ * An identity that matches no policy for a resource cannot connect (contract: default deny). The
+ * data plane's connect check (mayConnect) delegates here, so connect and statements share one rule.
+ */
 export function canConnect(bundle: Bundle, ctx: DecisionContext): boolean {
   for (const p of bundle.policies) if (policyApplies(p, ctx)) return true;
   return false;

@@ -26,6 +26,8 @@ test("a bundle using every optional feature parses; port defaults to 5432", asyn
   assert.deepEqual(problems.map(formatProblem), []);
   assert.equal(bundle!.resources[1]!.upstream.port, 5432);
   assert.equal(bundle!.resources[1]!.upstream.auth, "trust");
+  assert.deepEqual(bundle!.policies[1]!.issuers, ["github"]);
+  assert.equal(bundle!.policies[0]!.issuers, undefined);
 });
 
 test("the reported line format is file:line:col: reason", async () => {
@@ -50,6 +52,7 @@ const cases: Array<[string, number, number, string, RegExp]> = [
   ["unknown-group.yaml", 13, 14, "/policies/0/groups/0", /^unknown group "ci" in policies\[0\]\.groups: no issuer rule produces it; issuer "github" takes groups from a claim, so declare .* top-level "groups:"/],
   ["unknown-approver-group.yaml", 18, 29, "/policies/0/approval/approvers/0", /^unknown group "dba" in policies\[0\]\.approval\.approvers: no issuer rule produces it/],
   ["unknown-resource.yaml", 15, 25, "/policies/0/resources/1", /^unknown resource "invoices" in policies\[0\]\.resources/],
+  ["unknown-issuer.yaml", 23, 23, "/policies/0/issuers/1", /^unknown issuer "gitlab" in policies\[0\]\.issuers \(known: github, dev\)$/],
   ["unknown-masking-resource.yaml", 13, 17, "/masking/0/resources/0", /^unknown resource "ordrs" in masking\[0\]\.resources/],
   ["missing-credential.yaml", 12, 7, "/resources/0/upstream", /^resources\[0\]\.upstream is missing the credential reference "password" \(env:NAME or file:\/absolute\/path/],
   ["literal-password.yaml", 15, 17, "/resources/0/upstream/password", /looks like a literal password: use a reference \(env:NAME or file:\/absolute\/path\)/],

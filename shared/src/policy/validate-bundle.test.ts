@@ -142,8 +142,6 @@ test("policy checks: classes and risks, tables, approval", () => {
   assert.deepEqual(problemsOf((b) => delete b.policies[0].approval.timeout), ['/policies/0/approval: policies[0].approval is missing "timeout" (e.g. 10m)']);
   assert.deepEqual(problemsOf((b) => (b.policies[0].approval.approvers = [])), ["/policies/0/approval/approvers: policies[0].approval.approvers must not be empty"]);
   assert.deepEqual(problemsOf((b) => (b.policies[0].groups = [])), ["/policies/0/groups: policies[0].groups must not be empty"]);
-  // no issuer-scoped policies (yet): evaluation could not honour the restriction, so it is refused, not ignored
-  assert.match(problemsOf((b) => (b.policies[0].issuers = ["github"]))[0]!, /^\/policies\/0\/issuers: unknown key "issuers" in policies\[0\]/);
   // `*` means any group / any resource (evaluate.ts, masking); never "any approver"
   assert.deepEqual(problemsOf((b) => { b.policies[0].groups = ["*"]; b.policies[0].resources = ["*"]; b.masking[0].resources = ["*"]; }), []);
   assert.match(problemsOf((b) => (b.policies[0].approval.approvers = ["*"]))[0]!, /^\/policies\/0\/approval\/approvers\/0: unknown group "\*"/);
@@ -178,4 +176,31 @@ test("normalizeBundle fills defaults without changing its input", () => {
   assert.deepEqual(b.masking, []);
   assert.deepEqual(b.issuers[0]!.groups, []);
   assert.equal(b.resources[0]!.upstream.port, 5432);
+});
+
+test("a policy may be scoped to issuers by name; an unknown, empty or mistyped list is located", () => {
+  assert.deepEqual(problemsOf((b) => (b.policies[0].issuers = ["github"])), []);
+  assert.deepEqual(problemsOf((b) => (b.policies[0].issuers = null)), []);
+  assert.deepEqual(problemsOf((b) => (b.policies[0].issuers = ["github", "gitlab"])), [
+    '/policies/0/issuers/1: unknown issuer "gitlab" in policies[0].issuers (known: github)',
+  ]);
+  assert.deepEqual(problemsOf((b) => (b.policies[0].issuers = [])), ["/policies/0/issuers: policies[0].issuers must not be empty"]);
+  assert.deepEqual(problemsOf((b) => (b.policies[0].issuers = "github")), ["/policies/0/issuers: policies[0].issuers must be a list of strings, got a string"]);
+  // `*` is no wildcard for issuers: an unscoped policy leaves the key out
+  assert.deepEqual(problemsOf((b) => (b.policies[0].issuers = ["*"])), ['/policies/0/issuers/0: unknown issuer "*" in policies[0].issuers (known: github)']);
+  assert.deepEqual(problemsOf((b) => ((b.issuers = []), (b.groups = ["ci", "dba"]), (b.policies[0].issuers = ["github"]))), [
+    '/policies/0/issuers/0: unknown issuer "github" in policies[0].issuers (the bundle has no issuers)',
+  ]);
+  // an issuer whose name is unreadable is reported once, not again at every reference
+  const broken = problemsOf((b) => ((b.issuers[0].name = 7), (b.policies[0].issuers = ["github"])));
+  assert.ok(broken.length >= 1 && !broken.some((m) => m.includes("unknown issuer")), broken.join("\n"));
+  // masking rules take no issuers
+  assert.match(problemsOf((b) => (b.masking[0].issuers = ["github"]))[0]!, /unknown key "issuers" in masking\[0\]/);
+});
+
+test("normalizeBundle drops `issuers: null` (not scoped) and keeps a list", () => {
+  const nul = normalizeBundle({ ...base(), policies: [{ ...base().policies[0]!, issuers: null }] } as any);
+  assert.equal("issuers" in nul.policies[0]!, false);
+  const scoped = normalizeBundle({ ...base(), policies: [{ ...base().policies[0]!, issuers: ["github"] }] } as any);
+  assert.deepEqual(scoped.policies[0]!.issuers, ["github"]);
 });

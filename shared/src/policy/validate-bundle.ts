@@ -234,11 +234,14 @@ const TOP_KEYS = ["issuers", "resources", "policies", "masking", "groups"] as co
 const ISSUER_KEYS = ["name", "issuer", "audience", "jwksUrl", "jwks", "algorithms", "groups"] as const;
 const RESOURCE_KEYS = ["name", "upstream"] as const;
 const UPSTREAM_KEYS = ["host", "port", "database", "user", "password", "auth", "tls", "ca"] as const;
-const POLICY_KEYS = ["name", "groups", "resources", "allow", "requireApproval", "deny", "tables", "approval"] as const;
+const POLICY_KEYS = ["name", "groups", "resources", "issuers", "allow", "requireApproval", "deny", "tables", "approval"] as const;
 const MASKING_KEYS = ["name", "resources", "columns", "types", "classifiers", "custom", "strategy"] as const;
 
 interface Names {
   resources: Set<string>;
+  /** issuer names, for policies scoped with `issuers:` */
+  issuers: Set<string>;
+  issuersBroken: { value: boolean };
   groups: Set<string>;
   /** issuers with a `claim:` rule, for the unknown-group hint */
   claimIssuers: string[];
@@ -384,15 +387,19 @@ function checkResource(c: Checker, v: unknown, segs: Seg[]): string | undefined 
   return name;
 }
 
-function checkPolicy(c: Checker, v: unknown, segs: Seg[]): { name?: string; refs: Array<{ kind: "group" | "resource"; name: string; segs: Seg[] }> } {
-  const refs: Array<{ kind: "group" | "resource"; name: string; segs: Seg[] }> = [];
+type RefKind = "group" | "resource" | "issuer";
+
+function checkPolicy(c: Checker, v: unknown, segs: Seg[]): { name?: string; refs: Array<{ kind: RefKind; name: string; segs: Seg[] }> } {
+  const refs: Array<{ kind: RefKind; name: string; segs: Seg[] }> = [];
   if (!c.map(v, segs)) return { refs };
   c.keys(v, POLICY_KEYS, segs);
   const name = c.name(v, segs, "policy");
-  const ref = (kind: "group" | "resource", key: string, list: string[] | undefined, base = segs) =>
+  const ref = (kind: RefKind, key: string, list: string[] | undefined, base = segs) =>
     list?.forEach((n, i) => refs.push({ kind, name: n, segs: [...base, key, i] }));
   ref("group", "groups", c.strList(v, "groups", segs, { required: true, nonEmpty: true }));
   ref("resource", "resources", c.strList(v, "resources", segs, { required: true, nonEmpty: true }));
+  // optional; an empty list would silently make the policy apply to nobody
+  ref("issuer", "issuers", c.strList(v, "issuers", segs, { nonEmpty: true }));
 
   const classes = STATEMENT_CLASSES as readonly string[];
   const classesAndRisks = [...STATEMENT_CLASSES, ...RISKS] as readonly string[];
@@ -501,6 +508,8 @@ export function validateBundle(bundle: unknown, opts: ValidateOptions = {}): Pro
     c.keys(bundle, TOP_KEYS, []);
     const names: Names = {
       resources: new Set(),
+      issuers: new Set(),
+      issuersBroken: { value: false },
       groups: new Set(),
       claimIssuers: [],
       resourcesBroken: { value: false },
@@ -514,9 +523,12 @@ export function validateBundle(bundle: unknown, opts: ValidateOptions = {}): Pro
 
     const seenIssuers = new Map<string, Seg[]>();
     const issuers = c.list(bundle, "issuers", [], names.groupsBroken);
+    if (names.groupsBroken.value) names.issuersBroken.value = true;
     issuers.forEach((v, i) => {
       const n = checkIssuer(c, v, ["issuers", i], names);
       c.unique(seenIssuers, n, ["issuers", i], "issuer");
+      if (n === undefined) names.issuersBroken.value = true;
+      else names.issuers.add(n);
     });
     const seenResources = new Map<string, Seg[]>();
     c.list(bundle, "resources", [], names.resourcesBroken).forEach((v, i) => {
@@ -533,6 +545,14 @@ export function validateBundle(bundle: unknown, opts: ValidateOptions = {}): Pro
         const where = human(r.segs.slice(0, -1));
         // `*` in a policy's groups or resources means "any" (evaluate.ts); approvers must be real groups
         const wildcard = r.name === "*" && !r.segs.includes("approvers");
+        if (r.kind === "issuer") {
+          // no wildcard here: an unscoped policy simply omits `issuers`
+          if (!names.issuers.has(r.name) && !names.issuersBroken.value) {
+            const known = names.issuers.size ? `known: ${[...names.issuers].join(", ")}` : "the bundle has no issuers";
+            c.add(r.segs, `unknown issuer ${q(r.name)} in ${where} (${known})`);
+          }
+          continue;
+        }
         if (wildcard) continue;
         if (r.kind === "resource") {
           if (!names.resources.has(r.name) && !names.resourcesBroken.value)
@@ -579,7 +599,12 @@ export function normalizeBundle(raw: Record<string, unknown>): Bundle {
     ...r,
     upstream: { ...r.upstream, port: r.upstream.port ?? 5432 },
   }));
-  b.policies = b.policies ?? [];
+  // `issuers: null` in YAML means "not scoped", like leaving the key out
+  b.policies = (b.policies ?? []).map((p) => {
+    if (p.issuers !== null) return p;
+    const { issuers: _none, ...rest } = p;
+    return rest;
+  });
   b.masking = b.masking ?? [];
   if (b.groups === null) delete b.groups;
   return b;

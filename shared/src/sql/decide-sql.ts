@@ -8,7 +8,7 @@ import { classifySql } from "./classify-sql.js";
  * The data plane's per-message decision: cache → classify → evaluate → cache. Lives in the sql
  * room (not policy) because it needs the WASM parser; policy stays importable without it.
  *
- * `contextKey` is `DecisionCache.contextKey(ctx.resource, ctx.groups)`, computed once per session.
+ * `contextKey` is `DecisionCache.contextKey(ctx.resource, ctx.groups, ctx.issuer)`, computed once per session.
  * A message containing a SQL-level `EXECUTE name` depends on the session's prepared statements, so
  * it is decided fresh every time and never cached. After an allowed message is forwarded, the
  * session applies its PREPAREs/DEALLOCATEs with `prepared.observe(decision.statements)`.
