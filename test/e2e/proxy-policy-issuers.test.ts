@@ -65,10 +65,7 @@ test("a policy scoped to another issuer neither lets a dev token connect nor run
 
 test(
   "a policy scoped to the token's own issuer lets it connect",
-  {
-    timeout: 60_000,
-    todo: "data-plane/src/net/client-connection.ts (owned by PERF) still calls mayConnect without id.issuer, so scoped policies never count at connect (fails closed)",
-  },
+  { timeout: 60_000 },
   async (t) => {
     const s = await startStack(t, {
       policy: { issuers: [], resources: [], masking: [], policies: [{ name: "dev-only", groups: ["deployers"], resources: ["*"], issuers: ["dev"], allow: ["read"] }] },

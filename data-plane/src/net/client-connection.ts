@@ -281,7 +281,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
       claims: id.claims,
       policyRevision: snapshot.revision,
     };
-    if (!mayConnect(snapshot.bundle, resourceName, id.groups))
+    if (!mayConnect(snapshot.bundle, resourceName, id.groups, id.issuer))
       throw new Refusal("28000", `no policy allows "${id.subject}" to connect to "${resourceName}"`);
 
     // 3. upstream with the resource's own credential
