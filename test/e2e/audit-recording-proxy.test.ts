@@ -94,6 +94,14 @@ test("nothing secret is on the stream: no JWT, no upstream secret, no unmasked v
   const rows = evs.filter((e) => e.type === T("result.rows")).map((e) => e.data as ResultRowsData);
   assert.equal(rows[0]!.values[0]![0], "1");
   assert.equal(rows[0]!.values[0]![3], "vip");
+  // the event names which rule masked which column and how, never the value
+  const cols = rows[0]!.columns;
+  // (the rule lists classifiers, so every text column of the resource is scanned by them: `note` too)
+  assert.deepEqual(cols.map((c) => c.masked === true), [false, true, true, true]);
+  assert.ok(cols[1]!.maskRule && cols[2]!.maskRule, "masked columns name their rule");
+  assert.equal(cols[1]!.maskStrategy, "redact");
+  assert.ok(cols[3]!.classifiers?.includes("email"), "a scanned column names its classifiers");
+  assert.equal(cols[0]!.maskRule, undefined);
   // extended protocol: one logical event with the SQL and its (masked) bound parameters
   const ext = evs.filter((e) => e.type === T("statement.allowed")).map((e) => e.data as StatementAllowedData).find((d) => d.protocol === "extended")!;
   assert.deepEqual([ext.sql, ext.params, ext.class, ext.tables.read], ["SELECT count(*) FROM customers WHERE email = $1", ["[REDACTED]"], "read", ["customers"]]);

@@ -303,12 +303,22 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
       completion(s, session, done);
     },
 
-    resultRows(session, seq, fields, rows) {
+    resultRows(session, seq, fields, rows, masks) {
       const s = sessions.get(session.sessionId);
       if (!s || !s.open.has(seq) || o.maxRowsPerStatement <= 0) return;
       let used = s.capturedBytes.get(seq) ?? 0;
       const rs: ResultSet = {
-        columns: fields.map((f: RowField) => ({ name: f.name, typeOid: f.typeOid })),
+        columns: fields.map((f: RowField, i) => {
+          const col: ResultSet["columns"][number] = { name: f.name, typeOid: f.typeOid };
+          const m = masks?.find((x) => x.index === i);
+          if (m) {
+            col.masked = true;
+            col.maskRule = m.rule;
+            if (m.strategy) col.maskStrategy = m.strategy;
+            if (m.classifiers?.length) col.classifiers = [...m.classifiers];
+          }
+          return col;
+        }),
         values: [],
         recordedBytes: 0,
       };

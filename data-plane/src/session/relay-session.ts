@@ -726,7 +726,10 @@ export class RelaySession {
   }
 
   private flushCapture(p: Pending): void {
-    if (p.captured && p.captured.length && p.rec) this.o.audit.resultRows?.(this.o.info, p.rec.seq, p.fields ?? [], p.captured);
+    if (p.captured && p.captured.length && p.rec) {
+      const masks = p.plan ? this.o.masker?.describe?.(p.plan) : undefined;
+      this.o.audit.resultRows?.(this.o.info, p.rec.seq, p.fields ?? [], p.captured, masks);
+    }
     p.captured = undefined;
   }
 

@@ -125,7 +125,7 @@ export interface AuditSink {
    * Only called when defined, at most `maxRows` per statement (the session stops copying after that),
    * batched (called at CommandComplete or when `maxRows` is reached).
    */
-  resultRows?(session: SessionInfo, seq: number, fields: readonly RowField[], rows: readonly Buffer[]): void;
+  resultRows?(session: SessionInfo, seq: number, fields: readonly RowField[], rows: readonly Buffer[], masks?: readonly ColumnMask[]): void;
   /** upper bound of rows handed to resultRows per statement (default 0: no row capture) */
   readonly resultRowsCap?: number;
   sessionEnded?(info: ConnectionInfo | SessionInfo, end: { reason: string; statements: number; bytesIn: number; bytesOut: number }): void;
@@ -133,6 +133,18 @@ export interface AuditSink {
 
 /** Opaque to the session; produced and consumed by the masker. */
 export type MaskPlan = unknown;
+
+/**
+ * Which rule masked a result column, and how: what the audit events say about masking (design: the
+ * events name the rule, column and classifier, never the raw value).
+ */
+export interface ColumnMask {
+  /** column position in the RowDescription */
+  index: number;
+  rule: string;
+  strategy?: string;
+  classifiers?: readonly string[];
+}
 
 /** What a statement produced a RowDescription for, to select masking rules. */
 export interface ResultContext {
@@ -156,6 +168,8 @@ export interface ResultMasker {
   masks?(resource: string): boolean;
   planFor(fields: readonly RowField[], ctx: ResultContext): MaskPlan | null | Promise<MaskPlan | null>;
   maskDataRow(plan: MaskPlan, frame: Buffer): Buffer;
+  /** the plan's columns, rules, strategies and classifiers (never values), for the audit events */
+  describe?(plan: MaskPlan): readonly ColumnMask[];
   /**
    * COPY TO STDOUT: raw CopyData cannot be matched to columns safely. Return "deny" to refuse the
    * COPY (42501), a plan to have `maskCopyData` rewrite each (B) CopyData frame, or null for raw.

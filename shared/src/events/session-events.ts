@@ -210,6 +210,12 @@ export interface ResultColumn {
   typeOid: number;
   /** true when a masking rule or classifier applies to this column */
   masked?: boolean;
+  /** the masking rule that applies (bundle entry name or `masking[i]`), never the value */
+  maskRule?: string;
+  /** partial | redact | hash, when the whole column is masked by one strategy */
+  maskStrategy?: string;
+  /** value classifiers scanning this column */
+  classifiers?: string[];
 }
 
 /**

@@ -163,7 +163,13 @@ export interface StatementCompletedData {
 export interface ResultColumnInfo {
   name: string;
   typeOid: number;
-  masked?: boolean | undefined;
+  masked?:
+    | boolean
+    | undefined;
+  /** the masking rule that applies, never the value */
+  maskRule?: string | undefined;
+  maskStrategy?: string | undefined;
+  classifiers: string[];
 }
 
 /**
@@ -2045,7 +2051,7 @@ export const StatementCompletedData: MessageFns<StatementCompletedData> = {
 };
 
 function createBaseResultColumnInfo(): ResultColumnInfo {
-  return { name: "", typeOid: 0, masked: undefined };
+  return { name: "", typeOid: 0, masked: undefined, maskRule: undefined, maskStrategy: undefined, classifiers: [] };
 }
 
 export const ResultColumnInfo: MessageFns<ResultColumnInfo> = {
@@ -2058,6 +2064,15 @@ export const ResultColumnInfo: MessageFns<ResultColumnInfo> = {
     }
     if (message.masked !== undefined) {
       writer.uint32(24).bool(message.masked);
+    }
+    if (message.maskRule !== undefined) {
+      writer.uint32(34).string(message.maskRule);
+    }
+    if (message.maskStrategy !== undefined) {
+      writer.uint32(42).string(message.maskStrategy);
+    }
+    for (const v of message.classifiers) {
+      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -2099,6 +2114,30 @@ export const ResultColumnInfo: MessageFns<ResultColumnInfo> = {
             message.masked = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.maskRule = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.maskStrategy = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.classifiers.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2120,6 +2159,19 @@ export const ResultColumnInfo: MessageFns<ResultColumnInfo> = {
         ? globalThis.Number(object.type_oid)
         : 0,
       masked: isSet(object.masked) ? globalThis.Boolean(object.masked) : undefined,
+      maskRule: isSet(object.maskRule)
+        ? globalThis.String(object.maskRule)
+        : isSet(object.mask_rule)
+        ? globalThis.String(object.mask_rule)
+        : undefined,
+      maskStrategy: isSet(object.maskStrategy)
+        ? globalThis.String(object.maskStrategy)
+        : isSet(object.mask_strategy)
+        ? globalThis.String(object.mask_strategy)
+        : undefined,
+      classifiers: globalThis.Array.isArray(object?.classifiers)
+        ? object.classifiers.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2134,6 +2186,15 @@ export const ResultColumnInfo: MessageFns<ResultColumnInfo> = {
     if (message.masked !== undefined) {
       obj.masked = message.masked;
     }
+    if (message.maskRule !== undefined) {
+      obj.maskRule = message.maskRule;
+    }
+    if (message.maskStrategy !== undefined) {
+      obj.maskStrategy = message.maskStrategy;
+    }
+    if (message.classifiers?.length) {
+      obj.classifiers = message.classifiers;
+    }
     return obj;
   },
 
@@ -2145,6 +2206,9 @@ export const ResultColumnInfo: MessageFns<ResultColumnInfo> = {
     message.name = object.name ?? "";
     message.typeOid = object.typeOid ?? 0;
     message.masked = object.masked ?? undefined;
+    message.maskRule = object.maskRule ?? undefined;
+    message.maskStrategy = object.maskStrategy ?? undefined;
+    message.classifiers = object.classifiers?.map((e) => e) || [];
     return message;
   },
 };
