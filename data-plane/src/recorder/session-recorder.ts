@@ -70,8 +70,8 @@ export class SessionRecorder {
     const mode = admitModeOf(name);
     // check before linking: a refused event must not consume a sequence number
     this.publisher.assertCapacity(events.length, mode);
-    for (const e of events) this.chain.link(e);
-    return this.publisher.enqueue(this.subject, events, mode);
+    const encoded = events.map((e) => this.chain.linkEncoded(e));
+    return this.publisher.enqueue(this.subject, events, mode, encoded);
   }
 
   /** sequence number of the last recorded event (0 before the first) */

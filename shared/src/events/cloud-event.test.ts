@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { canonicalJson } from "./canonical-json.js";
-import { HashChain, makeEvent, verifyChain, hashEvent, chunkString } from "./cloud-event.js";
+import { HashChain, makeEvent, verifyChain, hashEvent, chunkString, decodeEvent } from "./cloud-event.js";
 import { uuidv7, uuidv7Time } from "./uuid-v7.js";
 
 test("canonical JSON sorts keys by UTF-16 code units and drops whitespace (RFC 8785)", () => {
@@ -57,4 +57,24 @@ test("chunkString keeps UTF-8 sequences whole and respects the cap", () => {
   const parts = chunkString(s, 101);
   assert.equal(parts.join(""), s);
   for (const p of parts) assert.ok(Buffer.byteLength(p) <= 101);
+});
+
+test("linkEncoded stamps the chain like link and its bytes decode to the linked event", () => {
+  const mk = (i: number) =>
+    makeEvent({ source: "sluice://r/n", type: "dev.sluice.statement.allowed.v1", subject: "s1", time: new Date(1_700_000_000_000 + i),
+      data: { statementId: i, sql: "select 'é\u2028'", params: [{ value: "x", skipped: undefined }, undefined], n: -0 }, policyRev: 3 });
+  const a = new HashChain();
+  const b = new HashChain();
+  const decoded = [];
+  for (let i = 0; i < 5; i++) {
+    const ev = mk(i);
+    const plain = a.link(structuredClone(ev));
+    const bytes = b.linkEncoded(ev);
+    const back = decodeEvent(bytes);
+    assert.equal(ev.sluicehash, plain.sluicehash);
+    assert.deepEqual(back, JSON.parse(JSON.stringify(plain)));
+    decoded.push(back);
+  }
+  assert.equal(verifyChain(decoded), undefined);
+  assert.equal(b.lastHash, a.lastHash);
 });

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash as oneShotHash } from "node:crypto";
 import { canonicalJson } from "./canonical-json.js";
 import { uuidv7 } from "./uuid-v7.js";
 
@@ -61,10 +61,15 @@ export function makeEvent<D>(e: NewEvent<D>): CloudEvent<D> {
   return ev;
 }
 
+/** one-shot crypto.hash: about half the cost of createHash().update().digest() per event */
+function sha256Hex(text: string): string {
+  return oneShotHash("sha256", text, "hex");
+}
+
 /** SHA-256 over the RFC 8785 canonical JSON of the event without `sluicehash`. */
 export function hashEvent(ev: CloudEvent): string {
   const { sluicehash: _omit, ...rest } = ev;
-  return createHash("sha256").update(canonicalJson(rest)).digest("hex");
+  return sha256Hex(canonicalJson(rest));
 }
 
 /**
@@ -78,13 +83,31 @@ export class HashChain {
     this.prev = prevHash;
   }
   link<D>(ev: CloudEvent<D>): CloudEvent<D> {
+    this.linkText(ev);
+    return ev;
+  }
+  /**
+   * Links `ev` and returns its JSON bytes, built from the canonical text that was just hashed (one
+   * serialization per event instead of two on the audit hot path). The hash is the last member; key
+   * order is irrelevant to readers, who parse the JSON and re-canonicalize to verify.
+   */
+  linkEncoded<D>(ev: CloudEvent<D>): Uint8Array {
+    const text = this.linkText(ev);
+    // `text` is a non-empty object ("{…}"), so the hash goes in before its closing brace
+    return Buffer.from(`${text.slice(0, -1)},"sluicehash":"${ev.sluicehash!}"}`, "utf8");
+  }
+  /** stamps seq, prevhash and hash; returns the canonical text of the event without its hash */
+  private linkText<D>(ev: CloudEvent<D>): string {
     this.seq += 1;
     ev.sluicesessionseq = this.seq;
     ev.sluiceprevhash = this.prev;
-    delete ev.sluicehash;
-    ev.sluicehash = hashEvent(ev);
+    // canonicalJson omits undefined members, so this is the event "without sluicehash"
+    // (assigning undefined rather than `delete` keeps the object's fast shape)
+    if (ev.sluicehash !== undefined) ev.sluicehash = undefined;
+    const text = canonicalJson(ev);
+    ev.sluicehash = sha256Hex(text);
     this.prev = ev.sluicehash;
-    return ev;
+    return text;
   }
   get lastSeq(): number {
     return this.seq;
