@@ -9,12 +9,14 @@ SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
 need_pkgs=()
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)
-command -v pgbench >/dev/null || need_pkgs+=(postgresql-contrib)
 [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || need_pkgs+=(pgbouncer)
 command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need_pkgs+=(nats-server)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
-if ! pg_up && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then need_pkgs+=(postgresql); fi
+# the server package also brings initdb/pg_ctl (private clusters in tests) and the real pgbench
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1; then
+  need_pkgs+=(postgresql)
+fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing: ${need_pkgs[*]}"
@@ -40,6 +42,20 @@ if ! pg_up; then
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start || $SUDO pg_ctlcluster "$ver" main start
   for _ in $(seq 1 30); do pg_up && break; sleep 1; done
   pg_up || { log "PostgreSQL did not come up"; exit 1; }
+fi
+
+# the tests connect as `postgres` over TCP without a password: make loopback trust if it is not
+# (a freshly installed Debian cluster asks for scram-sha-256 on 127.0.0.1)
+if ! PGCONNECT_TIMEOUT=5 psql -w -X -q -h 127.0.0.1 -p 5432 -U postgres -d postgres -c "select 1" >/dev/null 2>&1; then
+  log "making loopback connections trusted for the tests"
+  for hba in /etc/postgresql/*/main/pg_hba.conf; do
+    grep -q "sluice-ci" "$hba" || $SUDO sed -i '1i host all all 127.0.0.1/32 trust # sluice-ci\nhost all all ::1/128 trust # sluice-ci\nlocal all all trust # sluice-ci' "$hba"
+  done
+  ver=$(ls /etc/postgresql | sort -V | tail -1)
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main reload 2>/dev/null || $SUDO pg_ctlcluster "$ver" main reload
+  sleep 1
+  PGCONNECT_TIMEOUT=5 psql -w -X -q -h 127.0.0.1 -p 5432 -U postgres -d postgres -c "select 1" >/dev/null \
+    || { log "cannot connect to PostgreSQL as postgres on 127.0.0.1:5432 without a password"; exit 1; }
 fi
 
 # --- NATS with JetStream ------------------------------------------------------------------
