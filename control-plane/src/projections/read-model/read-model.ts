@@ -28,6 +28,11 @@ const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(
 export function openReadModelDb(cfg: ReadModelConfig): Kysely<ReadModelDb> {
   if (cfg.dialect === "postgres") {
     const pool = new pg.Pool({ connectionString: cfg.url, max: 4 });
+    // An IDLE pooled connection that the server ends (restart, pg_terminate_backend, DROP DATABASE
+    // … FORCE) surfaces as a pool 'error' event; without a listener that is an uncaught exception
+    // that kills the control plane. No operation is running on it: the pool has already discarded
+    // the client and the next query opens a new one, where any real failure reaches its caller.
+    pool.on("error", () => undefined);
     return new Kysely<ReadModelDb>({ dialect: new PostgresDialect({ pool }) });
   }
   if (cfg.dialect !== "sqlite") throw new SluiceError("invalid_argument", `controlPlane.readModel.dialect must be sqlite or postgres, got ${JSON.stringify(cfg.dialect)}`);
