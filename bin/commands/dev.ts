@@ -24,7 +24,7 @@ import { applyBundleText } from "../lib/dev-policy-client.js";
 import { ensureDevCertificate } from "../lib/dev-tls.js";
 import { ensureUpstreamDatabase } from "../lib/dev-upstream.js";
 import { runDemo } from "../lib/dev-demo.js";
-import { startDataPlaneNode, type DataPlaneNode } from "./data-plane.js";
+import { startDataPlaneNode, type DataPlaneNode } from "@sluice/data-plane";
 
 const USAGE = `usage: sluice dev [--upstream postgres://USER:PASS@HOST:PORT/DB] [--resource NAME] [--policy FILE]
                   [--nats URL] [--demo] [--state-dir DIR] [--port N] [--http-port N] [--grpc-port N] [--cp-http-port N]

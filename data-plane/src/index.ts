@@ -19,3 +19,5 @@ export { summarizePlan, type MaskSummary } from "./masking/mask-rules.js";
 export { decodeDataRow, encodeDataRow } from "./masking/data-row.js";
 // approvals: the NATS ApprovalGate (request via the control plane, decision watched on SLUICE_CONTROL) and its audit events
 export { createNatsApprovalGate, createNodeApprovalGate, approvalAuditEvents, bindingOf, paramsHashOf, type NatsApprovalGateOptions, type NodeApprovalGateOptions, type ApprovalAuditEvents, type ApprovalOutcome } from "./approvals/index.js";
+// the composed node (snapshot watcher, proxy, recorder, approvals, cancel routing, heartbeat)
+export { startDataPlaneNode, type DataPlaneNode, type DataPlaneNodeOptions, type DataPlaneHooks } from "./data-plane-node.js";

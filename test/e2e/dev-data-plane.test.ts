@@ -14,7 +14,7 @@ import { defaultConfig } from "@sluice/shared/config";
 import { createLogger } from "@sluice/shared/logging";
 import { deleteAll, ensureSnapshotBucket, natsNames } from "@sluice/shared/nats";
 import { readFleet } from "../../data-plane/src/fleet/index.js";
-import { startDataPlaneNode } from "../../bin/commands/data-plane.js";
+import { startDataPlaneNode } from "@sluice/data-plane";
 import { devBundle, devResource } from "../../bin/lib/dev-bundle.js";
 import { freePort } from "../../bin/lib/dev-nats-server.js";
 import { ensureDevCertificate } from "../../bin/lib/dev-tls.js";

@@ -28,7 +28,7 @@ import { createLogger } from "@sluice/shared/logging";
 import { deleteAll, natsNames, type NatsNames } from "@sluice/shared/nats";
 import type { Bundle } from "@sluice/shared/policy";
 import { parse as parseYaml } from "yaml";
-import { startDataPlaneNode, type DataPlaneHooks, type DataPlaneNode } from "../../bin/commands/data-plane.js";
+import { startDataPlaneNode, type DataPlaneHooks, type DataPlaneNode } from "@sluice/data-plane";
 import { devBundle, devResource, withDevParts } from "../../bin/lib/dev-bundle.js";
 import { applyBundleText } from "../../bin/lib/dev-policy-client.js";
 import { ensureDevCertificate, type DevCertificate } from "../../bin/lib/dev-tls.js";

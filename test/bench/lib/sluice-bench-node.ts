@@ -17,7 +17,7 @@ import { createLogger } from "@sluice/shared/logging";
 import { deleteAll, ensureSnapshotBucket, natsNames } from "@sluice/shared/nats";
 import type { Bundle, PolicySnapshot } from "@sluice/shared/policy";
 import { createHash } from "node:crypto";
-import { startDataPlaneNode } from "../../../bin/commands/data-plane.js";
+import { startDataPlaneNode } from "@sluice/data-plane";
 import type { SluiceNodeOptions } from "./sluice-node.js";
 
 const o = JSON.parse(process.env.SLUICE_BENCH_NODE ?? "{}") as SluiceNodeOptions & { prefix: string; readyFile: string; natsUrl: string };

@@ -1,0 +1,203 @@
+/**
+ * One data-plane node, composed: connects NATS, ensures the snapshot and fleet buckets and the audit
+ * stream, then starts the policy snapshot watcher, cancel routing, the proxy (policy enforcer, audit
+ * recorder with the configured durability, masking, approval gate) and the fleet heartbeat.
+ * `sluice data-plane`, `sluice dev`, the e2e harness and the benchmark all start nodes through this.
+ */
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { parseHostPort, type SluiceConfig } from "@sluice/shared/config";
+import { createLogger, type Logger } from "@sluice/shared/logging";
+import { ensureAuditStream, ensureFleetBucket, ensureSnapshotBucket, natsNames } from "@sluice/shared/nats";
+import { SluiceError } from "@sluice/shared/errors";
+import { startDataPlane, type DataPlane, type DataPlaneOptions } from "./data-plane.js";
+import { nodeNumberFromId } from "./session/cancel-keys.js";
+import { startKvSnapshotWatcher, type KvSnapshotWatcher } from "./snapshot/index.js";
+import { startFleetHeartbeat, type FleetHeartbeat } from "./fleet/index.js";
+import { startNatsCancelRouter, type NatsCancelRouter } from "./cancel-router.js";
+import { AuditPublisher, createAuditObserver, type AuditObserver } from "./recorder/index.js";
+import { createNodeApprovalGate } from "./approvals/index.js";
+
+/** The proxy hooks a composer may replace (tests, or when a richer implementation exists). */
+export type DataPlaneHooks = Partial<Pick<DataPlaneOptions, "enforcer" | "audit" | "masker" | "maskingHashKey" | "approvals" | "verify" | "resolveSecret">>;
+
+export interface DataPlaneNodeOptions {
+  config: SluiceConfig;
+  /** a shared NATS connection (the harness); otherwise one is opened to config.nats.url and closed on stop */
+  nc?: NatsConnection;
+  logger?: Logger;
+  /** TLS material; default: read config.dataPlane.tls.certFile/keyFile (or plaintext when mode is disabled) */
+  tls?: DataPlaneOptions["tls"];
+  hooks?: DataPlaneHooks;
+  /** on-disk copy of the last snapshot; default none */
+  snapshotCacheFile?: string;
+}
+
+export interface DataPlaneNode {
+  config: SluiceConfig;
+  nc: NatsConnection;
+  proxy: DataPlane;
+  snapshots: KvSnapshotWatcher;
+  cancelRouter: NatsCancelRouter;
+  heartbeat: FleetHeartbeat;
+  /** where clients connect */
+  host: string;
+  port: number;
+  httpPort: number | null;
+  /** leave the fleet, wait up to graceMs for sessions to end, then stop everything this node started */
+  stop(graceMs?: number): Promise<void>;
+}
+
+function tlsFromConfig(cfg: SluiceConfig): DataPlaneOptions["tls"] {
+  const t = cfg.dataPlane.tls;
+  if (t.mode === "disabled") return "disabled";
+  if (!t.certFile || !t.keyFile) {
+    throw new SluiceError("invalid_argument", "dataPlane.tls.certFile and keyFile are required (or tls.mode: disabled for loopback development)");
+  }
+  try {
+    return { cert: readFileSync(t.certFile), key: readFileSync(t.keyFile) };
+  } catch (e) {
+    throw new SluiceError("invalid_argument", `cannot read TLS certificate or key: ${(e as Error).message}`);
+  }
+}
+
+export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataPlaneNode> {
+  const cfg = o.config;
+  const log = o.logger ?? createLogger({ level: cfg.logLevel, name: "data-plane" });
+  const tls = o.tls ?? tlsFromConfig(cfg);
+  const listen = parseHostPort(cfg.dataPlane.listen, "0.0.0.0");
+  const httpListen = parseHostPort(cfg.dataPlane.httpListen);
+  const ownNc = !o.nc;
+  // A node started while NATS is unreachable waits for it: it could record nothing (ack durability
+  // fails closed), so serving from the disk cache would only refuse. The cache bridges outages that
+  // begin while the node runs, and a missing snapshot bucket.
+  if (ownNc) log.info({ url: cfg.nats.url }, "connecting to NATS (waiting until it is reachable)");
+  const nc =
+    o.nc ??
+    (await connect({
+      servers: cfg.nats.url,
+      name: `sluice-data-plane ${cfg.region}/${cfg.node}`,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 1000,
+      waitOnFirstConnect: true,
+    }));
+  const stops: Array<() => Promise<unknown>> = [];
+  try {
+    const names = natsNames(cfg.nats.prefix);
+    await ensureSnapshotBucket(nc, names);
+    await ensureFleetBucket(nc, names, { fleetTtlMs: Math.max(30_000, cfg.dataPlane.heartbeatSeconds * 6000) });
+    await ensureAuditStream(nc, names);
+
+    const snapshots = startKvSnapshotWatcher({ nc, prefix: cfg.nats.prefix, cacheFile: o.snapshotCacheFile, logger: log });
+    stops.push(() => snapshots.stop());
+
+    const nodeNumber = nodeNumberFromId(cfg.node);
+    let proxy: DataPlane | undefined;
+    const cancelRouter = startNatsCancelRouter({
+      nc,
+      prefix: cfg.nats.prefix,
+      nodeId: nodeNumber,
+      cancelLocal: (k) => proxy?.cancelLocal(k),
+      logger: log,
+    });
+    stops.push(() => cancelRouter.stop());
+    await cancelRouter.ready();
+
+    const hooks = o.hooks ?? {};
+    // one key for the `hash` masking strategy and hashed audit parameters, so the two agree
+    const hashKey = hooks.maskingHashKey ?? randomBytes(32);
+    // session recording to SLUICE_AUDIT (durability ack|async, fail closed) unless a hook replaces it
+    let publisher: AuditPublisher | undefined;
+    if (!hooks.audit) {
+      const a = cfg.dataPlane.audit;
+      publisher = new AuditPublisher(nc, { durability: a.durability, bufferEvents: a.bufferEvents, logger: log });
+      const pub = publisher;
+      stops.push(() => pub.close(10_000));
+    }
+    const audit = hooks.audit ?? createAuditObserver({
+      publisher: publisher!,
+      names,
+      maxRowsPerStatement: cfg.dataPlane.audit.maxRowsPerStatement,
+      maxBytesPerStatement: cfg.dataPlane.audit.maxBytesPerStatement,
+      snapshots,
+      hashKey,
+      logger: log,
+    });
+    proxy = await startDataPlane({
+      snapshots,
+      host: listen.host,
+      port: listen.port,
+      httpPort: httpListen.port,
+      tls,
+      nodeId: cfg.node,
+      region: cfg.region,
+      nodeNumber,
+      // default: the real policy over the newest snapshot (the data plane's snapshotEnforcer)
+      enforcer: hooks.enforcer,
+      audit,
+      masker: hooks.masker,
+      maskingHashKey: hashKey,
+      // held statements go to the control plane over NATS; the approval events join the session's audit chain
+      approvals:
+        hooks.approvals ??
+        createNodeApprovalGate({ nc, names, snapshots, hashKey, logger: log, ...(hooks.audit ? {} : { observer: audit as AuditObserver }) }),
+      verify: hooks.verify,
+      resolveSecret: hooks.resolveSecret,
+      cancelRouter,
+      maxFrameBytes: cfg.dataPlane.maxFrameBytes,
+      logger: log,
+    });
+    const p = proxy;
+    stops.push(() => p.stop());
+
+    const heartbeat = startFleetHeartbeat({
+      nc,
+      prefix: cfg.nats.prefix,
+      region: cfg.region,
+      node: cfg.node,
+      everySeconds: cfg.dataPlane.heartbeatSeconds,
+      snapshotRevision: () => snapshots.revision(),
+      connections: () => {
+        const s = p.stats();
+        return s.sessions + s.connecting;
+      },
+      listen: `${listen.host}:${p.port}`,
+      logger: log,
+    });
+    stops.push(() => heartbeat.stop());
+
+    let stopping: Promise<void> | undefined;
+    return {
+      config: cfg,
+      nc,
+      proxy: p,
+      snapshots,
+      cancelRouter,
+      heartbeat,
+      host: listen.host === "0.0.0.0" ? "127.0.0.1" : listen.host,
+      port: p.port,
+      httpPort: p.httpPort,
+      stop(graceMs = 0) {
+        stopping ??= (async () => {
+          await heartbeat.stop();
+          const end = Date.now() + graceMs;
+          while (Date.now() < end && p.stats().sessions + p.stats().connecting > 0) {
+            await new Promise((r) => setTimeout(r, 100));
+          }
+          await p.stop();
+          // the sessions' last events (session.ended) are queued now: a clean stop publishes them all
+          await publisher?.close(10_000).catch((e: Error) => log.error({ err: e.message }, "audit events left unpublished at stop"));
+          await cancelRouter.stop();
+          await snapshots.stop();
+          if (ownNc) await nc.drain().catch(() => undefined);
+        })();
+        return stopping;
+      },
+    };
+  } catch (e) {
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+    if (ownNc) await nc.close().catch(() => undefined);
+    throw e;
+  }
+}
