@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { natsNames } from "@sluice/shared/nats";
+import { deleteAll, natsNames } from "@sluice/shared/nats";
 import type { PolicySnapshot } from "@sluice/shared/policy";
 import { startNatsServer } from "../../../bin/lib/dev-nats-server.js";
 import { startKvSnapshotWatcher } from "./kv-snapshot-watcher.js";
@@ -112,10 +112,14 @@ test("a restart while the bucket is unreachable serves the cached snapshot", asy
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const cacheFile = join(dir, "snapshot.json");
   const nc = await connect({ servers: "nats://127.0.0.1:4222" });
-  t.after(() => nc.close());
   const names = natsNames("t" + Math.random().toString(36).slice(2, 8));
+  // one hook, in this order: the watchers below may recreate the bucket after the test destroyed it,
+  // so delete whatever exists under the prefix, then close the connection
+  t.after(async () => {
+    await deleteAll(nc, names).catch(() => undefined);
+    await nc.close();
+  });
   const kv = await new Kvm(nc).create(names.snapshotBucket, { history: 5 });
-  t.after(() => kv.destroy().then(() => undefined, () => undefined));
   await kv.put(names.snapshotKey, JSON.stringify(snap(5)));
   const w1 = startKvSnapshotWatcher({ nc, prefix: names.prefix, cacheFile, retryMs: 100, pollMs: 0 });
   await w1.waitForRevision(5, 10_000);
