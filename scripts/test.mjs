@@ -1,16 +1,40 @@
 #!/usr/bin/env node
-// Runs every *.test.ts under the packages and test/ with node's built-in test runner (tsx loader).
-// Node 20 has no glob support in `--test`, so the files are listed here.
-// Usage: node scripts/test.mjs [--unit] [path-substring ...]
-import { readdirSync, statSync } from "node:fs";
+// `npm test`: the README's test command and exactly what .ci/run runs. Uses only node's built-ins
+// until the suite starts, so it works on a fresh clone: it first makes sure PostgreSQL, NATS and
+// pgbouncer are installed and running (scripts/ensure-services.sh), installs the npm dependencies
+// when node_modules is missing or older than the lockfile, and for the whole suite checks that the
+// generated proto code is current and that everything type-checks. Then it runs every *.test.ts
+// with node's built-in test runner (tsx loader); Node 20 has no glob support in `--test`, so the
+// files are listed here.
+// Usage: npm test [-- --unit] [-- path-substring ...]   (a subset skips the gen and type checks)
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { availableParallelism } from "node:os";
 
 const root = new URL("..", import.meta.url).pathname;
 const args = process.argv.slice(2);
 const unitOnly = args.includes("--unit");
 const filters = args.filter((a) => !a.startsWith("--"));
+
+/** Runs a set-up step in the foreground; a failed step ends the run with its exit code. */
+function step(what, cmd, cmdArgs) {
+  const r = spawnSync(cmd, cmdArgs, { stdio: "inherit", cwd: root });
+  if (r.status !== 0) {
+    console.error(`npm test: ${what} failed`);
+    process.exit(r.status ?? 1);
+  }
+}
+
+step("service set-up", "bash", ["scripts/ensure-services.sh"]);
+const installed = join(root, "node_modules", ".package-lock.json");
+if (!existsSync(installed) || statSync(join(root, "package-lock.json")).mtimeMs > statSync(installed).mtimeMs) {
+  step("npm ci", "npm", ["ci", "--no-audit", "--no-fund"]);
+}
+if (filters.length === 0 && !unitOnly) {
+  step("generated code check", process.execPath, ["scripts/gen-proto.mjs", "--check"]);
+  step("type check", process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json", "--noEmit"]);
+}
 
 function walk(dir, out) {
   for (const name of readdirSync(dir)) {
