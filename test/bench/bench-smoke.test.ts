@@ -32,6 +32,8 @@ test("the benchmark harness runs end to end and writes latest.json and latest.md
   assert.ok((s2.results["sluice-masked"]?.median ?? 0) > 0, "no masked sluice measurement in scenario 2");
   const s4 = report.scenarios.find((x) => x.id === "4")!;
   assert.ok(Object.keys(s4.results).length > 0, "the policy-cost micro-benchmark produced nothing");
+  const s5 = report.scenarios.find((x) => x.id === "5")!;
+  assert.ok(Object.keys(s5.results).length > 0, "no RSS measurement in scenario 5");
   const md = readFileSync(join(out, "latest.md"), "utf8");
   assert.match(md, /# sluice benchmark results/);
   assert.match(md, /pgbouncer-tls/);

@@ -8,12 +8,10 @@
  */
 import test from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type pg from "pg";
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { decodeEvent, type CloudEvent } from "@sluice/shared/events";
@@ -21,8 +19,7 @@ import type { SluiceError } from "@sluice/shared/errors";
 import { ApprovalServiceClient, type GetApprovalResponse } from "@sluice/proto";
 import { connectClient } from "../../bin/lib/grpc-client.js";
 import { startStack, type Stack } from "./harness.js";
-
-const root = fileURLToPath(new URL("../..", import.meta.url));
+import { runSluice, type CliResult } from "../lib/run-sluice.js";
 
 const POLICY = `
 policies:
@@ -46,26 +43,9 @@ policies:
     approval: { approvers: [dba], timeout: 2s }
 `;
 
-interface Cli {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-function sluice(args: string[], env: Record<string, string>): Promise<Cli> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(root, "bin/sluice.js"), ...args], {
-      cwd: root,
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+function sluice(args: string[], env: Record<string, string>): Promise<CliResult> {
+  return runSluice(args, env);
 }
 
 /** Collects the client's notices; `next()` resolves with the approval id of the next approval notice. */

@@ -6,36 +6,19 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { generateSigningKey, lastCheckpoint, signCheckpoint, checkpointHash, SEALED_STREAM, type AuditApi } from "@sluice/control-plane";
 import { startStack, type Stack } from "./harness.js";
+import { runSluice, type CliResult } from "../lib/run-sluice.js";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
-
-function sluice(stack: Stack, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(root, "bin/sluice.js"), ...args], {
-      cwd: root,
-      env: {
-        PATH: process.env.PATH ?? "",
-        HOME: process.env.HOME ?? "/tmp",
-        SLUICE_CONTEXT: join(tmpdir(), "sluice-no-context.json"),
-        SLUICE_CONTROL_PLANE: stack.controlPlane.grpcAddress,
-        SLUICE_TOKEN: stack.adminToken,
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+function sluice(stack: Stack, args: string[]): Promise<CliResult> {
+  return runSluice(args, {
+    SLUICE_CONTEXT: join(tmpdir(), "sluice-no-context.json"),
+    SLUICE_CONTROL_PLANE: stack.controlPlane.grpcAddress,
+    SLUICE_TOKEN: stack.adminToken,
   });
 }
 

@@ -5,36 +5,23 @@
  */
 import test from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { startTestControlPlane, bundleYaml, type TestControlPlane } from "../../control-plane/src/testing/test-control-plane.js";
+import { runSluice, type CliResult } from "../lib/run-sluice.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
-function sluice(h: TestControlPlane, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(root, "bin/sluice.js"), ...args], {
-      cwd: root,
-      env: {
-        PATH: process.env.PATH ?? "",
-        HOME: process.env.HOME ?? "/tmp",
-        SLUICE_CONTEXT: join(tmpdir(), "sluice-no-context.json"),
-        SLUICE_CONTROL_PLANE: h.address,
-        SLUICE_TOKEN: h.adminToken,
-        ...env,
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+function sluice(h: TestControlPlane, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runSluice(args, {
+    SLUICE_CONTEXT: join(tmpdir(), "sluice-no-context.json"),
+    SLUICE_CONTROL_PLANE: h.address,
+    SLUICE_TOKEN: h.adminToken,
+    ...env,
   });
 }
 
