@@ -67,7 +67,6 @@ interface SessionState {
   /** statements with a recorded allowed event and no completion yet */
   open: Set<number>;
   results: Map<number, ResultSet[]>;
-  capturedBytes: Map<number, number>;
 }
 
 const REDACTED = "[REDACTED]";
@@ -161,7 +160,7 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
     let s = sessions.get(c.sessionId);
     if (!s) {
       const rec = new SessionRecorder(o.publisher, { sessionId: c.sessionId, region: c.region, node: c.nodeId, names: o.names, now });
-      s = { rec, startedAt: now().getTime(), open: new Set(), results: new Map(), capturedBytes: new Map() };
+      s = { rec, startedAt: now().getTime(), open: new Set(), results: new Map() };
       sessions.set(c.sessionId, s);
     }
     return s;
@@ -211,7 +210,6 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
   const completion = (s: SessionState, session: SessionInfo, done: StatementCompletion) => {
     const seq = done.seq;
     s.open.delete(seq);
-    s.capturedBytes.delete(seq);
     const sets = s.results.get(seq);
     s.results.delete(seq);
     for (const rs of sets ?? []) {
@@ -306,7 +304,9 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
     resultRows(session, seq, fields, rows, masks) {
       const s = sessions.get(session.sessionId);
       if (!s || !s.open.has(seq) || o.maxRowsPerStatement <= 0) return;
-      let used = s.capturedBytes.get(seq) ?? 0;
+      // bytes already recorded for this statement: the byte cap spans its result sets
+      let used = 0;
+      for (const r of s.results.get(seq) ?? []) used += r.recordedBytes;
       const rs: ResultSet = {
         columns: fields.map((f: RowField, i) => {
           const col: ResultSet["columns"][number] = { name: f.name, typeOid: f.typeOid };
@@ -331,7 +331,6 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
         rs.recordedBytes += size;
         rs.values.push(vals.map((v, i) => renderValue(v, fields[i]?.format ?? 0)));
       }
-      s.capturedBytes.set(seq, used);
       const list = s.results.get(seq) ?? [];
       list.push(rs);
       s.results.set(seq, list);

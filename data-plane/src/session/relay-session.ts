@@ -30,7 +30,14 @@ import {
   decodeTarget,
   rowsFromTag,
 } from "../wire/decode.js";
-import { errorResponse, noticeResponse, parse as encodeParse, query as encodeQuery } from "../wire/encode.js";
+import {
+  describe as encodeDescribe,
+  errorResponse,
+  execute as encodeExecute,
+  noticeResponse,
+  parse as encodeParse,
+  query as encodeQuery,
+} from "../wire/encode.js";
 import type {
   ApprovalGate,
   AuditSink,
@@ -95,15 +102,6 @@ const CLOSE: Pending = { kind: K.Close };
 const SYNC: Pending = { kind: K.Sync };
 const DESCRIBE_S: Pending = { kind: K.DescribeS };
 const DESCRIBE_P: Pending = { kind: K.DescribeP };
-
-function encodeExecute(portal: string): Buffer {
-  const n = Buffer.byteLength(portal);
-  const b = Buffer.alloc(5 + n + 1 + 4);
-  b[0] = F.Execute;
-  b.writeInt32BE(b.length - 1, 1);
-  b.write(portal, 5, "utf8");
-  return b;
-}
 
 interface Pending {
   kind: K;
@@ -348,9 +346,7 @@ export class RelaySession {
       case F.Bind: {
         if (this.needParams) {
           const b = decodeBind(f);
-          const params: BoundParam[] | undefined = this.needParams
-            ? b.params.map((v, i) => ({ format: b.paramFormats[i] === 1 ? "binary" : "text", value: v }))
-            : undefined;
+          const params: BoundParam[] = b.params.map((v, i) => ({ format: b.paramFormats[i] === 1 ? "binary" : "text", value: v }));
           this.portals.set(b.portal, { statement: b.statement, params });
         } else {
           // the portal → statement link is all Execute needs
@@ -463,11 +459,7 @@ export class RelaySession {
       const mask = this.maskActive();
       if (mask) {
         // make the upstream describe the portal so the rows can be matched to columns; the answer is swallowed
-        const d = Buffer.alloc(6 + Buffer.byteLength(portalName) + 1);
-        d[0] = F.Describe;
-        d.writeInt32BE(d.length - 1, 1);
-        d[5] = 0x50; /* P */
-        d.write(portalName, 6, "utf8");
+        const d = encodeDescribe("P", portalName);
         this.push({ kind: K.InjectedDescribe, name: portalName });
         this.toUpstream.push(d);
       }
@@ -597,7 +589,7 @@ export class RelaySession {
       case B.CommandComplete:
       case B.EmptyQueryResponse:
       case B.PortalSuspended:
-        return this.needTags || this.captureCap > 0 || this.peek()?.mask === true ? Mode.Whole : this.completeCounting(code);
+        return this.needTags || this.captureCap > 0 || this.peek()?.mask === true ? Mode.Whole : this.completeCounting();
       case B.ParseComplete:
       case B.BindComplete:
       case B.CloseComplete:
@@ -625,10 +617,9 @@ export class RelaySession {
   }
 
   /** CommandComplete without decoding: only pop the Execute it ends */
-  private completeCounting(code: number): Mode {
+  private completeCounting(): Mode {
     const p = this.peek();
     if (p?.kind === K.Execute) this.pop();
-    void code;
     return Mode.Pass;
   }
 

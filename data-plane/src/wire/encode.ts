@@ -91,6 +91,16 @@ export function parse(name: string, sql: string): Buffer {
 }
 
 /** (F) Sync */
+/** Describe (F) of a prepared statement ('S') or portal ('P'). */
+export function describe(kind: "S" | "P", name: string): Buffer {
+  return frame(F.Describe, Buffer.concat([Buffer.from(kind, "latin1"), cstr(name)]));
+}
+
+/** Execute (F) of a portal with no row limit. */
+export function execute(portal: string): Buffer {
+  return frame(F.Execute, Buffer.concat([cstr(portal), int32(0)]));
+}
+
 export function sync(): Buffer {
   return frame(F.Sync, Buffer.alloc(0));
 }
