@@ -16,13 +16,14 @@ test("the benchmark harness runs end to end and writes latest.json and latest.md
   assert.equal(r.status, 0, r.stderr.split("\n").slice(-8).join("\n"));
   const report = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as {
     scenarios: Array<{ id: string; results: Record<string, { median: number; n: number }> }>;
+    notes: string[];
   };
   const ids = report.scenarios.map((s) => s.id);
   for (const id of ["1-extended", "1-simple", "2", "3", "4", "5"]) assert.ok(ids.includes(id), `scenario ${id} missing`);
   for (const s of report.scenarios.filter((x) => ["1-extended", "1-simple", "2", "3"].includes(x.id))) {
     for (const target of ["direct", "pgbouncer-tls"]) {
       const v = s.results[target];
-      assert.ok(v && v.n >= 1 && v.median > 0, `scenario ${s.id} has no measurement for ${target}`);
+      assert.ok(v && v.n >= 1 && v.median > 0, `scenario ${s.id} has no measurement for ${target}; harness notes: ${report.notes.join("; ")}`);
     }
   }
   // sluice itself must have been measured through the harness (numbers, never thresholds)

@@ -19,7 +19,7 @@ import { cpus, totalmem } from "node:os";
 import { startPgCluster } from "../lib/pg-cluster.js";
 import { selfSignedCert } from "../lib/self-signed.js";
 import { startPgBouncer, type PgBouncer } from "./lib/pgbouncer.js";
-import { pgbench, bigResult, connectLatencies, openIdle, rssMb, type Target } from "./lib/clients.js";
+import { pgbenchWithRetry, bigResult, connectLatencies, openIdle, rssMb, type Target } from "./lib/clients.js";
 import { summarize, ratio, percentile, type Summary } from "./lib/stats.js";
 import { startSluiceNode, type SluiceNode } from "./lib/sluice-node.js";
 import { renderMarkdown } from "./lib/report.js";
@@ -108,7 +108,7 @@ async function main() {
           for (const t of targets) {
             log(`1/${mode} rep ${r + 1}: ${t.name}`);
             try {
-              const res = await pgbench(t, { mode, clients: 8, seconds });
+              const res = await pgbenchWithRetry(t, { mode, clients: 8, seconds }, (n) => notes.push(`1/${mode} ${n}`));
               (tps[t.name] ??= []).push(res.tps);
               (lat[t.name] ??= []).push(res.latencyMs);
             } catch (e) {
@@ -166,7 +166,7 @@ async function main() {
         for (const t of targets) {
           log(`3 rep ${r + 1}: ${t.name}`);
           try {
-            const res = await pgbench(t, { mode: "simple", clients: 4, seconds, connectPerTx: true });
+            const res = await pgbenchWithRetry(t, { mode: "simple", clients: 4, seconds, connectPerTx: true }, (n) => notes.push(`3 ${n}`));
             (cps[t.name] ??= []).push(res.tps);
             (lats[t.name] ??= []).push(...(await connectLatencies(t, smoke ? 10 : 100)));
           } catch (e) {

@@ -40,7 +40,21 @@ export async function pgbench(t: Target, o: { mode: "simple" | "extended" | "pre
     ?? /tps = ([\d.]+)/.exec(r.stdout);
   const lat = /latency average = ([\d.]+) ms/.exec(r.stdout);
   const failed = /number of failed transactions: (\d+)/.exec(r.stdout);
-  return { tps: Number(tps?.[1] ?? NaN), latencyMs: Number(lat?.[1] ?? NaN), failed: Number(failed?.[1] ?? 0) };
+  if (!tps) throw new Error(`pgbench against ${t.name} printed no TPS: ${r.stdout.trim().split("\n").slice(-2).join(" | ")}`);
+  return { tps: Number(tps[1]), latencyMs: Number(lat?.[1] ?? NaN), failed: Number(failed?.[1] ?? 0) };
+}
+
+/**
+ * pgbench, run once more when a run fails outright (a client aborted on a loaded machine, say): the
+ * failure is reported through `note` so the results say it happened, and a second failure throws.
+ */
+export async function pgbenchWithRetry(t: Target, o: Parameters<typeof pgbench>[1], note: (s: string) => void): Promise<PgbenchResult> {
+  try {
+    return await pgbench(t, o);
+  } catch (e) {
+    note(`${(e as Error).message.split("\n")[0]} (ran again)`);
+    return await pgbench(t, o);
+  }
 }
 
 /** Runs one query through psql, discarding the output but counting its bytes; returns MB/s of result text. */
