@@ -8,7 +8,8 @@
  * test/bench/results/latest.json and latest.md. Never part of the pass/fail of the suite (a smoke run
  * of this same harness is: `--smoke`).
  *
- * Flags: --smoke (tiny scale, 1 s runs, 1 repetition), --out DIR, --only 1,2,3,4,5, --repeat N, --seconds S
+ * Flags: --smoke (tiny scale, 1 s runs, 1 repetition), --out DIR, --only 1,2,3,4,5, --repeat N, --seconds S,
+ * --targets a,b (run only these targets, e.g. `sluice-async`: for profiling one of them; no ratio is complete then)
  */
 import { parseArgs } from "node:util";
 import { execFileSync, spawnSync } from "node:child_process";
@@ -22,6 +23,7 @@ import { startPgBouncer, type PgBouncer } from "./lib/pgbouncer.js";
 import { pgbenchWithRetry, bigResult, connectLatencies, openIdle, rssMb, type Target } from "./lib/clients.js";
 import { summarize, ratio, percentile, type Summary } from "./lib/stats.js";
 import { startSluiceNode, type SluiceNode } from "./lib/sluice-node.js";
+import { pidsNamed, totalCpuSeconds } from "./lib/cpu.js";
 import { renderMarkdown } from "./lib/report.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -32,6 +34,7 @@ const { values: flags } = parseArgs({
     only: { type: "string" },
     repeat: { type: "string" },
     seconds: { type: "string" },
+    targets: { type: "string" },
   },
 });
 const smoke = flags.smoke!;
@@ -42,6 +45,8 @@ const seconds = Number(flags.seconds ?? (smoke ? 1 : 10));
 const scale = smoke ? 1 : 10;
 const rowsForBig = smoke ? 20_000 : 1_000_000;
 const idleSessions = smoke ? 20 : 1000;
+const onlyTargets = flags.targets ? new Set(flags.targets.split(",").map((s) => s.trim())) : undefined;
+const wanted = <T extends { name: string }>(ts: T[]): T[] => (onlyTargets ? ts.filter((t) => onlyTargets.has(t.name)) : ts);
 
 export interface ScenarioResult {
   id: string;
@@ -74,8 +79,8 @@ async function main() {
     cleanup.push(() => pgbTls.stop());
     const pgbPlain: PgBouncer = await startPgBouncer({ upstreamPort: cluster.port, database: db });
     cleanup.push(() => pgbPlain.stop());
-    const bouncerTls: Target = { name: "pgbouncer-tls", env: { ...direct.env, PGPORT: String(pgbTls.port), PGSSLMODE: "require" } };
-    const bouncerPlain: Target = { name: "pgbouncer-plain", env: { ...direct.env, PGPORT: String(pgbPlain.port) } };
+    const bouncerTls: Target = { name: "pgbouncer-tls", env: { ...direct.env, PGPORT: String(pgbTls.port), PGSSLMODE: "require" }, pid: () => pgbTls.pid() };
+    const bouncerPlain: Target = { name: "pgbouncer-plain", env: { ...direct.env, PGPORT: String(pgbPlain.port) }, pid: () => pgbPlain.pid() };
 
     const sluiceNodes: Record<string, SluiceNode | undefined> = {};
     for (const [name, o] of [
@@ -101,23 +106,37 @@ async function main() {
     // 1. pgbench -S, 8 clients, extended and simple protocol
     if (only.has("1")) {
       for (const mode of ["extended", "simple"] as const) {
-        const targets = [direct, bouncerTls, bouncerPlain, ...sluice("sluice-ack"), ...sluice("sluice-async")];
+        const targets = wanted([direct, bouncerTls, bouncerPlain, ...sluice("sluice-ack"), ...sluice("sluice-async")]);
         const tps: Record<string, number[]> = {};
         const lat: Record<string, number[]> = {};
+        // CPU per transaction of the proxy process and of nats-server (the audit stream's cost shows there)
+        const proxyCpu: Record<string, number[]> = {};
+        const natsCpu: Record<string, number[]> = {};
+        const natsPids = pidsNamed("nats-server");
         for (let r = 0; r < repeat; r++) {
           for (const t of targets) {
             log(`1/${mode} rep ${r + 1}: ${t.name}`);
             try {
+              const proxyPid = t.pid?.();
+              const cpu0 = [proxyPid ? totalCpuSeconds([proxyPid]) : NaN, totalCpuSeconds(natsPids)];
               const res = await pgbenchWithRetry(t, { mode, clients: 8, seconds }, (n) => notes.push(`1/${mode} ${n}`));
+              const cpu1 = [proxyPid ? totalCpuSeconds([proxyPid]) : NaN, totalCpuSeconds(natsPids)];
               (tps[t.name] ??= []).push(res.tps);
               (lat[t.name] ??= []).push(res.latencyMs);
+              (proxyCpu[t.name] ??= []).push(((cpu1[0]! - cpu0[0]!) * 1e6) / res.transactions);
+              (natsCpu[t.name] ??= []).push(((cpu1[1]! - cpu0[1]!) * 1e6) / res.transactions);
             } catch (e) {
               notes.push(`1/${mode} ${t.name}: ${(e as Error).message.split("\n")[0]}`);
             }
           }
         }
         const s: ScenarioResult = { id: `1-${mode}`, title: `pgbench -S -M ${mode}, 8 clients: TPS`, unit: "tps", results: {}, ratios: {}, notes: [] };
-        for (const [k, v] of Object.entries(tps)) s.results[k] = { ...summarize(v), extra: { latencyMsMedian: percentile(lat[k]!, 50) } };
+        for (const [k, v] of Object.entries(tps)) {
+          s.results[k] = {
+            ...summarize(v),
+            extra: { latencyMsMedian: percentile(lat[k]!, 50), proxyCpuUsPerTx: percentile(proxyCpu[k]!, 50), natsCpuUsPerTx: percentile(natsCpu[k]!, 50) },
+          };
+        }
         for (const sl of ["sluice-ack", "sluice-async"]) {
           if (!s.results[sl]) continue;
           s.ratios[`${sl}/direct`] = ratio(s.results[sl]!.median, s.results.direct?.median ?? NaN);
@@ -131,7 +150,7 @@ async function main() {
     const rssDuringBig: Record<string, number> = {};
     if (only.has("2")) {
       const sql = `SELECT * FROM pgbench_accounts${smoke ? ` LIMIT ${rowsForBig}` : ""}`;
-      const targets = [direct, bouncerTls, ...sluice(plainName), ...sluice("sluice-masked")];
+      const targets = wanted([direct, bouncerTls, ...sluice(plainName), ...sluice("sluice-masked")]);
       const mbps: Record<string, number[]> = {};
       for (let r = 0; r < repeat; r++) {
         for (const t of targets) {
@@ -159,7 +178,7 @@ async function main() {
 
     // 3. Connection set-up: connections/s (pgbench -C) and per-connection latency p50/p99
     if (only.has("3")) {
-      const targets = [direct, bouncerTls, ...sluice(plainName)];
+      const targets = wanted([direct, bouncerTls, ...sluice(plainName)]);
       const cps: Record<string, number[]> = {};
       const lats: Record<string, number[]> = {};
       for (let r = 0; r < repeat; r++) {

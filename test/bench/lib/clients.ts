@@ -10,6 +10,8 @@ export interface Target {
   name: string;
   /** libpq environment: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD?, PGSSLMODE */
   env: Record<string, string>;
+  /** the proxy's own process, when there is one (pgbouncer, a sluice node), for its CPU per transaction */
+  pid?: () => number | undefined;
 }
 
 function run(cmd: string, args: string[], env: Record<string, string>, sink?: (chunk: Buffer) => void): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -26,6 +28,8 @@ function run(cmd: string, args: string[], env: Record<string, string>, sink?: (c
 
 export interface PgbenchResult {
   tps: number;
+  /** transactions actually processed */
+  transactions: number;
   latencyMs: number;
   failed: number;
 }
@@ -40,8 +44,9 @@ export async function pgbench(t: Target, o: { mode: "simple" | "extended" | "pre
     ?? /tps = ([\d.]+)/.exec(r.stdout);
   const lat = /latency average = ([\d.]+) ms/.exec(r.stdout);
   const failed = /number of failed transactions: (\d+)/.exec(r.stdout);
+  const done = /number of transactions actually processed: (\d+)/.exec(r.stdout);
   if (!tps) throw new Error(`pgbench against ${t.name} printed no TPS: ${r.stdout.trim().split("\n").slice(-2).join(" | ")}`);
-  return { tps: Number(tps[1]), latencyMs: Number(lat?.[1] ?? NaN), failed: Number(failed?.[1] ?? 0) };
+  return { tps: Number(tps[1]), transactions: Number(done?.[1] ?? NaN), latencyMs: Number(lat?.[1] ?? NaN), failed: Number(failed?.[1] ?? 0) };
 }
 
 /**

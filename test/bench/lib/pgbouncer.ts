@@ -3,7 +3,7 @@
  * in front of a given Postgres. pgbouncer refuses to run as root, so it runs as `postgres` then.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { chownSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, chmodSync } from "node:fs";
+import { chownSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, chmodSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:net";
@@ -11,6 +11,8 @@ import { freePort } from "../../lib/free-port.js";
 
 export interface PgBouncer {
   port: number;
+  /** pgbouncer's own pid (from its pidfile: under runuser the child is runuser) */
+  pid(): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -84,6 +86,13 @@ export async function startPgBouncer(opts: {
   await waitForPort(port, 10_000);
   return {
     port,
+    pid() {
+      try {
+        return Number(readFileSync(join(dir, "pgbouncer.pid"), "utf8").trim()) || undefined;
+      } catch {
+        return undefined;
+      }
+    },
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once("exit", r));

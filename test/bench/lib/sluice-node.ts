@@ -56,6 +56,7 @@ export async function startSluiceNode(o: SluiceNodeOptions): Promise<SluiceNode>
     pid: child.pid!,
     target: (name) => ({
       name,
+      pid: () => child.pid,
       env: { PGHOST: "127.0.0.1", PGPORT: String(port), PGUSER: "bench-pipeline", PGDATABASE: o.database, PGPASSWORD: token, PGSSLMODE: "require" },
     }),
     async stop() {
