@@ -10,7 +10,7 @@ export { snapshotEnforcer } from "./session/snapshot-enforcer.js";
 export { startKvSnapshotWatcher, parseSnapshot, staticSnapshotSource, type KvSnapshotWatcher, type KvSnapshotWatcherOptions, type SnapshotWatcherStatus } from "./snapshot/index.js";
 export { startFleetHeartbeat, readFleet, dataPlaneVersion, type FleetHeartbeat, type FleetHeartbeatOptions, type FleetBeat, type FleetMember } from "./fleet/index.js";
 export { startNatsCancelRouter, encodeCancelKey, decodeCancelKey, type NatsCancelRouter, type NatsCancelRouterOptions, type LocalCancelKey } from "./cancel-router.js";
-export { AuditPublisher, createAuditObserver, type AuditObserver, type AuditObserverOptions, type AuditDurability } from "./recorder/index.js";
+export { AuditPublisher, SessionRecorder, createAuditObserver, type AuditObserver, type AuditObserverOptions, type AuditDurability } from "./recorder/index.js";
 // masking (issue 6): the session's ResultMasker over bundle rules + side-connection catalog; startDataPlane wires it by default
 export { createResultMasker, type SluiceResultMasker, type ResultMaskerOptions } from "./masking/result-masker.js";
 export { createPgCatalog, pgCatalogConnector, type PgCatalog, type PgCatalogOptions } from "./catalog/pg-catalog.js";

@@ -136,6 +136,9 @@ export class AuditPublisher {
   private readonly lanes = new Map<string, Lane>();
   /** lanes with queued events and nothing in flight */
   private readonly ready = new Set<Lane>();
+  /** lanes with a waiting gate, dispatched together at the end of this loop turn (dispatchSoon) */
+  private readonly soon = new Set<Lane>();
+  private soonScheduled = false;
   private readonly waiters: Waiter[] = [];
   private readonly flushWaiters: Array<() => void> = [];
   private readonly opts: Required<Omit<AuditPublisherOptions, "logger">>;
@@ -204,14 +207,19 @@ export class AuditPublisher {
    * stay queued either way, since the chain is already committed to them. Otherwise returns undefined.
    */
   enqueue(subject: string, events: readonly CloudEvent[], mode: AdmitMode, encoded?: readonly Uint8Array[]): Promise<void> | undefined {
+    // `encoded[i]`: the bytes of events[i] when the caller already has them (HashChain.linkEncoded)
+    return this.enqueueEncoded(subject, events.map((e, i) => ({ id: e.id, bytes: encoded?.[i] ?? encodeEvent(e) })), mode);
+  }
+
+  /** `enqueue` for events already serialized (HashChain.linkCanonical): `id` is the event id (Nats-Msg-Id). */
+  enqueueEncoded(subject: string, events: ReadonlyArray<{ readonly id: string; readonly bytes: Uint8Array }>, mode: AdmitMode): Promise<void> | undefined {
     this.assertCapacity(events.length, mode);
     let lane = this.lanes.get(subject);
     if (!lane) {
       lane = { subject, queue: [], inflight: null };
       this.lanes.set(subject, lane);
     }
-    // `encoded[i]`: the bytes of events[i] when the caller already has them (HashChain.linkEncoded)
-    for (let i = 0; i < events.length; i++) lane.queue.push({ id: events[i]!.id, bytes: encoded?.[i] ?? encodeEvent(events[i]!) });
+    for (let i = 0; i < events.length; i++) lane.queue.push({ id: events[i]!.id, bytes: events[i]!.bytes });
     this.pendingCount += events.length;
     let done: Promise<void> | undefined;
     if (mode === "gate" && this.durability === "ack") {
@@ -224,8 +232,9 @@ export class AuditPublisher {
     }
     if (!lane.inflight) {
       this.ready.add(lane);
-      // a gating event goes out now (its session waits on it); others linger to share a batch
-      if (done && this.state === "up") this.dispatch(lane);
+      // a gating event goes out in this turn of the event loop (its session waits on it); others
+      // linger to share a batch
+      if (done && this.state === "up") this.dispatchSoon(lane);
       else this.schedulePump(this.state === "up" ? this.opts.lingerMs : Math.max(0, this.retryAt - Date.now()));
     }
     return done;
@@ -348,6 +357,27 @@ export class AuditPublisher {
     for (const lane of [...this.ready]) this.dispatch(lane);
   }
 
+  /**
+   * Dispatches `lane` at the end of this turn of the event loop (setImmediate), together with every
+   * other lane whose gate arrived in the same turn. nats.js writes its outbound buffer once per
+   * microtask checkpoint, and each client socket's data is its own callback with its own checkpoint:
+   * dispatching at once costs one socket write (and one wake-up of nats-server) per statement, while
+   * gates of all sessions that became readable together now share one. The delay is the rest of the
+   * current loop turn, not a timer.
+   */
+  private dispatchSoon(lane: Lane): void {
+    this.soon.add(lane);
+    if (this.soonScheduled) return;
+    this.soonScheduled = true;
+    setImmediate(() => {
+      this.soonScheduled = false;
+      const lanes = [...this.soon];
+      this.soon.clear();
+      // down: the lanes stay `ready` and the pump's retry sends them; closed: nothing goes out
+      if (this.state === "up") for (const l of lanes) this.dispatch(l);
+    });
+  }
+
   private dispatch(lane: Lane): void {
     this.ready.delete(lane);
     if (lane.inflight || lane.queue.length === 0) return;
@@ -460,7 +490,7 @@ export class AuditPublisher {
       this.markUp();
       if (lane.queue.length > 0) {
         // events queued while the batch was in flight; a waiting gate goes now, others may linger
-        if (lane.queue.some((p) => p.waiter)) this.dispatch(lane);
+        if (lane.queue.some((p) => p.waiter)) this.dispatchSoon(lane);
         else {
           this.ready.add(lane);
           this.schedulePump(this.opts.lingerMs);

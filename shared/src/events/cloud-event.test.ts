@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { canonicalJson } from "./canonical-json.js";
 import { HashChain, makeEvent, verifyChain, hashEvent, chunkString, decodeEvent } from "./cloud-event.js";
 import { uuidv7, uuidv7Time } from "./uuid-v7.js";
@@ -77,4 +78,34 @@ test("linkEncoded stamps the chain like link and its bytes decode to the linked 
   }
   assert.equal(verifyChain(decoded), undefined);
   assert.equal(b.lastHash, a.lastHash);
+});
+
+test("linkCanonical writes exactly the bytes linkEncoded writes for the same event, and chains the same", () => {
+  const json = fc.jsonValue({ maxDepth: 3 });
+  const text = fc.string({ unit: "binary", maxLength: 12 });
+  fc.assert(
+    fc.property(
+      fc.array(fc.record({ data: json, source: text, subject: text, type: text, ms: fc.integer({ min: 0, max: 4_102_444_800_000 }), policyRev: fc.option(fc.integer({ min: 0, max: 2 ** 40 }), { nil: undefined }) }), { minLength: 1, maxLength: 4 }),
+      (evs) => {
+        const a = new HashChain();
+        const b = new HashChain();
+        for (const e of evs) {
+          const time = new Date(e.ms);
+          const id = uuidv7(e.ms);
+          const ev = makeEvent({ source: e.source, type: e.type, subject: e.subject, time, id, data: e.data, policyRev: e.policyRev });
+          const expected = Buffer.from(a.linkEncoded(ev));
+          const got = b.linkCanonical(
+            { id, time: time.toISOString(), policyRev: e.policyRev, sourceJson: JSON.stringify(e.source), subjectJson: JSON.stringify(e.subject), typeJson: JSON.stringify(e.type) },
+            canonicalJson(e.data),
+          );
+          assert.equal(Buffer.from(got.bytes).toString("utf8"), expected.toString("utf8"));
+          assert.equal(got.hash, ev.sluicehash);
+          assert.equal(got.seq, ev.sluicesessionseq);
+        }
+        assert.equal(b.lastHash, a.lastHash);
+        assert.equal(b.lastSeq, a.lastSeq);
+      },
+    ),
+    { numRuns: 300 },
+  );
 });

@@ -73,6 +73,28 @@ export function hashEvent(ev: CloudEvent): string {
 }
 
 /**
+ * The envelope of an event for HashChain.linkCanonical. `sourceJson`, `subjectJson` and `typeJson`
+ * are JSON string literals (quoted and escaped, e.g. from JSON.stringify) because they are the same
+ * for every event of a session or type and are escaped once, not per event.
+ */
+export interface CanonicalEnvelope {
+  id: string;
+  /** ISO 8601 */
+  time: string;
+  policyRev?: number;
+  sourceJson: string;
+  subjectJson: string;
+  typeJson: string;
+}
+
+export interface LinkedEvent {
+  seq: number;
+  hash: string;
+  /** the event's JSON (structured mode), `sluicehash` included */
+  bytes: Uint8Array;
+}
+
+/**
  * A per-session hash chain. Pure apart from hashing: each `link` stamps seq, prevhash and hash.
  */
 export class HashChain {
@@ -95,6 +117,27 @@ export class HashChain {
     const text = this.linkText(ev);
     // `text` is a non-empty object ("{…}"), so the hash goes in before its closing brace
     return Buffer.from(`${text.slice(0, -1)},"sluicehash":"${ev.sluicehash!}"}`, "utf8");
+  }
+  /**
+   * Links an event given as its envelope and the canonical JSON text of its data, without building
+   * the event object: the envelope's canonical text is written directly, members in RFC 8785 order.
+   * The audit hot path serializes each payload exactly once this way, and that one text serves the
+   * size check, the hash and the wire. Equal, byte for byte, to `linkEncoded` of the same event (a
+   * property test holds it to that).
+   */
+  linkCanonical(env: CanonicalEnvelope, dataText: string): LinkedEvent {
+    if (env.policyRev !== undefined && !Number.isFinite(env.policyRev)) throw new TypeError("canonicalJson: non-finite number");
+    this.seq += 1;
+    // RFC 8785 member order: data, datacontenttype, id, sluicepolicyrev, sluiceprevhash,
+    // sluicesessionseq, source, specversion, subject, time, type
+    const text =
+      `{"data":${dataText},"datacontenttype":"application/json","id":${JSON.stringify(env.id)},` +
+      (env.policyRev === undefined ? "" : `"sluicepolicyrev":${JSON.stringify(env.policyRev)},`) +
+      `"sluiceprevhash":"${this.prev}","sluicesessionseq":${this.seq},"source":${env.sourceJson},` +
+      `"specversion":"1.0","subject":${env.subjectJson},"time":${JSON.stringify(env.time)},"type":${env.typeJson}}`;
+    const hash = sha256Hex(text);
+    this.prev = hash;
+    return { seq: this.seq, hash, bytes: Buffer.from(`${text.slice(0, -1)},"sluicehash":"${hash}"}`, "utf8") };
   }
   /** stamps seq, prevhash and hash; returns the canonical text of the event without its hash */
   private linkText<D>(ev: CloudEvent<D>): string {
