@@ -15,6 +15,7 @@ import {
   type ValueMatch,
 } from "./classifiers.js";
 import type { OutputLineage, SourceColumn } from "./lineage.js";
+import { compileFastOps, type FastOps } from "./fast-mask.js";
 import { canonicalTypeName, codecFor, type FieldCodec } from "./type-codecs.js";
 
 interface ColumnRule {
@@ -153,6 +154,8 @@ export interface MaskPlanData {
   /** result format per field: 0 text, 1 binary */
   readonly formats: readonly number[];
   readonly hashKey: Buffer;
+  /** byte-level fast path per field (decided once per plan, not per row) */
+  readonly fast: FastOps;
 }
 
 function ruleFor(c: CompiledMasking, schema: string | undefined, table: string | undefined, column: string): ColumnRule | undefined {
@@ -262,7 +265,8 @@ export function planMask(c: CompiledMasking, fields: readonly FieldFacts[]): Mas
     masks.push(m);
   });
   if (masks.length === 0) return null;
-  return { fieldCount: fields.length, byIndex, masks, formats: fields.map((f) => f.format), hashKey: c.hashKey };
+  const formats = fields.map((f) => f.format);
+  return { fieldCount: fields.length, byIndex, masks, formats, hashKey: c.hashKey, fast: compileFastOps(fields.length, byIndex, formats) };
 }
 
 /** What a plan masks, for events and logs: rule, column and classifiers, never a value. */

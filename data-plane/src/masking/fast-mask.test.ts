@@ -1,0 +1,119 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { MASK_STRATEGIES, type MaskStrategy } from "@sluice/shared/policy";
+import { decodeDataRow, encodeDataRow, maskDataRowFrame } from "./data-row.js";
+import { applyPartial, Op, PARTIAL_SLOW, partialPlan } from "./fast-mask.js";
+import { compileMasking, planMask, type FieldFacts, type MaskPlanData } from "./mask-rules.js";
+import { guessKind, partialMask } from "./mask-strategies.js";
+import { maskFieldBytes } from "./mask-value.js";
+
+const KEY = Buffer.from("test-hash-key-0123456789abcdef");
+
+/** The behaviour before the fast path: decode every field, mask each through the string path, re-encode. */
+function reference(plan: MaskPlanData, frame: Buffer): Buffer {
+  const values = decodeDataRow(frame).map((v, i) => {
+    const m = plan.byIndex[i];
+    if (!m || v === null) return v;
+    return maskFieldBytes(m, v, plan.formats[i] ?? 0, plan.hashKey) ?? v;
+  });
+  return encodeDataRow(values);
+}
+
+const field = (name: string, typeOid: number): FieldFacts => ({
+  name,
+  typeOid,
+  format: 0,
+  origins: [{ schema: "public", table: "t", column: name }],
+  lineage: { name, sources: [], unknown: false },
+});
+
+// values that sit on the edges of guessKind's shapes: every one must give what the string path gives
+const tricky = fc.oneof(
+  fc.string({ unit: fc.constantFrom(..." aZ09-@.*_\tAKIASeyJ"), maxLength: 30 }),
+  fc.string({ maxLength: 40 }),
+  fc.string({ unit: "binary", maxLength: 20 }),
+  fc.emailAddress(),
+  fc.constantFrom(
+    "",
+    " ".repeat(84),
+    "4111 1111 1111 1111",
+    "123-45-6789",
+    "DE89 3704 0044 0532 0130 00",
+    "AKIAIOSFODNN7EXAMPLE",
+    "ASIAIOSFODNN7EXAMPLE",
+    "AKIAIOSFODNN7EXAMPL",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+    "eyJhbGci",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+    "x-PRIVATE KEY----",
+    "abcdefghijklmnop",
+    "abcdefghijklmno",
+    "AB12",
+    "AB12 rest of it",
+    "Ünïcödé wörds",
+    "0",
+    "-42",
+    "[REDACTED]",
+  ),
+);
+
+test("property: partialPlan + applyPartial give exactly partialMask(guessKind) on every ASCII value it does not hand back", () => {
+  fc.assert(
+    fc.property(tricky, (s) => {
+      const b = Buffer.from(s, "utf8");
+      const hide = partialPlan(b, 0, b.length);
+      if (hide === PARTIAL_SLOW) return;
+      assert.ok(b.every((c) => c < 128), "only ASCII takes the fast path");
+      const expected = partialMask(s, guessKind(s));
+      assert.equal(guessKind(s), "generic");
+      applyPartial(b, 0, b.length, hide);
+      assert.equal(b.toString("latin1"), expected);
+      assert.equal(hide === 0, expected === s, "hide 0 means unchanged");
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test("property: the DataRow fast path gives byte for byte what decode + string masking + encode gave, and reuses unchanged frames", () => {
+  const types = [25, 1042, 1043, 23, 20, 1700, 701, 1082];
+  fc.assert(
+    fc.property(
+      fc.constantFrom(...MASK_STRATEGIES),
+      fc.array(fc.tuple(fc.option(tricky, { nil: null, freq: 6 }), fc.boolean(), fc.constantFrom(...types)), { minLength: 1, maxLength: 7 }),
+      (strategy: MaskStrategy, cols) => {
+        const masked = cols.map(([, m], i) => (m ? `public.t.c${i}` : null)).filter((c): c is string => c !== null);
+        const c = compileMasking([{ resources: ["db"], columns: masked, strategy }], "db", KEY)!;
+        const plan = planMask(c, cols.map(([, , t], i) => field(`c${i}`, t)));
+        const frame = encodeDataRow(cols.map(([v]) => (v === null ? null : Buffer.from(v, "utf8"))));
+        if (!plan) return;
+        const before = Buffer.from(frame);
+        const got = maskDataRowFrame(plan, frame);
+        const want = reference(plan, frame);
+        assert.deepEqual(got, want);
+        assert.deepEqual(frame, before, "the input frame is never written to");
+        if (want.equals(frame)) assert.equal(got, frame, "an unchanged row is the same Buffer");
+      },
+    ),
+    { numRuns: 1500 },
+  );
+});
+
+test("the bench's shape: a partial char(84) and an int column take the fast path and an untouched row costs no copy", () => {
+  const c = compileMasking([{ resources: ["db"], columns: ["t.filler", "t.abalance"], strategy: "partial" }], "db", KEY)!;
+  const plan = planMask(c, [field("aid", 23), field("abalance", 23), field("filler", 1042)])!;
+  assert.deepEqual([...plan.fast.ops], [Op.None, Op.Const, Op.Partial]);
+  const clean = encodeDataRow([Buffer.from("7"), Buffer.from("0"), Buffer.from(" ".repeat(84))]);
+  assert.equal(maskDataRowFrame(plan, clean), clean);
+  const dirty = encodeDataRow([Buffer.from("7"), Buffer.from("-1234"), Buffer.from("note 42".padEnd(84))]);
+  assert.deepEqual(decodeDataRow(maskDataRowFrame(plan, dirty)).map((v) => v?.toString()), ["7", "0", "**** **".padEnd(84)]);
+});
+
+test("hash, binary and classifier fields keep the string path; a frame whose field runs past its end is refused", () => {
+  const c = compileMasking([{ resources: ["db"], columns: ["t.a"], strategy: "hash", classifiers: ["email"] }], "db", KEY)!;
+  const plan = planMask(c, [field("a", 25), { ...field("b", 25), format: 1 }, field("note", 25)])!;
+  assert.deepEqual([...plan.fast.ops], [Op.Slow, Op.Slow, Op.Slow]);
+  const bad = encodeDataRow([Buffer.from("x"), Buffer.from("y"), Buffer.from("z")]);
+  bad.writeInt32BE(50, bad.length - 5);
+  assert.throws(() => maskDataRowFrame(plan, bad), { code: "internal", message: /runs past the frame/ });
+});
