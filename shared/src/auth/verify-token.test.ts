@@ -6,7 +6,7 @@ import { SignJWT, exportJWK, exportSPKI, generateKeyPair, calculateJwkThumbprint
 import { SluiceError } from "../errors/index.js";
 import type { IssuerSpec } from "../policy/bundle.js";
 import { createDevIssuer, devIssuerSpec } from "./dev-issuer.js";
-import { JwksCache, verifyToken } from "./verify-token.js";
+import { JwksCache, VerifiedTokenCache, verifyToken } from "./verify-token.js";
 
 const ISS = "https://issuer.test";
 const AUD = "sluice";
@@ -206,4 +206,71 @@ test("a JWKS endpoint answering 500 or garbage fails closed", async (t) => {
   for (mode of ["500", "json", "html"]) {
     await rejectsWith(verifyToken(token, [remote], { jwksFetcher: new JwksCache() }), "jwks", token);
   }
+});
+
+/** A key resolver cache that counts full verifications (each resolves the issuer's keys once). */
+class CountingJwks extends JwksCache {
+  resolutions = 0;
+  override resolver(s: IssuerSpec) {
+    this.resolutions++;
+    return super.resolver(s);
+  }
+}
+
+test("verified-token cache: the same token against the same issuers is verified once", async () => {
+  const jwks = new CountingJwks();
+  const verifiedCache = new VerifiedTokenCache();
+  const issuers = [spec];
+  const token = await dev.mint({ sub: "ci-job", groups: ["ci"] });
+  const a = await verifyToken(token, issuers, { jwksFetcher: jwks, verifiedCache });
+  const b = await verifyToken(token, issuers, { jwksFetcher: jwks, verifiedCache });
+  assert.equal(jwks.resolutions, 1);
+  assert.deepEqual(b, a);
+  // each caller has its own copy
+  b.groups.push("admin");
+  (b.claims as Record<string, unknown>).extra = 1;
+  const c = await verifyToken(token, issuers, { jwksFetcher: jwks, verifiedCache });
+  assert.deepEqual(c.groups, ["ci"]);
+  assert.equal(c.claims.extra, undefined);
+  // a different token is verified on its own
+  await verifyToken(await dev.mint({ sub: "other-job" }), issuers, { jwksFetcher: jwks, verifiedCache });
+  assert.equal(jwks.resolutions, 2);
+});
+
+test("verified-token cache: a new issuer configuration (policy snapshot) verifies afresh", async () => {
+  const verifiedCache = new VerifiedTokenCache();
+  const token = await dev.mint({ sub: "ci-job" });
+  await verifyToken(token, [spec], { verifiedCache });
+  // the next snapshot wants another audience: the earlier success does not carry over
+  await rejectsWith(verifyToken(token, [{ ...spec, audience: "other" }], { verifiedCache }), "audience", token);
+});
+
+test("verified-token cache: never past the token's expiry, nor past maxAgeMs", async () => {
+  const jwks = new CountingJwks();
+  const verifiedCache = new VerifiedTokenCache({ maxAgeMs: 60_000 });
+  const issuers = [spec];
+  const t0 = new Date();
+  const token = await dev.mint({ sub: "ci-job", ttlSec: 600, now: t0 });
+  await verifyToken(token, issuers, { jwksFetcher: jwks, verifiedCache, now: t0 });
+  await verifyToken(token, issuers, { jwksFetcher: jwks, verifiedCache, now: new Date(t0.getTime() + 30_000) });
+  assert.equal(jwks.resolutions, 1);
+  // a minute later the signature is checked again
+  await verifyToken(token, issuers, { jwksFetcher: jwks, verifiedCache, now: new Date(t0.getTime() + 61_000) });
+  assert.equal(jwks.resolutions, 2);
+  // beyond exp + tolerance the cached success does not count: the token is expired
+  const short = await dev.mint({ sub: "ci-job", ttlSec: 5, now: t0 });
+  await verifyToken(short, issuers, { jwksFetcher: jwks, verifiedCache, now: t0 });
+  await rejectsWith(verifyToken(short, issuers, { jwksFetcher: jwks, verifiedCache, now: new Date(t0.getTime() + 36_000) }), "expired", short);
+});
+
+test("verified-token cache: failures are not kept, keys are hashes, size is bounded", async () => {
+  const verifiedCache = new VerifiedTokenCache({ maxEntries: 2 });
+  const forged = (await dev.mint({ sub: "x" })).replace(/\.[^.]+$/, ".AAAA");
+  await rejectsWith(verifyToken(forged, [spec], { verifiedCache }), "signature", forged);
+  await rejectsWith(verifyToken(forged, [spec], { verifiedCache }), "signature", forged);
+  assert.equal(verifiedCache.size, 0);
+  const tokens = await Promise.all(["a", "b", "c"].map((sub) => dev.mint({ sub })));
+  for (const t of tokens) await verifyToken(t, [spec], { verifiedCache });
+  assert.equal(verifiedCache.size, 2);
+  assert.ok(!VerifiedTokenCache.keyOf(tokens[0]!).includes(tokens[0]!.split(".")[1]!));
 });

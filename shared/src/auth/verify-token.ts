@@ -15,6 +15,7 @@ import {
   type JWTVerifyGetKey,
   type JSONWebKeySet,
 } from "jose";
+import { createHash } from "node:crypto";
 import { SluiceError } from "../errors/index.js";
 import type { IssuerSpec, Jwks } from "../policy/bundle.js";
 import { groupsFromClaims } from "./groups-from-claims.js";
@@ -119,6 +120,71 @@ export class JwksCache {
 
 const defaultCache = new JwksCache();
 
+export interface VerifiedTokenCacheOptions {
+  /** how long one verification is reused at most, expiry permitting (default 60 s) */
+  maxAgeMs?: number;
+  /** entries kept; the oldest goes first (default 1024) */
+  maxEntries?: number;
+}
+
+interface VerifiedEntry {
+  issuers: readonly IssuerSpec[];
+  result: VerifiedToken;
+  verifiedAt: number;
+  until: number;
+}
+
+/**
+ * Tokens that verified recently. A CI job presents the same token on each of its connections; the
+ * signature check (and its JWKS lookup) need not run again for each. An entry is used only
+ *   - for the very same issuer configuration it was verified against (the `issuers` array of one
+ *     policy snapshot: any policy change verifies afresh, including key, audience and group rules),
+ *   - before the token's `exp` (with the same clock tolerance) and at most `maxAgeMs` after the
+ *     full verification, so a key an issuer withdraws stops counting within that bound,
+ *   - never for a token that failed: only successes are kept, so nothing an unauthenticated client
+ *     sends can enter it.
+ * Entries are keyed by the token's SHA-256, so the cache holds no usable credential.
+ */
+export class VerifiedTokenCache {
+  private readonly entries = new Map<string, VerifiedEntry>();
+  private readonly maxAgeMs: number;
+  private readonly maxEntries: number;
+  constructor(opts: VerifiedTokenCacheOptions = {}) {
+    this.maxAgeMs = opts.maxAgeMs ?? 60_000;
+    this.maxEntries = opts.maxEntries ?? 1024;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  static keyOf(token: string): string {
+    return createHash("sha256").update(token).digest("base64url");
+  }
+
+  get(key: string, issuers: readonly IssuerSpec[], nowMs: number): VerifiedToken | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    // a clock that went back could put us before the token's nbf again: verify afresh
+    if (e.issuers !== issuers || nowMs >= e.until || nowMs < e.verifiedAt) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    // callers get their own copies: one session's handling never shows in another's identity
+    return { ...e.result, claims: { ...e.result.claims }, groups: [...e.result.groups] };
+  }
+
+  set(key: string, issuers: readonly IssuerSpec[], result: VerifiedToken, nowMs: number, clockToleranceSec: number): void {
+    let until = nowMs + this.maxAgeMs;
+    // jose treats the token as expired once now >= exp + tolerance
+    if (result.expiresAt !== undefined) until = Math.min(until, (result.expiresAt + clockToleranceSec) * 1000);
+    if (until <= nowMs) return;
+    this.entries.delete(key);
+    while (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(key, { issuers, result: { ...result, claims: { ...result.claims }, groups: [...result.groups] }, verifiedAt: nowMs, until });
+  }
+}
+
 export interface VerifyTokenOptions {
   /** evaluation time for exp/nbf (default: now) */
   now?: Date;
@@ -126,6 +192,8 @@ export interface VerifyTokenOptions {
   clockToleranceSec?: number;
   /** key resolver cache (default: one per process) */
   jwksFetcher?: JwksCache;
+  /** reuse recent successful verifications against the same `issuers` array (default: none) */
+  verifiedCache?: VerifiedTokenCache;
 }
 
 const MAX_TOKEN_LENGTH = 16 * 1024;
@@ -171,6 +239,18 @@ function reasonOf(err: unknown): AuthFailureReason {
  */
 export async function verifyToken(token: string, issuers: readonly IssuerSpec[], opts: VerifyTokenOptions = {}): Promise<VerifiedToken> {
   if (typeof token !== "string" || token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) throw authFailure("malformed");
+  const cache = opts.verifiedCache;
+  if (!cache) return verifyFully(token, issuers, opts);
+  const key = VerifiedTokenCache.keyOf(token);
+  const hit = cache.get(key, issuers, (opts.now ?? new Date()).getTime());
+  if (hit) return hit;
+  const v = await verifyFully(token, issuers, opts);
+  // the time of this verification, not of the lookup: the async check above may have taken a while
+  cache.set(key, issuers, v, (opts.now ?? new Date()).getTime(), opts.clockToleranceSec ?? 30);
+  return v;
+}
+
+async function verifyFully(token: string, issuers: readonly IssuerSpec[], opts: VerifyTokenOptions): Promise<VerifiedToken> {
   let alg: string | undefined;
   let iss: unknown;
   try {
