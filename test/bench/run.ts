@@ -24,6 +24,7 @@ import { pgbenchWithRetry, bigResult, connectLatencies, openIdle, rssMb, type Ta
 import { summarize, ratio, percentile, type Summary } from "./lib/stats.js";
 import { startSluiceNode, type SluiceNode } from "./lib/sluice-node.js";
 import { pidsNamed, totalCpuSeconds } from "./lib/cpu.js";
+import { startTlsPipe } from "./lib/tls-pipe.js";
 import { renderMarkdown } from "./lib/report.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -82,6 +83,10 @@ async function main() {
     const bouncerTls: Target = { name: "pgbouncer-tls", env: { ...direct.env, PGPORT: String(pgbTls.port), PGSSLMODE: "require" }, pid: () => pgbTls.pid() };
     const bouncerPlain: Target = { name: "pgbouncer-plain", env: { ...direct.env, PGPORT: String(pgbPlain.port) }, pid: () => pgbPlain.pid() };
 
+    // reference for scenario 1: a Node.js TLS pipe that parses nothing (the floor of any Node proxy here)
+    const pipe = smoke ? undefined : await startTlsPipe({ upstreamPort: cluster.port, database: db, cert });
+    if (pipe) cleanup.push(() => pipe.stop());
+
     const sluiceNodes: Record<string, SluiceNode | undefined> = {};
     for (const [name, o] of [
       ["sluice-ack", { durability: "ack" as const, masked: false }],
@@ -106,7 +111,7 @@ async function main() {
     // 1. pgbench -S, 8 clients, extended and simple protocol
     if (only.has("1")) {
       for (const mode of ["extended", "simple"] as const) {
-        const targets = wanted([direct, bouncerTls, bouncerPlain, ...sluice("sluice-ack"), ...sluice("sluice-async")]);
+        const targets = wanted([direct, bouncerTls, bouncerPlain, ...(pipe ? [pipe.target] : []), ...sluice("sluice-ack"), ...sluice("sluice-async")]);
         const tps: Record<string, number[]> = {};
         const lat: Record<string, number[]> = {};
         // CPU per transaction of the proxy process and of nats-server (the audit stream's cost shows there)
