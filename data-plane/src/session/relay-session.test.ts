@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { RelaySession, type RelayIo } from "./relay-session.js";
-import { allowAllEnforcerForTests, type Enforcer, type SessionInfo } from "./session-hooks.js";
+import { allowAllEnforcerForTests, type AuditSink, type Enforcer, type SessionInfo } from "./session-hooks.js";
 import { errorResponse, parse, query, readyForQuery, sync } from "../wire/encode.js";
 import { decodeErrorFields, decodeQuery, decodeReadyForQuery } from "../wire/decode.js";
 import { splitFrames } from "../wire/frame-scanner.js";
@@ -12,19 +12,28 @@ const info: SessionInfo = {
 };
 const TOKEN = "sluice_denied_test";
 
-function harness(enforcer: Enforcer = allowAllEnforcerForTests) {
+function harness(enforcer: Enforcer = allowAllEnforcerForTests, audit: AuditSink = {}) {
   const toClient: Buffer[] = [];
   const toUpstream: Buffer[] = [];
+  const holds: boolean[] = [];
   const io: RelayIo = {
     writeClient: (b) => void toClient.push(Buffer.from(b)),
     writeUpstream: (b) => void toUpstream.push(Buffer.from(b)),
-    holdClient: () => undefined,
+    holdClient: (h) => void holds.push(h),
     holdUpstream: () => undefined,
     close: () => undefined,
   };
-  const s = new RelaySession({ info, enforcer, audit: {}, maxFrameBytes: 1 << 20, poisonToken: TOKEN, now: () => 0, io });
-  return { s, toClient, toUpstream };
+  const s = new RelaySession({ info, enforcer, audit, maxFrameBytes: 1 << 20, poisonToken: TOKEN, now: () => 0, io });
+  return { s, toClient, toUpstream, holds };
 }
+
+/** an AuditSink whose statement.allowed is acknowledged when the test says so (ack durability) */
+function ackingAudit() {
+  const acks: Array<() => void> = [];
+  const audit: AuditSink = { statementAllowed: () => new Promise<void>((r) => acks.push(r)) };
+  return { audit, acks };
+}
+const tick = () => new Promise((r) => setImmediate(r));
 
 function frame(code: string, body: Buffer): Buffer {
   const b = Buffer.alloc(5 + body.length);
@@ -95,4 +104,38 @@ test("FunctionCall (a function by OID, outside SQL policy) is refused in order w
   const got = splitFrames(Buffer.concat(h.toClient), 1 << 20).frames;
   assert.equal(decodeErrorFields(got[0]!.raw).C, "42501");
   assert.equal(decodeReadyForQuery(got[1]!.raw), "I");
+});
+
+test("ack durability: a request-response statement waits for its ack and then costs one upstream write, no socket pause", async () => {
+  const { audit, acks } = ackingAudit();
+  const h = harness(allowAllEnforcerForTests, audit);
+  const client = Buffer.concat([parse("", "SELECT 1"), bind, describeP, execute, sync()]);
+  h.s.onClientData(client);
+  await tick();
+  assert.equal(h.toUpstream.length, 0, "nothing of the statement goes upstream before its audit ack");
+  assert.equal(acks.length, 1);
+  acks[0]!();
+  await tick();
+  assert.equal(h.toUpstream.length, 1, "Parse/Bind/Describe wait for the held Execute: one write");
+  assert.ok(h.toUpstream[0]!.equals(client));
+  assert.deepEqual(h.holds, [], "the client socket was never paused: the client sent nothing meanwhile");
+});
+
+test("ack durability: a pipelining client is paused while held, and a released statement never waits for the next ack", async () => {
+  const { audit, acks } = ackingAudit();
+  const h = harness(allowAllEnforcerForTests, audit);
+  const first = Buffer.concat([parse("", "SELECT 1"), bind, describeP, execute]);
+  const second = Buffer.concat([parse("", "SELECT 2"), bind, describeP, execute, sync()]);
+  h.s.onClientData(first);
+  h.s.onClientData(second); // arrives while the first is held
+  assert.deepEqual(h.holds, [true], "more data during the hold pauses the socket");
+  acks[0]!();
+  await tick();
+  // the first statement is released; the second is held for its own ack, but the first went out
+  assert.equal(acks.length, 2);
+  assert.ok(Buffer.concat(h.toUpstream).equals(Buffer.concat([first, parse("", "SELECT 2"), bind, describeP])));
+  assert.deepEqual(h.holds, [true, false]);
+  acks[1]!();
+  await tick();
+  assert.ok(Buffer.concat(h.toUpstream).equals(Buffer.concat([first, second])), "everything in order, byte for byte");
 });

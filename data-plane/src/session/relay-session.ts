@@ -215,6 +215,14 @@ export class RelaySession {
   private statements = new Map<string, PreparedStatement>();
   private portals = new Map<string, Portal>();
   private skipUntilSync = false;
+  /** a hook holds client frames (see `hold`) */
+  private holding = false;
+  /** the client socket is paused for a hold */
+  private clientPaused = false;
+  /** a short hold: the upstream outbox is not flushed until it ends */
+  private deferUpstream = false;
+  /** the upstream outbox holds a statement a hold released and no flush has sent it yet */
+  private released = false;
   private seq = 0;
   private closed = false;
   /** set while a copy-out is streaming through a mask plan */
@@ -254,6 +262,8 @@ export class RelaySession {
   onClientData(chunk: Buffer): void {
     if (this.closed) return;
     this.stats.bytesIn += chunk.length;
+    // data during a short hold: the scanner queues this chunk; stop reading more until the hold ends
+    if (this.holding) this.pauseClient();
     this.guard(() => this.clientScan.feed(chunk, this.clientSink));
   }
 
@@ -271,7 +281,11 @@ export class RelaySession {
   private guard(fn: () => unknown, fromUpstream = false): void {
     try {
       fn();
-      this.toUpstream.flush();
+      // during a short hold the frames before the held statement wait for it (one write, see `hold`)
+      if (!this.deferUpstream) {
+        this.toUpstream.flush();
+        this.released = false;
+      }
       this.toClient.flush();
     } catch (e) {
       this.fail(e, fromUpstream);
@@ -498,7 +512,8 @@ export class RelaySession {
       forward();
       return true;
     }
-    return this.hold(p as Promise<void>, forward, (err) => this.refuse(rec, err));
+    // an audit ack takes about a NATS round trip: hold lightly (see `hold`)
+    return this.hold(p as Promise<void>, forward, (err) => this.refuse(rec, err), true);
   }
 
   private deny(kind: PoisonKind, rec: StatementRecord): boolean {
@@ -545,21 +560,46 @@ export class RelaySession {
     this.skipUntilSync = true;
   }
 
-  /** pause the client side until `p` settles, then run the continuation and resume scanning */
-  private hold(p: Promise<void>, ok: () => void, failed: (e: unknown) => void): boolean {
-    this.toUpstream.flush();
+  /**
+   * Stops scanning client frames until `p` settles, then runs the continuation and resumes.
+   *
+   * `short` (an audit ack, about one NATS round trip): the frames already forwarded stay in the
+   * upstream outbox and leave with the held statement in one write, and the client socket is paused
+   * only if the client actually sends more meanwhile (a pipelining client); a request-response
+   * client costs no pause/resume and no extra upstream write per statement. Otherwise (a human
+   * approval, which can take minutes) everything before the held statement goes upstream now and the
+   * socket is paused at once.
+   */
+  private hold(p: Promise<void>, ok: () => void, failed: (e: unknown) => void, short = false): boolean {
+    // a statement released by the previous hold goes now: it never waits for the next one's ack
+    if (!short || this.released) this.toUpstream.flush();
+    this.released = false;
     this.toClient.flush();
-    this.o.io.holdClient(true);
+    this.holding = true;
+    this.deferUpstream = short;
+    if (!short) this.pauseClient();
     p.then(ok, failed)
       .then(() => {
         if (this.closed) return;
         this.guard(() => {
-          this.o.io.holdClient(false);
+          this.holding = false;
+          this.deferUpstream = false;
+          this.released = true;
+          if (this.clientPaused) {
+            this.clientPaused = false;
+            this.o.io.holdClient(false);
+          }
           this.clientScan.resume(this.clientSink);
         });
       })
       .catch((e) => this.fail(e, false));
     return false;
+  }
+
+  private pauseClient(): void {
+    if (this.clientPaused) return;
+    this.clientPaused = true;
+    this.o.io.holdClient(true);
   }
 
   /** whether results of this session's resource go through the masker (re-read per statement: a new snapshot may add rules) */
