@@ -6,7 +6,7 @@
 import { SluiceError } from "@sluice/shared/errors";
 import type { MaskPlanData } from "./mask-rules.js";
 import { maskFieldBytes } from "./mask-value.js";
-import { applyPartial, bytesEqual, Op, PARTIAL_SLOW, partialPlan } from "./fast-mask.js";
+import { applyPartial, bytesEqual, Op, PARTIAL_SLOW, partialPlan, scanMayMatch } from "./fast-mask.js";
 
 const D = 0x44;
 
@@ -95,6 +95,8 @@ export function maskDataRowFrame(plan: MaskPlanData, frame: Buffer): Buffer {
       if (op === Op.Const) {
         const c = plan.fast.consts[i]!;
         if (!bytesEqual(frame, p, end, c)) r = c;
+      } else if (op === Op.Scan) {
+        if (scanMayMatch(frame, p, end, plan.fast.scan[i]!)) r = maskFieldBytes(plan.byIndex[i]!, frame.subarray(p, end), 0, plan.hashKey);
       } else {
         hide = op === Op.Partial ? partialPlan(frame, p, end) : PARTIAL_SLOW;
         if (hide === PARTIAL_SLOW) {

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { MASK_STRATEGIES, type MaskStrategy } from "@sluice/shared/policy";
 import { decodeDataRow, encodeDataRow, maskDataRowFrame } from "./data-row.js";
-import { applyPartial, Op, PARTIAL_SLOW, partialPlan } from "./fast-mask.js";
+import { applyPartial, Op, PARTIAL_SLOW, partialPlan, scanMayMatch, classifierBits } from "./fast-mask.js";
+import { BUILTIN_CLASSIFIERS, builtinClassifier, scanValue } from "./classifiers.js";
 import { compileMasking, planMask, type FieldFacts, type MaskPlanData } from "./mask-rules.js";
 import { guessKind, partialMask } from "./mask-strategies.js";
 import { maskFieldBytes } from "./mask-value.js";
@@ -55,7 +56,23 @@ const tricky = fc.oneof(
     "0",
     "-42",
     "[REDACTED]",
+    "card 4111-1111-1111-1111 exp",
+    "iban DE89370400440532013000 ok",
+    "ssn 123-45-6789",
+    "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+    "id AKIAIOSFODNN7EXAMPLE",
+    "aws secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "SECRET=wJalrXUtnFEMI/K7MDENG/bPxRfiCYzxampleKEY",
+    "Aws: wJalrXUtnFEMI/K7MDENG/bPxRfiCYzxampleKEY",
+    "mail bob@corp.io now",
+    "order 17 shipped to the customer, thanks for your patience",
   ),
+);
+
+/** a text embedding pieces that trip some classifiers' prefilters but not their patterns */
+const scanText = fc.oneof(
+  tricky,
+  fc.array(fc.oneof(tricky, fc.constantFrom("AKIA", "ASIA", "AROA", "eyJ", "aws", "Secret", "DE89", "-", "@", "1234567890123", "PRIVATE KEY-----", "é")), { maxLength: 6 }).map((a) => a.join(" ")),
 );
 
 test("property: partialPlan + applyPartial give exactly partialMask(guessKind) on every ASCII value it does not hand back", () => {
@@ -99,6 +116,39 @@ test("property: the DataRow fast path gives byte for byte what decode + string m
   );
 });
 
+test("property: when scanMayMatch says no classifier can match, the classifiers indeed find nothing", () => {
+  fc.assert(
+    fc.property(scanText, fc.subarray([...BUILTIN_CLASSIFIERS], { minLength: 1 }), (s, names) => {
+      const b = Buffer.from(s, "utf8");
+      const bits = classifierBits(names);
+      const found = scanValue(s, names.map(builtinClassifier));
+      if (!scanMayMatch(b, 0, b.length, bits)) assert.deepEqual(found, [], `missed ${JSON.stringify(s)} with ${names.join(",")}`);
+    }),
+    { numRuns: 5000 },
+  );
+});
+
+test("property: text columns scanned by classifiers are masked exactly as before", () => {
+  fc.assert(
+    fc.property(
+      fc.subarray([...BUILTIN_CLASSIFIERS], { minLength: 1 }),
+      fc.constantFrom(...MASK_STRATEGIES),
+      fc.array(fc.option(scanText, { nil: null, freq: 8 }), { minLength: 1, maxLength: 5 }),
+      (classifiers, strategy, cells) => {
+        const c = compileMasking([{ resources: ["db"], columns: ["t.nothing"], classifiers, strategy }], "db", KEY)!;
+        const plan = planMask(c, cells.map((_, i) => field(`c${i}`, 25)))!;
+        assert.ok(plan.fast.ops.every((op) => op === Op.Scan));
+        const frame = encodeDataRow(cells.map((v) => (v === null ? null : Buffer.from(v, "utf8"))));
+        const got = maskDataRowFrame(plan, frame);
+        const want = reference(plan, frame);
+        assert.deepEqual(got, want);
+        if (want.equals(frame)) assert.equal(got, frame);
+      },
+    ),
+    { numRuns: 1500 },
+  );
+});
+
 test("the bench's shape: a partial char(84) and an int column take the fast path and an untouched row costs no copy", () => {
   const c = compileMasking([{ resources: ["db"], columns: ["t.filler", "t.abalance"], strategy: "partial" }], "db", KEY)!;
   const plan = planMask(c, [field("aid", 23), field("abalance", 23), field("filler", 1042)])!;
@@ -109,8 +159,8 @@ test("the bench's shape: a partial char(84) and an int column take the fast path
   assert.deepEqual(decodeDataRow(maskDataRowFrame(plan, dirty)).map((v) => v?.toString()), ["7", "0", "**** **".padEnd(84)]);
 });
 
-test("hash, binary and classifier fields keep the string path; a frame whose field runs past its end is refused", () => {
-  const c = compileMasking([{ resources: ["db"], columns: ["t.a"], strategy: "hash", classifiers: ["email"] }], "db", KEY)!;
+test("a custom classifier keeps the string path; hash and binary fields too; a frame whose field runs past its end is refused", () => {
+  const c = compileMasking([{ resources: ["db"], columns: ["t.a"], strategy: "hash", custom: [{ name: "order", pattern: "ORD-\\d+" }] }], "db", KEY)!;
   const plan = planMask(c, [field("a", 25), { ...field("b", 25), format: 1 }, field("note", 25)])!;
   assert.deepEqual([...plan.fast.ops], [Op.Slow, Op.Slow, Op.Slow]);
   const bad = encodeDataRow([Buffer.from("x"), Buffer.from("y"), Buffer.from("z")]);

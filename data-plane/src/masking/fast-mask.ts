@@ -4,8 +4,19 @@
  * gives exactly what the string path (mask-value.ts) gives; a value the fast path is not sure about
  * (non-ASCII, or a shape other than "generic" under `partial`) takes the string path. Pure.
  */
+import { isBuiltinClassifier, type BuiltinClassifier } from "./classifiers.js";
 import { REDACTED } from "./mask-strategies.js";
 import type { FieldMask } from "./mask-rules.js";
+
+/** Classifier names as scanMayMatch's bits; -1 when one is custom (an arbitrary regex no prefilter can speak for). */
+export function classifierBits(names: readonly string[]): number {
+  let bits = 0;
+  for (const n of names) {
+    if (!isBuiltinClassifier(n)) return -1;
+    bits |= SCAN_BIT[n];
+  }
+  return bits;
+}
 
 /** What to do with one field of a row. */
 export const enum Op {
@@ -17,13 +28,28 @@ export const enum Op {
   Partial = 2,
   /** the value becomes a constant whatever it was (`redact`, or a number under partial/redact) */
   Const = 3,
+  /** builtin classifiers scan the value: a byte prefilter first, the string path only if one may match */
+  Scan = 4,
 }
+
+/** Builtin classifiers as bits of FastOps.scan */
+const SCAN_BIT: Record<BuiltinClassifier, number> = {
+  email: 1,
+  "credit-card": 2,
+  iban: 4,
+  "us-ssn": 8,
+  jwt: 16,
+  "aws-key": 32,
+  "private-key": 64,
+};
 
 export interface FastOps {
   /** by field index */
   readonly ops: Uint8Array;
   /** the constant of each Op.Const field */
   readonly consts: ReadonlyArray<Buffer | undefined>;
+  /** the classifier bits of each Op.Scan field */
+  readonly scan: Uint8Array;
 }
 
 const ZERO = Buffer.from("0", "latin1");
@@ -33,11 +59,20 @@ const REDACTED_BYTES = Buffer.from(REDACTED, "latin1");
 export function compileFastOps(fieldCount: number, byIndex: ReadonlyArray<FieldMask | undefined>, formats: readonly number[]): FastOps {
   const ops = new Uint8Array(fieldCount);
   const consts: Array<Buffer | undefined> = new Array(fieldCount);
+  const scan = new Uint8Array(fieldCount);
   for (let i = 0; i < fieldCount; i++) {
     const m = byIndex[i];
     if (!m) continue;
     ops[i] = Op.Slow;
     const t = m.treatment;
+    if (t.mode === "scan" && (formats[i] ?? 0) === 0) {
+      const bits = classifierBits(t.classifiers.map((c) => c.name));
+      if (bits >= 0) {
+        ops[i] = Op.Scan;
+        scan[i] = bits;
+      }
+      continue;
+    }
     // binary values (int8, jsonb, …) and JSON/classifier scans keep the string path
     if ((formats[i] ?? 0) !== 0 || t.mode !== "whole" || t.strategy === "hash") continue;
     if (m.codec.kind === "int" || m.codec.kind === "number") {
@@ -51,7 +86,7 @@ export function compileFastOps(fieldCount: number, byIndex: ReadonlyArray<FieldM
       ops[i] = Op.Partial;
     }
   }
-  return { ops, consts };
+  return { ops, consts, scan };
 }
 
 /** b[start, end) equals c */
@@ -126,4 +161,86 @@ export function applyPartial(out: Buffer, start: number, end: number, hide: numb
       hide--;
     }
   }
+}
+
+// byte classes for scanMayMatch: most bytes of ordinary text are class 0 and cost one table load
+const S_DIGIT = 1;
+const S_AT = 2;
+const S_DASH = 3;
+const S_J = 4;
+const S_UPPER = 5;
+const S_S = 6;
+const SCLASS = new Uint8Array(256);
+for (let c = 0; c < 256; c++)
+  SCLASS[c] =
+    c >= 48 && c <= 57 ? S_DIGIT : c === 64 ? S_AT : c === 45 ? S_DASH : c === 74 ? S_J : c === 83 || c === 115 ? S_S : c >= 65 && c <= 90 ? S_UPPER : 0;
+
+function isUpperAt(b: Buffer, i: number): boolean {
+  const c = b[i]!;
+  return c >= 65 && c <= 90;
+}
+
+/** b[i, i + w.length) equals the lower-case ASCII word w, ignoring case */
+function wordAt(b: Buffer, i: number, end: number, w: string): boolean {
+  if (i < 0 || i + w.length > end) return false;
+  for (let k = 0; k < w.length; k++) if ((b[i + k]! | 0x20) !== w.charCodeAt(k)) return false;
+  return true;
+}
+
+/**
+ * Whether any of the builtin classifiers in `bits` may match the text value b[start, end).
+ * False means none can (so the value is unchanged); true means the string path must scan it.
+ * Every test is a necessary condition of the classifier's pattern (classifiers.ts), on bytes: an
+ * ASCII character of the decoded string is the same byte in UTF-8, and a string never has more
+ * UTF-16 units than its UTF-8 bytes, so byte-length bounds are only looser.
+ */
+export function scanMayMatch(b: Buffer, start: number, end: number, bits: number): boolean {
+  const len = end - start;
+  if (len < 3) return false; // scanValue's own floor
+  let digits = 0;
+  let at = false;
+  let dash = false;
+  let jwt = false;
+  let iban = false;
+  let awsId = false;
+  let awsWord = false;
+  for (let i = start; i < end; i++) {
+    const k = SCLASS[b[i]!]!;
+    if (k === 0) continue;
+    switch (k) {
+      case S_DIGIT:
+        digits++;
+        // an IBAN starts with two capitals and two digits
+        if (i - 3 >= start && SCLASS[b[i - 1]!] === S_DIGIT && isUpperAt(b, i - 2) && isUpperAt(b, i - 3)) iban = true;
+        break;
+      case S_AT:
+        at = true;
+        break;
+      case S_DASH:
+        dash = true;
+        break;
+      case S_J:
+        if (i - 2 >= start && b[i - 1] === 121 /* y */ && b[i - 2] === 101 /* e */) jwt = true;
+        break;
+      case S_S:
+        // "aws" or "secret" (any case) lets the aws-key classifier look for a 40-character secret
+        if (wordAt(b, i - 2, end, "aws") || wordAt(b, i, end, "secret")) awsWord = true;
+        if (b[i] === 83 && i > start && b[i - 1] === 65) awsId = true; // ASIA…
+        break;
+      default:
+        // every access key id prefix is A + a capital (AKIA, ASIA, AROA, …)
+        if (i > start && b[i - 1] === 65 /* A */) awsId = true;
+    }
+  }
+  if (bits & SCAN_BIT.email && at) return true;
+  if (bits & SCAN_BIT["credit-card"] && digits >= 13) return true;
+  if (bits & SCAN_BIT.iban && iban && len >= 15) return true;
+  if (bits & SCAN_BIT["us-ssn"] && len >= 11 && dash) return true;
+  if (bits & SCAN_BIT.jwt && jwt) return true;
+  if (bits & SCAN_BIT["aws-key"] && (awsId || (len >= 40 && awsWord))) return true;
+  if (bits & SCAN_BIT["private-key"] && dash && len >= PEM_MARK.length) {
+    const hit = b.indexOf(PEM_MARK, start);
+    if (hit >= 0 && hit + PEM_MARK.length <= end) return true;
+  }
+  return false;
 }
