@@ -9,10 +9,11 @@ import { randomInt } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { PolicySnapshot, ResourceSpec } from "@sluice/shared/policy";
 import type { Logger } from "@sluice/shared/logging";
-import { verifyToken } from "@sluice/shared/auth";
+import { verifyToken, VerifiedTokenCache } from "@sluice/shared/auth";
 import { handleClientConnection, newPoisonToken, type ConnectionContext, type VerifiedIdentity } from "./net/client-connection.js";
 import { resolveSecret as defaultResolveSecret } from "./upstream/resolve-secret.js";
-import { sendUpstreamCancel } from "./upstream/connect-upstream.js";
+import { connectUpstream, sendUpstreamCancel } from "./upstream/connect-upstream.js";
+import { WarmSpares } from "./upstream/warm-spares.js";
 import { encodeClientPid, nodeNumberFromId, nodeOfClientPid } from "./session/cancel-keys.js";
 import type { RelaySession } from "./session/relay-session.js";
 import { snapshotEnforcer } from "./session/snapshot-enforcer.js";
@@ -62,6 +63,13 @@ export interface DataPlaneOptions {
   verify?: (token: string, snapshot: PolicySnapshot) => Promise<VerifiedIdentity>;
   /** credential references (default: env:/file:) */
   resolveSecret?: (ref: string) => Promise<string>;
+  /**
+   * Warm spare upstream connections (upstream/warm-spares.ts): after a session starts, the next
+   * upstream connection for the same resource and startup settings is opened in the background, so
+   * the next client skips the upstream's connection start. `false` connects per client only.
+   * Default: 1 per key, 16 per node, closed after 30 s unused.
+   */
+  upstreamSpares?: { perKey?: number; max?: number; idleMs?: number } | false;
 }
 
 export interface DataPlaneStats {
@@ -117,6 +125,14 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     enforcer = snapshotEnforcer(options.snapshots);
   }
 
+  const authTimeoutMs = options.authTimeoutMs ?? 30_000;
+  // a pipeline's connections all carry the same token: its signature is checked once per snapshot and minute
+  const verifiedTokens = new VerifiedTokenCache();
+  const resolveSecret = options.resolveSecret ?? defaultResolveSecret;
+  const connectOne = (spec: ResourceSpec["upstream"], startupParams: Record<string, string>) =>
+    connectUpstream(spec, { startupParams, resolve: resolveSecret, timeoutMs: authTimeoutMs });
+  const spares = options.upstreamSpares === false ? null : new WarmSpares({ ...options.upstreamSpares, connect: connectOne, logger: log });
+
   const cancelLocal = async (k: { pid: number; secret: number }): Promise<void> => {
     const e = cancelKeys.get(k.pid);
     if (!e || e.secret !== k.secret) return; // like Postgres: a wrong key is silently ignored
@@ -135,16 +151,16 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     masker: options.masker ?? ownMasker?.masker,
     approvals: options.approvals,
     maxFrameBytes: options.maxFrameBytes ?? 64 * 1024 * 1024,
-    authTimeoutMs: options.authTimeoutMs ?? 30_000,
+    authTimeoutMs,
     poisonToken: newPoisonToken(),
     logger: log,
     verify:
       options.verify ??
       (async (token, snap) => {
-        const v = await verifyToken(token, snap.bundle.issuers);
+        const v = await verifyToken(token, snap.bundle.issuers, { verifiedCache: verifiedTokens });
         return { subject: v.subject, issuer: v.issuer, claims: v.claims, groups: v.groups };
       }),
-    resolveSecret: options.resolveSecret ?? defaultResolveSecret,
+    connectUpstream: spares ? (spec, params) => spares.connect(spec, params) : connectOne,
     allocateCancelKey(resource, upstreamKey) {
       let pid: number;
       do {
@@ -245,6 +261,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     stats,
     cancelLocal,
     async stop() {
+      spares?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const s of sockets) s.destroy();

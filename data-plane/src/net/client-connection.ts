@@ -8,7 +8,7 @@ import type net from "node:net";
 import tls from "node:tls";
 import { randomBytes } from "node:crypto";
 import { SluiceError, toSqlState } from "@sluice/shared/errors";
-import type { PolicySnapshot, ResourceSpec } from "@sluice/shared/policy";
+import type { PolicySnapshot, ResourceSpec, UpstreamSpec } from "@sluice/shared/policy";
 import type { Logger } from "@sluice/shared/logging";
 import { uuidv7 } from "@sluice/shared/events";
 import { F } from "../wire/codes.js";
@@ -16,7 +16,7 @@ import { splitFrames, WireError } from "../wire/frame-scanner.js";
 import { readStartupPacket, type StartupPacket } from "../wire/startup.js";
 import { decodePassword } from "../wire/decode.js";
 import { authCleartextPassword, authOk, backendKeyData, errorResponse, readyForQuery } from "../wire/encode.js";
-import { connectUpstream, type UpstreamConnection } from "../upstream/connect-upstream.js";
+import type { UpstreamConnection } from "../upstream/connect-upstream.js";
 import { RelaySession } from "../session/relay-session.js";
 import { mayConnect } from "../session/may-connect.js";
 import { filterStartupParams } from "../session/startup-params.js";
@@ -44,7 +44,8 @@ export interface ConnectionContext {
   poisonToken: string;
   logger?: Logger;
   verify(token: string, snapshot: PolicySnapshot): Promise<VerifiedIdentity>;
-  resolveSecret(ref: string): Promise<string>;
+  /** an authenticated upstream connection with the resource's credential (a warm spare when one is ready) */
+  connectUpstream(spec: UpstreamSpec, startupParams: Record<string, string>): Promise<UpstreamConnection>;
   /** a cancel key for a new session; `release` when it ends */
   allocateCancelKey(resource: ResourceSpec, upstreamKey: { pid: number; secret: number }): { pid: number; secret: number; release(): void };
   cancel(pid: number, secret: number): void;
@@ -291,7 +292,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     const forwarded = fp.forward;
     let up: UpstreamConnection;
     try {
-      up = await connectUpstream(resource.upstream, { startupParams: forwarded, resolve: ctx.resolveSecret, timeoutMs: ctx.authTimeoutMs });
+      up = await ctx.connectUpstream(resource.upstream, forwarded);
     } catch (e) {
       const se = SluiceError.from(e, "unavailable");
       throw new Refusal("08006", `cannot connect to the upstream of "${resourceName}"`, se.message);
