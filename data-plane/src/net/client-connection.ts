@@ -244,14 +244,19 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     if (packet.kind !== "startup") throw new WireError("invalid startup packet");
     const params = packet.params;
     conn = { ...conn, resource: params.database ?? params.user, clientUser: params.user, applicationName: params.application_name };
+    const early =
+      ctx.secureContext && !conn.tls
+        ? new Refusal("28000", "TLS is required: connect with sslmode=require")
+        : params.replication !== undefined && params.replication !== "false" && params.replication !== "0"
+          ? new Refusal("28000", "replication connections are not supported through sluice")
+          : !params.user
+            ? new Refusal("28000", "no user name specified in the startup packet")
+            : null;
+    // 2. the JWT as cleartext password (inside TLS), asked for before session.started is recorded so
+    // that the client's round trip overlaps the recording; a refusal still follows session.started
+    if (!early) socket.write(authCleartextPassword());
     ctx.audit.sessionStarted?.(conn);
-    if (ctx.secureContext && !conn.tls) throw new Refusal("28000", "TLS is required: connect with sslmode=require");
-    if (params.replication !== undefined && params.replication !== "false" && params.replication !== "0")
-      throw new Refusal("28000", "replication connections are not supported through sluice");
-    if (!params.user) throw new Refusal("28000", "no user name specified in the startup packet");
-
-    // 2. the JWT as cleartext password (inside TLS)
-    socket.write(authCleartextPassword());
+    if (early) throw early;
     const pf = await reader.read(passwordFrame);
     if (pf[0] !== F.Password) throw new WireError("expected a password message");
     const token = decodePassword(pf);
