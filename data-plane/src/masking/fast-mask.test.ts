@@ -5,6 +5,7 @@ import { MASK_STRATEGIES, type MaskStrategy } from "@sluice/shared/policy";
 import { decodeDataRow, encodeDataRow, maskDataRowFrame } from "./data-row.js";
 import { applyPartial, Op, PARTIAL_SLOW, partialPlan, scanMayMatch, classifierBits } from "./fast-mask.js";
 import { BUILTIN_CLASSIFIERS, builtinClassifier, scanValue } from "./classifiers.js";
+import { escapeCopyField, maskCopyDataFrame, maskCopyText, maskCopyTextSlow } from "./copy-text.js";
 import { compileMasking, planMask, type FieldFacts, type MaskPlanData } from "./mask-rules.js";
 import { guessKind, partialMask } from "./mask-strategies.js";
 import { maskFieldBytes } from "./mask-value.js";
@@ -166,4 +167,46 @@ test("a custom classifier keeps the string path; hash and binary fields too; a f
   const bad = encodeDataRow([Buffer.from("x"), Buffer.from("y"), Buffer.from("z")]);
   bad.writeInt32BE(50, bad.length - 5);
   assert.throws(() => maskDataRowFrame(plan, bad), { code: "internal", message: /runs past the frame/ });
+});
+
+test("property: COPY text rows take the byte path and give exactly what the string path gives", () => {
+  const cell = fc.oneof(
+    { weight: 6, arbitrary: scanText.map((s) => escapeCopyField(s)) },
+    { weight: 1, arbitrary: fc.constant("\\N") },
+    { weight: 1, arbitrary: fc.constantFrom("a\\tb", "\\\\x", "é", "0", "") },
+  );
+  fc.assert(
+    fc.property(
+      fc.constantFrom(...MASK_STRATEGIES),
+      fc.subarray([...BUILTIN_CLASSIFIERS]),
+      fc.array(fc.boolean(), { minLength: 1, maxLength: 5 }),
+      fc.array(fc.array(cell, { minLength: 5, maxLength: 5 }), { minLength: 1, maxLength: 4 }),
+      fc.boolean(),
+      (strategy, classifiers, maskedCols, rows, trailingNewline) => {
+        const cols = maskedCols.map((m, i) => (m ? `t.c${i}` : `t.other${i}`));
+        const c = compileMasking([{ resources: ["db"], columns: cols.filter((x) => x.startsWith("t.c")), classifiers, strategy }], "db", KEY)!;
+        const plan = planMask(c, maskedCols.map((_, i) => field(`c${i}`, 25)));
+        if (!plan) return;
+        const text = rows.map((r) => r.slice(0, maskedCols.length).join("\t")).join("\n") + (trailingNewline ? "\n" : "");
+        const payload = Buffer.from(text, "utf8");
+        const want = maskCopyTextSlow(plan, payload);
+        const got = maskCopyText(plan, payload);
+        assert.deepEqual(got, want);
+        if (want === payload) assert.equal(got, payload);
+        const frame = Buffer.concat([Buffer.from([0x64, 0, 0, 0, 0]), payload]);
+        frame.writeInt32BE(4 + payload.length, 1);
+        const f = maskCopyDataFrame(plan, frame);
+        assert.equal(f.readInt32BE(1), f.length - 1);
+        assert.deepEqual(f.subarray(5), want);
+      },
+    ),
+    { numRuns: 1500 },
+  );
+});
+
+test("a COPY row with the wrong field count is still refused with the string path's message", () => {
+  const c = compileMasking([{ resources: ["db"], columns: ["t.c0"], strategy: "partial" }], "db", KEY)!;
+  const plan = planMask(c, [field("c0", 25), field("c1", 25)])!;
+  assert.throws(() => maskCopyText(plan, Buffer.from("a\tb\tc\n")), { code: "permission_denied", message: /COPY row has 3 fields, expected 2/ });
+  assert.equal(maskCopyText(plan, Buffer.from("Alice Smith\t1\n")).toString(), "***** *****\t1\n");
 });
