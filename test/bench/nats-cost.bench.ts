@@ -8,6 +8,7 @@
  * `node --import tsx test/bench/nats-cost.bench.ts [--events N]`. Prints one JSON object.
  */
 import { spawn } from "node:child_process";
+import { createConnection } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,16 +25,19 @@ const total = Math.max(1000, Number(values.events));
 const dir = mkdtempSync(join(tmpdir(), "sluice-nats-cost-"));
 const port = await freePort();
 const server = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: "ignore" });
-const nc = await (async () => {
-  for (let i = 0; ; i++) {
-    try {
-      return await connect({ servers: `nats://127.0.0.1:${port}` });
-    } catch (e) {
-      if (i > 100) throw e;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-})();
+// wait until the server listens: a refused nats.js connect surfaces as an unhandled rejection
+for (let i = 0; !(await listening(port)); i++) {
+  if (i > 200 || server.exitCode !== null) throw new Error("nats-server did not start");
+  await new Promise((r) => setTimeout(r, 50));
+}
+const nc = await connect({ servers: `nats://127.0.0.1:${port}` });
+
+function listening(p: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection({ host: "127.0.0.1", port: p }, () => { s.destroy(); resolve(true); });
+    s.on("error", () => resolve(false));
+  });
+}
 
 const results: Record<string, { natsUsPerEvent: number; clientUsPerEvent: number; eventsPerSec: number }> = {};
 async function measure(name: string, run: () => Promise<void>): Promise<void> {
@@ -62,17 +66,19 @@ try {
     await ensureAuditStream(nc, names);
     const publisher = new AuditPublisher(nc, { durability, bufferEvents: 100_000 });
     const recs = Array.from({ length: 8 }, (_, i) => new SessionRecorder(publisher, { sessionId: `s${i}`, region: "bench", node: "n1", names }));
-    await measure(durability, async () => {
+    const run = async (n: number) => {
       if (durability === "async") {
-        for (let i = 0; i < total; i++) recs[i % 8]!.record("statement.allowed", payload(i));
+        for (let i = 0; i < n; i++) recs[i % 8]!.record("statement.allowed", payload(i));
         await publisher.flush(120_000);
       } else {
         // 8 sessions, each waiting for its statement's ack before the next (what a client sees)
         await Promise.all(recs.map(async (r, k) => {
-          for (let i = k; i < total; i += 8) await r.record("statement.allowed", payload(i));
+          for (let i = k; i < n; i += 8) await r.record("statement.allowed", payload(i));
         }));
       }
-    });
+    };
+    await run(Math.min(total, 5000)); // warm-up: JIT
+    await measure(durability, () => run(total));
     await publisher.close();
   }
   // reference: the same bytes, no Msg-Id and no PubAck (what JetStream storage alone costs)

@@ -231,6 +231,31 @@ async function main() {
         } else s.notes.push(`policy-cost.bench.ts failed: ${r.stderr.trim().split("\n").slice(-1)[0]}`);
       } else s.notes.push("policy-cost.bench.ts not present");
       results.push(s);
+
+      // 4b. what recording a statement costs: building its three events, and storing events in JetStream
+      const a: ScenarioResult = { id: "4b", title: "Per-statement audit cost (CPU)", unit: "µs", results: {}, ratios: {}, notes: [] };
+      const microArgs = smoke ? { audit: ["--statements", "5000"], nats: ["--events", "2000"] } : { audit: [], nats: [] };
+      const audit = spawnSync(process.execPath, ["--import", "tsx", join(here, "audit-cost.bench.ts"), ...microArgs.audit], { encoding: "utf8" });
+      try {
+        if (audit.status !== 0) throw new Error(audit.stderr.trim().split("\n").slice(-1)[0]);
+        const j = JSON.parse(audit.stdout) as { usPerStatement: number; bytesPerStatement: number };
+        a.results["build + hash-chain + encode 3 events of a pgbench statement"] = { ...summarize([j.usPerStatement]), extra: { bytes: j.bytesPerStatement } };
+      } catch (e) {
+        a.notes.push(`audit-cost.bench.ts failed: ${(e as Error).message}`);
+      }
+      const nats = spawnSync(process.execPath, ["--import", "tsx", join(here, "nats-cost.bench.ts"), ...microArgs.nats], { encoding: "utf8" });
+      try {
+        if (nats.status !== 0) throw new Error(nats.stderr.trim().split("\n").slice(-1)[0]);
+        const j = JSON.parse(nats.stdout) as { results: Record<string, { natsUsPerEvent: number; clientUsPerEvent: number }> };
+        for (const [k, v] of Object.entries(j.results)) {
+          a.results[`one event stored, ${k}: nats-server`] = summarize([v.natsUsPerEvent]);
+          a.results[`one event stored, ${k}: publishing process`] = summarize([v.clientUsPerEvent]);
+        }
+        a.notes.push("nats-server and the publisher alone on a private server, without other load; in scenario 1 the same event costs nats-server several times more (see natsCpuUsPerTx there)");
+      } catch (e) {
+        a.notes.push(`nats-cost.bench.ts failed: ${(e as Error).message}`);
+      }
+      results.push(a);
     }
 
     // 5. RSS: 1,000 idle sessions, and the peak during scenario 2
