@@ -1,22 +1,13 @@
 /**
  * Byte-level fast paths for the common masked-column cases, decided once per plan so that masking a
- * DataRow costs a walk over its bytes and no string, closure or per-field Buffer. Every fast path
- * gives exactly what the string path (mask-value.ts) gives; a value the fast path is not sure about
- * (non-ASCII, or a shape other than "generic" under `partial`) takes the string path. Pure.
+ * DataRow (data-row.ts) or a COPY row (copy-text.ts) costs a walk over its bytes and no string,
+ * closure or per-field Buffer. Every fast path gives exactly what the string path (mask-value.ts)
+ * gives; a value the fast path is not sure about (non-ASCII under `partial`, a shape other than
+ * "generic", a value a classifier may match) takes the string path. Pure.
  */
 import { isBuiltinClassifier, type BuiltinClassifier } from "./classifiers.js";
 import { REDACTED } from "./mask-strategies.js";
 import type { FieldMask } from "./mask-rules.js";
-
-/** Classifier names as scanMayMatch's bits; -1 when one is custom (an arbitrary regex no prefilter can speak for). */
-export function classifierBits(names: readonly string[]): number {
-  let bits = 0;
-  for (const n of names) {
-    if (!isBuiltinClassifier(n)) return -1;
-    bits |= SCAN_BIT[n];
-  }
-  return bits;
-}
 
 /** What to do with one field of a row. */
 export const enum Op {
@@ -42,6 +33,16 @@ const SCAN_BIT: Record<BuiltinClassifier, number> = {
   "aws-key": 32,
   "private-key": 64,
 };
+
+/** Classifier names as scanMayMatch's bits; -1 when one is custom (an arbitrary regex no prefilter can speak for). */
+export function classifierBits(names: readonly string[]): number {
+  let bits = 0;
+  for (const n of names) {
+    if (!isBuiltinClassifier(n)) return -1;
+    bits |= SCAN_BIT[n];
+  }
+  return bits;
+}
 
 export interface FastOps {
   /** by field index */
@@ -73,7 +74,7 @@ export function compileFastOps(fieldCount: number, byIndex: ReadonlyArray<FieldM
       }
       continue;
     }
-    // binary values (int8, jsonb, …) and JSON/classifier scans keep the string path
+    // binary values (int8, jsonb, …), JSON and hash keep the string path
     if ((formats[i] ?? 0) !== 0 || t.mode !== "whole" || t.strategy === "hash") continue;
     if (m.codec.kind === "int" || m.codec.kind === "number") {
       // maskNumericText: any non-hash strategy stands a number in for 0, whatever the value
