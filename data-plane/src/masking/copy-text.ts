@@ -119,7 +119,7 @@ function maskCopyBytes(plan: MaskPlanData, b: Buffer, from: number): Buffer | un
   for (let k = 0; k < edits; k++) {
     const start = repStart[k]!;
     const end = repEnd[k]!;
-    const r = repBytes[k]!;
+    const r = repBytes[k] as Buffer | null;
     to += b.copy(out, to, at, start);
     if (r === null) {
       to += b.copy(out, to, start, end);

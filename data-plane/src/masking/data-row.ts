@@ -122,7 +122,7 @@ export function maskDataRowFrame(plan: MaskPlanData, frame: Buffer): Buffer {
   let to = 0;
   for (let k = 0; k < edits; k++) {
     const start = repStart[k]!;
-    const b = repBytes[k]!;
+    const b = repBytes[k] as Buffer | null;
     if (b === null) {
       // same length: copy through the value, then star it in the output
       const end = repEnd[k]!;
