@@ -175,3 +175,37 @@ test("a failed upstream connect fails the session and opens no spare", async () 
     spares.close();
   }
 });
+
+test("a session that finds its spare still opening takes that one instead of opening another", async () => {
+  const app = appName();
+  const c = counting();
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const opened: UpstreamConnection[] = [];
+  // the second connection (the first spare) is held until the test lets it finish
+  const spares = track(new WarmSpares({
+    connect: async (s, p) => {
+      const n = c.connects + 1;
+      const up = c.connect(s, p);
+      if (n === 2) await gate;
+      const u = await up;
+      opened.push(u);
+      return u;
+    },
+  }));
+  try {
+    close(await spares.connect(spec, { application_name: app }));
+    assert.equal(c.connects, 2, "the spare is opening");
+    const pending = spares.connect(spec, { application_name: app });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(c.connects, 2, "no new connection while the spare is on its way");
+    release();
+    const second = await pending;
+    assert.equal(second.key.pid, opened[1]!.key.pid);
+    await selectOne(second);
+    await waitFor(() => spares.ready === 1, "the next spare");
+    close(second);
+  } finally {
+    spares.close();
+  }
+});

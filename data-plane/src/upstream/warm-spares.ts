@@ -39,9 +39,15 @@ interface Spare {
   drop(): void;
 }
 
+/** a spare still connecting; a session that finds no ready spare claims it rather than start from zero */
+interface Opening {
+  result: Promise<UpstreamConnection>;
+  claimed: boolean;
+}
+
 interface Pool {
   ready: Spare[];
-  opening: number;
+  opening: Opening[];
 }
 
 /** Same upstream and same startup settings, whatever the order of their keys. */
@@ -72,15 +78,30 @@ export class WarmSpares {
   }
 
   /**
-   * An upstream connection for an authenticated session: a ready spare when there is one, else a new
-   * connection. Either way, once the session has its connection the next spare for its key is opened.
+   * An upstream connection for an authenticated session: a ready spare when there is one, else the
+   * spare being opened (it started earlier than a new connection would), else a new connection.
+   * Once the session has its connection the next spare for its key is opened.
    */
   async connect(spec: UpstreamSpec, startupParams: Record<string, string>): Promise<UpstreamConnection> {
     const key = spareKey(spec, startupParams);
-    const spare = this.take(key);
-    const up = spare ?? (await this.o.connect(spec, startupParams));
+    let up = this.take(key);
+    if (!up) {
+      const opening = this.claim(key);
+      // a spare that fails to open is no reason to fail the session: it connects itself
+      if (opening) up = await opening.catch(() => null);
+    }
+    up ??= await this.o.connect(spec, startupParams);
     this.replenish(key, spec, startupParams);
     return up;
+  }
+
+  private claim(key: string): Promise<UpstreamConnection> | null {
+    const pool = this.pools.get(key);
+    const op = pool?.opening.shift();
+    if (!op) return null;
+    op.claimed = true;
+    this.total--;
+    return op.result;
   }
 
   private take(key: string): UpstreamConnection | null {
@@ -105,23 +126,27 @@ export class WarmSpares {
     if (this.closed) return;
     let pool = this.pools.get(key);
     if (!pool) {
-      pool = { ready: [], opening: 0 };
+      pool = { ready: [], opening: [] };
       this.pools.set(key, pool);
     }
-    if (pool.ready.length + pool.opening >= this.perKey || this.total >= this.max) return;
-    pool.opening++;
-    this.total++;
+    if (pool.ready.length + pool.opening.length >= this.perKey || this.total >= this.max) return;
     const p = pool;
-    this.o.connect(spec, startupParams).then(
+    const op: Opening = { result: this.o.connect(spec, startupParams), claimed: false };
+    p.opening.push(op);
+    this.total++;
+    // a claimed spare belongs to its session from then on; only unclaimed ones are parked here
+    op.result.then(
       (up) => {
-        p.opening--;
+        if (op.claimed) return;
+        p.opening.splice(p.opening.indexOf(op), 1);
         if (this.closed) {
           this.total--;
           terminate(up.socket);
         } else this.park(key, p, up);
       },
       (e: Error) => {
-        p.opening--;
+        if (op.claimed) return;
+        p.opening.splice(p.opening.indexOf(op), 1);
         this.total--;
         this.forget(key, p);
         // the next session tries again; a failure here only means that session connects itself
@@ -168,7 +193,7 @@ export class WarmSpares {
   }
 
   private forget(key: string, pool: Pool): void {
-    if (pool.ready.length === 0 && pool.opening === 0 && this.pools.get(key) === pool) this.pools.delete(key);
+    if (pool.ready.length === 0 && pool.opening.length === 0 && this.pools.get(key) === pool) this.pools.delete(key);
   }
 
   /** Closes every ready spare; spares still opening are closed when they arrive. */
@@ -182,6 +207,7 @@ export class WarmSpares {
       }
       pool.ready = [];
     }
+    // spares still opening are closed when they arrive (see replenish), unless a session claimed them
     this.pools.clear();
   }
 }
