@@ -1,14 +1,17 @@
 /**
  * Micro-benchmark of what recording one statement costs the data plane's thread before anything is
- * sent: building, hash-chaining and encoding the three events a pgbench -S statement produces
- * (statement.allowed, result.rows, statement.completed) with the SessionRecorder, whose publisher is
- * replaced by a sink that keeps only the bytes. In process and CPU-bound, so it is steady on a shared
- * machine where end-to-end TPS is not. Not a test (no thresholds):
+ * sent: the three hook calls the relay makes for a pgbench -S statement (statement allowed, its result
+ * row, its completion) through the real audit observer and SessionRecorder, which build, hash-chain
+ * and encode statement.allowed, result.rows and statement.completed. The publisher is replaced by a
+ * sink that keeps only the bytes. In process and CPU-bound, so it is steady on a shared machine where
+ * end-to-end TPS is not. Not a test (no thresholds):
  * `node --import tsx test/bench/audit-cost.bench.ts [--statements N]`. Prints one JSON object.
  */
 import { parseArgs } from "node:util";
 import { natsNames } from "@sluice/shared/nats";
-import { SessionRecorder, type AuditPublisher } from "@sluice/data-plane";
+import type { Decision } from "@sluice/shared/policy";
+import { createAuditObserver, type AuditPublisher } from "@sluice/data-plane";
+import type { RowField, SessionInfo, StatementRecord } from "../../data-plane/src/session/session-hooks.js";
 
 const { values } = parseArgs({ options: { statements: { type: "string", default: "200000" } } });
 const n = Math.max(1000, Number(values.statements));
@@ -17,11 +20,6 @@ let bytes = 0;
 let events = 0;
 const sink = {
   assertCapacity() {},
-  enqueue(_subject: string, evs: readonly { id: string }[], _mode: string, encoded?: readonly Uint8Array[]) {
-    events += evs.length;
-    for (const b of encoded ?? []) bytes += b.length;
-    return undefined;
-  },
   enqueueEncoded(_subject: string, evs: ReadonlyArray<{ id: string; bytes: Uint8Array }>) {
     events += evs.length;
     for (const e of evs) bytes += e.bytes.length;
@@ -29,38 +27,43 @@ const sink = {
   },
 } as unknown as AuditPublisher;
 
-const rec = new SessionRecorder(sink, { sessionId: "01970000-0000-7000-8000-000000000000", region: "bench", node: "node-1", names: natsNames("bench"), policyRev: 7 });
-const part = { kind: "SelectStmt", class: "read" as const, tables: { read: ["public.pgbench_accounts"], write: [] }, functions: [], risks: [] };
+const observer = createAuditObserver({ publisher: sink, names: natsNames("bench"), maxRowsPerStatement: 100, maxBytesPerStatement: 64 * 1024 });
+const session: SessionInfo = {
+  sessionId: "01970000-0000-7000-8000-000000000000", nodeId: "node-1", region: "bench", resource: "bench", clientUser: "bench-pipeline",
+  clientAddress: "127.0.0.1:50000", subject: "bench-pipeline", issuer: "dev", groups: ["bench"], claims: {}, policyRevision: 7,
+};
+// one Decision object for every execution, as the decision cache hands out
+const decision: Decision = {
+  action: "allow", rule: "bench-read/allow:read", policy: "bench-read", reason: "allowed by bench-read", statementClass: "read", statementIndex: 0,
+  statements: [{ kind: "SelectStmt", class: "read", tables: { read: ["public.pgbench_accounts"], write: [] }, functions: [], risks: [] }] as unknown as Decision["statements"],
+};
+const fields: RowField[] = [{ name: "abalance", tableOid: 16390, columnAttr: 3, typeOid: 23, typeSize: 4, typeMod: -1, format: 0 }];
+const dataRow = (v: string) => {
+  const b = Buffer.alloc(11 + v.length);
+  b[0] = 0x44; // 'D' DataRow (B)
+  b.writeInt32BE(10 + v.length, 1);
+  b.writeInt16BE(1, 5);
+  b.writeInt32BE(v.length, 7);
+  b.write(v, 11);
+  return b;
+};
 
-function statement(id: number): void {
-  rec.record("statement.allowed", {
-    statementId: id,
-    sql: "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
-    params: [String((id * 7919) % 1_000_000)],
-    protocol: "extended",
-    class: "read",
-    tables: part.tables,
-    risks: [],
-    statements: [part],
-    decision: "allow",
-    rule: "bench-read/allow:read",
-    policy: "bench-read",
-  });
-  rec.record("result.rows", {
-    statementId: id,
-    columns: [{ name: "abalance", typeOid: 23 }],
-    values: [[String(id % 5000)]],
-    rows: 1,
-    recorded: 1,
-    truncated: false,
-    recordedBytes: 4,
-  });
-  rec.record("statement.completed", { statementId: id, commandTag: "SELECT 1", rows: 1, durationMs: 0.21 });
+function statement(seq: number): void {
+  const stmt: StatementRecord = {
+    seq, protocol: "parse", sql: "SELECT abalance FROM pgbench_accounts WHERE aid = $1;", statementName: "", portalName: "",
+    params: [{ format: "text", value: Buffer.from(String((seq * 7919) % 1_000_000)) }], decision,
+  };
+  observer.statementAllowed!(session, stmt);
+  observer.resultRows!(session, seq, fields, [dataRow(String(seq % 5000))]);
+  observer.statementCompleted!(session, { seq, commandTag: "SELECT 1", rows: 1, durationMs: 0.21 });
 }
 
-for (let i = 1; i <= 20_000; i++) statement(i); // warm-up: JIT
+observer.sessionStarted!({ sessionId: session.sessionId, nodeId: "node-1", region: "bench", clientAddress: "127.0.0.1:50000", tls: true, resource: "bench" } as never);
+let seq = 0;
+for (let i = 0; i < 20_000; i++) statement(++seq); // warm-up: JIT
 bytes = events = 0;
-const t0 = process.hrtime.bigint();
-for (let i = 1; i <= n; i++) statement(20_000 + i);
-const ns = Number(process.hrtime.bigint() - t0);
-process.stdout.write(JSON.stringify({ statements: n, usPerStatement: ns / n / 1000, eventsPerStatement: events / n, bytesPerStatement: bytes / n }) + "\n");
+// CPU time, not wall time: on a shared 2-core machine the wall clock also counts other processes' turns
+const c0 = process.cpuUsage();
+for (let i = 0; i < n; i++) statement(++seq);
+const c = process.cpuUsage(c0);
+process.stdout.write(JSON.stringify({ statements: n, usPerStatement: (c.user + c.system) / n, eventsPerStatement: events / n, bytesPerStatement: bytes / n }) + "\n");

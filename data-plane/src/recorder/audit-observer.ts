@@ -176,31 +176,45 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
     }
   };
 
+  /**
+   * The decision's part of a statement event. Decisions come from the decision cache, so the same
+   * object recurs for every execution of a statement: its summary is built once.
+   */
+  const summaries = new WeakMap<StatementRecord["decision"], { statements: StatementPart[]; tables: StatementData["tables"]; risks: StatementPart["risks"] }>();
+  const summaryOf = (d: StatementRecord["decision"]) => {
+    let sum = summaries.get(d);
+    if (!sum) {
+      const read = new Set<string>(), write = new Set<string>(), risks = new Set<StatementPart["risks"][number]>();
+      // members in canonical (sorted) order throughout: canonicalJson then takes its native fast path
+      const statements: StatementPart[] = d.statements.map((s) => {
+        s.tables.read.forEach((t) => read.add(t));
+        s.tables.write.forEach((t) => write.add(t));
+        s.risks.forEach((r) => risks.add(r));
+        return { class: s.class, functions: [...s.functions], kind: s.kind, risks: [...s.risks], tables: { read: [...s.tables.read], write: [...s.tables.write] } };
+      });
+      sum = { statements, tables: { read: [...read], write: [...write] }, risks: [...risks] };
+      summaries.set(d, sum);
+    }
+    return sum;
+  };
+
   const statementData = (session: SessionInfo, stmt: StatementRecord): StatementData => {
     const d = stmt.decision;
-    const read = new Set<string>(), write = new Set<string>(), risks = new Set<StatementPart["risks"][number]>();
-    const statements: StatementPart[] = d.statements.map((s) => {
-      s.tables.read.forEach((t) => read.add(t));
-      s.tables.write.forEach((t) => write.add(t));
-      s.risks.forEach((r) => risks.add(r));
-      return { kind: s.kind, class: s.class, tables: { read: [...s.tables.read], write: [...s.tables.write] }, functions: [...s.functions], risks: [...s.risks] };
-    });
-    const data: StatementData = {
-      statementId: stmt.seq,
-      sql: masker.text(session, stmt.sql),
-      protocol: stmt.protocol === "simple" ? "simple" : "extended",
-      class: d.statementClass,
-      tables: { read: [...read], write: [...write] },
-      risks: [...risks],
-      statements,
-      decision: d.action,
-      rule: d.rule,
-      reason: d.reason,
-    };
-    if (d.policy !== undefined) data.policy = d.policy;
+    const sum = summaryOf(d);
+    // members inserted in canonical (sorted) order, optional ones only when present
+    const data = { class: d.statementClass, decision: d.action } as StatementData;
     if (stmt.params) data.params = masker.params(session, stmt.params.map(renderParam));
-    if (stmt.statementName) data.preparedName = stmt.statementName;
+    if (d.policy !== undefined) data.policy = d.policy;
     if (stmt.portalName) data.portal = stmt.portalName;
+    if (stmt.statementName) data.preparedName = stmt.statementName;
+    data.protocol = stmt.protocol === "simple" ? "simple" : "extended";
+    if (d.reason !== undefined) data.reason = d.reason;
+    data.risks = sum.risks;
+    data.rule = d.rule;
+    data.sql = masker.text(session, stmt.sql);
+    data.statementId = stmt.seq;
+    data.statements = sum.statements;
+    data.tables = sum.tables;
     return data;
   };
 
@@ -216,16 +230,18 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
       const single = sets!.length === 1;
       // counts are exact: the statement's row count comes from its CommandComplete
       const rows = single ? Math.max(done.rows, rs.values.length) : rs.values.length;
+      // members in canonical (sorted) order: canonicalJson's native fast path
       follow(s.rec.sessionId, () => s.rec.record("result.rows", {
-        statementId: seq, columns: rs.columns, values: rs.values, rows, recorded: rs.values.length,
-        truncated: rows > rs.values.length, recordedBytes: rs.recordedBytes,
+        columns: rs.columns, recorded: rs.values.length, recordedBytes: rs.recordedBytes, rows, statementId: seq,
+        truncated: rows > rs.values.length, values: rs.values,
       }));
     }
-    const data: { statementId: number; rows: number; durationMs: number; commandTag?: string; error?: { sqlstate: string; message: string } } = {
-      statementId: seq, rows: done.rows, durationMs: Math.round(done.durationMs * 1000) / 1000,
-    };
-    if (done.commandTag !== undefined) data.commandTag = done.commandTag;
-    if (done.error) data.error = { sqlstate: done.error.sqlstate, message: masker.text(session, done.error.message) };
+    const data: { commandTag?: string; durationMs: number; error?: { message: string; sqlstate: string }; rows: number; statementId: number } =
+      done.commandTag !== undefined ? { commandTag: done.commandTag, durationMs: 0, rows: 0, statementId: 0 } : { durationMs: 0, rows: 0, statementId: 0 };
+    data.durationMs = Math.round(done.durationMs * 1000) / 1000;
+    if (done.error) data.error = { message: masker.text(session, done.error.message), sqlstate: done.error.sqlstate };
+    data.rows = done.rows;
+    data.statementId = seq;
     follow(s.rec.sessionId, () => s.rec.record("statement.completed", data));
   };
 
@@ -309,14 +325,15 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
       for (const r of s.results.get(seq) ?? []) used += r.recordedBytes;
       const rs: ResultSet = {
         columns: fields.map((f: RowField, i) => {
-          const col: ResultSet["columns"][number] = { name: f.name, typeOid: f.typeOid };
           const m = masks?.find((x) => x.index === i);
-          if (m) {
-            col.masked = true;
-            col.maskRule = m.rule;
-            if (m.strategy) col.maskStrategy = m.strategy;
-            if (m.classifiers?.length) col.classifiers = [...m.classifiers];
-          }
+          if (!m) return { name: f.name, typeOid: f.typeOid };
+          // members in canonical (sorted) order: canonicalJson's native fast path
+          const col = (m.classifiers?.length ? { classifiers: [...m.classifiers] } : {}) as ResultSet["columns"][number];
+          col.maskRule = m.rule;
+          if (m.strategy) col.maskStrategy = m.strategy;
+          col.masked = true;
+          col.name = f.name;
+          col.typeOid = f.typeOid;
           return col;
         }),
         values: [],

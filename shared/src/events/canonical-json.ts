@@ -7,6 +7,53 @@
  * every audit event on the data plane's hot path.
  */
 export function canonicalJson(value: unknown): string {
+  // Fast path: when every object's members already come in canonical order, the canonical text is
+  // exactly what the native JSON.stringify writes. The audit payloads are built that way.
+  return inCanonicalOrder(value) ? JSON.stringify(value) : canonicalize(value);
+}
+
+/**
+ * True when JSON.stringify(value) is its canonical JSON: plain objects and arrays only, every
+ * object's members (in the order JSON.stringify visits them) strictly ascending by UTF-16 code
+ * units, no undefined member or element, finite numbers, no toJSON. Anything else takes the
+ * general path, which gives the same answer for these and the right one (or an error) for the rest.
+ */
+function inCanonicalOrder(value: unknown): boolean {
+  if (value === null) return true;
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isFinite(value);
+    case "object": {
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const v: unknown = value[i];
+          if (v === undefined || !inCanonicalOrder(v)) return false;
+        }
+        return true;
+      }
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return false;
+      if (typeof (value as { toJSON?: unknown }).toJSON === "function") return false;
+      const obj = value as Record<string, unknown>;
+      let prev: string | undefined;
+      // own enumerable keys in the order JSON.stringify uses (array-index keys first, then insertion order)
+      for (const k of Object.keys(obj)) {
+        if (prev !== undefined && !(prev < k)) return false;
+        prev = k;
+        const v = obj[k];
+        if (v === undefined || !inCanonicalOrder(v)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+function canonicalize(value: unknown): string {
   if (value === null) return "null";
   switch (typeof value) {
     case "boolean":
@@ -24,12 +71,12 @@ export function canonicalJson(value: unknown): string {
         for (let i = 0; i < value.length; i++) {
           if (i > 0) out += ",";
           const v: unknown = value[i];
-          out += v === undefined ? "null" : canonicalJson(v);
+          out += v === undefined ? "null" : canonicalize(v);
         }
         return out + "]";
       }
       const toJSON = (value as { toJSON?: () => unknown }).toJSON;
-      if (typeof toJSON === "function") return canonicalJson(toJSON.call(value));
+      if (typeof toJSON === "function") return canonicalize(toJSON.call(value));
       const obj = value as Record<string, unknown>;
       // Default sort compares UTF-16 code units, exactly what RFC 8785 §3.2.3 asks for.
       const keys = Object.keys(obj).sort();
@@ -40,7 +87,7 @@ export function canonicalJson(value: unknown): string {
         if (v === undefined) continue;
         if (!first) out += ",";
         first = false;
-        out += JSON.stringify(k) + ":" + canonicalJson(v);
+        out += JSON.stringify(k) + ":" + canonicalize(v);
       }
       return out + "}";
     }
