@@ -37,8 +37,8 @@ export function escapeCopyField(v: string | null): string {
   });
 }
 
-// The edits of the payload being masked (as in data-row.ts): new bytes, or `repHide` letters/digits
-// starred in place. Module scratch: the functions are synchronous and not re-entrant.
+// The edits of the payload being masked (as in data-row.ts): new bytes, or stars in place per a
+// partial plan. Module scratch: the functions are synchronous and not re-entrant.
 const repStart: number[] = [];
 const repEnd: number[] = [];
 const repBytes: Array<Buffer | null> = [];
@@ -95,7 +95,7 @@ function maskCopyBytes(plan: MaskPlanData, b: Buffer, from: number): Buffer | un
             r = maskFieldText(plan, field, b, fs, i);
           }
         }
-        if (r !== null || hide > 0) {
+        if (r !== null || hide !== 0) {
           repStart[edits] = fs;
           repEnd[edits] = i;
           repBytes[edits] = r;

@@ -54,7 +54,7 @@ export function encodeDataRow(values: ReadonlyArray<Buffer | null>): Buffer {
 }
 
 // The edits of the row being masked, in field order: a field either gets new bytes (repBytes) or
-// is copied and has its first `repHide` letters/digits starred (repBytes null). Module scratch (the
+// is copied and starred in place per its partial plan (repHide, fast-mask.ts; repBytes null). Module scratch (the
 // function is synchronous and not re-entrant), so a masked row allocates nothing but its output.
 const repStart: number[] = [];
 const repEnd: number[] = [];
@@ -104,7 +104,7 @@ export function maskDataRowFrame(plan: MaskPlanData, frame: Buffer): Buffer {
           r = maskFieldBytes(plan.byIndex[i]!, frame.subarray(p, end), plan.formats[i] ?? 0, plan.hashKey);
         }
       }
-      if (r !== null || hide > 0) {
+      if (r !== null || hide !== 0) {
         repStart[edits] = p;
         repEnd[edits] = end;
         repBytes[edits] = r;

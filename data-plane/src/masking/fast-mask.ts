@@ -112,17 +112,26 @@ function isUpper(c: number): boolean {
 // byte classes for partialPlan's loop: one table load per byte instead of a chain of compares
 const C_ALNUM = 1;
 const C_DASH = 2;
-const C_SLOW = 3;
+const C_AT = 3;
+const C_SLOW = 4;
 const CLASS = new Uint8Array(256);
-for (let c = 0; c < 256; c++) CLASS[c] = c > 127 || c === 64 ? C_SLOW : isAsciiAlnum(c) ? C_ALNUM : c === 45 ? C_DASH : 0;
+for (let c = 0; c < 256; c++) CLASS[c] = c > 127 ? C_SLOW : c === 64 ? C_AT : isAsciiAlnum(c) ? C_ALNUM : c === 45 ? C_DASH : 0;
 
 /** Partial: the string path must decide (non-ASCII, or a shape with its own visible parts). */
 export const PARTIAL_SLOW = -1;
+/** Partial plans at or below this are an email: PARTIAL_EMAIL - plan is the offset of its @ */
+const PARTIAL_EMAIL = -2;
+
+function isAsciiSpace(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13);
+}
 
 /**
- * `partial` of the text value b[start, end) when it is ASCII and its guessed shape is "generic"
- * (mask-strategies.ts guessKind/partialGeneric): returns the count of letters/digits to hide (0:
- * unchanged), or PARTIAL_SLOW when the string path must decide. Reads only.
+ * `partial` of the text value b[start, end) when it is ASCII and its guessed shape is "generic" or
+ * "email" (mask-strategies.ts guessKind, partialGeneric, partialEmail). Returns 0 when the value
+ * stays as it is, PARTIAL_SLOW when the string path must decide, otherwise a plan for
+ * applyPartial: > 0 is the count of letters/digits to hide (generic), <= PARTIAL_EMAIL an email.
+ * Reads only.
  *
  * The shape tests are necessary conditions of guessKind's patterns: when none holds, guessKind
  * answers "generic"; when one holds, the string path runs the real pattern.
@@ -130,15 +139,30 @@ export const PARTIAL_SLOW = -1;
 export function partialPlan(b: Buffer, start: number, end: number): number {
   let alnum = 0;
   let dash = false;
+  let ats = 0;
+  let at = 0;
   for (let i = start; i < end; i++) {
     const k = CLASS[b[i]!]!;
     if (k === 0) continue;
     if (k === C_ALNUM) alnum++;
     else if (k === C_DASH) dash = true;
-    else return PARTIAL_SLOW; // '@' or non-ASCII
+    else if (k === C_AT) {
+      ats++;
+      at = i - start;
+    } else return PARTIAL_SLOW; // non-ASCII
   }
   const len = end - start;
-  if (len >= 6) {
+  if (len >= 6 && ats > 0) {
+    // guessKind: one local@domain without whitespace is an email, any other value with an @ generic
+    let email = ats === 1 && at > 0 && at < len - 1;
+    for (let i = start; email && i < end; i++) if (isAsciiSpace(b[i]!)) email = false;
+    if (email) {
+      // partialEmail: the first character of the local part stays (unless it is the only one)
+      const from = at > 1 ? start + 1 : start;
+      for (let i = from; i < start + at; i++) if (b[i] !== 42 /* * */) return PARTIAL_EMAIL - at;
+      return 0;
+    }
+  } else if (len >= 6) {
     const c0 = b[start]!;
     if (isDigit(c0)) return PARTIAL_SLOW; // SSN, card number
     // IBAN: two capitals and two digits; AWS key id: AKIA/ASIA
@@ -146,16 +170,22 @@ export function partialPlan(b: Buffer, start: number, end: number): number {
       return PARTIAL_SLOW;
     if (c0 === 101 /* e */ && b[start + 1] === 121 /* y */ && b[start + 2] === 74 /* J */) return PARTIAL_SLOW; // JWT
     if (dash && len >= PEM_MARK.length) {
-      const at = b.indexOf(PEM_MARK, start);
-      if (at >= 0 && at + PEM_MARK.length <= end) return PARTIAL_SLOW;
+      const pem = b.indexOf(PEM_MARK, start);
+      if (pem >= 0 && pem + PEM_MARK.length <= end) return PARTIAL_SLOW;
     }
   }
   // partialGeneric: the last four stay visible when at least sixteen letters/digits are there
   return alnum >= 16 ? alnum - 4 : alnum;
 }
 
-/** Writes `*` over the first `hide` letters/digits of out[start, end) (the plan from partialPlan). */
-export function applyPartial(out: Buffer, start: number, end: number, hide: number): void {
+/** Applies a partialPlan plan (not 0, not PARTIAL_SLOW) to out[start, end), a copy of the value. */
+export function applyPartial(out: Buffer, start: number, end: number, plan: number): void {
+  if (plan <= PARTIAL_EMAIL) {
+    const at = PARTIAL_EMAIL - plan;
+    out.fill(42 /* * */, at > 1 ? start + 1 : start, start + at);
+    return;
+  }
+  let hide = plan;
   for (let i = start; i < end && hide > 0; i++) {
     if (isAsciiAlnum(out[i]!)) {
       out[i] = 42; // '*'
