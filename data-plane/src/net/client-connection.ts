@@ -118,6 +118,19 @@ function passwordFrame(b: Buffer): { value: Buffer; rest: Buffer } | null {
   return { value: f.raw, rest: Buffer.concat([...frames.slice(1).map((x) => x.raw), rest]) };
 }
 
+/** Resolves once the server-side TLS handshake is done; a close before that fails it. */
+function handshake(t: tls.TLSSocket): Promise<void> {
+  return new Promise<void>((res, rej) => {
+    // each listener removes the other: the session's own close must not build a handshake error
+    const onClose = () => rej(new WireError("TLS handshake failed"));
+    t.once("secure", () => {
+      t.removeListener("close", onClose);
+      res();
+    });
+    t.once("close", onClose);
+  });
+}
+
 /** A refusal the client is told about: SQLSTATE + safe message. */
 class Refusal extends Error {
   constructor(readonly sqlstate: string, message: string, readonly logReason?: string) {
@@ -201,10 +214,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
         const t = new tls.TLSSocket(raw, { isServer: true, secureContext: ctx.secureContext!, ALPNProtocols: ["postgresql"] });
         socket = t;
         t.on("error", onSocketError);
-        await new Promise<void>((res, rej) => {
-          t.once("secure", () => res());
-          t.once("close", () => rej(new WireError("TLS handshake failed")));
-        });
+        await handshake(t);
         if (t.alpnProtocol !== "postgresql") throw new Refusal("08P01", "direct TLS connections must negotiate ALPN \"postgresql\"");
         conn = { ...conn, tls: true };
         reader = new Reader(t);
@@ -231,10 +241,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
         const t = new tls.TLSSocket(raw, { isServer: true, secureContext: ctx.secureContext });
         socket = t;
         t.on("error", onSocketError);
-        await new Promise<void>((res, rej) => {
-          t.once("secure", () => res());
-          t.once("close", () => rej(new WireError("TLS handshake failed")));
-        });
+        await handshake(t);
         conn = { ...conn, tls: true };
         reader = new Reader(t);
         continue;
@@ -401,7 +408,8 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     us.on("data", (d: Buffer) => s.onUpstreamData(d));
     client.on("end", () => end("client disconnected"));
     client.on("close", () => end("client disconnected"));
-    us.on("close", () => end("upstream closed", errorResponse({ severity: "FATAL", sqlstate: "08006", message: "the upstream closed the connection" })));
+    // after a normal end (the client left) this close is expected: build no FATAL for it
+    us.on("close", () => ended || end("upstream closed", errorResponse({ severity: "FATAL", sqlstate: "08006", message: "the upstream closed the connection" })));
     if (up.rest.length) s.onUpstreamData(up.rest);
     if (early.length) s.onClientData(early);
     flow();
