@@ -8,7 +8,20 @@ import type { Enforcer, SessionInfo, SnapshotSource } from "./session-hooks.js";
  * (libpg-query) and evaluate on a miss. SQL-level PREPARE/EXECUTE are resolved per session.
  * `loadSqlParser()` must have completed before the first decision. Pure.
  */
-export function snapshotEnforcer(snapshots: SnapshotSource, cache = new DecisionCache()): Enforcer & { cache: DecisionCache } {
+/** config dataPlane.maxStatementBytes, by default */
+export const DEFAULT_MAX_STATEMENT_BYTES = 1024 * 1024;
+
+export interface SnapshotEnforcerOptions {
+  /**
+   * Statements larger than this are denied without being parsed. Parsing runs on the node's one
+   * thread at roughly 0.3 µs a byte (a 64 MiB Query, the frame limit, would stall every session of
+   * the node for about 20 s), so the limit bounds that stall; default 1 MiB.
+   */
+  maxStatementBytes?: number;
+}
+
+export function snapshotEnforcer(snapshots: SnapshotSource, cache = new DecisionCache(), o: SnapshotEnforcerOptions = {}): Enforcer & { cache: DecisionCache } {
+  const maxBytes = o.maxStatementBytes ?? DEFAULT_MAX_STATEMENT_BYTES;
   const perSession = new WeakMap<SessionInfo, { key: string; prepared: SqlPrepared }>();
   const state = (s: SessionInfo) => {
     let st = perSession.get(s);
@@ -24,6 +37,16 @@ export function snapshotEnforcer(snapshots: SnapshotSource, cache = new Decision
       const snap = snapshots.current();
       if (!snap) {
         return { action: "deny", rule: "no-snapshot", reason: "the data plane has no policy snapshot", statementClass: "unknown", statementIndex: 0, statements: [] };
+      }
+      // UTF-8 takes at most 3 bytes per UTF-16 unit: only long texts need counting
+      if (sql.length * 3 > maxBytes) {
+        const bytes = Buffer.byteLength(sql, "utf8");
+        if (bytes > maxBytes) {
+          return {
+            action: "deny", rule: "statement-too-large", statementClass: "unknown", statementIndex: 0, statements: [],
+            reason: `the statement is ${bytes} bytes; sluice evaluates statements of at most ${maxBytes} bytes (dataPlane.maxStatementBytes)`,
+          };
+        }
       }
       const st = state(session);
       return decideSql(cache, snap.revision, snap.bundle, { resource: session.resource, groups: session.groups, issuer: session.issuer, subject: session.subject }, st.key, sql, st.prepared);
