@@ -35,12 +35,24 @@ const tricky = fc.oneof(
   fc.string({ unit: fc.constantFrom(..." aZ09-@.*_\tAKIASeyJ"), maxLength: 30 }),
   fc.string({ maxLength: 40 }),
   fc.string({ unit: "binary", maxLength: 20 }),
+  fc.string({ unit: fc.constantFrom(..."0123456789 --"), minLength: 6, maxLength: 26 }),
+  fc.tuple(fc.integer({ min: 0, max: 9 }), fc.string({ unit: fc.constantFrom(..."0123456789 -a"), maxLength: 24 })).map(([d, r]) => `${d}${r}`),
   fc.emailAddress(),
   fc.constantFrom(
     "",
     " ".repeat(84),
     "4111 1111 1111 1111",
     "123-45-6789",
+    "123-45-67890",
+    "123 45 6789",
+    "4111-1111-1111-1111",
+    "4111111111111111",
+    "411111111111",
+    "4111  1111 1111 1111",
+    "4111 1111 1111 1111 ",
+    "41111111111111111111",
+    "2024-01-01",
+    "555-0100-1234567",
     "DE89 3704 0044 0532 0130 00",
     "AKIAIOSFODNN7EXAMPLE",
     "ASIAIOSFODNN7EXAMPLE",
@@ -96,7 +108,7 @@ test("property: partialPlan + applyPartial give exactly partialMask(guessKind) o
       if (hide === PARTIAL_SLOW) return;
       assert.ok(b.every((c) => c < 128), "only ASCII takes the fast path");
       const expected = partialMask(s, guessKind(s));
-      assert.ok(["generic", "email"].includes(guessKind(s)), guessKind(s));
+      assert.ok(["generic", "email", "us-ssn", "credit-card"].includes(guessKind(s)), guessKind(s));
       if (hide !== 0) applyPartial(b, 0, b.length, hide);
       assert.equal(b.toString("latin1"), expected);
       assert.equal(hide === 0, expected === s, "plan 0 means unchanged");

@@ -119,18 +119,45 @@ for (let c = 0; c < 256; c++) CLASS[c] = c > 127 ? C_SLOW : c === 64 ? C_AT : is
 
 /** Partial: the string path must decide (non-ASCII, or a shape with its own visible parts). */
 export const PARTIAL_SLOW = -1;
-/** Partial plans at or below this are an email: PARTIAL_EMAIL - plan is the offset of its @ */
-const PARTIAL_EMAIL = -2;
+/** Partial plan of a card number: the first six and the last four digits stay (partialCard) */
+const PARTIAL_CARD = -2;
+/** Partial plans below this are an email: PARTIAL_EMAIL - plan is the offset of its @ */
+const PARTIAL_EMAIL = -3;
+
+/** /^\d{3}-\d{2}-\d{4}$/ on 11 bytes */
+function ssnShape(b: Buffer, s: number): boolean {
+  for (let k = 0; k < 11; k++) {
+    const c = b[s + k]!;
+    if (k === 3 || k === 6 ? c !== 45 : !isDigit(c)) return false;
+  }
+  return true;
+}
+
+/** /^\d(?:[ -]?\d){12,18}$/: 13 to 19 digits, single spaces or dashes between them */
+function cardShape(b: Buffer, start: number, end: number): boolean {
+  let digits = 0;
+  let sep = true;
+  for (let i = start; i < end; i++) {
+    const c = b[i]!;
+    if (isDigit(c)) {
+      digits++;
+      sep = false;
+    } else if ((c === 32 || c === 45) && !sep) sep = true;
+    else return false;
+  }
+  return !sep && digits >= 13 && digits <= 19;
+}
 
 function isAsciiSpace(c: number): boolean {
   return c === 32 || (c >= 9 && c <= 13);
 }
 
 /**
- * `partial` of the text value b[start, end) when it is ASCII and its guessed shape is "generic" or
- * "email" (mask-strategies.ts guessKind, partialGeneric, partialEmail). Returns 0 when the value
- * stays as it is, PARTIAL_SLOW when the string path must decide, otherwise a plan for
- * applyPartial: > 0 is the count of letters/digits to hide (generic), <= PARTIAL_EMAIL an email.
+ * `partial` of the text value b[start, end) when it is ASCII and its guessed shape is "generic",
+ * "email", "us-ssn" or "credit-card" (mask-strategies.ts guessKind and partialMask). Returns 0 when
+ * the value stays as it is, PARTIAL_SLOW when the string path must decide, otherwise a plan for
+ * applyPartial: > 0 the count of letters/digits to hide from the start (generic, SSN),
+ * PARTIAL_CARD a card number, < PARTIAL_EMAIL an email.
  * Reads only.
  *
  * The shape tests are necessary conditions of guessKind's patterns: when none holds, guessKind
@@ -164,7 +191,12 @@ export function partialPlan(b: Buffer, start: number, end: number): number {
     }
   } else if (len >= 6) {
     const c0 = b[start]!;
-    if (isDigit(c0)) return PARTIAL_SLOW; // SSN, card number
+    if (isDigit(c0)) {
+      // guessKind decides a value starting with a digit here: SSN, card number or generic
+      if (len === 11 && ssnShape(b, start)) return alnum - 4;
+      if (cardShape(b, start, end)) return PARTIAL_CARD;
+      return alnum >= 16 ? alnum - 4 : alnum;
+    }
     // IBAN: two capitals and two digits; AWS key id: AKIA/ASIA
     if (isUpper(c0) && isUpper(b[start + 1]!) && (isDigit(b[start + 2]!) || (len === 20 && b[start + 2] === 73 /* I */ && b[start + 3] === 65 /* A */)))
       return PARTIAL_SLOW;
@@ -180,9 +212,21 @@ export function partialPlan(b: Buffer, start: number, end: number): number {
 
 /** Applies a partialPlan plan (not 0, not PARTIAL_SLOW) to out[start, end), a copy of the value. */
 export function applyPartial(out: Buffer, start: number, end: number, plan: number): void {
-  if (plan <= PARTIAL_EMAIL) {
+  if (plan < PARTIAL_EMAIL) {
     const at = PARTIAL_EMAIL - plan;
     out.fill(42 /* * */, at > 1 ? start + 1 : start, start + at);
+    return;
+  }
+  if (plan === PARTIAL_CARD) {
+    // PCI DSS: at most the first six and the last four digits are shown
+    let total = 0;
+    for (let i = start; i < end; i++) if (isDigit(out[i]!)) total++;
+    let k = 0;
+    for (let i = start; i < end; i++) {
+      if (!isDigit(out[i]!)) continue;
+      if (k >= 6 && k < total - 4) out[i] = 42;
+      k++;
+    }
     return;
   }
   let hide = plan;
