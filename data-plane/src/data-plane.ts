@@ -67,7 +67,7 @@ export interface DataPlaneOptions {
    * Warm spare upstream connections (upstream/warm-spares.ts): after a session starts, the next
    * upstream connection for the same resource and startup settings is opened in the background, so
    * the next client skips the upstream's connection start. `false` connects per client only.
-   * Default: 1 per key, 16 per node, closed after 30 s unused.
+   * Default: 1 per key, growing to 4 while clients outpace backend starts; 16 per node; closed after 30 s unused.
    */
   upstreamSpares?: { perKey?: number; max?: number; idleMs?: number } | false;
 }

@@ -176,7 +176,7 @@ test("a failed upstream connect fails the session and opens no spare", async () 
   }
 });
 
-test("a session that finds its spare still opening takes that one instead of opening another", async () => {
+test("a session that finds its spare still opening takes that one, and the key keeps one more spare", async () => {
   const app = appName();
   const c = counting();
   let release!: () => void;
@@ -203,7 +203,9 @@ test("a session that finds its spare still opening takes that one instead of ope
     const second = await pending;
     assert.equal(second.key.pid, opened[1]!.key.pid);
     await selectOne(second);
-    await waitFor(() => spares.ready === 1, "the next spare");
+    // this session had to wait for a backend start: the key now keeps two spares
+    await waitFor(() => spares.ready === 2, "two spares");
+    assert.equal(c.connects, 4);
     close(second);
   } finally {
     spares.close();

@@ -11,6 +11,9 @@
  *   crosses sessions;
  * - spares are opened only after an authenticated session, at most `perKey` per key and `max` per
  *   node, so an unauthenticated client can never make the node open upstream connections;
+ * - a key starts with one spare and is allowed one more (up to `perKey`) each time a session finds
+ *   none ready: clients that arrive faster than the upstream starts a backend still find one, and a
+ *   key used once in a while holds a single idle backend;
  * - an idle spare that hears anything from its backend (a termination, a changed setting) or loses
  *   its socket is dropped, and one unused for `idleMs` is closed, so a spare is never older than a
  *   connection the client could have opened itself a moment ago.
@@ -24,7 +27,7 @@ import type { UpstreamConnection } from "./connect-upstream.js";
 export interface WarmSparesOptions {
   /** opens one upstream connection (connectUpstream with the node's secret resolver) */
   connect(spec: UpstreamSpec, startupParams: Record<string, string>): Promise<UpstreamConnection>;
-  /** spares kept ready per (upstream, startup settings); default 1 */
+  /** most spares kept per (upstream, startup settings); default 4 (a key starts with 1, see above) */
   perKey?: number;
   /** spares of the whole node, ready or opening; default 16 */
   max?: number;
@@ -48,6 +51,8 @@ interface Opening {
 interface Pool {
   ready: Spare[];
   opening: Opening[];
+  /** spares this key keeps (1..perKey) */
+  want: number;
 }
 
 /** Same upstream and same startup settings, whatever the order of their keys. */
@@ -55,6 +60,8 @@ export function spareKey(spec: UpstreamSpec, startupParams: Record<string, strin
   const sorted = (o: object) => Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify([sorted(spec), sorted(startupParams)]);
 }
+
+const IDLE = Symbol("idle");
 
 export class WarmSpares {
   private readonly pools = new Map<string, Pool>();
@@ -65,7 +72,7 @@ export class WarmSpares {
   private readonly idleMs: number;
 
   constructor(private readonly o: WarmSparesOptions) {
-    this.perKey = o.perKey ?? 1;
+    this.perKey = Math.max(1, o.perKey ?? 4);
     this.max = o.max ?? 16;
     this.idleMs = o.idleMs ?? 30_000;
   }
@@ -86,6 +93,9 @@ export class WarmSpares {
     const key = spareKey(spec, startupParams);
     let up = this.take(key);
     if (!up) {
+      // this session waits for a backend start: keep one more spare for the sessions to come
+      const pool = this.pools.get(key);
+      if (pool) pool.want = Math.min(pool.want + 1, this.perKey);
       const opening = this.claim(key);
       // a spare that fails to open is no reason to fail the session: it connects itself
       if (opening) up = await opening.catch(() => null);
@@ -126,11 +136,13 @@ export class WarmSpares {
     if (this.closed) return;
     let pool = this.pools.get(key);
     if (!pool) {
-      pool = { ready: [], opening: [] };
+      pool = { ready: [], opening: [], want: 1 };
       this.pools.set(key, pool);
     }
-    if (pool.ready.length + pool.opening.length >= this.perKey || this.total >= this.max) return;
-    const p = pool;
+    while (pool.ready.length + pool.opening.length < pool.want && this.total < this.max) this.open(key, pool, spec, startupParams);
+  }
+
+  private open(key: string, p: Pool, spec: UpstreamSpec, startupParams: Record<string, string>): void {
     const op: Opening = { result: this.o.connect(spec, startupParams), claimed: false };
     p.opening.push(op);
     this.total++;
@@ -164,9 +176,11 @@ export class WarmSpares {
       terminate(sock);
       return;
     }
-    const discard = () => {
+    const discard = (why?: unknown) => {
       const i = pool.ready.indexOf(spare);
       if (i < 0) return;
+      // unused for idleMs: this key needs fewer
+      if (why === IDLE) pool.want = Math.max(1, pool.want - 1);
       pool.ready.splice(i, 1);
       this.total--;
       spare.drop();
@@ -175,7 +189,7 @@ export class WarmSpares {
     };
     const spare: Spare = {
       up,
-      timer: setTimeout(discard, this.idleMs).unref(),
+      timer: setTimeout(discard, this.idleMs, IDLE).unref(),
       drop() {
         clearTimeout(spare.timer);
         sock.removeListener("data", discard);
