@@ -234,3 +234,22 @@ test("a COPY row with the wrong field count is still refused with the string pat
   assert.throws(() => maskCopyText(plan, Buffer.from("a\tb\tc\n")), { code: "permission_denied", message: /COPY row has 3 fields, expected 2/ });
   assert.equal(maskCopyText(plan, Buffer.from("Alice Smith\t1\n")).toString(), "***** *****\t1\n");
 });
+
+test("property: a malformed DataRow gives a clear internal error, never a RangeError or a wrong frame", () => {
+  const c = compileMasking([{ resources: ["db"], columns: ["t.c1", "t.c2"], classifiers: ["email"], strategy: "partial" }], "db", KEY)!;
+  const plan = planMask(c, [field("c0", 25), field("c1", 25), field("c2", 23)])!;
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 40 }), fc.boolean(), (body, rightCount) => {
+      const head = Buffer.from([0x44, 0, 0, 0, 0, 0, rightCount ? 3 : body.length % 5]);
+      const frame = Buffer.concat([head, Buffer.from(body)]);
+      frame.writeInt32BE(frame.length - 1, 1);
+      try {
+        const out = maskDataRowFrame(plan, frame);
+        assert.deepEqual(out, reference(plan, frame), "a well-formed row masks as before");
+      } catch (e) {
+        assert.equal((e as { code?: string }).code, "internal", String(e));
+      }
+    }),
+    { numRuns: 3000 },
+  );
+});
