@@ -96,7 +96,11 @@ export function maskDataRowFrame(plan: MaskPlanData, frame: Buffer): Buffer {
         const c = plan.fast.consts[i]!;
         if (!bytesEqual(frame, p, end, c)) r = c;
       } else if (op === Op.Scan) {
-        if (scanMayMatch(frame, p, end, plan.fast.scan[i]!)) r = maskFieldBytes(plan.byIndex[i]!, frame.subarray(p, end), 0, plan.hashKey);
+        if (scanMayMatch(frame, p, end, plan.fast.scan[i]!)) r = maskFieldBytes(plan.byIndex[i]!, frame.subarray(p, end), plan.formats[i] ?? 0, plan.hashKey);
+      } else if (op === Op.ConstBinary) {
+        const c = plan.fast.consts[i]!;
+        if (l !== c.length) r = maskFieldBytes(plan.byIndex[i]!, frame.subarray(p, end), 1, plan.hashKey);
+        else if (!bytesEqual(frame, p, end, c)) r = c;
       } else {
         hide = op === Op.Partial ? partialPlan(frame, p, end) : PARTIAL_SLOW;
         if (hide === PARTIAL_SLOW) {

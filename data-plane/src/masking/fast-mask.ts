@@ -21,6 +21,8 @@ export const enum Op {
   Const = 3,
   /** builtin classifiers scan the value: a byte prefilter first, the string path only if one may match */
   Scan = 4,
+  /** Const for a binary integer: only a value of the column's width (anything else: the string path) */
+  ConstBinary = 5,
 }
 
 /** Builtin classifiers as bits of FastOps.scan */
@@ -54,6 +56,7 @@ export interface FastOps {
 }
 
 const ZERO = Buffer.from("0", "latin1");
+const ZERO_INT: Record<number, Buffer> = { 16: Buffer.alloc(2), 32: Buffer.alloc(4), 64: Buffer.alloc(8) };
 const REDACTED_BYTES = Buffer.from(REDACTED, "latin1");
 
 /** The fast path of each field, from its treatment, codec and result format. */
@@ -66,7 +69,10 @@ export function compileFastOps(fieldCount: number, byIndex: ReadonlyArray<FieldM
     if (!m) continue;
     ops[i] = Op.Slow;
     const t = m.treatment;
-    if (t.mode === "scan" && (formats[i] ?? 0) === 0) {
+    const format = formats[i] ?? 0;
+    // a text column in binary format is its UTF-8 bytes, exactly as in text format (maskFieldBytes)
+    const asText = format === 0 || m.codec.kind === "text";
+    if (t.mode === "scan" && asText) {
       const bits = classifierBits(t.classifiers.map((c) => c.name));
       if (bits >= 0) {
         ops[i] = Op.Scan;
@@ -74,9 +80,15 @@ export function compileFastOps(fieldCount: number, byIndex: ReadonlyArray<FieldM
       }
       continue;
     }
-    // binary values (int8, jsonb, …), JSON and hash keep the string path
-    if ((formats[i] ?? 0) !== 0 || t.mode !== "whole" || t.strategy === "hash") continue;
-    if (m.codec.kind === "int" || m.codec.kind === "number") {
+    // JSON and hash keep the string path
+    if (t.mode !== "whole" || t.strategy === "hash") continue;
+    if (format === 1 && m.codec.kind === "int") {
+      // a binary integer under partial/redact becomes 0 in the column's width
+      ops[i] = Op.ConstBinary;
+      consts[i] = ZERO_INT[m.codec.bits!];
+    } else if (!asText) {
+      // other binary values (jsonb, …) keep the string path
+    } else if (m.codec.kind === "int" || m.codec.kind === "number") {
       // maskNumericText: any non-hash strategy stands a number in for 0, whatever the value
       ops[i] = Op.Const;
       consts[i] = ZERO;
