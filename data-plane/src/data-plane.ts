@@ -82,6 +82,8 @@ export interface DataPlaneStats {
   bytesIn: number;
   bytesOut: number;
   cancels: number;
+  /** warm spare upstream connections ready for the next sessions (idle backends held upstream) */
+  upstreamSpares: number;
 }
 
 export interface DataPlane {
@@ -212,7 +214,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const port = (server.address() as net.AddressInfo).port;
 
   const stats = (): DataPlaneStats => {
-    const s = { ...totals, connecting, sessions: sessions.size };
+    const s = { ...totals, connecting, sessions: sessions.size, upstreamSpares: spares?.ready ?? 0 };
     for (const x of sessions) {
       s.statements += x.stats.statements;
       s.denied += x.stats.denied;
@@ -241,6 +243,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
           `sluice_dp_client_bytes_in_total ${s.bytesIn}`,
           `sluice_dp_client_bytes_out_total ${s.bytesOut}`,
           `sluice_dp_cancels_total ${s.cancels}`,
+          `sluice_dp_upstream_spares ${s.upstreamSpares}`,
           `sluice_dp_policy_revision ${options.snapshots.current()?.revision ?? 0}`,
         ];
         res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(lines.join("\n") + "\n");

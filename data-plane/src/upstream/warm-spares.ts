@@ -14,9 +14,11 @@
  * - a key starts with one spare and is allowed one more (up to `perKey`) each time a session finds
  *   none ready: clients that arrive faster than the upstream starts a backend still find one, and a
  *   key used once in a while holds a single idle backend;
+ * - the key holds the whole upstream definition, so a changed resource (host, database, user,
+ *   TLS mode, credential reference) never gets a spare opened for the old one;
  * - an idle spare that hears anything from its backend (a termination, a changed setting) or loses
- *   its socket is dropped, and one unused for `idleMs` is closed, so a spare is never older than a
- *   connection the client could have opened itself a moment ago.
+ *   its socket is dropped, and one unused for `idleMs` (30 s) is closed: a spare is at most that
+ *   old, which also bounds how long a rotated upstream password keeps serving new sessions.
  */
 import type net from "node:net";
 import type { UpstreamSpec } from "@sluice/shared/policy";
