@@ -59,3 +59,15 @@ test("apply: a new policy reaches live sessions at their next statement; identit
   assert.equal((await ci.query("SELECT count(*)::int AS n FROM t")).rows[0].n, 2);
   assert.equal((await stack.pgAdmin.query("SELECT count(*)::int AS n FROM t")).rows[0].n, 2);
 });
+
+test("dataPlane.maxStatementBytes from the node's config bounds the statements it parses", async (t) => {
+  const stack = await startStack(t, { configure: (c) => void (c.dataPlane.maxStatementBytes = 2048) });
+  const client = await stack.connect({ groups: ["dev"] });
+  await assert.rejects(client.query(`SELECT 1 /* ${"x".repeat(2048)} */`), (e: { code?: string; message: string }) => {
+    assert.equal(e.code, "42501");
+    assert.match(e.message, /statement-too-large/);
+    assert.match(e.message, /at most 2048 bytes/);
+    return true;
+  });
+  assert.equal((await client.query(`SELECT 1 AS one /* ${"x".repeat(1900)} */`)).rows[0].one, 1);
+});

@@ -50,6 +50,13 @@ test("policy enforcement with the default snapshot enforcer", { timeout: 60_000 
     assert.equal((await c.query("SELECT count(*)::int AS n FROM items")).rows[0].n, 3);
   });
 
+  await t.test("a statement above the size limit is denied unparsed; the session stays usable", async () => {
+    const huge = `SELECT 1 /* ${"x".repeat(1024 * 1024)} */`;
+    await denied(huge, /statement-too-large/);
+    await denied({ text: `SELECT $1::int /* ${"x".repeat(1024 * 1024)} */`, values: [1] } as pg.QueryConfig, /at most 1048576 bytes \(dataPlane.maxStatementBytes\)/);
+    assert.equal((await c.query("SELECT count(*)::int AS n FROM items")).rows[0].n, 3);
+  });
+
   await t.test("extended protocol is decided at Parse", async () => {
     await denied({ text: "DELETE FROM items WHERE $1::int IS NOT NULL OR true", values: [1] } as pg.QueryConfig);
     await denied({ text: "SELECT * FROM secrets WHERE v = $1", values: ["x"] } as pg.QueryConfig);

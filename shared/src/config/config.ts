@@ -29,6 +29,8 @@ export interface SluiceConfig {
     /** `disabled` only for loopback development */
     tls: { mode: "required" | "disabled"; certFile?: string; keyFile?: string };
     maxFrameBytes: number;
+    /** statements larger than this (UTF-8 bytes) are denied without being parsed (rule statement-too-large) */
+    maxStatementBytes: number;
     audit: {
       durability: "ack" | "async";
       bufferEvents: number;
@@ -61,6 +63,7 @@ export function defaultConfig(): SluiceConfig {
       httpListen: "127.0.0.1:7480",
       tls: { mode: "required", certFile: undefined, keyFile: undefined },
       maxFrameBytes: 64 * 1024 * 1024,
+      maxStatementBytes: 1024 * 1024,
       audit: { durability: "ack", bufferEvents: 10_000, maxRowsPerStatement: 100, maxBytesPerStatement: 64 * 1024 },
       controlPlaneUrl: "127.0.0.1:7400",
       heartbeatSeconds: 5,
