@@ -148,6 +148,7 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       resolveSecret: hooks.resolveSecret,
       cancelRouter,
       maxFrameBytes: cfg.dataPlane.maxFrameBytes,
+      upstreamSpares: cfg.dataPlane.upstreamSpares.max > 0 ? { max: cfg.dataPlane.upstreamSpares.max, idleMs: Math.max(1, cfg.dataPlane.upstreamSpares.idleSeconds) * 1000 } : false,
       logger: log,
     });
     const p = proxy;
@@ -183,6 +184,8 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       stop(graceMs = 0) {
         stopping ??= (async () => {
           await heartbeat.stop();
+          // no new sessions during the grace period, and /readyz says so (load balancers move on)
+          p.drain();
           const end = Date.now() + graceMs;
           while (Date.now() < end && p.stats().sessions + p.stats().connecting > 0) {
             await new Promise((r) => setTimeout(r, 100));

@@ -90,6 +90,11 @@ export interface DataPlane {
   port: number;
   httpPort: number | null;
   nodeNumber: number;
+  /**
+   * Stop accepting connections (the listener closes; /readyz answers 503 "draining") while the
+   * sessions already open carry on: the start of a graceful stop.
+   */
+  drain(): void;
   /** stop listening and end every session */
   stop(): Promise<void>;
   stats(): DataPlaneStats;
@@ -224,6 +229,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     return s;
   };
 
+  /** drain() was called: no new connections, /readyz 503 */
+  let draining = false;
   let httpServer: http.Server | null = null;
   let httpPort: number | null = null;
   if (options.httpPort !== null) {
@@ -232,7 +239,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
         res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
       } else if (req.url === "/readyz") {
         const snap = options.snapshots.current();
-        res.writeHead(snap ? 200 : 503, { "content-type": "text/plain" }).end(snap ? `ready revision ${snap.revision}\n` : "no policy snapshot\n");
+        if (draining) res.writeHead(503, { "content-type": "text/plain" }).end("draining\n");
+        else res.writeHead(snap ? 200 : 503, { "content-type": "text/plain" }).end(snap ? `ready revision ${snap.revision}\n` : "no policy snapshot\n");
       } else if (req.url === "/metrics") {
         const s = stats();
         const lines = [
@@ -263,7 +271,15 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     nodeNumber,
     stats,
     cancelLocal,
+    drain() {
+      if (draining) return;
+      draining = true;
+      // stops accepting; the close callback would wait for every session, so none is passed here
+      server.close();
+      spares?.close();
+    },
     async stop() {
+      draining = true;
       spares?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

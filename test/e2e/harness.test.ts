@@ -71,3 +71,34 @@ test("dataPlane.maxStatementBytes from the node's config bounds the statements i
   });
   assert.equal((await client.query(`SELECT 1 AS one /* ${"x".repeat(1900)} */`)).rows[0].one, 1);
 });
+
+test("a graceful stop refuses new connections and answers /readyz 503 while open sessions finish", async (t) => {
+  const stack = await startStack(t);
+  const dp = stack.dataPlane;
+  const readyz = async () => {
+    const r = await fetch(`http://127.0.0.1:${dp.httpPort}/readyz`);
+    return { status: r.status, body: (await r.text()).trim() };
+  };
+  assert.equal((await readyz()).status, 200);
+  const open = await stack.connect({ groups: ["dev"] });
+  const stopped = dp.stop(30_000);
+  // the grace period: the open session keeps working, nobody new gets in, readiness says draining
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(await readyz(), { status: 503, body: "draining" });
+  await assert.rejects(stack.connect({ groups: ["dev"] }), (e: { code?: string }) => e.code === "ECONNREFUSED");
+  assert.equal((await open.query("SELECT 41 + 1 AS n")).rows[0].n, 42);
+  // the last session ending ends the grace period well before its 30 s
+  const t0 = Date.now();
+  await open.end();
+  await stopped;
+  assert.ok(Date.now() - t0 < 10_000, `stopped ${Date.now() - t0} ms after the last session ended`);
+});
+
+test("dataPlane.upstreamSpares from the node's config: max 0 opens no upstream connection ahead", async (t) => {
+  const off = await startStack(t, { configure: (c) => void (c.dataPlane.upstreamSpares = { max: 0, idleSeconds: 30 }) });
+  const on = await startStack(t);
+  for (const s of [off, on]) await (await s.connect({ groups: ["dev"] })).query("SELECT 1");
+  for (let i = 0; i < 200 && on.dataPlane.proxy.stats().upstreamSpares === 0; i++) await new Promise((r) => setTimeout(r, 25));
+  assert.equal(on.dataPlane.proxy.stats().upstreamSpares, 1, "the default keeps a spare");
+  assert.equal(off.dataPlane.proxy.stats().upstreamSpares, 0);
+});

@@ -31,6 +31,12 @@ export interface SluiceConfig {
     maxFrameBytes: number;
     /** statements larger than this (UTF-8 bytes) are denied without being parsed (rule statement-too-large) */
     maxStatementBytes: number;
+    /**
+     * warm spare upstream connections: after a session starts, the next upstream connection for the
+     * same resource is opened in the background (each serves exactly one session); at most `max` per
+     * node, closed after `idleSeconds` unused. `max: 0` connects per client only.
+     */
+    upstreamSpares: { max: number; idleSeconds: number };
     audit: {
       durability: "ack" | "async";
       bufferEvents: number;
@@ -64,6 +70,7 @@ export function defaultConfig(): SluiceConfig {
       tls: { mode: "required", certFile: undefined, keyFile: undefined },
       maxFrameBytes: 64 * 1024 * 1024,
       maxStatementBytes: 1024 * 1024,
+      upstreamSpares: { max: 16, idleSeconds: 30 },
       audit: { durability: "ack", bufferEvents: 10_000, maxRowsPerStatement: 100, maxBytesPerStatement: 64 * 1024 },
       controlPlaneUrl: "127.0.0.1:7400",
       heartbeatSeconds: 5,
