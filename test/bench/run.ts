@@ -64,7 +64,9 @@ const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 async function main() {
   const started = new Date();
   log(`scale ${scale}, ${repeat} repetition(s) of ${seconds}s${smoke ? " (smoke)" : ""}`);
-  const cluster = await startPgCluster({ maxConnections: idleSessions + 200, conf: ["shared_buffers = 256MB"] });
+  const cert = selfSignedCert();
+  // TLS on too, for the direct-tls reference of scenario 3 (direct stays plaintext)
+  const cluster = await startPgCluster({ maxConnections: idleSessions + 200, conf: ["shared_buffers = 256MB"], tls: cert });
   const cleanup: Array<() => Promise<void> | void> = [() => cluster.stop()];
   const results: ScenarioResult[] = [];
   const notes: string[] = [];
@@ -73,13 +75,13 @@ async function main() {
     execFileSync("psql", ["-X", "-q", cluster.url(), "-c", `CREATE DATABASE ${db}`]);
     log("pgbench -i");
     execFileSync("pgbench", ["-i", "-q", "-s", String(scale), "-h", "127.0.0.1", "-p", String(cluster.port), "-U", "postgres", db], { stdio: "ignore" });
-    const cert = selfSignedCert();
 
     const direct: Target = { name: "direct", env: { PGHOST: "127.0.0.1", PGPORT: String(cluster.port), PGUSER: "postgres", PGDATABASE: db, PGSSLMODE: "disable" } };
     const pgbTls: PgBouncer = await startPgBouncer({ upstreamPort: cluster.port, database: db, tls: cert });
     cleanup.push(() => pgbTls.stop());
     const pgbPlain: PgBouncer = await startPgBouncer({ upstreamPort: cluster.port, database: db });
     cleanup.push(() => pgbPlain.stop());
+    const directTls: Target = { name: "direct-tls", env: { ...direct.env, PGSSLMODE: "require" } };
     const bouncerTls: Target = { name: "pgbouncer-tls", env: { ...direct.env, PGPORT: String(pgbTls.port), PGSSLMODE: "require" }, pid: () => pgbTls.pid() };
     const bouncerPlain: Target = { name: "pgbouncer-plain", env: { ...direct.env, PGPORT: String(pgbPlain.port) }, pid: () => pgbPlain.pid() };
 
@@ -183,7 +185,7 @@ async function main() {
 
     // 3. Connection set-up: connections/s (pgbench -C) and per-connection latency p50/p99
     if (only.has("3")) {
-      const targets = wanted([direct, bouncerTls, ...sluice(plainName)]);
+      const targets = wanted([direct, directTls, bouncerTls, ...sluice(plainName)]);
       const cps: Record<string, number[]> = {};
       const lats: Record<string, number[]> = {};
       for (let r = 0; r < repeat; r++) {
@@ -207,6 +209,8 @@ async function main() {
         s.ratios["sluice/direct"] = ratio(sl.median, s.results.direct.median);
         s.ratios["added p50 ms vs direct"] = (sl.extra!.connectP50Ms ?? NaN) - (s.results.direct.extra!.connectP50Ms ?? NaN);
         s.ratios["added p99 ms vs direct"] = (sl.extra!.connectP99Ms ?? NaN) - (s.results.direct.extra!.connectP99Ms ?? NaN);
+        // the same with TLS on both sides: what sluice adds beyond the handshake itself
+        if (s.results["direct-tls"]) s.ratios["added p50 ms vs direct-tls"] = (sl.extra!.connectP50Ms ?? NaN) - (s.results["direct-tls"].extra!.connectP50Ms ?? NaN);
       }
       results.push(s);
     }

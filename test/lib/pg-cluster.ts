@@ -4,7 +4,7 @@
  * initdb refuses to run as root, so the cluster runs as the `postgres` OS user when we are root.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { chownSync, mkdtempSync, rmSync, writeFileSync, appendFileSync, existsSync, readdirSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, mkdtempSync, rmSync, writeFileSync, appendFileSync, existsSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./free-port.js";
@@ -24,6 +24,8 @@ export interface PgClusterOptions {
   conf?: string[];
   /** pg_hba.conf lines, placed before the trust defaults */
   hba?: string[];
+  /** serve TLS too (clients choose: sslmode=require or disable) with this certificate and key */
+  tls?: { certFile: string; keyFile: string };
 }
 
 function pgBinDir(): string {
@@ -50,6 +52,19 @@ export async function startPgCluster(opts: PgClusterOptions = {}): Promise<PgClu
   }
   asPostgres(join(bin, "initdb"), ["-D", dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
   const port = await freePort();
+  const tlsConf: string[] = [];
+  if (opts.tls) {
+    // the server reads its key only when the postgres user owns it and nobody else may read it
+    copyFileSync(opts.tls.certFile, join(dataDir, "server.crt"));
+    copyFileSync(opts.tls.keyFile, join(dataDir, "server.key"));
+    chmodSync(join(dataDir, "server.key"), 0o600);
+    if (isRoot) {
+      const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim());
+      const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim());
+      for (const f of ["server.crt", "server.key"]) chownSync(join(dataDir, f), uid, gid);
+    }
+    tlsConf.push("ssl = on", `ssl_cert_file = '${join(dataDir, "server.crt")}'`, `ssl_key_file = '${join(dataDir, "server.key")}'`);
+  }
   appendFileSync(
     join(dataDir, "postgresql.conf"),
     [
@@ -60,6 +75,7 @@ export async function startPgCluster(opts: PgClusterOptions = {}): Promise<PgClu
       `fsync = off`,
       `synchronous_commit = off`,
       `full_page_writes = off`,
+      ...tlsConf,
       ...(opts.conf ?? []),
       "",
     ].join("\n"),

@@ -65,6 +65,8 @@ export async function startPgBouncer(opts: {
     `logfile = ${join(dir, "pgbouncer.log")}`,
     `pidfile = ${join(dir, "pgbouncer.pid")}`,
     `ignore_startup_parameters = extra_float_digits,options`,
+    // plaintext to Postgres, as the sluice nodes (upstream tls: disable): only the client side differs
+    `server_tls_sslmode = disable`,
   ];
   if (opts.tls) {
     copyFileSync(opts.tls.certFile, join(dir, "cert.pem"));
