@@ -214,6 +214,42 @@ test("approvals: held DDL approved via the CLI runs once; rejected and timed-out
     assert.equal((await writer.query("SELECT count(*)::int AS n FROM guarded_items")).rows[0].n, 1);
   });
 
+  await t.test("a client that disconnects while held: the wait ends and the trail says cancelled before session.ended", async () => {
+    const leaver = await stack.connect({ sub: "leaver-job", groups: ["deployers"] });
+    const ln = noticesOf(leaver);
+    const idP = ln.next();
+    const held = leaver.query("CREATE TABLE never_made (id int)").then(() => undefined, () => undefined);
+    const id = await idP;
+    const sessionId = await waitForSessionOf("leaver-job");
+    leaver.connection.stream.destroy(); // gone without a Terminate, as a killed pipeline would be
+    await held;
+    // the session's trail ends ... approval_requested, rejected (cancelled), session.ended
+    let trail: CloudEvent[] = [];
+    for (let i = 0; i < 100; i++) {
+      trail = await sessionEvents(stack, (ce) => ce.subject === sessionId);
+      if (trail.some((ce) => typeName(ce) === "session.ended")) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const names = trail.map(typeName);
+    assert.deepEqual(names.slice(-3), ["statement.approval_requested", "statement.rejected", "session.ended"], JSON.stringify(names));
+    const rejected = trail.at(-2)!.data as { approvalId: string; reason: string };
+    assert.deepEqual({ approvalId: rejected.approvalId, reason: rejected.reason }, { approvalId: id, reason: "cancelled" });
+    // approving it now changes nothing: nobody is waiting and the table never appears
+    await grpc(dbaToken).call("approve", { id, reason: "", commandId: randomUUID() }).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal((await stack.pgAdmin.query("SELECT to_regclass('never_made') AS t")).rows[0].t, null);
+  });
+
+  /** the session id of the (newest) session whose token subject is `sub`, from its session.authenticated event */
+  async function waitForSessionOf(sub: string): Promise<string> {
+    for (let i = 0; i < 100; i++) {
+      const evs = await sessionEvents(stack, (ce) => typeName(ce) === "session.authenticated" && (ce.data as { subject?: string }).subject === sub);
+      if (evs.length) return evs.at(-1)!.subject!;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`no session.authenticated for ${sub}`);
+  }
+
   await t.test("the session's audit trail has the approval events in order", async () => {
     const evs = await sessionEvents(stack, (ce) => ce.type.includes("statement."));
     const bySession = new Map<string, string[]>();

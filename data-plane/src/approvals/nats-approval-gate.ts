@@ -116,9 +116,11 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
    * Watches the request's subject until a decision or the deadline. The ordered consumer replays the
    * subject from its start, so a watch re-created after a NATS outage misses nothing.
    */
-  async function await_(id: string, expiresAt: string, binding: ApprovalBinding): Promise<{ outcome: ApprovalOutcome; approver?: string }> {
+  async function await_(id: string, expiresAt: string, binding: ApprovalBinding, signal?: AbortSignal): Promise<{ outcome: ApprovalOutcome; approver?: string }> {
     const deadline = Date.parse(expiresAt) + graceMs;
+    const gone = () => new SluiceError("aborted", "the client disconnected; the held statement was not run");
     for (let round = 0; ; round++) {
+      if (signal?.aborted) throw gone();
       if (round > 0) {
         o.logger?.warn({ approvalId: id, round }, "approval watch interrupted (NATS reconnect?); watching again");
         await new Promise((r) => setTimeout(r, Math.min(1000, 100 * round)));
@@ -142,6 +144,8 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
         timedOut = true;
         it.stop();
       }, Math.max(0, deadline - Date.now()));
+      const stopWatch = () => it.stop();
+      signal?.addEventListener("abort", stopWatch, { once: true });
       try {
         for await (const m of it) {
           const ev = decodeEvent(m.data) as { type: string; data: { approver?: { subject?: string; issuer?: string }; binding?: ApprovalBinding } };
@@ -159,14 +163,16 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
         // the iterator failed (connection lost): watch again below
       } finally {
         clearTimeout(timer);
+        signal?.removeEventListener("abort", stopWatch);
         it.stop();
       }
+      if (signal?.aborted) throw gone();
       if (timedOut) return { outcome: "timeout" };
     }
   }
 
   return {
-    async request(session, stmt, notice) {
+    async request(session, stmt, notice, signal) {
       const approval = stmt.decision.approval;
       if (!approval || approval.approvers.length === 0) {
         throw new SluiceError("permission_denied", `rule "${stmt.decision.rule}" requires approval but names no approver group`);
@@ -189,13 +195,27 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
       await o.events?.requested?.(session, stmt, { approvalId: id, approvers: [...approval.approvers], timeoutMs: approval.timeoutMs, fingerprint: binding.fingerprint });
       o.logger?.info({ sessionId: session.sessionId, approvalId: id, rule: stmt.decision.rule }, "statement held for approval");
       notice(`approval required: request ${id} for ${stmt.decision.rule}; approve with: sluice approvals approve ${id}`);
+      // recorded once, whichever comes first: the client going away, or the watch failing
+      let cancelled = false;
+      const cancel = () => {
+        if (cancelled) return;
+        cancelled = true;
+        // synchronously on abort: the session's end is recorded right after, and this belongs before it
+        void Promise.resolve(o.events?.rejected?.(session, stmt, { approvalId: id, reason: "cancelled" })).catch(() => undefined);
+      };
+      if (signal?.aborted) cancel();
+      signal?.addEventListener("abort", cancel, { once: true });
       let r: { outcome: ApprovalOutcome; approver?: string };
       try {
-        r = await await_(id, expiresAt, binding);
+        if (cancelled) throw new SluiceError("aborted", "the client disconnected; the held statement was not run");
+        r = await await_(id, expiresAt, binding, signal);
       } catch (e) {
-        await Promise.resolve(o.events?.rejected?.(session, stmt, { approvalId: id, reason: "cancelled" })).catch(() => undefined);
+        cancel();
         throw SluiceError.from(e, "unavailable");
+      } finally {
+        signal?.removeEventListener("abort", cancel);
       }
+      if (cancelled) throw new SluiceError("aborted", "the client disconnected; the held statement was not run");
       if (r.outcome === "approved") {
         await o.events?.approved?.(session, stmt, { approvalId: id, approver: r.approver ?? "" });
       } else {

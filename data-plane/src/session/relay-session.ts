@@ -215,6 +215,8 @@ export class RelaySession {
   private statements = new Map<string, PreparedStatement>();
   private portals = new Map<string, Portal>();
   private skipUntilSync = false;
+  /** held approvals still waiting (aborted by dispose) */
+  private readonly approvalAborts = new Set<AbortController>();
   /** a hook holds client frames (see `hold`) */
   private holding = false;
   /** the client socket is paused for a hold */
@@ -273,9 +275,11 @@ export class RelaySession {
     this.guard(() => this.upstreamScan.feed(chunk, this.upstreamSink), true);
   }
 
-  /** the session ends; stop doing anything */
+  /** the session ends; stop doing anything, and stop waiting for approvals */
   dispose(): void {
     this.closed = true;
+    for (const a of this.approvalAborts) a.abort();
+    this.approvalAborts.clear();
   }
 
   private guard(fn: () => unknown, fromUpstream = false): void {
@@ -498,8 +502,11 @@ export class RelaySession {
         this.toClient.push(noticeResponse({ sqlstate: "01000", message }));
         this.toClient.flush();
       };
+      // a held approval ends with the session: dispose() aborts it (the gate records it cancelled)
+      const abort = new AbortController();
+      this.approvalAborts.add(abort);
       return this.hold(
-        gate.request(this.o.info, rec, notice).then(async (r) => {
+        gate.request(this.o.info, rec, notice, abort.signal).finally(() => this.approvalAborts.delete(abort)).then(async (r) => {
           if (r !== "approved") throw new SluiceError("permission_denied", `statement ${r === "timeout" ? "approval timed out" : "was rejected by an approver"}`);
           await audit.statementAllowed?.(this.o.info, rec);
         }),

@@ -182,9 +182,11 @@ export interface ResultMasker {
 export interface ApprovalGate {
   /**
    * Resolves "approved" to forward the statement, or "rejected"/"timeout" to answer 42501.
-   * `notice` sends a NoticeResponse to the client (request id, how to approve).
+   * `notice` sends a NoticeResponse to the client (request id, how to approve). `signal` aborts
+   * when the client has gone: the gate stops waiting and records the request as cancelled at once
+   * (before the session's end is recorded), and the promise rejects.
    */
-  request(session: SessionInfo, stmt: StatementRecord, notice: (message: string) => void): Promise<"approved" | "rejected" | "timeout">;
+  request(session: SessionInfo, stmt: StatementRecord, notice: (message: string) => void, signal?: AbortSignal): Promise<"approved" | "rejected" | "timeout">;
 }
 
 /** Sends a cancel for a key handed out by another data-plane node (B2: over NATS). */
