@@ -11,9 +11,7 @@ import { parseHostPort, type SluiceConfig } from "@sluice/shared/config";
 import { createLogger, type Logger } from "@sluice/shared/logging";
 import { ensureAuditStream, ensureFleetBucket, ensureSnapshotBucket, natsNames } from "@sluice/shared/nats";
 import { SluiceError } from "@sluice/shared/errors";
-import { loadSqlParser } from "@sluice/shared/sql";
 import { startDataPlane, type DataPlane, type DataPlaneOptions } from "./data-plane.js";
-import { snapshotEnforcer } from "./session/snapshot-enforcer.js";
 import { nodeNumberFromId } from "./session/cancel-keys.js";
 import { startKvSnapshotWatcher, type KvSnapshotWatcher } from "./snapshot/index.js";
 import { startFleetHeartbeat, type FleetHeartbeat } from "./fleet/index.js";
@@ -135,8 +133,9 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       nodeId: cfg.node,
       region: cfg.region,
       nodeNumber,
-      // default: the real policy over the newest snapshot
-      enforcer: hooks.enforcer ?? (await loadSqlParser(), snapshotEnforcer(snapshots, undefined, { maxStatementBytes: cfg.dataPlane.maxStatementBytes })),
+      // default: the real policy over the newest snapshot (the data plane's snapshotEnforcer)
+      enforcer: hooks.enforcer,
+      maxStatementBytes: cfg.dataPlane.maxStatementBytes,
       audit,
       masker: hooks.masker,
       maskingHashKey: hashKey,

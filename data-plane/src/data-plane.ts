@@ -70,6 +70,8 @@ export interface DataPlaneOptions {
    * Default: 1 per key, growing to 4 while clients outpace backend starts; 16 per node; closed after 30 s unused.
    */
   upstreamSpares?: { perKey?: number; max?: number; idleMs?: number } | false;
+  /** the default enforcer denies statements above this size unparsed (snapshotEnforcer; default 1 MiB) */
+  maxStatementBytes?: number;
 }
 
 export interface DataPlaneStats {
@@ -129,7 +131,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   let enforcer = options.enforcer;
   if (!enforcer) {
     await loadSqlParser();
-    enforcer = snapshotEnforcer(options.snapshots);
+    enforcer = snapshotEnforcer(options.snapshots, undefined, { maxStatementBytes: options.maxStatementBytes });
   }
 
   const authTimeoutMs = options.authTimeoutMs ?? 30_000;
