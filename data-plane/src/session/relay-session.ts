@@ -217,12 +217,10 @@ export class RelaySession {
   private skipUntilSync = false;
   /** held approvals still waiting (aborted by dispose) */
   private readonly approvalAborts = new Set<AbortController>();
-  /** a hook holds client frames (see `hold`) */
-  private holding = false;
+  /** a hook holds client frames (see `hold`); during a short one the upstream outbox is not flushed */
+  private holding: "no" | "short" | "long" = "no";
   /** the client socket is paused for a hold */
   private clientPaused = false;
-  /** a short hold: the upstream outbox is not flushed until it ends */
-  private deferUpstream = false;
   /** the upstream outbox holds a statement a hold released and no flush has sent it yet */
   private released = false;
   private seq = 0;
@@ -265,7 +263,7 @@ export class RelaySession {
     if (this.closed) return;
     this.stats.bytesIn += chunk.length;
     // data during a short hold: the scanner queues this chunk; stop reading more until the hold ends
-    if (this.holding) this.pauseClient();
+    if (this.holding !== "no") this.pauseClient();
     this.guard(() => this.clientScan.feed(chunk, this.clientSink));
   }
 
@@ -286,7 +284,7 @@ export class RelaySession {
     try {
       fn();
       // during a short hold the frames before the held statement wait for it (one write, see `hold`)
-      if (!this.deferUpstream) {
+      if (this.holding !== "short") {
         this.toUpstream.flush();
         this.released = false;
       }
@@ -582,15 +580,13 @@ export class RelaySession {
     if (!short || this.released) this.toUpstream.flush();
     this.released = false;
     this.toClient.flush();
-    this.holding = true;
-    this.deferUpstream = short;
+    this.holding = short ? "short" : "long";
     if (!short) this.pauseClient();
     p.then(ok, failed)
       .then(() => {
         if (this.closed) return;
         this.guard(() => {
-          this.holding = false;
-          this.deferUpstream = false;
+          this.holding = "no";
           this.released = true;
           if (this.clientPaused) {
             this.clientPaused = false;
