@@ -118,9 +118,8 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
    */
   async function await_(id: string, expiresAt: string, binding: ApprovalBinding, signal?: AbortSignal): Promise<{ outcome: ApprovalOutcome; approver?: string }> {
     const deadline = Date.parse(expiresAt) + graceMs;
-    const gone = () => new SluiceError("aborted", "the client disconnected; the held statement was not run");
     for (let round = 0; ; round++) {
-      if (signal?.aborted) throw gone();
+      if (signal?.aborted) throw clientGone();
       if (round > 0) {
         o.logger?.warn({ approvalId: id, round }, "approval watch interrupted (NATS reconnect?); watching again");
         await new Promise((r) => setTimeout(r, Math.min(1000, 100 * round)));
@@ -166,7 +165,7 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
         signal?.removeEventListener("abort", stopWatch);
         it.stop();
       }
-      if (signal?.aborted) throw gone();
+      if (signal?.aborted) throw clientGone();
       if (timedOut) return { outcome: "timeout" };
     }
   }
@@ -207,7 +206,7 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
       signal?.addEventListener("abort", cancel, { once: true });
       let r: { outcome: ApprovalOutcome; approver?: string };
       try {
-        if (cancelled) throw new SluiceError("aborted", "the client disconnected; the held statement was not run");
+        if (cancelled) throw clientGone();
         r = await await_(id, expiresAt, binding, signal);
       } catch (e) {
         cancel();
@@ -215,7 +214,7 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
       } finally {
         signal?.removeEventListener("abort", cancel);
       }
-      if (cancelled) throw new SluiceError("aborted", "the client disconnected; the held statement was not run");
+      if (cancelled) throw clientGone();
       if (r.outcome === "approved") {
         await o.events?.approved?.(session, stmt, { approvalId: id, approver: r.approver ?? "" });
       } else {
@@ -225,6 +224,11 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
       return r.outcome;
     },
   };
+}
+
+/** the held statement's client went away (the request's AbortSignal) */
+function clientGone(): SluiceError {
+  return new SluiceError("aborted", "the client disconnected; the held statement was not run");
 }
 
 function label(a: { subject?: string; issuer?: string } | undefined): string {

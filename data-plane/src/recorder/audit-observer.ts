@@ -236,6 +236,8 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
         truncated: rows > rs.values.length, values: rs.values,
       }));
     }
+    // members assigned in canonical (sorted) order, optional ones only when present; object spreads
+    // read better but cost this path 20 -> 33 us per statement (test/bench/audit-cost.bench.ts)
     const data: { commandTag?: string; durationMs: number; error?: { message: string; sqlstate: string }; rows: number; statementId: number } =
       done.commandTag !== undefined ? { commandTag: done.commandTag, durationMs: 0, rows: 0, statementId: 0 } : { durationMs: 0, rows: 0, statementId: 0 };
     data.durationMs = Math.round(done.durationMs * 1000) / 1000;

@@ -188,7 +188,7 @@ export class VerifiedTokenCache {
 export interface VerifyTokenOptions {
   /** evaluation time for exp/nbf (default: now) */
   now?: Date;
-  /** allowed clock skew for exp/nbf in seconds (default 30) */
+  /** allowed clock skew for exp/nbf in seconds (default DEFAULT_CLOCK_TOLERANCE_SEC, 30) */
   clockToleranceSec?: number;
   /** key resolver cache (default: one per process) */
   jwksFetcher?: JwksCache;
@@ -197,6 +197,8 @@ export interface VerifyTokenOptions {
 }
 
 const MAX_TOKEN_LENGTH = 16 * 1024;
+/** clock skew allowed for exp/nbf, in both the verification and the verified-token cache's expiry */
+const DEFAULT_CLOCK_TOLERANCE_SEC = 30;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 /** Never `none`, never a symmetric algorithm: the issuer's public key must not double as an HMAC secret. */
@@ -246,7 +248,7 @@ export async function verifyToken(token: string, issuers: readonly IssuerSpec[],
   if (hit) return hit;
   const v = await verifyFully(token, issuers, opts);
   // the time of this verification, not of the lookup: the async check above may have taken a while
-  cache.set(key, issuers, v, (opts.now ?? new Date()).getTime(), opts.clockToleranceSec ?? 30);
+  cache.set(key, issuers, v, (opts.now ?? new Date()).getTime(), opts.clockToleranceSec ?? DEFAULT_CLOCK_TOLERANCE_SEC);
   return v;
 }
 
@@ -275,7 +277,7 @@ async function verifyFully(token: string, issuers: readonly IssuerSpec[], opts: 
         issuer: spec.issuer,
         audience: spec.audience,
         algorithms,
-        clockTolerance: opts.clockToleranceSec ?? 30,
+        clockTolerance: opts.clockToleranceSec ?? DEFAULT_CLOCK_TOLERANCE_SEC,
         currentDate: opts.now,
         // a token without exp would never expire
         requiredClaims: ["exp", "sub"],
