@@ -8,7 +8,6 @@
  * `node --import tsx test/bench/nats-cost.bench.ts [--events N]`. Prints one JSON object.
  */
 import { spawn } from "node:child_process";
-import { createConnection } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +15,7 @@ import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
 import { ensureAuditStream, natsNames } from "@sluice/shared/nats";
 import { AuditPublisher, SessionRecorder } from "@sluice/data-plane";
-import { freePort } from "../lib/free-port.js";
+import { freePort, waitForPort } from "../lib/free-port.js";
 import { cpuSeconds } from "./lib/cpu.js";
 
 const { values } = parseArgs({ options: { events: { type: "string", default: "30000" } } });
@@ -26,18 +25,8 @@ const dir = mkdtempSync(join(tmpdir(), "sluice-nats-cost-"));
 const port = await freePort();
 const server = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: "ignore" });
 // wait until the server listens: a refused nats.js connect surfaces as an unhandled rejection
-for (let i = 0; !(await listening(port)); i++) {
-  if (i > 200 || server.exitCode !== null) throw new Error("nats-server did not start");
-  await new Promise((r) => setTimeout(r, 50));
-}
+await waitForPort(port, 10_000);
 const nc = await connect({ servers: `nats://127.0.0.1:${port}` });
-
-function listening(p: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection({ host: "127.0.0.1", port: p }, () => { s.destroy(); resolve(true); });
-    s.on("error", () => resolve(false));
-  });
-}
 
 const results: Record<string, { natsUsPerEvent: number; clientUsPerEvent: number; eventsPerSec: number }> = {};
 async function measure(name: string, run: () => Promise<void>): Promise<void> {

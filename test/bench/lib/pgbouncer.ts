@@ -6,8 +6,7 @@ import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { chownSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, chmodSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect } from "node:net";
-import { freePort } from "../../lib/free-port.js";
+import { freePort, waitForPort } from "../../lib/free-port.js";
 
 export interface PgBouncer {
   port: number;
@@ -24,20 +23,6 @@ export function pgbouncerBinary(): string {
     } catch { /* next */ }
   }
   throw new Error("pgbouncer is not installed (apt-get install pgbouncer)");
-}
-
-async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, "127.0.0.1");
-      s.once("connect", () => { s.destroy(); resolve(true); });
-      s.once("error", () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > until) throw new Error(`port ${port} did not open within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 export async function startPgBouncer(opts: {
