@@ -4,27 +4,18 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { natsNames, ensureAuditStream, deleteAll } from "@sluice/shared/nats";
 import {
   verifyChain, joinChunks, isChunkData, dataBytes, MAX_EVENT_DATA_BYTES, SessionEventType, uuidv7,
   type StatementAllowedData,
 } from "@sluice/shared/events";
 import { AuditPublisher, SessionRecorder, type AuditDurability } from "../../data-plane/src/recorder/index.js";
-import { readStream, bySession, randomPrefix } from "./audit-recording-support.js";
+import { readStream, bySession, sharedAuditStream } from "./audit-recording-support.js";
 
-const NATS_URL = process.env.SLUICE_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 
 async function setup(t: import("node:test").TestContext, durability: AuditDurability, bufferEvents = 50_000) {
-  const nc: NatsConnection = await connect({ servers: NATS_URL, maxReconnectAttempts: -1 });
-  const names = natsNames(randomPrefix());
-  await ensureAuditStream(nc, names, { storage: "memory" });
+  const { nc, names } = await sharedAuditStream(t);
   const publisher = new AuditPublisher(nc, { durability, bufferEvents });
-  t.after(async () => {
-    await publisher.close(5000).catch(() => undefined);
-    await deleteAll(nc, names);
-    await nc.close();
-  });
+  t.after(() => publisher.close(5000).catch(() => undefined));
   const session = (id = uuidv7()) => new SessionRecorder(publisher, { sessionId: id, region: "eu-1", node: "node-a", names, policyRev: 3 });
   return { nc, names, publisher, session };
 }

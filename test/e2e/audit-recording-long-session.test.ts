@@ -9,26 +9,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import assert from "node:assert/strict";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { natsNames, ensureAuditStream, deleteAll, type NatsNames } from "@sluice/shared/nats";
 import {
   verifyChain, joinChunks, SessionEventType,
   type StatementAllowedData, type ResultRowsData, type StatementCompletedData,
 } from "@sluice/shared/events";
 import type { Bundle } from "@sluice/shared/policy";
-import { AuditPublisher, createAuditObserver, type AuditDurability, type AuditObserver } from "../../data-plane/src/recorder/index.js";
+import { createAuditObserver, type AuditObserver } from "../../data-plane/src/recorder/index.js";
 import { startProxyStack } from "./proxy-stack.js";
-import { readStream, bySession, randomPrefix } from "./audit-recording-support.js";
+import { readStream, bySession, recorderOn, sharedAuditStream } from "./audit-recording-support.js";
 
 const execFileP = promisify(execFile);
-const NATS_URL = process.env.SLUICE_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 const T = (n: string) => SessionEventType[n as keyof typeof SessionEventType];
-
-async function recorderOn(t: import("node:test").TestContext, nc: NatsConnection, names: NatsNames, durability: AuditDurability, extra: { bufferEvents?: number; publishTimeoutMs?: number; ackWaitMs?: number } = {}) {
-  const publisher = new AuditPublisher(nc, { durability, bufferEvents: extra.bufferEvents ?? 10_000, publishTimeoutMs: extra.publishTimeoutMs, ackWaitMs: extra.ackWaitMs, retryMaxMs: 300 });
-  t.after(() => publisher.close(5000).catch(() => undefined));
-  return publisher;
-}
 
 // every 200th statement returns 50 rows (above the row cap), the others one row
 const sqlOf = (i: number) => (i % 200 === 1 ? `SELECT id, label FROM items ORDER BY id` : `SELECT id, label FROM items WHERE id = ${(i % 50) + 1}`);
@@ -45,14 +36,8 @@ function endedSignal(audit: AuditObserver): Promise<void> {
 }
 
 test("a session of 10,000 statements through the proxy is on the stream exactly once, in order, with a valid chain", async (t) => {
-  const nc = await connect({ servers: NATS_URL });
-  const names = natsNames(randomPrefix());
-  await ensureAuditStream(nc, names, { storage: "memory" });
-  t.after(async () => {
-    await deleteAll(nc, names);
-    await nc.close();
-  });
-  const publisher = await recorderOn(t, nc, names, "ack");
+  const { nc, names } = await sharedAuditStream(t);
+  const publisher = recorderOn(t, nc, "ack");
   let bundle!: Bundle;
   const snaps = { current: () => ({ revision: 1, bundle, hash: "x", appliedBy: "t", appliedAt: new Date(0).toISOString() }), onChange: () => () => {} };
   const audit = createAuditObserver({ publisher, names, maxRowsPerStatement: 10, maxBytesPerStatement: 4096, snapshots: snaps });

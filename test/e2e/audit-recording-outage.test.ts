@@ -7,17 +7,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { connect } from "@nats-io/transport-node";
-import { natsNames, ensureAuditStream } from "@sluice/shared/nats";
 import { verifyChain, uuidv7, SessionEventType, type StatementAllowedData } from "@sluice/shared/events";
 import { SluiceError } from "@sluice/shared/errors";
-import { startNatsServer } from "../../bin/lib/dev-nats-server.js";
 import { AuditPublisher, SessionRecorder, type AuditDurability } from "../../data-plane/src/recorder/index.js";
-import { readStream, bySession } from "./audit-recording-support.js";
+import { readStream, bySession, restartableAuditStream } from "./audit-recording-support.js";
 
 const allowed = (n: number): StatementAllowedData => ({
   statementId: n, sql: `UPDATE orders SET n = n + 1 WHERE id = ${n}`, protocol: "simple", class: "write",
@@ -25,17 +19,9 @@ const allowed = (n: number): StatementAllowedData => ({
 });
 
 async function outageRun(t: import("node:test").TestContext, durability: AuditDurability) {
-  const dir = mkdtempSync(join(tmpdir(), "sluice-audit-outage-"));
-  let server = await startNatsServer({ storeDir: dir });
-  const port = server.port;
-  t.after(async () => {
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
-  t.after(() => nc.close());
-  const names = natsNames("outage");
-  await ensureAuditStream(nc, names); // file storage: the stream survives the restart
+  // file storage: the stream survives the restart
+  const nats = await restartableAuditStream(t, "outage");
+  const { nc, names } = nats;
   // async queues a linger's worth of events (8 sessions × 2 events/ms × 5 ms) in normal operation
   const bufferEvents = durability === "ack" ? 60 : 600;
   const publisher = new AuditPublisher(nc, { durability, bufferEvents, publishTimeoutMs: 1000, ackWaitMs: 1000, retryMaxMs: 300 });
@@ -89,7 +75,7 @@ async function outageRun(t: import("node:test").TestContext, durability: AuditDu
   assert.ok(before > 0, "statements were recorded before the outage");
 
   down = true;
-  await server.stop();
+  await nats.stop();
   // keep loading until the buffer is full and records are being refused
   for (let i = 0; i < 400 && refusedFull < 5; i++) await sleep(50);
   assert.ok(refusedFull >= 5, `records were refused while NATS was down (full: ${refusedFull}, ack timeouts: ${refusedAck})`);
@@ -98,7 +84,7 @@ async function outageRun(t: import("node:test").TestContext, durability: AuditDu
   assert.ok(pendingAtFirstRefusal >= bufferEvents - 1, `refused only once the buffer was full (pending ${pendingAtFirstRefusal})`);
   const confirmedWhileDown = [...confirmed.values()].reduce((a, l) => a + l.length, 0);
 
-  server = await startNatsServer({ storeDir: dir, port });
+  await nats.restart();
   down = false;
   // recovers by itself: new statements succeed again
   for (let i = 0; i < 200 && [...confirmed.values()].reduce((a, l) => a + l.length, 0) < confirmedWhileDown + 50; i++) await sleep(50);

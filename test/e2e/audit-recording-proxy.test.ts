@@ -6,12 +6,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { natsNames, ensureAuditStream, deleteAll, type NatsNames } from "@sluice/shared/nats";
 import {
   verifyChain, SessionEventType,
   type CloudEvent, type StatementAllowedData, type ResultRowsData, type SessionAuthenticatedData,
@@ -19,35 +14,21 @@ import {
 import type { Bundle } from "@sluice/shared/policy";
 import { loadSqlParser } from "@sluice/shared/sql";
 import { snapshotEnforcer } from "../../data-plane/src/session/snapshot-enforcer.js";
-import { startNatsServer } from "../../bin/lib/dev-nats-server.js";
-import { AuditPublisher, createAuditObserver, type AuditDurability } from "../../data-plane/src/recorder/index.js";
+import { createAuditObserver } from "../../data-plane/src/recorder/index.js";
 import { startProxyStack } from "./proxy-stack.js";
-import { readStream, bySession, randomPrefix } from "./audit-recording-support.js";
+import { readStream, bySession, randomPrefix, recorderOn, restartableAuditStream, sharedAuditStream } from "./audit-recording-support.js";
 
-const NATS_URL = process.env.SLUICE_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 const T = (n: string) => SessionEventType[n as keyof typeof SessionEventType];
-
-async function recorderOn(t: import("node:test").TestContext, nc: NatsConnection, names: NatsNames, durability: AuditDurability, extra: { bufferEvents?: number; publishTimeoutMs?: number; ackWaitMs?: number } = {}) {
-  const publisher = new AuditPublisher(nc, { durability, bufferEvents: extra.bufferEvents ?? 10_000, publishTimeoutMs: extra.publishTimeoutMs, ackWaitMs: extra.ackWaitMs, retryMaxMs: 300 });
-  t.after(() => publisher.close(5000).catch(() => undefined));
-  return publisher;
-}
 
 test("nothing secret is on the stream: no JWT, no upstream secret, no unmasked value of a masked column", async (t) => {
   await loadSqlParser();
-  const nc = await connect({ servers: NATS_URL });
-  const names = natsNames(randomPrefix());
-  await ensureAuditStream(nc, names, { storage: "memory" });
-  t.after(async () => {
-    await deleteAll(nc, names);
-    await nc.close();
-  });
+  const { nc, names } = await sharedAuditStream(t);
   const SECRET = `upstream-s3cret-${randomPrefix()}`;
   const EMAIL = "alice.private@example.com";
   const CARD = "4111111111111111";
   let bundle!: Bundle;
   const snaps = { current: () => ({ revision: 1, bundle, hash: "x", appliedBy: "t", appliedAt: new Date(0).toISOString() }), onChange: () => () => {} };
-  const publisher = await recorderOn(t, nc, names, "ack");
+  const publisher = recorderOn(t, nc, "ack");
   const audit = createAuditObserver({ publisher, names, maxRowsPerStatement: 100, maxBytesPerStatement: 65536, snapshots: snaps });
   const ended = new Promise<void>((resolve) => {
     const orig = audit.sessionEnded!.bind(audit);
@@ -109,19 +90,10 @@ test("nothing secret is on the stream: no JWT, no upstream secret, no unmasked v
 });
 
 test("NATS stops during a client load: 57P03 once the buffer is full, then recovery; every statement a client saw succeed is on the stream", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), "sluice-audit-proxy-"));
-  let server = await startNatsServer({ storeDir: dir });
-  const port = server.port;
-  t.after(async () => {
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const nc = await connect({ servers: server.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
-  t.after(() => nc.close());
-  const names = natsNames("proxyoutage");
-  await ensureAuditStream(nc, names);
+  const nats = await restartableAuditStream(t, "proxyoutage");
+  const { nc, names } = nats;
   const bufferEvents = 40;
-  const publisher = await recorderOn(t, nc, names, "ack", { bufferEvents, publishTimeoutMs: 1000, ackWaitMs: 1000 });
+  const publisher = recorderOn(t, nc, "ack", { bufferEvents, publishTimeoutMs: 1000, ackWaitMs: 1000 });
   const audit = createAuditObserver({ publisher, names, maxRowsPerStatement: 0, maxBytesPerStatement: 0 });
   const stack = await startProxyStack(t, { dp: { audit } });
   await stack.direct("CREATE TABLE t (v int PRIMARY KEY)");
@@ -152,7 +124,7 @@ test("NATS stops during a client load: 57P03 once the buffer is full, then recov
   assert.ok(succeeded.length >= 100, "statements ran before the outage");
 
   down = true;
-  await server.stop();
+  await nats.stop();
   for (let i = 0; i < 400 && publisher.stats.refused < 5; i++) await sleep(50);
   assert.ok(publisher.stats.refused >= 5, `new statements were refused once the buffer was full (${JSON.stringify(publisher.stats)})`);
   assert.ok(failures.length > 0);
@@ -165,7 +137,7 @@ test("NATS stops during a client load: 57P03 once the buffer is full, then recov
   // a new connection is refused at the door too while the buffer is full
   await assert.rejects(stack.pgClient(), (e: { code?: string; message?: string }) => e.code === "57P03" && /fail closed/.test(e.message ?? ""));
 
-  server = await startNatsServer({ storeDir: dir, port });
+  await nats.restart();
   // statements still waiting for an ack from before the restart may time out a moment later
   for (let i = 0; i < 200 && publisher.stats.state !== "up"; i++) await sleep(25);
   await sleep(1500);
