@@ -5,21 +5,16 @@
  * SQL text and bound parameters pass the same InputMasker the audit observer uses.
  */
 import { SluiceError } from "@sluice/shared/errors";
-import type { StatementApprovalRequestedData, StatementPart } from "@sluice/shared/events";
-import type { InputMasker } from "../recorder/audit-observer.js";
+import type { StatementApprovalRequestedData } from "@sluice/shared/events";
+import { statementEventData, type InputMasker } from "../recorder/audit-observer.js";
 import type { SessionRecorder } from "../recorder/session-recorder.js";
-import type { BoundParam, SessionInfo, StatementRecord } from "../session/session-hooks.js";
+import type { SessionInfo, StatementRecord } from "../session/session-hooks.js";
 import type { ApprovalAuditEvents } from "./nats-approval-gate.js";
 
 export interface ApprovalAuditEventsOptions {
   /** the audit observer (its live recorder per session) */
   observer: { recorderFor(sessionId: string): SessionRecorder | undefined };
   masker: InputMasker;
-}
-
-function renderParam(p: BoundParam): string | null {
-  if (p.value === null) return null;
-  return p.format === "binary" ? "\\x" + p.value.toString("hex") : p.value.toString("utf8");
 }
 
 export function approvalAuditEvents(o: ApprovalAuditEventsOptions): ApprovalAuditEvents {
@@ -29,34 +24,14 @@ export function approvalAuditEvents(o: ApprovalAuditEventsOptions): ApprovalAudi
     requested(session, stmt, r) {
       const rec = recorder(session);
       if (!rec) return;
-      const d = stmt.decision;
-      const read = new Set<string>(), write = new Set<string>(), risks = new Set<StatementPart["risks"][number]>();
-      const statements: StatementPart[] = d.statements.map((s) => {
-        s.tables.read.forEach((t) => read.add(t));
-        s.tables.write.forEach((t) => write.add(t));
-        s.risks.forEach((x) => risks.add(x));
-        return { kind: s.kind, class: s.class, tables: { read: [...s.tables.read], write: [...s.tables.write] }, functions: [...s.functions], risks: [...s.risks] };
-      });
       const data: StatementApprovalRequestedData = {
-        statementId: stmt.seq,
-        sql: o.masker.text(session, stmt.sql),
-        protocol: stmt.protocol === "simple" ? "simple" : "extended",
-        class: d.statementClass,
-        tables: { read: [...read], write: [...write] },
-        risks: [...risks],
-        statements,
+        ...statementEventData(o.masker, session, stmt),
         decision: "approve",
-        rule: d.rule,
-        reason: d.reason,
         approvalId: r.approvalId,
         approvers: r.approvers,
         timeoutMs: r.timeoutMs,
         fingerprint: r.fingerprint,
       };
-      if (d.policy !== undefined) data.policy = d.policy;
-      if (stmt.params) data.params = o.masker.params(session, stmt.params.map(renderParam));
-      if (stmt.statementName) data.preparedName = stmt.statementName;
-      if (stmt.portalName) data.portal = stmt.portalName;
       try {
         return rec.record("statement.approval_requested", data, { policyRev: rev(session, stmt) });
       } catch (e) {

@@ -101,6 +101,52 @@ function renderParam(p: BoundParam): string | null {
 }
 
 /**
+ * The decision's part of a statement event. Decisions come from the decision cache, so the same
+ * object recurs for every execution of a statement: its summary is built once.
+ */
+const summaries = new WeakMap<StatementRecord["decision"], { statements: StatementPart[]; tables: StatementData["tables"]; risks: StatementPart["risks"] }>();
+function summaryOf(d: StatementRecord["decision"]) {
+  let sum = summaries.get(d);
+  if (!sum) {
+    const read = new Set<string>(), write = new Set<string>(), risks = new Set<StatementPart["risks"][number]>();
+    // members in canonical (sorted) order throughout: canonicalJson then takes its native fast path
+    const statements: StatementPart[] = d.statements.map((s) => {
+      s.tables.read.forEach((t) => read.add(t));
+      s.tables.write.forEach((t) => write.add(t));
+      s.risks.forEach((r) => risks.add(r));
+      return { class: s.class, functions: [...s.functions], kind: s.kind, risks: [...s.risks], tables: { read: [...s.tables.read], write: [...s.tables.write] } };
+    });
+    sum = { statements, tables: { read: [...read], write: [...write] }, risks: [...risks] };
+    summaries.set(d, sum);
+  }
+  return sum;
+}
+
+/**
+ * What the statement events (allowed, blocked, approval_requested) say of a statement, its SQL text
+ * and bound parameters through `masker`.
+ */
+export function statementEventData(masker: InputMasker, session: SessionInfo, stmt: StatementRecord): StatementData {
+  const d = stmt.decision;
+  const sum = summaryOf(d);
+  // members inserted in canonical (sorted) order, optional ones only when present
+  const data = { class: d.statementClass, decision: d.action } as StatementData;
+  if (stmt.params) data.params = masker.params(session, stmt.params.map(renderParam));
+  if (d.policy !== undefined) data.policy = d.policy;
+  if (stmt.portalName) data.portal = stmt.portalName;
+  if (stmt.statementName) data.preparedName = stmt.statementName;
+  data.protocol = stmt.protocol === "simple" ? "simple" : "extended";
+  if (d.reason !== undefined) data.reason = d.reason;
+  data.risks = sum.risks;
+  data.rule = d.rule;
+  data.sql = masker.text(session, stmt.sql);
+  data.statementId = stmt.seq;
+  data.statements = sum.statements;
+  data.tables = sum.tables;
+  return data;
+}
+
+/**
  * The default InputMasker: for a resource with masking rules every bound parameter is masked whole
  * with the rules' strongest strategy (a parameter's target column is not known, so it is treated as
  * masked), and SQL text / error messages are scanned with every classifier and matches masked.
@@ -176,47 +222,6 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
     }
   };
 
-  /**
-   * The decision's part of a statement event. Decisions come from the decision cache, so the same
-   * object recurs for every execution of a statement: its summary is built once.
-   */
-  const summaries = new WeakMap<StatementRecord["decision"], { statements: StatementPart[]; tables: StatementData["tables"]; risks: StatementPart["risks"] }>();
-  const summaryOf = (d: StatementRecord["decision"]) => {
-    let sum = summaries.get(d);
-    if (!sum) {
-      const read = new Set<string>(), write = new Set<string>(), risks = new Set<StatementPart["risks"][number]>();
-      // members in canonical (sorted) order throughout: canonicalJson then takes its native fast path
-      const statements: StatementPart[] = d.statements.map((s) => {
-        s.tables.read.forEach((t) => read.add(t));
-        s.tables.write.forEach((t) => write.add(t));
-        s.risks.forEach((r) => risks.add(r));
-        return { class: s.class, functions: [...s.functions], kind: s.kind, risks: [...s.risks], tables: { read: [...s.tables.read], write: [...s.tables.write] } };
-      });
-      sum = { statements, tables: { read: [...read], write: [...write] }, risks: [...risks] };
-      summaries.set(d, sum);
-    }
-    return sum;
-  };
-
-  const statementData = (session: SessionInfo, stmt: StatementRecord): StatementData => {
-    const d = stmt.decision;
-    const sum = summaryOf(d);
-    // members inserted in canonical (sorted) order, optional ones only when present
-    const data = { class: d.statementClass, decision: d.action } as StatementData;
-    if (stmt.params) data.params = masker.params(session, stmt.params.map(renderParam));
-    if (d.policy !== undefined) data.policy = d.policy;
-    if (stmt.portalName) data.portal = stmt.portalName;
-    if (stmt.statementName) data.preparedName = stmt.statementName;
-    data.protocol = stmt.protocol === "simple" ? "simple" : "extended";
-    if (d.reason !== undefined) data.reason = d.reason;
-    data.risks = sum.risks;
-    data.rule = d.rule;
-    data.sql = masker.text(session, stmt.sql);
-    data.statementId = stmt.seq;
-    data.statements = sum.statements;
-    data.tables = sum.tables;
-    return data;
-  };
 
   const policyRevOf = (session: SessionInfo, stmt: StatementRecord): number =>
     (stmt.decision as { revision?: number }).revision ?? session.policyRevision;
@@ -286,7 +291,7 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
       const s = state(session);
       let p: Promise<void> | undefined;
       try {
-        p = s.rec.record("statement.allowed", statementData(session, stmt) as StatementData & { decision: "allow" }, { policyRev: policyRevOf(session, stmt) });
+        p = s.rec.record("statement.allowed", statementEventData(masker, session, stmt) as StatementData & { decision: "allow" }, { policyRev: policyRevOf(session, stmt) });
       } catch (e) {
         // nothing was recorded: the statement is refused and never ran
         return Promise.reject(SluiceError.from(e, "unavailable"));
@@ -303,7 +308,7 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
 
     statementBlocked(session, stmt) {
       const s = state(session);
-      const data = { ...statementData(session, stmt), decision: "deny" as const, sqlstate: "42501" };
+      const data = { ...statementEventData(masker, session, stmt), decision: "deny" as const, sqlstate: "42501" };
       try {
         s.rec.record("statement.blocked", data, { policyRev: policyRevOf(session, stmt) });
       } catch (e) {
