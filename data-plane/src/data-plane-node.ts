@@ -20,7 +20,7 @@ import { AuditPublisher, createAuditObserver, type AuditObserver } from "./recor
 import { createNodeApprovalGate } from "./approvals/index.js";
 
 /** The proxy hooks a composer may replace (tests, or when a richer implementation exists). */
-export type DataPlaneHooks = Partial<Pick<DataPlaneOptions, "enforcer" | "audit" | "masker" | "maskingHashKey" | "approvals" | "verify" | "resolveSecret">>;
+export type DataPlaneHooks = Partial<Pick<DataPlaneOptions, "enforcer" | "audit" | "auditFeatures" | "masker" | "maskingHashKey" | "approvals" | "verify" | "resolveSecret">>;
 
 export interface DataPlaneNodeOptions {
   config: SluiceConfig;
@@ -137,6 +137,8 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       enforcer: hooks.enforcer,
       maxStatementBytes: cfg.dataPlane.maxStatementBytes,
       audit,
+      // what the recorder records: bound parameters, and result rows up to the configured cap
+      auditFeatures: hooks.auditFeatures ?? { decodeParams: true, captureRows: Math.max(0, cfg.dataPlane.audit.maxRowsPerStatement) },
       masker: hooks.masker,
       maskingHashKey: hashKey,
       // held statements go to the control plane over NATS; the approval events join the session's audit chain

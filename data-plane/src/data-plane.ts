@@ -19,10 +19,12 @@ import type { RelaySession } from "./session/relay-session.js";
 import { snapshotEnforcer } from "./session/snapshot-enforcer.js";
 import { loadSqlParser } from "@sluice/shared/sql";
 import { createDataPlaneMasker } from "./catalog/data-plane-masker.js";
-import { withDdlInvalidation } from "./catalog/ddl-invalidation.js";
+import { ddlInvalidationListener } from "./catalog/ddl-invalidation.js";
 import {
+  defaultAuditFeatures,
   noopAudit,
   type ApprovalGate,
+  type AuditFeatures,
   type AuditSink,
   type CancelRouter,
   type Enforcer,
@@ -47,6 +49,8 @@ export interface DataPlaneOptions {
   /** policy per statement; default: classify + evaluate against the current snapshot (deny without one) */
   enforcer?: Enforcer;
   audit?: AuditSink;
+  /** what sessions decode for the audit (default: parameters, no row capture) */
+  auditFeatures?: AuditFeatures;
   /** default: the bundle's `masking` rules with a catalog on side connections (data-plane/src/catalog) */
   masker?: ResultMasker;
   /** HMAC key of the `hash` masking strategy, the same on every node (default: random per process) */
@@ -155,8 +159,10 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     secureContext,
     snapshots: options.snapshots,
     enforcer,
+    audit: options.audit ?? noopAudit,
+    auditFeatures: options.auditFeatures ?? defaultAuditFeatures,
     // DDL seen by a session flushes the masking catalog of its resource (else the cache TTL does)
-    audit: ownMasker ? withDdlInvalidation(options.audit ?? noopAudit, (r) => ownMasker.catalog.invalidate(r)) : options.audit ?? noopAudit,
+    completionListeners: ownMasker ? [ddlInvalidationListener((r) => ownMasker.catalog.invalidate(r))] : [],
     masker: options.masker ?? ownMasker?.masker,
     approvals: options.approvals,
     maxFrameBytes: options.maxFrameBytes ?? 64 * 1024 * 1024,

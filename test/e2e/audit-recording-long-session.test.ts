@@ -42,7 +42,7 @@ test("a session of 10,000 statements through the proxy is on the stream exactly 
   const snaps = { current: () => ({ revision: 1, bundle, hash: "x", appliedBy: "t", appliedAt: new Date(0).toISOString() }), onChange: () => () => {} };
   const audit = createAuditObserver({ publisher, names, maxRowsPerStatement: 10, maxBytesPerStatement: 4096, snapshots: snaps });
   const ended = endedSignal(audit);
-  const stack = await startProxyStack(t, { bundle: (b) => (bundle = b), dp: { audit, region: "eu-1", nodeId: "dp-a" } });
+  const stack = await startProxyStack(t, { bundle: (b) => (bundle = b), dp: { audit, auditFeatures: { decodeParams: true, captureRows: 10 }, region: "eu-1", nodeId: "dp-a" } });
   await stack.direct("CREATE TABLE items (id int PRIMARY KEY, label text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 50) g");
   // psql (its own process, so the client does not compete with the proxy for this process's CPU):
   // one session, 10,000 statements on the simple protocol, each waiting for its answer

@@ -46,7 +46,7 @@ test("nothing secret is on the stream: no JWT, no upstream secret, no unmasked v
       };
       return bundle;
     },
-    dp: { audit, enforcer: snapshotEnforcer(snaps), resolveSecret: async () => SECRET },
+    dp: { audit, auditFeatures: { decodeParams: true, captureRows: 100 }, enforcer: snapshotEnforcer(snaps), resolveSecret: async () => SECRET },
   });
   await stack.direct(`CREATE TABLE customers (id int, email text, card text, note text); INSERT INTO customers VALUES (1, '${EMAIL}', '${CARD}', 'vip')`);
   const token = await stack.token();

@@ -17,7 +17,6 @@ test("session hooks: audit ack, completions, capture, fail closed, approvals", {
   const captured: { seq: number; rows: number; fields: string[] }[] = [];
   let failAudit = false;
   const audit: AuditSink = {
-    resultRowsCap: 2,
     sessionStarted: () => void events.push("started"),
     sessionAuthenticated: async (s) => {
       await new Promise((r) => setTimeout(r, 5));
@@ -49,7 +48,7 @@ test("session hooks: audit ack, completions, capture, fail closed, approvals", {
       return rec.sql.includes("'yes'") ? "approved" : "rejected";
     },
   };
-  const s = await startProxyStack(t, { dp: { audit, enforcer, approvals } });
+  const s = await startProxyStack(t, { dp: { audit, auditFeatures: { decodeParams: true, captureRows: 2 }, enforcer, approvals } });
   await s.direct("CREATE TABLE items (id int, name text); INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 5) g");
   const token = await s.token({ sub: "hooks-test" });
   const notices: string[] = [];

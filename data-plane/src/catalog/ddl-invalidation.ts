@@ -1,27 +1,15 @@
 /**
  * Flushes the masking catalog of a resource when one of its statements completes with a DDL
  * command tag (CREATE/ALTER/DROP …), so a renamed column or a redefined view is looked up again
- * instead of waiting for the cache TTL. Wraps the audit sink because statementCompleted is where
- * the session reports command tags.
+ * instead of waiting for the cache TTL. A completion listener of its own, beside the audit: the
+ * session tells every listener of each completed statement.
  */
-import type { AuditSink } from "../session/session-hooks.js";
+import type { CompletionListener } from "../session/session-hooks.js";
 
 const DDL_TAG = /^(CREATE|ALTER|DROP|COMMENT|SECURITY LABEL|IMPORT FOREIGN SCHEMA)\b/;
 
-export function withDdlInvalidation(audit: AuditSink, invalidate: (resource: string) => void): AuditSink {
-  const statementCompleted: AuditSink["statementCompleted"] = (session, done) => {
-    if (done.commandTag && DDL_TAG.test(done.commandTag)) invalidate(session.resource);
-    audit.statementCompleted?.(session, done);
+export function ddlInvalidationListener(invalidate: (resource: string) => void): CompletionListener {
+  return (session, done) => {
+    if (done.commandTag !== undefined && DDL_TAG.test(done.commandTag)) invalidate(session.resource);
   };
-  // a Proxy, not a spread: the sink may be a class instance whose methods need their own `this`
-  return new Proxy(audit, {
-    get(target, prop, receiver) {
-      if (prop === "statementCompleted") return statementCompleted;
-      const v = Reflect.get(target, prop, receiver);
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-    has(target, prop) {
-      return prop === "statementCompleted" || Reflect.has(target, prop);
-    },
-  });
 }

@@ -20,7 +20,7 @@ import type { UpstreamConnection } from "../upstream/connect-upstream.js";
 import { RelaySession } from "../session/relay-session.js";
 import { mayConnect } from "../session/may-connect.js";
 import { filterStartupParams } from "../session/startup-params.js";
-import type { ApprovalGate, AuditSink, ConnectionInfo, Enforcer, ResultMasker, SessionInfo, SnapshotSource } from "../session/session-hooks.js";
+import type { ApprovalGate, AuditFeatures, AuditSink, CompletionListener, ConnectionInfo, Enforcer, ResultMasker, SessionInfo, SnapshotSource } from "../session/session-hooks.js";
 
 export interface VerifiedIdentity {
   subject: string;
@@ -37,6 +37,8 @@ export interface ConnectionContext {
   snapshots: SnapshotSource;
   enforcer: Enforcer;
   audit: AuditSink;
+  auditFeatures: AuditFeatures;
+  completionListeners: readonly CompletionListener[];
   masker?: ResultMasker;
   approvals?: ApprovalGate;
   maxFrameBytes: number;
@@ -183,7 +185,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     ctx.track(session, -1);
     const stats = session?.stats;
     try {
-      ctx.audit.sessionEnded?.(info ?? conn, { reason: endReason, statements: stats?.statements ?? 0, bytesIn: stats?.bytesIn ?? 0, bytesOut: stats?.bytesOut ?? 0 });
+      ctx.audit.sessionEnded(info ?? conn, { reason: endReason, statements: stats?.statements ?? 0, bytesIn: stats?.bytesIn ?? 0, bytesOut: stats?.bytesOut ?? 0 });
     } catch (e) {
       ctx.logger?.error({ sessionId, err: e }, "audit sessionEnded failed");
     }
@@ -192,7 +194,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
   const refuse = (sqlstate: string, message: string, logReason?: string) => {
     ctx.logger?.info({ sessionId, clientAddress, sqlstate, reason: logReason ?? message }, "connection refused");
     try {
-      if (conn.resource !== undefined || sqlstate !== "08P01") ctx.audit.sessionDenied?.(conn, { sqlstate, reason: message, subject: info?.subject });
+      if (conn.resource !== undefined || sqlstate !== "08P01") ctx.audit.sessionDenied(conn, { sqlstate, reason: message, subject: info?.subject });
     } catch (e) {
       ctx.logger?.error({ sessionId, err: e }, "audit sessionDenied failed");
     }
@@ -262,7 +264,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     // 2. the JWT as cleartext password (inside TLS), asked for before session.started is recorded so
     // that the client's round trip overlaps the recording; a refusal still follows session.started
     if (!early) socket.write(authCleartextPassword());
-    ctx.audit.sessionStarted?.(conn);
+    ctx.audit.sessionStarted(conn);
     if (early) throw early;
     const pf = await reader.read(passwordFrame);
     if (pf[0] !== F.Password) throw new WireError("expected a password message");
@@ -319,7 +321,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
       up.socket.destroy();
       return;
     }
-    const ack = ctx.audit.sessionAuthenticated?.(info);
+    const ack = ctx.audit.sessionAuthenticated(info);
     if (ack) await ack;
     if (ended) return;
 
@@ -362,6 +364,8 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
       info: si,
       enforcer: ctx.enforcer,
       audit: ctx.audit,
+      features: ctx.auditFeatures,
+      listeners: ctx.completionListeners,
       masker: ctx.masker,
       approvals: ctx.approvals,
       maxFrameBytes: ctx.maxFrameBytes,

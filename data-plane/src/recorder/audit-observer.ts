@@ -254,7 +254,6 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
 
   const observer: AuditObserver = {
     publisher: o.publisher,
-    resultRowsCap: Math.max(0, o.maxRowsPerStatement),
 
     recorderFor: (sessionId) => sessions.get(sessionId)?.rec,
 

@@ -40,15 +40,45 @@ import {
 } from "../wire/encode.js";
 import type {
   ApprovalGate,
+  AuditFeatures,
   AuditSink,
   BoundParam,
+  CompletionListener,
   Enforcer,
+  EnforcerDecision,
   MaskPlan,
   ResultMasker,
   RowField,
   SessionInfo,
+  StatementCompletion,
   StatementRecord,
 } from "./session-hooks.js";
+
+const isPromise = <T>(x: T | Promise<T>): x is Promise<T> => typeof (x as { then?: unknown } | null)?.then === "function";
+
+/** the rule of a decision the enforcer could not make (its promise rejected) */
+const ENFORCER_FAILED = "enforcer-failed";
+type FailedDecision = Decision & { sqlstate?: string };
+
+/** A rejected decision is a deny: 57P03 when the enforcer was unavailable (e.g. a worker timed out), else 42501. */
+function failedDecision(e: unknown): FailedDecision {
+  const err = SluiceError.from(e, "internal");
+  return {
+    action: "deny",
+    rule: ENFORCER_FAILED,
+    reason: err.code === "unavailable" ? err.message : `the statement could not be decided: ${err.message}`,
+    statementClass: "unknown",
+    statementIndex: 0,
+    statements: [],
+    sqlstate: err.code === "unavailable" ? "57P03" : "42501",
+  };
+}
+
+/** the statement name of a (F) Bind without decoding the rest */
+function bindStatementName(f: Buffer): string {
+  const z = f.indexOf(0, 5);
+  return f.toString("utf8", z + 1, f.indexOf(0, z + 1));
+}
 
 export interface RelayIo {
   /** one call per flushed batch; returns false when the socket buffer is full */
@@ -65,6 +95,10 @@ export interface RelaySessionOptions {
   info: SessionInfo;
   enforcer: Enforcer;
   audit: AuditSink;
+  /** what is decoded for the audit (set by the composition root) */
+  features: AuditFeatures;
+  /** told of every completed statement after the audit (e.g. DDL invalidation of the masking catalog) */
+  listeners?: readonly CompletionListener[];
   masker?: ResultMasker;
   approvals?: ApprovalGate;
   maxFrameBytes: number;
@@ -228,8 +262,10 @@ export class RelaySession {
   /** set while a copy-out is streaming through a mask plan */
   private copyOutPlan: MaskPlan | null = null;
   private readonly needParams: boolean;
-  private readonly needTags: boolean;
   private readonly captureCap: number;
+  private readonly listeners: readonly CompletionListener[];
+  /** identifies the current hold: a continuation that starts another hold leaves the resume to it */
+  private holdId = 0;
   readonly stats: RelayStats = { statements: 0, denied: 0, bytesIn: 0, bytesOut: 0, txStatus: "I" };
 
   constructor(opts: RelaySessionOptions) {
@@ -243,9 +279,9 @@ export class RelaySession {
     // the upstream is trusted not to be hostile, but a runaway frame still must not exhaust memory:
     // only Whole frames are buffered and those are small except a masked DataRow
     this.upstreamScan = new FrameScanner(0x7fffffff);
-    this.needParams = typeof opts.audit.statementAllowed === "function";
-    this.needTags = typeof opts.audit.statementCompleted === "function";
-    this.captureCap = typeof opts.audit.resultRows === "function" ? Math.max(0, opts.audit.resultRowsCap ?? 0) : 0;
+    this.needParams = opts.features.decodeParams;
+    this.captureCap = Math.max(0, opts.features.captureRows);
+    this.listeners = opts.listeners ?? [];
     this.clientSink = {
       head: (code) => this.clientHead(code),
       frame: (code, f) => this.clientFrame(code, f),
@@ -360,7 +396,8 @@ export class RelaySession {
       case F.Parse:
         return this.onParse(f);
       case F.Bind: {
-        if (this.needParams) {
+        // a statement that needs approval is approved with its parameters, whatever the audit decodes
+        if (this.needParams || this.statements.get(bindStatementName(f))?.decision.action === "approve") {
           const b = decodeBind(f);
           const params: BoundParam[] = b.params.map((v, i) => ({ format: b.paramFormats[i] === 1 ? "binary" : "text", value: v }));
           this.portals.set(b.portal, { statement: b.statement, params });
@@ -419,9 +456,27 @@ export class RelaySession {
     return { seq: ++this.seq, protocol, sql, decision, ...extra };
   }
 
+  /**
+   * Runs `then` with the enforcer's decision: at once when it is synchronous, otherwise after holding
+   * this message (and everything pipelined behind it) until the promise settles. A rejected decision
+   * is a deny: 57P03 when the enforcer was unavailable, 42501 otherwise.
+   */
+  private decided(d: EnforcerDecision, then: (d: Decision) => boolean): boolean {
+    if (!isPromise(d)) return then(d);
+    let denial: Decision | undefined;
+    return this.hold(
+      d.then((x) => void (denial = x), (e: unknown) => void (denial = failedDecision(e))),
+      () => void then(denial!),
+      (e) => this.fail(e, false),
+    );
+  }
+
   private onQuery(f: Buffer): boolean {
     const sql = decodeQuery(f);
-    const decision = this.o.enforcer.decide(sql, "simple", this.o.info);
+    return this.decided(this.o.enforcer.decide(sql, "simple", this.o.info), (decision) => this.onQueryDecided(f, sql, decision));
+  }
+
+  private onQueryDecided(f: Buffer, sql: string, decision: Decision): boolean {
     const rec = this.record("simple", sql, decision);
     const forward = () => {
       this.stats.statements++;
@@ -434,7 +489,10 @@ export class RelaySession {
 
   private onParse(f: Buffer): boolean {
     const p = decodeParse(f);
-    const decision = this.o.enforcer.decide(p.sql, "parse", this.o.info);
+    return this.decided(this.o.enforcer.decide(p.sql, "parse", this.o.info), (decision) => this.onParseDecided(f, p, decision));
+  }
+
+  private onParseDecided(f: Buffer, p: { name: string; sql: string }, decision: Decision): boolean {
     if (decision.action === "allow") {
       this.o.enforcer.observeForwarded?.(decision, this.o.info);
       this.statements.set(p.name, { sql: p.sql, decision });
@@ -506,13 +564,13 @@ export class RelaySession {
       return this.hold(
         gate.request(this.o.info, rec, notice, abort.signal).finally(() => this.approvalAborts.delete(abort)).then(async (r) => {
           if (r !== "approved") throw new SluiceError("permission_denied", `statement ${r === "timeout" ? "approval timed out" : "was rejected by an approver"}`);
-          await audit.statementAllowed?.(this.o.info, rec);
+          await audit.statementAllowed(this.o.info, rec);
         }),
         forward,
         (err) => this.refuse(rec, err),
       );
     }
-    const p = audit.statementAllowed?.(this.o.info, rec);
+    const p = audit.statementAllowed(this.o.info, rec);
     if (p === undefined || p === null || typeof (p as Promise<void>).then !== "function") {
       forward();
       return true;
@@ -524,15 +582,16 @@ export class RelaySession {
   private deny(kind: PoisonKind, rec: StatementRecord): boolean {
     this.stats.denied++;
     const d = rec.decision;
-    const p = this.o.audit.statementBlocked?.(this.o.info, rec);
+    const p = this.o.audit.statementBlocked(this.o.info, rec);
     const why = d.action === "approve" ? "requires approval and no approval service is configured" : d.reason;
-    const message = `permission denied by sluice policy: rule "${d.rule}" (${d.statementClass}): ${why}`;
+    const message = d.rule === ENFORCER_FAILED ? d.reason : `permission denied by sluice policy: rule "${d.rule}" (${d.statementClass}): ${why}`;
+    const sqlstate = (d as FailedDecision).sqlstate ?? "42501";
     if (p && typeof (p as Promise<void>).then === "function") {
       // blocked is recorded first; a failing recorder still denies
-      const act = () => this.poison(kind, message, d.rule, rec.statementName);
+      const act = () => this.poison(kind, message, d.rule, rec.statementName, sqlstate);
       return this.hold(p as Promise<void>, act, act);
     }
-    this.poison(kind, message, d.rule, rec.statementName);
+    this.poison(kind, message, d.rule, rec.statementName, sqlstate);
     return true;
   }
 
@@ -543,8 +602,8 @@ export class RelaySession {
     this.poisonWith(rec.protocol === "simple" ? K.PoisonQuery : K.PoisonExecute, errorResponse({ severity: "ERROR", sqlstate: toSqlState(e.code), message: e.message }));
   }
 
-  private poison(kind: PoisonKind, message: string, rule: string, statementName?: string): void {
-    this.poisonWith(kind, errorResponse({ severity: "ERROR", sqlstate: "42501", message, detail: `sluice rule: ${rule}` }), statementName);
+  private poison(kind: PoisonKind, message: string, rule: string, statementName?: string, sqlstate = "42501"): void {
+    this.poisonWith(kind, errorResponse({ severity: "ERROR", sqlstate, message, detail: `sluice rule: ${rule}` }), statementName);
   }
 
   /**
@@ -582,9 +641,12 @@ export class RelaySession {
     this.toClient.flush();
     this.holding = short ? "short" : "long";
     if (!short) this.pauseClient();
+    const id = ++this.holdId;
     p.then(ok, failed)
       .then(() => {
         if (this.closed) return;
+        // the continuation held again (e.g. a decision, then its audit ack): that hold resumes
+        if (this.holdId !== id) return;
         this.guard(() => {
           this.holding = "no";
           this.released = true;
@@ -632,7 +694,7 @@ export class RelaySession {
       case B.CommandComplete:
       case B.EmptyQueryResponse:
       case B.PortalSuspended:
-        return this.needTags || this.captureCap > 0 || this.peek()?.mask === true ? Mode.Whole : this.completeCounting();
+        return Mode.Whole;
       case B.ParseComplete:
       case B.BindComplete:
       case B.CloseComplete:
@@ -657,13 +719,6 @@ export class RelaySession {
       default:
         return Mode.Pass;
     }
-  }
-
-  /** CommandComplete without decoding: only pop the Execute it ends */
-  private completeCounting(): Mode {
-    const p = this.peek();
-    if (p?.kind === K.Execute) this.pop();
-    return Mode.Pass;
   }
 
   private upstreamFrame(code: number, f: Buffer): boolean {
@@ -748,21 +803,23 @@ export class RelaySession {
   }
 
   private completed(p: Pending): void {
-    if (!this.needTags || !p.rec) return;
-    this.o.audit.statementCompleted!(this.o.info, {
+    if (!p.rec) return;
+    const done: StatementCompletion = {
       seq: p.rec.seq,
       commandTag: p.error ? undefined : p.tag,
       rows: p.kind === K.Query ? p.tagRows ?? 0 : p.rows ?? 0,
       durationMs: this.o.now() - (p.startedAt ?? 0),
       error: p.error,
-    });
+    };
+    this.o.audit.statementCompleted(this.o.info, done);
+    for (const l of this.listeners) l(this.o.info, done);
     p.rec = undefined;
   }
 
   private flushCapture(p: Pending): void {
     if (p.captured && p.captured.length && p.rec) {
       const masks = p.plan ? this.o.masker?.describe?.(p.plan) : undefined;
-      this.o.audit.resultRows?.(this.o.info, p.rec.seq, p.fields ?? [], p.captured, masks);
+      this.o.audit.resultRows(this.o.info, p.rec.seq, p.fields ?? [], p.captured, masks);
     }
     p.captured = undefined;
   }

@@ -4,11 +4,17 @@
  * deny defaults; the session (relay-session.ts) calls them, `startDataPlane` options plug them in.
  *
  * Hot-path rules every implementation must respect:
- *  - `Enforcer.decide` is synchronous and should hit a cache for repeated statement text.
- *  - AuditSink calls may return a Promise; the session then holds forwarding until it settles
- *    (audit.durability `ack`). Returning `void` keeps the per-message path synchronous (`async`).
- *    A rejected promise refuses the statement (fail closed, SQLSTATE from the SluiceError, 57P03
- *    for `unavailable`).
+ *  - `Enforcer.decide` should hit a cache for repeated statement text and answer synchronously;
+ *    it may return a Promise (a classification moved to a worker with a time bound): the session
+ *    then holds that message, and every message pipelined behind it, until it settles, exactly like
+ *    an audit ack. A rejected decision denies the statement (fail closed: 57P03 for `unavailable`,
+ *    42501 otherwise).
+ *  - The statement-audit calls may return a Promise; the session then holds forwarding until it
+ *    settles (audit.durability `ack`). Returning `void` keeps the per-message path synchronous
+ *    (`async`). A rejected promise refuses the statement (fail closed, SQLSTATE from the
+ *    SluiceError, 57P03 for `unavailable`).
+ *  - What the session decodes for the audit (bound parameters, captured rows) is decided by the
+ *    composition root with `AuditFeatures`, never by which methods an implementation happens to have.
  *  - Nothing handed to these hooks contains the JWT or the upstream credential.
  */
 import type { Decision, PolicySnapshot } from "@sluice/shared/policy";
@@ -51,9 +57,15 @@ export interface ConnectionInfo {
 
 export type QueryProtocol = "simple" | "parse";
 
+/**
+ * What `Enforcer.decide` returns: a decision, or a promise of one (see the header comment). A
+ * rejected promise is a deny.
+ */
+export type EnforcerDecision = Decision | Promise<Decision>;
+
 /** Decides one client message: a simple Query string (all its statements) or one Parse. */
 export interface Enforcer {
-  decide(sql: string, protocol: QueryProtocol, session: SessionInfo): Decision;
+  decide(sql: string, protocol: QueryProtocol, session: SessionInfo): EnforcerDecision;
   /**
    * Called after an allowed message was forwarded upstream (simple Query, or Parse), so per-session
    * state such as SQL-level PREPARE names can follow what the upstream really saw.
@@ -105,31 +117,59 @@ export interface RowField {
   readonly format: number;
 }
 
-/**
- * The audit observer. Every method is optional so a partial implementation plugs in; a returned
- * Promise is awaited by the session before it continues (see the header comment).
- */
-export interface AuditSink {
-  sessionStarted?(conn: ConnectionInfo): void;
-  /** the JWT verified and the identity may connect to the resource */
-  sessionAuthenticated?(session: SessionInfo): void | Promise<void>;
+/** The session lifecycle events (session.started, authenticated, denied, ended). */
+export interface SessionAudit {
+  sessionStarted(conn: ConnectionInfo): void;
+  /** the JWT verified and the identity may connect to the resource; await = `ack` durability */
+  sessionAuthenticated(session: SessionInfo): void | Promise<void>;
   /** connection refused (auth or policy at connect); `sqlstate` is what the client got */
-  sessionDenied?(conn: ConnectionInfo, denial: { sqlstate: string; reason: string; subject?: string; issuer?: string }): void;
-  /** called before the statement is forwarded; await = `ack` durability */
-  statementAllowed?(session: SessionInfo, stmt: StatementRecord): void | Promise<void>;
-  /** called before the client receives the 42501 */
-  statementBlocked?(session: SessionInfo, stmt: StatementRecord): void | Promise<void>;
-  statementCompleted?(session: SessionInfo, done: StatementCompletion): void;
-  /**
-   * Result rows of a statement, after masking: the (B) DataRow frames exactly as sent to the client.
-   * Only called when defined, at most `maxRows` per statement (the session stops copying after that),
-   * batched (called at CommandComplete or when `maxRows` is reached).
-   */
-  resultRows?(session: SessionInfo, seq: number, fields: readonly RowField[], rows: readonly Buffer[], masks?: readonly ColumnMask[]): void;
-  /** upper bound of rows handed to resultRows per statement (default 0: no row capture) */
-  readonly resultRowsCap?: number;
-  sessionEnded?(info: ConnectionInfo | SessionInfo, end: { reason: string; statements: number; bytesIn: number; bytesOut: number }): void;
+  sessionDenied(conn: ConnectionInfo, denial: { sqlstate: string; reason: string; subject?: string; issuer?: string }): void;
+  sessionEnded(info: ConnectionInfo | SessionInfo, end: { reason: string; statements: number; bytesIn: number; bytesOut: number }): void;
 }
+
+/**
+ * The statement events. Every statement the session decides gets exactly one of statementAllowed /
+ * statementBlocked, and every allowed one a statementCompleted (with the error when it did not run);
+ * resultRows only when `AuditFeatures.captureRows` asks for rows. A returned Promise is awaited by
+ * the session before it continues (see the header comment).
+ */
+export interface StatementAudit {
+  /** called before the statement is forwarded; await = `ack` durability */
+  statementAllowed(session: SessionInfo, stmt: StatementRecord): void | Promise<void>;
+  /** called before the client receives the 42501 */
+  statementBlocked(session: SessionInfo, stmt: StatementRecord): void | Promise<void>;
+  statementCompleted(session: SessionInfo, done: StatementCompletion): void;
+  /**
+   * Result rows of a statement, after masking: the (B) DataRow frames exactly as sent to the client,
+   * at most `AuditFeatures.captureRows` per statement (the session stops copying after that),
+   * batched (called at CommandComplete / PortalSuspended, or at an error).
+   */
+  resultRows(session: SessionInfo, seq: number, fields: readonly RowField[], rows: readonly Buffer[], masks?: readonly ColumnMask[]): void;
+}
+
+/** The audit observer: every method is required (a recorder that records nothing says so with `noopAudit`). */
+export interface AuditSink extends SessionAudit, StatementAudit {}
+
+/**
+ * What the session decodes for the statement audit, set by the composition root. Decoding costs the
+ * hot path, so it is explicit: no feature depends on which methods a sink implements.
+ *  - `decodeParams`: decode the bound parameters of every Bind into StatementRecord.params. A
+ *    statement that needs approval always has its parameters decoded (approval binds to them).
+ *  - `captureRows`: copy at most this many result rows per statement to `resultRows` (0: none).
+ */
+export interface AuditFeatures {
+  readonly decodeParams: boolean;
+  readonly captureRows: number;
+}
+
+/** Parameters recorded, no row capture: what a node records unless its config asks for rows. */
+export const defaultAuditFeatures: AuditFeatures = { decodeParams: true, captureRows: 0 };
+
+/**
+ * Told of every statement the upstream finished, after the audit (e.g. the masking catalog flushing
+ * a resource when a DDL command tag goes by). Must not throw and must not block.
+ */
+export type CompletionListener = (session: SessionInfo, done: StatementCompletion) => void;
 
 /** Opaque to the session; produced and consumed by the masker. */
 export type MaskPlan = unknown;
@@ -230,4 +270,14 @@ export const allowAllEnforcerForTests: Enforcer = {
   }),
 };
 
-export const noopAudit: AuditSink = {};
+/** Records nothing (tests, and composers that record elsewhere). */
+export const noopAudit: AuditSink = {
+  sessionStarted: () => undefined,
+  sessionAuthenticated: () => undefined,
+  sessionDenied: () => undefined,
+  sessionEnded: () => undefined,
+  statementAllowed: () => undefined,
+  statementBlocked: () => undefined,
+  statementCompleted: () => undefined,
+  resultRows: () => undefined,
+};

@@ -1,6 +1,6 @@
 import { DecisionCache, decideSql, SqlPrepared } from "@sluice/shared/sql";
 import type { Decision } from "@sluice/shared/policy";
-import type { Enforcer, SessionInfo, SnapshotSource } from "./session-hooks.js";
+import type { Enforcer, QueryProtocol, SessionInfo, SnapshotSource } from "./session-hooks.js";
 
 /**
  * The production Enforcer: every message is decided against the NEWEST snapshot (a new revision
@@ -20,7 +20,10 @@ export interface SnapshotEnforcerOptions {
   maxStatementBytes?: number;
 }
 
-export function snapshotEnforcer(snapshots: SnapshotSource, cache = new DecisionCache(), o: SnapshotEnforcerOptions = {}): Enforcer & { cache: DecisionCache } {
+/** The snapshot enforcer decides synchronously (the relay's fast path). */
+export type SyncEnforcer = Omit<Enforcer, "decide"> & { decide(sql: string, protocol: QueryProtocol, session: SessionInfo): Decision };
+
+export function snapshotEnforcer(snapshots: SnapshotSource, cache = new DecisionCache(), o: SnapshotEnforcerOptions = {}): SyncEnforcer & { cache: DecisionCache } {
   const maxBytes = o.maxStatementBytes ?? DEFAULT_MAX_STATEMENT_BYTES;
   const perSession = new WeakMap<SessionInfo, { key: string; prepared: SqlPrepared }>();
   const state = (s: SessionInfo) => {
