@@ -23,7 +23,8 @@ import { freePort, startNatsServer, type NatsServerProcess } from "../lib/dev-na
 import { applyBundleText } from "../lib/dev-policy-client.js";
 import { ensureDevCertificate } from "../lib/dev-tls.js";
 import { ensureUpstreamDatabase } from "../lib/dev-upstream.js";
-import { runDemo } from "../lib/dev-demo.js";
+import { afterDemo } from "../lib/demo/after-demo.js";
+import { isAborted, runDemo } from "../lib/demo/run-demo.js";
 import { startDataPlaneNode, type DataPlaneNode } from "@sluice/data-plane";
 
 const USAGE = `usage: sluice dev [--upstream postgres://USER:PASS@HOST:PORT/DB] [--resource NAME] [--policy FILE]
@@ -36,7 +37,8 @@ TLS on a self-signed certificate, and a development OIDC issuer named "dev", the
   --resource      the name clients connect to (default: the upstream database name)
   --policy FILE   a bundle applied at start (the dev issuer and the resource are added); default: every
                   statement class allowed to group "dev"
-  --demo          after start, create a small demo schema and run a scripted pipeline session through the proxy
+  --demo          after start, play a CI pipeline's session step by step (allowed read, masked result, blocked
+                  DROP, a migration held for approval and approved, replay, audit verify, OCSF), then keep running
   --state-dir     certificate, issuer key, NATS store, read model (default .sluice; env SLUICE_DEV_DIR)
   ports           data plane --port 7432 (SLUICE_DEV_PORT), --http-port 7480 (SLUICE_DEV_HTTP_PORT),
                   control plane --grpc-port 7400 (SLUICE_DEV_GRPC_PORT), --cp-http-port 7481 (SLUICE_DEV_CP_HTTP_PORT);
@@ -157,6 +159,8 @@ export async function run(args: string[]): Promise<number> {
     cpConfig.controlPlane.httpListen = `127.0.0.1:${cpHttpPort}`;
     cpConfig.controlPlane.adminGroups = [DEV_ADMIN_GROUP];
     cpConfig.controlPlane.readModel = { dialect: "sqlite", url: join(stateDir, "read-model.sqlite") };
+    // a checkpoint every 2 s rather than 10: on a laptop one wants to verify what just happened
+    cpConfig.controlPlane.sealer.everySeconds = 2;
     const jwksBody = JSON.stringify(issuer.jwks);
     const controlPlane: RunningControlPlane = await startControlPlane(cpConfig, {
       logger: log,
@@ -224,26 +228,38 @@ export async function run(args: string[]): Promise<number> {
     process.stdout.write(`  context: ${contextFile}   state: ${stateDir}   stop: Ctrl-C\n`);
 
     if (values.demo) {
-      const cancelled = new Promise<void>((r) => (interrupted = r));
-      await Promise.race([
-        runDemo({
-          host: "127.0.0.1",
-          port: dataPlane.port,
-          resource: resourceName,
-          upstream: up,
-          caFile: cert.certFile,
-          issuer,
-          apply: async (b) => {
-            const r = await applyBundleText(controlPlane.grpcAddress, adminToken, JSON.stringify(b), "<sluice dev --demo>");
-            await dataPlane.snapshots.waitForRevision(r.revision, 15_000);
-            return r.revision;
-          },
-          bundle,
-          out: (line) => process.stdout.write(line + "\n"),
-        }).catch((e: unknown) => process.stdout.write(`demo failed: ${(e as Error).message}\n`)),
-        cancelled,
-      ]);
-      process.stdout.write("sluice dev: demo finished; still running (Ctrl-C to stop)\n");
+      const ac = new AbortController();
+      interrupted = () => ac.abort();
+      const sink = { write: (t: string) => void process.stdout.write(t), isTTY: process.stdout.isTTY === true };
+      const aborted = new Promise<undefined>((r) => ac.signal.addEventListener("abort", () => r(undefined), { once: true }));
+      const playing = runDemo({
+        host: "127.0.0.1",
+        port: dataPlane.port,
+        resource: resourceName,
+        upstream: up,
+        caFile: cert.certFile,
+        issuer,
+        devIssuerName: issuerSpec.name,
+        bundle,
+        apply: async (b) => {
+          const r = await applyBundleText(controlPlane.grpcAddress, adminToken, JSON.stringify(b), "<sluice dev --demo>");
+          await dataPlane.snapshots.waitForRevision(r.revision, 15_000);
+          return r.revision;
+        },
+        sink,
+        contextFile,
+        stateDir,
+        signal: ac.signal,
+      }).then(
+        (r) => r,
+        (e: unknown) => {
+          if (!isAborted(e) && !ac.signal.aborted) process.stdout.write(`demo failed: ${(e as Error).message}\n`);
+          return undefined;
+        },
+      );
+      // Ctrl-C mid-demo stops the stack at once; the demo's pending steps fail quietly under it
+      const demo = await Promise.race([playing, aborted]);
+      if (!ac.signal.aborted) process.stdout.write(afterDemo({ port: dataPlane.port, resource: resourceName, caFile: cert.certFile, grpc: controlPlane.grpcAddress, sessionId: demo?.sessionId }));
     }
 
     const sig = await signalled;

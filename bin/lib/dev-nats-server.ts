@@ -52,8 +52,11 @@ export async function startNatsServer(opts: { storeDir: string; port?: number; b
   // The server runs under a small sh guard holding a pipe from us on stdin: if this process dies
   // without stopping it (SIGKILL, a crash), the pipe closes and the guard stops the server, so no
   // orphan keeps the port and the store. SIGTERM/SIGINT to the guard stop the server too.
+  // Its own process group: Ctrl-C in the terminal signals only `sluice dev`, which then stops the
+  // stack in order (data plane, control plane, NATS connection) while the server is still there.
   const child = spawn("sh", ["-c", GUARD, "sluice-nats-guard", opts.bin ?? "nats-server", "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", opts.storeDir], {
     stdio: ["pipe", "ignore", "pipe"],
+    detached: true,
   });
   let log = "";
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
