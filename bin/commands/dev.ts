@@ -154,7 +154,7 @@ export async function run(args: string[]): Promise<number> {
     // control plane
     const cpConfig = defaultConfig();
     cpConfig.node = "dev-control-plane";
-    cpConfig.nats = { url: natsUrl, prefix };
+    cpConfig.nats = { ...cpConfig.nats, url: natsUrl, prefix };
     cpConfig.controlPlane.grpcListen = `127.0.0.1:${grpcPort}`;
     cpConfig.controlPlane.httpListen = `127.0.0.1:${cpHttpPort}`;
     cpConfig.controlPlane.adminGroups = [DEV_ADMIN_GROUP];
@@ -192,7 +192,7 @@ export async function run(args: string[]): Promise<number> {
     if (up.password !== undefined) process.env[DEV_PASSWORD_ENV] = up.password;
     const dpConfig = defaultConfig();
     dpConfig.node = "dev-data-plane";
-    dpConfig.nats = { url: natsUrl, prefix };
+    dpConfig.nats = { ...dpConfig.nats, url: natsUrl, prefix };
     dpConfig.dataPlane.listen = `127.0.0.1:${pgPort}`;
     dpConfig.dataPlane.httpListen = `127.0.0.1:${dpHttpPort}`;
     dpConfig.dataPlane.tls = { mode: "required", certFile: cert.certFile, keyFile: cert.keyFile };

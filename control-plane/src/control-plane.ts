@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
 import type { SluiceConfig } from "@sluice/shared/config";
 import type { Logger } from "@sluice/shared/logging";
-import { natsNames, ensureAll, type NatsNames, type JetStreamSetupOptions } from "@sluice/shared/nats";
+import { natsNames, ensureAll, natsConnectOptions, openAll, setupOptionsFromConfig, type NatsNames, type JetStreamSetupOptions } from "@sluice/shared/nats";
 import { parseBundle, type IssuerSpec } from "@sluice/shared/policy";
 import { PolicyServiceService } from "@sluice/proto";
 import { JetStreamEventStore } from "./infra/jetstream-event-store.js";
@@ -116,7 +116,12 @@ export async function startControlPlane(config: SluiceConfig, options: ControlPl
   const logger = options.logger;
   const names = natsNames(config.nats.prefix);
   const ownsNc = !options.nc;
-  const nc = options.nc ?? (await connect({ servers: config.nats.url, name: `sluice-control-plane-${config.node}`, maxReconnectAttempts: -1 }));
+  const nc =
+    options.nc ??
+    (await connect({
+      ...natsConnectOptions(config.nats, { name: `sluice-control-plane-${config.node}`, inboxPrefix: names.controlPlaneInbox(config.node) }),
+      maxReconnectAttempts: -1,
+    }));
   const stops: Array<() => Promise<void>> = [];
   const started: Array<{ name: string; c: StartedComponent }> = [];
   const stopAll = async () => {
@@ -131,7 +136,10 @@ export async function startControlPlane(config: SluiceConfig, options: ControlPl
   };
   if (ownsNc) stops.push(() => nc.close());
   try {
-    const js = await ensureAll(nc, names, options.jetstream);
+    // the control plane owns the layout: streams and buckets with the configured replicas and placement
+    const js = config.nats.manageStreams
+      ? await ensureAll(nc, names, { ...setupOptionsFromConfig(config.nats), ...options.jetstream })
+      : await openAll(nc, names);
     const trusted = () => [...config.controlPlane.issuers, ...(options.issuers ?? [])];
     const metrics = new Metrics();
     const ctx: ComponentContext = {

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { parseHostPort, type SluiceConfig } from "@sluice/shared/config";
 import { createLogger, type Logger } from "@sluice/shared/logging";
-import { ensureAuditStream, ensureFleetBucket, ensureSnapshotBucket, natsNames } from "@sluice/shared/nats";
+import { ensureAuditStream, ensureFleetBucket, ensureSnapshotBucket, natsConnectOptions, natsNames, setupOptionsFromConfig } from "@sluice/shared/nats";
 import { SluiceError } from "@sluice/shared/errors";
 import { startDataPlane, type DataPlane, type DataPlaneOptions } from "./data-plane.js";
 import { nodeNumberFromId } from "./session/cancel-keys.js";
@@ -73,21 +73,27 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
   // fails closed), so serving from the disk cache would only refuse. The cache bridges outages that
   // begin while the node runs, and a missing snapshot bucket.
   if (ownNc) log.info({ url: cfg.nats.url }, "connecting to NATS (waiting until it is reachable)");
+  const names = natsNames(cfg.nats.prefix);
+  // the node's own reply space: its least-privilege NATS user may subscribe there and nowhere else
+  const inboxPrefix = names.dataPlaneInbox(cfg.region, cfg.node);
   const nc =
     o.nc ??
     (await connect({
-      servers: cfg.nats.url,
-      name: `sluice-data-plane ${cfg.region}/${cfg.node}`,
+      ...natsConnectOptions(cfg.nats, { name: `sluice-data-plane ${cfg.region}/${cfg.node}`, inboxPrefix }),
       maxReconnectAttempts: -1,
       reconnectTimeWait: 1000,
       waitOnFirstConnect: true,
     }));
   const stops: Array<() => Promise<unknown>> = [];
   try {
-    const names = natsNames(cfg.nats.prefix);
-    await ensureSnapshotBucket(nc, names);
-    await ensureFleetBucket(nc, names, { fleetTtlMs: Math.max(30_000, cfg.dataPlane.heartbeatSeconds * 6000) });
-    await ensureAuditStream(nc, names);
+    if (cfg.nats.manageStreams) {
+      // single-server development: the node may create what it uses. With least-privilege credentials
+      // (deploy/) the control plane owns the layout and the node only uses it.
+      const setup = setupOptionsFromConfig(cfg.nats);
+      await ensureSnapshotBucket(nc, names, setup);
+      await ensureFleetBucket(nc, names, { ...setup, fleetTtlMs: Math.max(30_000, cfg.dataPlane.heartbeatSeconds * 6000) });
+      await ensureAuditStream(nc, names, setup);
+    }
 
     const snapshots = startKvSnapshotWatcher({ nc, prefix: cfg.nats.prefix, cacheFile: o.snapshotCacheFile, logger: log });
     stops.push(() => snapshots.stop());
@@ -111,7 +117,7 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
     let publisher: AuditPublisher | undefined;
     if (!hooks.audit) {
       const a = cfg.dataPlane.audit;
-      publisher = new AuditPublisher(nc, { durability: a.durability, bufferEvents: a.bufferEvents, logger: log });
+      publisher = new AuditPublisher(nc, { durability: a.durability, bufferEvents: a.bufferEvents, logger: log, inboxPrefix });
       const pub = publisher;
       stops.push(() => pub.close(10_000));
     }

@@ -130,7 +130,7 @@ test("a cancel sent to another node is routed over NATS to the node that holds t
   for (const name of ["a", "b"]) {
     const cfg = defaultConfig();
     cfg.node = `dp-${name}-${prefix}`;
-    cfg.nats = { url: "nats://127.0.0.1:4222", prefix };
+    cfg.nats = { ...cfg.nats, url: "nats://127.0.0.1:4222", prefix };
     cfg.dataPlane.listen = "127.0.0.1:0";
     cfg.dataPlane.httpListen = "127.0.0.1:0";
     const node = await startDataPlaneNode({ config: cfg, nc, logger, tls });

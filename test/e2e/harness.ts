@@ -198,7 +198,7 @@ export async function startStack(t: TestContext, o: StackOptions = {}): Promise<
 
   const cpConfig = defaultConfig();
   cpConfig.node = `cp-${id}`;
-  cpConfig.nats = { url: NATS_URL, prefix: natsPrefix };
+  cpConfig.nats = { ...cpConfig.nats, url: NATS_URL, prefix: natsPrefix };
   cpConfig.controlPlane.grpcListen = "127.0.0.1:0";
   cpConfig.controlPlane.httpListen = "127.0.0.1:0";
   cpConfig.controlPlane.adminGroups = [ADMIN_GROUP];
@@ -213,7 +213,7 @@ export async function startStack(t: TestContext, o: StackOptions = {}): Promise<
   const cert = await sharedCert();
   const dpConfig = defaultConfig();
   dpConfig.node = o.node ?? `dp-${id}`;
-  dpConfig.nats = { url: NATS_URL, prefix: natsPrefix };
+  dpConfig.nats = { ...dpConfig.nats, url: NATS_URL, prefix: natsPrefix };
   dpConfig.dataPlane.listen = "127.0.0.1:0";
   dpConfig.dataPlane.httpListen = "127.0.0.1:0";
   dpConfig.dataPlane.tls = o.tls === false ? { mode: "disabled" } : { mode: "required", certFile: cert.certFile, keyFile: cert.keyFile };

@@ -56,7 +56,7 @@ export async function startTestControlPlane(t: TestContext, o: Partial<ControlPl
   const logger = createLogger({ level: "debug", name: "control-plane", destination: sink });
   const dev = await createDevIssuer({ issuer: `http://127.0.0.1/${prefix}`, audience: "sluice-control-plane" });
   const config = defaultConfig();
-  config.nats = { url: NATS_URL, prefix };
+  config.nats = { ...config.nats, url: NATS_URL, prefix };
   config.controlPlane.grpcListen = "127.0.0.1:0";
   config.controlPlane.httpListen = "127.0.0.1:0";
   config.controlPlane.adminGroups = [ADMIN_GROUP];

@@ -77,6 +77,8 @@ export interface AuditPublisherOptions {
   retryMinMs?: number;
   retryMaxMs?: number;
   logger?: AuditLogger;
+  /** the connection's inbox prefix (nats.js `inboxPrefix`): a least-privilege user may subscribe to its own inbox only */
+  inboxPrefix?: string;
 }
 
 export interface AuditPublisherStats {
@@ -141,7 +143,7 @@ export class AuditPublisher {
   private soonScheduled = false;
   private readonly waiters: Waiter[] = [];
   private readonly flushWaiters: Array<() => void> = [];
-  private readonly opts: Required<Omit<AuditPublisherOptions, "logger">>;
+  private readonly opts: Required<Omit<AuditPublisherOptions, "logger" | "inboxPrefix">>;
   private readonly log: AuditLogger;
   private state: "up" | "down" | "closed" = "up";
   private connected = true;
@@ -168,7 +170,7 @@ export class AuditPublisher {
     };
     this.log = o.logger ?? silent;
     this.backoff = this.opts.retryMinMs;
-    this.inbox = createInbox();
+    this.inbox = createInbox(o.inboxPrefix);
     this.ackSub = nc.subscribe(`${this.inbox}.>`, { callback: (err, msg) => { if (!err) this.onAck(msg); } });
     void this.watchStatus();
     void nc.closed().then(() => this.onConnectionClosed());

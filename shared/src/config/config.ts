@@ -11,7 +11,7 @@ export interface SluiceConfig {
   region: string;
   node: string;
   logLevel: string;
-  nats: { url: string; prefix: string };
+  nats: NatsSettings;
   controlPlane: {
     /** host:port of the gRPC listener */
     grpcListen: string;
@@ -46,7 +46,41 @@ export interface SluiceConfig {
     /** control-plane gRPC address the data plane uses to file approval requests */
     controlPlaneUrl: string;
     heartbeatSeconds: number;
+    /**
+     * `host:port` pipelines should dial to reach this node (its load balancer or public name), put in
+     * its heartbeat for `sluice connect-info`; unset: the listen address
+     */
+    publicAddress?: string;
   };
+}
+
+/** Where JetStream puts a stream or bucket in a cluster or supercluster (empty: anywhere). */
+export interface NatsPlacement {
+  /** the cluster (region) name, e.g. `eu`; "" lets the server choose */
+  cluster: string;
+  /** server tags the replicas must carry (e.g. `az:eu-west-1a`) */
+  tags: string[];
+}
+
+export interface NatsSettings {
+  /** one URL or a comma-separated list of seed servers (the client learns the rest of the cluster) */
+  url: string;
+  prefix: string;
+  /** JetStream replicas of every stream and bucket: 1 on a single server, 3 (or 5) in a cluster */
+  replicas: number;
+  /** credentials file (user JWT + seed, from `sluice nats-auth user`); unset: no NATS authentication */
+  credsFile?: string;
+  /** TLS to NATS: the CA that signed the servers' certificates, and a client pair if they ask for one */
+  tls: { caFile?: string; certFile?: string; keyFile?: string };
+  /** placement of the control/checkpoint streams and the buckets */
+  placement: NatsPlacement;
+  /** placement of SLUICE_AUDIT (the evidence): the region of the operator's choice; "" = as `placement` */
+  auditPlacement: NatsPlacement;
+  /**
+   * create or update the streams and buckets at start. The control plane owns them; a data plane
+   * running with least-privilege credentials cannot and must not (deploy/config sets it false there).
+   */
+  manageStreams: boolean;
 }
 
 export function defaultConfig(): SluiceConfig {
@@ -54,7 +88,16 @@ export function defaultConfig(): SluiceConfig {
     region: "local",
     node: "node-1",
     logLevel: "info",
-    nats: { url: "nats://127.0.0.1:4222", prefix: "" },
+    nats: {
+      url: "nats://127.0.0.1:4222",
+      prefix: "",
+      replicas: 1,
+      credsFile: undefined,
+      tls: { caFile: undefined, certFile: undefined, keyFile: undefined },
+      placement: { cluster: "", tags: [] },
+      auditPlacement: { cluster: "", tags: [] },
+      manageStreams: true,
+    },
     controlPlane: {
       grpcListen: "127.0.0.1:7400",
       httpListen: "127.0.0.1:7481",
@@ -74,6 +117,7 @@ export function defaultConfig(): SluiceConfig {
       audit: { durability: "ack", bufferEvents: 10_000, maxRowsPerStatement: 100, maxBytesPerStatement: 64 * 1024 },
       controlPlaneUrl: "127.0.0.1:7400",
       heartbeatSeconds: 5,
+      publicAddress: undefined,
     },
   };
 }
@@ -101,17 +145,27 @@ function deepMerge(base: Obj, over: Obj, path: string, file: string, problems: s
 const ENV: Array<[string, (c: SluiceConfig, v: string) => void]> = [
   ["SLUICE_NATS_URL", (c, v) => (c.nats.url = v)],
   ["SLUICE_NATS_PREFIX", (c, v) => (c.nats.prefix = v)],
+  ["SLUICE_NATS_REPLICAS", (c, v) => (c.nats.replicas = replicasFrom(v, "SLUICE_NATS_REPLICAS"))],
+  ["SLUICE_NATS_CREDS", (c, v) => (c.nats.credsFile = v)],
   ["SLUICE_REGION", (c, v) => (c.region = v)],
   ["SLUICE_NODE", (c, v) => (c.node = v)],
   ["SLUICE_LOG_LEVEL", (c, v) => (c.logLevel = v)],
   ["SLUICE_GRPC_LISTEN", (c, v) => (c.controlPlane.grpcListen = v)],
   ["SLUICE_CONTROL_PLANE_URL", (c, v) => (c.dataPlane.controlPlaneUrl = v)],
   ["SLUICE_LISTEN", (c, v) => (c.dataPlane.listen = v)],
+  ["SLUICE_PUBLIC_ADDRESS", (c, v) => (c.dataPlane.publicAddress = v)],
   ["SLUICE_AUDIT_DURABILITY", (c, v) => {
     if (v !== "ack" && v !== "async") throw new SluiceError("invalid_argument", `SLUICE_AUDIT_DURABILITY must be ack or async, got ${JSON.stringify(v)}`);
     c.dataPlane.audit.durability = v;
   }],
 ];
+
+function replicasFrom(v: unknown, where: string): number {
+  const n = typeof v === "string" ? Number(v) : v;
+  // JetStream accepts 1..5; an even count gains nothing over the odd one below it (RAFT majority)
+  if (n !== 1 && n !== 3 && n !== 5) throw new SluiceError("invalid_argument", `${where} must be 1, 3 or 5, got ${JSON.stringify(v)}`);
+  return n;
+}
 
 /** Loads defaults ← file (optional) ← environment. Throws SluiceError(invalid_argument) listing every problem. */
 export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env): SluiceConfig {
@@ -141,6 +195,7 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     const v = env[name];
     if (v !== undefined && v !== "") set(cfg, v);
   }
+  replicasFrom(cfg.nats.replicas, `${file ?? "config"}: nats.replicas`);
   return cfg;
 }
 

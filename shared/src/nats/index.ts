@@ -1,2 +1,3 @@
 export * from "./nats-names.js";
 export * from "./jetstream-setup.js";
+export * from "./nats-connect.js";

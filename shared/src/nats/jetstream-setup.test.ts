@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { connect } from "@nats-io/transport-node";
 import { DiscardPolicy, StorageType, jetstreamManager, jetstream } from "@nats-io/jetstream";
-import { natsNames } from "./nats-names.js";
-import { deleteAll, ensureAll, ensureControlStream, kvStreamName } from "./jetstream-setup.js";
+import { kvStreamName, natsNames } from "./nats-names.js";
+import { deleteAll, ensureAll, ensureControlStream } from "./jetstream-setup.js";
 
 const NATS_URL = process.env.SLUICE_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 

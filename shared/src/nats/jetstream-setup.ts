@@ -12,12 +12,13 @@ import {
   StorageType,
   jetstreamManager,
   type JetStreamManager,
+  type Placement,
   type StreamConfig,
   type StreamInfo,
 } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
+import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
-import { natsNames, type NatsNames } from "./nats-names.js";
+import { kvStreamName, natsNames, type NatsNames } from "./nats-names.js";
 
 export interface JetStreamSetupOptions {
   /** storage for streams and buckets; `file` (default, the contract) or `memory` for throwaway tests */
@@ -32,6 +33,34 @@ export interface JetStreamSetupOptions {
   snapshotHistory?: number;
   /** audit stream size cap (bytes); default -1 (unlimited: discard new means never drop evidence) */
   auditMaxBytes?: number;
+  /** config nats.replicas: copies of every stream and bucket (1 on a single server, 3 or 5 in a cluster) */
+  replicas?: number;
+  /** config nats.placement: cluster and/or server tags for the control and checkpoint streams and the buckets */
+  placement?: JetStreamPlacement;
+  /** config nats.auditPlacement: where SLUICE_AUDIT lives (the operator's region of choice); default `placement` */
+  auditPlacement?: JetStreamPlacement;
+}
+
+export interface JetStreamPlacement {
+  cluster?: string;
+  tags?: string[];
+}
+
+/** The setup options a process's config asks for (nats.replicas, nats.placement, nats.auditPlacement). */
+export function setupOptionsFromConfig(nats: { replicas: number; placement: JetStreamPlacement; auditPlacement: JetStreamPlacement }): JetStreamSetupOptions {
+  return { replicas: nats.replicas, placement: nats.placement, auditPlacement: nats.auditPlacement };
+}
+
+/** A server-side Placement, or undefined for "anywhere" (an empty cluster and no tags). */
+function placementOf(p: JetStreamPlacement | undefined): Placement | undefined {
+  const cluster = p?.cluster ?? "";
+  const tags = p?.tags ?? [];
+  if (!cluster && tags.length === 0) return undefined;
+  return { cluster, tags } as Placement;
+}
+
+function replicasOf(o: JetStreamSetupOptions): number {
+  return o.replicas ?? 1;
 }
 
 const STREAM_NOT_FOUND = 10059;
@@ -52,7 +81,10 @@ async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamIn
 /**
  * Adds the stream, or updates the settings an existing stream may change. Storage and retention
  * cannot change after creation; deny_delete/deny_purge cannot be switched off (server rule), so an
- * update only ever tightens them.
+ * update only ever tightens them. The replica count may change (a stream created on one server is
+ * scaled to 3 when the cluster arrives). Placement is only applied at creation: nats-server 2.9 does
+ * not move a stream to another cluster on update (2.10 can), so a changed placement is left to the
+ * operator (`nats stream edit`, or a sourced copy in the new region).
  */
 async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<StreamInfo> {
   const existing = await streamInfo(jsm, cfg.name);
@@ -66,7 +98,7 @@ async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & 
       return again;
     }
   }
-  const { name: _n, storage: _s, retention: _r, ...mutable } = cfg;
+  const { name: _n, storage: _s, retention: _r, placement: _p, ...mutable } = cfg;
   const c = existing.config as unknown as Record<string, unknown>;
   const differs = Object.entries(mutable).some(([k, v]) => JSON.stringify(c[k]) !== JSON.stringify(v));
   if (!differs) return existing;
@@ -77,6 +109,8 @@ export async function ensureControlStream(nc: NatsConnection, names: NatsNames, 
   const jsm = await jetstreamManager(nc);
   return ensureStream(jsm, {
     name: names.controlStream,
+    num_replicas: replicasOf(o),
+    ...(placementOf(o.placement) ? { placement: placementOf(o.placement) } : {}),
     description: "sluice control plane events (policies, resources, issuers, approvals)",
     subjects: [names.controlAll],
     retention: RetentionPolicy.Limits,
@@ -93,6 +127,8 @@ export async function ensureAuditStream(nc: NatsConnection, names: NatsNames, o:
   const jsm = await jetstreamManager(nc);
   return ensureStream(jsm, {
     name: names.auditStream,
+    num_replicas: replicasOf(o),
+    ...(placementOf(o.auditPlacement ?? o.placement) ? { placement: placementOf(o.auditPlacement ?? o.placement) } : {}),
     description: "sluice session events from data planes (SOC 2 evidence: never dropped)",
     subjects: [names.auditAll],
     retention: RetentionPolicy.Limits,
@@ -114,6 +150,8 @@ export async function ensureCheckpointStream(nc: NatsConnection, names: NatsName
   const jsm = await jetstreamManager(nc);
   return ensureStream(jsm, {
     name: names.checkpointStream,
+    num_replicas: replicasOf(o),
+    ...(placementOf(o.placement) ? { placement: placementOf(o.placement) } : {}),
     description: "sluice Ed25519-signed hash-chain checkpoints",
     subjects: [names.checkpointAll],
     retention: RetentionPolicy.Limits,
@@ -125,28 +163,45 @@ export async function ensureCheckpointStream(nc: NatsConnection, names: NatsName
   });
 }
 
-export async function ensureSnapshotBucket(nc: NatsConnection, names: NatsNames, o: JetStreamSetupOptions = {}): Promise<KV> {
-  return new Kvm(nc).create(names.snapshotBucket, {
-    history: Math.max(10, o.snapshotHistory ?? 20),
+/**
+ * Creates the bucket (Kvm.create binds to an existing one without changing it), then brings an
+ * existing bucket's replica count up to date, as ensureStream does for the streams.
+ */
+async function ensureBucket(nc: NatsConnection, bucket: string, o: JetStreamSetupOptions, opts: Partial<KvOptions>): Promise<KV> {
+  const placement = placementOf(o.placement);
+  const kv = await new Kvm(nc).create(bucket, {
+    ...opts,
     storage: storageOf(o),
+    replicas: replicasOf(o),
+    ...(placement ? { placement } : {}),
+  });
+  const jsm = await jetstreamManager(nc);
+  const info = await jsm.streams.info(kvStreamName(bucket));
+  if (info.config.num_replicas !== replicasOf(o)) {
+    await jsm.streams.update(info.config.name, { ...info.config, num_replicas: replicasOf(o) });
+  }
+  return kv;
+}
+
+export async function ensureSnapshotBucket(nc: NatsConnection, names: NatsNames, o: JetStreamSetupOptions = {}): Promise<KV> {
+  return ensureBucket(nc, names.snapshotBucket, o, {
+    history: Math.max(10, o.snapshotHistory ?? 20),
     description: "sluice compiled policy snapshots (key: policy)",
   });
 }
 
 export async function ensureFleetBucket(nc: NatsConnection, names: NatsNames, o: JetStreamSetupOptions = {}): Promise<KV> {
-  return new Kvm(nc).create(names.fleetBucket, {
+  return ensureBucket(nc, names.fleetBucket, o, {
     history: 1,
     ttl: o.fleetTtlMs ?? 30_000,
-    storage: storageOf(o),
     description: "sluice data-plane heartbeats (key: node)",
   });
 }
 
 export async function ensureLeaseBucket(nc: NatsConnection, names: NatsNames, o: JetStreamSetupOptions = {}): Promise<KV> {
-  return new Kvm(nc).create(names.leaseBucket, {
+  return ensureBucket(nc, names.leaseBucket, o, {
     history: 1,
     ttl: o.leaseTtlMs ?? 15_000,
-    storage: storageOf(o),
     description: "sluice leases (sealer leader election, projection bookkeeping)",
   });
 }
@@ -156,6 +211,13 @@ export interface JetStreamResources {
   snapshots: KV;
   fleet: KV;
   leases: KV;
+}
+
+/** Opens the buckets without creating or changing anything (a process that does not manage the layout). */
+export async function openAll(nc: NatsConnection, prefix: string | NatsNames = ""): Promise<JetStreamResources> {
+  const names = typeof prefix === "string" ? natsNames(prefix) : prefix;
+  const kvm = new Kvm(nc);
+  return { names, snapshots: await kvm.open(names.snapshotBucket), fleet: await kvm.open(names.fleetBucket), leases: await kvm.open(names.leaseBucket) };
 }
 
 /** Ensures every stream and bucket; returns the opened buckets. */
@@ -170,10 +232,6 @@ export async function ensureAll(nc: NatsConnection, prefix: string | NatsNames =
   return { names, snapshots, fleet, leases };
 }
 
-/** The JetStream stream behind a KV bucket (nats KV convention). */
-export function kvStreamName(bucket: string): string {
-  return `KV_${bucket}`;
-}
 
 /**
  * Test cleanup: deletes every stream and bucket of a prefix. deny_delete/deny_purge forbid removing

@@ -23,3 +23,15 @@ test("a prefix isolates streams, buckets and subjects, and subjects round-trip",
   assert.deepEqual(n.parseAuditSubject(n.auditSubject("eu west", "n1", "abc")), { region: "eu west", node: "n1", sessionId: "abc" });
   assert.throws(() => natsNames("bad.prefix"));
 });
+
+test("inboxes are per role and per node; a value can never become a wildcard, only a pattern can", () => {
+  const n = natsNames();
+  assert.equal(n.dataPlaneInbox("eu", "dp-1"), "_INBOX.sluice.dp.eu.dp-1");
+  assert.equal(n.controlPlaneInbox("cp-1"), "_INBOX.sluice.cp.cp-1");
+  assert.equal(natsNames("t1").auditorInbox("acme"), "_INBOX.t1.auditor.acme");
+  // a node id of "*" or ">" is a name, encoded; the permission patterns keep raw tokens
+  assert.doesNotMatch(n.dataPlaneInbox("eu", "*"), /\*|>/);
+  assert.doesNotMatch(n.cancelSubject(">"), /\*|>/);
+  assert.equal(n.patterns.auditLanes("{{tag(region)}}", "{{tag(node)}}"), "sluice.audit.{{tag(region)}}.{{tag(node)}}.>");
+  assert.equal(n.patterns.cancel("*"), "sluice.cancel.*");
+});

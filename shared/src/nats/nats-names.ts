@@ -31,9 +31,36 @@ export interface NatsNames {
   readonly checkpointAll: string;
   /** core-NATS subject the data planes listen on for cancel routing */
   cancelSubject(node: string): string;
+  /**
+   * Reply-subject prefixes per client role (nats.js `inboxPrefix`). Each role, and each data-plane
+   * node, gets its own inbox space so its NATS user may subscribe to its own replies only, never to
+   * another client's (least privilege: deploy/nats, nats-permissions.ts).
+   */
+  dataPlaneInbox(region: string, node: string): string;
+  controlPlaneInbox(node: string): string;
+  auditorInbox(user: string): string;
+  fleetReaderInbox(user: string): string;
+  /**
+   * The same subjects over RAW tokens, for permission lists: wildcards (`*`) and nats-server template
+   * placeholders (`{{tag(node)}}`) pass through unencoded. Never give these a value from a client.
+   */
+  readonly patterns: {
+    /** `sluice.audit.<region>.<node>.>`: every lane of one node */
+    auditLanes(region: string, node: string): string;
+    cancel(node: string): string;
+    dataPlaneInbox(region: string, node: string): string;
+    controlPlaneInbox(node: string): string;
+    auditorInbox(user: string): string;
+    fleetReaderInbox(user: string): string;
+  };
   /** inverse of controlSubject; undefined when the subject is not a control subject */
   parseControlSubject(subject: string): { aggregate: string; id: string } | undefined;
   parseAuditSubject(subject: string): { region: string; node: string; sessionId: string } | undefined;
+}
+
+/** The JetStream stream behind a KV bucket (nats KV convention). */
+export function kvStreamName(bucket: string): string {
+  return `KV_${bucket}`;
 }
 
 const TOKEN = /^[A-Za-z0-9_-]+$/;
@@ -58,6 +85,15 @@ export function natsNames(prefix = ""): NatsNames {
   const ctl = `${s}sluice.control`;
   const aud = `${s}sluice.audit`;
   const cp = `${s}sluice.checkpoint`;
+  const inbox = `_INBOX.${prefix || "sluice"}`;
+  const raw: NatsNames["patterns"] = {
+    auditLanes: (region, node) => `${aud}.${region}.${node}.>`,
+    cancel: (node) => `${s}sluice.cancel.${node}`,
+    dataPlaneInbox: (region, node) => `${inbox}.dp.${region}.${node}`,
+    controlPlaneInbox: (node) => `${inbox}.cp.${node}`,
+    auditorInbox: (user) => `${inbox}.auditor.${user}`,
+    fleetReaderInbox: (user) => `${inbox}.fleet.${user}`,
+  };
   return {
     prefix,
     controlStream: `${S}SLUICE_CONTROL`,
@@ -77,7 +113,12 @@ export function natsNames(prefix = ""): NatsNames {
     auditSessionFilter: (sessionId) => `${aud}.*.*.${subjectToken(sessionId)}`,
     checkpointSubject: (stream) => `${cp}.${subjectToken(stream)}`,
     checkpointAll: `${cp}.>`,
-    cancelSubject: (node) => `${s}sluice.cancel.${subjectToken(node)}`,
+    cancelSubject: (node) => raw.cancel(subjectToken(node)),
+    dataPlaneInbox: (region, node) => raw.dataPlaneInbox(subjectToken(region), subjectToken(node)),
+    controlPlaneInbox: (node) => raw.controlPlaneInbox(subjectToken(node)),
+    auditorInbox: (user) => raw.auditorInbox(subjectToken(user)),
+    fleetReaderInbox: (user) => raw.fleetReaderInbox(subjectToken(user)),
+    patterns: raw,
     parseControlSubject(subject) {
       if (!subject.startsWith(ctl + ".")) return undefined;
       const parts = subject.slice(ctl.length + 1).split(".");

@@ -48,7 +48,7 @@ const kv = await ensureSnapshotBucket(nc, names);
 await kv.put(names.snapshotKey, JSON.stringify(snapshot));
 
 const config = defaultConfig();
-config.nats = { url: o.natsUrl, prefix: o.prefix };
+config.nats = { ...config.nats, url: o.natsUrl, prefix: o.prefix };
 config.node = o.name;
 config.region = "bench";
 config.logLevel = "warn";
