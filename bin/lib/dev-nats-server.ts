@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 
 /** Asks the kernel for a free loopback TCP port (bind :0, read it, release it). */
@@ -39,6 +39,8 @@ export interface NatsServerProcess {
   child: ChildProcess;
   /** SIGTERM, then SIGKILL after 5 s; resolves when the process has exited */
   stop(): Promise<void>;
+  /** SIGKILL the server itself (a crash, no clean shutdown); resolves when the guard has exited */
+  kill(): Promise<void>;
 }
 
 /**
@@ -46,15 +48,23 @@ export interface NatsServerProcess {
  * (kept on stop so a restart on the same dir finds its streams again). Resolves once the server
  * logs that it is ready for connections.
  */
-export async function startNatsServer(opts: { storeDir: string; port?: number; bin?: string; timeoutMs?: number }): Promise<NatsServerProcess> {
+export async function startNatsServer(opts: {
+  storeDir: string;
+  port?: number;
+  bin?: string;
+  timeoutMs?: number;
+  /** a full nats-server.conf instead of the command-line defaults (it must set the port and store dir given here) */
+  configFile?: string;
+}): Promise<NatsServerProcess> {
   mkdirSync(opts.storeDir, { recursive: true });
   const port = opts.port ?? (await freePort());
+  const args = opts.configFile ? ["-c", opts.configFile] : ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", opts.storeDir];
   // The server runs under a small sh guard holding a pipe from us on stdin: if this process dies
   // without stopping it (SIGKILL, a crash), the pipe closes and the guard stops the server, so no
   // orphan keeps the port and the store. SIGTERM/SIGINT to the guard stop the server too.
   // Its own process group: Ctrl-C in the terminal signals only `sluice dev`, which then stops the
   // stack in order (data plane, control plane, NATS connection) while the server is still there.
-  const child = spawn("sh", ["-c", GUARD, "sluice-nats-guard", opts.bin ?? "nats-server", "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", opts.storeDir], {
+  const child = spawn("sh", ["-c", GUARD, "sluice-nats-guard", opts.bin ?? "nats-server", ...args], {
     stdio: ["pipe", "ignore", "pipe"],
     detached: true,
   });
@@ -83,6 +93,7 @@ export async function startNatsServer(opts: { storeDir: string; port?: number; b
   });
   // Keep draining stderr so the child never blocks on a full pipe.
   child.stderr!.resume();
+  const done = () => child.exitCode !== null || child.signalCode !== null;
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
@@ -96,6 +107,26 @@ export async function startNatsServer(opts: { storeDir: string; port?: number; b
       const t = setTimeout(() => child.kill("SIGKILL"), 5000);
       await exited;
       clearTimeout(t);
+    },
+    async kill() {
+      if (done()) return;
+      // the server is the guard's only child but the pipe watcher: kill every child, then the guard
+      let children: string[] = [];
+      try {
+        children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+      } catch {
+        // not Linux, or already gone: the guard's own SIGKILL below still closes the pipe
+      }
+      for (const pid of children) {
+        try {
+          process.kill(Number(pid), "SIGKILL");
+        } catch {
+          // already exited
+        }
+      }
+      child.stdin?.end();
+      child.kill("SIGKILL");
+      await exited;
     },
   };
 }

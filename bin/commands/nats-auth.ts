@@ -1,0 +1,96 @@
+/**
+ * `sluice nats-auth`: the NATS operator, accounts and per-role signing keys of a sluice deployment,
+ * and credentials for each process (shared/src/nats/nats-auth.ts has the model).
+ *
+ *   sluice nats-auth init --dir D [--prefix P]        keys (D/seeds.json, 0600) and D/auth.conf for every server
+ *   sluice nats-auth server-config --dir D             print the server block again (after a role template changed)
+ *   sluice nats-auth user --dir D --role R --name N [--region R --node N] [--expires 90d] [--out F]
+ *
+ * A data-plane node's user carries its region, node and cancel number as tags; the server fills the
+ * data-plane role's template with them. No server configuration changes when a node is added.
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { nodeNumberFromId } from "@sluice/data-plane";
+import { parseDuration } from "@sluice/shared/config";
+import { SluiceError } from "@sluice/shared/errors";
+import { createNatsAuth, natsNames, NATS_ROLES, type NatsAuthSeeds, type NatsRole } from "@sluice/shared/nats";
+import { UsageError, fail, parse } from "../lib/cli-kit.js";
+
+const USAGE = `usage: sluice nats-auth init --dir DIR [--prefix PREFIX]
+       sluice nats-auth server-config --dir DIR
+       sluice nats-auth user --dir DIR --role ${NATS_ROLES.join("|")} --name NAME [--region R --node N] [--expires 90d] [--out FILE]`;
+
+interface SeedFile {
+  prefix: string;
+  seeds: NatsAuthSeeds;
+}
+
+function readSeeds(dir: string): SeedFile {
+  const p = join(dir, "seeds.json");
+  try {
+    return JSON.parse(readFileSync(p, "utf8")) as SeedFile;
+  } catch (e) {
+    throw new SluiceError("failed_precondition", `cannot read ${p} (run \`sluice nats-auth init --dir ${dir}\` first): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+function writeSecret(path: string, text: string): void {
+  writeFileSync(path, text, { mode: 0o600 });
+  chmodSync(path, 0o600);
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    dir: { type: "string" },
+    prefix: { type: "string" },
+    role: { type: "string" },
+    name: { type: "string" },
+    region: { type: "string" },
+    node: { type: "string" },
+    expires: { type: "string" },
+    out: { type: "string" },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE + "\n");
+    return 0;
+  }
+  const sub = positionals[0];
+  if (positionals.length !== 1 || !["init", "server-config", "user"].includes(sub ?? "") || !values.dir) throw new UsageError(USAGE);
+  const dir = values.dir;
+  try {
+    if (sub === "init") {
+      if (existsSync(join(dir, "seeds.json"))) throw new SluiceError("already_exists", `${join(dir, "seeds.json")} exists: keys are never overwritten`);
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const prefix = values.prefix ?? "";
+      const auth = await createNatsAuth(natsNames(prefix));
+      writeSecret(join(dir, "seeds.json"), JSON.stringify({ prefix, seeds: auth.seeds } satisfies SeedFile, null, 2) + "\n");
+      writeFileSync(join(dir, "auth.conf"), auth.serverConfig());
+      process.stdout.write(`wrote ${join(dir, "seeds.json")} (secret: keep it off the servers) and ${join(dir, "auth.conf")} (include it in every nats-server.conf)\n`);
+      return 0;
+    }
+    const { prefix, seeds } = readSeeds(dir);
+    const auth = await createNatsAuth(natsNames(prefix), seeds);
+    if (sub === "server-config") {
+      process.stdout.write(auth.serverConfig());
+      return 0;
+    }
+    const role = values.role as NatsRole | undefined;
+    if (!role || !NATS_ROLES.includes(role) || !values.name) throw new UsageError(USAGE);
+    if (role === "data-plane" && (!values.region || !values.node)) throw new UsageError("a data-plane user needs --region and --node (the node's config `region` and `node`)");
+    const creds = await auth.issueUser({
+      role,
+      name: values.name,
+      region: values.region,
+      node: values.node,
+      cancel: values.node ? nodeNumberFromId(values.node) : undefined,
+      expiresInSec: values.expires ? Math.round(parseDuration(values.expires) / 1000) : undefined,
+    });
+    if (values.out) writeSecret(values.out, creds);
+    else process.stdout.write(creds);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    return fail(e);
+  }
+}
