@@ -16,7 +16,8 @@ export { createResultMasker, type SluiceResultMasker, type ResultMaskerOptions }
 export { createPgCatalog, pgCatalogConnector, type PgCatalog, type PgCatalogOptions } from "./catalog/pg-catalog.js";
 export { createDataPlaneMasker, type DataPlaneMasker, type DataPlaneMaskerOptions } from "./catalog/data-plane-masker.js";
 export { summarizePlan, type MaskSummary } from "./masking/mask-rules.js";
-export { decodeDataRow, encodeDataRow } from "./masking/data-row.js";
+export { decodeDataRow } from "./wire/decode.js";
+export { encodeDataRow } from "./wire/encode.js";
 // approvals: the NATS ApprovalGate (request via the control plane, decision watched on SLUICE_CONTROL) and its audit events
 export { createNatsApprovalGate, createNodeApprovalGate, approvalAuditEvents, bindingOf, paramsHashOf, type NatsApprovalGateOptions, type NodeApprovalGateOptions, type ApprovalAuditEvents, type ApprovalOutcome } from "./approvals/index.js";
 // the composed node (snapshot watcher, proxy, recorder, approvals, cancel routing, heartbeat)

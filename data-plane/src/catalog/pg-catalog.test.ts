@@ -5,7 +5,8 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { createPgCatalog, type PgCatalog } from "./pg-catalog.js";
 import { createResultMasker } from "../masking/result-masker.js";
-import { decodeDataRow, encodeDataRow } from "../masking/data-row.js";
+import { decodeDataRow } from "../wire/decode.js";
+import { encodeDataRow } from "../wire/encode.js";
 import type { MaskPlanData } from "../masking/mask-rules.js";
 import type { RowField, ResultContext } from "../session/session-hooks.js";
 

@@ -2,7 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { MASK_STRATEGIES, type MaskStrategy } from "@sluice/shared/policy";
-import { decodeDataRow, encodeDataRow, maskDataRowFrame } from "./data-row.js";
+import { decodeDataRow } from "../wire/decode.js";
+import { encodeDataRow } from "../wire/encode.js";
+import { maskDataRowFrame } from "./data-row.js";
 import { compileMasking, planMask, type FieldFacts } from "./mask-rules.js";
 import { REDACTED } from "./mask-strategies.js";
 

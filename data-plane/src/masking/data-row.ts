@@ -1,7 +1,8 @@
 /**
  * (B) DataRow rewriting: 'D', int32 length (self-inclusive), int16 field count, then per field an
  * int32 length (-1 = NULL) and that many bytes. Only masked fields are re-encoded; the frame and
- * field lengths are recomputed. NULL stays NULL. Pure.
+ * field lengths are recomputed. NULL stays NULL. Pure. Decoding and encoding whole rows is the wire
+ * codec's (wire/decode.ts decodeDataRow, wire/encode.ts encodeDataRow): one codec for the data plane.
  */
 import { SluiceError } from "@sluice/shared/errors";
 import type { MaskPlanData } from "./mask-rules.js";
@@ -9,49 +10,6 @@ import { maskFieldBytes } from "./mask-value.js";
 import { applyPartial, bytesEqual, Op, PARTIAL_SLOW, partialPlan, scanMayMatch } from "./fast-mask.js";
 
 const D = 0x44;
-
-/** The fields of a DataRow frame (for tests and the recorder). */
-export function decodeDataRow(frame: Buffer): Array<Buffer | null> {
-  if (frame[0] !== D) throw new SluiceError("internal", "not a DataRow frame");
-  const len = frame.readInt32BE(1);
-  if (len + 1 !== frame.length) throw new SluiceError("internal", `DataRow length ${len} does not match frame of ${frame.length} bytes`);
-  const n = frame.readInt16BE(5);
-  const out: Array<Buffer | null> = [];
-  let p = 7;
-  for (let i = 0; i < n; i++) {
-    const l = frame.readInt32BE(p);
-    p += 4;
-    if (l < 0) out.push(null);
-    else {
-      out.push(frame.subarray(p, p + l));
-      p += l;
-    }
-  }
-  if (p !== frame.length) throw new SluiceError("internal", "DataRow has trailing bytes");
-  return out;
-}
-
-export function encodeDataRow(values: ReadonlyArray<Buffer | null>): Buffer {
-  let size = 7;
-  for (const v of values) size += 4 + (v ? v.length : 0);
-  const b = Buffer.allocUnsafe(size);
-  b[0] = D;
-  b.writeInt32BE(size - 1, 1);
-  b.writeInt16BE(values.length, 5);
-  let p = 7;
-  for (const v of values) {
-    if (v === null) {
-      b.writeInt32BE(-1, p);
-      p += 4;
-    } else {
-      b.writeInt32BE(v.length, p);
-      p += 4;
-      v.copy(b, p);
-      p += v.length;
-    }
-  }
-  return b;
-}
 
 // The edits of the row being masked, in field order: a field either gets new bytes (repBytes) or
 // is copied and starred in place per its partial plan (repHide, fast-mask.ts; repBytes null). Module scratch (the

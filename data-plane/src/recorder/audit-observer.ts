@@ -21,7 +21,7 @@ import type { MaskStrategy } from "@sluice/shared/policy";
 import type {
   AuditSink, BoundParam, ConnectionInfo, RowField, SessionInfo, SnapshotSource, StatementCompletion, StatementRecord,
 } from "../session/session-hooks.js";
-import { decodeDataRow } from "../masking/data-row.js";
+import { decodeDataRow } from "../wire/decode.js";
 import { compileMasking, maskLooseText, type CompiledMasking } from "../masking/mask-rules.js";
 import { maskWhole } from "../masking/mask-strategies.js";
 import { SessionRecorder } from "./session-recorder.js";

@@ -146,9 +146,15 @@ export function decodeRowDescription(f: Buffer): FieldDescription[] {
   return out;
 }
 
-/** (B) DataRow → column values as views into the frame (null = SQL NULL) */
+/**
+ * (B) DataRow → column values as views into the frame (null = SQL NULL). Strict: the frame's length
+ * must be its size, every field must fit and nothing may follow the last one. The one DataRow
+ * codec of the data plane (encodeDataRow in encode.ts; masking/data-row.ts rewrites in place).
+ */
 export function decodeDataRow(f: Buffer): (Buffer | null)[] {
+  if (f[0] !== 0x44) throw new WireError("not a DataRow frame");
   need(f, BODY, 2);
+  if (f.readInt32BE(1) + 1 !== f.length) throw new WireError(`DataRow length ${f.readInt32BE(1)} does not match a frame of ${f.length} bytes`);
   const n = f.readInt16BE(BODY);
   let i = BODY + 2;
   const out: (Buffer | null)[] = [];
@@ -163,28 +169,7 @@ export function decodeDataRow(f: Buffer): (Buffer | null)[] {
       i += len;
     }
   }
-  return out;
-}
-
-/** (B) DataRow from column values (lengths computed) */
-export function encodeDataRow(values: readonly (Buffer | null)[]): Buffer {
-  let size = 4 + 2;
-  for (const v of values) size += 4 + (v ? v.length : 0);
-  const out = Buffer.allocUnsafe(1 + size);
-  out[0] = 0x44;
-  out.writeInt32BE(size, 1);
-  out.writeInt16BE(values.length, 5);
-  let i = 7;
-  for (const v of values) {
-    if (v === null) {
-      out.writeInt32BE(-1, i);
-      i += 4;
-    } else {
-      out.writeInt32BE(v.length, i);
-      v.copy(out, i + 4);
-      i += 4 + v.length;
-    }
-  }
+  if (i !== f.length) throw new WireError("DataRow has trailing bytes");
   return out;
 }
 

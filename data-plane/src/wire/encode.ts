@@ -52,6 +52,29 @@ export function noticeResponse(f: Omit<ErrorFields, "severity"> & { severity?: S
   return fields(B.NoticeResponse, { severity: "NOTICE", ...f });
 }
 
+/** (B) DataRow from column values (null = SQL NULL), lengths computed */
+export function encodeDataRow(values: ReadonlyArray<Buffer | null>): Buffer {
+  let size = 7;
+  for (const v of values) size += 4 + (v ? v.length : 0);
+  const b = Buffer.allocUnsafe(size);
+  b[0] = B.DataRow;
+  b.writeInt32BE(size - 1, 1);
+  b.writeInt16BE(values.length, 5);
+  let p = 7;
+  for (const v of values) {
+    if (v === null) {
+      b.writeInt32BE(-1, p);
+      p += 4;
+    } else {
+      b.writeInt32BE(v.length, p);
+      p += 4;
+      v.copy(b, p);
+      p += v.length;
+    }
+  }
+  return b;
+}
+
 /** (B) ReadyForQuery */
 export function readyForQuery(status: TxStatus): Buffer {
   return frame(B.ReadyForQuery, Buffer.from(status, "latin1"));
@@ -85,24 +108,82 @@ export function query(sql: string): Buffer {
   return frame(F.Query, cstr(sql));
 }
 
-/** (F) Parse with no parameter types */
-export function parse(name: string, sql: string): Buffer {
-  return frame(F.Parse, Buffer.concat([cstr(name), cstr(sql), Buffer.from([0, 0])]));
+/** (F) Parse; `paramTypes` are type OIDs (0 = let the server infer) */
+export function parse(name: string, sql: string, paramTypes: readonly number[] = []): Buffer {
+  const types = Buffer.alloc(2 + 4 * paramTypes.length);
+  types.writeInt16BE(paramTypes.length, 0);
+  paramTypes.forEach((t, i) => types.writeUInt32BE(t >>> 0, 2 + 4 * i));
+  return frame(F.Parse, Buffer.concat([cstr(name), cstr(sql), types]));
 }
 
-/** (F) Sync */
+/** (F) Bind of `statement` into `portal`: values (null = SQL NULL) with per-value formats, result formats */
+export function bind(
+  portal: string,
+  statement: string,
+  values: ReadonlyArray<Buffer | string | null> = [],
+  paramFormats: readonly number[] = [],
+  resultFormats: readonly number[] = [],
+): Buffer {
+  const parts: Buffer[] = [cstr(portal), cstr(statement), int16s(paramFormats)];
+  const n = Buffer.alloc(2);
+  n.writeInt16BE(values.length, 0);
+  parts.push(n);
+  for (const v of values) {
+    if (v === null) parts.push(int32(-1));
+    else {
+      const b = typeof v === "string" ? Buffer.from(v, "utf8") : v;
+      parts.push(int32(b.length), b);
+    }
+  }
+  parts.push(int16s(resultFormats));
+  return frame(F.Bind, Buffer.concat(parts));
+}
+
+function int16s(xs: readonly number[]): Buffer {
+  const b = Buffer.alloc(2 + 2 * xs.length);
+  b.writeInt16BE(xs.length, 0);
+  xs.forEach((x, i) => b.writeInt16BE(x, 2 + 2 * i));
+  return b;
+}
+
 /** Describe (F) of a prepared statement ('S') or portal ('P'). */
 export function describe(kind: "S" | "P", name: string): Buffer {
   return frame(F.Describe, Buffer.concat([Buffer.from(kind, "latin1"), cstr(name)]));
 }
 
-/** Execute (F) of a portal with no row limit. */
-export function execute(portal: string): Buffer {
-  return frame(F.Execute, Buffer.concat([cstr(portal), int32(0)]));
+/** Close (F) of a prepared statement ('S') or portal ('P'). */
+export function close(kind: "S" | "P", name: string): Buffer {
+  return frame(F.Close, Buffer.concat([Buffer.from(kind, "latin1"), cstr(name)]));
 }
 
+/** Execute (F) of a portal; `maxRows` 0 = no row limit. */
+export function execute(portal: string, maxRows = 0): Buffer {
+  return frame(F.Execute, Buffer.concat([cstr(portal), int32(maxRows)]));
+}
+
+/** (F) Sync */
 export function sync(): Buffer {
   return frame(F.Sync, Buffer.alloc(0));
+}
+
+/** (F) Flush */
+export function flush(): Buffer {
+  return frame(F.Flush, Buffer.alloc(0));
+}
+
+/** (F) CopyData */
+export function copyData(data: Buffer | string): Buffer {
+  return frame(F.CopyData, typeof data === "string" ? Buffer.from(data, "utf8") : data);
+}
+
+/** (F) CopyDone */
+export function copyDone(): Buffer {
+  return frame(F.CopyDone, Buffer.alloc(0));
+}
+
+/** (F) CopyFail */
+export function copyFail(message: string): Buffer {
+  return frame(F.CopyFail, cstr(message));
 }
 
 /** (F) Terminate */

@@ -1,0 +1,106 @@
+/**
+ * The answers the upstream still owes, oldest first: one entry per forwarded message that the
+ * server answers (Parse, Bind, Describe, Execute, Close, Sync, Query) in the order it will answer
+ * them, plus the proxy's own poison and injected messages. Skip-to-Sync: after an error in the
+ * extended protocol the server discards every message up to the next Sync, so their entries go
+ * too. Pure.
+ */
+import type { MaskPlan, RowField, StatementRecord } from "./session-hooks.js";
+
+/** What a pending upstream response belongs to. */
+export const enum K {
+  Parse = 1,
+  Bind,
+  DescribeS,
+  DescribeP,
+  Execute,
+  Close,
+  Sync,
+  Query,
+  /** a denied Parse/Bind/Execute replaced by a Parse that fails: its error is swapped for `replacement` */
+  PoisonParse,
+  /** a denied Query (or FunctionCall) replaced by a Query that fails */
+  PoisonQuery,
+  /** an injected Describe(P) whose answer the client must not see */
+  InjectedDescribe,
+}
+
+export interface Pending {
+  kind: K;
+  /** Query/Execute: the statement */
+  rec?: StatementRecord;
+  startedAt?: number;
+  rows?: number;
+  tag?: string;
+  error?: { sqlstate: string; message: string };
+  /** poison: the ErrorResponse to show instead of the upstream's */
+  replacement?: Buffer;
+  /** Describe / Execute: names for field bookkeeping */
+  name?: string;
+  fields?: RowField[];
+  /** undefined: not computed yet; null: raw */
+  plan?: MaskPlan | null;
+  captured?: Buffer[];
+  /** Query/Execute: masking applies to this statement's results (decided when it was forwarded) */
+  mask?: boolean;
+  /** simple query: how many of its statements have completed (the index of the one running) */
+  stmtIndex?: number;
+  /** simple query: rows summed over the command tags of its statements */
+  tagRows?: number;
+}
+
+// payload-free entries are shared: no allocation per forwarded frame
+export const PARSE: Pending = { kind: K.Parse };
+export const BIND: Pending = { kind: K.Bind };
+export const CLOSE: Pending = { kind: K.Close };
+export const SYNC: Pending = { kind: K.Sync };
+export const DESCRIBE_S: Pending = { kind: K.DescribeS };
+export const DESCRIBE_P: Pending = { kind: K.DescribeP };
+
+/** A FIFO with O(1) pop (a head index instead of shift()). */
+export class ResponseQueue {
+  private items: Pending[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(p: Pending): void {
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    this.items.push(p);
+  }
+
+  peek(): Pending | undefined {
+    return this.items[this.head];
+  }
+
+  /** the entry `i` places behind the head */
+  at(i: number): Pending | undefined {
+    return this.items[this.head + i];
+  }
+
+  pop(): Pending | undefined {
+    const p = this.items[this.head];
+    if (p !== undefined) {
+      this.items[this.head] = undefined as unknown as Pending;
+      this.head++;
+      if (this.head === this.items.length) {
+        this.items.length = 0;
+        this.head = 0;
+      }
+    }
+    return p;
+  }
+
+  /**
+   * The server skips every message up to the next Sync after an error: drops those entries (the
+   * Sync's own stays), handing each to `skipped` in order.
+   */
+  discardUntilSync(skipped: (p: Pending) => void): void {
+    for (let p = this.peek(); p !== undefined && p.kind !== K.Sync; p = this.peek()) skipped(this.pop()!);
+  }
+}

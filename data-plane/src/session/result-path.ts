@@ -1,0 +1,195 @@
+/**
+ * What a statement's results go through on their way to the client: the row description selects a
+ * mask plan, data rows are masked and (up to the cap) captured for the audit, COPY TO STDOUT data is
+ * masked or refused, and the statement's completion (command tag, rows, error) is recorded and told
+ * to the listeners. One entry of the response queue at a time, the head's. Pure: the masker, the
+ * audit and the outbox are its doors.
+ *
+ * Errors and notices of a statement pass `notice()` in order, so that a rewrite of what they reveal
+ * (a masked column's value in a message or DETAIL) has its place here.
+ */
+import { SluiceError } from "@sluice/shared/errors";
+import { decodeCommandComplete, rowsFromTag } from "../wire/decode.js";
+import { K, type Pending } from "./response-queue.js";
+import type { Outbox } from "./outbox.js";
+import type { AuditSink, CompletionListener, MaskPlan, ResultContext, ResultMasker, RowField, SessionInfo, StatementCompletion } from "./session-hooks.js";
+import { isPromise } from "./statement-gate.js";
+
+export interface ResultPathOptions {
+  info: SessionInfo;
+  audit: AuditSink;
+  listeners: readonly CompletionListener[];
+  masker?: ResultMasker;
+  /** rows per statement copied to `audit.resultRows` */
+  captureRows: number;
+  now(): number;
+  toClient: Outbox;
+  /**
+   * Stop reading the upstream until `p` settles (a mask plan that asks the catalog), then go on;
+   * a rejection ends the session (a masking denial keeps its 42501).
+   */
+  holdUpstream(p: Promise<void>): void;
+}
+
+const COPY_OUT_MASKED = "COPY TO STDOUT of a result with masking rules is not allowed";
+
+export class ResultPath {
+  /** set while a copy-out is streaming through a mask plan */
+  private copyOutPlan: MaskPlan | null = null;
+  readonly captureRows: number;
+
+  constructor(private readonly o: ResultPathOptions) {
+    this.captureRows = Math.max(0, o.captureRows);
+  }
+
+  /** whether results of this session's resource go through the masker (re-read per statement: a new snapshot may add rules) */
+  maskActive(): boolean {
+    const m = this.o.masker;
+    return m !== undefined && (m.masks ? m.masks(this.o.info.resource) : true);
+  }
+
+  /** a DataRow of `p` must be whole (masked or captured), or may pass raw */
+  rowWhole(p: Pending | undefined): boolean {
+    if (p === undefined || (p.kind !== K.Execute && p.kind !== K.Query)) return false;
+    p.rows = (p.rows ?? 0) + 1;
+    if (p.mask === true && p.plan !== null) return true;
+    return this.captureRows > 0 && (p.captured?.length ?? 0) < this.captureRows;
+  }
+
+  /** a (B) CopyData must be whole: a copy-out is being masked */
+  get copyWhole(): boolean {
+    return this.copyOutPlan !== null;
+  }
+
+  /** the rows of `p` will have this shape; `f` (the RowDescription, or null when it is swallowed) goes to the client after the plan. False: the upstream is held. */
+  planFor(p: Pending | undefined, fields: RowField[], f: Buffer | null): boolean {
+    if (p === undefined || !this.o.masker || p.mask !== true) {
+      if (p) p.plan = null;
+      if (f) this.o.toClient.push(f);
+      return true;
+    }
+    if (p.kind === K.Execute) p.fields = fields;
+    const plan = this.o.masker.planFor(fields, this.context(p));
+    if (isPromise(plan)) {
+      this.o.toClient.flush();
+      this.o.holdUpstream(
+        plan.then((resolved) => {
+          p.plan = resolved ?? null;
+          if (f) this.o.toClient.push(f);
+        }),
+      );
+      return false;
+    }
+    p.plan = plan ?? null;
+    if (f) this.o.toClient.push(f);
+    return true;
+  }
+
+  dataRow(p: Pending | undefined, f: Buffer): void {
+    let out = f;
+    if (p !== undefined && this.o.masker && p.mask === true) {
+      if (p.plan === undefined) {
+        // rows without a known shape cannot be matched to masking rules: fail closed
+        throw new SluiceError("internal", "result rows arrived without a row description while masking is configured");
+      }
+      if (p.plan !== null) out = this.o.masker.maskDataRow(p.plan, f);
+    }
+    if (p !== undefined && this.captureRows > 0) {
+      const c = (p.captured ??= []);
+      if (c.length < this.captureRows) c.push(Buffer.from(out));
+    }
+    this.o.toClient.push(out);
+  }
+
+  /** (B) CommandComplete / EmptyQueryResponse / PortalSuspended of `p` (an Execute or Query); true when `p` is finished */
+  complete(p: Pending | undefined, code: number, f: Buffer): boolean {
+    const tag = code === 0x43 /* C */ ? decodeCommandComplete(f) : undefined;
+    let done = false;
+    if (p?.kind === K.Execute) {
+      p.tag = tag;
+      if (tag) p.rows = rowsFromTag(tag);
+      this.flushCapture(p);
+      this.completed(p);
+      done = true;
+    } else if (p?.kind === K.Query) {
+      // one of possibly several statements of a simple query: keep the last tag, sum the rows
+      p.tag = tag;
+      if (tag) p.tagRows = (p.tagRows ?? 0) + rowsFromTag(tag);
+      p.stmtIndex = (p.stmtIndex ?? 0) + 1;
+      this.flushCapture(p);
+      p.plan = undefined;
+      p.fields = undefined;
+    }
+    this.copyOutPlan = null;
+    this.o.toClient.push(f);
+    return done;
+  }
+
+  /** an ErrorResponse (not a poison's) ends what `p` was streaming */
+  error(p: Pending | undefined, err: { sqlstate: string; message: string }): void {
+    if (p?.kind === K.Query) p.error = err;
+    this.copyOutPlan = null;
+  }
+
+  /** (B) NoticeResponse / ErrorResponse on its way to the client, in order */
+  notice(_p: Pending | undefined, f: Buffer): void {
+    this.o.toClient.push(f);
+  }
+
+  /** records the statement of `p` as finished (once) */
+  completed(p: Pending): void {
+    if (!p.rec) return;
+    const done: StatementCompletion = {
+      seq: p.rec.seq,
+      commandTag: p.error ? undefined : p.tag,
+      rows: p.kind === K.Query ? p.tagRows ?? 0 : p.rows ?? 0,
+      durationMs: this.o.now() - (p.startedAt ?? 0),
+      error: p.error,
+    };
+    this.o.audit.statementCompleted(this.o.info, done);
+    for (const l of this.o.listeners) l(this.o.info, done);
+    p.rec = undefined;
+  }
+
+  private flushCapture(p: Pending): void {
+    if (p.captured && p.captured.length && p.rec) {
+      const masks = p.plan ? this.o.masker?.describe?.(p.plan) : undefined;
+      this.o.audit.resultRows(this.o.info, p.rec.seq, p.fields ?? [], p.captured, masks);
+    }
+    p.captured = undefined;
+  }
+
+  /** (B) CopyOutResponse / CopyBothResponse of `p`; false: the upstream is held */
+  copyOut(p: Pending | undefined, f: Buffer): boolean {
+    const m = this.o.masker;
+    if (m && p && p.mask === true) {
+      const plan = m.planForCopyOut ? m.planForCopyOut(this.context(p)) : "deny";
+      if (isPromise(plan)) {
+        // the masker asks the catalog (a whole-table COPY needs its column list): hold the upstream
+        this.o.toClient.flush();
+        this.o.holdUpstream(
+          plan.then((resolved) => {
+            if (resolved === "deny") throw new SluiceError("permission_denied", COPY_OUT_MASKED);
+            this.copyOutPlan = resolved ?? null;
+            this.o.toClient.push(f);
+          }),
+        );
+        return false;
+      }
+      if (plan === "deny") throw new SluiceError("permission_denied", COPY_OUT_MASKED);
+      this.copyOutPlan = plan ?? null;
+    }
+    this.o.toClient.push(f);
+    return true;
+  }
+
+  /** (B) CopyData of a copy-out */
+  copyData(f: Buffer): void {
+    const m = this.o.masker;
+    this.o.toClient.push(m?.maskCopyData && this.copyOutPlan !== null ? m.maskCopyData(this.copyOutPlan, f) : f);
+  }
+
+  private context(p: Pending): ResultContext {
+    return { session: this.o.info, sql: p.rec?.sql ?? "", statements: p.rec?.decision.statements ?? [], statementIndex: p.kind === K.Query ? p.stmtIndex ?? 0 : 0 };
+  }
+}

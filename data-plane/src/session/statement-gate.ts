@@ -1,0 +1,118 @@
+/**
+ * Whether a decided statement goes upstream now: forward, poison (it is replaced by a statement that
+ * fails upstream, and the client gets `error` in its place, in order) or hold (wait for an audit ack,
+ * an approval or an asynchronous decision, then ask again). The gate runs the audit and approval
+ * hooks; it never touches the wire. Pure: the hooks are its only doors.
+ */
+import { SluiceError, toSqlState } from "@sluice/shared/errors";
+import type { Decision } from "@sluice/shared/policy";
+import { errorResponse } from "../wire/encode.js";
+import type { ApprovalGate, AuditSink, EnforcerDecision, SessionInfo, StatementRecord } from "./session-hooks.js";
+
+export type Verdict =
+  | { readonly do: "forward" }
+  /** `error` is the ErrorResponse the client gets in the statement's place */
+  | { readonly do: "poison"; readonly error: Buffer }
+  /**
+   * Wait for `until`, then apply the verdict it resolves to. `long` (an approval, minutes): what was
+   * forwarded before goes upstream now and the client is paused at once; otherwise (an audit ack,
+   * about one NATS round trip) the frames before wait in the outbox and leave with this statement.
+   */
+  | { readonly do: "hold"; readonly until: Promise<Verdict>; readonly long: boolean };
+
+export const FORWARD: Verdict = { do: "forward" };
+
+export const isPromise = <T>(x: T | Promise<T>): x is Promise<T> => typeof (x as { then?: unknown } | null)?.then === "function";
+
+/** the rule of a decision the enforcer could not make (its promise rejected) */
+const ENFORCER_FAILED = "enforcer-failed";
+type FailedDecision = Decision & { sqlstate?: string };
+
+/** A rejected decision is a deny: 57P03 when the enforcer was unavailable (e.g. a worker timed out), else 42501. */
+export function failedDecision(e: unknown): Decision {
+  const err = SluiceError.from(e, "internal");
+  const d: FailedDecision = {
+    action: "deny",
+    rule: ENFORCER_FAILED,
+    reason: err.code === "unavailable" ? err.message : `the statement could not be decided: ${err.message}`,
+    statementClass: "unknown",
+    statementIndex: 0,
+    statements: [],
+    sqlstate: err.code === "unavailable" ? "57P03" : "42501",
+  };
+  return d;
+}
+
+/** An enforcer answer as a promise that never rejects (a rejection becomes `failedDecision`). */
+export function settledDecision(d: EnforcerDecision): Decision | Promise<Decision> {
+  return isPromise(d) ? d.then((x) => x, failedDecision) : d;
+}
+
+/** The ErrorResponse of a denied statement: 42501 naming the rule (or the enforcer's failure). */
+export function denialError(d: Decision): Buffer {
+  const sqlstate = (d as FailedDecision).sqlstate ?? "42501";
+  const why = d.action === "approve" ? "requires approval and no approval service is configured" : d.reason;
+  const message = d.rule === ENFORCER_FAILED ? d.reason : `permission denied by sluice policy: rule "${d.rule}" (${d.statementClass}): ${why}`;
+  return errorResponse({ severity: "ERROR", sqlstate, message, detail: `sluice rule: ${d.rule}` });
+}
+
+/** The ErrorResponse of a statement the audit (ack) or the approval refused. */
+function refusalError(err: unknown): Buffer {
+  const e = SluiceError.from(err, "unavailable");
+  return errorResponse({ severity: "ERROR", sqlstate: toSqlState(e.code), message: e.message });
+}
+
+export interface StatementGateOptions {
+  info: SessionInfo;
+  audit: AuditSink;
+  approvals?: ApprovalGate;
+  /** a NoticeResponse to the client now (the approval request's id and how to approve) */
+  notice(message: string): void;
+}
+
+export class StatementGate {
+  /** held approvals still waiting (aborted by dispose) */
+  private readonly approvalAborts = new Set<AbortController>();
+
+  constructor(private readonly o: StatementGateOptions) {}
+
+  /** A statement about to be forwarded: recorded as allowed (and approved first when it must be). */
+  admit(rec: StatementRecord): Verdict {
+    const action = rec.decision.action;
+    if (action === "deny" || (action === "approve" && !this.o.approvals)) return this.deny(rec);
+    const { audit, info } = this.o;
+    if (action === "approve") {
+      // a held approval ends with the session: dispose() aborts it (the gate records it cancelled)
+      const abort = new AbortController();
+      this.approvalAborts.add(abort);
+      const until = this.o.approvals!
+        .request(info, rec, this.o.notice, abort.signal)
+        .finally(() => this.approvalAborts.delete(abort))
+        .then(async (r): Promise<Verdict> => {
+          if (r !== "approved") throw new SluiceError("permission_denied", `statement ${r === "timeout" ? "approval timed out" : "was rejected by an approver"}`);
+          await audit.statementAllowed(info, rec);
+          return FORWARD;
+        })
+        .catch((e: unknown): Verdict => ({ do: "poison", error: refusalError(e) }));
+      return { do: "hold", until, long: true };
+    }
+    const p = audit.statementAllowed(info, rec);
+    if (!isPromise(p)) return FORWARD;
+    // an audit ack takes about a NATS round trip: hold lightly
+    return { do: "hold", until: p.then((): Verdict => FORWARD, (e: unknown): Verdict => ({ do: "poison", error: refusalError(e) })), long: false };
+  }
+
+  /** A denied statement: recorded as blocked first, then its 42501 (a failing recorder still denies). */
+  deny(rec: StatementRecord): Verdict {
+    const poison: Verdict = { do: "poison", error: denialError(rec.decision) };
+    const p = this.o.audit.statementBlocked(this.o.info, rec);
+    if (!isPromise(p)) return poison;
+    return { do: "hold", until: p.then(() => poison, () => poison), long: true };
+  }
+
+  /** the session ended: stop waiting for approvals */
+  dispose(): void {
+    for (const a of this.approvalAborts) a.abort();
+    this.approvalAborts.clear();
+  }
+}
