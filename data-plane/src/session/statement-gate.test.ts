@@ -87,5 +87,5 @@ test("a rejected decision is a deny: 57P03 for unavailable, 42501 otherwise; set
   assert.equal(errOf(g.deny({ ...rec("deny"), decision: failedDecision(new Error("boom")) }))?.C, "42501");
   const d = await settledDecision(Promise.reject(new Error("boom")));
   assert.equal(d.action, "deny");
-  assert.equal(settledDecision(decision("allow")).action, "allow");
+  assert.equal((await settledDecision(decision("allow"))).action, "allow");
 });
