@@ -21,6 +21,7 @@ import { startHttpServer, type HttpRoutes } from "./http/http-server.js";
 import { Metrics } from "./http/metrics.js";
 import { auditComponent } from "./audit/audit-component.js";
 import { approvalComponent } from "./grpc/approval-service.js";
+import { notificationsComponent } from "./notifications/notifications-component.js";
 
 /** What every component gets. */
 export interface ComponentContext {
@@ -110,7 +111,7 @@ export const policyComponent: ControlPlaneComponent = {
 };
 
 /** Started in this order, stopped in reverse. */
-export const BUILTIN_COMPONENTS: ControlPlaneComponent[] = [policyComponent, auditComponent, approvalComponent];
+export const BUILTIN_COMPONENTS: ControlPlaneComponent[] = [policyComponent, auditComponent, approvalComponent, notificationsComponent];
 
 export async function startControlPlane(config: SluiceConfig, options: ControlPlaneOptions): Promise<RunningControlPlane> {
   const logger = options.logger;

@@ -12,3 +12,5 @@ export type { Actor, CommandMeta } from "./domain/command-meta.js";
 export * from "./audit/index.js";
 export * from "./sealer/index.js";
 export * from "./projections/read-model/index.js";
+export { ApprovalNotifier, NOTIFIER_DURABLE } from "./notifications/approval-notifier.js";
+export { signWebhook, verifyWebhookSignature, SIGNATURE_HEADERS } from "./notifications/webhook-signature.js";

@@ -24,7 +24,7 @@ export function actorLabel(a: Actor): string {
 
 /** A change of one named item of the bundle; decided by the item deciders, recorded in BundleApplied. */
 export interface ItemChange {
-  kind: "issuer" | "resource" | "policy" | "masking" | "group";
+  kind: "issuer" | "resource" | "policy" | "masking" | "group" | "webhook";
   name: string;
   op: "added" | "changed" | "removed";
 }

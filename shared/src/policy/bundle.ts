@@ -86,6 +86,8 @@ export interface ApprovalSpec {
   approvers: string[];
   /** duration string like `10m`, `30s`, `1h` */
   timeout: string;
+  /** names of `notifications.webhooks[]` told when this policy's statements are held and decided */
+  notify?: string[];
 }
 
 export interface TablePatterns {
@@ -131,6 +133,35 @@ export interface MaskingSpec {
   strategy: MaskStrategy;
 }
 
+export const WEBHOOK_FORMATS = ["json", "slack"] as const;
+export type WebhookFormat = (typeof WEBHOOK_FORMATS)[number];
+
+/** What a webhook is told about: a statement held for approval, and its decision (approved, rejected, expired). */
+export const WEBHOOK_EVENTS = ["requested", "decided"] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
+/** An approval webhook, sent by the control plane (never by a data plane). */
+export interface WebhookSpec {
+  name: string;
+  /**
+   * an https URL (plain http only on loopback), or a reference (`env:NAME` / `file:/path`) when the
+   * URL is itself a secret, as a Slack incoming-webhook URL is
+   */
+  url: string;
+  /** `json` (default): sluice's own body; `slack`: a Slack-compatible message (text + blocks) */
+  format?: WebhookFormat;
+  /** a reference (`env:NAME` / `file:/path`) to the HMAC-SHA256 signing secret, resolved on the control plane */
+  secret: string;
+  /** default: both */
+  on?: WebhookEvent[];
+}
+
+export interface NotificationsSpec {
+  webhooks: WebhookSpec[];
+  /** webhooks told about every policy's approvals (a policy adds its own with `approval.notify`) */
+  approvals?: string[];
+}
+
 export interface Bundle {
   issuers: IssuerSpec[];
   resources: ResourceSpec[];
@@ -138,6 +169,8 @@ export interface Bundle {
   masking: MaskingSpec[];
   /** groups that exist only through claim rules (e.g. `claim: groups`) declared so references can be checked */
   groups?: string[];
+  /** approval notifications; absent = none */
+  notifications?: NotificationsSpec;
 }
 
 /** The compiled bundle as stored in the `sluice_snapshots` KV bucket under key `policy`. */

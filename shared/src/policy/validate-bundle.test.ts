@@ -60,7 +60,7 @@ test("wrong types are named with what was found", () => {
 });
 
 test("unknown keys anywhere, with the allowed ones listed", () => {
-  assert.deepEqual(problemsOf((b) => (b.polices = [])), ['/polices: unknown key "polices" at the top level (did you mean "policies"? expected one of issuers, resources, policies, masking, groups)']);
+  assert.deepEqual(problemsOf((b) => (b.polices = [])), ['/polices: unknown key "polices" at the top level (did you mean "policies"? expected one of issuers, resources, policies, masking, groups, notifications)']);
   assert.match(problemsOf((b) => (b.resources[0].upstream.passwd = "env:X"))[0]!, /^\/resources\/0\/upstream\/passwd: unknown key "passwd" in resources\[0\]\.upstream/);
   assert.match(problemsOf((b) => (b.issuers[0].groups[0].extra = 1))[0]!, /unknown key "extra" in issuers\[0\]\.groups\[0\] \(expected one of group, when\)/);
   assert.match(problemsOf((b) => (b.policies[0]["we/ird~"] = 1))[0]!, /^\/policies\/0\/we~1ird~0: unknown key "we\/ird~" in policies\[0\]/);

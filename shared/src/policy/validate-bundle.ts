@@ -10,6 +10,8 @@ import {
   RISKS,
   STATEMENT_CLASSES,
   UPSTREAM_TLS_MODES,
+  WEBHOOK_EVENTS,
+  WEBHOOK_FORMATS,
   type Bundle,
 } from "./bundle.js";
 
@@ -230,7 +232,7 @@ function checkUrl(c: Checker, v: string, segs: Seg[]): void {
   c.add(segs, `${human(segs)} must be an https URL (plain http only on loopback)`);
 }
 
-const TOP_KEYS = ["issuers", "resources", "policies", "masking", "groups"] as const;
+const TOP_KEYS = ["issuers", "resources", "policies", "masking", "groups", "notifications"] as const;
 const ISSUER_KEYS = ["name", "issuer", "audience", "jwksUrl", "jwks", "algorithms", "groups"] as const;
 const RESOURCE_KEYS = ["name", "upstream"] as const;
 const UPSTREAM_KEYS = ["host", "port", "database", "user", "password", "auth", "tls", "ca"] as const;
@@ -387,7 +389,7 @@ function checkResource(c: Checker, v: unknown, segs: Seg[]): string | undefined 
   return name;
 }
 
-type RefKind = "group" | "resource" | "issuer";
+type RefKind = "group" | "resource" | "issuer" | "webhook";
 
 function checkPolicy(c: Checker, v: unknown, segs: Seg[]): { name?: string; refs: Array<{ kind: RefKind; name: string; segs: Seg[] }> } {
   const refs: Array<{ kind: RefKind; name: string; segs: Seg[] }> = [];
@@ -430,8 +432,9 @@ function checkPolicy(c: Checker, v: unknown, segs: Seg[]): { name?: string; refs
   if (v.approval !== undefined && v.approval !== null) {
     const at = [...segs, "approval"];
     if (c.map(v.approval, at)) {
-      c.keys(v.approval, ["approvers", "timeout"], at);
+      c.keys(v.approval, ["approvers", "timeout", "notify"], at);
       ref("group", "approvers", c.strList(v.approval, "approvers", at, { required: true, nonEmpty: true }), at);
+      ref("webhook", "notify", c.strList(v.approval, "notify", at), at);
       const t = v.approval.timeout;
       if (t === undefined || t === null) c.add(at, `${human(at)} is missing "timeout" (e.g. 10m)`);
       else if (typeof t !== "string") c.add([...at, "timeout"], `${human([...at, "timeout"])} must be a duration like 30s, 10m or 1h, got ${kindOf(t)}`);
@@ -498,6 +501,66 @@ function checkMasking(c: Checker, v: unknown, segs: Seg[]): { name?: string; ref
   return { name, refs };
 }
 
+const WEBHOOK_KEYS = ["name", "url", "format", "secret", "on"] as const;
+
+/** A reference, never the secret itself; the message never echoes the value (it may be the secret). */
+function checkSecretRef(c: Checker, v: Record<string, unknown>, k: string, segs: Seg[], what: string): void {
+  const at = [...segs, k];
+  const ref = v[k];
+  if (ref === undefined || ref === null) {
+    c.add(segs, `${human(segs)} is missing ${q(k)}: a reference to the ${what} (env:NAME or file:/absolute/path)`);
+    return;
+  }
+  if (typeof ref === "string" && (ENV_REF.test(ref) || FILE_REF.test(ref))) return;
+  if (typeof ref !== "string") c.add(at, `${human(at)} must be a reference to the ${what} (env:NAME or file:/absolute/path), got ${kindOf(ref)}`);
+  else if (ref.startsWith("env:")) c.add(at, `malformed reference in ${human(at)}: env: needs a variable name (letters, digits, _)`);
+  else if (ref.startsWith("file:")) c.add(at, `malformed reference in ${human(at)}: file: needs an absolute file path`);
+  else c.add(at, `${human(at)} looks like a literal ${what}: use a reference (env:NAME or file:/absolute/path) so the secret stays out of the bundle and its events`);
+}
+
+/** `notifications`: the webhooks and the global list; returns the webhook names (undefined when they could not all be read). */
+function checkNotifications(c: Checker, v: unknown): Set<string> | undefined {
+  const names = new Set<string>();
+  if (v === undefined || v === null) return names;
+  const segs: Seg[] = ["notifications"];
+  if (!c.map(v, segs)) return undefined;
+  c.keys(v, ["webhooks", "approvals"], segs);
+  let complete = true;
+  const seen = new Map<string, Seg[]>();
+  const broken = { value: false };
+  c.list(v, "webhooks", segs, broken).forEach((w, i) => {
+    const at = [...segs, "webhooks", i];
+    if (!c.map(w, at)) {
+      complete = false;
+      return;
+    }
+    c.keys(w, WEBHOOK_KEYS, at);
+    const n = c.name(w, at, "webhook");
+    if (n === undefined) complete = false;
+    c.unique(seen, n, at, "webhook");
+    if (n !== undefined) names.add(n);
+    const url = w.url;
+    if (typeof url === "string" && (url.startsWith("env:") || url.startsWith("file:"))) checkSecretRef(c, w, "url", at, "webhook URL");
+    else {
+      const u = c.str(w, "url", at, true);
+      if (u !== undefined) checkUrl(c, u, [...at, "url"]);
+    }
+    checkSecretRef(c, w, "secret", at, "signing secret");
+    const format = c.str(w, "format", at, false);
+    if (format !== undefined && !(WEBHOOK_FORMATS as readonly string[]).includes(format))
+      c.add([...at, "format"], `unknown webhook format ${q(format)} in ${human([...at, "format"])} (expected one of ${WEBHOOK_FORMATS.join(", ")})`);
+    c.strList(w, "on", at, { nonEmpty: true })?.forEach((e, j) => {
+      if (!(WEBHOOK_EVENTS as readonly string[]).includes(e))
+        c.add([...at, "on", j], `unknown webhook event ${q(e)} in ${human([...at, "on"])} (expected one of ${WEBHOOK_EVENTS.join(", ")})`);
+    });
+  });
+  if (broken.value) complete = false;
+  c.strList(v, "approvals", segs)?.forEach((n, i) => {
+    if (complete && !names.has(n)) c.add([...segs, "approvals", i], `unknown webhook ${q(n)} in notifications.approvals (no entry in notifications.webhooks has that name)`);
+  });
+  return complete ? names : undefined;
+}
+
 /**
  * Checks a bundle (as parsed from YAML, or as received as JSON) and returns every problem found, in
  * document order per section. An empty list means the bundle is valid. Pure.
@@ -537,6 +600,7 @@ export function validateBundle(bundle: unknown, opts: ValidateOptions = {}): Pro
       c.unique(seenResources, n, ["resources", i], "resource");
       if (n !== undefined) names.resources.add(n);
     });
+    const webhooks = checkNotifications(c, bundle.notifications);
     const seenPolicies = new Map<string, Seg[]>();
     c.list(bundle, "policies", []).forEach((v, i) => {
       const { name, refs } = checkPolicy(c, v, ["policies", i]);
@@ -545,6 +609,10 @@ export function validateBundle(bundle: unknown, opts: ValidateOptions = {}): Pro
         const where = human(r.segs.slice(0, -1));
         // `*` in a policy's groups or resources means "any" (evaluate.ts); approvers must be real groups
         const wildcard = r.name === "*" && !r.segs.includes("approvers");
+        if (r.kind === "webhook") {
+          if (webhooks && !webhooks.has(r.name)) c.add(r.segs, `unknown webhook ${q(r.name)} in ${where} (no entry in notifications.webhooks has that name)`);
+          continue;
+        }
         if (r.kind === "issuer") {
           // no wildcard here: an unscoped policy simply omits `issuers`
           if (!names.issuers.has(r.name) && !names.issuersBroken.value) {
@@ -607,5 +675,7 @@ export function normalizeBundle(raw: Record<string, unknown>): Bundle {
   });
   b.masking = b.masking ?? [];
   if (b.groups === null) delete b.groups;
+  if (b.notifications === null) delete b.notifications;
+  else if (b.notifications) b.notifications = { ...b.notifications, webhooks: b.notifications.webhooks ?? [] };
   return b;
 }

@@ -107,7 +107,17 @@ export function bundleChanges(before: Bundle | null, after: Bundle | null): Item
     ...namedChanges("resource", before?.resources ?? [], after?.resources ?? [], (r) => r.name),
     ...namedChanges("policy", before?.policies ?? [], after?.policies ?? [], (p) => p.name),
     ...namedChanges("masking", before?.masking ?? [], after?.masking ?? [], (m, i) => m.name ?? `#${i}`),
+    ...webhookChanges(before, after),
   ];
+}
+
+/** Who is told about approvals is part of the change record too (CC8.1): webhooks by name, and the global list. */
+function webhookChanges(before: Bundle | null, after: Bundle | null): ItemChange[] {
+  const out = namedChanges("webhook", before?.notifications?.webhooks ?? [], after?.notifications?.webhooks ?? [], (w) => w.name);
+  const was = canonicalJson(before?.notifications?.approvals ?? []);
+  const now = canonicalJson(after?.notifications?.approvals ?? []);
+  if (was !== now) out.push({ kind: "webhook", name: "notifications.approvals", op: "changed" });
+  return out;
 }
 
 function issuerChange(e: IssuerEvent): ItemChange {
@@ -162,6 +172,7 @@ export function decidePolicy(cmd: PolicyCommand, state: PolicyState): PolicyEven
         ...resourceEvents.map(resourceChange),
         ...namedChanges("policy", before?.policies ?? [], cmd.bundle.policies, (p) => p.name),
         ...namedChanges("masking", before?.masking ?? [], cmd.bundle.masking, (m, i) => m.name ?? `#${i}`),
+        ...webhookChanges(before, cmd.bundle),
       ];
       return [
         {
