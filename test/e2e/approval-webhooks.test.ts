@@ -142,7 +142,7 @@ notifications:
   const sink = new Writable({ write: (chunk, _e, cb) => ((logs += chunk.toString()), cb()) });
   const cfg = defaultConfig();
   cfg.node = `cp2-${tag}`;
-  cfg.nats = { url: "nats://127.0.0.1:4222", prefix: stack.natsPrefix };
+  cfg.nats = { ...cfg.nats, url: "nats://127.0.0.1:4222", prefix: stack.natsPrefix };
   cfg.controlPlane.grpcListen = "127.0.0.1:0";
   cfg.controlPlane.httpListen = "127.0.0.1:0";
   cfg.controlPlane.adminGroups = [ADMIN_GROUP];
