@@ -168,14 +168,22 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       node: cfg.node,
       everySeconds: cfg.dataPlane.heartbeatSeconds,
       snapshotRevision: () => snapshots.revision(),
+      snapshotTimes: () => snapshots.status(),
       connections: () => {
         const s = p.stats();
         return s.sessions + s.connecting;
       },
       listen: `${listen.host}:${p.port}`,
+      publicAddress: cfg.dataPlane.publicAddress,
       logger: log,
     });
     stops.push(() => heartbeat.stop());
+    // a new revision is reported at once, not at the next period: `fleet status` (and the bench's
+    // propagation figure) see a policy change reach every node
+    const unwatch = snapshots.onChange(() => {
+      heartbeat.beat().catch((e: unknown) => log.warn({ err: e }, "fleet heartbeat after a policy change failed"));
+    });
+    stops.push(async () => unwatch());
 
     let stopping: Promise<void> | undefined;
     return {
@@ -190,6 +198,7 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       httpPort: p.httpPort,
       stop(graceMs = 0) {
         stopping ??= (async () => {
+          unwatch();
           await heartbeat.stop();
           // no new sessions during the grace period, and /readyz says so (load balancers move on)
           p.drain();

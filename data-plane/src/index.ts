@@ -8,7 +8,7 @@ export { resolveSecret } from "./upstream/resolve-secret.js";
 export { snapshotEnforcer } from "./session/snapshot-enforcer.js";
 // the node's other parts (B2: snapshot watcher, fleet, cancel routing; E1: recorder), for composers such as `sluice data-plane`
 export { startKvSnapshotWatcher, parseSnapshot, staticSnapshotSource, type KvSnapshotWatcher, type KvSnapshotWatcherOptions, type SnapshotWatcherStatus } from "./snapshot/index.js";
-export { startFleetHeartbeat, readFleet, dataPlaneVersion, type FleetHeartbeat, type FleetHeartbeatOptions, type FleetBeat, type FleetMember } from "./fleet/index.js";
+export { startFleetHeartbeat, readFleet, withBehind, dataPlaneVersion, type FleetHeartbeat, type FleetHeartbeatOptions, type FleetBeat, type FleetMember } from "./fleet/index.js";
 export { startNatsCancelRouter, encodeCancelKey, decodeCancelKey, type NatsCancelRouter, type NatsCancelRouterOptions, type LocalCancelKey } from "./cancel-router.js";
 export { AuditPublisher, SessionRecorder, createAuditObserver, type AuditObserver, type AuditObserverOptions, type AuditDurability } from "./recorder/index.js";
 // masking (issue 6): the session's ResultMasker over bundle rules + side-connection catalog; startDataPlane wires it by default

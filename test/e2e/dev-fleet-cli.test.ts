@@ -33,16 +33,17 @@ test("sluice fleet status lists heartbeating nodes (table and --json); an unreac
   const env = { ...process.env, SLUICE_CONTEXT: "/nonexistent/context.json", SLUICE_NATS_URL: "nats://127.0.0.1:4222" };
 
   const json = await run(process.execPath, [sluice, "fleet", "status", "--json", "--prefix", names.prefix], { env });
-  const fleet = JSON.parse(json.stdout) as Array<{ node: string; snapshotRevision: number; connections: number; stale: boolean }>;
-  assert.deepEqual(fleet.map((m) => [m.node, m.snapshotRevision, m.connections, m.stale]), [
-    ["dp-cli", 12, 2, false],
-    ["dp-old", 3, 0, true],
+  const fleet = JSON.parse(json.stdout) as Array<{ node: string; snapshotRevision: number; connections: number; stale: boolean; behind: number }>;
+  // no snapshot bucket under this prefix: "behind" counts from the fleet's highest revision
+  assert.deepEqual(fleet.map((m) => [m.node, m.snapshotRevision, m.connections, m.stale, m.behind]), [
+    ["dp-cli", 12, 2, false, 0],
+    ["dp-old", 3, 0, true, 9],
   ]);
 
   const text = await run(process.execPath, [sluice, "fleet", "status", "--prefix", names.prefix], { env });
   const lines = text.stdout.trim().split("\n");
-  assert.match(lines[0]!, /^NODE\s+REGION\s+VERSION\s+REVISION\s+CONNS/);
-  assert.match(lines[1]!, /^dp-cli\s+local\s+\S+\s+12\s+2\s+127\.0\.0\.1:7432\s+.*ok$/);
+  assert.match(lines[0]!, /^NODE\s+REGION\s+VERSION\s+REVISION\s+BEHIND\s+APPLIED IN\s+CONNS\s+ADDRESS/);
+  assert.match(lines[1]!, /^dp-cli\s+local\s+\S+\s+12\s+0\s+-\s+2\s+127\.0\.0\.1:7432\s+.*ok$/);
   assert.match(lines[2]!, /^dp-old\s+.*STALE$/);
 
   await assert.rejects(run(process.execPath, [sluice, "fleet", "status", "--nats", "nats://127.0.0.1:1"], { env }), (e: { code: number; stderr: string }) => {

@@ -64,6 +64,7 @@ function serverConf(o: {
   name: string;
   cluster: string;
   port: number;
+  monitorPort: number;
   routePort: number;
   routes: number[];
   gatewayPort?: number;
@@ -77,6 +78,8 @@ function serverConf(o: {
   const lines = [
     `server_name: ${o.name}`,
     `listen: 127.0.0.1:${o.port}`,
+    // monitoring (/jsz): the helper waits until the JetStream meta group knows every server
+    `http: 127.0.0.1:${o.monitorPort}`,
     `server_tags: ["region:${o.cluster}", "server:${o.name}"]`,
     // small limits: many servers share one test machine
     `jetstream { store_dir: "${o.storeDir}", max_memory_store: 64MB, max_file_store: 1GB }`,
@@ -113,7 +116,7 @@ function serverConf(o: {
 export async function startNatsCluster(t: TestContext | undefined, o: NatsClusterOptions): Promise<NatsCluster> {
   const base = mkdtempSync(join(tmpdir(), "sluice-nats-cluster-"));
   const multi = o.clusters.length > 1;
-  type Plan = { name: string; cluster: string; port: number; routePort: number; gatewayPort?: number; storeDir: string; conf: string };
+  type Plan = { name: string; cluster: string; port: number; monitorPort: number; routePort: number; gatewayPort?: number; storeDir: string; conf: string };
   const plans: Plan[] = [];
   for (const c of o.clusters) {
     for (let i = 1; i <= (c.size ?? 3); i++) {
@@ -122,6 +125,7 @@ export async function startNatsCluster(t: TestContext | undefined, o: NatsCluste
         name,
         cluster: c.name,
         port: await freePort(),
+        monitorPort: await freePort(),
         routePort: await freePort(),
         gatewayPort: multi ? await freePort() : undefined,
         storeDir: join(base, name),
@@ -177,11 +181,33 @@ export async function startNatsCluster(t: TestContext | undefined, o: NatsCluste
       return s;
     },
     urls(c) {
-      return servers.filter((s) => !c || s.cluster === c).map((s) => s.url).join(",");
+      const list = servers.filter((s) => !c || s.cluster === c);
+      if (!list.length) throw new Error(`no cluster ${c}`);
+      return list.map((s) => s.url).join(",");
     },
     async waitForJetStream(c, connectOptions = {}) {
       const until = Date.now() + (o.timeoutMs ?? 30_000);
       let last: unknown;
+      // first the meta group: a leader that counts every running server as a current peer, else an
+      // R3 stream create fails with "no suitable peers for placement" while the cluster forms
+      const running = plans.filter((p) => servers.find((s) => s.name === p.name)!.running);
+      while (plans.length > 1 && Date.now() < until) {
+        const ok = await Promise.all(
+          running.map(async (p) => {
+            try {
+              const r = await fetch(`http://127.0.0.1:${p.monitorPort}/jsz`);
+              const j = (await r.json()) as { meta_cluster?: { leader?: string; replicas?: Array<{ current?: boolean }> } };
+              const peers = (j.meta_cluster?.replicas ?? []).filter((x) => x.current).length + 1;
+              return !!j.meta_cluster?.leader && peers >= running.length;
+            } catch (e) {
+              last = e;
+              return false;
+            }
+          }),
+        );
+        if (ok.some(Boolean)) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
       while (Date.now() < until) {
         let nc: NatsConnection | undefined;
         try {

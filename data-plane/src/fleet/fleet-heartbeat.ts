@@ -15,6 +15,12 @@ export interface FleetBeat {
   connections: number;
   /** the Postgres listener, for humans (`host:port`) */
   listen?: string;
+  /** `host:port` pipelines dial to reach this node (config dataPlane.publicAddress; default the listener) */
+  publicAddress?: string;
+  /** when this node applied `snapshotRevision` (ISO time) */
+  appliedAt?: string;
+  /** ms from the control plane storing the snapshot to this node applying it (both clocks: NTP-level accuracy) */
+  applyMs?: number;
   startedAt: string;
   lastBeat: string;
   /** the heartbeat period, so readers can tell a late node from a dead one */
@@ -28,8 +34,11 @@ export interface FleetHeartbeatOptions {
   node: string;
   everySeconds: number;
   snapshotRevision: () => number;
+  /** when the current snapshot was stored (KV entry time) and applied here */
+  snapshotTimes?: () => { appliedAt?: string; publishedAt?: string };
   connections: () => number;
   listen?: string;
+  publicAddress?: string;
   version?: string;
   logger?: Logger;
   /** injectable clock (tests) */
@@ -71,6 +80,8 @@ export function startFleetHeartbeat(o: FleetHeartbeatOptions): FleetHeartbeat {
 
   async function write(): Promise<void> {
     kv ??= await new Kvm(o.nc).open(names.fleetBucket);
+    const times = o.snapshotTimes?.() ?? {};
+    const applyMs = times.appliedAt && times.publishedAt ? Math.max(0, Date.parse(times.appliedAt) - Date.parse(times.publishedAt)) : undefined;
     const beat: FleetBeat = {
       region: o.region,
       node: o.node,
@@ -78,6 +89,9 @@ export function startFleetHeartbeat(o: FleetHeartbeatOptions): FleetHeartbeat {
       snapshotRevision: o.snapshotRevision(),
       connections: o.connections(),
       listen: o.listen,
+      publicAddress: o.publicAddress ?? o.listen,
+      appliedAt: times.appliedAt,
+      applyMs,
       startedAt,
       lastBeat: now().toISOString(),
       everySeconds: o.everySeconds,
@@ -86,6 +100,8 @@ export function startFleetHeartbeat(o: FleetHeartbeatOptions): FleetHeartbeat {
   }
 
   function beat(): Promise<void> {
+    // after stop() the key is gone and must stay gone
+    if (stopped) return inflight;
     inflight = inflight.then(write, write);
     return inflight;
   }
@@ -127,15 +143,26 @@ export interface FleetMember extends FleetBeat {
   ageMs: number;
   /** no beat for more than 3 periods */
   stale: boolean;
+  /** revisions this node is behind the newest one known (the snapshot bucket's, or the fleet's highest) */
+  behind: number;
 }
 
-/** Reads the fleet bucket. Nodes are sorted by region, then node. */
-export async function readFleet(nc: NatsConnection, prefix = "", now: Date = new Date()): Promise<FleetMember[]> {
+/** Marks each member with how far it is behind `current` (default: the highest revision in the fleet). */
+export function withBehind(members: ReadonlyArray<Omit<FleetMember, "behind">>, current?: number): FleetMember[] {
+  const newest = Math.max(current ?? 0, ...members.map((m) => m.snapshotRevision));
+  return members.map((m) => ({ ...m, behind: Math.max(0, newest - m.snapshotRevision) }));
+}
+
+/**
+ * Reads the fleet bucket. Nodes are sorted by region, then node. `behind` is counted from
+ * `currentRevision` when the caller knows it (the snapshot bucket), else from the fleet's highest.
+ */
+export async function readFleet(nc: NatsConnection, prefix = "", now: Date = new Date(), currentRevision?: number): Promise<FleetMember[]> {
   const names = natsNames(prefix);
   const kv = await new Kvm(nc).open(names.fleetBucket);
   const keys: string[] = [];
   for await (const k of await kv.keys()) keys.push(k);
-  const out: FleetMember[] = [];
+  const out: Array<Omit<FleetMember, "behind">> = [];
   for (const k of keys) {
     const e = await kv.get(k);
     if (!e || e.operation !== "PUT") continue;
@@ -149,5 +176,5 @@ export async function readFleet(nc: NatsConnection, prefix = "", now: Date = new
     out.push({ ...b, ageMs, stale: ageMs > 3 * (b.everySeconds || 5) * 1000 });
   }
   out.sort((a, b) => a.region.localeCompare(b.region) || a.node.localeCompare(b.node));
-  return out;
+  return withBehind(out, currentRevision);
 }

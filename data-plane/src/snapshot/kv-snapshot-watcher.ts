@@ -34,6 +34,10 @@ export interface SnapshotWatcherStatus {
   /** true while a KV watch is established */
   watching: boolean;
   lastError?: string;
+  /** when this node applied the current snapshot (ISO time) */
+  appliedAt?: string;
+  /** when the control plane stored it in the KV bucket (the entry's time), for snapshots read from KV */
+  publishedAt?: string;
 }
 
 export interface KvSnapshotWatcher extends SnapshotSource {
@@ -82,12 +86,14 @@ export function startKvSnapshotWatcher(opts: KvSnapshotWatcherOptions): KvSnapsh
   let origin: SnapshotWatcherStatus["origin"] = "none";
   let watching = false;
   let lastError: string | undefined;
+  let appliedAt: string | undefined;
+  let publishedAt: string | undefined;
   let stopped = false;
   let iter: QueuedIterator<KvWatchEntry> | undefined;
   let wake: (() => void) | undefined;
   const waiters = new Set<{ rev: number; resolve: (s: PolicySnapshot) => void }>();
 
-  function apply(snap: PolicySnapshot, from: "cache" | "kv"): boolean {
+  function apply(snap: PolicySnapshot, from: "cache" | "kv", storedAt?: Date): boolean {
     // The disk cache only bridges an outage: the first snapshot read from KV replaces it even when its
     // revision is lower (the streams were reset, or the node moved to another NATS).
     const replacesCache = origin === "cache" && from === "kv";
@@ -106,6 +112,8 @@ export function startKvSnapshotWatcher(opts: KvSnapshotWatcherOptions): KvSnapsh
     }
     current = snap;
     origin = from;
+    appliedAt = new Date().toISOString();
+    publishedAt = storedAt?.toISOString();
     log?.info({ revision: snap.revision, from }, "policy snapshot applied");
     if (from === "kv" && opts.cacheFile) writeCache(opts.cacheFile, snap);
     for (const cb of [...listeners]) {
@@ -144,10 +152,10 @@ export function startKvSnapshotWatcher(opts: KvSnapshotWatcherOptions): KvSnapsh
     }
   }
 
-  function fromEntry(e: { operation: string; value: Uint8Array }): void {
+  function fromEntry(e: { operation: string; value: Uint8Array; created?: Date }): void {
     if (e.operation !== "PUT") return; // a deleted key keeps the last policy (never fail open or to empty)
     try {
-      apply(parseSnapshot(JSON.parse(new TextDecoder().decode(e.value))), "kv");
+      apply(parseSnapshot(JSON.parse(new TextDecoder().decode(e.value))), "kv", e.created);
     } catch (err) {
       lastError = `bad snapshot: ${(err as Error).message}`;
       log?.error({ err }, "ignoring malformed policy snapshot");
@@ -247,7 +255,7 @@ export function startKvSnapshotWatcher(opts: KvSnapshotWatcherOptions): KvSnapsh
       return () => listeners.delete(cb);
     },
     revision: () => current?.revision ?? 0,
-    status: () => ({ revision: current?.revision ?? 0, origin, watching, lastError }),
+    status: () => ({ revision: current?.revision ?? 0, origin, watching, lastError, appliedAt, publishedAt }),
     ready: (timeoutMs = 30_000) => waitFor(1, timeoutMs, "available"),
     waitForRevision: (rev, timeoutMs = 30_000) => waitFor(rev, timeoutMs, `at revision ${rev}`),
     async stop() {

@@ -37,6 +37,7 @@ test("every role denies deleting and purging; only the control plane answers req
     assert.equal(p.allowResponses, r === "control-plane");
   }
   assert.ok(rolePermissions(names, "control-plane").pub.deny.includes("sluice.audit.>"));
-  assert.deepEqual(roleTags("data-plane", { region: "eu", node: "dp-1", cancel: 7 }), ["region:eu", "node:dp-1", "cancel:7"]);
+  assert.deepEqual(roleTags("data-plane", { region: "eu", node: "dp-1", cancel: 7 }), ["role:data-plane", "region:eu", "node:dp-1", "cancel:7"]);
+  assert.deepEqual(roleTags("auditor", {}), ["role:auditor"]);
   assert.throws(() => roleTags("data-plane", { region: "eu" }));
 });

@@ -141,10 +141,37 @@ export function rolePermissions(names: NatsNames, role: NatsRole): RolePermissio
   throw new Error(`unknown role ${String(never)}`);
 }
 
-/** The tags a user JWT of a role carries so its role template resolves (see TEMPLATE). */
+/**
+ * The tags a user JWT of a role carries: `role:<role>` (so a client can tell which inbox space is its
+ * own, see inboxFor) and, for a data plane, what its role template resolves (see TEMPLATE).
+ */
 export function roleTags(role: NatsRole, who: { region?: string; node?: string; cancel?: number }): string[] {
-  if (role !== "data-plane") return [];
+  if (role !== "data-plane") return [`role:${role}`];
   if (!who.region || !who.node || who.cancel === undefined) throw new Error("a data-plane user needs region, node and its cancel number");
-  return [`region:${who.region}`, `node:${who.node}`, `cancel:${who.cancel}`];
+  return [`role:${role}`, `region:${who.region}`, `node:${who.node}`, `cancel:${who.cancel}`];
+}
+
+/** The inbox prefix a user of `role` may subscribe under (the `name` is the user JWT's name). */
+export function inboxFor(names: NatsNames, role: NatsRole, who: { name: string; region?: string; node?: string }): string {
+  switch (role) {
+    case "data-plane":
+      return names.dataPlaneInbox(who.region ?? "", who.node ?? "");
+    case "control-plane":
+      return names.controlPlaneInbox(who.name);
+    case "auditor":
+      return names.auditorInbox(who.name);
+    case "fleet-reader":
+      return names.fleetReaderInbox(who.name);
+  }
+}
+
+/** Reads the name and role tags from a `.creds` file's user JWT (no verification: the server does that). */
+export function credsIdentity(creds: string): { name: string; role?: NatsRole; region?: string; node?: string } {
+  const jwt = /-----BEGIN NATS USER JWT-----\s*([^\s]+)\s*------END NATS USER JWT------/.exec(creds)?.[1];
+  if (!jwt) throw new Error("not a NATS credentials file (no user JWT)");
+  const claims = JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString("utf8")) as { name?: string; nats?: { tags?: string[] } };
+  const tag = (k: string) => claims.nats?.tags?.find((t) => t.startsWith(`${k}:`))?.slice(k.length + 1);
+  const role = tag("role");
+  return { name: claims.name ?? "", role: NATS_ROLES.includes(role as NatsRole) ? (role as NatsRole) : undefined, region: tag("region"), node: tag("node") };
 }
 
