@@ -8,10 +8,10 @@
  */
 import { readFile } from "node:fs/promises";
 import { PolicyServiceClient, type GetPolicyResponse } from "@sluice/proto";
-import { groupsFromClaims } from "@sluice/shared/auth";
+import { groupsFromClaims, pickIssuer } from "@sluice/shared/auth";
 import { SluiceError } from "@sluice/shared/errors";
-import { formatProblem, parseBundleFile, type Bundle, type Decision, type IssuerSpec } from "@sluice/shared/policy";
-import { classifySql, evaluate, loadSqlParser, SqlPrepared, type StatementInfo } from "@sluice/shared/sql";
+import { formatProblem, parseBundleFile, type Bundle } from "@sluice/shared/policy";
+import { loadSqlParser, simulateSql, type StatementInfo } from "@sluice/shared/sql";
 import { scrubSecrets } from "@sluice/shared/logging";
 import { TARGET_FLAGS, UsageError, parse } from "./cli-kit.js";
 import { withClient } from "./grpc-client.js";
@@ -30,24 +30,8 @@ exit: 0 allow, 1 deny, 3 approval required, 2 usage`;
 
 const EXIT = { allow: 0, deny: 1, approve: 3 } as const;
 
-/** Exported for the test and for other commands that need the same claim → issuer choice. */
-export function pickIssuer(bundle: Bundle, claims: Record<string, unknown>, name?: string): IssuerSpec {
-  if (name !== undefined) {
-    const byName = bundle.issuers.find((i) => i.name === name);
-    if (!byName) throw new SluiceError("not_found", `no issuer named ${JSON.stringify(name)} in the bundle`);
-    return byName;
-  }
-  const iss = typeof claims.iss === "string" ? claims.iss : undefined;
-  const byIss = iss === undefined ? undefined : bundle.issuers.find((i) => i.issuer === iss);
-  if (byIss) return byIss;
-  if (bundle.issuers.length === 1) return bundle.issuers[0];
-  throw new SluiceError(
-    "failed_precondition",
-    iss === undefined
-      ? `the claims carry no iss and the bundle has ${bundle.issuers.length} issuers: pass --issuer NAME or --groups`
-      : `no issuer in the bundle has issuer ${JSON.stringify(iss)}: pass --issuer NAME or --groups`,
-  );
-}
+/** Re-exported for the test and for other commands that need the same claim → issuer choice. */
+export { pickIssuer };
 
 async function loadBundle(flags: { policy?: string; server?: string; token?: string }): Promise<{ bundle: Bundle; source: string }> {
   if (flags.policy) {
@@ -141,18 +125,7 @@ export async function runSimulate(args: string[], io: SimulateIo = processIo): P
     await loadSqlParser();
     // the issuer scopes policies (`issuers:`) exactly as on the data plane
     const ctx = { resource: values.resource, groups, issuer: issuerName };
-    const classification = classifySql(sql);
-    const decision: Decision = evaluate(bundle, ctx, classification, new SqlPrepared());
-    // each statement's own verdict, in order (PREPAREs seen by later EXECUTEs), to explain the whole
-    const perStatement: Decision[] = [];
-    if (classification.ok) {
-      const prepared = new SqlPrepared();
-      for (const s of classification.statements) {
-        const d = evaluate(bundle, ctx, { ok: true, statements: [s] }, prepared);
-        prepared.observe([s]);
-        perStatement.push(d);
-      }
-    }
+    const { classification, decision, perStatement } = simulateSql(bundle, ctx, sql);
 
     if (values.json) {
       io.out(JSON.stringify({

@@ -2,3 +2,5 @@
 export * from "./groups-from-claims.js";
 export * from "./verify-token.js";
 export * from "./dev-issuer.js";
+export * from "./pick-issuer.js";
+export * from "./dev-oidc-provider.js";

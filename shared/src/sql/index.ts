@@ -6,3 +6,4 @@ export * from "./decide-sql.js";
 // whole decision path from one subpath (policy/index.ts exports them as well).
 export * from "../policy/evaluate.js";
 export * from "../policy/decision-cache.js";
+export * from "./simulate-sql.js";
