@@ -10,7 +10,7 @@ import { withClient } from "../lib/grpc-client.js";
 import { parseTimeFlag, readAudit } from "../lib/audit-read.js";
 
 const USAGE = `usage:
-  sluice sessions list [--identity S] [--resource R] [--since T] [--until T] [--decision allow|deny|approve|approved|rejected] [--status S] [--limit N] [--json]
+  sluice sessions list [--identity S] [--resource R] [--node N] [--since T] [--until T] [--decision allow|deny|approve|approved|rejected] [--status S] [--limit N] [--json]
   sluice sessions show ID [--json]
   sluice sessions replay ID [--follow] [--json]
 T is an ISO time or a duration back from now (30m, 2h, 7d). Common flags: --server ADDR --token JWT`;
@@ -38,6 +38,7 @@ async function list(values: Record<string, string | boolean | undefined>): Promi
     until: parseTimeFlag(values.until as string | undefined, now, parseDuration) ?? "",
     decision: (values.decision as string) ?? "",
     status: (values.status as string) ?? "",
+    node: (values.node as string) ?? "",
     limit,
   };
   const r = await withClient(SessionServiceClient, values, (c) => c.call<ListSessionsRequest, ListSessionsResponse>("list", req));
@@ -128,6 +129,7 @@ export async function run(args: string[]): Promise<number> {
     ...TARGET_FLAGS,
     identity: { type: "string" },
     resource: { type: "string" },
+    node: { type: "string" },
     since: { type: "string" },
     until: { type: "string" },
     decision: { type: "string" },

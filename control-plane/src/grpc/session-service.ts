@@ -94,6 +94,7 @@ export function sessionService(d: SessionServiceDeps): SessionServiceServer {
         until: req.until || undefined,
         decision: req.decision || undefined,
         status: req.status || undefined,
+        node: req.node || undefined,
         limit: req.limit > 0 ? Math.min(req.limit, 10_000) : 100,
       });
       return { sessions: rows.map(sessionSummary) };

@@ -59,6 +59,8 @@ export interface SessionFilter {
   /** sessions with at least one decision of this kind (allow, deny, approve, approved, rejected); `deny` includes denied connections */
   decision?: string;
   status?: string;
+  /** the data-plane node that served it */
+  node?: string;
   limit?: number;
 }
 
@@ -241,6 +243,7 @@ export class ReadModel {
     if (f.since) q = q.where("started_at", ">=", f.since);
     if (f.until) q = q.where("started_at", "<=", f.until);
     if (f.status) q = q.where("status", "=", f.status);
+    if (f.node) q = q.where("node", "=", f.node);
     if (f.decision) {
       const d = f.decision;
       q = q.where((eb) => {

@@ -36,6 +36,8 @@ export interface ListSessionsRequest {
   status: string;
   /** default 100 */
   limit: number;
+  /** the data-plane node that served the session */
+  node: string;
 }
 
 export interface SessionSummary {
@@ -127,7 +129,7 @@ export interface RebuildReadModelResponse {
 }
 
 function createBaseListSessionsRequest(): ListSessionsRequest {
-  return { identity: "", resource: "", since: "", until: "", decision: "", status: "", limit: 0 };
+  return { identity: "", resource: "", since: "", until: "", decision: "", status: "", limit: 0, node: "" };
 }
 
 export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
@@ -152,6 +154,9 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
     }
     if (message.limit !== 0) {
       writer.uint32(56).int32(message.limit);
+    }
+    if (message.node !== "") {
+      writer.uint32(66).string(message.node);
     }
     return writer;
   },
@@ -225,6 +230,14 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
             message.limit = reader.int32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -246,6 +259,7 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
       decision: isSet(object.decision) ? globalThis.String(object.decision) : "",
       status: isSet(object.status) ? globalThis.String(object.status) : "",
       limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
     };
   },
 
@@ -272,6 +286,9 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
     if (message.limit !== 0) {
       obj.limit = Math.round(message.limit);
     }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
     return obj;
   },
 
@@ -287,6 +304,7 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
     message.decision = object.decision ?? "";
     message.status = object.status ?? "";
     message.limit = object.limit ?? 0;
+    message.node = object.node ?? "";
     return message;
   },
 };
