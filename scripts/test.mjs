@@ -31,9 +31,12 @@ const installed = join(root, "node_modules", ".package-lock.json");
 if (!existsSync(installed) || statSync(join(root, "package-lock.json")).mtimeMs > statSync(installed).mtimeMs) {
   step("npm ci", "npm", ["ci", "--no-audit", "--no-fund"]);
 }
+// the console's assets (web/dist) are build output, not committed: build them when stale
+step("console build", process.execPath, ["scripts/build-web.mjs"]);
 if (filters.length === 0 && !unitOnly) {
   step("generated code check", process.execPath, ["scripts/gen-proto.mjs", "--check"]);
   step("type check", process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json", "--noEmit"]);
+  step("type check (console)", process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "web/tsconfig.json", "--noEmit"]);
 }
 
 function walk(dir, out) {
@@ -48,7 +51,7 @@ function walk(dir, out) {
 }
 
 let files = [];
-for (const d of ["shared", "control-plane", "data-plane", "proto", "bin", "test"]) {
+for (const d of ["shared", "control-plane", "data-plane", "proto", "bin", "web", "test"]) {
   try { walk(join(root, d), files); } catch { /* missing dir */ }
 }
 if (unitOnly) files = files.filter((f) => !f.startsWith("test/"));

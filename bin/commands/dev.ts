@@ -13,7 +13,7 @@ import { join, resolve } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { parse as parseYaml } from "yaml";
 import { startControlPlane, type RunningControlPlane } from "@sluice/control-plane";
-import { createDevIssuer, devIssuerSpec } from "@sluice/shared/auth";
+import { createDevIssuer, createDevOidcProvider, devConsoleIssuer, devIssuerSpec } from "@sluice/shared/auth";
 import { defaultConfig } from "@sluice/shared/config";
 import { createLogger } from "@sluice/shared/logging";
 import type { Bundle } from "@sluice/shared/policy";
@@ -46,6 +46,8 @@ TLS on a self-signed certificate, and a development OIDC issuer named "dev", the
 
 export const DEV_ADMIN_GROUP = "sluice-admins";
 export const DEV_AUDIENCE = "sluice";
+/** the console's OIDC client at the dev issuer */
+export const DEV_CONSOLE_CLIENT = "sluice-console";
 const DEFAULT_UPSTREAM = "postgres://postgres@127.0.0.1:5432/sluice_demo";
 
 async function port(flag: string | undefined, env: string, dflt: number): Promise<number> {
@@ -161,12 +163,20 @@ export async function run(args: string[]): Promise<number> {
     cpConfig.controlPlane.readModel = { dialect: "sqlite", url: join(stateDir, "read-model.sqlite") };
     // a checkpoint every 2 s rather than 10: on a laptop one wants to verify what just happened
     cpConfig.controlPlane.sealer.everySeconds = 2;
+    // the console: people sign in at the dev issuer's login page (authorization code + PKCE)
+    cpConfig.controlPlane.console = { ...cpConfig.controlPlane.console, publicUrl: cpHttp, issuers: [devConsoleIssuer(issuer, DEV_CONSOLE_CLIENT)] };
+    const signIn = createDevOidcProvider({
+      issuer,
+      clients: [{ clientId: DEV_CONSOLE_CLIENT, redirectUris: [`${cpHttp}/console/auth/callback`] }],
+      suggestions: [{ sub: "dev-admin", groups: [DEV_ADMIN_GROUP, "dev"] }, { sub: "me", groups: ["dev"] }],
+    });
     const jwksBody = JSON.stringify(issuer.jwks);
     const controlPlane: RunningControlPlane = await startControlPlane(cpConfig, {
       logger: log,
       nc,
       // inline keys for the control plane itself: it must not depend on its own HTTP listener to start
       issuers: [devIssuerSpec(issuer)],
+      extraHttpMounts: [{ prefix: signIn.prefix, handle: signIn.handle }],
       extraHttpRoutes: {
         "/.well-known/jwks.json": (_req, res) => {
           res.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=60" }).end(jwksBody);
@@ -226,6 +236,7 @@ export async function run(args: string[]): Promise<number> {
         `NATS ${natsUrl}) — connect: ${psql}\n`,
     );
     process.stdout.write(`  context: ${contextFile}   state: ${stateDir}   stop: Ctrl-C\n`);
+    process.stdout.write(`  console: ${cpHttp}/console/\n`);
 
     if (values.demo) {
       const ac = new AbortController();

@@ -17,11 +17,13 @@ import { createPolicySnapshotProjection } from "./projections/policy-snapshot-pr
 import { createAuthenticator, type Authenticator } from "./grpc/authenticate.js";
 import { policyService } from "./grpc/policy-service.js";
 import { startGrpcServer, type GrpcServiceRegistration } from "./grpc/grpc-server.js";
-import { startHttpServer, type HttpRoutes } from "./http/http-server.js";
+import { startHttpServer, type HttpMount, type HttpRoutes } from "./http/http-server.js";
 import { Metrics } from "./http/metrics.js";
 import { auditComponent } from "./audit/audit-component.js";
 import { approvalComponent } from "./grpc/approval-service.js";
 import { notificationsComponent } from "./notifications/notifications-component.js";
+import { consoleComponent } from "./console/console-component.js";
+import { InProcessCalls } from "./console/in-process-calls.js";
 
 /** What every component gets. */
 export interface ComponentContext {
@@ -36,6 +38,12 @@ export interface ComponentContext {
   adminGroups: () => readonly string[];
   metrics: Metrics;
   now: () => Date;
+  /** calls the services below in-process as a given actor (the console); `auth` recognises them */
+  inProcess: InProcessCalls;
+  /** the implementation a component started earlier registered for a gRPC service definition */
+  grpcService(definition: object): unknown;
+  /** `host:port` of the HTTP listener once it listens (empty before) */
+  httpAddress(): string;
 }
 
 export interface StartedComponent {
@@ -45,6 +53,8 @@ export interface StartedComponent {
   /** extra detail for /healthz */
   status?: () => Record<string, unknown>;
   stop?: () => Promise<void>;
+  /** path prefixes this component serves on the HTTP listener */
+  httpMounts?: HttpMount[];
   /** an in-process API the component offers the composing process (see RunningControlPlane.api) */
   api?: unknown;
 }
@@ -60,6 +70,8 @@ export interface ControlPlaneOptions {
   issuers?: IssuerSpec[];
   /** routes served on the HTTP listener next to /healthz and /metrics (e.g. /.well-known/jwks.json) */
   extraHttpRoutes?: HttpRoutes;
+  /** path prefixes served on the HTTP listener (e.g. `sluice dev` mounts its issuer's sign-in pages under /dev/) */
+  extraHttpMounts?: HttpMount[];
   /** use this connection instead of connecting to config.nats.url (the caller keeps ownership) */
   nc?: NatsConnection;
   jetstream?: JetStreamSetupOptions;
@@ -111,7 +123,7 @@ export const policyComponent: ControlPlaneComponent = {
 };
 
 /** Started in this order, stopped in reverse. */
-export const BUILTIN_COMPONENTS: ControlPlaneComponent[] = [policyComponent, auditComponent, approvalComponent, notificationsComponent];
+export const BUILTIN_COMPONENTS: ControlPlaneComponent[] = [policyComponent, auditComponent, approvalComponent, notificationsComponent, consoleComponent];
 
 export async function startControlPlane(config: SluiceConfig, options: ControlPlaneOptions): Promise<RunningControlPlane> {
   const logger = options.logger;
@@ -143,6 +155,8 @@ export async function startControlPlane(config: SluiceConfig, options: ControlPl
       : await openAll(nc, names);
     const trusted = () => [...config.controlPlane.issuers, ...(options.issuers ?? [])];
     const metrics = new Metrics();
+    const inProcess = new InProcessCalls();
+    let httpAddress = "";
     const ctx: ComponentContext = {
       config,
       logger,
@@ -150,10 +164,13 @@ export async function startControlPlane(config: SluiceConfig, options: ControlPl
       names,
       store: new JetStreamEventStore(nc, names),
       kv: { snapshots: js.snapshots, fleet: js.fleet, leases: js.leases },
-      auth: createAuthenticator({ issuers: trusted }),
+      auth: inProcess.authenticator(createAuthenticator({ issuers: trusted })),
       adminGroups: () => config.controlPlane.adminGroups,
       metrics,
       now: options.now ?? (() => new Date()),
+      inProcess,
+      grpcService: (definition) => started.flatMap((s) => s.c.grpcServices ?? []).find((r) => r.definition === definition)?.implementation,
+      httpAddress: () => httpAddress,
     };
     for (const comp of [...BUILTIN_COMPONENTS, ...(options.components ?? [])]) {
       const c = await comp.start(ctx);
@@ -166,6 +183,7 @@ export async function startControlPlane(config: SluiceConfig, options: ControlPl
     const http = await startHttpServer(config.controlPlane.httpListen, {
       metrics,
       routes: options.extraHttpRoutes,
+      mounts: [...started.flatMap((s) => s.c.httpMounts ?? []), ...(options.extraHttpMounts ?? [])],
       healthy: () => {
         const detail: Record<string, unknown> = { nats: nc.isClosed() ? "closed" : "connected" };
         let ok = !nc.isClosed();
@@ -177,6 +195,7 @@ export async function startControlPlane(config: SluiceConfig, options: ControlPl
       },
     });
     stops.push(() => http.stop());
+    httpAddress = `${parseListenHost(config.controlPlane.httpListen).host}:${http.port}`;
     const { host } = parseListenHost(config.controlPlane.grpcListen);
     logger.info({ grpcPort: grpc.port, httpPort: http.port, prefix: names.prefix || undefined }, "control plane started");
     const policy = started.find((s) => s.name === policyComponent.name)?.c.api as PolicyApp | undefined;

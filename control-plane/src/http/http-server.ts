@@ -1,6 +1,7 @@
 /**
  * The control plane's small HTTP listener: /healthz, /metrics, plus routes a composing process mounts
- * (e.g. `sluice dev` serves its development issuer's /.well-known/jwks.json here).
+ * (e.g. `sluice dev` serves its development issuer's /.well-known/jwks.json here) and whole path
+ * prefixes a component serves (the console under /console/, the dev issuer under /dev/).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -13,6 +14,12 @@ export type HttpRoute = (req: IncomingMessage, res: ServerResponse) => boolean |
 /** Routes by exact path (GET/HEAD): `{ "/.well-known/jwks.json": (req, res) => … }`. */
 export type HttpRoutes = Record<string, (req: IncomingMessage, res: ServerResponse) => void | Promise<void>>;
 
+/** Everything under `prefix` (which ends with "/"); the bare prefix without its slash redirects to it. */
+export interface HttpMount {
+  prefix: string;
+  handle: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+}
+
 export interface RunningHttpServer {
   port: number;
   stop(): Promise<void>;
@@ -20,7 +27,7 @@ export interface RunningHttpServer {
 
 export async function startHttpServer(
   listen: string,
-  o: { metrics: Metrics; healthy: () => { ok: boolean; detail: Record<string, unknown> }; routes?: HttpRoutes },
+  o: { metrics: Metrics; healthy: () => { ok: boolean; detail: Record<string, unknown> }; routes?: HttpRoutes; mounts?: readonly HttpMount[] },
 ): Promise<RunningHttpServer> {
   const { host, port } = parseHostPort(listen);
   const server = createServer((req, res) => {
@@ -35,11 +42,17 @@ export async function startHttpServer(
         return done(h.ok ? 200 : 503, "application/json", JSON.stringify({ status: h.ok ? "ok" : "unavailable", ...h.detail }) + "\n");
       }
       if (path === "/metrics") return done(200, "text/plain; version=0.0.4", o.metrics.render());
-      const route = o.routes?.[path];
+      const route = o.routes?.[path] ?? o.mounts?.find((m) => path.startsWith(m.prefix))?.handle;
       if (route) {
         Promise.resolve(route(req, res)).catch(() => {
           if (!res.headersSent) done(500, "text/plain", "internal error\n");
+          else res.destroy();
         });
+        return;
+      }
+      const bare = o.mounts?.find((m) => path === m.prefix.slice(0, -1));
+      if (bare && (req.method === "GET" || req.method === "HEAD")) {
+        res.writeHead(308, { location: bare.prefix, "cache-control": "no-store" }).end();
         return;
       }
       done(404, "text/plain", "not found\n");

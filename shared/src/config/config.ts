@@ -22,6 +22,8 @@ export interface SluiceConfig {
     issuers: IssuerSpec[];
     readModel: { dialect: "sqlite" | "postgres"; url: string };
     sealer: { everyEvents: number; everySeconds: number; signingKeyFile?: string };
+    /** the web console for people (approvers, auditors, SREs), served on httpListen under /console/ */
+    console: ConsoleConfig;
   };
   dataPlane: {
     listen: string;
@@ -83,6 +85,38 @@ export interface NatsSettings {
   manageStreams: boolean;
 }
 
+/**
+ * An OIDC issuer people sign in to the console with (authorization code flow with PKCE). Its token
+ * checks and claim → group rules are those of a bundle issuer; `audience` defaults to `clientId`.
+ * Use the same `name` as the bundle issuer of the same identity provider: the no-self-approval rule
+ * compares subject and issuer name.
+ */
+export interface ConsoleIssuer extends Omit<IssuerSpec, "audience"> {
+  audience?: string | string[];
+  clientId: string;
+  /** a reference (`env:NAME` or `file:/path`) for a confidential client; public clients rely on PKCE alone */
+  clientSecret?: string;
+  /** default: from `<issuer>/.well-known/openid-configuration` */
+  authorizationEndpoint?: string;
+  tokenEndpoint?: string;
+  /** default "openid profile email groups" */
+  scopes?: string;
+}
+
+export interface ConsoleConfig {
+  enabled: boolean;
+  /**
+   * the console's origin as browsers reach it (e.g. https://sluice.example.com); redirect URIs and the
+   * Origin check of every decision use it. Default: http://<httpListen>. https marks cookies Secure.
+   */
+  publicUrl: string;
+  /** HMAC key of the session cookies as `env:NAME` or `file:/path`, shared by replicas; default a random key per process */
+  sessionKey?: string;
+  /** how long a sign-in lasts, e.g. 8h */
+  sessionTtl: string;
+  issuers: ConsoleIssuer[];
+}
+
 export function defaultConfig(): SluiceConfig {
   return {
     region: "local",
@@ -106,6 +140,7 @@ export function defaultConfig(): SluiceConfig {
       readModel: { dialect: "sqlite", url: ".sluice/read-model.sqlite" },
       // optional keys are present (undefined) so a config file may set them
       sealer: { everyEvents: 1000, everySeconds: 10, signingKeyFile: undefined },
+      console: { enabled: true, publicUrl: "", sessionKey: undefined, sessionTtl: "8h", issuers: [] },
     },
     dataPlane: {
       listen: "0.0.0.0:7432",

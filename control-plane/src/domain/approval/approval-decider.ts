@@ -118,13 +118,15 @@ function problemsOf(req: ApprovalSubjectMatter): string[] {
 
 /** Who may decide: a member of an approver group who is not the requester. Throws permission_denied. */
 export function assertMayDecide(state: ApprovalState, actor: Actor, verb: "approve" | "reject"): void {
-  const req = state.request!;
-  if (sameIdentity(actor, req.requester)) {
-    throw new SluiceError("permission_denied", `the requester cannot ${verb} their own request`);
-  }
-  if (!actor.groups.some((g) => req.approvers.includes(g))) {
-    throw new SluiceError("permission_denied", `only members of ${req.approvers.join(", ")} may ${verb} ${req.approvalId}`);
-  }
+  const refusal = refusalToDecide(state.request!, actor, verb);
+  if (refusal) throw new SluiceError("permission_denied", refusal);
+}
+
+/** Why `actor` may not decide this request, or undefined when they may (the console asks before offering the buttons). */
+export function refusalToDecide(req: Pick<ApprovalRequested, "requester" | "approvers" | "approvalId">, actor: Actor, verb: "approve" | "reject"): string | undefined {
+  if (sameIdentity(actor, req.requester)) return `the requester cannot ${verb} their own request`;
+  if (!actor.groups.some((g) => req.approvers.includes(g))) return `only members of ${req.approvers.join(", ")} may ${verb} ${req.approvalId}`;
+  return undefined;
 }
 
 function assertPending(state: ApprovalState, approvalId: string, now: Date): void {
