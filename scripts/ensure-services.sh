@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what the tests and the demo need is installed and running: PostgreSQL on 127.0.0.1:5432
 # (trust auth for local connections), NATS with JetStream on 127.0.0.1:4222, psql/pgbench, pgbouncer,
-# openssl. Idempotent: on a machine that already runs them it only checks. Debian packages only.
+# openssl, and headless Chromium with a font for the console's browser tests. Idempotent: on a
+# machine that already runs them it only checks. Debian packages only.
 set -euo pipefail
 
 log() { echo "[ensure-services] $*" >&2; }
@@ -12,6 +13,9 @@ command -v psql >/dev/null || need_pkgs+=(postgresql-client)
 [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || need_pkgs+=(pgbouncer)
 command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need_pkgs+=(nats-server)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+# the console's end-to-end tests drive Debian's Chromium with playwright-core (no browser download)
+command -v chromium >/dev/null || need_pkgs+=(chromium)
+[ -d /usr/share/fonts/truetype/dejavu ] || need_pkgs+=(fonts-dejavu-core)
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
 # the server package also brings initdb/pg_ctl (private clusters in tests) and the real pgbench
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1; then

@@ -67,3 +67,19 @@ export function Diff({ text, label }: { text: string; label: string }) {
     </pre>
   );
 }
+
+/** Recorded token claims, without the timestamps and one-time values nobody decides on. */
+export function Claims({ claims }: { claims: Record<string, unknown> }) {
+  const entries = Object.entries(claims).filter(([k]) => !["iat", "exp", "nbf", "jti", "nonce"].includes(k));
+  if (!entries.length) return <span class="muted">none recorded</span>;
+  return (
+    <dl class="claims">
+      {entries.map(([k, v]) => (
+        <div key={k}>
+          <dt>{k}</dt>
+          <dd>{Array.isArray(v) ? v.join(", ") : String(v)}</dd>
+        </div>
+      ))}
+    </dl>
+  );
+}

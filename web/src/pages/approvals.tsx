@@ -7,7 +7,7 @@ import { useRef, useState } from "preact/hooks";
 import { api, ApiError, type Approval, type ApprovalContext, type Me } from "../api.ts";
 import { useApi, useEvents, useNow } from "../hooks.ts";
 import { countdown, when } from "../time.ts";
-import { Badge, Groups, Loading, Notice, Sql, Value } from "../ui.tsx";
+import { Badge, Claims, Groups, Loading, Notice, Sql, Value } from "../ui.tsx";
 
 interface ListResponse {
   now: string;
@@ -17,21 +17,6 @@ interface ListResponse {
 interface DetailResponse {
   approval: Approval;
   context?: ApprovalContext;
-}
-
-function Claims({ claims }: { claims: Record<string, unknown> }) {
-  const entries = Object.entries(claims).filter(([k]) => !["iat", "exp", "nbf", "jti", "nonce"].includes(k));
-  if (!entries.length) return <span class="muted">none recorded</span>;
-  return (
-    <dl class="claims">
-      {entries.map(([k, v]) => (
-        <div key={k}>
-          <dt>{k}</dt>
-          <dd>{Array.isArray(v) ? v.join(", ") : String(v)}</dd>
-        </div>
-      ))}
-    </dl>
-  );
 }
 
 function DecisionForm({ a, onDone }: { a: Approval; onDone: (msg: string) => void }) {
@@ -77,7 +62,8 @@ function DecisionForm({ a, onDone }: { a: Approval; onDone: (msg: string) => voi
   );
 }
 
-function ApprovalCard({ a, skewMs, nonce, onDone }: { a: Approval; skewMs: number; nonce: number; onDone: (msg: string) => void }) {
+function ApprovalCard({ a, me, skewMs, nonce, onDone }: { a: Approval; me: Me; skewMs: number; nonce: number; onDone: (msg: string) => void }) {
+  const mine = a.requester?.subject === me.subject && a.requester?.issuer === me.issuer;
   const now = useNow();
   const detail = useApi<DetailResponse>(`approvals/${encodeURIComponent(a.id)}`, nonce);
   const ctx = detail.data?.context;
@@ -91,10 +77,8 @@ function ApprovalCard({ a, skewMs, nonce, onDone }: { a: Approval; skewMs: numbe
         </h3>
         {pending ? (
           <p class={`countdown ${left < 30_000 ? "soon" : ""}`}>
-            <span class="sr-only">Expires in </span>
-            <span aria-hidden="true">⏱ </span>
-            {countdown(left)}
-            <span class="muted"> left (until {when(a.expiresAt)})</span>
+            Expires in {countdown(left)}
+            <span class="muted"> (at {when(a.expiresAt)})</span>
           </p>
         ) : (
           <p class="muted">
@@ -125,7 +109,7 @@ function ApprovalCard({ a, skewMs, nonce, onDone }: { a: Approval; skewMs: numbe
           <h4>Requester</h4>
           <dl class="facts">
             <dt>Identity</dt>
-            <dd><code>{a.requester?.subject}</code> <span class="muted">({a.requester?.issuer})</span></dd>
+            <dd><code>{a.requester?.subject}</code> <span class="muted">({a.requester?.issuer})</span>{mine && <> <Badge value="info">your request</Badge></>}</dd>
             <dt>Groups</dt>
             <dd><Groups groups={a.requester?.groups ?? []} /></dd>
             <dt>Claims</dt>
@@ -201,7 +185,7 @@ export function ApprovalsPage({ me }: { me: Me }) {
           <h2 id="pending-h">Pending ({pending.length})</h2>
           {pending.length === 0 && <p class="empty">Nothing is waiting for a decision.</p>}
           {pending.map((a) => (
-            <ApprovalCard key={a.id} a={a} skewMs={skewMs} nonce={nonce} onDone={(m) => { setMessage(m); setNonce((n) => n + 1); }} />
+            <ApprovalCard key={a.id} a={a} me={me} skewMs={skewMs} nonce={nonce} onDone={(m) => { setMessage(m); setNonce((n) => n + 1); }} />
           ))}
         </section>
       )}
@@ -209,7 +193,7 @@ export function ApprovalsPage({ me }: { me: Me }) {
         <section aria-labelledby="decided-h">
           <h2 id="decided-h">Decided ({decided.length})</h2>
           {decided.map((a) => (
-            <ApprovalCard key={a.id} a={a} skewMs={skewMs} nonce={nonce} onDone={setMessage} />
+            <ApprovalCard key={a.id} a={a} me={me} skewMs={skewMs} nonce={nonce} onDone={setMessage} />
           ))}
         </section>
       )}

@@ -31,8 +31,8 @@ export function FleetPage() {
                 <th scope="col">Node</th>
                 <th scope="col">Region</th>
                 <th scope="col">Version</th>
-                <th scope="col">Policy revision</th>
-                <th scope="col">Connections</th>
+                <th scope="col" class="num">Policy revision</th>
+                <th scope="col" class="num">Connections</th>
                 <th scope="col">Listening</th>
                 <th scope="col">Last heartbeat</th>
                 <th scope="col">Status</th>

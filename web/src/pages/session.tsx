@@ -6,7 +6,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import type { Replay, ReplayStatement, SessionSummary } from "../api.ts";
 import { useApi, useEvents } from "../hooks.ts";
 import { ms, when } from "../time.ts";
-import { Badge, Groups, Loading, Notice, Sql, Value } from "../ui.tsx";
+import { Badge, Claims, Groups, Loading, Notice, Sql, Value } from "../ui.tsx";
 
 function Result({ r, id }: { r: NonNullable<ReplayStatement["result"]>; id: number }) {
   return (
@@ -126,7 +126,7 @@ export function SessionPage({ id }: { id: string }) {
             <dt>Subject</dt><dd><code>{s.identity || "–"}</code> <span class="muted">({s.issuer || "–"})</span></dd>
             <dt>Groups</dt><dd><Groups groups={s.groups} /></dd>
             <dt>Claims</dt>
-            <dd>{r.authenticated ? Object.entries(r.authenticated.claims).map(([k, v]) => <span key={k} class="chip">{k}: {Array.isArray(v) ? v.join(", ") : String(v)}</span>) : "–"}</dd>
+            <dd>{r.authenticated ? <Claims claims={r.authenticated.claims} /> : "–"}</dd>
             <dt>Policy revision</dt><dd>{r.policyRevisions.join(", ") || "–"}</dd>
           </dl>
         </section>

@@ -98,8 +98,8 @@ export function SessionsPage({ query }: { query: URLSearchParams }) {
                 <th scope="col">Resource</th>
                 <th scope="col">Node</th>
                 <th scope="col">Status</th>
-                <th scope="col">Statements</th>
-                <th scope="col">Blocked</th>
+                <th scope="col" class="num">Statements</th>
+                <th scope="col" class="num">Blocked</th>
               </tr>
             </thead>
             <tbody>
