@@ -20,15 +20,14 @@ type Ev = CloudEvent<Record<string, unknown>> & { sluicestreamseq?: number };
 
 const nameOf = (e: Ev) => sessionEventName(e.type);
 
-/** The rows a statement's capture recorded: in result.rows, or (batched streams) on statement.completed. */
+/** The rows a statement's capture recorded: in result.rows events, or inside statement.completed (`results`, batched streams). */
 function capturedRows(events: Ev[], statementId: number): Array<Array<string | null>> {
-  const mine = events.filter((e) => e.data?.statementId === statementId);
-  for (const e of mine) {
-    if (nameOf(e) === "result.rows") return e.data.values as Array<Array<string | null>>;
-    const d = e.data as { values?: unknown; result?: { values?: unknown } };
-    if (nameOf(e) === "statement.completed" && Array.isArray(d.values ?? d.result?.values)) return (d.values ?? d.result?.values) as Array<Array<string | null>>;
+  const rows: Array<Array<string | null>> = [];
+  for (const e of events.filter((x) => x.data?.statementId === statementId)) {
+    if (nameOf(e) === "result.rows") rows.push(...(e.data.values as Array<Array<string | null>>));
+    if (nameOf(e) === "statement.completed") for (const r of (e.data.results as Array<{ values: Array<Array<string | null>> }> | undefined) ?? []) rows.push(...r.values);
   }
-  return [];
+  return rows;
 }
 
 test("sluice dev --demo: each step of the pipeline's story is in the audit evidence; the stack keeps serving until Ctrl-C", { timeout: 180_000 }, async (t) => {
