@@ -4,20 +4,17 @@
  * control plane's gRPC API). Exit codes (contract): 0 ok, 1 refused/failed with a one-line reason on
  * stderr, 2 usage error.
  */
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { UsageError, fail, type CommandModule } from "./lib/cli-kit.js";
+import { topLevelHelp } from "./lib/command-index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const commandsDir = join(here, "commands");
 
-function listCommands(): string[] {
-  return readdirSync(commandsDir).filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts")).map((f) => f.slice(0, -3)).sort();
-}
-
 function usage(): string {
-  return `usage: sluice <command> [args]\n\ncommands:\n${listCommands().map((c) => `  ${c}`).join("\n")}\n\nRun 'sluice <command> --help' for a command's flags.`;
+  return topLevelHelp();
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -8,7 +8,13 @@ import { createLogger } from "@sluice/shared/logging";
 import { startControlPlane } from "@sluice/control-plane";
 import { parse } from "../lib/cli-kit.js";
 
-const USAGE = "usage: sluice control-plane [--config FILE]";
+const USAGE = `usage: sluice control-plane [--config FILE]
+
+Runs one control-plane replica in the foreground until SIGINT/SIGTERM: the gRPC API (policy,
+approvals, sessions, audit) on controlPlane.grpcListen (7400), health and metrics on
+controlPlane.httpListen (7481), the projections, the sealer (one leader among replicas), the approval
+expirer and the approval webhooks. Several replicas may run at once.
+Config: defaults <- FILE (or SLUICE_CONFIG) <- SLUICE_* environment; see docs/operator-guide.md.`;
 
 export async function run(args: string[]): Promise<number> {
   const { values } = parse(args, { config: { type: "string", short: "c" } }, false);

@@ -13,7 +13,10 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { UsageError, fail, parse, printJson } from "../lib/cli-kit.js";
 import { NATS_FLAGS, connectCliNats } from "../lib/cli-nats.js";
 
-const USAGE = "usage: sluice fleet status [--json] [--nats URL] [--prefix PREFIX] [--creds FILE] [--nats-ca FILE]";
+const USAGE = `usage: sluice fleet status [--json] [--nats URL] [--prefix PREFIX] [--creds FILE] [--nats-ca FILE]
+
+Lists the data-plane nodes from their heartbeats (read from NATS; a fleet-reader user is enough):
+region, version, the policy revision each applied, connections, last heartbeat, stale nodes.`;
 
 function age(ms: number): string {
   if (ms < 1000) return `${ms}ms`;

@@ -17,7 +17,9 @@ const USAGE = `usage: sluice policy <command> [flags]
   get [--json]                                  the current bundle (YAML) with its revision
   history [--json] [--limit N] [--brief]        every revision: when, who, what changed, and the diff
   diff [FROM] [TO] [--json]                     difference between two revisions (default: the last change)
-  simulate ...                                  evaluate statements against a bundle offline
+  simulate --resource R (--claims F | --groups a,b) (--sql '…' | --file F) [--policy BUNDLE]
+                                                decide statements as the data plane would, offline
+                                                (exit 0 allow, 1 deny, 3 approval; see policy simulate --help)
 common flags: --server HOST:PORT  --token TOKEN (or SLUICE_TOKEN; default: the sluice dev context)`;
 
 function summary(changes: PolicyChange[]): string {

@@ -6,7 +6,10 @@ import { SessionServiceClient, type RebuildReadModelResponse } from "@sluice/pro
 import { TARGET_FLAGS, UsageError, parse, printJson } from "../lib/cli-kit.js";
 import { withClient } from "../lib/grpc-client.js";
 
-const USAGE = "usage: sluice projections rebuild [--json] [--server ADDR] [--token JWT]";
+const USAGE = `usage: sluice projections rebuild [--json] [--server ADDR] [--token JWT]
+
+Rebuilds the control plane's read model (sessions, statements, decisions, approvals) from the
+streams, and prints the stream position reached and the counts.`;
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, TARGET_FLAGS);
