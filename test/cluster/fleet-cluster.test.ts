@@ -54,6 +54,23 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs
   throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ""}`);
 }
 
+/** A DDL statement held for approval on `node`, approved by a DBA through `cp`, then runs. */
+async function approveHeld(fleet: Fleet, node: string, cp: Fleet["controlPlanes"][number], table: string): Promise<void> {
+  const pipeline = await fleet.connect(node, { sub: "pipeline", groups: ["deployers"] });
+  const id = new Promise<string>((resolve) =>
+    pipeline.on("notice", (n: { message?: string }) => {
+      const m = /request (apr-[0-9a-z]+)/.exec(n.message ?? "");
+      if (m) resolve(m[1]!);
+    }),
+  );
+  const held = pipeline.query(`CREATE TABLE ${table} (id int)`);
+  const dba = await fleet.issuer.mint({ sub: "carol", groups: ["dba"], ttlSec: 600 });
+  await fleet.approvals(cp, dba).call("approve", { id: await id, reason: "", commandId: randomUUID() });
+  await held;
+  assert.equal((await pipeline.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n, 0);
+  await pipeline.end();
+}
+
 /** Runs statements with unique text on one client until `stop`; records the ones that succeeded. */
 function load(client: pg.Client, tag: string, acked: string[], failures: string[], stop: { now: boolean }): Promise<void> {
   return (async () => {
@@ -171,19 +188,7 @@ test("a fleet on a 3-node JetStream cluster: status, propagation, a NATS server 
       await c.end();
     }
     // a held statement is filed with, and approved through, the surviving replica
-    const pipeline = await fleet.connect("dp-us-1", { sub: "pipeline", groups: ["deployers"] });
-    const id = new Promise<string>((resolve) =>
-      pipeline.on("notice", (n: { message?: string }) => {
-        const m = /request (apr-[0-9a-z]+)/.exec(n.message ?? "");
-        if (m) resolve(m[1]!);
-      }),
-    );
-    const held = pipeline.query("CREATE TABLE approved_after_failover (id int)");
-    const dba = await fleet.issuer.mint({ sub: "carol", groups: ["dba"], ttlSec: 600 });
-    await fleet.approvals(cpB!, dba).call("approve", { id: await id, reason: "", commandId: randomUUID() });
-    await held;
-    assert.equal((await pipeline.query("SELECT count(*)::int AS n FROM approved_after_failover")).rows[0].n, 0);
-    await pipeline.end();
+    await approveHeld(fleet, "dp-us-1", cpB!, "approved_after_failover");
     // and policy changes still propagate
     const rev = await fleet.apply(policy("r3"), cpB);
     await Promise.all(nodes.map((n) => fleet.dataPlanes.get(n)!.snapshots.waitForRevision(rev, 15_000)));
@@ -203,4 +208,61 @@ test("a fleet on a 3-node JetStream cluster: status, propagation, a NATS server 
     assert.equal(j.fellBack, true);
     assert.match(info.stderr, /no healthy data plane in region us-east/);
   });
+});
+
+test("a supercluster of two 3-node clusters joined by gateways: the evidence stays in its home region, the fleet works across both", { timeout: 150_000 }, async (t) => {
+  const fleet = await startFleet(t, {
+    clusters: [{ name: "eu" }, { name: "us" }],
+    home: "eu",
+    controlPlanes: ["eu", "us"],
+    dataPlanes: [
+      { node: "dp-eu-1", region: "eu-west", cluster: "eu" },
+      { node: "dp-eu-2", region: "eu-west", cluster: "eu" },
+      { node: "dp-us-1", region: "us-east", cluster: "us" },
+    ],
+    policy: policy("r1"),
+  });
+  const nodes = [...fleet.dataPlanes.keys()];
+  const cpNc = await connect({ servers: fleet.nats.urls("us").split(","), authenticator: credsAuthenticator(readFileSync(fleet.credsFile("control-plane"))), inboxPrefix: names.controlPlaneInbox("test") });
+  t.after(() => cpNc.close());
+  const jsm = await jetstreamManager(cpNc);
+  // placed where the operator chose, whichever region asks
+  for (const s of [names.auditStream, names.controlStream, kvStreamName(names.snapshotBucket)]) {
+    assert.equal((await jsm.streams.info(s)).cluster?.name, "eu", s);
+  }
+
+  // fleet status read through the us cluster; a policy change applied through the us replica
+  const rev = await fleet.apply(policy("r2"), fleet.controlPlanes[1]);
+  await Promise.all(nodes.map((n) => fleet.dataPlanes.get(n)!.snapshots.waitForRevision(rev, 15_000)));
+  const r = await fleet.cli(["fleet", "status", "--json"], "us");
+  assert.equal(r.code, 0, r.stderr);
+  const rows = JSON.parse(r.stdout) as FleetRow[];
+  assert.deepEqual(rows.map((m) => [m.node, m.snapshotRevision, m.behind]), nodes.map((n) => [n, rev, 0]));
+
+  // the us node's statements cross the gateway into the eu audit stream; losing its own NATS server
+  // moves it to another us server and it serves on
+  const us = fleet.dataPlanes.get("dp-us-1")!;
+  const client = await fleet.connect("dp-us-1");
+  await client.query("SELECT 'us-before'::text");
+  const serverName = us.nc.info?.server_name ?? "";
+  assert.ok(serverName?.startsWith("us-"), `dp-us-1 talks to a us server (${serverName})`);
+  await fleet.nats.server(serverName).kill();
+  await until("dp-us-1 serves after its server died", async () => {
+    try {
+      await client.query("SELECT 'us-after'::text");
+      return true;
+    } catch {
+      return undefined;
+    }
+  }, 30_000);
+  assert.notEqual(us.nc.info?.server_name, serverName);
+  const events = await until("both statements in the eu stream", async () => {
+    const ev = await fleet.auditEvents();
+    const sqls = ev.filter((e) => e.type.includes(".statement.allowed.") && e.source.includes("dp-us-1")).map((e) => (e.data as { sql?: string }).sql);
+    return sqls.includes("SELECT 'us-before'::text") && sqls.includes("SELECT 'us-after'::text") ? ev : undefined;
+  });
+  assert.ok(events.some((e) => e.source === "sluice://us-east/dp-us-1"));
+  await client.end();
+  // approvals across the gateway: filed by the us node, decided through the us replica, watched on the eu stream
+  await approveHeld(fleet, "dp-us-1", fleet.controlPlanes[1]!, "approved_in_us");
 });

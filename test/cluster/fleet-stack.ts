@@ -115,9 +115,12 @@ export async function startFleet(t: TestContext, o: FleetOptions): Promise<Fleet
   for (const d of o.dataPlanes) {
     writeFileSync(credsPath(d.node), await auth.issueUser({ role: "data-plane", name: d.node, region: d.region, node: d.node, cancel: nodeNumberFromId(d.node) }), { mode: 0o600 });
   }
+  const dbg = (m: string) => process.env.SLUICE_FLEET_DEBUG && process.stderr.write(`[fleet ${new Date().toISOString()}] ${m}\n`);
+  dbg("nats up");
   const cpAuth = { authenticator: credsAuthenticator(readFileSync(credsPath("control-plane"))), inboxPrefix: names.controlPlaneInbox("probe") };
   await Promise.all(o.clusters.map((c) => nats.waitForJetStream(c.name, cpAuth)));
 
+  dbg("jetstream ready");
   // PostgreSQL
   const database = `sluice_fleet_${id}`;
   const admin = new pg.Client({ ...PG_ADMIN, database: "postgres" });
@@ -212,6 +215,7 @@ export async function startFleet(t: TestContext, o: FleetOptions): Promise<Fleet
     if (!cp) throw new Error("no control plane is running");
     return cp;
   };
+  dbg("control planes ready");
   const first = await applyBundleText(liveCp().grpcAddress, adminToken, JSON.stringify(current), "<fleet policy>");
 
   // data planes: least-privilege node credentials, they create nothing
@@ -236,6 +240,7 @@ export async function startFleet(t: TestContext, o: FleetOptions): Promise<Fleet
     }),
   );
 
+  dbg("data planes ready");
   const clients = new Set<pg.Client>();
   cleanups.push(() => Promise.all([...clients].map((c) => c.end().catch(() => undefined))));
   const grpcClients: Array<{ close(): void }> = [];

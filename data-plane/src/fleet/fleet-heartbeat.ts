@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Kvm, type KV } from "@nats-io/kv";
-import { natsNames } from "@sluice/shared/nats";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { kvStreamName, natsNames } from "@sluice/shared/nats";
 import type { Logger } from "@sluice/shared/logging";
 
 /** The value a data plane keeps under its node id in the `sluice_fleet` KV bucket. */
@@ -160,8 +161,13 @@ export function withBehind(members: ReadonlyArray<Omit<FleetMember, "behind">>, 
 export async function readFleet(nc: NatsConnection, prefix = "", now: Date = new Date(), currentRevision?: number): Promise<FleetMember[]> {
   const names = natsNames(prefix);
   const kv = await new Kvm(nc).open(names.fleetBucket);
-  const keys: string[] = [];
-  for await (const k of await kv.keys()) keys.push(k);
+  // The keys from the stream's subject counts (one request), not kv.keys(): that runs a push
+  // consumer whose acknowledgement subjects a gateway rewrites, so read from another cluster of a
+  // supercluster it never ends (nats.js 3.4 on nats-server 2.9).
+  const jsm = await jetstreamManager(nc);
+  const kvPrefix = `$KV.${names.fleetBucket}.`;
+  const info = await jsm.streams.info(kvStreamName(names.fleetBucket), { subjects_filter: `${kvPrefix}>` });
+  const keys = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(kvPrefix.length)).sort();
   const out: Array<Omit<FleetMember, "behind">> = [];
   for (const k of keys) {
     const e = await kv.get(k);
