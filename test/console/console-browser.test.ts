@@ -6,7 +6,7 @@
  * session's replay shows masked rows only; the other pages render. Every page is audited with
  * axe-core and kept as a screenshot in test/console/screenshots/.
  */
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import pg from "pg";
@@ -15,31 +15,22 @@ import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { createDevIssuer } from "@sluice/shared/auth";
 import { decodeEvent, type CloudEvent } from "@sluice/shared/events";
 import { natsNames } from "@sluice/shared/nats";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runSluice } from "../lib/run-sluice.js";
-import { startSluiceDev } from "../lib/sluice-dev.js";
+import { startDev, testDatabase, waitForOutput } from "../lib/dev-process.js";
 import { axeAudit, launchChromium, screenshot, signIn, type Person } from "./browser-kit.js";
 
 const EMAILS = ["alice.wonder@example.com", "bob.builder@example.org"];
 
-async function testDatabase(t: { after(fn: () => unknown): void }): Promise<string> {
-  const db = `sluice_t_console_${Math.random().toString(36).slice(2, 10)}`;
-  const admin = new pg.Client({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres" });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${db}`);
-  await admin.end();
+/** A database of its own with two customers whose e-mails the policy masks. */
+async function customersDatabase(t: TestContext): Promise<string> {
+  const db = await testDatabase(t, "console");
   const c = new pg.Client({ host: "127.0.0.1", port: 5432, user: "postgres", database: db });
   await c.connect();
   await c.query(`CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL); INSERT INTO customers VALUES (1, '${EMAILS[0]}'), (2, '${EMAILS[1]}')`);
   await c.end();
-  t.after(async () => {
-    const a = new pg.Client({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres" });
-    await a.connect();
-    await a.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-    await a.end();
-  });
   return db;
 }
 
@@ -105,7 +96,7 @@ async function auditedScreenshot(who: Person, name: string): Promise<void> {
 }
 
 test("console: sign in, approve and reject what psql waits on, no self-approval, masked replay, every page audited", { timeout: 240_000 }, async (t) => {
-  const db = await testDatabase(t);
+  const db = await customersDatabase(t);
   const policyDir = mkdtempSync(join(tmpdir(), "sluice-console-policy-"));
   const policyFile = join(policyDir, "policy.yaml");
   writeFileSync(policyFile, `
@@ -121,9 +112,10 @@ masking:
     columns: [customers.email]
     strategy: partial
 `);
-  const dev = await startSluiceDev(t, ["--upstream", `postgres://postgres@127.0.0.1:5432/${db}`, "--policy", policyFile]);
+  const dev = await startDev(t, ["--upstream", `postgres://postgres@127.0.0.1:5432/${db}`, "--policy", policyFile]);
+  await waitForOutput(dev, "/console/\n");
   const ctx = dev.ctx();
-  const base = dev.httpBase;
+  const base = /console: (\S+)\/console\//.exec(dev.out())![1]!;
   const port = Number(ctx.dataPlane!.split(":")[1]);
   const issuer = await createDevIssuer({ issuer: ctx.devIssuer!, audience: ctx.devAudience!, keyFile: ctx.devIssuerKeyFile!, create: false });
   const pipelineToken = await issuer.mint({ sub: "pipeline", groups: ["deployers"] });
@@ -303,6 +295,39 @@ masking:
     await within(page.locator(".report", { hasText: "verified" }).waitFor(), 30_000, "verification");
     await auditedScreenshot(carol, "evidence");
   });
+
+  await t.test("a running session is followed live: a new statement appears without a reload", async () => {
+    const client = new pg.Client({ host: "127.0.0.1", port, database: db, user: "pipeline", password: pipelineToken, ssl: { ca: readFileSync(ctx.caFile!, "utf8") } });
+    client.on("error", () => undefined); // the stack's teardown may end it first
+    await client.connect();
+    try {
+      await followed(client);
+    } finally {
+      await client.end();
+    }
+  });
+
+  async function followed(client: pg.Client): Promise<void> {
+    await client.query("SELECT 1 AS first_statement");
+    let sessionId: string | undefined;
+    for (let i = 0; i < 100 && !sessionId; i++) {
+      const r = (await (await carol.context.request.get(`${base}/console/api/sessions?identity=pipeline&status=active`)).json()) as { sessions: Array<{ sessionId: string; statements: number }> };
+      sessionId = r.sessions.find((s) => s.statements >= 1)?.sessionId;
+      if (!sessionId) await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.ok(sessionId, "the open session is in the read model");
+    const page = carol.page;
+    await page.goto(`${base}/console/#/sessions/${sessionId}`);
+    await page.locator("li.stmt", { hasText: "first_statement" }).waitFor();
+    assert.equal(await page.getByLabel("Follow live").isChecked(), true);
+    await page.evaluate("window.__stillTheSamePage = true");
+    await client.query("SELECT $1::text AS second_statement", ["followed"]);
+    await within(page.locator("li.stmt", { hasText: "second_statement" }).waitFor(), 20_000, "the new statement on the open page");
+    assert.equal(await page.evaluate("window.__stillTheSamePage"), true, "no reload");
+    // bound parameters as the data plane recorded them: masked under this resource's masking rules
+    assert.match(await page.locator("li.stmt", { hasText: "second_statement" }).getByText(/^Parameters/).innerText(), /Parameters \(masked\): \$1 = \*+$/);
+    await auditedScreenshot(carol, "session-live");
+  }
 
   await t.test("an approver outside the admin groups sees approvals but not sessions; nothing secret ever reached a browser", async () => {
     const dave = await signIn(browser, base, "dave", ["dba"]);
