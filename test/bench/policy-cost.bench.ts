@@ -4,6 +4,8 @@
  *   - uncached: classifySql (libpg-query parse + AST walk) + evaluate
  *   - cached:   decideSql hitting the DecisionCache (key build + LRU refresh)
  *   - parse:    libpg-query alone, for reference (the floor of the uncached path)
+ *   - pgbench:  uncached classifySql + evaluate of pgbench's five TPC-B-like statements (simple
+ *               protocol, literal values), the statement mix the proxy benchmark runs
  * Prints one JSON object on stdout: p50/p99/mean ns per decision for each. Not a test (no
  * thresholds): `node --import tsx test/bench/policy-cost.bench.ts [--rounds N]`.
  *
@@ -15,6 +17,15 @@ import { parseSync } from "libpg-query";
 import { classifySql, decideSql, evaluate, loadSqlParser, DecisionCache, SqlPrepared } from "@sluice/shared/sql";
 import type { Bundle } from "@sluice/shared/policy";
 import { loadCorpus, loadCorpusPolicy, corpusResource, type CorpusEntry } from "../fixtures/corpus/load-corpus.js";
+
+/** pgbench's built-in tpcb-like script as `-M simple` sends it (the values are literals). */
+const PGBENCH = [
+  "UPDATE pgbench_accounts SET abalance = abalance + -2735 WHERE aid = 61212;",
+  "SELECT abalance FROM pgbench_accounts WHERE aid = 61212;",
+  "UPDATE pgbench_tellers SET tbalance = tbalance + -2735 WHERE tid = 7;",
+  "UPDATE pgbench_branches SET bbalance = bbalance + -2735 WHERE bid = 1;",
+  "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (7, 1, 61212, -2735, CURRENT_TIMESTAMP);",
+];
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "20" } } });
 const rounds = Math.max(1, Number(values.rounds));
@@ -82,6 +93,11 @@ async function main(): Promise<void> {
   const uncached = measure(entries, (e) =>
     evaluate(bundle, { resource: corpusResource, groups: e.groups }, classifySql(e.sql), new SqlPrepared()), overhead);
 
+  // the corpus policy's `app` identity may read and write every table but public.secrets
+  const bench: CorpusEntry[] = Array.from({ length: 50 }, () => PGBENCH.map((sql): CorpusEntry => ({ sql, groups: ["app"], expect: "allow" }))).flat();
+  const pgbench = measure(bench, (e) =>
+    evaluate(bundle, { resource: corpusResource, groups: e.groups }, classifySql(e.sql), new SqlPrepared()), overhead);
+
   const cache = new DecisionCache(10_000);
   const cached = measure(entries, (e) =>
     decideSql(cache, 1, bundle, { resource: corpusResource, groups: e.groups }, keys.get(e)!, e.sql), overhead);
@@ -98,6 +114,7 @@ async function main(): Promise<void> {
         parse,
         uncached,
         cached,
+        pgbench,
         cacheHitRatio: Number((cache.hits / Math.max(1, cache.hits + cache.misses)).toFixed(4)),
       },
       null,
