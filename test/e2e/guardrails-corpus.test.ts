@@ -273,6 +273,11 @@ test("the guardrails corpus through the proxy: psql, pg and pipelined postgres",
     assert.deepEqual(await q("SELECT count(*)::int AS n FROM orders WHERE id = 1000"), { n: 0 });
     assert.deepEqual(await q("SELECT count(*)::int AS n FROM orders WHERE total = 0"), { n: 0 });
     assert.deepEqual(await q("SELECT to_regclass('orders_copy') IS NULL AS gone, to_regclass('t_ci') IS NULL AS t"), { gone: true, t: true });
-    assert.deepEqual(await q("SELECT count(*)::int AS n FROM pg_proc WHERE proname IN ('f1','f2','f4','f5','f6')"), { n: 0 });
+    assert.deepEqual(await q("SELECT count(*)::int AS n FROM pg_proc WHERE proname IN ('f1','f2','f4','f5','f6','f7')"), { n: 0 });
+    // the denied side effects and setting changes did not happen either
+    assert.deepEqual(await q("SELECT last_value < 1000 AS untouched FROM audit_log_id_seq"), { untouched: true });
+    assert.deepEqual(await q("SELECT count(*)::int AS n FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = current_database()"), { n: 0 });
+    assert.deepEqual(await q("SELECT count(*)::int AS n FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = 'postgres' AND s.setconfig::text LIKE '%standard_conforming_strings%'"), { n: 0 });
+    assert.deepEqual(await q("SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = current_database()"), { n: 0 });
   });
 });

@@ -8,7 +8,7 @@
  */
 import pg from "pg";
 import { readFileSync } from "node:fs";
-import { loadModule, parseSync } from "libpg-query";
+import { loadParser, parseSql } from "@sluice/shared/sql";
 import { SluiceError } from "@sluice/shared/errors";
 import type { UpstreamSpec } from "@sluice/shared/policy";
 import type { CatalogLookup, FieldOrigin } from "../masking/catalog-lookup.js";
@@ -134,9 +134,9 @@ export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
     const rows = await q<{ def: string }>(resource, "SELECT pg_get_viewdef($1::oid) AS def", [oid]);
     let v: OutputLineage[] | null = null;
     if (rows[0]?.def) {
-      await (parserReady ??= loadModule());
+      await (parserReady ??= loadParser().then(() => undefined));
       try {
-        const stmt = parseSync(rows[0].def).stmts?.[0]?.stmt as any;
+        const stmt = parseSql(rows[0].def).stmts?.[0]?.stmt as any;
         v = stmt ? queryLineage(stmt) : null;
       } catch {
         v = null;

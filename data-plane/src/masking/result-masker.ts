@@ -4,7 +4,7 @@
  * the statement's lineage, and rewrites (B) DataRow / CopyData frames. Pure apart from awaiting
  * the injected CatalogLookup; no buffering: each frame is rewritten on its own.
  */
-import { loadModule, parseSync } from "libpg-query";
+import { loadParser, parseSql } from "@sluice/shared/sql";
 import type { MaskingSpec } from "@sluice/shared/policy";
 import { SluiceError } from "@sluice/shared/errors";
 import type { StatementInfo } from "@sluice/shared/sql";
@@ -46,10 +46,11 @@ const parseCache = new Map<string, any>();
 async function parseStatement(sql: string): Promise<any | null> {
   const hit = parseCache.get(sql);
   if (hit !== undefined) return hit;
-  await (parserReady ??= loadModule());
+  // the guarded parser: a statement that breaks it retires its instance, not the node's masking
+  await (parserReady ??= loadParser().then(() => undefined));
   let stmts: any[] | null;
   try {
-    stmts = (parseSync(sql).stmts ?? []).map((s: any) => s.stmt);
+    stmts = (parseSql(sql).stmts ?? []).map((s: any) => s.stmt);
   } catch {
     stmts = null;
   }

@@ -24,6 +24,9 @@ export const RISKS = [
   "dynamic-sql",
   "alter-system",
   "grant",
+  // a change of a setting the classifier's reading of SQL depends on (sql/session-settings.ts):
+  // always denied, whatever the policy says
+  "parser-setting",
 ] as const;
 export type Risk = (typeof RISKS)[number];
 

@@ -8,6 +8,9 @@
  * None → the identity cannot connect (`canConnect`) and every statement is `default-deny`.
  *
  * Per statement, across all applicable policies, in this order:
+ *  0. `parser-setting` — a statement that would change a setting the classifier's reading of SQL
+ *     depends on (client_encoding, standard_conforming_strings, …) is denied for every identity
+ *     (rule `parser-setting`): no policy or approval can make the classifier read SQL another way.
  *  1. deny — any policy's `deny` item (a class the statement exercises, or a risk it carries), any
  *     `tables.deny` pattern matching a table it reads or writes, or a `SET search_path` under a
  *     policy with table patterns (bare names would no longer mean what the patterns assume):
@@ -183,6 +186,16 @@ export function canConnect(bundle: Bundle, ctx: DecisionContext): boolean {
   return false;
 }
 
+/**
+ * Whether any policy that applies to the identity has table patterns: then bare table names must
+ * keep their default meaning, so the session's search_path may not be chosen (SET search_path is
+ * denied in step 1; the data plane refuses a search_path asked for at connect).
+ */
+export function tablePatternsApply(bundle: Bundle, ctx: DecisionContext): boolean {
+  for (const p of applicable(bundle, ctx)) if (p.hasTablePatterns) return true;
+  return false;
+}
+
 /** The view of one statement evaluation works on: EXECUTE resolved to what it runs. */
 interface Effective {
   classes: readonly StatementClass[];
@@ -223,8 +236,14 @@ type Verdict =
   | { action: "deny"; rule: string; policy?: string; reason: string }
   | { action: "approve"; rule: string; policy: string; reason: string; approval: { approvers: string[]; timeoutMs: number } };
 
+/** The reason given for `parser-setting`, whatever the policy (see sql/session-settings.ts). */
+const PARSER_SETTING_REASON =
+  "sluice reads SQL as the server does only with client_encoding UTF8 and standard_conforming_strings, backslash_quote and escape_string_warning at their defaults; this statement would change one of them";
+
 function judge(e: Effective, policies: readonly Compiled[], ctx: DecisionContext): Verdict {
   const name = (c: Compiled) => c.spec.name;
+  // 0. a statement that would change how the server reads later statements: never, for anyone
+  if (e.risks.includes("parser-setting")) return { action: "deny", rule: "parser-setting", reason: PARSER_SETTING_REASON };
   // 1. deny rules
   for (const p of policies) {
     for (const item of p.deny) {

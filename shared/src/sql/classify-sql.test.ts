@@ -166,3 +166,53 @@ test("fingerprint ignores literal values and formatting", () => {
   assert.equal(fingerprint("select * from t where id = 1"), fingerprint("SELECT *\n FROM t WHERE id = 42"));
   assert.notEqual(fingerprint("select * from t"), fingerprint("select * from u"));
 });
+
+test("built-ins with side effects called from a read are not a read", () => {
+  const nv = one("select nextval('public.orders_id_seq'), currval('x')");
+  assert.equal(nv.class, "write");
+  assert.deepEqual(nv.tables.write, ["public.orders_id_seq"]);
+  assert.deepEqual(one(`select setval('"Odd Seq"', 1)`).tables.write, ["Odd Seq"]);
+  for (const sql of ["select pg_advisory_lock(1)", "select pg_try_advisory_xact_lock(1, 2)", "select 1 where pg_advisory_unlock_all() is null", "select brin_summarize_new_values('i')"]) {
+    assert.equal(one(sql).class, "write", sql);
+  }
+  assert.deepEqual(one("select pg_notify('chan', 'x')").classes, ["read", "utility"]);
+  assert.deepEqual(one("select set_config('myapp.tenant', '7', false)").classes, ["read", "utility"], "a custom setting row-level security may read");
+  assert.deepEqual(one("select set_config('statement_timeout', '5s', false)").classes, ["read"], "a harmless setting");
+  // inside a function being defined they are the function's business, not the CREATE's class
+  assert.deepEqual(one("create function f() returns bigint language sql as $$ select nextval('s') $$").classes, ["ddl"]);
+  assert.equal(one("select pg_sleep(1), random(), clock_timestamp()").class, "read", "volatile but without effects on others");
+});
+
+test("views of other sessions' SQL are admin reads; the session's own and lock views are not", () => {
+  for (const sql of [
+    "select query from pg_stat_activity",
+    "select * from pg_catalog.pg_stat_activity where pid <> pg_backend_pid()",
+    "select query from pg_stat_statements",
+    "select query from public.pg_stat_statements",
+    "select * from pg_stat_get_activity(null)",
+    "select pg_stat_get_backend_activity(1)",
+    "select 1 where exists (select 1 from pg_stat_activity)",
+  ]) {
+    assert.equal(one(sql).class, "admin", sql);
+  }
+  for (const sql of ["select * from pg_locks", "select * from pg_prepared_statements", "select * from pg_cursors", "select * from myapp.pg_stat_activity"]) {
+    assert.equal(one(sql).class, "read", sql);
+  }
+});
+
+test("the arms of a set operation are walked as SELECTs: their CTEs, writes and row locks count", () => {
+  const u = one("select 1 from a union (with d as (delete from t returning 1) select 1 from d)");
+  assert.equal(u.class, "write");
+  assert.deepEqual(u.tables, { read: ["a"], write: ["t"] });
+  assert.deepEqual(one("select * from a union select * from b except select * from c").tables.read, ["a", "b", "c"]);
+});
+
+test("nesting beyond the pre-scan's bound is denied before parsing; deep chains are denied by the contained parser", () => {
+  const deep = classifySql(`select ${"(".repeat(1001)}1${")".repeat(1001)}`);
+  assert.equal(deep.ok, false);
+  assert.match(!deep.ok ? deep.error : "", /nesting too deep: 1001 levels/);
+  assert.equal(classifySql(`select ${"(".repeat(900)}1${")".repeat(900)}`).ok, true);
+  const chain = classifySql(`select 1${"::int".repeat(20_000)}`);
+  assert.equal(chain.ok, false);
+  assert.equal(one("select 1").class, "read", "and the next statement is classified");
+});

@@ -7,3 +7,6 @@ export * from "./decide-sql.js";
 export * from "../policy/evaluate.js";
 export * from "../policy/decision-cache.js";
 export * from "./simulate-sql.js";
+export * from "./sql-parser.js";
+export * from "./session-settings.js";
+export * from "./pre-scan.js";
