@@ -8,7 +8,7 @@ import type net from "node:net";
 import tls from "node:tls";
 import { randomBytes } from "node:crypto";
 import { SluiceError, toSqlState } from "@sluice/shared/errors";
-import type { PolicySnapshot, ResourceSpec, UpstreamSpec } from "@sluice/shared/policy";
+import { tablePatternsApply, type PolicySnapshot, type ResourceSpec, type UpstreamSpec } from "@sluice/shared/policy";
 import type { Logger } from "@sluice/shared/logging";
 import { uuidv7 } from "@sluice/shared/events";
 import { F } from "../wire/codes.js";
@@ -19,7 +19,7 @@ import { authCleartextPassword, authOk, backendKeyData, errorResponse, readyForQ
 import type { UpstreamConnection } from "../upstream/connect-upstream.js";
 import { RelaySession } from "../session/relay-session.js";
 import { mayConnect } from "../session/may-connect.js";
-import { filterStartupParams } from "../session/startup-params.js";
+import { filterStartupParams, startupRefusalMessage } from "../session/startup-params.js";
 import type { ApprovalGate, AuditFeatures, AuditSink, CompletionListener, ConnectionInfo, Enforcer, ResultMasker, SessionInfo, SnapshotSource } from "../session/session-hooks.js";
 
 export interface VerifiedIdentity {
@@ -300,8 +300,10 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
       throw new Refusal("28000", `no policy allows "${id.subject}" to connect to "${resourceName}"`);
 
     // 3. upstream with the resource's own credential
-    const fp = filterStartupParams(params);
-    if (!fp.ok) throw new Refusal("42501", `startup setting "${fp.setting}" is not allowed through sluice: the session's identity comes from its token`);
+    const restrictsTables = tablePatternsApply(snapshot.bundle, { resource: resourceName, groups: id.groups, issuer: id.issuer });
+    const fp = filterStartupParams(params, { restrictsTables });
+    // a setting that would change how the server reads SQL: the connection is not established (08004)
+    if (!fp.ok) throw new Refusal(fp.refusal === "parser-setting" ? "08004" : "42501", startupRefusalMessage(fp));
     if (fp.dropped.length) ctx.logger?.debug({ sessionId, dropped: fp.dropped }, "startup settings not forwarded");
     const forwarded = fp.forward;
     let up: UpstreamConnection;
