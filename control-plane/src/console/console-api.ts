@@ -13,6 +13,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type {
   ApprovalRequestView, ApprovalServiceServer, AuditRecord as AuditRecordMsg, AuditServiceServer, GetApprovalResponse, GetPolicyResponse,
   GetSealerResponse, GetSessionResponse, ListApprovalsResponse, ListSessionsRequest, ListSessionsResponse, PolicyDiffResponse,
@@ -43,7 +44,9 @@ export interface ConsoleServices {
 export interface ConsoleApiDeps {
   calls: InProcessCalls;
   services: ConsoleServices;
-  fleet: KV;
+  nc: NatsConnection;
+  /** the fleet bucket's name and handle */
+  fleet: { bucket: string; kv: KV };
   adminGroups: () => readonly string[];
   now: () => Date;
 }
@@ -204,7 +207,7 @@ export class ConsoleApi {
   }
 
   async fleet() {
-    return { now: this.d.now().toISOString(), nodes: await readFleetView(this.d.fleet, this.d.now()) };
+    return { now: this.d.now().toISOString(), nodes: await readFleetView(this.d.nc, this.d.fleet.bucket, this.d.fleet.kv, this.d.now()) };
   }
 
   async policy(actor: Actor) {

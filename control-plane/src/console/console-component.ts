@@ -68,7 +68,7 @@ export const consoleComponent: ControlPlaneComponent = {
     const clients = cc.issuers.map((spec) => new OidcClient(spec, { resolveSecret: (r) => resolveSecretRef(r), now: ctx.now }));
     const publicUrl = () => (cc.publicUrl || `http://${ctx.httpAddress()}`).replace(/\/$/, "");
     const auth = new ConsoleAuth({ box, clients, publicUrl, sessionTtlMs: parseDuration(cc.sessionTtl), logger, now: ctx.now });
-    const api = new ConsoleApi({ calls: ctx.inProcess, services, fleet: ctx.kv.fleet, adminGroups: ctx.adminGroups, now: ctx.now });
+    const api = new ConsoleApi({ calls: ctx.inProcess, services, nc: ctx.nc, fleet: { bucket: ctx.names.fleetBucket, kv: ctx.kv.fleet }, adminGroups: ctx.adminGroups, now: ctx.now });
 
     // "an approval changed": one ordered consumer from now on, fanned out to the open pages
     const listeners = new Set<() => void>();

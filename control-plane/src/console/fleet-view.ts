@@ -4,7 +4,10 @@
  * control plane may not import the data plane, so the value is read here by its documented fields and
  * checked, not trusted: a malformed entry is shown as such rather than breaking the page.
  */
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { kvStreamName } from "@sluice/shared/nats";
 
 export interface FleetNodeView {
   node: string;
@@ -48,9 +51,12 @@ export function fleetNodeOf(key: string, value: unknown, now: Date): FleetNodeVi
   };
 }
 
-export async function readFleetView(kv: KV, now: Date): Promise<FleetNodeView[]> {
-  const keys: string[] = [];
-  for await (const k of await kv.keys()) keys.push(k);
+export async function readFleetView(nc: NatsConnection, bucket: string, kv: KV, now: Date): Promise<FleetNodeView[]> {
+  // keys from the stream's subjects (one request), not kv.keys(), whose push consumer never ends when
+  // read from another cluster of a supercluster (the same choice as the data plane's readFleet)
+  const kvPrefix = `$KV.${bucket}.`;
+  const info = await (await jetstreamManager(nc)).streams.info(kvStreamName(bucket), { subjects_filter: `${kvPrefix}>` });
+  const keys = Object.keys(info.state.subjects ?? {}).map((k) => k.slice(kvPrefix.length));
   const out: FleetNodeView[] = [];
   for (const k of keys) {
     const e = await kv.get(k);
