@@ -54,6 +54,10 @@ export interface StackOptions {
   configure?: (config: SluiceConfig) => void;
   /** node id of the data plane (default: random `dp-…`) */
   node?: string;
+  /** the PostgreSQL server that holds the test database (superuser `postgres`, trust); default the machine's 127.0.0.1:5432 */
+  postgres?: { host: string; port: number };
+  /** the role the resource's upstream connects as, with trust auth (default `postgres`); it must exist on that server */
+  upstreamUser?: string;
 }
 
 export interface Identity {
@@ -167,7 +171,8 @@ export async function startStack(t: TestContext, o: StackOptions = {}): Promise<
   t.after(stop);
 
   // the test database
-  const admin = new pg.Client({ ...PG_ADMIN, database: "postgres" });
+  const server = { ...PG_ADMIN, ...o.postgres };
+  const admin = new pg.Client({ ...server, database: "postgres" });
   await admin.connect();
   try {
     await admin.query(`CREATE DATABASE ${database}`);
@@ -175,7 +180,7 @@ export async function startStack(t: TestContext, o: StackOptions = {}): Promise<
     await admin.end();
   }
   cleanups.push(async () => {
-    const c = new pg.Client({ ...PG_ADMIN, database: "postgres" });
+    const c = new pg.Client({ ...server, database: "postgres" });
     await c.connect();
     try {
       await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
@@ -183,7 +188,7 @@ export async function startStack(t: TestContext, o: StackOptions = {}): Promise<
       await c.end();
     }
   });
-  const pgAdmin = new pg.Pool({ ...PG_ADMIN, database, max: 4 });
+  const pgAdmin = new pg.Pool({ ...server, database, max: 4 });
   cleanups.push(() => pgAdmin.end());
   if (o.setupSql) await pgAdmin.query(o.setupSql);
 
@@ -194,7 +199,7 @@ export async function startStack(t: TestContext, o: StackOptions = {}): Promise<
 
   const issuer = await createDevIssuer({ issuer: `https://dev.sluice.test/${id}`, audience: "sluice" });
   const issuerSpec = devIssuerSpec(issuer);
-  const res = devResource(resource, { host: PG_ADMIN.host, port: PG_ADMIN.port, database, user: PG_ADMIN.user });
+  const res = devResource(resource, { host: server.host, port: server.port, database, user: o.upstreamUser ?? server.user });
 
   const cpConfig = defaultConfig();
   cpConfig.node = `cp-${id}`;

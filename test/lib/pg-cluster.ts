@@ -26,6 +26,57 @@ export interface PgClusterOptions {
   hba?: string[];
   /** serve TLS too (clients choose: sslmode=require or disable) with this certificate and key */
   tls?: { certFile: string; keyFile: string };
+  /**
+   * log every statement the server runs, with its bound parameters, every error with its statement
+   * and every connection, as JSON lines (PG 15's jsonlog) that `statementLog` reads back
+   */
+  logStatements?: boolean;
+  /**
+   * with logStatements: also log the plan of every statement the executor finished in any backend,
+   * nested ones (inside functions) included, as JSON (auto_explain), so a reader sees what ran
+   * without parsing SQL itself
+   */
+  logPlans?: boolean;
+}
+
+/** Where a cluster started with `logStatements` writes its JSON log (one object per line). */
+export const STATEMENT_LOG_FILE = "log/statements.json";
+
+/**
+ * The settings behind `logStatements`. jsonlog needs the logging collector; one file, never
+ * rotated, so a reader can follow it by offset. `log_parameter_max_length = -1` logs bound
+ * parameters whole (the default cuts nothing either, but says so explicitly);
+ * `log_min_error_statement = error` puts the failing statement beside each error;
+ * `log_connections` logs the startup application_name of each backend, which is how a reader tells
+ * a proxied session's backend from the proxy's own side connections.
+ */
+function statementLogConf(plans: boolean): string[] {
+  const planConf = [
+    "shared_preload_libraries = 'auto_explain'",
+    "auto_explain.log_min_duration = 0",
+    "auto_explain.log_nested_statements = on",
+    "auto_explain.log_format = 'json'",
+    "auto_explain.log_verbose = on",
+    "auto_explain.log_level = 'log'",
+  ];
+  return [
+    ...(plans ? planConf : []),
+    "logging_collector = on",
+    "log_destination = 'jsonlog'",
+    "log_directory = 'log'",
+    "log_filename = 'statements'",
+    "log_rotation_age = 0",
+    "log_rotation_size = 0",
+    "log_truncate_on_rotation = off",
+    "log_statement = 'all'",
+    "log_parameter_max_length = -1",
+    "log_parameter_max_length_on_error = -1",
+    "log_min_error_statement = error",
+    "log_min_messages = warning",
+    "log_connections = on",
+    "log_disconnections = off",
+    "log_error_verbosity = default",
+  ];
 }
 
 function pgBinDir(): string {
@@ -76,6 +127,7 @@ export async function startPgCluster(opts: PgClusterOptions = {}): Promise<PgClu
       `synchronous_commit = off`,
       `full_page_writes = off`,
       ...tlsConf,
+      ...(opts.logStatements ? statementLogConf(opts.logPlans === true) : []),
       ...(opts.conf ?? []),
       "",
     ].join("\n"),
