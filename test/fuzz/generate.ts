@@ -1,0 +1,120 @@
+/**
+ * fast-check arbitraries for fuzz cases. A case is an identity, a list of units and approval
+ * answers; a unit is a simple Query (one statement, or several joined by `;`), an extended-protocol
+ * round (Parse, Describe, Bind, Describe, Execute with or without a row limit, Execute again to
+ * resume, Close, in an order that makes sense most of the time) or a lone mutated message (a Bind of
+ * a name never parsed or made by SQL PREPARE, an Execute of a closed portal, a Close, a Describe),
+ * each ending with Sync, Flush or nothing (pipelined into the next). Every case ends with Sync, so
+ * every answer is bounded. Shrinking removes units and moves choices toward the first (simplest)
+ * pool entries.
+ */
+import fc from "fast-check";
+import type { IdentityName } from "./fuzz-policy.js";
+import type { Op, Param } from "./ops.js";
+import type { FuzzCase } from "./run-case.js";
+import {
+  CURSORS, DENIED_TABLE, INT_VALUES, MASKED_READS, NEEDS_APPROVAL, PREPARED, READS, SETTINGS, TEXT_VALUES, TRANSACTION, WRITES, type PoolSql,
+} from "./sql-pool.js";
+
+const STATEMENTS = ["", "s1", "s2", "p1"];
+const PORTALS = ["", "c1"];
+
+const poolSql: fc.Arbitrary<PoolSql> = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom(...READS) },
+  { weight: 4, arbitrary: fc.constantFrom(...MASKED_READS) },
+  { weight: 2, arbitrary: fc.constantFrom(...DENIED_TABLE) },
+  { weight: 4, arbitrary: fc.constantFrom(...WRITES) },
+  { weight: 2, arbitrary: fc.constantFrom(...NEEDS_APPROVAL) },
+  { weight: 4, arbitrary: fc.constantFrom(...TRANSACTION) },
+  { weight: 3, arbitrary: fc.constantFrom(...PREPARED) },
+  { weight: 2, arbitrary: fc.constantFrom(...CURSORS) },
+  { weight: 2, arbitrary: fc.constantFrom(...SETTINGS) },
+);
+
+const intParam: fc.Arbitrary<Param> = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom(...INT_VALUES) },
+  { weight: 1, arbitrary: fc.constant(null) },
+  { weight: 2, arbitrary: fc.constantFrom("1", "2", "7").map((v): Param => ({ bin: "int4", v })) },
+);
+const textParam: fc.Arbitrary<Param> = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom(...TEXT_VALUES) },
+  { weight: 1, arbitrary: fc.constant(null) },
+  { weight: 1, arbitrary: fc.constantFrom("b", "fz.bin@example.com").map((v): Param => ({ bin: "text", v })) },
+);
+
+/** parameters for a statement: the right number and types, most of the time */
+const paramsFor = (p: PoolSql): fc.Arbitrary<Param[]> =>
+  fc.oneof(
+    { weight: 9, arbitrary: fc.tuple(...(p.p ?? []).map((t) => (t === "int" ? intParam : textParam))).map((xs) => xs as Param[]) },
+    { weight: 1, arbitrary: fc.array(intParam, { maxLength: 2 }) },
+  );
+
+const terminator: fc.Arbitrary<Op[]> = fc.oneof(
+  { weight: 5, arbitrary: fc.constant<Op[]>([{ t: "S" }]) },
+  { weight: 2, arbitrary: fc.constant<Op[]>([{ t: "H" }]) },
+  { weight: 3, arbitrary: fc.constant<Op[]>([]) },
+);
+
+const queryUnit: fc.Arbitrary<Op[]> = fc
+  .array(poolSql, { minLength: 1, maxLength: 3 })
+  .filter((xs) => xs.every((x) => !x.p))
+  .map((xs): Op[] => [{ t: "Q", sql: xs.map((x) => x.sql).join("; ") }]);
+
+/**
+ * An extended-protocol round. Each part is there most of the time but not always, so names are
+ * parsed in one round and bound or executed in another, a portal outlives its statement, and so on.
+ */
+const extendedUnit: fc.Arbitrary<Op[]> = fc
+  .record({
+    sql: poolSql,
+    name: fc.constantFrom(...STATEMENTS),
+    portal: fc.constantFrom(...PORTALS),
+    parse: fc.constantFrom(true, true, true, true, false),
+    bind: fc.constantFrom(true, true, true, true, false),
+    execute: fc.constantFrom(true, true, true, true, false),
+    describeS: fc.boolean(),
+    describeP: fc.boolean(),
+    maxRows: fc.constantFrom(0, 0, 0, 1, 2),
+    again: fc.boolean(),
+    close: fc.constantFrom("none", "none", "portal", "statement"),
+    binaryResults: fc.boolean(),
+    term: terminator,
+  })
+  .chain((u) => paramsFor(u.sql).map((params) => ({ ...u, params })))
+  .map((u): Op[] => {
+    const ops: Op[] = [];
+    if (u.parse) ops.push({ t: "P", name: u.name, sql: u.sql.sql });
+    if (u.describeS) ops.push({ t: "D", kind: "S", name: u.name });
+    if (u.bind) ops.push({ t: "B", portal: u.portal, stmt: u.name, params: u.params, ...(u.binaryResults ? { results: [1] } : {}) });
+    if (u.describeP) ops.push({ t: "D", kind: "P", name: u.portal });
+    if (u.execute) ops.push({ t: "E", portal: u.portal, maxRows: u.maxRows });
+    if (u.execute && u.again) ops.push({ t: "E", portal: u.portal, maxRows: u.maxRows });
+    if (u.close === "portal") ops.push({ t: "C", kind: "P", name: u.portal });
+    if (u.close === "statement") ops.push({ t: "C", kind: "S", name: u.name });
+    return [...ops, ...u.term];
+  });
+
+/** one message out of its usual place */
+const loneUnit: fc.Arbitrary<Op[]> = fc.oneof(
+  fc.record({ stmt: fc.constantFrom(...STATEMENTS), portal: fc.constantFrom(...PORTALS), params: fc.array(intParam, { maxLength: 1 }) })
+    .map(({ stmt, portal, params }): Op[] => [{ t: "B", portal, stmt, params }, { t: "E", portal, maxRows: 0 }]),
+  fc.record({ portal: fc.constantFrom(...PORTALS), maxRows: fc.constantFrom(0, 1) }).map(({ portal, maxRows }): Op[] => [{ t: "E", portal, maxRows }]),
+  fc.record({ kind: fc.constantFrom<"S" | "P">("S", "P"), name: fc.constantFrom(...STATEMENTS, ...PORTALS) }).map(({ kind, name }): Op[] => [{ t: "C", kind, name }]),
+  fc.record({ kind: fc.constantFrom<"S" | "P">("S", "P"), name: fc.constantFrom(...STATEMENTS, ...PORTALS) }).map(({ kind, name }): Op[] => [{ t: "D", kind, name }]),
+  fc.constant<Op[]>([{ t: "S" }]),
+  fc.constant<Op[]>([{ t: "H" }]),
+);
+
+const unit: fc.Arbitrary<Op[]> = fc.oneof(
+  { weight: 4, arbitrary: queryUnit },
+  { weight: 5, arbitrary: extendedUnit },
+  { weight: 1, arbitrary: loneUnit },
+);
+
+export const fuzzCase: fc.Arbitrary<FuzzCase> = fc
+  .record({
+    identity: fc.constantFrom<IdentityName>("reader", "writer"),
+    units: fc.array(unit, { minLength: 1, maxLength: 10 }),
+    approvals: fc.array(fc.boolean(), { maxLength: 3 }),
+  })
+  .map(({ identity, units, approvals }) => ({ identity, ops: [...units.flat(), { t: "S" } as Op], approvals }));

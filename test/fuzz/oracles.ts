@@ -1,0 +1,478 @@
+/**
+ * The oracles of the differential suite, pure functions over one case's Evidence:
+ *
+ *  1 allowed   every statement the server executed (its log) is allowed for the identity: its text
+ *              re-decided with the real classifier and evaluate (@sluice/shared), SQL-level EXECUTE
+ *              resolved from what the server itself says it ran; one that needs approval must have
+ *              been approved by the fuzz approver, once per execution. And, without the classifier
+ *              (which would share a misreading with the proxy), from the executor's own plans
+ *              (auto_explain, nested statements included): an identity no policy lets write wrote
+ *              nothing, and no plan touched a table a policy denies it
+ *  2 recorded  every executed statement appears, in order, as statement.allowed in the session's
+ *              audit events with the same text and the same bound parameters (masked as the
+ *              masking rules say); an allowed event whose completion claims success was executed;
+ *              the session's hash chain verifies
+ *  3 no leak   no raw value of a masked column and no value of the denied table reached the client
+ *              (every byte it received, error and notice fields included) or the audit stream, in
+ *              any of the forms a query can turn it into (case, reversed, hex)
+ *  4 protocol  the proxy's response stream answers every op in order (response-walk.ts) and equals
+ *              what the server itself answers to the same sequence, where the proxy's denials are
+ *              replaced by statements failing at the same point (run-case.ts referenceOps)
+ *  5 healthy   another session's uncached statement is answered afterwards
+ */
+import { createHmac } from "node:crypto";
+import { SessionEventType, verifyChain, type CloudEvent, type StatementAllowedData, type StatementCompletedData } from "@sluice/shared/events";
+import { evaluate, tableMatches, type Bundle, type Decision, type DecisionContext, type PreparedLookup } from "@sluice/shared/policy";
+import { classifySql, type Classification, type StatementInfo } from "@sluice/shared/sql";
+import { commandTag, dataRow, errorFields, readyStatus, rowDescription, type BackendMessage } from "../lib/pg-frames.js";
+import type { ExecutedStatement } from "../lib/statement-log.js";
+import type { Secrets } from "./fuzz-world.js";
+import { IDLE_MS, isApprovalNotice, isSluiceError, type Evidence } from "./run-case.js";
+
+export type OracleId = 1 | 2 | 3 | 4 | 5;
+
+export interface Failure {
+  oracle: OracleId;
+  /** a short stable name of the kind of failure (findings are matched by oracle + kind) */
+  kind: string;
+  message: string;
+}
+
+export interface OracleContext {
+  bundle: Bundle;
+  ctx: DecisionContext;
+  secrets: Secrets;
+  hashKey: Buffer;
+}
+
+export interface Verdicts {
+  failures: Failure[];
+  /** checks that could not be decided exactly (counted in REPORT.md, never passed silently as checked) */
+  inconclusive: string[];
+  /** how many individual checks each oracle made */
+  checks: Record<OracleId, number>;
+  /** the proxy refused the sequence with a protocol-violation FATAL (allowed: it must not guess) */
+  refused: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1 allowed
+// ---------------------------------------------------------------------------------------------
+
+interface Known {
+  info: StatementInfo;
+  /** false when a message that (maybe) created or dropped it failed part-way */
+  certain: boolean;
+}
+
+/** What the server has prepared under each name, as far as its own log tells. */
+class ServerPrepared {
+  private readonly byName = new Map<string, Known | { gone: true; certain: boolean }>();
+
+  get(name: string): Known | { gone: true; certain: boolean } | undefined {
+    return this.byName.get(name);
+  }
+
+  /** applies a message's PREPARE / DEALLOCATE / DISCARD ALL; uncertain when the message failed */
+  observe(statements: readonly StatementInfo[], failed: boolean): void {
+    for (const s of statements) {
+      if (s.prepares !== undefined) this.byName.set(s.prepares, { info: s, certain: !failed });
+      if (s.deallocates) {
+        if (s.deallocates.all) {
+          if (failed) for (const [k, v] of this.byName) this.byName.set(k, { ...v, certain: false });
+          else this.byName.clear();
+        } else {
+          this.byName.set(s.deallocates.name, { gone: true, certain: !failed });
+        }
+      }
+    }
+  }
+}
+
+/** The statement a prepared statement's source text (the server's `prepare:` detail) defines under `name`. */
+function preparedFromSource(source: string, name: string): StatementInfo | undefined {
+  const c = classifySql(source);
+  if (!c.ok) return undefined;
+  const named = c.statements.filter((s) => s.prepares === name);
+  if (named.length) return named[named.length - 1];
+  // a statement made by a protocol Parse: its source is the statement itself
+  return c.statements.length === 1 ? c.statements[0] : undefined;
+}
+
+/** `fz-read/tables.deny:public.secrets` → `tables.deny`; `default-deny` → itself */
+const ruleKind = (rule: string): string => (rule.includes("/") ? rule.slice(rule.indexOf("/") + 1).split(":")[0]! : rule);
+
+const truncated = (c: Classification, n: number): Classification => (c.ok ? { ok: true, statements: c.statements.slice(0, n) } : c);
+
+function allowedOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
+  const server = new ServerPrepared();
+  const approvals = ev.approvals.filter((a) => a.approved && !a.error).map((a) => a.sql);
+  for (const st of ev.executed) {
+    v.checks[1]++;
+    const c = classifySql(st.text);
+    const executes = c.ok ? [...new Set(c.statements.flatMap((s) => s.executes ?? []))] : [];
+    let uncertain = false;
+    const lookup: PreparedLookup = {
+      resolve(name) {
+        // the server's own word first: the source of the first EXECUTE name that existed
+        if (st.prepareDetail !== undefined && (executes.length === 1 || executes[0] === name)) {
+          const p = preparedFromSource(st.prepareDetail, name);
+          if (p) return p;
+        }
+        if (st.kind === "simple" && st.prepareDetail === undefined && executes.length >= 1) {
+          // no detail: none of the message's EXECUTE names existed when it started
+          return undefined;
+        }
+        const k = server.get(name);
+        if (k && !k.certain) uncertain = true;
+        return k && "info" in k ? k.info : undefined;
+      },
+    };
+    let d: Decision = evaluate(o.bundle, o.ctx, c, lookup);
+    if (d.action === "deny" && d.rule === "unknown-prepared-statement") {
+      // the server cannot run an EXECUTE of a name it does not have: it failed there, and only the
+      // statements before it ran
+      if (st.error) d = d.statementIndex === 0 ? { ...d, action: "allow", rule: "nothing-ran" } : evaluate(o.bundle, o.ctx, truncated(c, d.statementIndex), lookup);
+      else uncertain = true;
+    }
+    if (c.ok) server.observe(c.statements, st.error !== undefined);
+    const what = `${st.kind === "simple" ? "statement" : st.fetch ? "execute fetch" : "execute"} ${JSON.stringify(st.text)}${st.params?.length ? ` params ${JSON.stringify(st.params)}` : ""}`;
+    if (d.action === "allow") continue;
+    if (d.action === "approve") {
+      const i = approvals.indexOf(st.text);
+      if (i >= 0) {
+        // one approval covers one execution (a resumed portal is the same execution)
+        if (!st.fetch) approvals.splice(i, 1);
+        continue;
+      }
+      if (uncertain) v.inconclusive.push(`1: approval need of ${what} depends on a prepared statement of a failed message`);
+      else v.failures.push({ oracle: 1, kind: "executed-without-approval", message: `the server executed ${what}, which needs approval (${d.rule}), without an approval` });
+      continue;
+    }
+    if (uncertain) v.inconclusive.push(`1: ${what} is denied (${d.rule}) as decided with a prepared statement of a failed message`);
+    else v.failures.push({ oracle: 1, kind: `executed-denied:${ruleKind(d.rule)}`, message: `the server executed ${what}, which policy denies for ${o.ctx.groups.join(",")}: ${d.rule}: ${d.reason}` });
+  }
+}
+
+/** What the executor's plans may do for this identity, from the bundle's applicable policies. */
+function planLimits(o: OracleContext): { mayWrite: boolean; deniedPatterns: string[] } {
+  const applicable = o.bundle.policies.filter((p) =>
+    (p.resources ?? []).some((r) => r === o.ctx.resource || r === "*") && (p.groups ?? []).some((g) => g === "*" || o.ctx.groups.includes(g)));
+  return {
+    mayWrite: applicable.some((p) => p.allow.includes("write") || (p.requireApproval ?? []).includes("write")),
+    deniedPatterns: applicable.flatMap((p) => p.tables?.deny ?? []),
+  };
+}
+
+function executorOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
+  const lim = planLimits(o);
+  for (const plan of ev.plans) {
+    v.checks[1]++;
+    for (const r of plan.relations) {
+      const table = r.schema ? `${r.schema}.${r.name}` : r.name;
+      if (r.write && !lim.mayWrite) {
+        v.failures.push({ oracle: 1, kind: "executor-wrote-read-only", message: `the executor ran ${r.write} on ${table} for an identity no policy lets write, in ${JSON.stringify(plan.queryText)}` });
+        return;
+      }
+      const denied = lim.deniedPatterns.find((p) => tableMatches(p, table, true));
+      if (denied) {
+        v.failures.push({ oracle: 1, kind: "executor-touched-denied-table", message: `the executor ${r.write ? `ran ${r.write} on` : "read"} ${table} (denied by ${denied}) in ${JSON.stringify(plan.queryText)}` });
+        return;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2 recorded
+// ---------------------------------------------------------------------------------------------
+
+const hashToken = (s: string, key: Buffer) => "h:" + createHmac("sha256", key).update(s, "utf8").digest("base64url").slice(0, 16);
+
+/** The forms an audit event may give a parameter the server shows as `value`: text, or binary as `\x<hex>` */
+function auditForms(value: string): string[] {
+  const forms = [value];
+  if (/^-?\d+$/.test(value)) {
+    const n = BigInt(value);
+    if (n >= -(2n ** 31n) && n < 2n ** 31n) {
+      const b = Buffer.alloc(4);
+      b.writeInt32BE(Number(n));
+      forms.push("\\x" + b.toString("hex"));
+    }
+    if (n >= -(2n ** 63n) && n < 2n ** 63n) {
+      const b = Buffer.alloc(8);
+      b.writeBigInt64BE(n);
+      forms.push("\\x" + b.toString("hex"));
+    }
+  }
+  forms.push("\\x" + Buffer.from(value, "utf8").toString("hex"));
+  return forms;
+}
+
+function masksParams(bundle: Bundle, resource: string): boolean {
+  return (bundle.masking ?? []).some((m) => (m.resources ?? []).some((r) => r === resource || r === "*"));
+}
+
+function sameParams(server: ReadonlyArray<string | null> | undefined, audit: ReadonlyArray<string | null> | undefined, masked: boolean, key: Buffer): boolean {
+  const s = server ?? [];
+  const a = audit ?? [];
+  if (s.length !== a.length) return false;
+  for (let i = 0; i < s.length; i++) {
+    const sv = s[i]!, av = a[i]!;
+    if (sv === null || av === null) {
+      if (sv !== av) return false;
+      continue;
+    }
+    const forms = auditForms(sv);
+    if (!forms.some((f) => (masked ? hashToken(f, key) : f) === av)) return false;
+  }
+  return true;
+}
+
+const T = SessionEventType;
+
+function recordedOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
+  const masked = masksParams(o.bundle, o.ctx.resource);
+  const allowed = (ev.events.filter((e) => e.type === T["statement.allowed"]) as CloudEvent<StatementAllowedData>[]).map((e) => e.data);
+  const completed = new Map<number, StatementCompletedData>();
+  for (const e of ev.events) if (e.type === T["statement.completed"]) completed.set((e.data as StatementCompletedData).statementId, e.data as StatementCompletedData);
+  const claimsSuccess = allowed.map((d) => {
+    const done = completed.get(d.statementId);
+    return done !== undefined && !done.error && done.commandTag !== undefined;
+  });
+  // an Execute of a portal that already ran to completion is logged, then refused: nothing ran
+  const ex = ev.executed.filter((st) => !(st.error?.code === "55000" && /cannot be run/.test(st.error.message)));
+  const fits = (i: number, j: number): boolean => {
+    const st = ex[i]!, d = allowed[j]!;
+    const protocol = st.kind === "simple" ? "simple" : "extended";
+    return d.protocol === protocol && d.sql === st.text && (protocol === "simple" || sameParams(st.params, d.params, masked, o.hashKey));
+  };
+  v.checks[2] += ex.length + allowed.length;
+  // The embedding of the executed statements into the allowed events (in order, each event used
+  // once; a resumed portal may share the event of the execution it continues) that leaves the
+  // fewest events unmatched while they claim success: a greedy match could pair an execution with
+  // an earlier event of the same text that in fact failed.
+  const N = ex.length, A = allowed.length, INF = Number.MAX_SAFE_INTEGER;
+  const cost: number[][] = Array.from({ length: N + 1 }, () => new Array<number>(A + 1).fill(INF));
+  cost[N]![A] = 0;
+  for (let j = A - 1; j >= 0; j--) cost[N]![j] = cost[N]![j + 1]! + (claimsSuccess[j] ? 1 : 0);
+  for (let i = N - 1; i >= 0; i--) {
+    for (let j = A - 1; j >= 0; j--) {
+      let best = cost[i]![j + 1]! === INF ? INF : cost[i]![j + 1]! + (claimsSuccess[j] ? 1 : 0);
+      if (fits(i, j)) best = Math.min(best, cost[i + 1]![j + 1]!);
+      if (ex[i]!.fetch && j > 0 && fits(i, j - 1)) best = Math.min(best, cost[i + 1]![j]!);
+      cost[i]![j] = best;
+    }
+  }
+  if (cost[0]![0] === INF) {
+    // name the first execution that no order-preserving match can place (earliest-match order)
+    let cursor = 0;
+    for (let i = 0; i < N; i++) {
+      const st = ex[i]!;
+      let found = -1;
+      for (let j = cursor; j < A; j++) if (fits(i, j)) { found = j; break; }
+      if (found >= 0) { cursor = found + 1; continue; }
+      if (st.fetch && cursor > 0 && fits(i, cursor - 1)) continue;
+      const near = allowed.slice(cursor).find((d) => d.sql === st.text);
+      v.failures.push({
+        oracle: 2,
+        kind: near ? "recorded-params-differ" : "executed-not-recorded",
+        message: `the server executed ${st.kind} ${JSON.stringify(st.text)}${st.params?.length ? ` with ${JSON.stringify(st.params)}` : ""}, ` +
+          (near ? `recorded with params ${JSON.stringify(near.params)}` : `which is not in the session's statement.allowed events after #${cursor} (${A} in all)`),
+      });
+      break;
+    }
+  } else if (cost[0]![0]! > 0 && ev.pid !== undefined) {
+    // an allowed statement the server never ran must not be recorded as having succeeded
+    let i = 0, j = 0;
+    while (j < A) {
+      const skip = cost[i]![j + 1]! === INF ? INF : cost[i]![j + 1]! + (claimsSuccess[j] ? 1 : 0);
+      if (i < N && fits(i, j) && cost[i + 1]![j + 1] === cost[i]![j]) { i++; j++; continue; }
+      if (i < N && ex[i]!.fetch && j > 0 && fits(i, j - 1) && cost[i + 1]![j] === cost[i]![j]) { i++; continue; }
+      if (skip === cost[i]![j] && claimsSuccess[j]) {
+        const d = allowed[j]!;
+        v.failures.push({ oracle: 2, kind: "recorded-success-not-executed", message: `statement #${d.statementId} ${JSON.stringify(d.sql)} is recorded as completed (${completed.get(d.statementId)?.commandTag}) but the server never executed it` });
+      }
+      j++;
+    }
+  }
+  const chain = verifyChain(ev.events);
+  if (chain) v.failures.push({ oracle: 2, kind: "chain-broken", message: `the session's hash chain does not verify: ${JSON.stringify(chain)}` });
+  if (!ev.events.some((e) => e.type === T["session.ended"])) v.failures.push({ oracle: 2, kind: "session-not-ended", message: "no session.ended event for the session" });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3 no leak
+// ---------------------------------------------------------------------------------------------
+
+const windows = (s: string, n: number): string[] => Array.from({ length: Math.max(0, s.length - n + 1) }, (_, i) => s.slice(i, i + n));
+
+/** Needles for every secret: windows of its random part, reversed too, and their hex encodings. */
+export function leakNeedles(s: Secrets): Array<{ needle: string; what: string }> {
+  const out: Array<{ needle: string; what: string }> = [];
+  const add = (core: string, n: number, what: string) => {
+    for (const w of [...windows(core, n), ...windows([...core].reverse().join(""), n)]) {
+      out.push({ needle: w, what }, { needle: Buffer.from(w, "utf8").toString("hex"), what: `${what} (hex)` });
+    }
+  };
+  s.emails.forEach((e, i) => add(e.slice(3, e.indexOf("@")), 8, `customers.email #${i + 1}`));
+  s.cards.forEach((c, i) => add(c, 12, `customers.card #${i + 1}`));
+  s.tokens.forEach((t, i) => add(t.slice(3), 8, `secrets.token #${i + 1}`));
+  return out;
+}
+
+const MESSAGE_NAMES: Record<string, string> = { D: "DataRow", E: "ErrorResponse", N: "NoticeResponse", d: "CopyData", T: "RowDescription", C: "CommandComplete", S: "ParameterStatus", A: "NotificationResponse" };
+
+function leakOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
+  const needles = leakNeedles(o.secrets);
+  const find = (text: string) => {
+    const t = text.toLowerCase();
+    for (const n of needles) {
+      const at = t.indexOf(n.needle);
+      if (at >= 0) return { n, around: t.slice(Math.max(0, at - 60), at + n.needle.length + 20).replace(/[^\x20-\x7e]/g, ".") };
+    }
+    return undefined;
+  };
+  // the client: message by message, so the finding names the channel (a row, an error field, …)
+  v.checks[3]++;
+  for (const m of ev.proxy.messages) {
+    const hit = find(m.raw.toString("latin1"));
+    if (!hit) continue;
+    const channel = MESSAGE_NAMES[m.code] ?? `'${m.code}'`;
+    v.failures.push({ oracle: 3, kind: `raw-value-to-client:${channel}`, message: `${hit.n.what} reached the client in a ${channel}: …${hit.around}…` });
+    break;
+  }
+  v.checks[3]++;
+  for (const raw of ev.auditRaw) {
+    const hit = find(raw);
+    if (!hit) continue;
+    const type = (JSON.parse(raw) as { type?: string }).type ?? "?";
+    v.failures.push({ oracle: 3, kind: `raw-value-in-audit:${type.replace(/^dev\.sluice\.|\.v1$/g, "")}`, message: `${hit.n.what} is in the audit event ${type}: …${hit.around}…` });
+    break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4 protocol
+// ---------------------------------------------------------------------------------------------
+
+const MASKED_VALUE = /h:[A-Za-z0-9_-]{16}/;
+
+function describeMsg(m: BackendMessage | undefined): string {
+  if (!m) return "nothing";
+  switch (m.code) {
+    case "E":
+    case "N": {
+      const f = errorFields(m);
+      return `${m.code === "E" ? "ErrorResponse" : "NoticeResponse"} ${f.C} ${JSON.stringify(f.M)}`;
+    }
+    case "C": return `CommandComplete ${JSON.stringify(commandTag(m))}`;
+    case "Z": return `ReadyForQuery ${readyStatus(m)}`;
+    case "T": return `RowDescription [${rowDescription(m).map((f) => f.name).join(",")}]`;
+    case "D": return `DataRow(${dataRow(m).length})`;
+    default: return `'${m.code}'`;
+  }
+}
+
+/** Why a proxy message differs from the reference's, or undefined when they agree. */
+function differs(p: BackendMessage, r: BackendMessage, deniedOp: boolean): string | undefined {
+  if (p.code !== r.code) return "different message";
+  switch (p.code) {
+    case "E": {
+      if (deniedOp && isSluiceError(p)) return undefined;
+      return errorFields(p).C === errorFields(r).C ? undefined : "different SQLSTATE";
+    }
+    case "N":
+      return errorFields(p).C === errorFields(r).C ? undefined : "different notice";
+    case "C":
+      return commandTag(p) === commandTag(r) ? undefined : "different command tag";
+    case "Z":
+      return readyStatus(p) === readyStatus(r) ? undefined : "different transaction status";
+    case "T": {
+      const a = rowDescription(p), b = rowDescription(r);
+      return a.length === b.length && a.every((f, i) => f.name === b[i]!.name && f.typeOid === b[i]!.typeOid && f.format === b[i]!.format) ? undefined : "different row description";
+    }
+    case "D": {
+      const a = dataRow(p), b = dataRow(r);
+      if (a.length !== b.length) return "different column count";
+      for (let i = 0; i < a.length; i++) {
+        const x = a[i], y = b[i];
+        if (x === null || y === null) {
+          if (x !== y) return `column ${i + 1}: NULL on one side only`;
+          continue;
+        }
+        if (!x.equals(y) && !MASKED_VALUE.test(x.toString("latin1"))) return `column ${i + 1}: different value`;
+      }
+      return undefined;
+    }
+    case "d":
+      return p.raw.equals(r.raw) || MASKED_VALUE.test(p.raw.toString("latin1")) ? undefined : "different COPY data";
+    default:
+      return p.raw.equals(r.raw) ? undefined : "different content";
+  }
+}
+
+function protocolOracle(ev: Evidence, v: Verdicts): void {
+  const p = ev.proxy;
+  v.checks[4]++;
+  if (p.connectError) {
+    v.failures.push({ oracle: 4, kind: "connect-failed", message: `the proxy refused the connection: ${p.connectError}` });
+    return;
+  }
+  if (p.walk.violation) {
+    v.failures.push({ oracle: 4, kind: "response-out-of-protocol", message: `the proxy's response stream does not fit the ops: ${p.walk.violation}` });
+    return;
+  }
+  let upTo = p.walk.perOp.length;
+  if (p.walk.fatal) {
+    if (p.walk.fatal.code === "08P01") v.refused = true;
+    else v.failures.push({ oracle: 4, kind: "fatal", message: `the proxy ended the session at op ${p.walk.fatal.at} with FATAL ${p.walk.fatal.code}: ${p.walk.fatal.message}` });
+    upTo = p.walk.fatal.at + 1;
+  } else if (!p.walk.complete) {
+    const k = p.walk.waitingFor ?? -1;
+    v.failures.push({ oracle: 4, kind: p.stalled ? "no-answer" : "closed-early", message: `op ${k} (${ev.c.ops[k]?.t}) was never answered: ${p.stalled ? `nothing for ${IDLE_MS / 1000} s` : `connection ${p.closed}`}` });
+    upTo = k + 1;
+  }
+  const r = ev.reference;
+  if (!r) return;
+  if (r.walk.violation || !r.walk.complete) {
+    v.inconclusive.push(`4: the reference run itself did not complete (${r.walk.violation ?? `waiting for op ${r.walk.waitingFor}`})`);
+    return;
+  }
+  const denied = new Set(ev.denied);
+  for (let k = 0; k < upTo; k++) {
+    v.checks[4]++;
+    const pm = p.walk.perOp[k]!.filter((m) => !isApprovalNotice(m));
+    const rm = r.walk.perOp[k]!;
+    const fatalHere = p.walk.fatal && k === p.walk.fatal.at;
+    const n = fatalHere ? pm.length - 1 : Math.max(pm.length, rm.length);
+    for (let i = 0; i < n; i++) {
+      const why = pm[i] && rm[i] ? differs(pm[i]!, rm[i]!, denied.has(k)) : "missing message";
+      if (why) {
+        v.failures.push({
+          oracle: 4,
+          kind: `differs-from-server@${ev.c.ops[k]!.t}`,
+          message: `op ${k} (${ev.c.ops[k]!.t}) answer ${i + 1}: proxy sent ${describeMsg(pm[i])}, the server answers ${describeMsg(rm[i])} (${why})`,
+        });
+        return;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export function judge(ev: Evidence, o: OracleContext): Verdicts {
+  const v: Verdicts = { failures: [], inconclusive: [], checks: { 1: 0, 2: 0, 3: 0, 4: 0, 5: 0 }, refused: false };
+  if (ev.pid === undefined && ev.executed.length === 0 && !ev.proxy.connectError) {
+    v.inconclusive.push("1,2: the statement log named no backend for the session");
+  }
+  allowedOracle(ev, o, v);
+  executorOracle(ev, o, v);
+  recordedOracle(ev, o, v);
+  leakOracle(ev, o, v);
+  protocolOracle(ev, v);
+  v.checks[5]++;
+  if (!ev.health.ok) v.failures.push({ oracle: 5, kind: "node-unhealthy", message: `another session's statement failed afterwards: ${ev.health.error}` });
+  return v;
+}

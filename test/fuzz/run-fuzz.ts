@@ -1,0 +1,191 @@
+/**
+ * `npm run fuzz`: the differential suite for as long as asked, then test/fuzz/REPORT.md.
+ *
+ *   npm run fuzz -- --minutes 60            seeds from a random base, 50 cases each, until the time is up
+ *   npm run fuzz -- --seed 1234 [--runs 50] only that seed
+ *   npm run fuzz -- --case findings/005-….json  one case (a finding, or {identity, ops, approvals}):
+ *                                            every op with the proxy's and the server's answers, the verdicts
+ *   options: --write-findings (a minimised case per new signature → findings/NNN-…json, status open),
+ *            --report FILE (default test/fuzz/REPORT.md), --no-report
+ *
+ * Each seed runs until its first failure whose signature is neither an open finding nor already
+ * found in this run; that case is minimised (fuzz-check.ts) and the run goes on with the next seed.
+ * Failures with known signatures are counted. Exit code 0 when nothing new was found, 1 otherwise.
+ */
+import { execFileSync } from "node:child_process";
+import { loadavg } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
+import fc from "fast-check";
+import { standaloneContext, startFuzzWorld } from "./fuzz-world.js";
+import { checker, minimise, signature } from "./fuzz-check.js";
+import { loadFindings, openSignatures, writeFinding } from "./findings.js";
+import { FUZZ_POLICY } from "./fuzz-policy.js";
+import { fuzzCase } from "./generate.js";
+import { showOp } from "./ops.js";
+import { errorFields, type BackendMessage } from "../lib/pg-frames.js";
+import type { Failure } from "./oracles.js";
+import type { FuzzCase } from "./run-case.js";
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+const flag = (name: string) => process.argv.includes(`--${name}`);
+
+const minutes = Number(arg("minutes") ?? (arg("seed") ? 1e9 : 5));
+const onlySeed = arg("seed") !== undefined ? Number(arg("seed")) : undefined;
+const runsPerSeed = Number(arg("runs") ?? 50);
+const reportFile = arg("report") ?? new URL("./REPORT.md", import.meta.url).pathname;
+if (!Number.isFinite(minutes) || minutes <= 0 || !Number.isFinite(runsPerSeed) || runsPerSeed <= 0 || (onlySeed !== undefined && !Number.isInteger(onlySeed))) {
+  console.error("usage: npm run fuzz -- [--minutes N] [--seed S] [--runs N] [--write-findings] [--report FILE | --no-report]");
+  process.exit(2);
+}
+
+const git = (...a: string[]) => {
+  try {
+    return execFileSync("git", a, { encoding: "utf8" }).trim();
+  } catch {
+    return "unknown";
+  }
+};
+
+interface Found {
+  sig: string;
+  seed: number;
+  failure: Failure;
+  c: FuzzCase;
+  runs: number;
+  file?: string;
+}
+
+const caseFile = arg("case");
+if (caseFile) process.exit(await showCase(caseFile));
+
+/** Runs one case and prints it op by op with both answers, what the server executed and the verdicts. */
+async function showCase(file: string): Promise<number> {
+  const c = JSON.parse(readFileSync(file, "utf8")) as FuzzCase & { policy?: string };
+  const { t, cleanup } = standaloneContext();
+  try {
+    const world = await startFuzzWorld(t);
+    if (c.policy) await world.usePolicy(c.policy);
+    const { ev, v } = await checker(world).check({ identity: c.identity, ops: c.ops, approvals: c.approvals ?? [] });
+    const sh = (m: BackendMessage) => (m.code === "E" || m.code === "N" ? `${m.code}(${errorFields(m).C} ${errorFields(m).M})` : m.code);
+    c.ops.forEach((o, i) => console.log(`${i} ${showOp(o)}\n    proxy:  ${ev.proxy.walk.perOp[i]!.map(sh).join(" ")}\n    server: ${ev.reference?.walk.perOp[i]!.map(sh).join(" ") ?? "-"}`));
+    console.log(`denied ops: ${JSON.stringify(ev.denied)}; approvals: ${JSON.stringify(ev.approvals)}`);
+    console.log("executed upstream:");
+    for (const st of ev.executed) console.log(`  ${JSON.stringify(st)}`);
+    console.log(`audit: ${ev.events.map((e) => e.type.replace(/^dev\.sluice\.|\.v1$/g, "")).join(", ")}`);
+    for (const f of v.failures) console.log(`FAIL ${f.oracle} ${f.kind}: ${f.message}`);
+    for (const i of v.inconclusive) console.log(`inconclusive: ${i}`);
+    return v.failures.length ? 1 : 0;
+  } finally {
+    await cleanup();
+  }
+}
+
+const started = Date.now();
+const loadStart = loadavg();
+const deadline = started + minutes * 60_000;
+const { t, cleanup } = standaloneContext();
+const world = await startFuzzWorld(t);
+const ck = checker(world);
+const findings = loadFindings();
+const open = openSignatures(findings);
+const known = new Map<string, number>();
+const found: Found[] = [];
+const seeds: number[] = [];
+let base = onlySeed ?? Math.floor(Math.random() * 2 ** 31);
+try {
+  while (Date.now() < deadline) {
+    const seed = base++;
+    seeds.push(seed);
+    const r = await fc.check(
+      fc.asyncProperty(fuzzCase, async (c) => {
+        const { v } = await ck.check(c);
+        let fresh = false;
+        for (const f of v.failures) {
+          const sig = signature(f);
+          if (open.has(sig) || found.some((x) => x.sig === sig)) known.set(sig, (known.get(sig) ?? 0) + 1);
+          else fresh = true;
+        }
+        return !fresh;
+      }),
+      { seed, numRuns: runsPerSeed, endOnFailure: true, interruptAfterTimeLimit: Math.max(1, deadline - Date.now()), markInterruptAsFailure: false },
+    );
+    if (r.failed && r.counterexample) {
+      const c = r.counterexample[0];
+      const first = (await ck.check(c)).v.failures.find((f) => !open.has(signature(f)) && !found.some((x) => x.sig === signature(f)));
+      if (first) {
+        const sig = signature(first);
+        const m = await minimise(ck, c, sig).catch(() => ({ c, failure: first, runs: 0 }));
+        const entry: Found = { sig, seed, failure: m.failure, c: m.c, runs: m.runs };
+        found.push(entry);
+        console.log(`seed ${seed}: NEW ${sig}: ${m.failure.message}`);
+        if (flag("write-findings")) {
+          entry.file = writeFinding({
+            name: m.failure.kind.replace(/[^a-z0-9]+/gi, "-").toLowerCase().replace(/^-|-$/g, ""),
+            status: "open",
+            oracle: m.failure.oracle,
+            kind: m.failure.kind,
+            summary: "(to be written)",
+            observed: m.failure.message,
+            identity: m.c.identity,
+            policy: FUZZ_POLICY,
+            ops: m.c.ops,
+            approvals: m.c.approvals,
+            found: { commit: git("rev-parse", "--short", "HEAD"), seed, date: new Date().toISOString() },
+          });
+          console.log(`  written: findings/${entry.file}`);
+        }
+      }
+    } else if (r.failed) {
+      console.log(`seed ${seed}: the property threw: ${String(r.errorInstance)}`);
+    }
+    if (onlySeed !== undefined) break;
+    const s = ck.tally;
+    console.log(`${Math.round((Date.now() - started) / 1000)} s: ${s.cases} cases, ${s.executed} executed, ${found.length} new signatures, ${[...known.values()].reduce((a, b) => a + b, 0)} known failures`);
+  }
+} finally {
+  await world.stop();
+  await cleanup();
+}
+
+const durationS = Math.round((Date.now() - started) / 1000);
+const s = ck.tally;
+const lines: string[] = [];
+lines.push("# Differential fuzz report", "");
+lines.push(`Written by \`npm run fuzz\` (test/fuzz/run-fuzz.ts). Commit \`${git("rev-parse", "--short", "HEAD")}\`${git("status", "--porcelain").length ? " (with uncommitted changes)" : ""}, ${new Date().toISOString()}.`, "");
+lines.push(`- duration: ${durationS} s (asked: ${onlySeed !== undefined ? `seed ${onlySeed}` : `${minutes} min`}); load average at start ${loadStart.map((x) => x.toFixed(2)).join(" ")}, at end ${loadavg().map((x) => x.toFixed(2)).join(" ")} (2 cores)`);
+lines.push(`- seeds: ${seeds.length <= 20 ? seeds.join(", ") : `${seeds[0]} … ${seeds[seeds.length - 1]} (${seeds.length} consecutive)`}; ${runsPerSeed} cases per seed at most`);
+lines.push(`- tried: ${s.cases} sequences, ${s.messages} frontend messages; the server executed ${s.executed} statements; the proxy denied ${s.denied} messages; ${s.approvals} approval requests answered; ${s.refused} sequences refused by the proxy (FATAL 08P01)`);
+lines.push("", "## What each oracle checked", "");
+lines.push("| oracle | checks | what |", "|---|---|---|");
+lines.push(`| 1 allowed | ${s.checks[1]} | each statement in the server's log (\`log_statement = all\`) of the fuzzed session's backend, re-decided with classifySql + evaluate for the identity; SQL EXECUTE resolved from the server's own \`prepare:\` detail; approval-needing ones must match an approval the fuzz approver granted |`);
+lines.push(`| 2 recorded | ${s.checks[2]} | each executed statement is, in order, a statement.allowed event of the session with the same text and bound parameters (hash-masked with the node's key); allowed events recorded as succeeded were executed; the hash chain verifies; session.ended exists |`);
+lines.push(`| 3 no leak | ${s.checks[3]} | every message the client received and every audit event of the session, searched for windows of the seeded masked values and denied-table values (as is, reversed, hex, any case) |`);
+lines.push(`| 4 protocol | ${s.checks[4]} | the response stream fits the ops (response-walk.ts) and equals, op by op, the server's own answers to the same frames sent directly, with the proxy's denials replaced by statements failing at the same point |`);
+lines.push(`| 5 healthy | ${s.checks[5]} | after each sequence, another session's uncached SELECT through the same node answers |`);
+lines.push("", "## Found", "");
+if (found.length === 0) lines.push("Nothing new (no failure whose signature is not an open finding).");
+for (const f of found) {
+  lines.push(`### ${f.sig}${f.file ? ` → findings/${f.file}` : ""}`, "");
+  lines.push(`seed ${f.seed}, minimised in ${f.runs} runs; identity ${f.c.identity}${f.c.approvals.length ? `, approvals ${JSON.stringify(f.c.approvals)}` : ""}`, "");
+  lines.push("```", ...f.c.ops.map((o, i) => `${i} ${showOp(o)}`), "```", "", `> ${f.failure.message.replace(/\n/g, " ")}`, "");
+}
+if (known.size) {
+  lines.push("## Failures of already known signatures", "", "| signature | finding | cases |", "|---|---|---|");
+  for (const [sig, n] of [...known].sort((a, b) => b[1] - a[1])) lines.push(`| ${sig} | ${open.get(sig) ?? "this run"} | ${n} |`);
+  lines.push("");
+}
+lines.push("## Open findings at the start of the run", "");
+const openList = findings.filter((f) => f.status === "open");
+lines.push(openList.length ? openList.map((f) => `- ${f.file}: oracle ${f.oracle} ${f.kind}`).join("\n") : "none");
+lines.push("", "## Inconclusive", "");
+lines.push("Checks an oracle could not decide exactly; never counted as passed.", "");
+if (s.inconclusive.size === 0) lines.push("none");
+for (const [k, n] of s.inconclusive) lines.push(`- ${k}: ${n}`);
+lines.push("");
+const report = lines.join("\n");
+if (!flag("no-report")) writeFileSync(reportFile, report);
+console.log(report);
+process.exit(found.length ? 1 : 0);
