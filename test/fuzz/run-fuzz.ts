@@ -180,6 +180,14 @@ if (known.size) {
 lines.push("## Open findings at the start of the run", "");
 const openList = findings.filter((f) => f.status === "open");
 lines.push(openList.length ? openList.map((f) => `- ${f.file}: oracle ${f.oracle} ${f.kind}`).join("\n") : "none");
+lines.push("", "## Where the oracles are not exact, and why", "");
+lines.push(
+  "- 1 allowed, by the classifier: it re-decides the text the server logged with the same libpg-query reading the proxy uses, so a text the server reads differently (string settings, encodings) passes it; the executor-plan check (auto_explain, nested statements included) covers that for writes by read-only identities and reads or writes of denied tables, but utility statements (DDL, TRUNCATE, SET, COPY) have no plan and are judged by the classifier alone. A SQL `EXECUTE` is resolved from the server's own `prepare:` detail, which PG logs only for the first existing name of a message; names a failed multi-statement message may or may not have (re)defined are counted as inconclusive, not judged.",
+  "- 2 recorded: the server logs an Execute before it checks the portal can run; one refused with 55000 \"cannot be run\" is not an execution. A portal resumed after PortalSuspended (\"execute fetch from\") may be recorded as the execution it continues. The server's ERROR lines are tied to the last logged statement with the same text, which a later unlogged Bind of that text could share; this only steers which of two equal audit events an execution is paired with.",
+  "- 3 no leak: it searches for windows of 8 characters (12 digits for cards) of each seeded value, as is, reversed and hex-encoded, in any case; shorter substrings, other encodings (base64, arithmetic on digits) and values laundered through a write into an unmasked column and read back are not searched.",
+  "- 4 protocol: the reference run replaces exactly the ops the proxy denied, so an over-denial (the proxy denying what policy allows) is not a protocol failure; DataRow values may differ where the proxy's carries a hash-masked token.",
+  "- approvals are matched to executions by statement text (the control plane's copy of the request), one approval per execution.",
+);
 lines.push("", "## Inconclusive", "");
 lines.push("Checks an oracle could not decide exactly; never counted as passed.", "");
 if (s.inconclusive.size === 0) lines.push("none");
