@@ -5,6 +5,8 @@
  *   sluice nats-auth init --dir D [--prefix P]        keys (D/seeds.json, 0600) and D/auth.conf for every server
  *   sluice nats-auth server-config --dir D             print the server block again (after a role template changed)
  *   sluice nats-auth user --dir D --role R --name N [--region R --node N] [--expires 90d] [--out F]
+ *   sluice nats-auth signer --dir D --role R --out F    one role's issuing key alone (a pod mints its own node user)
+ *   sluice nats-auth user --signer F --name N [--region R --node N] [--out F]
  *
  * A data-plane node's user carries its region, node and cancel number as tags; the server fills the
  * data-plane role's template with them. No server configuration changes when a node is added.
@@ -14,12 +16,14 @@ import { join } from "node:path";
 import { nodeNumberFromId } from "@sluice/data-plane";
 import { parseDuration } from "@sluice/shared/config";
 import { SluiceError } from "@sluice/shared/errors";
-import { createNatsAuth, natsNames, NATS_ROLES, type NatsAuthSeeds, type NatsRole } from "@sluice/shared/nats";
+import { createNatsAuth, issueWithRoleSigner, natsNames, NATS_ROLES, type NatsAuthSeeds, type NatsRole, type RoleSigner } from "@sluice/shared/nats";
 import { UsageError, fail, parse } from "../lib/cli-kit.js";
 
 const USAGE = `usage: sluice nats-auth init --dir DIR [--prefix PREFIX]
        sluice nats-auth server-config --dir DIR
-       sluice nats-auth user --dir DIR --role ${NATS_ROLES.join("|")} --name NAME [--region R --node N] [--expires 90d] [--out FILE]`;
+       sluice nats-auth user --dir DIR --role ${NATS_ROLES.join("|")} --name NAME [--region R --node N] [--expires 90d] [--out FILE]
+       sluice nats-auth signer --dir DIR --role ROLE --out FILE
+       sluice nats-auth user --signer FILE --name NAME [--region R --node N] [--expires 90d] [--out FILE]`;
 
 interface SeedFile {
   prefix: string;
@@ -50,15 +54,30 @@ export async function run(args: string[]): Promise<number> {
     node: { type: "string" },
     expires: { type: "string" },
     out: { type: "string" },
+    signer: { type: "string" },
   });
   if (values.help) {
     process.stdout.write(USAGE + "\n");
     return 0;
   }
   const sub = positionals[0];
-  if (positionals.length !== 1 || !["init", "server-config", "user"].includes(sub ?? "") || !values.dir) throw new UsageError(USAGE);
-  const dir = values.dir;
+  if (positionals.length !== 1 || !["init", "server-config", "user", "signer"].includes(sub ?? "") || (!values.dir && !(sub === "user" && values.signer))) throw new UsageError(USAGE);
+  const dir = values.dir ?? "";
   try {
+    if (sub === "user" && values.signer) {
+      if (!values.name) throw new UsageError(USAGE);
+      const signer = JSON.parse(readFileSync(values.signer, "utf8")) as RoleSigner;
+      const creds = await issueWithRoleSigner(signer, {
+        name: values.name,
+        region: values.region,
+        node: values.node,
+        cancel: values.node ? nodeNumberFromId(values.node) : undefined,
+        expiresInSec: values.expires ? Math.round(parseDuration(values.expires) / 1000) : undefined,
+      });
+      if (values.out) writeSecret(values.out, creds);
+      else process.stdout.write(creds);
+      return 0;
+    }
     if (sub === "init") {
       if (existsSync(join(dir, "seeds.json"))) throw new SluiceError("already_exists", `${join(dir, "seeds.json")} exists: keys are never overwritten`);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -76,6 +95,11 @@ export async function run(args: string[]): Promise<number> {
       return 0;
     }
     const role = values.role as NatsRole | undefined;
+    if (sub === "signer") {
+      if (!role || !NATS_ROLES.includes(role) || !values.out) throw new UsageError(USAGE);
+      writeSecret(values.out, JSON.stringify(auth.roleSigner(role)) + "\n");
+      return 0;
+    }
     if (!role || !NATS_ROLES.includes(role) || !values.name) throw new UsageError(USAGE);
     if (role === "data-plane" && (!values.region || !values.node)) throw new UsageError("a data-plane user needs --region and --node (the node's config `region` and `node`)");
     const creds = await auth.issueUser({

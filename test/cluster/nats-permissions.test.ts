@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { createNatsAuth, ensureAll, kvStreamName, natsNames, type NatsAuth, type NatsRole } from "@sluice/shared/nats";
+import { createNatsAuth, credsIdentity, ensureAll, issueWithRoleSigner, kvStreamName, natsNames, type NatsAuth, type NatsRole } from "@sluice/shared/nats";
 import { nodeNumberFromId } from "@sluice/data-plane";
 import { startNatsCluster } from "../lib/nats-cluster.js";
 
@@ -138,6 +138,14 @@ test("least privilege: data plane, control plane and auditor users get exactly t
   const cjsm = await jetstreamManager(cp.nc);
   await assert.rejects(cjsm.streams.delete(names.auditStream));
   await assert.rejects(cjsm.streams.purge(kvStreamName(names.snapshotBucket)));
+
+  // a node that minted its own user from the data-plane role key alone gets the same template
+  const selfMinted = await issueWithRoleSigner(auth.roleSigner("data-plane"), { name: "dp-3", region: "eu", node: "dp-3", cancel: nodeNumberFromId("dp-3") });
+  const dp3 = await connect({ servers: url, authenticator: credsAuthenticator(new TextEncoder().encode(selfMinted)), inboxPrefix: names.dataPlaneInbox("eu", "dp-3") });
+  t.after(() => dp3.close());
+  assert.equal((await jetstream(dp3).publish(names.auditSubject("eu", "dp-3", "lane-1"), "[]")).stream, names.auditStream);
+  await assert.rejects(jetstream(dp3).publish(names.auditSubject("eu", "dp-1", "lane-1"), "[]", { timeout: 1500 }));
+  assert.deepEqual(credsIdentity(selfMinted), { name: "dp-3", role: "data-plane", region: "eu", node: "dp-3" });
 
   // fleet reader: the fleet bucket only
   const fr = await connectAs(auth, url, { role: "fleet-reader", name: "pipeline" });

@@ -37,7 +37,9 @@ export async function startHttpServer(
       res.end(req.method === "HEAD" ? undefined : body);
     };
     try {
-      if (path === "/healthz") {
+      // /readyz: the same checks (NATS connected, every component healthy); a load balancer or a
+      // Kubernetes readiness probe sends no gRPC call to a replica that is not
+      if (path === "/healthz" || path === "/readyz") {
         const h = o.healthy();
         return done(h.ok ? 200 : 503, "application/json", JSON.stringify({ status: h.ok ? "ok" : "unavailable", ...h.detail }) + "\n");
       }

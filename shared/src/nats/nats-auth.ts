@@ -27,6 +27,36 @@ import { SluiceError } from "../errors/index.js";
 import type { NatsNames } from "./nats-names.js";
 import { NATS_ROLES, rolePermissions, roleTags, type NatsRole } from "./nats-permissions.js";
 
+/**
+ * One role's issuing key alone: enough to mint users of that role and nothing else (e.g. for a
+ * data-plane pod that issues its own node credentials at start, deploy/kubernetes).
+ */
+export interface RoleSigner {
+  role: NatsRole;
+  accountPublicKey: string;
+  seed: string;
+}
+
+/** Issues a user of `signer.role` with only that role's key (no operator or account seed needed). */
+export async function issueWithRoleSigner(signer: RoleSigner, user: Omit<NatsUser, "role">): Promise<string> {
+  const full: NatsUser = { ...user, role: signer.role };
+  checkUser(full);
+  const u = createUser();
+  const exp = user.expiresInSec ? Math.floor(Date.now() / 1000) + user.expiresInSec : undefined;
+  const jwt = await encodeUser(user.name, u, signer.accountPublicKey, { tags: roleTags(signer.role, full) }, { signer: keyFrom(signer.seed, `${signer.role} signing key`), scopedUser: true, ...(exp ? { exp } : {}) });
+  return td.decode(fmtCreds(jwt, u));
+}
+
+function checkUser(user: NatsUser): void {
+  if (!TOKEN.test(user.name)) throw new SluiceError("invalid_argument", `user name must match ${TOKEN.source}: ${JSON.stringify(user.name)}`);
+  if (user.role === "data-plane") {
+    // the tags become subject tokens of the role template: they must be tokens themselves
+    for (const [k, v] of [["region", user.region], ["node", user.node]] as const) {
+      if (!v || !TOKEN.test(v)) throw new SluiceError("invalid_argument", `a data-plane user needs --${k} matching ${TOKEN.source}`);
+    }
+  }
+}
+
 /** The secret half (nkey seeds). Whoever holds `signers[role]` can mint users of that role. */
 export interface NatsAuthSeeds {
   operator: string;
@@ -56,6 +86,8 @@ export interface NatsAuth {
   readonly systemAccountPublicKey: string;
   /** the `operator`, `system_account`, `resolver` and `resolver_preload` lines of nats-server.conf */
   serverConfig(): string;
+  /** one role's issuing key alone (see issueWithRoleSigner) */
+  roleSigner(role: NatsRole): RoleSigner;
   /** a `.creds` file (user JWT + user seed) of a role */
   issueUser(user: NatsUser): Promise<string>;
   /** a `.creds` file of a system-account user (server monitoring, `nats server report`) */
@@ -149,16 +181,11 @@ export async function createNatsAuth(names: NatsNames, seeds?: NatsAuthSeeds): P
       ].join("\n");
     },
     async issueUser(user) {
-      if (!TOKEN.test(user.name)) throw new SluiceError("invalid_argument", `user name must match ${TOKEN.source}: ${JSON.stringify(user.name)}`);
-      if (user.role === "data-plane") {
-        // the tags become subject tokens of the role template: they must be tokens themselves
-        for (const [k, v] of [["region", user.region], ["node", user.node]] as const) {
-          if (!v || !TOKEN.test(v)) throw new SluiceError("invalid_argument", `a data-plane user needs --${k} matching ${TOKEN.source}`);
-        }
-      }
+      checkUser(user);
       const tags = roleTags(user.role, user);
       return issue(account, signers[user.role], user.name, tags, user.expiresInSec);
     },
+    roleSigner: (role) => ({ role, accountPublicKey: account.getPublicKey(), seed: s.signers[role] }),
     async issueSystemUser(name) {
       // signed by the system account itself: a plain (unscoped) user with the system account's default rights
       return issue(sys, undefined, name, []);
