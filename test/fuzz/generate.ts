@@ -50,8 +50,9 @@ const paramsFor = (p: PoolSql): fc.Arbitrary<Param[]> =>
   );
 
 const terminator: fc.Arbitrary<Op[]> = fc.oneof(
-  { weight: 5, arbitrary: fc.constant<Op[]>([{ t: "S" }]) },
+  { weight: 6, arbitrary: fc.constant<Op[]>([{ t: "S" }]) },
   { weight: 2, arbitrary: fc.constant<Op[]>([{ t: "H" }]) },
+  { weight: 1, arbitrary: fc.constant<Op[]>([{ t: "H" }, { t: "W" }]) },
   { weight: 3, arbitrary: fc.constant<Op[]>([]) },
 );
 
@@ -69,9 +70,9 @@ const extendedUnit: fc.Arbitrary<Op[]> = fc
     sql: poolSql,
     name: fc.constantFrom(...STATEMENTS),
     portal: fc.constantFrom(...PORTALS),
-    parse: fc.constantFrom(true, true, true, true, false),
-    bind: fc.constantFrom(true, true, true, true, false),
-    execute: fc.constantFrom(true, true, true, true, false),
+    parse: fc.constantFrom(true, true, true, true, true, true, false),
+    bind: fc.constantFrom(true, true, true, true, true, true, false),
+    execute: fc.constantFrom(true, true, true, true, true, true, false),
     describeS: fc.boolean(),
     describeP: fc.boolean(),
     maxRows: fc.constantFrom(0, 0, 0, 1, 2),
@@ -105,10 +106,30 @@ const loneUnit: fc.Arbitrary<Op[]> = fc.oneof(
   fc.constant<Op[]>([{ t: "H" }]),
 );
 
+/**
+ * Shapes that stress what the proxy must mirror, with statements from the pool: a statement name
+ * re-parsed under a bound portal (which must keep what was bound), and an error the server answers
+ * before the client sends more (so what follows meets a server that skips to Sync).
+ */
+const patternUnit: fc.Arbitrary<Op[]> = fc.oneof(
+  fc.record({ first: poolSql, then: poolSql, name: fc.constantFrom("s1", "p1"), portal: fc.constantFrom(...PORTALS) })
+    .chain((u) => paramsFor(u.first).map((params) => ({ ...u, params })))
+    .map(({ first, then, name, portal, params }): Op[] => [
+      { t: "P", name, sql: first.sql }, { t: "B", portal, stmt: name, params }, { t: "C", kind: "S", name },
+      { t: "P", name, sql: then.sql }, { t: "E", portal, maxRows: 0 }, { t: "S" },
+    ]),
+  fc.record({ failing: fc.constantFrom("SELECT 1/0", "SELECT email::int FROM customers", "INSERT INTO items VALUES (1, 'dup', 1)"), wait: fc.boolean() })
+    .map(({ failing, wait }): Op[] => [
+      { t: "P", name: "", sql: failing }, { t: "B", portal: "", stmt: "", params: [] }, { t: "E", portal: "", maxRows: 0 },
+      ...(wait ? [{ t: "H" } as Op, { t: "W" } as Op] : []),
+    ]),
+);
+
 const unit: fc.Arbitrary<Op[]> = fc.oneof(
   { weight: 4, arbitrary: queryUnit },
   { weight: 5, arbitrary: extendedUnit },
   { weight: 1, arbitrary: loneUnit },
+  { weight: 1, arbitrary: patternUnit },
 );
 
 export const fuzzCase: fc.Arbitrary<FuzzCase> = fc
