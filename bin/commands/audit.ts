@@ -1,12 +1,14 @@
 /**
  * `sluice audit verify|export|tail`: the audit evidence, read through the control plane's
- * AuditService and checked HERE, on the client: hash chains, sequence contiguity and checkpoint
- * signatures against a pinned public key. `verify --file` checks an exported copy offline.
+ * AuditService and checked HERE, on the client: hash chains, sequence contiguity from the first
+ * message, checkpoint signatures against a pinned public key, and nothing left unsealed.
+ * `verify --file` checks an exported copy offline.
  */
 import { readFileSync } from "node:fs";
+import type { KeyObject } from "node:crypto";
 import { AuditServiceClient, type GetSealerResponse } from "@sluice/proto";
 import {
-  AuditVerifier, ChunkJoiner, OcsfMapper, checkpointEvent, exportEvent, parseAuditJsonl, publicKeyFromPem, summarizeReport,
+  AuditVerifier, ChunkJoiner, OcsfMapper, checkpointEvent, exportMessage, parseAuditJsonl, publicKeyFromPem, summarizeReport,
   verifyAudit, type VerifyReport,
 } from "@sluice/control-plane/audit-client";
 import { parseDuration } from "@sluice/shared/config";
@@ -17,11 +19,12 @@ import { withClient } from "../lib/grpc-client.js";
 import { parseTimeFlag, readAudit } from "../lib/audit-read.js";
 
 const USAGE = `usage:
-  sluice audit verify [--public-key FILE] [--file EVENTS.jsonl] [--json]
-  sluice audit export --format ocsf|cloudevents [--since T] [--until T] [--events-only]
+  sluice audit verify [--public-key FILE] [--file EVENTS.jsonl] [--wait D] [--json]
+  sluice audit export --format ocsf|cloudevents [--since T] [--until T] [--events-only] [--wait D]
   sluice audit tail [--json]
   sluice audit key [--json]              the sealer's public key (PEM) to pin
-T is an ISO time or a duration back from now (30m, 2h, 7d). Common flags: --server ADDR --token JWT`;
+T is an ISO time or a duration back from now (30m, 2h, 7d). D is how long to wait for the sealer to
+seal what is stored (default 15s; 0 = do not wait). Common flags: --server ADDR --token JWT`;
 
 function out(line: string): Promise<void> {
   // honour stdout back-pressure: exports can be large
@@ -44,9 +47,31 @@ function printReport(r: VerifyReport, json: boolean | undefined): number {
   return 0;
 }
 
+function sealer(values: Record<string, string | boolean | undefined>): Promise<GetSealerResponse> {
+  return withClient(AuditServiceClient, values, (c) => c.call<object, GetSealerResponse>("getSealer", {}));
+}
+
+/**
+ * Waits (up to `--wait`) until the sealer has sealed every message stored now; returns the stream
+ * sequence a verification or an export should stop at: the end of the last checkpoint when it
+ * covers what was stored, else what was stored (whose tail then shows as unsealed).
+ */
+async function sealedEnd(values: Record<string, string | boolean | undefined>): Promise<{ toSeq: number; sealer: GetSealerResponse }> {
+  const waitMs = values.wait === undefined ? 15_000 : values.wait === "0" ? 0 : parseDuration(values.wait as string);
+  let s = await sealer(values);
+  const target = Number(s.auditLastSeq);
+  const until = Date.now() + waitMs;
+  while (Number(s.sealedThrough) < target && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 200));
+    s = await sealer(values);
+  }
+  const sealed = Number(s.sealedThrough);
+  return { toSeq: sealed >= target ? sealed : target, sealer: s };
+}
+
 async function verify(values: Record<string, string | boolean | undefined>): Promise<number> {
   const keyFile = values["public-key"] as string | undefined;
-  let publicKey;
+  let publicKey: KeyObject | undefined;
   if (keyFile) {
     try {
       publicKey = publicKeyFromPem(readFileSync(keyFile));
@@ -65,14 +90,23 @@ async function verify(values: Record<string, string | boolean | undefined>): Pro
     if (copy.badCheckpointLines.length) {
       return fail(new SluiceError("failed_precondition", `${values.file}:${copy.badCheckpointLines[0]}: malformed checkpoint (forged or damaged)`));
     }
-    return printReport(verifyAudit(copy.records, copy.checkpoints, { publicKey }), values.json as boolean);
+    // a copy proves something only against a key pinned beforehand: without one the report fails
+    return printReport(verifyAudit(copy.messages, copy.checkpoints, { publicKey }), values.json as boolean);
   }
-  const v = new AuditVerifier([], { publicKey });
-  for await (const item of readAudit(values, { includeCheckpoints: true })) {
-    if (item.record) v.add(item.record);
-    else v.addCheckpoint(item.checkpoint);
+  const { toSeq, sealer: s } = await sealedEnd(values);
+  // live: without a pinned key, check against the key the control plane reports, and say so
+  const keyFromServer = !publicKey;
+  publicKey ??= publicKeyFromPem(s.publicKeyPem);
+  const v = new AuditVerifier([], { publicKey, keyFromServer, now: Date.now() });
+  if (toSeq > 0) {
+    for await (const item of readAudit(values, { includeCheckpoints: true, toSeq })) {
+      if (item.message) v.add(item.message);
+      else v.addCheckpoint(item.checkpoint);
+    }
   }
-  return printReport(v.finish(), values.json as boolean);
+  const report = v.finish();
+  if (keyFromServer && report.ok) process.stderr.write("sluice: warning: checkpoint signatures were checked against the key the control plane reports; pin it (sluice audit key > sealer.pem) and pass --public-key\n");
+  return printReport(report, values.json as boolean);
 }
 
 function inRange(ev: CloudEvent, since?: string, until?: string): boolean {
@@ -87,14 +121,20 @@ async function exportCmd(values: Record<string, string | boolean | undefined>): 
   const since = parseTimeFlag(values.since as string | undefined, now, parseDuration);
   const until = parseTimeFlag(values.until as string | undefined, now, parseDuration);
   if (format === "cloudevents") {
-    // events exactly as stored plus their stream sequence; checkpoints after the event ending their range
+    // one event a line exactly as stored plus its message's stream sequence; checkpoints after the
+    // message ending their range. Without --since/--until the copy ends at a checkpoint (after
+    // waiting for the sealer), so `audit verify --file` can prove all of it.
+    const { toSeq } = await sealedEnd(values);
+    if (toSeq === 0) return 0;
     let lastPrinted = -1;
-    for await (const item of readAudit(values, { includeCheckpoints: !values["events-only"] })) {
-      if (item.record) {
-        const ev = item.record.event;
-        if (ev && !inRange(ev, since, until)) continue;
-        await out(JSON.stringify(exportEvent(item.record)));
-        lastPrinted = item.record.seq;
+    for await (const item of readAudit(values, { includeCheckpoints: !values["events-only"], toSeq })) {
+      if (item.message) {
+        for (const line of exportMessage(item.message)) {
+          const ev = line.specversion === "1.0" ? (line as unknown as CloudEvent) : undefined;
+          if (ev && !inRange(ev, since, until)) continue;
+          await out(JSON.stringify(line));
+          lastPrinted = item.message.seq;
+        }
       } else if (item.checkpoint.lastSeq === lastPrinted) {
         await out(JSON.stringify(checkpointEvent(item.checkpoint)));
       }
@@ -107,11 +147,13 @@ async function exportCmd(values: Record<string, string | boolean | undefined>): 
   const emit = async (ev: CloudEvent) => {
     for (const o of mapper.map(ev)) if (inRange({ ...ev, time: new Date(o.time).toISOString() }, since, until)) await out(JSON.stringify(o));
   };
-  for await (const item of readAudit(values, { control: true })) if (item.record?.event) await emit(item.record.event);
+  for await (const item of readAudit(values, { control: true })) for (const ev of item.message?.events ?? []) await emit(ev);
   const joiner = new ChunkJoiner();
   for await (const item of readAudit(values, {})) {
-    const ev = item.record?.event && joiner.push(item.record.event);
-    if (ev) await emit(ev);
+    for (const raw of item.message?.events ?? []) {
+      const ev = joiner.push(raw);
+      if (ev) await emit(ev);
+    }
   }
   for (const o of mapper.flush()) if (inRange({ time: new Date(o.time).toISOString() } as CloudEvent, since, until)) await out(JSON.stringify(o));
   return 0;
@@ -136,10 +178,11 @@ async function tail(values: Record<string, string | boolean | undefined>): Promi
   process.once("SIGTERM", stop);
   try {
     for await (const item of readAudit(values, { fromEnd: true, follow: true }, ac.signal)) {
-      const r = item.record;
-      if (!r) continue;
-      if (values.json) await out(JSON.stringify(exportEvent(r)));
-      else await out(r.event ? tailLine(r.event) : `seq ${r.seq}: (not an event)`);
+      const m = item.message;
+      if (!m) continue;
+      if (values.json) for (const line of exportMessage(m)) await out(JSON.stringify(line));
+      else if (m.events) for (const ev of m.events) await out(tailLine(ev));
+      else await out(`seq ${m.seq}: (not a CloudEvents batch)`);
     }
   } finally {
     process.off("SIGINT", stop);
@@ -149,7 +192,7 @@ async function tail(values: Record<string, string | boolean | undefined>): Promi
 }
 
 async function key(values: Record<string, string | boolean | undefined>): Promise<number> {
-  const r = await withClient(AuditServiceClient, values, (c) => c.call<object, GetSealerResponse>("getSealer", {}));
+  const r = await sealer(values);
   if (values.json) printJson(r);
   else process.stdout.write(r.publicKeyPem.endsWith("\n") ? r.publicKeyPem : r.publicKeyPem + "\n");
   return 0;
@@ -164,6 +207,7 @@ export async function run(args: string[]): Promise<number> {
     since: { type: "string" },
     until: { type: "string" },
     "events-only": { type: "boolean" },
+    wait: { type: "string" },
   });
   if (values.help) {
     process.stdout.write(USAGE + "\n");

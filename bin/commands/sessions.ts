@@ -106,12 +106,16 @@ async function replay(id: string, values: Record<string, string | boolean | unde
   const renderer = new TranscriptRenderer();
   let seen = 0;
   try {
+    // the server narrows each stored batch to this session's events (through the read model's index)
     for await (const item of readAudit(values, { sessionId: id, follow: Boolean(values.follow) }, ac.signal)) {
-      const ev = item.record?.event && joiner.push(item.record.event);
-      if (!ev) continue;
-      seen++;
-      if (values.json) process.stdout.write(JSON.stringify(ev) + "\n");
-      else for (const line of renderer.push(ev)) process.stdout.write(line + "\n");
+      for (const raw of item.message?.events ?? []) {
+        if (raw.subject !== id) continue;
+        const ev = joiner.push(raw);
+        if (!ev) continue;
+        seen++;
+        if (values.json) process.stdout.write(JSON.stringify(ev) + "\n");
+        else for (const line of renderer.push(ev)) process.stdout.write(line + "\n");
+      }
       if (values.follow && renderer.ended) ac.abort();
     }
   } finally {

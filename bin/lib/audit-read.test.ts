@@ -5,8 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestControlPlane } from "../../control-plane/src/testing/test-control-plane.js";
 import { publishInterleaved, SessionScript } from "../../control-plane/src/audit/testing.js";
-import { jetstream } from "@nats-io/jetstream";
-import { encodeEvent } from "@sluice/shared/events";
+import { publishBatches } from "../../control-plane/src/audit/testing.js";
 import { readAudit, parseTimeFlag } from "./audit-read.js";
 
 test("readAudit follows new records from the end (audit tail) and one session's (replay --follow); needs an admin token", async (t) => {
@@ -22,21 +21,19 @@ test("readAudit follows new records from the end (audit tail) and one session's 
   const tail: string[] = [];
   const tailing = (async () => {
     for await (const item of readAudit(flags, { fromEnd: true, follow: true }, ac.signal)) {
-      if (item.record?.event) tail.push(item.record.event.type);
+      for (const ev of item.message?.events ?? []) tail.push(ev.type);
       if (tail.length === 4) ac.abort();
     }
   })();
   const ac2 = new AbortController();
   const later = new SessionScript("0190f1f1-0000-7000-8000-000000000001", Date.parse("2026-02-01T10:00:00Z")).start("late").allowed("SELECT 1", 0).end();
-  const js = jetstream(h.nc);
-  const publish = async (evs: typeof later.events) => {
-    for (const ev of evs) await js.publish(later.subject(h.names), encodeEvent(ev), { msgID: ev.id });
-  };
+  // one event a message here, so the tail sees the first four before the session ends
+  const publish = (evs: typeof later.events) => publishBatches(h.nc, h.names, evs, 1);
   const replayed: string[] = [];
   const replaying = (async () => {
     for await (const item of readAudit(flags, { sessionId: later.sessionId, follow: true }, ac2.signal)) {
-      replayed.push(item.record!.event!.type);
-      if (item.record!.event!.type.endsWith("session.ended.v1")) ac2.abort();
+      for (const ev of item.message?.events ?? []) replayed.push(ev.type);
+      if (replayed.at(-1)?.endsWith("session.ended.v1")) ac2.abort();
     }
   })();
   await new Promise((r) => setTimeout(r, 500)); // let both calls reach the server before publishing

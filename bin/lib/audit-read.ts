@@ -1,27 +1,18 @@
 /**
- * The streaming side of the audit API for the CLI: AuditService.Read as an async iterator of records
- * (parsed events with their stream sequence, and checkpoints), cancelled when the consumer stops.
+ * The streaming side of the audit API for the CLI: AuditService.Read as an async iterator of
+ * messages (the events of each stored batch with its stream sequence, and checkpoints), cancelled
+ * when the consumer stops.
  */
 import { credentials } from "@grpc/grpc-js";
 import { AuditServiceClient, type AuditRecord as AuditRecordMsg, type ReadAuditRequest } from "@sluice/proto";
-import { parseCheckpoint, type AuditRecord, type Checkpoint } from "@sluice/control-plane/audit-client";
-import { decodeEvent } from "@sluice/shared/events";
+import { messageFromWire, parseCheckpoint, type AuditMessage, type Checkpoint } from "@sluice/control-plane/audit-client";
 import { bearerMetadata, fromServiceError } from "./grpc-client.js";
 import { UsageError, resolveTarget } from "./cli-kit.js";
 
-export type ReadItem = { record: AuditRecord; checkpoint?: undefined } | { checkpoint: Checkpoint; record?: undefined };
+export type ReadItem = { message: AuditMessage; checkpoint?: undefined } | { checkpoint: Checkpoint; message?: undefined };
 
 export function toItem(msg: AuditRecordMsg): ReadItem | undefined {
-  if (msg.event) {
-    const e = msg.event;
-    let record: AuditRecord;
-    try {
-      record = { seq: e.streamSeq, subject: e.subject, event: decodeEvent(Buffer.from(e.eventJson, "utf8")), storedAt: e.storedAt };
-    } catch {
-      record = { seq: e.streamSeq, subject: e.subject, raw: e.eventJson, storedAt: e.storedAt };
-    }
-    return { record };
-  }
+  if (msg.event) return { message: messageFromWire(msg.event) };
   if (msg.checkpoint) return { checkpoint: parseCheckpoint(msg.checkpoint.checkpointJson) };
   return undefined;
 }
@@ -35,7 +26,7 @@ export async function* readAudit(
   const target = resolveTarget(flags);
   const client = new AuditServiceClient(target.server, credentials.createInsecure());
   const call = client.read(
-    { fromSeq: 0, sessionId: "", follow: false, fromEnd: false, includeCheckpoints: false, control: false, ...req },
+    { fromSeq: 0, sessionId: "", follow: false, fromEnd: false, includeCheckpoints: false, control: false, toSeq: 0, ...req },
     bearerMetadata(target.token),
   );
   let cancelled = false;

@@ -62,6 +62,22 @@ function tlsFromConfig(cfg: SluiceConfig): DataPlaneOptions["tls"] {
   }
 }
 
+/** The audit publisher's counters on /metrics (the bench reads events, messages and bytes per statement here). */
+function auditMetrics(p: AuditPublisher): Record<string, number> {
+  const s = p.stats;
+  return {
+    sluice_dp_audit_up: s.state === "up" ? 1 : 0,
+    sluice_dp_audit_pending_events: s.pending,
+    sluice_dp_audit_events_total: s.published,
+    sluice_dp_audit_messages_total: s.messages,
+    sluice_dp_audit_bytes_total: s.bytes,
+    sluice_dp_audit_recovered_batches_total: s.recovered,
+    sluice_dp_audit_failed_publishes_total: s.failedPublishes,
+    sluice_dp_audit_refused_total: s.refused,
+    sluice_dp_audit_ack_timeouts_total: s.ackTimeouts,
+  };
+}
+
 export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataPlaneNode> {
   const cfg = o.config;
   const log = o.logger ?? createLogger({ level: cfg.logLevel, name: "data-plane" });
@@ -117,13 +133,12 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
     let publisher: AuditPublisher | undefined;
     if (!hooks.audit) {
       const a = cfg.dataPlane.audit;
-      publisher = new AuditPublisher(nc, { durability: a.durability, bufferEvents: a.bufferEvents, logger: log, inboxPrefix });
+      publisher = new AuditPublisher(nc, { durability: a.durability, bufferEvents: a.bufferEvents, names, region: cfg.region, node: cfg.node, logger: log, inboxPrefix });
       const pub = publisher;
       stops.push(() => pub.close(10_000));
     }
     const audit = hooks.audit ?? createAuditObserver({
       publisher: publisher!,
-      names,
       maxRowsPerStatement: cfg.dataPlane.audit.maxRowsPerStatement,
       maxBytesPerStatement: cfg.dataPlane.audit.maxBytesPerStatement,
       snapshots,
@@ -155,6 +170,7 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       resolveSecret: hooks.resolveSecret,
       cancelRouter,
       maxFrameBytes: cfg.dataPlane.maxFrameBytes,
+      metrics: publisher ? () => auditMetrics(publisher!) : undefined,
       upstreamSpares: cfg.dataPlane.upstreamSpares.max > 0 ? { max: cfg.dataPlane.upstreamSpares.max, idleMs: Math.max(1, cfg.dataPlane.upstreamSpares.idleSeconds) * 1000 } : false,
       logger: log,
     });

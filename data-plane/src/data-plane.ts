@@ -62,6 +62,8 @@ export interface DataPlaneOptions {
   maxFrameBytes?: number;
   /** startup + authentication + upstream connect budget (default 30 s) */
   authTimeoutMs?: number;
+  /** more gauges and counters for /metrics (name → value), e.g. the audit publisher's */
+  metrics?: () => Record<string, number>;
   logger?: Logger;
   /** token verification (default: @sluice/shared/auth verifyToken against the snapshot's issuers) */
   verify?: (token: string, snapshot: PolicySnapshot) => Promise<VerifiedIdentity>;
@@ -261,6 +263,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
           `sluice_dp_cancels_total ${s.cancels}`,
           `sluice_dp_upstream_spares ${s.upstreamSpares}`,
           `sluice_dp_policy_revision ${options.snapshots.current()?.revision ?? 0}`,
+          ...Object.entries(options.metrics?.() ?? {}).map(([k, v]) => `${k} ${v}`),
         ];
         res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(lines.join("\n") + "\n");
       } else res.writeHead(404).end();

@@ -1,11 +1,12 @@
 /**
- * What storing one audit event costs nats-server (issue 7: where the time goes). Starts a private
- * nats-server with JetStream (file storage, as the contract asks) on a free port, creates the audit
- * stream as sluice does, and publishes pgbench-sized events (~700 bytes) of 8 concurrent sessions
- * through the real AuditPublisher in `async` and `ack` style; then, for reference, the same bytes as
- * plain JetStream publishes without Nats-Msg-Id or a reply (no de-duplication, no PubAck). Reports
- * CPU µs per event of nats-server and of this process, from /proc. Not a test:
- * `node --import tsx test/bench/nats-cost.bench.ts [--events N]`. Prints one JSON object.
+ * What storing audit events costs nats-server (issue 7: where the time goes; issue 12: batches).
+ * Starts a private nats-server with JetStream (file storage, as the contract asks) on a free port,
+ * creates the audit stream as sluice does, and records pgbench-sized statement.allowed events
+ * (~700 bytes) of 8 concurrent sessions through the real AuditPublisher in `async` and `ack` style
+ * (batches on one lane); then, for reference, the same bytes one event per plain publish without a
+ * PubAck. Reports CPU µs per event of nats-server and of this process (from /proc), and events per
+ * message. Not a test: `node --import tsx test/bench/nats-cost.bench.ts [--events N]`. Prints one
+ * JSON object.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -28,8 +29,8 @@ const server = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js
 await waitForPort(port, 10_000);
 const nc = await connect({ servers: `nats://127.0.0.1:${port}` });
 
-const results: Record<string, { natsUsPerEvent: number; clientUsPerEvent: number; eventsPerSec: number }> = {};
-async function measure(name: string, run: () => Promise<void>): Promise<void> {
+const results: Record<string, { natsUsPerEvent: number; clientUsPerEvent: number; eventsPerSec: number; eventsPerMessage?: number }> = {};
+async function measure(name: string, run: () => Promise<void>, messages?: () => number): Promise<void> {
   const s0 = cpuSeconds(server.pid!);
   const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
@@ -40,6 +41,7 @@ async function measure(name: string, run: () => Promise<void>): Promise<void> {
     natsUsPerEvent: ((cpuSeconds(server.pid!) - s0) * 1e6) / total,
     clientUsPerEvent: (c.user + c.system) / total,
     eventsPerSec: total / secs,
+    ...(messages ? { eventsPerMessage: total / messages() } : {}),
   };
 }
 
@@ -53,8 +55,8 @@ try {
   for (const durability of ["async", "ack"] as const) {
     const names = natsNames(`cost${durability}`);
     await ensureAuditStream(nc, names);
-    const publisher = new AuditPublisher(nc, { durability, bufferEvents: 100_000 });
-    const recs = Array.from({ length: 8 }, (_, i) => new SessionRecorder(publisher, { sessionId: `s${i}`, region: "bench", node: "n1", names }));
+    const publisher = new AuditPublisher(nc, { durability, bufferEvents: 100_000, names, region: "bench", node: "n1" });
+    const recs = Array.from({ length: 8 }, (_, i) => new SessionRecorder(publisher, { sessionId: `s${i}`, region: "bench", node: "n1" }));
     const run = async (n: number) => {
       if (durability === "async") {
         for (let i = 0; i < n; i++) recs[i % 8]!.record("statement.allowed", payload(i));
@@ -67,7 +69,8 @@ try {
       }
     };
     await run(Math.min(total, 5000)); // warm-up: JIT
-    await measure(durability, () => run(total));
+    const before = publisher.stats.messages;
+    await measure(durability, () => run(total), () => publisher.stats.messages - before);
     await publisher.close();
   }
   // reference: the same bytes, no Msg-Id and no PubAck (what JetStream storage alone costs)
@@ -75,7 +78,7 @@ try {
   await ensureAuditStream(nc, names);
   const bytes = new TextEncoder().encode(JSON.stringify({ ...payload(1), pad: "x".repeat(300) }));
   await measure("plain-no-ack", async () => {
-    for (let i = 0; i < total; i++) nc.publish(names.auditSubject("bench", "n1", `s${i % 8}`), bytes);
+    for (let i = 0; i < total; i++) nc.publish(names.auditSubject("bench", "n1", `raw-${i % 8}`), bytes);
     await nc.flush();
     // wait until the stream holds them all
     const { jetstreamManager } = await import("@nats-io/jetstream");

@@ -65,9 +65,13 @@ test("least privilege: data plane, control plane and auditor users get exactly t
   t.after(() => dp.nc.close());
   const js = jetstream(dp.nc);
 
-  // its own audit lanes: stored
+  // its own audit lanes: stored, and their last message can be looked up (after an uncertain publish)
   const ack = await js.publish(names.auditSubject("eu", "dp-1", "lane-1"), "[]");
   assert.equal(ack.stream, names.auditStream);
+  const djsm = await jetstreamManager(dp.nc, { checkAPI: false });
+  assert.equal((await djsm.direct.getMessage(names.auditStream, { last_by_subj: names.auditSubject("eu", "dp-1", "lane-1") }))?.seq, ack.seq);
+  // ...but not another node's
+  await assert.rejects(djsm.direct.getMessage(names.auditStream, { last_by_subj: names.auditSubject("eu", "dp-2", "lane-1") }));
   // another node's lanes, another region, the control stream, the checkpoints: refused
   for (const subject of [
     names.auditSubject("eu", "dp-2", "lane-1"),

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type pg from "pg";
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { decodeEvent, type CloudEvent } from "@sluice/shared/events";
+import { decodeBatch, type CloudEvent } from "@sluice/shared/events";
 import type { SluiceError } from "@sluice/shared/errors";
 import { ApprovalServiceClient, type GetApprovalResponse } from "@sluice/proto";
 import { connectClient } from "../../bin/lib/grpc-client.js";
@@ -81,8 +81,7 @@ async function sessionEvents(stack: Stack, sessionFilter: (ce: CloudEvent) => bo
   const it = await c.consume();
   let n = 0;
   for await (const m of it) {
-    const ce = decodeEvent(m.data);
-    if (sessionFilter(ce)) out.push(ce);
+    for (const ce of decodeBatch(m.data)) if (sessionFilter(ce)) out.push(ce);
     if (++n >= total) break;
   }
   it.stop();

@@ -114,7 +114,7 @@ test("sessions and audit CLI over real recorded sessions: list, show, replay, ve
     sluice(stack, ["projections", "rebuild", "--json"]),
   ]);
   assert.equal(verify.code, 0, verify.stdout + verify.stderr);
-  assert.match(verify.stdout, new RegExp(`^ok: ${last} events, 1 sessions, \\d+ checkpoints; sealed through seq ${last}`));
+  assert.match(verify.stdout, new RegExp(`^ok: ${last} messages, \\d+ events, 1 sessions, \\d+ checkpoints; sealed through seq ${last}; everything sealed; signatures verified against the pinned key`));
   assert.equal(offline.code, 0, offline.stdout + offline.stderr);
   assert.equal(tampered.code, 1);
   assert.match(tampered.stdout, new RegExp(`FAILED: stream seq ${target.sluicestreamseq}, session ${session.sessionId}, event ${target.id}: hash does not match the event content \\(altered\\)`));

@@ -1,6 +1,6 @@
 /**
- * A session of 10,000 statements through the real proxy with a real client (psql): every statement is on the stream exactly once, in order, with its decision,
- * its completion and capped result rows, and the session's hash chain verifies.
+ * A session of 10,000 statements through the real proxy with a real client (psql): every statement is on the stream exactly once, in order, as two
+ * events (its decision, and its completion carrying the capped result rows), and the session's hash chain verifies.
  */
 import { test } from "node:test";
 import { execFile } from "node:child_process";
@@ -11,7 +11,7 @@ import { promisify } from "node:util";
 import assert from "node:assert/strict";
 import {
   verifyChain, joinChunks, SessionEventType,
-  type StatementAllowedData, type ResultRowsData, type StatementCompletedData,
+  type StatementAllowedData, type StatementCompletedData,
 } from "@sluice/shared/events";
 import type { Bundle } from "@sluice/shared/policy";
 import { createAuditObserver, type AuditObserver } from "../../data-plane/src/recorder/index.js";
@@ -37,10 +37,10 @@ function endedSignal(audit: AuditObserver): Promise<void> {
 
 test("a session of 10,000 statements through the proxy is on the stream exactly once, in order, with a valid chain", async (t) => {
   const { nc, names } = await sharedAuditStream(t);
-  const publisher = recorderOn(t, nc, "ack");
+  const publisher = recorderOn(t, nc, names, "ack", { region: "eu-1", node: "dp-a" });
   let bundle!: Bundle;
   const snaps = { current: () => ({ revision: 1, bundle, hash: "x", appliedBy: "t", appliedAt: new Date(0).toISOString() }), onChange: () => () => {} };
-  const audit = createAuditObserver({ publisher, names, maxRowsPerStatement: 10, maxBytesPerStatement: 4096, snapshots: snaps });
+  const audit = createAuditObserver({ publisher, maxRowsPerStatement: 10, maxBytesPerStatement: 4096, snapshots: snaps });
   const ended = endedSignal(audit);
   const stack = await startProxyStack(t, { bundle: (b) => (bundle = b), dp: { audit, auditFeatures: { decodeParams: true, captureRows: 10 }, region: "eu-1", nodeId: "dp-a" } });
   await stack.direct("CREATE TABLE items (id int PRIMARY KEY, label text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 50) g");
@@ -75,8 +75,12 @@ test("a session of 10,000 statements through the proxy is on the stream exactly 
     const d = e.data as StatementAllowedData;
     assert.deepEqual([d.protocol, d.sql, d.decision, d.rule], ["simple", sqlOf(i + 1) + ";", "allow", "test/allow"]);
   });
+  // two events per statement (its decision and its completion, which carries the captured rows)
+  assert.equal(logical.length, 2 * N + 3, "session.started, session.authenticated, 2 per statement, session.ended");
+  assert.equal(logical.filter((e) => e.type === T("result.rows")).length, 0, "captures under 64 KiB ride inside statement.completed");
   // result rows: capped by rows, counts exact
-  const rows = logical.filter((e) => e.type === T("result.rows")).map((e) => e.data as ResultRowsData);
+  const rows = completed.flatMap((c) => c.results ?? []);
+  assert.equal(rows.length, N, "every statement's result set");
   const big = rows.find((r) => r.rows === 50)!;
   assert.ok(big, "a 50-row result was recorded");
   assert.equal(big.recorded, 10);

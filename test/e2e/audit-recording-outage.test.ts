@@ -24,7 +24,7 @@ async function outageRun(t: import("node:test").TestContext, durability: AuditDu
   const { nc, names } = nats;
   // async queues a linger's worth of events (8 sessions × 2 events/ms × 5 ms) in normal operation
   const bufferEvents = durability === "ack" ? 60 : 600;
-  const publisher = new AuditPublisher(nc, { durability, bufferEvents, publishTimeoutMs: 1000, ackWaitMs: 1000, retryMaxMs: 300 });
+  const publisher = new AuditPublisher(nc, { durability, bufferEvents, names, region: "r1", node: "n1", publishTimeoutMs: 1000, ackWaitMs: 1000, retryMaxMs: 300 });
   t.after(() => publisher.close(2000).catch(() => undefined));
 
   /** statements a client would have seen succeed: sessionId → statement ids */
@@ -33,7 +33,7 @@ async function outageRun(t: import("node:test").TestContext, durability: AuditDu
   let down = false, stop = false;
 
   const loop = async () => {
-    const rec = new SessionRecorder(publisher, { sessionId: uuidv7(), region: "r1", node: "n1", names });
+    const rec = new SessionRecorder(publisher, { sessionId: uuidv7(), region: "r1", node: "n1" });
     const ok: number[] = [];
     confirmed.set(rec.sessionId, ok);
     rec.record("session.started", { clientAddress: "127.0.0.1", resource: "orders", node: "n1", region: "r1", tls: { enabled: false } });

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   verifyChain, SessionEventType,
-  type CloudEvent, type StatementAllowedData, type ResultRowsData, type SessionAuthenticatedData,
+  type CloudEvent, type StatementAllowedData, type StatementCompletedData, type SessionAuthenticatedData,
 } from "@sluice/shared/events";
 import type { Bundle } from "@sluice/shared/policy";
 import { loadSqlParser } from "@sluice/shared/sql";
@@ -28,8 +28,8 @@ test("nothing secret is on the stream: no JWT, no upstream secret, no unmasked v
   const CARD = "4111111111111111";
   let bundle!: Bundle;
   const snaps = { current: () => ({ revision: 1, bundle, hash: "x", appliedBy: "t", appliedAt: new Date(0).toISOString() }), onChange: () => () => {} };
-  const publisher = recorderOn(t, nc, "ack");
-  const audit = createAuditObserver({ publisher, names, maxRowsPerStatement: 100, maxBytesPerStatement: 65536, snapshots: snaps });
+  const publisher = recorderOn(t, nc, names, "ack");
+  const audit = createAuditObserver({ publisher, maxRowsPerStatement: 100, maxBytesPerStatement: 65536, snapshots: snaps });
   const ended = new Promise<void>((resolve) => {
     const orig = audit.sessionEnded!.bind(audit);
     audit.sessionEnded = (info, end) => {
@@ -72,7 +72,8 @@ test("nothing secret is on the stream: no JWT, no upstream secret, no unmasked v
   const auth = evs.find((e) => e.type === T("session.authenticated"))!.data as SessionAuthenticatedData;
   assert.equal(auth.subject, "repo:acme/orders");
   assert.deepEqual(auth.groups, ["ci"]);
-  const rows = evs.filter((e) => e.type === T("result.rows")).map((e) => e.data as ResultRowsData);
+  assert.equal(evs.filter((e) => e.type === T("result.rows")).length, 0, "small captures ride inside statement.completed");
+  const rows = evs.filter((e) => e.type === T("statement.completed")).flatMap((e) => (e.data as StatementCompletedData).results ?? []);
   assert.equal(rows[0]!.values[0]![0], "1");
   assert.equal(rows[0]!.values[0]![3], "vip");
   // the event names which rule masked which column and how, never the value
@@ -93,8 +94,8 @@ test("NATS stops during a client load: 57P03 once the buffer is full, then recov
   const nats = await restartableAuditStream(t, "proxyoutage");
   const { nc, names } = nats;
   const bufferEvents = 40;
-  const publisher = recorderOn(t, nc, "ack", { bufferEvents, publishTimeoutMs: 1000, ackWaitMs: 1000 });
-  const audit = createAuditObserver({ publisher, names, maxRowsPerStatement: 0, maxBytesPerStatement: 0 });
+  const publisher = recorderOn(t, nc, names, "ack", { bufferEvents, publishTimeoutMs: 1000, ackWaitMs: 1000 });
+  const audit = createAuditObserver({ publisher, maxRowsPerStatement: 0, maxBytesPerStatement: 0 });
   const stack = await startProxyStack(t, { dp: { audit } });
   await stack.direct("CREATE TABLE t (v int PRIMARY KEY)");
 

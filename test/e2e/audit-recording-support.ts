@@ -1,7 +1,8 @@
 /**
  * Test support for the audit-recording e2e tests: an audit stream under a private prefix on the
  * machine's NATS, or on a private nats-server that a test can stop and start again; a publisher on
- * it; and what landed on the stream read back in stream order and grouped by session.
+ * it; and what landed on the stream read back in stream order (each batch's events, with the
+ * message they came in) and grouped by session.
  */
 import type { TestContext } from "node:test";
 import { randomBytes } from "node:crypto";
@@ -10,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { decodeEvent, type CloudEvent } from "@sluice/shared/events";
+import { decodeBatch, type CloudEvent } from "@sluice/shared/events";
 import { deleteAll, ensureAuditStream, natsNames, type NatsNames } from "@sluice/shared/nats";
 import { startNatsServer } from "../../bin/lib/dev-nats-server.js";
 import { AuditPublisher, type AuditDurability } from "../../data-plane/src/recorder/index.js";
@@ -20,13 +21,16 @@ const NATS_URL = process.env.SLUICE_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 export const randomPrefix = (): string => `t${randomBytes(5).toString("hex")}`;
 
 export interface StoredEvent {
+  /** the stream sequence of the message (batch) the event came in */
   streamSeq: number;
+  /** the lane subject */
   subject: string;
+  /** the whole message's text */
   raw: string;
   ev: CloudEvent;
 }
 
-/** Every message of the stream (optionally one subject), in stream order. */
+/** Every event of the stream (optionally of one lane subject), in stream order. */
 export async function readStream(nc: NatsConnection, stream: string, subject?: string): Promise<StoredEvent[]> {
   const jsm = await jetstreamManager(nc);
   const info = await jsm.streams.info(stream, subject ? { subjects_filter: subject } : undefined);
@@ -36,10 +40,11 @@ export async function readStream(nc: NatsConnection, stream: string, subject?: s
   const js = jetstream(nc);
   const c = await js.consumers.get(stream, subject ? { filter_subjects: subject } : {});
   const it = await c.consume({ max_messages: 1000 });
+  let read = 0;
   for await (const m of it) {
     const raw = m.string();
-    out.push({ streamSeq: m.seq, subject: m.subject, raw, ev: decodeEvent(m.data) });
-    if (out.length >= total) break;
+    for (const ev of decodeBatch(m.data)) out.push({ streamSeq: m.seq, subject: m.subject, raw, ev });
+    if (++read >= total) break;
   }
   await it.close();
   await c.delete().catch(() => false);
@@ -95,9 +100,21 @@ export async function restartableAuditStream(t: TestContext, prefix: string): Pr
   };
 }
 
+export interface RecorderExtra {
+  bufferEvents?: number;
+  publishTimeoutMs?: number;
+  ackWaitMs?: number;
+  /** the node the lanes belong to (default region "test", node "node-1") */
+  region?: string;
+  node?: string;
+}
+
 /** An AuditPublisher on `nc`, closed after the test. */
-export function recorderOn(t: TestContext, nc: NatsConnection, durability: AuditDurability, extra: { bufferEvents?: number; publishTimeoutMs?: number; ackWaitMs?: number } = {}): AuditPublisher {
-  const publisher = new AuditPublisher(nc, { durability, bufferEvents: extra.bufferEvents ?? 10_000, publishTimeoutMs: extra.publishTimeoutMs, ackWaitMs: extra.ackWaitMs, retryMaxMs: 300 });
+export function recorderOn(t: TestContext, nc: NatsConnection, names: NatsNames, durability: AuditDurability, extra: RecorderExtra = {}): AuditPublisher {
+  const publisher = new AuditPublisher(nc, {
+    durability, names, region: extra.region ?? "test", node: extra.node ?? "node-1", bufferEvents: extra.bufferEvents ?? 10_000,
+    publishTimeoutMs: extra.publishTimeoutMs, ackWaitMs: extra.ackWaitMs, retryMaxMs: 300,
+  });
   t.after(() => publisher.close(5000).catch(() => undefined));
   return publisher;
 }

@@ -244,8 +244,8 @@ async function lastEventSeq(o: DemoOptions, sessionId: string): Promise<number> 
   o.signal?.addEventListener("abort", stop, { once: true });
   try {
     for await (const item of readAudit({}, { sessionId, follow: true }, ac.signal)) {
-      const ev = item.record?.event;
-      if (ev && sessionEventName(ev.type) === "session.ended") return item.record!.seq;
+      const m = item.message;
+      if (m?.events?.some((ev) => ev.subject === sessionId && sessionEventName(ev.type) === "session.ended")) return m.seq;
     }
     throw new Aborted("stopped");
   } finally {

@@ -89,7 +89,15 @@ export const auditComponent: ControlPlaneComponent = {
       grpcServices: [
         {
           definition: AuditServiceService,
-          implementation: auditService({ nc: ctx.nc, names: ctx.names, auth: ctx.auth, adminGroups: ctx.adminGroups, logger, key, sealerStatus: () => sealer.status() }),
+          implementation: auditService({
+            nc: ctx.nc, names: ctx.names, auth: ctx.auth, adminGroups: ctx.adminGroups, logger, key, sealerStatus: () => sealer.status(),
+            sessionIndex: async (sessionId) => {
+              // the position first: every message up to it is in the index
+              const through = await model.position();
+              const [seqs, s] = await Promise.all([model.sessionMessages(sessionId), model.getSessionRow(sessionId)]);
+              return { seqs: seqs.filter((q) => q <= through), through, region: s?.region ?? undefined, node: s?.node ?? undefined };
+            },
+          }),
         },
         {
           definition: SessionServiceService,

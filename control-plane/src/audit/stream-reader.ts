@@ -1,10 +1,10 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
-import { decodeEvent } from "@sluice/shared/events";
+import { decodeBatch } from "@sluice/shared/events";
 import type { NatsNames } from "@sluice/shared/nats";
 import { parseCheckpoint, type Checkpoint } from "../sealer/checkpoint.js";
 import { SEALED_STREAM } from "../sealer/sealer.js";
-import type { AuditRecord } from "./audit-record.js";
+import type { AuditMessage } from "./audit-record.js";
 
 export interface ReadOptions {
   /** first stream sequence (default 1) */
@@ -15,13 +15,16 @@ export interface ReadOptions {
   filterSubject?: string;
   /** keep reading new messages until the signal aborts */
   follow?: boolean;
+  /** without follow: stop after this stream sequence (default: the last one stored when the read began) */
+  toSeq?: number;
   signal?: AbortSignal;
 }
 
-export function toAuditRecord(m: { seq: number; subject: string; data: Uint8Array; time?: Date }): AuditRecord {
+/** A stored audit message as its events (a CloudEvents batch), or its text when it is not one. */
+export function toAuditMessage(m: { seq: number; subject: string; data: Uint8Array; time?: Date }): AuditMessage {
   const storedAt = m.time?.toISOString();
   try {
-    return { seq: m.seq, subject: m.subject, event: decodeEvent(m.data), storedAt };
+    return { seq: m.seq, subject: m.subject, events: decodeBatch(m.data), storedAt };
   } catch {
     return { seq: m.seq, subject: m.subject, raw: Buffer.from(m.data).toString("utf8"), storedAt };
   }
@@ -37,6 +40,8 @@ export async function* readStreamMessages(nc: NatsConnection, stream: string, o:
   const jsm = await jetstreamManager(nc);
   const info = await jsm.streams.info(stream);
   if (!o.follow && info.state.messages === 0) return;
+  const last = o.follow ? Infinity : Math.min(info.state.last_seq, o.toSeq || Infinity);
+  if (last < Math.max(1, o.fromSeq ?? 1) && !o.fromTime) return;
   const consumer = await js.consumers.get(stream, {
     ...(o.fromTime
       ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: o.fromTime }
@@ -53,9 +58,10 @@ export async function* readStreamMessages(nc: NatsConnection, stream: string, o:
   try {
     if (o.signal?.aborted) return;
     for await (const m of messages) {
+      if (m.seq > last) break;
       yield m;
       // a busy stream never shows 0 pending: stop at what was stored when the read began
-      if (!o.follow && (m.info.pending === 0 || m.seq >= info.state.last_seq)) break;
+      if (!o.follow && (m.info.pending === 0 || m.seq >= last)) break;
     }
   } finally {
     o.signal?.removeEventListener("abort", stop);
@@ -63,9 +69,9 @@ export async function* readStreamMessages(nc: NatsConnection, stream: string, o:
   }
 }
 
-/** The audit stream as records (stream seq, subject, parsed event or the raw text of a malformed one). */
-export async function* readAuditRecords(nc: NatsConnection, names: NatsNames, o: ReadOptions = {}): AsyncGenerator<AuditRecord> {
-  for await (const m of readStreamMessages(nc, names.auditStream, o)) yield toAuditRecord(m);
+/** The audit stream as messages (stream seq, subject, the batch's events or the raw text of a malformed one). */
+export async function* readAuditMessages(nc: NatsConnection, names: NatsNames, o: ReadOptions = {}): AsyncGenerator<AuditMessage> {
+  for await (const m of readStreamMessages(nc, names.auditStream, o)) yield toAuditMessage(m);
 }
 
 /** Every checkpoint of the audit stream, in order. */

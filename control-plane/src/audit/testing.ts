@@ -5,8 +5,8 @@
 import { randomBytes } from "node:crypto";
 import type { TestContext } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream } from "@nats-io/jetstream";
-import { HashChain, encodeEvent, eventType, makeEvent, dataPlaneSource, type CloudEvent } from "@sluice/shared/events";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { HashChain, encodeBatch, eventType, makeEvent, dataPlaneSource, type CloudEvent } from "@sluice/shared/events";
 import { buildSessionEvent, chunkSessionEvent, uuidv7, type SessionEventName, type SessionEventPayloads } from "@sluice/shared/events";
 import { natsNames, ensureAll, deleteAll, type NatsNames, type JetStreamResources } from "@sluice/shared/nats";
 
@@ -45,13 +45,46 @@ export class SessionWriter {
     );
   }
   subject(names: NatsNames): string {
-    return names.auditSubject(this.region, this.node, this.sessionId);
+    return testLane(names, this.region, this.node);
   }
 }
 
-export async function publishEvents(nc: NatsConnection, names: NatsNames, evs: Array<{ w: SessionWriter; ev: CloudEvent }>): Promise<void> {
+/** The lane test events of a node go through (a data plane names its lanes `<boot id>-<n>`). */
+export function testLane(names: NatsNames, region: string, node: string): string {
+  return names.auditSubject(region, node, "test-0");
+}
+
+/**
+ * Publishes events as a data plane's lane does: consecutive events in batches of `perMessage`, each
+ * expecting the lane's previous message. Events go to the lane of their own source's node. Returns
+ * the number of messages stored.
+ */
+export async function publishBatches(nc: NatsConnection, names: NatsNames, events: readonly CloudEvent[], perMessage = 4): Promise<number> {
   const js = jetstream(nc);
-  for (const { w, ev } of evs) await js.publish(w.subject(names), encodeEvent(ev), { msgID: ev.id });
+  const jsm = await jetstreamManager(nc);
+  const last = new Map<string, number>();
+  let messages = 0;
+  for (let i = 0; i < events.length; ) {
+    const subject = laneOf(names, events[i]!);
+    if (!last.has(subject)) last.set(subject, (await jsm.direct.getMessage(names.auditStream, { last_by_subj: subject }))?.seq ?? 0);
+    const batch: CloudEvent[] = [];
+    while (i < events.length && batch.length < perMessage && laneOf(names, events[i]!) === subject) batch.push(events[i++]!);
+    const ack = await js.publish(subject, encodeBatch(batch.map((e) => JSON.stringify(e))), {
+      msgID: `${subject}:${batch[0]!.id}`, expect: { lastSubjectSequence: last.get(subject) ?? 0 },
+    });
+    last.set(subject, ack.seq);
+    messages++;
+  }
+  return messages;
+}
+
+function laneOf(names: NatsNames, ev: CloudEvent): string {
+  const m = /^sluice:\/\/([^/]+)\/(.+)$/.exec(ev.source);
+  return testLane(names, m?.[1] ?? "local", m?.[2] ?? "node-1");
+}
+
+export async function publishEvents(nc: NatsConnection, names: NatsNames, evs: Array<{ w: SessionWriter; ev: CloudEvent }>, perMessage = 1): Promise<number> {
+  return publishBatches(nc, names, evs.map((e) => e.ev), perMessage);
 }
 
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
@@ -136,26 +169,31 @@ export class SessionScript {
   }
 
   subject(names: NatsNames): string {
-    return names.auditSubject(this.region, this.node, this.sessionId);
+    return testLane(names, this.region, this.node);
   }
 }
 
-/** Publishes scripted sessions interleaved round-robin, as concurrent sessions land in the stream. */
-export async function publishInterleaved(nc: NatsConnection, names: NatsNames, sessions: SessionScript[]): Promise<number> {
-  const js = jetstream(nc);
+/** Scripted sessions interleaved round-robin, as concurrent sessions' events reach their lanes. */
+export function interleave(sessions: readonly SessionScript[]): CloudEvent[] {
+  const out: CloudEvent[] = [];
   const cursors = sessions.map(() => 0);
-  let n = 0;
   for (let more = true; more; ) {
     more = false;
     for (let i = 0; i < sessions.length; i++) {
-      const s = sessions[i]!;
-      const ev = s.events[cursors[i]!];
+      const ev = sessions[i]!.events[cursors[i]!];
       if (!ev) continue;
       more = true;
       cursors[i]!++;
-      await js.publish(s.subject(names), encodeEvent(ev), { msgID: ev.id });
-      n++;
+      out.push(ev);
     }
   }
-  return n;
+  return out;
+}
+
+/**
+ * Publishes scripted sessions interleaved round-robin in batches of `perMessage` events (the
+ * events of many sessions share a message). Returns the number of messages stored.
+ */
+export async function publishInterleaved(nc: NatsConnection, names: NatsNames, sessions: SessionScript[], perMessage = 4): Promise<number> {
+  return publishBatches(nc, names, interleave(sessions), perMessage);
 }

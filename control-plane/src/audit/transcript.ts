@@ -1,6 +1,7 @@
 import type { CloudEvent } from "@sluice/shared/events";
 import {
   sessionEventName,
+  type CapturedResult,
   type ResultRowsData,
   type SessionAuthenticatedData,
   type SessionDeniedData,
@@ -42,6 +43,16 @@ function table(cols: string[], rows: Array<Array<string | null>>): string[] {
 }
 
 export class TranscriptRenderer {
+  /** A captured result set as a small table. */
+  private rows(d: CapturedResult): string[] {
+    const shown = d.values.slice(0, this.o.maxRows);
+    const cols = d.columns.map((c) => (c.masked ? `${c.name} (masked)` : c.name));
+    const lines = table(cols, shown).map((l) => `    | ${l}`);
+    const more = d.rows - shown.length;
+    if (more > 0) lines.push(`    | … ${more} more row${more === 1 ? "" : "s"} (${d.recorded} recorded${d.truncated ? ", capped" : ""})`);
+    return lines;
+  }
+
   private t0: number | undefined;
   private done = false;
   private readonly o: Required<TranscriptOptions>;
@@ -108,19 +119,14 @@ export class TranscriptRenderer {
         const d = ev.data as StatementRejectedData;
         return [`${at}  #${d.statementId} ${d.reason.toUpperCase()}${d.approver ? ` by ${d.approver}` : ""} (approval ${d.approvalId}, SQLSTATE ${d.sqlstate})`];
       }
-      case "result.rows": {
-        const d = ev.data as ResultRowsData;
-        const shown = d.values.slice(0, this.o.maxRows);
-        const cols = d.columns.map((c) => (c.masked ? `${c.name} (masked)` : c.name));
-        const lines = table(cols, shown).map((l) => `    | ${l}`);
-        const more = d.rows - shown.length;
-        if (more > 0) lines.push(`    | … ${more} more row${more === 1 ? "" : "s"} (${d.recorded} recorded${d.truncated ? ", capped" : ""})`);
-        return lines;
-      }
+      case "result.rows":
+        return this.rows(ev.data as ResultRowsData);
       case "statement.completed": {
         const d = ev.data as StatementCompletedData;
-        if (d.error) return [`${at}  #${d.statementId} failed after ${d.durationMs} ms: ${d.error.sqlstate} ${d.error.message}`];
-        return [`${at}  #${d.statementId} ${d.commandTag ?? "done"}: ${d.rows} row${d.rows === 1 ? "" : "s"} in ${d.durationMs} ms`];
+        // captures up to 64 KiB ride inside the completion; larger ones came as result.rows before it
+        const rows = (d.results ?? []).flatMap((r) => this.rows(r));
+        if (d.error) return [...rows, `${at}  #${d.statementId} failed after ${d.durationMs} ms: ${d.error.sqlstate} ${d.error.message}`];
+        return [...rows, `${at}  #${d.statementId} ${d.commandTag ?? "done"}: ${d.rows} row${d.rows === 1 ? "" : "s"} in ${d.durationMs} ms`];
       }
       case "session.ended": {
         const d = ev.data as SessionEndedData;

@@ -21,10 +21,11 @@ import type {
 } from "@sluice/proto";
 import { groupsFromClaims, pickIssuer } from "@sluice/shared/auth";
 import { SluiceError } from "@sluice/shared/errors";
-import { decodeEvent, type CloudEvent } from "@sluice/shared/events";
+import type { CloudEvent } from "@sluice/shared/events";
 import type { Bundle } from "@sluice/shared/policy";
 import { loadSqlParser, simulateSql } from "@sluice/shared/sql";
 import { AuditVerifier } from "../audit/verify.js";
+import { messageFromWire } from "../audit/audit-record.js";
 import { ChunkJoiner } from "../audit/chunk-joiner.js";
 import { parseCheckpoint, publicKeyFromPem } from "../sealer/checkpoint.js";
 import type { Actor } from "../domain/command-meta.js";
@@ -51,7 +52,12 @@ export interface ConsoleApiDeps {
   now: () => Date;
 }
 
-const READ_ALL: Omit<ReadAuditRequest, "sessionId" | "follow" | "includeCheckpoints"> = { fromSeq: 0, fromEnd: false, control: false };
+const READ_ALL: Omit<ReadAuditRequest, "sessionId" | "follow" | "includeCheckpoints"> = { fromSeq: 0, fromEnd: false, control: false, toSeq: 0 };
+
+/** The events of `sessionId` in a message of a session read (the server narrowed the batch to them). */
+function sessionEvents(m: AuditRecordMsg, sessionId: string): CloudEvent[] {
+  return m.event ? (messageFromWire(m.event).events ?? []).filter((e) => e.subject === sessionId) : [];
+}
 
 /** Each decision a page could offer, and the reason it is not offered (the decider's own rule). */
 function decidable(v: ApprovalRequestView, actor: Actor): { approve: boolean; reject: boolean; why?: string } {
@@ -109,8 +115,8 @@ export class ConsoleApi {
     try {
       const joiner = new ChunkJoiner();
       for await (const m of this.d.calls.serverStream<ReadAuditRequest, AuditRecordMsg>(this.d.services.audit.read, { ...READ_ALL, sessionId, follow: false, includeCheckpoints: false }, this.system, ac.signal)) {
-        const ev = m.event ? joiner.push(decodeEvent(Buffer.from(m.event.eventJson, "utf8"))) : undefined;
-        if (ev?.type.endsWith(".session.authenticated.v1")) {
+        const ev = sessionEvents(m, sessionId).map((e) => joiner.push(e)).find((e) => e?.type.endsWith(".session.authenticated.v1"));
+        if (ev) {
           claims = (ev.data as { claims?: Record<string, unknown> }).claims;
           break;
         }
@@ -168,14 +174,11 @@ export class ConsoleApi {
     const ac = new AbortController();
     try {
       for await (const m of this.d.calls.serverStream<ReadAuditRequest, AuditRecordMsg>(this.d.services.audit.read, { ...READ_ALL, sessionId, follow: false, includeCheckpoints: false }, actor, ac.signal)) {
-        if (!m.event) continue;
-        let ev: CloudEvent | undefined;
-        try {
-          ev = joiner.push(decodeEvent(Buffer.from(m.event.eventJson, "utf8")));
-        } catch {
-          continue; // an unreadable record is a verify finding, not a replay line
+        // an unreadable message is a verify finding, not a replay line
+        for (const e of sessionEvents(m, sessionId)) {
+          const ev = joiner.push(e);
+          if (ev) events.push(ev);
         }
-        if (ev) events.push(ev);
       }
     } finally {
       ac.abort();
@@ -196,12 +199,9 @@ export class ConsoleApi {
   async followSession(actor: Actor, sessionId: string, signal: AbortSignal, onEvent: (ev: CloudEvent) => void): Promise<void> {
     const joiner = new ChunkJoiner();
     for await (const m of this.d.calls.serverStream<ReadAuditRequest, AuditRecordMsg>(this.d.services.audit.read, { ...READ_ALL, sessionId, follow: true, includeCheckpoints: false }, actor, signal)) {
-      if (!m.event) continue;
-      try {
-        const ev = joiner.push(decodeEvent(Buffer.from(m.event.eventJson, "utf8")));
+      for (const e of sessionEvents(m, sessionId)) {
+        const ev = joiner.push(e);
         if (ev) onEvent(ev);
-      } catch {
-        // skipped like in the replay
       }
     }
   }
@@ -286,21 +286,16 @@ export class ConsoleApi {
   /** `sluice audit verify` over the whole stream, signatures checked against the sealer's key. */
   async verify(actor: Actor) {
     const sealer = await this.d.calls.unary<object, GetSealerResponse>(this.d.services.audit.getSealer, {}, actor);
-    const v = new AuditVerifier([], { publicKey: publicKeyFromPem(sealer.publicKeyPem), maxProblems: 20 });
+    // the key the control plane reports (a person pins their own with `sluice audit key`), and the
+    // stream up to the last checkpoint: what is after it is seconds old and not proven yet
+    const v = new AuditVerifier([], { publicKey: publicKeyFromPem(sealer.publicKeyPem), keyFromServer: true, maxProblems: 20, now: this.d.now().getTime() });
     const ac = new AbortController();
     const started = Date.now();
     try {
-      for await (const m of this.d.calls.serverStream<ReadAuditRequest, AuditRecordMsg>(this.d.services.audit.read, { ...READ_ALL, sessionId: "", follow: false, includeCheckpoints: true }, actor, ac.signal)) {
-        if (m.event) {
-          const e = m.event;
-          let event: CloudEvent | undefined;
-          try {
-            event = decodeEvent(Buffer.from(e.eventJson, "utf8"));
-          } catch {
-            event = undefined;
-          }
-          v.add(event ? { seq: Number(e.streamSeq), subject: e.subject, event, storedAt: e.storedAt } : { seq: Number(e.streamSeq), subject: e.subject, raw: e.eventJson, storedAt: e.storedAt });
-        } else if (m.checkpoint) v.addCheckpoint(parseCheckpoint(m.checkpoint.checkpointJson));
+      const req = { ...READ_ALL, toSeq: Number(sealer.sealedThrough), sessionId: "", follow: false, includeCheckpoints: true };
+      for await (const m of this.d.calls.serverStream<ReadAuditRequest, AuditRecordMsg>(this.d.services.audit.read, req, actor, ac.signal)) {
+        if (m.event) v.add(messageFromWire(m.event));
+        else if (m.checkpoint) v.addCheckpoint(parseCheckpoint(m.checkpoint.checkpointJson));
       }
     } finally {
       ac.abort();

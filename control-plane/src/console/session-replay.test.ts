@@ -42,7 +42,7 @@ test("replay: rows carried by statement.completed itself (batched format) are sh
   n = 0;
   const r = buildReplay("s-1", [
     ev("statement.allowed", stmt(1, "SELECT 1 AS x", "allow", "r")),
-    ev("statement.completed", { statementId: 1, commandTag: "SELECT 1", rows: 1, durationMs: 1, columns: [{ name: "x", typeOid: 23 }], values: [["1"]], recorded: 1, truncated: false }),
+    ev("statement.completed", { statementId: 1, commandTag: "SELECT 1", rows: 1, durationMs: 1, results: [{ columns: [{ name: "x", typeOid: 23 }], values: [["1"]], rows: 1, recorded: 1, truncated: false, recordedBytes: 1 }] }),
   ]);
   assert.deepEqual(r.statements[0]!.result?.values, [["1"]]);
 });

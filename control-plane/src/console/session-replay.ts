@@ -8,6 +8,7 @@ import {
   sessionEventName,
   type CloudEvent,
   type ResultColumn,
+  type CapturedResult,
   type ResultRowsData,
   type SessionAuthenticatedData,
   type SessionDeniedData,
@@ -63,13 +64,12 @@ export interface SessionReplay {
   policyRevisions: number[];
 }
 
-/** A result carried by statement.completed itself (small captures) in the batched format, or undefined. */
-function embeddedResult(d: StatementCompletedData): ResultRowsData | undefined {
-  const r = (d as unknown as { result?: ResultRowsData }).result ?? (d as unknown as ResultRowsData);
-  return Array.isArray(r.columns) && Array.isArray(r.values) ? r : undefined;
+/** The (first) result set statement.completed carries itself (captures up to 64 KiB), or undefined. */
+function embeddedResult(d: StatementCompletedData): CapturedResult | undefined {
+  return d.results?.[0];
 }
 
-function resultOf(d: ResultRowsData): ReplayResult {
+function resultOf(d: CapturedResult): ReplayResult {
   return {
     columns: d.columns.map((c) => ({ name: c.name, ...(c.masked ? { masked: true } : {}), ...(c.maskStrategy ? { maskStrategy: c.maskStrategy } : {}) })),
     values: d.values,

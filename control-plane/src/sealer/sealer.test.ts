@@ -1,11 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { natsFixture, publishEvents, SessionWriter, waitFor } from "../audit/testing.js";
-import { readAuditRecords, readCheckpoints } from "../audit/stream-reader.js";
+import { readAuditMessages, readCheckpoints } from "../audit/stream-reader.js";
 import { CHECKPOINT_GENESIS, checkpointHash, checkpointSignatureValid } from "./checkpoint.js";
 import { lastCheckpoint, Sealer } from "./sealer.js";
 import { generateSigningKey } from "./signing-key.js";
-import { STREAM_GENESIS, eventDigest, streamChainStep } from "./stream-chain.js";
+import { STREAM_GENESIS, messageDigest, streamChainStep } from "./stream-chain.js";
 
 function traffic(n: number, writers: SessionWriter[]) {
   return Array.from({ length: n }, (_, i) => {
@@ -26,14 +26,15 @@ test("one leader seals the audit stream; a standby takes over and continues the 
     await b.stop();
   });
   const writers = [new SessionWriter("s-1"), new SessionWriter("s-2")];
-  await publishEvents(f.nc, f.names, traffic(25, writers));
-  await waitFor("checkpoint through 25", async () => ((await lastCheckpoint(f.nc, f.names))?.cp.lastSeq === 25 ? true : undefined));
+  // batches of 3 events of both sessions: 25 events in 9 messages
+  assert.equal(await publishEvents(f.nc, f.names, traffic(25, writers), 3), 9);
+  await waitFor("checkpoint through 9", async () => ((await lastCheckpoint(f.nc, f.names))?.cp.lastSeq === 9 ? true : undefined));
   assert.equal([a, b].filter((s) => s.isLeader).length, 1, "exactly one leader");
 
   const [leader, standby] = a.isLeader ? [a, b] : [b, a];
   await leader.stop();
-  await publishEvents(f.nc, f.names, traffic(7, writers));
-  await waitFor("standby seals through 32", async () => ((await lastCheckpoint(f.nc, f.names))?.cp.lastSeq === 32 ? true : undefined));
+  assert.equal(await publishEvents(f.nc, f.names, traffic(7, writers), 3), 3);
+  await waitFor("standby seals through 12", async () => ((await lastCheckpoint(f.nc, f.names))?.cp.lastSeq === 12 ? true : undefined));
   assert.equal(standby.isLeader, true);
 
   // the checkpoints form one chain over the whole stream, signed by the key, matching the events
@@ -41,21 +42,22 @@ test("one leader seals the audit stream; a standby takes over and continues the 
   let prev = CHECKPOINT_GENESIS;
   let next = 1;
   let h = STREAM_GENESIS;
-  const records = [];
-  for await (const r of readAuditRecords(f.nc, f.names)) records.push(r);
-  assert.equal(records.length, 32);
+  const messages = [];
+  for await (const m of readAuditMessages(f.nc, f.names)) messages.push(m);
+  assert.equal(messages.length, 12);
+  assert.equal(messages.reduce((n, m) => n + m.events!.length, 0), 32);
   for (const cp of cps) {
     assert.equal(cp.firstSeq, next);
     assert.equal(cp.count, cp.lastSeq - cp.firstSeq + 1);
     assert.equal(cp.prevCheckpointHash, prev);
     assert.equal(cp.keyId, key.keyId);
     assert.ok(checkpointSignatureValid(cp, key.publicKey));
-    for (let s = cp.firstSeq; s <= cp.lastSeq; s++) h = streamChainStep(h, s, eventDigest(records[s - 1]!.event));
+    for (let s = cp.firstSeq; s <= cp.lastSeq; s++) h = streamChainStep(h, s, messageDigest(messages[s - 1]!.events));
     assert.equal(cp.chainHash, h, `chain hash at ${cp.lastSeq}`);
     prev = checkpointHash(cp);
     next = cp.lastSeq + 1;
   }
-  assert.equal(next, 33);
+  assert.equal(next, 13);
 });
 
 test("a restarted sealer resumes after the last checkpoint", async (t) => {

@@ -1,7 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { decodeEvent, type CloudEvent } from "@sluice/shared/events";
+import { decodeBatch, type CloudEvent } from "@sluice/shared/events";
 import type { NatsNames } from "@sluice/shared/nats";
 import type { Logger } from "@sluice/shared/logging";
 import { SluiceError } from "@sluice/shared/errors";
@@ -9,7 +9,7 @@ import { checkpointSignatureValid, parseCheckpoint, signCheckpoint, type Checkpo
 import { KvLease } from "./kv-lease.js";
 import { SealerCore, START_OF_STREAM, positionAfter, type SealPosition } from "./sealer-core.js";
 import type { SigningKey } from "./signing-key.js";
-import { eventDigest } from "./stream-chain.js";
+import { messageDigest } from "./stream-chain.js";
 
 /** The stream the sealer seals; the checkpoint subject is named after it (contract). */
 export const SEALED_STREAM = "SLUICE_AUDIT";
@@ -57,8 +57,9 @@ export async function lastCheckpoint(nc: NatsConnection, names: NatsNames): Prom
 
 /**
  * The sealer: one leader among control-plane replicas (KV lease) reads SLUICE_AUDIT in stream order
- * with an ordered consumer, extends the stream-wide hash chain, and stores an Ed25519-signed checkpoint
- * every N events or T seconds. A checkpoint is published with the expected last sequence of the
+ * with an ordered consumer, extends the stream-wide hash chain (one link per stored message, over the
+ * digests of the events of its batch), and stores an Ed25519-signed checkpoint every N messages or T
+ * seconds. A checkpoint is published with the expected last sequence of the
  * checkpoint subject, so a deposed leader that still believes it leads cannot fork the checkpoint
  * chain. After a restart it resumes from the last stored checkpoint.
  */
@@ -221,13 +222,13 @@ export class Sealer {
     onAbort(() => messages.stop());
     try {
       for await (const m of messages) {
-        let ev: CloudEvent | undefined;
+        let events: CloudEvent[] | undefined;
         try {
-          ev = decodeEvent(m.data);
+          events = decodeBatch(m.data);
         } catch {
-          ev = undefined; // sealed by its raw bytes; verify reports the malformed message
+          events = undefined; // sealed by its raw bytes; verify reports the malformed message
         }
-        core.add(m.seq, eventDigest(ev, m.data));
+        core.add(m.seq, messageDigest(events, m.data));
         if (core.pending >= this.o.everyEvents) await flush();
         if (aborted()) break;
       }

@@ -21,12 +21,34 @@ export function streamChainStep(prevHex: string, seq: number, digestHex: string)
 }
 
 /**
- * The digest the stream chain covers for one stored message: the event's `sluicehash` (which itself
- * covers every other field), or, for a message that is not a hash-chained event, SHA-256 of its bytes
- * (so the sealer never stalls on a malformed message; verify reports such messages separately).
+ * The digest of one event inside a message: its `sluicehash` (which itself covers every other
+ * field), or, for an event that is not hash-chained, the hash of its canonical JSON.
  */
-export function eventDigest(ev: CloudEvent | undefined, raw?: Uint8Array): string {
-  if (ev && typeof ev.sluicehash === "string" && HEX64.test(ev.sluicehash)) return ev.sluicehash;
-  if (ev) return hashEvent(ev);
-  return createHash("sha256").update(raw ?? new Uint8Array()).digest("hex");
+export function eventDigest(ev: CloudEvent): string {
+  if (typeof ev.sluicehash === "string" && HEX64.test(ev.sluicehash)) return ev.sluicehash;
+  return hashEvent(ev);
+}
+
+/** Domain separation of the two kinds of message digest. */
+const BATCH_TAG = Buffer.from([0x01]);
+const RAW_TAG = Buffer.from([0x00]);
+
+/**
+ * The digest the stream chain covers for one stored message:
+ *  - a CloudEvents batch: SHA-256( 0x01 || the 32-byte digest of each event, in order ), so removing,
+ *    adding, altering or reordering an event inside a message changes it;
+ *  - anything else: SHA-256( 0x00 || the message bytes ), so the sealer never stalls on a malformed
+ *    message (verify reports such messages separately).
+ * A JSON-lines copy (one event a line) gives the same digest back: it needs the events, not bytes.
+ */
+export function messageDigest(events: readonly CloudEvent[] | undefined, raw?: Uint8Array): string {
+  const h = createHash("sha256");
+  if (events) {
+    h.update(BATCH_TAG);
+    for (const ev of events) h.update(Buffer.from(eventDigest(ev), "hex"));
+  } else {
+    h.update(RAW_TAG);
+    h.update(raw ?? new Uint8Array());
+  }
+  return h.digest("hex");
 }

@@ -6,7 +6,8 @@
  */
 import { SluiceError } from "@sluice/shared/errors";
 import type { StatementApprovalRequestedData } from "@sluice/shared/events";
-import { statementEventData, type InputMasker } from "../recorder/audit-observer.js";
+import { statementEventData } from "../recorder/audit-event-data.js";
+import type { InputMasker } from "../recorder/input-masker.js";
 import type { SessionRecorder } from "../recorder/session-recorder.js";
 import type { SessionInfo, StatementRecord } from "../session/session-hooks.js";
 import type { ApprovalAuditEvents } from "./nats-approval-gate.js";

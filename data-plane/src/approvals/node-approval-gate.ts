@@ -4,7 +4,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { NatsNames } from "@sluice/shared/nats";
-import { rulesInputMasker, type InputMasker } from "../recorder/audit-observer.js";
+import { rulesInputMasker, type InputMasker } from "../recorder/input-masker.js";
 import type { SessionRecorder } from "../recorder/session-recorder.js";
 import type { ApprovalGate, SnapshotSource } from "../session/session-hooks.js";
 import { approvalAuditEvents } from "./approval-audit-events.js";

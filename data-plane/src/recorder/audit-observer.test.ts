@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Bundle, PolicySnapshot } from "@sluice/shared/policy";
-import { selectClaims, rulesInputMasker } from "./audit-observer.js";
+import { selectClaims } from "./audit-event-data.js";
+import { rulesInputMasker } from "./input-masker.js";
 import { staticSnapshots, type SessionInfo } from "../session/session-hooks.js";
 
 const jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ";

@@ -1,20 +1,35 @@
 /**
- * One session's recorder: builds its events, splits payloads above 512 KiB into numbered chunk
- * events, links them into the session's hash chain and hands them to the node's AuditPublisher on
- * the session's audit subject. A refused event (fail closed) never takes a sequence number, so the
- * chain on the stream stays contiguous.
+ * One session's recorder: serializes its events (payloads above 512 KiB as numbered chunk events),
+ * links them into the session's hash chain and queues them on the session's lane of the node's
+ * AuditPublisher. A refused event (fail closed) never takes a sequence number, so the chain on the
+ * stream stays contiguous.
  */
 import {
   HashChain, MAX_EVENT_DATA_BYTES, SessionEventType, buildSessionEvent, canonicalJson, chunkSessionEvent, dataPlaneSource, uuidv7,
 } from "@sluice/shared/events";
 import type { CloudEvent, SessionEventName, SessionEventPayloads } from "@sluice/shared/events";
-import type { NatsNames } from "@sluice/shared/nats";
-import type { AdmitMode, AuditPublisher } from "./audit-publisher.js";
+import type { AdmitMode, AuditPublisher, LaneEvent } from "./audit-publisher.js";
 
 /** CloudEvents `type` of each session event as a JSON string literal, escaped once. */
 const TYPE_JSON = Object.fromEntries(Object.entries(SessionEventType).map(([n, t]) => [n, JSON.stringify(t)])) as Record<SessionEventName, string>;
 /** a payload whose canonical text is at most this long certainly fits (UTF-8 takes ≤ 3 bytes per UTF-16 unit) */
 const SURELY_FITS_CHARS = Math.floor((MAX_EVENT_DATA_BYTES - 1024) / 3);
+
+/**
+ * Date.toISOString, remembered for the last millisecond: events come in bursts (a statement's
+ * completion and the next statement's decision, many sessions in one turn), and the conversion
+ * cost the hot path about a tenth of an event.
+ */
+let isoMs = Number.NaN;
+let isoText = "";
+function isoTime(t: Date): string {
+  const ms = t.getTime();
+  if (ms !== isoMs) {
+    isoText = t.toISOString();
+    isoMs = ms;
+  }
+  return isoText;
+}
 
 /** Events after which a statement is forwarded upstream: `ack` durability waits for them. */
 const GATING: ReadonlySet<SessionEventName> = new Set(["statement.allowed", "statement.approved"]);
@@ -34,7 +49,6 @@ export interface SessionRecorderOptions {
   sessionId: string;
   region: string;
   node: string;
-  names: NatsNames;
   /** default policy revision stamped on events (`sluicepolicyrev`) */
   policyRev?: number;
   /** clock; the recorder is an I/O room but tests pin time */
@@ -49,7 +63,8 @@ export interface RecordOptions {
 
 export class SessionRecorder {
   readonly sessionId: string;
-  readonly subject: string;
+  /** the publisher lane every event of this session goes through */
+  readonly lane: number;
   private readonly chain = new HashChain();
   private readonly ctx: { sessionId: string; region: string; node: string };
   private readonly now: () => Date;
@@ -59,43 +74,58 @@ export class SessionRecorder {
 
   constructor(private readonly publisher: AuditPublisher, o: SessionRecorderOptions) {
     this.sessionId = o.sessionId;
+    this.lane = publisher.laneFor(o.sessionId);
     this.ctx = { sessionId: o.sessionId, region: o.region, node: o.node };
-    this.subject = o.names.auditSubject(o.region, o.node, o.sessionId);
     this.policyRev = o.policyRev;
     this.now = o.now ?? (() => new Date());
     this.sourceJson = JSON.stringify(dataPlaneSource(o.region, o.node));
     this.subjectJson = JSON.stringify(o.sessionId);
   }
 
+  /** The lane's subject on the stream. */
+  get subject(): string {
+    return this.publisher.laneSubject(this.lane);
+  }
+
   /**
    * Records one event. Throws SluiceError("unavailable") when the audit buffer is full (fail closed;
    * nothing was recorded). In `ack` durability, statement.allowed / statement.approved return a
-   * Promise that resolves once JetStream acknowledged the event (and the session's earlier events):
-   * forward the statement only then; it rejects with SluiceError("unavailable") if no ack came in
+   * Promise that resolves once JetStream stored the event (and the lane's earlier events): forward
+   * the statement only then; it rejects with SluiceError("unavailable") if that did not happen in
    * time. Every other event, and every event in `async` durability, returns undefined.
    */
   record<N extends SessionEventName>(name: N, data: SessionEventPayloads[N], o: RecordOptions = {}): Promise<void> | undefined {
+    // the payload is serialized once: that text is measured, hashed and sent (HashChain.linkCanonical)
+    return this.recordJson(name, canonicalJson(data), o, data);
+  }
+
+  /**
+   * `record` for a payload already written as its canonical JSON text (RFC 8785), e.g. by
+   * statementEventJson on the hot path. `data`, when the caller has it, saves parsing the text back
+   * in the rare case it must be split into chunks.
+   */
+  recordJson<N extends SessionEventName>(name: N, dataText: string, o: RecordOptions = {}, data?: SessionEventPayloads[N]): Promise<void> | undefined {
     const time = o.time ?? this.now();
     const mode = admitModeOf(name);
     const policyRev = o.policyRev ?? this.policyRev;
-    // the payload is serialized once: that text is measured, hashed and sent (HashChain.linkCanonical)
-    const dataText = canonicalJson(data);
     if (dataText.length <= SURELY_FITS_CHARS || Buffer.byteLength(dataText, "utf8") <= MAX_EVENT_DATA_BYTES - 1024) {
       this.publisher.assertCapacity(1, mode); // before linking: a refused event takes no sequence number
-      const id = uuidv7(time.getTime());
       const linked = this.chain.linkCanonical(
-        { id, time: time.toISOString(), policyRev, sourceJson: this.sourceJson, subjectJson: this.subjectJson, typeJson: TYPE_JSON[name] },
+        { id: uuidv7(time.getTime()), time: isoTime(time), policyRev, sourceJson: this.sourceJson, subjectJson: this.subjectJson, typeJson: TYPE_JSON[name] },
         dataText,
       );
-      return this.publisher.enqueueEncoded(this.subject, [{ id, bytes: linked.bytes }], mode);
+      return this.publisher.enqueue(this.lane, [{ json: linked.json, bytes: Buffer.byteLength(linked.json, "utf8") }], mode);
     }
     // above the cap: numbered chunk events (rare; the generic path)
-    const ev = buildSessionEvent(this.ctx, name, data, { time, policyRev });
+    const ev = buildSessionEvent(this.ctx, name, data ?? (JSON.parse(dataText) as SessionEventPayloads[N]), { time, policyRev });
     const events: CloudEvent[] = chunkSessionEvent(ev, () => uuidv7(time.getTime()));
     // check before linking: a refused event must not consume a sequence number
     this.publisher.assertCapacity(events.length, mode);
-    const encoded = events.map((e) => this.chain.linkEncoded(e));
-    return this.publisher.enqueue(this.subject, events, mode, encoded);
+    const encoded = events.map((e): LaneEvent => {
+      const json = this.chain.linkJson(e);
+      return { json, bytes: Buffer.byteLength(json, "utf8") };
+    });
+    return this.publisher.enqueue(this.lane, encoded, mode);
   }
 
   /** sequence number of the last recorded event (0 before the first) */

@@ -21,6 +21,10 @@ export interface SluiceConfig {
     /** issuers trusted for control-plane callers (admins, approvers) */
     issuers: IssuerSpec[];
     readModel: { dialect: "sqlite" | "postgres"; url: string };
+    /**
+     * a checkpoint every `everyEvents` stream messages (each a batch of events) or `everySeconds`,
+     * whichever comes first: what is after the last checkpoint is not proven yet, so seal often
+     */
     sealer: { everyEvents: number; everySeconds: number; signingKeyFile?: string };
     /** the web console for people (approvers, auditors, SREs), served on httpListen under /console/ */
     console: ConsoleConfig;
@@ -139,7 +143,7 @@ export function defaultConfig(): SluiceConfig {
       issuers: [],
       readModel: { dialect: "sqlite", url: ".sluice/read-model.sqlite" },
       // optional keys are present (undefined) so a config file may set them
-      sealer: { everyEvents: 1000, everySeconds: 10, signingKeyFile: undefined },
+      sealer: { everyEvents: 1000, everySeconds: 2, signingKeyFile: undefined },
       console: { enabled: true, publicUrl: "", sessionKey: undefined, sessionTtl: "8h", issuers: [] },
     },
     dataPlane: {

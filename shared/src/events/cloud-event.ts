@@ -78,8 +78,9 @@ export function hashEvent(ev: CloudEvent): string {
  * for every event of a session or type and are escaped once, not per event.
  */
 export interface CanonicalEnvelope {
+  /** a UUID: no character that JSON escapes */
   id: string;
-  /** ISO 8601 */
+  /** ISO 8601 (Date.toISOString): no character that JSON escapes */
   time: string;
   policyRev?: number;
   sourceJson: string;
@@ -90,8 +91,8 @@ export interface CanonicalEnvelope {
 export interface LinkedEvent {
   seq: number;
   hash: string;
-  /** the event's JSON (structured mode), `sluicehash` included */
-  bytes: Uint8Array;
+  /** the event's JSON text (structured mode), `sluicehash` included: what goes into a batch */
+  json: string;
 }
 
 /**
@@ -109,20 +110,20 @@ export class HashChain {
     return ev;
   }
   /**
-   * Links `ev` and returns its JSON bytes, built from the canonical text that was just hashed (one
+   * Links `ev` and returns its JSON text, built from the canonical text that was just hashed (one
    * serialization per event instead of two on the audit hot path). The hash is the last member; key
    * order is irrelevant to readers, who parse the JSON and re-canonicalize to verify.
    */
-  linkEncoded<D>(ev: CloudEvent<D>): Uint8Array {
+  linkJson<D>(ev: CloudEvent<D>): string {
     const text = this.linkText(ev);
     // `text` is a non-empty object ("{…}"), so the hash goes in before its closing brace
-    return Buffer.from(`${text.slice(0, -1)},"sluicehash":"${ev.sluicehash!}"}`, "utf8");
+    return `${text.slice(0, -1)},"sluicehash":"${ev.sluicehash!}"}`;
   }
   /**
    * Links an event given as its envelope and the canonical JSON text of its data, without building
    * the event object: the envelope's canonical text is written directly, members in RFC 8785 order.
    * The audit hot path serializes each payload exactly once this way, and that one text serves the
-   * size check, the hash and the wire. Equal, byte for byte, to `linkEncoded` of the same event (a
+   * size check, the hash and the wire. Equal, byte for byte, to `linkJson` of the same event (a
    * property test holds it to that).
    */
   linkCanonical(env: CanonicalEnvelope, dataText: string): LinkedEvent {
@@ -130,14 +131,15 @@ export class HashChain {
     this.seq += 1;
     // RFC 8785 member order: data, datacontenttype, id, sluicepolicyrev, sluiceprevhash,
     // sluicesessionseq, source, specversion, subject, time, type
+    // id (a UUID) and time (ISO 8601) hold no character JSON escapes: quoted as they are
     const text =
-      `{"data":${dataText},"datacontenttype":"application/json","id":${JSON.stringify(env.id)},` +
+      `{"data":${dataText},"datacontenttype":"application/json","id":"${env.id}",` +
       (env.policyRev === undefined ? "" : `"sluicepolicyrev":${JSON.stringify(env.policyRev)},`) +
       `"sluiceprevhash":"${this.prev}","sluicesessionseq":${this.seq},"source":${env.sourceJson},` +
-      `"specversion":"1.0","subject":${env.subjectJson},"time":${JSON.stringify(env.time)},"type":${env.typeJson}}`;
+      `"specversion":"1.0","subject":${env.subjectJson},"time":"${env.time}","type":${env.typeJson}}`;
     const hash = sha256Hex(text);
     this.prev = hash;
-    return { seq: this.seq, hash, bytes: Buffer.from(`${text.slice(0, -1)},"sluicehash":"${hash}"}`, "utf8") };
+    return { seq: this.seq, hash, json: `${text.slice(0, -1)},"sluicehash":"${hash}"}` };
   }
   /** stamps seq, prevhash and hash; returns the canonical text of the event without its hash */
   private linkText<D>(ev: CloudEvent<D>): string {

@@ -61,4 +61,8 @@ test("payloads are the proto3 JSON mapping of proto/sluice/v1/events.proto", asy
   assert.deepEqual(pb.SessionAuthenticatedData.toJSON(pb.SessionAuthenticatedData.fromJSON(auth)), auth);
   const done = { statementId: 7, commandTag: "SELECT 12", rows: 12, durationMs: 1.5, error: { sqlstate: "57P03", message: "m" } };
   assert.deepEqual(pb.StatementCompletedData.toJSON(pb.StatementCompletedData.fromJSON(done)), done);
+  // a completion carrying its captured rows (the two-events-per-statement form)
+  const withRows = { statementId: 8, commandTag: "SELECT 1", rows: 1, durationMs: 0.2,
+    results: [{ columns: [{ name: "email", typeOid: 25, masked: true, maskRule: "m", maskStrategy: "partial" }], values: [["a***@x.com"]], rows: 3, recorded: 1, truncated: true, recordedBytes: 10 }] };
+  assert.deepEqual(pb.StatementCompletedData.toJSON(pb.StatementCompletedData.fromJSON(withRows)), withRows);
 });

@@ -192,17 +192,6 @@ export interface StatementRejectedData {
   sqlstate: string;
 }
 
-/** `statement.completed`: the upstream finished the statement (CommandComplete or ErrorResponse). */
-export interface StatementCompletedData {
-  statementId: number;
-  /** CommandComplete tag, e.g. `SELECT 5`, `INSERT 0 1` (one per statement of a multi-statement message, joined by `;`) */
-  commandTag?: string;
-  /** rows returned or affected, exact */
-  rows: number;
-  durationMs: number;
-  /** the upstream error: SQLSTATE and message (never its DETAIL, which can hold row values) */
-  error?: { sqlstate: string; message: string };
-}
 
 export interface ResultColumn {
   name: string;
@@ -219,12 +208,10 @@ export interface ResultColumn {
 }
 
 /**
- * `result.rows`: the (masked) rows a statement returned, capped per statement by
+ * One result set of a statement as captured: the (masked) rows, capped per statement by
  * `dataPlane.audit.maxRowsPerStatement` / `maxBytesPerStatement`. Counts are always exact.
- * Emitted once per statement that returned rows, just before its statement.completed.
  */
-export interface ResultRowsData {
-  statementId: number;
+export interface CapturedResult {
   columns: ResultColumn[];
   /** the recorded rows (masked), text form; binary values as `\x<hex>` */
   values: Array<Array<string | null>>;
@@ -236,6 +223,36 @@ export interface ResultRowsData {
   truncated: boolean;
   /** bytes of field data in `values` (before text rendering) */
   recordedBytes: number;
+}
+
+/**
+ * Captured result sets up to this many bytes of field data ride inside statement.completed
+ * (`results`); a larger capture is recorded as result.rows events just before it (contract: "a
+ * statement is two events").
+ */
+export const INLINE_RESULT_BYTES = 64 * 1024;
+
+/** `statement.completed`: the upstream finished the statement (CommandComplete or ErrorResponse). */
+export interface StatementCompletedData {
+  statementId: number;
+  /** CommandComplete tag, e.g. `SELECT 5`, `INSERT 0 1` (one per statement of a multi-statement message, joined by `;`) */
+  commandTag?: string;
+  /** rows returned or affected, exact */
+  rows: number;
+  durationMs: number;
+  /** the upstream error: SQLSTATE and message (never its DETAIL, which can hold row values) */
+  error?: { sqlstate: string; message: string };
+  /** the captured result sets when together they fit in INLINE_RESULT_BYTES (else result.rows events) */
+  results?: CapturedResult[];
+}
+
+/**
+ * `result.rows`: one captured result set too large to ride inside statement.completed (above
+ * INLINE_RESULT_BYTES), recorded just before the statement's statement.completed; above 512 KiB it
+ * is split into chunk events like any payload.
+ */
+export interface ResultRowsData extends CapturedResult {
+  statementId: number;
 }
 
 export type SessionEndReason =

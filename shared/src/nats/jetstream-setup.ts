@@ -141,8 +141,11 @@ export async function ensureAuditStream(nc: NatsConnection, names: NatsNames, o:
     deny_delete: true,
     deny_purge: true,
     duplicate_window: nanos(o.duplicateWindowMs ?? 120_000),
-    // an event never exceeds 512 KiB (contract) plus envelope overhead
+    // a batch of events never exceeds 1 MiB (contract: batches)
     max_msg_size: 1024 * 1024,
+    // a publisher looks up its lane's last stored message after an uncertain publish (direct get of
+    // the last message by subject, which a data plane may be permitted for its own subjects only)
+    allow_direct: true,
   });
 }
 

@@ -10,7 +10,8 @@ test("names follow the contract without a prefix", () => {
   assert.equal(n.snapshotBucket, "sluice_snapshots");
   assert.equal(n.fleetBucket, "sluice_fleet");
   assert.equal(n.controlSubject("policy", "bundle"), "sluice.control.policy.bundle");
-  assert.equal(n.auditSubject("eu", "n1", "s-1"), "sluice.audit.eu.n1.s-1");
+  assert.equal(n.auditSubject("eu", "n1", "0190f3a2c1d4e5f6a7b8-0"), "sluice.audit.eu.n1.0190f3a2c1d4e5f6a7b8-0");
+  assert.equal(n.auditNodeFilter("eu", "n1"), "sluice.audit.eu.n1.>");
 });
 
 test("a prefix isolates streams, buckets and subjects, and subjects round-trip", () => {
@@ -20,7 +21,10 @@ test("a prefix isolates streams, buckets and subjects, and subjects round-trip",
   const s = n.controlSubject("resource", "orders.db");
   assert.equal(s.split(".").length, 5);
   assert.deepEqual(n.parseControlSubject(s), { aggregate: "resource", id: "orders.db" });
-  assert.deepEqual(n.parseAuditSubject(n.auditSubject("eu west", "n1", "abc")), { region: "eu west", node: "n1", sessionId: "abc" });
+  assert.deepEqual(n.parseAuditSubject(n.auditSubject("eu west", "n1", "b1-0")), { region: "eu west", node: "n1", lane: "b1-0" });
+  // every lane of a node is inside the node's filter (its publish permission)
+  const filter = n.auditNodeFilter("eu west", "n1");
+  assert.ok(n.auditSubject("eu west", "n1", "b2-3").startsWith(filter.slice(0, -1)));
   assert.throws(() => natsNames("bad.prefix"));
 });
 

@@ -21,11 +21,17 @@ export interface NatsNames {
   controlAggregateFilter(aggregate: string): string;
   /** core-NATS request/reply subject: data planes ask the control plane to open an approval request */
   readonly approvalRequestSubject: string;
-  /** `sluice.audit.<region>.<node>.<sessionId>` */
-  auditSubject(region: string, node: string, sessionId: string): string;
+  /**
+   * `sluice.audit.<region>.<node>.<lane>`: one publisher lane of a node (contract: batches), e.g.
+   * lane `<boot id>-<n>`. Every event of a session goes through one lane.
+   */
+  auditSubject(region: string, node: string, lane: string): string;
   readonly auditAll: string;
-  /** wildcard over one session's audit subject on any region/node (a consumer filter) */
-  auditSessionFilter(sessionId: string): string;
+  /**
+   * `sluice.audit.<region>.<node>.>`: every lane of one node. The only audit subjects the node may
+   * publish to (contract: permissions), and a consumer filter for one node's events.
+   */
+  auditNodeFilter(region: string, node: string): string;
   /** `sluice.checkpoint.<stream>` */
   checkpointSubject(stream: string): string;
   readonly checkpointAll: string;
@@ -55,7 +61,7 @@ export interface NatsNames {
   };
   /** inverse of controlSubject; undefined when the subject is not a control subject */
   parseControlSubject(subject: string): { aggregate: string; id: string } | undefined;
-  parseAuditSubject(subject: string): { region: string; node: string; sessionId: string } | undefined;
+  parseAuditSubject(subject: string): { region: string; node: string; lane: string } | undefined;
 }
 
 /** The JetStream stream behind a KV bucket (nats KV convention). */
@@ -107,10 +113,9 @@ export function natsNames(prefix = ""): NatsNames {
     controlAll: `${ctl}.>`,
     controlAggregateFilter: (aggregate) => `${ctl}.${subjectToken(aggregate)}.*`,
     approvalRequestSubject: `${s}sluice.approvals.request`,
-    auditSubject: (region, node, sessionId) =>
-      `${aud}.${subjectToken(region)}.${subjectToken(node)}.${subjectToken(sessionId)}`,
+    auditSubject: (region, node, lane) => `${aud}.${subjectToken(region)}.${subjectToken(node)}.${subjectToken(lane)}`,
     auditAll: `${aud}.>`,
-    auditSessionFilter: (sessionId) => `${aud}.*.*.${subjectToken(sessionId)}`,
+    auditNodeFilter: (region, node) => `${aud}.${subjectToken(region)}.${subjectToken(node)}.>`,
     checkpointSubject: (stream) => `${cp}.${subjectToken(stream)}`,
     checkpointAll: `${cp}.>`,
     cancelSubject: (node) => raw.cancel(subjectToken(node)),
@@ -132,7 +137,7 @@ export function natsNames(prefix = ""): NatsNames {
       return {
         region: decodeSubjectToken(parts[0]!),
         node: decodeSubjectToken(parts[1]!),
-        sessionId: decodeSubjectToken(parts[2]!),
+        lane: decodeSubjectToken(parts[2]!),
       };
     },
   };

@@ -5,7 +5,8 @@
  * `{{tag(region)}}`, `{{tag(node)}}` and `{{tag(cancel)}}` from the tags of the user JWT it verifies
  * (permission templates exist for scoped signing keys only in 2.9; config-file users have none).
  *
- *  - data-plane: publishes its own audit lanes `sluice.audit.<region>.<node>.>`, reads the snapshot
+ *  - data-plane: publishes its own audit lanes `sluice.audit.<region>.<node>.>` (and looks up their last
+ *    stored message with a direct get by subject), reads the snapshot
  *    bucket, puts its own fleet key, files approval requests and watches their decisions on
  *    SLUICE_CONTROL (consumers filtered to `sluice.control.approval.*`), routes cancels to any node
  *    and hears its own. Nothing else: no other node's lanes, no control or checkpoint subject, no
@@ -86,6 +87,8 @@ export function rolePermissions(names: NatsNames, role: NatsRole): RolePermissio
             cancelAny,
             `${API}.INFO`,
             `${API}.STREAM.INFO.${names.auditStream}`,
+            // the last stored message of its own lanes, looked up after an uncertain publish (direct get by subject)
+            `${API}.DIRECT.GET.${names.auditStream}.${names.patterns.auditLanes(TEMPLATE.region, TEMPLATE.node)}`,
             `${API}.STREAM.INFO.${kvFleet}`,
             ...readStream(kvSnap),
             ...readStream(names.controlStream, approvalFilter),

@@ -5,8 +5,8 @@
  * the KV bucket under a private NATS prefix, as the control plane's projection would.
  *
  * Input: env SLUICE_BENCH_NODE (JSON of SluiceNodeOptions + prefix + readyFile). Output: readyFile
- * with { port, token } (the token is a bench-only dev token). SIGTERM stops the node and deletes the
- * prefix's streams and buckets.
+ * with { port, token, httpPort } (the token is a bench-only dev token). SIGTERM stops the node and
+ * deletes the prefix's streams and buckets; the audit crash test kills it with SIGKILL instead.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
@@ -63,7 +63,7 @@ const node = await startDataPlaneNode({
 });
 for (let i = 0; i < 100 && !node.snapshots.current(); i++) await new Promise((r) => setTimeout(r, 50));
 if (!node.snapshots.current()) throw new Error("the node never saw its policy snapshot");
-writeFileSync(o.readyFile, JSON.stringify({ port: node.port, token }), { mode: 0o600 });
+writeFileSync(o.readyFile, JSON.stringify({ port: node.port, token, httpPort: node.httpPort }), { mode: 0o600 });
 
 let stopping = false;
 async function stop() {

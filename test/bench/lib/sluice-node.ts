@@ -15,7 +15,14 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 export interface SluiceNode {
   pid: number;
+  /** its NATS prefix (its streams and buckets) and its HTTP port (/metrics) */
+  prefix: string;
+  natsUrl: string;
+  httpPort: number;
   target(name: string): Target;
+  /** the node's /metrics as name → value */
+  metrics(): Promise<Record<string, number>>;
+  /** SIGTERM (a clean stop deletes the prefix's streams), SIGKILL after 15 s */
   stop(): Promise<void>;
 }
 
@@ -26,12 +33,14 @@ export interface SluiceNodeOptions {
   cert: { certFile: string; keyFile: string };
   durability: "ack" | "async";
   masked: boolean;
+  /** default a fresh bench prefix */
+  prefix?: string;
 }
 
 export async function startSluiceNode(o: SluiceNodeOptions): Promise<SluiceNode> {
   const dir = mkdtempSync(join(tmpdir(), "sluice-bench-node-"));
   const readyFile = join(dir, "ready.json");
-  const prefix = `bench${randomBytes(4).toString("hex")}`;
+  const prefix = o.prefix ?? `bench${randomBytes(4).toString("hex")}`;
   const natsUrl = process.env.SLUICE_NATS_URL ?? "nats://127.0.0.1:4222";
   let stderr = "";
   // SLUICE_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the node (issue 7: profile the hot path)
@@ -51,9 +60,21 @@ export async function startSluiceNode(o: SluiceNodeOptions): Promise<SluiceNode>
     await new Promise((r) => setTimeout(r, 100));
   }
   await new Promise((r) => setTimeout(r, 50));
-  const { port, token } = JSON.parse(readFileSync(readyFile, "utf8")) as { port: number; token: string };
+  const { port, token, httpPort } = JSON.parse(readFileSync(readyFile, "utf8")) as { port: number; token: string; httpPort: number };
   return {
     pid: child.pid!,
+    prefix,
+    natsUrl,
+    httpPort,
+    async metrics() {
+      const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+      const out: Record<string, number> = {};
+      for (const line of text.split("\n")) {
+        const m = /^([a-z_]+)(?:\{[^}]*\})? ([\d.eE+-]+)$/.exec(line.trim());
+        if (m) out[m[1]!] = Number(m[2]);
+      }
+      return out;
+    },
     target: (name) => ({
       name,
       pid: () => child.pid,

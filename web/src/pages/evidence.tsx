@@ -15,7 +15,9 @@ interface Sealer {
 
 interface Report {
   ok: boolean;
-  records: number;
+  /** stream messages (each a batch of events) and the events in them */
+  messages: number;
+  events: number;
   sessions: number;
   checkpoints: number;
   sealedThrough: number;
@@ -78,7 +80,7 @@ export function EvidencePage() {
           {report && (
             <div class="report">
               <p>
-                <Badge value={report.ok ? "ok" : "failed"}>{report.ok ? "verified" : "broken"}</Badge> {report.records} records, {report.sessions} sessions, {report.checkpoints} checkpoints; sealed through {report.sealedThrough}, {report.unsealed} not yet sealed; signatures {report.signatures} ({ms(report.durationMs)}, {when(report.verifiedAt)})
+                <Badge value={report.ok ? "ok" : "failed"}>{report.ok ? "verified" : "broken"}</Badge> {report.messages} messages ({report.events} events), {report.sessions} sessions, {report.checkpoints} checkpoints; sealed through {report.sealedThrough}, {report.unsealed} not yet sealed; signatures {report.signatures} ({ms(report.durationMs)}, {when(report.verifiedAt)})
               </p>
               {report.firstProblem && (
                 <Notice kind="error">

@@ -1,6 +1,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
-import { decodeEvent, type CloudEvent } from "@sluice/shared/events";
+import { decodeBatch, type CloudEvent } from "@sluice/shared/events";
 import { subjectToken, type NatsNames } from "@sluice/shared/nats";
 import type { Logger } from "@sluice/shared/logging";
 import type { ReadModel } from "./read-model.js";
@@ -16,10 +16,13 @@ export interface ReadModelProjectorOptions {
   durable?: string;
   /** an abandoned durable (its process died) is removed by the server after this long; default 10 min */
   inactiveMs?: number;
-  /** messages applied per transaction at most (default 500) */
+  /** messages applied per transaction at most (default 500; each a batch of events) */
   batchMax?: number;
   logger?: Logger;
 }
+
+/** events folded per transaction at most (a message of the stream holds a batch of them) */
+const EVENTS_PER_TRANSACTION = 20_000;
 
 export interface RebuildResult {
   position: number;
@@ -27,16 +30,17 @@ export interface RebuildResult {
   ms: number;
 }
 
-function decodeOrUndefined(m: JsMsg): CloudEvent | undefined {
+function decodeOrUndefined(m: JsMsg): CloudEvent[] | undefined {
   try {
-    return decodeEvent(m.data);
+    return decodeBatch(m.data);
   } catch {
-    return undefined; // not an event: the position still moves past it; verify reports it
+    return undefined; // not a batch: the position still moves past it; verify reports it
   }
 }
 
 /**
- * Feeds the read model from SLUICE_AUDIT with a durable pull consumer. The database is the source of
+ * Feeds the read model from SLUICE_AUDIT with a durable pull consumer, up to `batchMax` messages
+ * (each a batch of events of many sessions) per transaction. The database is the source of
  * truth for the position: each batch of rows and the new position commit together, messages are acked
  * only after the commit, and on (re)start the consumer is placed right after the stored position. A
  * redelivered message is skipped by the position check inside the transaction, so each event has its
@@ -148,13 +152,13 @@ export class ReadModelProjector {
     const messages = await consumer.consume({ max_messages: 1000 });
     this.messages = messages;
     if (this.stopped) messages.stop();
-    const queue: JsMsg[] = [];
+    const queue: Array<{ m: JsMsg; events: CloudEvent[] | undefined }> = [];
     let wake: (() => void) | undefined;
     let ended = false;
     const reader = (async () => {
       try {
         for await (const m of messages) {
-          queue.push(m);
+          queue.push({ m, events: decodeOrUndefined(m) });
           wake?.();
         }
       } finally {
@@ -171,9 +175,13 @@ export class ReadModelProjector {
           wake = undefined;
           continue;
         }
-        const batch = queue.splice(0, max);
-        this.pos = await model.applyBatch(batch.map((m) => ({ seq: m.seq, event: decodeOrUndefined(m) })));
-        for (const m of batch) m.ack();
+        // up to `max` messages, and about EVENTS_PER_TRANSACTION events: one transaction stays bounded
+        let n = 0;
+        let events = 0;
+        while (n < queue.length && n < max && (n === 0 || events < EVENTS_PER_TRANSACTION)) events += queue[n++]!.events?.length ?? 1;
+        const batch = queue.splice(0, n);
+        this.pos = await model.applyBatch(batch.map((x) => ({ seq: x.m.seq, events: x.events })));
+        for (const x of batch) x.m.ack();
         for (const w of this.waiters.splice(0)) w();
       }
     } finally {

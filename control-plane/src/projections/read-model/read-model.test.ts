@@ -6,6 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import pg from "pg";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { decodeBatch } from "@sluice/shared/events";
 import { natsFixture, publishInterleaved, SessionScript } from "../../audit/testing.js";
 import { ReadModel } from "./read-model.js";
 import { ReadModelProjector } from "./read-model-projector.js";
@@ -94,9 +96,21 @@ async function scenario(f: Awaited<ReturnType<typeof natsFixture>>, model: ReadM
 
   // a redelivered batch changes nothing (the position guard in the transaction)
   const before = await model.dump();
-  await model.applyBatch(sessions[0]!.events.slice(0, 5).map((event, i) => ({ seq: i + 1, event })));
+  await model.applyBatch(sessions[0]!.events.slice(0, 5).map((event, i) => ({ seq: i + 1, events: [event] })));
   assert.deepEqual(await model.dump(), before);
-  await assert.rejects(model.applyBatch([{ seq: published + 2, event: undefined }]), /does not follow/);
+  await assert.rejects(model.applyBatch([{ seq: published + 2, events: undefined }]), /does not follow/);
+
+  // the index of where each session's events are: exactly the messages that hold them
+  const jsm = await jetstreamManager(f.nc);
+  for (const s of sessions) {
+    const seqs = await model.sessionMessages(s.sessionId);
+    const holding: number[] = [];
+    for (let seq = 1; seq <= published; seq++) {
+      const m = await jsm.streams.getMessage(f.names.auditStream, { seq });
+      if (decodeBatch(m!.data).some((e) => e.subject === s.sessionId)) holding.push(seq);
+    }
+    assert.deepEqual(seqs, holding, `index of ${s.sessionId}`);
+  }
 
   // more traffic after a restart of the projector continues from the stored position
   await projector.stop();

@@ -4,12 +4,9 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction, type SqliteDatabase } from "kysely";
 import { isChunkData, reassembleChunks, sessionEventName, type CloudEvent } from "@sluice/shared/events";
-import type {
-  SessionAuthenticatedData, SessionDeniedData, SessionEndedData, SessionStartedData, StatementApprovalRequestedData,
-  StatementApprovedData, StatementBlockedData, StatementCompletedData, StatementData, StatementRejectedData,
-} from "@sluice/shared/events";
 import { SluiceError } from "@sluice/shared/errors";
 import { createSchema, dropSchema, READ_MODEL_TABLES, type ReadModelDb } from "./schema.js";
+import { foldEvents, statementKey, touchedKeys, type ExistingRows, type FoldEvent, type FoldResult } from "./read-model-fold.js";
 
 export type ReadModelDialect = "sqlite" | "postgres";
 export interface ReadModelConfig {
@@ -24,6 +21,18 @@ export const AUDIT_PROJECTION = "audit";
 type Trx = Transaction<ReadModelDb>;
 
 const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
+
+/** Keys per `IN (…)` list, and bound values per multi-row INSERT (SQLite allows 32,766; PostgreSQL 65,535). */
+const IN_LIST = 500;
+const MAX_BOUND_VALUES = 30_000;
+
+function rowsPerInsert(rows: readonly object[]): number {
+  return rows.length === 0 ? 1 : Math.max(1, Math.floor(MAX_BOUND_VALUES / Object.keys(rows[0]!).length));
+}
+
+function* chunked<T>(list: readonly T[], size: number): Generator<T[]> {
+  for (let i = 0; i < list.length; i += size) yield list.slice(i, i + size);
+}
 
 export function openReadModelDb(cfg: ReadModelConfig): Kysely<ReadModelDb> {
   if (cfg.dialect === "postgres") {
@@ -101,21 +110,33 @@ export class ReadModel {
   }
 
   /**
-   * Applies stream messages [seq, event] in order, in one transaction with the position. Returns the
-   * position after the batch. Throws when the batch does not continue the stored position (a gap): the
-   * caller repositions its consumer.
+   * Applies stream messages (a seq and the events of its batch) in order, in one transaction with
+   * the position. Returns the position after the batch. Throws when the batch does not continue the
+   * stored position (a gap): the caller repositions its consumer.
    */
-  async applyBatch(batch: ReadonlyArray<{ seq: number; event: CloudEvent | undefined }>, name = AUDIT_PROJECTION): Promise<number> {
+  async applyBatch(batch: ReadonlyArray<{ seq: number; events: readonly CloudEvent[] | undefined }>, name = AUDIT_PROJECTION): Promise<number> {
     return await this.db.transaction().execute(async (trx) => {
       let q = trx.selectFrom("projection_position").select("stream_seq").where("name", "=", name);
       if (this.dialect === "postgres") q = q.forUpdate();
       let pos = num((await q.executeTakeFirst())?.stream_seq);
       const start = pos;
+      const events: FoldEvent[] = [];
+      // chunks before the last of a run fold into nothing, but replay must find their messages too
+      const chunkIndex: Array<{ session_id: string; stream_seq: number }> = [];
       for (const m of batch) {
         if (m.seq <= pos) continue; // already applied (redelivery, or another replica got there first)
         if (m.seq !== pos + 1) throw new SluiceError("aborted", `read model: stream seq ${m.seq} does not follow position ${pos}`);
-        if (m.event) await this.applyEvent(trx, m.event, m.seq);
+        for (const raw of m.events ?? []) {
+          const ev = isChunkData(raw.data) ? await this.joinChunk(trx, raw) : raw;
+          if (ev) events.push({ ev, seq: m.seq });
+          else if (sessionEventName(raw.type)) chunkIndex.push({ session_id: raw.subject, stream_seq: m.seq });
+        }
         pos = m.seq;
+      }
+      if (events.length || chunkIndex.length) {
+        const f = foldEvents(events, await this.existing(trx, touchedKeys(events)));
+        f.index.push(...chunkIndex);
+        await this.write(trx, f);
       }
       if (pos !== start) {
         await trx.insertInto("projection_position").values({ name, stream_seq: pos })
@@ -125,115 +146,82 @@ export class ReadModel {
     });
   }
 
-  private async applyEvent(trx: Trx, raw: CloudEvent, seq: number): Promise<void> {
-    let ev = raw;
-    if (isChunkData(raw.data)) {
-      const d = raw.data;
-      await trx.insertInto("projection_chunks").values({ session_id: raw.subject, chunk: d.chunk, event: JSON.stringify(raw) })
-        .onConflict((oc) => oc.columns(["session_id", "chunk"]).doUpdateSet({ event: JSON.stringify(raw) })).execute();
-      if (d.chunk < d.chunks) return;
-      const rows = await trx.selectFrom("projection_chunks").select("event").where("session_id", "=", raw.subject).orderBy("chunk").execute();
-      await trx.deleteFrom("projection_chunks").where("session_id", "=", raw.subject).execute();
-      try {
-        const run = rows.map((r) => JSON.parse(r.event) as CloudEvent);
-        ev = { ...run[0]!, data: reassembleChunks(run) };
-      } catch {
-        return; // a broken chunk run is a verify finding, not a projection crash
-      }
+  /**
+   * A chunk of a payload above 512 KiB: kept in projection_chunks until its run is complete (a run
+   * may span batches and restarts), then the logical event. Rare, so one statement per chunk is fine.
+   */
+  private async joinChunk(trx: Trx, raw: CloudEvent): Promise<CloudEvent | undefined> {
+    const d = raw.data as { chunk: number; chunks: number };
+    await trx.insertInto("projection_chunks").values({ session_id: raw.subject, chunk: d.chunk, event: JSON.stringify(raw) })
+      .onConflict((oc) => oc.columns(["session_id", "chunk"]).doUpdateSet({ event: JSON.stringify(raw) })).execute();
+    if (d.chunk < d.chunks) return undefined;
+    const rows = await trx.selectFrom("projection_chunks").select("event").where("session_id", "=", raw.subject).orderBy("chunk").execute();
+    await trx.deleteFrom("projection_chunks").where("session_id", "=", raw.subject).execute();
+    try {
+      const run = rows.map((r) => JSON.parse(r.event) as CloudEvent);
+      return { ...run[0]!, data: reassembleChunks(run) };
+    } catch {
+      return undefined; // a broken chunk run is a verify finding, not a projection crash
     }
-    const name = sessionEventName(ev.type);
-    if (!name) return;
-    const sid = ev.subject;
-    const at = ev.time;
-    const rev = ev.sluicepolicyrev ?? null;
-    // every event makes sure its session row exists and moves its last position
-    await trx.insertInto("sessions").values({
-      session_id: sid, region: null, node: null, resource: null, client_address: null, client_user: null, application_name: null,
-      subject: null, issuer: null, groups: null, status: "connecting", deny_reason: null, end_reason: null,
-      started_at: at, authenticated_at: null, ended_at: null, statements: 0, blocked: 0, policy_rev: rev,
-      first_stream_seq: seq, last_stream_seq: seq,
-    }).onConflict((oc) => oc.column("session_id").doUpdateSet({ last_stream_seq: seq })).execute();
-    const upd = (values: Partial<ReadModelDb["sessions"]>) => trx.updateTable("sessions").set(values).where("session_id", "=", sid).execute();
+  }
 
-    switch (name) {
-      case "session.started": {
-        const d = ev.data as SessionStartedData;
-        await upd({ region: d.region, node: d.node, resource: d.resource, client_address: d.clientAddress, client_user: d.user ?? null,
-          application_name: d.applicationName ?? null, started_at: at });
-        return;
-      }
-      case "session.authenticated": {
-        const d = ev.data as SessionAuthenticatedData;
-        await upd({ subject: d.subject, issuer: d.issuer, groups: JSON.stringify(d.groups), status: "active", authenticated_at: at, policy_rev: rev });
-        return;
-      }
-      case "session.denied": {
-        const d = ev.data as SessionDeniedData;
-        await upd({ status: "denied", deny_reason: `${d.stage}: ${d.reason}`, ended_at: at, policy_rev: rev,
-          ...(d.subject ? { subject: d.subject, issuer: d.issuer ?? null, groups: d.groups ? JSON.stringify(d.groups) : null } : {}) });
-        return;
-      }
-      case "session.ended": {
-        const d = ev.data as SessionEndedData;
-        await trx.updateTable("sessions").set({ status: "ended", end_reason: d.reason, ended_at: at })
-          .where("session_id", "=", sid).where("status", "!=", "denied").execute();
-        return;
-      }
-      case "statement.allowed":
-      case "statement.blocked":
-      case "statement.approval_requested": {
-        const d = ev.data as StatementData;
-        const outcome = name === "statement.allowed" ? "allowed" : name === "statement.blocked" ? "blocked" : "pending_approval";
-        await trx.insertInto("statements").values({
-          session_id: sid, statement_id: d.statementId, sql: d.sql, params: d.params ? JSON.stringify(d.params) : null,
-          protocol: d.protocol, class: d.class, tables: JSON.stringify(d.tables ?? { read: [], write: [] }), decision: d.decision,
-          rule: d.rule, policy: d.policy ?? null, outcome, command_tag: null, rows: null, duration_ms: null,
-          error_sqlstate: name === "statement.blocked" ? (d as StatementBlockedData).sqlstate : null,
-          error_message: name === "statement.blocked" ? (d.reason ?? null) : null,
-          policy_rev: rev, decided_at: at, completed_at: null, stream_seq: seq,
-        }).onConflict((oc) => oc.columns(["session_id", "statement_id"]).doNothing()).execute();
-        await trx.insertInto("decisions").values({ event_id: ev.id, session_id: sid, statement_id: d.statementId, decision: d.decision,
-          rule: d.rule, actor: null, policy_rev: rev, at, stream_seq: seq }).onConflict((oc) => oc.column("event_id").doNothing()).execute();
-        await trx.updateTable("sessions").set((eb) => ({
-          statements: eb("statements", "+", 1),
-          blocked: eb("blocked", "+", name === "statement.blocked" ? 1 : 0),
-        })).where("session_id", "=", sid).execute();
-        if (name === "statement.approval_requested") {
-          const a = d as StatementApprovalRequestedData;
-          const s = await trx.selectFrom("sessions").select(["subject", "resource"]).where("session_id", "=", sid).executeTakeFirst();
-          await trx.insertInto("approvals").values({ approval_id: a.approvalId, session_id: sid, statement_id: a.statementId,
-            requester: s?.subject ?? null, resource: s?.resource ?? null, sql: a.sql, approvers: JSON.stringify(a.approvers), status: "pending",
-            decided_by: null, requested_at: at, decided_at: null, timeout_ms: a.timeoutMs })
-            .onConflict((oc) => oc.column("approval_id").doNothing()).execute();
-        }
-        return;
-      }
-      case "statement.approved":
-      case "statement.rejected": {
-        const d = ev.data as StatementApprovedData | StatementRejectedData;
-        const approved = name === "statement.approved";
-        const status = approved ? "approved" : (d as StatementRejectedData).reason;
-        await trx.insertInto("decisions").values({ event_id: ev.id, session_id: sid, statement_id: d.statementId, decision: approved ? "approved" : "rejected",
-          rule: approved ? null : (d as StatementRejectedData).reason, actor: d.approver ?? null, policy_rev: rev, at, stream_seq: seq })
-          .onConflict((oc) => oc.column("event_id").doNothing()).execute();
-        await trx.updateTable("approvals").set({ status, decided_by: d.approver ?? null, decided_at: at }).where("approval_id", "=", d.approvalId).execute();
-        await trx.updateTable("statements").set({ outcome: approved ? "approved" : "rejected",
-          ...(approved ? {} : { error_sqlstate: (d as StatementRejectedData).sqlstate }) })
-          .where("session_id", "=", sid).where("statement_id", "=", d.statementId).execute();
-        if (!approved) await trx.updateTable("sessions").set((eb) => ({ blocked: eb("blocked", "+", 1) })).where("session_id", "=", sid).execute();
-        return;
-      }
-      case "statement.completed": {
-        const d = ev.data as StatementCompletedData;
-        await trx.updateTable("statements").set({
-          outcome: d.error ? "failed" : "completed", command_tag: d.commandTag ?? null, rows: d.rows, duration_ms: d.durationMs,
-          error_sqlstate: d.error?.sqlstate ?? null, error_message: d.error?.message ?? null, completed_at: at,
-        }).where("session_id", "=", sid).where("statement_id", "=", d.statementId).execute();
-        return;
-      }
-      case "result.rows":
-        return; // result values stay in the stream (replay reads them there); counts come with statement.completed
+  /** The rows a batch touches that exist already. */
+  private async existing(trx: Trx, keys: ReturnType<typeof touchedKeys>): Promise<ExistingRows> {
+    const sessions = new Map<string, ReadModelDb["sessions"]>();
+    for (const part of chunked(keys.sessions, IN_LIST)) {
+      for (const r of await trx.selectFrom("sessions").selectAll().where("session_id", "in", part).execute()) sessions.set(r.session_id, normalizeSessionRow(r));
     }
+    const statements = new Map<string, ReadModelDb["statements"]>();
+    const bySession = new Map<string, number[]>();
+    for (const k of keys.statements) {
+      const list = bySession.get(k.sessionId);
+      if (list) list.push(k.statementId);
+      else bySession.set(k.sessionId, [k.statementId]);
+    }
+    for (const [sid, ids] of bySession) {
+      // only sessions that exist can have statements
+      if (!sessions.has(sid)) continue;
+      for (const part of chunked(ids, IN_LIST)) {
+        const rows = await trx.selectFrom("statements").selectAll().where("session_id", "=", sid).where("statement_id", "in", part).execute();
+        for (const r of rows) statements.set(statementKey(sid, num(r.statement_id)), normalizeStatement(r));
+      }
+    }
+    const approvals = new Map<string, ReadModelDb["approvals"]>();
+    for (const part of chunked(keys.approvals, IN_LIST)) {
+      for (const r of await trx.selectFrom("approvals").selectAll().where("approval_id", "in", part).execute()) approvals.set(r.approval_id, { ...r, timeout_ms: num(r.timeout_ms) });
+    }
+    return { sessions, statements, approvals };
+  }
+
+  /** Writes a fold's result: multi-row inserts, one update per changed row. */
+  private async write(trx: Trx, f: FoldResult): Promise<void> {
+    for (const rows of chunked(f.sessions.insert, rowsPerInsert(f.sessions.insert))) await trx.insertInto("sessions").values(rows).execute();
+    for (const r of f.sessions.update) {
+      const { session_id, ...set } = r;
+      await trx.updateTable("sessions").set(set).where("session_id", "=", session_id).execute();
+    }
+    for (const rows of chunked(f.statements.insert, rowsPerInsert(f.statements.insert))) await trx.insertInto("statements").values(rows).execute();
+    for (const r of f.statements.update) {
+      const { session_id, statement_id, ...set } = r;
+      await trx.updateTable("statements").set(set).where("session_id", "=", session_id).where("statement_id", "=", statement_id).execute();
+    }
+    for (const rows of chunked(f.approvals.insert, rowsPerInsert(f.approvals.insert))) await trx.insertInto("approvals").values(rows).execute();
+    for (const r of f.approvals.update) {
+      const { approval_id, ...set } = r;
+      await trx.updateTable("approvals").set(set).where("approval_id", "=", approval_id).execute();
+    }
+    for (const rows of chunked(f.decisions, rowsPerInsert(f.decisions))) {
+      await trx.insertInto("decisions").values(rows).onConflict((oc) => oc.column("event_id").doNothing()).execute();
+    }
+    for (const rows of chunked(f.index, rowsPerInsert(f.index))) {
+      await trx.insertInto("session_messages").values(rows).onConflict((oc) => oc.columns(["session_id", "stream_seq"]).doNothing()).execute();
+    }
+  }
+
+  /** The stream sequences of the messages that hold a session's events, in order (the index replay reads). */
+  async sessionMessages(sessionId: string): Promise<number[]> {
+    const rows = await this.db.selectFrom("session_messages").select("stream_seq").where("session_id", "=", sessionId).orderBy("stream_seq").execute();
+    return rows.map((r) => num(r.stream_seq));
   }
 
   async listSessions(f: SessionFilter = {}): Promise<SessionRow[]> {
@@ -255,6 +243,11 @@ export class ReadModel {
     return rows.map(normalizeSession);
   }
 
+  async getSessionRow(id: string): Promise<SessionRow | undefined> {
+    const s = await this.db.selectFrom("sessions").selectAll().where("session_id", "=", id).executeTakeFirst();
+    return s ? normalizeSession(s) : undefined;
+  }
+
   async getSession(id: string): Promise<{ session: SessionRow; statements: ReadModelDb["statements"][]; approvals: ReadModelDb["approvals"][] } | undefined> {
     const s = await this.db.selectFrom("sessions").selectAll().where("session_id", "=", id).executeTakeFirst();
     if (!s) return undefined;
@@ -272,6 +265,8 @@ export class ReadModel {
     out.approvals = (await this.db.selectFrom("approvals").selectAll().orderBy("approval_id").execute()).map((a) => ({ ...a, timeout_ms: num(a.timeout_ms) }));
     out.projection_position = (await this.db.selectFrom("projection_position").selectAll().orderBy("name").execute()).map((p) => ({ ...p, stream_seq: num(p.stream_seq) }));
     out.projection_chunks = await this.db.selectFrom("projection_chunks").selectAll().orderBy("session_id").orderBy("chunk").execute();
+    out.session_messages = (await this.db.selectFrom("session_messages").selectAll().orderBy("session_id").orderBy("stream_seq").execute())
+      .map((r) => ({ ...r, stream_seq: num(r.stream_seq) }));
     return out;
   }
 
@@ -283,6 +278,18 @@ export class ReadModel {
     }
     return out;
   }
+}
+
+/** A sessions row with its numbers as numbers (PostgreSQL returns bigint as text). */
+function normalizeSessionRow(s: ReadModelDb["sessions"]): ReadModelDb["sessions"] {
+  return {
+    ...s,
+    statements: num(s.statements),
+    blocked: num(s.blocked),
+    policy_rev: s.policy_rev === null ? null : num(s.policy_rev),
+    first_stream_seq: num(s.first_stream_seq),
+    last_stream_seq: num(s.last_stream_seq),
+  };
 }
 
 function normalizeSession(s: ReadModelDb["sessions"]): SessionRow {

@@ -2,7 +2,8 @@ import { sql, type Kysely } from "kysely";
 
 /**
  * The SQL read model (contract: "Projections ... a SQL read model through kysely"): sessions,
- * statements, decisions and approvals folded from SLUICE_AUDIT, plus the projection's own position,
+ * statements, decisions and approvals folded from SLUICE_AUDIT, the index of where each session's
+ * events are (session_messages), plus the projection's own position,
  * which is written in the same transaction as the rows it produced (exactly-once effect).
  * The same schema runs on SQLite and PostgreSQL: times are ISO-8601 text (sortable), JSON is text.
  */
@@ -94,6 +95,15 @@ export interface ProjectionPositionTable {
   stream_seq: number;
 }
 
+/**
+ * Where each session's events are: one row per stream message holding at least one of them. A
+ * message (a batch) carries events of many sessions, so replaying one session reads only these.
+ */
+export interface SessionMessagesTable {
+  session_id: string;
+  stream_seq: number;
+}
+
 /** Chunks of a payload whose last chunk has not arrived yet: kept in the database, so a restart mid-run loses nothing. */
 export interface ProjectionChunksTable {
   session_id: string;
@@ -108,9 +118,10 @@ export interface ReadModelDb {
   approvals: ApprovalsTable;
   projection_position: ProjectionPositionTable;
   projection_chunks: ProjectionChunksTable;
+  session_messages: SessionMessagesTable;
 }
 
-export const READ_MODEL_TABLES = ["sessions", "statements", "decisions", "approvals", "projection_position", "projection_chunks"] as const;
+export const READ_MODEL_TABLES = ["sessions", "statements", "decisions", "approvals", "projection_position", "projection_chunks", "session_messages"] as const;
 
 export async function createSchema(db: Kysely<ReadModelDb>): Promise<void> {
   await db.schema.createTable("sessions").ifNotExists()
@@ -184,6 +195,11 @@ export async function createSchema(db: Kysely<ReadModelDb>): Promise<void> {
     .addColumn("chunk", "integer", (c) => c.notNull())
     .addColumn("event", "text", (c) => c.notNull())
     .addPrimaryKeyConstraint("projection_chunks_pk", ["session_id", "chunk"])
+    .execute();
+  await db.schema.createTable("session_messages").ifNotExists()
+    .addColumn("session_id", "text", (c) => c.notNull())
+    .addColumn("stream_seq", "bigint", (c) => c.notNull())
+    .addPrimaryKeyConstraint("session_messages_pk", ["session_id", "stream_seq"])
     .execute();
 }
 

@@ -24,7 +24,10 @@ import {
 export interface ReadAuditRequest {
   /** first stream sequence (0 or 1: the start of the stream) */
   fromSeq: number;
-  /** only this session's events (its subject in the stream); empty: every session */
+  /**
+   * only this session's events, found through the read model's index of the messages that hold
+   * them (each message then carries only this session's events: `filtered`); empty: every session
+   */
   sessionId: string;
   /** keep streaming new records until the client cancels */
   follow: boolean;
@@ -37,16 +40,29 @@ export interface ReadAuditRequest {
    * session_id and include_checkpoints do not apply
    */
   control: boolean;
+  /** last stream sequence to read (0: the last one stored when the call started); not with follow */
+  toSeq: number;
 }
 
 export interface AuditEvent {
   streamSeq: number;
-  /** the NATS subject it was stored under (sluice.audit.<region>.<node>.<session>) */
+  /**
+   * the NATS subject it was stored under (sluice.audit.<region>.<node>.<lane>; control stream:
+   * sluice.control.<aggregate>.<id>)
+   */
   subject: string;
-  /** the stored message text: a CloudEvents JSON object (or whatever was stored, verbatim) */
-  eventJson: string;
+  /**
+   * the stored message text: on SLUICE_AUDIT a CloudEvents JSON batch (an array of events, in
+   * order), on SLUICE_CONTROL one CloudEvents JSON object (or whatever was stored, verbatim)
+   */
+  messageJson: string;
   /** when JetStream stored it (ISO 8601) */
   storedAt: string;
+  /**
+   * true when message_json holds only the requested session's events of the stored batch (a
+   * session read): its session chain verifies, the message digest of the stream chain does not
+   */
+  filtered: boolean;
 }
 
 export interface CheckpointRecord {
@@ -73,10 +89,20 @@ export interface GetSealerResponse {
   sealedThrough: number;
   /** the newest checkpoint as stored, empty when there is none yet */
   lastCheckpointJson: string;
+  /** the last stream sequence of SLUICE_AUDIT now (what a verification waits to see sealed) */
+  auditLastSeq: number;
 }
 
 function createBaseReadAuditRequest(): ReadAuditRequest {
-  return { fromSeq: 0, sessionId: "", follow: false, fromEnd: false, includeCheckpoints: false, control: false };
+  return {
+    fromSeq: 0,
+    sessionId: "",
+    follow: false,
+    fromEnd: false,
+    includeCheckpoints: false,
+    control: false,
+    toSeq: 0,
+  };
 }
 
 export const ReadAuditRequest: MessageFns<ReadAuditRequest> = {
@@ -98,6 +124,9 @@ export const ReadAuditRequest: MessageFns<ReadAuditRequest> = {
     }
     if (message.control !== false) {
       writer.uint32(48).bool(message.control);
+    }
+    if (message.toSeq !== 0) {
+      writer.uint32(56).int64(message.toSeq);
     }
     return writer;
   },
@@ -163,6 +192,14 @@ export const ReadAuditRequest: MessageFns<ReadAuditRequest> = {
             message.control = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.toSeq = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -199,6 +236,11 @@ export const ReadAuditRequest: MessageFns<ReadAuditRequest> = {
         ? globalThis.Boolean(object.include_checkpoints)
         : false,
       control: isSet(object.control) ? globalThis.Boolean(object.control) : false,
+      toSeq: isSet(object.toSeq)
+        ? globalThis.Number(object.toSeq)
+        : isSet(object.to_seq)
+        ? globalThis.Number(object.to_seq)
+        : 0,
     };
   },
 
@@ -222,6 +264,9 @@ export const ReadAuditRequest: MessageFns<ReadAuditRequest> = {
     if (message.control !== false) {
       obj.control = message.control;
     }
+    if (message.toSeq !== 0) {
+      obj.toSeq = Math.round(message.toSeq);
+    }
     return obj;
   },
 
@@ -236,12 +281,13 @@ export const ReadAuditRequest: MessageFns<ReadAuditRequest> = {
     message.fromEnd = object.fromEnd ?? false;
     message.includeCheckpoints = object.includeCheckpoints ?? false;
     message.control = object.control ?? false;
+    message.toSeq = object.toSeq ?? 0;
     return message;
   },
 };
 
 function createBaseAuditEvent(): AuditEvent {
-  return { streamSeq: 0, subject: "", eventJson: "", storedAt: "" };
+  return { streamSeq: 0, subject: "", messageJson: "", storedAt: "", filtered: false };
 }
 
 export const AuditEvent: MessageFns<AuditEvent> = {
@@ -252,11 +298,14 @@ export const AuditEvent: MessageFns<AuditEvent> = {
     if (message.subject !== "") {
       writer.uint32(18).string(message.subject);
     }
-    if (message.eventJson !== "") {
-      writer.uint32(26).string(message.eventJson);
+    if (message.messageJson !== "") {
+      writer.uint32(26).string(message.messageJson);
     }
     if (message.storedAt !== "") {
       writer.uint32(34).string(message.storedAt);
+    }
+    if (message.filtered !== false) {
+      writer.uint32(40).bool(message.filtered);
     }
     return writer;
   },
@@ -295,7 +344,7 @@ export const AuditEvent: MessageFns<AuditEvent> = {
               break;
             }
 
-            message.eventJson = reader.string();
+            message.messageJson = reader.string();
             continue;
           }
           case 4: {
@@ -304,6 +353,14 @@ export const AuditEvent: MessageFns<AuditEvent> = {
             }
 
             message.storedAt = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.filtered = reader.bool();
             continue;
           }
         }
@@ -326,16 +383,17 @@ export const AuditEvent: MessageFns<AuditEvent> = {
         ? globalThis.Number(object.stream_seq)
         : 0,
       subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
-      eventJson: isSet(object.eventJson)
-        ? globalThis.String(object.eventJson)
-        : isSet(object.event_json)
-        ? globalThis.String(object.event_json)
+      messageJson: isSet(object.messageJson)
+        ? globalThis.String(object.messageJson)
+        : isSet(object.message_json)
+        ? globalThis.String(object.message_json)
         : "",
       storedAt: isSet(object.storedAt)
         ? globalThis.String(object.storedAt)
         : isSet(object.stored_at)
         ? globalThis.String(object.stored_at)
         : "",
+      filtered: isSet(object.filtered) ? globalThis.Boolean(object.filtered) : false,
     };
   },
 
@@ -347,11 +405,14 @@ export const AuditEvent: MessageFns<AuditEvent> = {
     if (message.subject !== "") {
       obj.subject = message.subject;
     }
-    if (message.eventJson !== "") {
-      obj.eventJson = message.eventJson;
+    if (message.messageJson !== "") {
+      obj.messageJson = message.messageJson;
     }
     if (message.storedAt !== "") {
       obj.storedAt = message.storedAt;
+    }
+    if (message.filtered !== false) {
+      obj.filtered = message.filtered;
     }
     return obj;
   },
@@ -363,8 +424,9 @@ export const AuditEvent: MessageFns<AuditEvent> = {
     const message = createBaseAuditEvent();
     message.streamSeq = object.streamSeq ?? 0;
     message.subject = object.subject ?? "";
-    message.eventJson = object.eventJson ?? "";
+    message.messageJson = object.messageJson ?? "";
     message.storedAt = object.storedAt ?? "";
+    message.filtered = object.filtered ?? false;
     return message;
   },
 };
@@ -584,7 +646,7 @@ export const GetSealerRequest: MessageFns<GetSealerRequest> = {
 };
 
 function createBaseGetSealerResponse(): GetSealerResponse {
-  return { keyId: "", publicKeyPem: "", leader: false, sealedThrough: 0, lastCheckpointJson: "" };
+  return { keyId: "", publicKeyPem: "", leader: false, sealedThrough: 0, lastCheckpointJson: "", auditLastSeq: 0 };
 }
 
 export const GetSealerResponse: MessageFns<GetSealerResponse> = {
@@ -603,6 +665,9 @@ export const GetSealerResponse: MessageFns<GetSealerResponse> = {
     }
     if (message.lastCheckpointJson !== "") {
       writer.uint32(42).string(message.lastCheckpointJson);
+    }
+    if (message.auditLastSeq !== 0) {
+      writer.uint32(48).int64(message.auditLastSeq);
     }
     return writer;
   },
@@ -660,6 +725,14 @@ export const GetSealerResponse: MessageFns<GetSealerResponse> = {
             message.lastCheckpointJson = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.auditLastSeq = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -695,6 +768,11 @@ export const GetSealerResponse: MessageFns<GetSealerResponse> = {
         : isSet(object.last_checkpoint_json)
         ? globalThis.String(object.last_checkpoint_json)
         : "",
+      auditLastSeq: isSet(object.auditLastSeq)
+        ? globalThis.Number(object.auditLastSeq)
+        : isSet(object.audit_last_seq)
+        ? globalThis.Number(object.audit_last_seq)
+        : 0,
     };
   },
 
@@ -715,6 +793,9 @@ export const GetSealerResponse: MessageFns<GetSealerResponse> = {
     if (message.lastCheckpointJson !== "") {
       obj.lastCheckpointJson = message.lastCheckpointJson;
     }
+    if (message.auditLastSeq !== 0) {
+      obj.auditLastSeq = Math.round(message.auditLastSeq);
+    }
     return obj;
   },
 
@@ -728,15 +809,16 @@ export const GetSealerResponse: MessageFns<GetSealerResponse> = {
     message.leader = object.leader ?? false;
     message.sealedThrough = object.sealedThrough ?? 0;
     message.lastCheckpointJson = object.lastCheckpointJson ?? "";
+    message.auditLastSeq = object.auditLastSeq ?? 0;
     return message;
   },
 };
 
 /**
- * AuditService: the raw evidence. Records come exactly as stored in SLUICE_AUDIT (the event JSON
- * text untouched, with its stream sequence) so a client verifies hash chains and checkpoint
- * signatures itself instead of trusting the server: `sluice audit verify|export|tail` and
- * `sluice sessions replay` are built on Read.
+ * AuditService: the raw evidence. Records come exactly as stored in SLUICE_AUDIT (each message's
+ * text untouched: a CloudEvents JSON batch, with its stream sequence) so a client verifies hash
+ * chains and checkpoint signatures itself instead of trusting the server: `sluice audit
+ * verify|export|tail` and `sluice sessions replay` are built on Read.
  * Every call needs `authorization: Bearer <jwt>` metadata from an identity in an admin group.
  */
 export type AuditServiceService = typeof AuditServiceService;

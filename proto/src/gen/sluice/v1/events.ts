@@ -157,7 +157,30 @@ export interface StatementCompletedData {
   /** rows returned or affected, exact */
   rows: number;
   durationMs: number;
-  error?: StatementError | undefined;
+  error?:
+    | StatementError
+    | undefined;
+  /**
+   * the captured (masked) result sets, when together they fit in 64 KiB; larger captures are
+   * recorded as result.rows events just before this one instead
+   */
+  results: CapturedResult[];
+}
+
+/**
+ * One result set of a statement as captured (masked, capped): what result.rows carries, without
+ * the statement id when it rides inside statement.completed.
+ */
+export interface CapturedResult {
+  columns: ResultColumnInfo[];
+  /** each row a list of text values (binary as \x<hex>) or null */
+  values: Array<any>[];
+  /** rows the statement returned to the client (exact) */
+  rows: number;
+  /** rows in `values` */
+  recorded: number;
+  truncated: boolean;
+  recordedBytes: number;
 }
 
 export interface ResultColumnInfo {
@@ -174,7 +197,8 @@ export interface ResultColumnInfo {
 
 /**
  * dev.sluice.result.rows.v1: the masked rows of one result set, capped per statement
- * (dataPlane.audit.maxRowsPerStatement / maxBytesPerStatement), counts exact.
+ * (dataPlane.audit.maxRowsPerStatement / maxBytesPerStatement), counts exact. Only for captures
+ * above 64 KiB: smaller ones ride inside statement.completed (`results`).
  */
 export interface ResultRowsData {
   statementId: number;
@@ -1904,7 +1928,7 @@ export const StatementError: MessageFns<StatementError> = {
 };
 
 function createBaseStatementCompletedData(): StatementCompletedData {
-  return { statementId: 0, commandTag: undefined, rows: 0, durationMs: 0, error: undefined };
+  return { statementId: 0, commandTag: undefined, rows: 0, durationMs: 0, error: undefined, results: [] };
 }
 
 export const StatementCompletedData: MessageFns<StatementCompletedData> = {
@@ -1923,6 +1947,9 @@ export const StatementCompletedData: MessageFns<StatementCompletedData> = {
     }
     if (message.error !== undefined) {
       StatementError.encode(message.error, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.results) {
+      CapturedResult.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1980,6 +2007,14 @@ export const StatementCompletedData: MessageFns<StatementCompletedData> = {
             message.error = StatementError.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.results.push(CapturedResult.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2011,6 +2046,9 @@ export const StatementCompletedData: MessageFns<StatementCompletedData> = {
         ? globalThis.Number(object.duration_ms)
         : 0,
       error: isSet(object.error) ? StatementError.fromJSON(object.error) : undefined,
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => CapturedResult.fromJSON(e))
+        : [],
     };
   },
 
@@ -2031,6 +2069,9 @@ export const StatementCompletedData: MessageFns<StatementCompletedData> = {
     if (message.error !== undefined) {
       obj.error = StatementError.toJSON(message.error);
     }
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => CapturedResult.toJSON(e));
+    }
     return obj;
   },
 
@@ -2046,6 +2087,162 @@ export const StatementCompletedData: MessageFns<StatementCompletedData> = {
     message.error = (object.error !== undefined && object.error !== null)
       ? StatementError.fromPartial(object.error)
       : undefined;
+    message.results = object.results?.map((e) => CapturedResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCapturedResult(): CapturedResult {
+  return { columns: [], values: [], rows: 0, recorded: 0, truncated: false, recordedBytes: 0 };
+}
+
+export const CapturedResult: MessageFns<CapturedResult> = {
+  encode(message: CapturedResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.columns) {
+      ResultColumnInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.values) {
+      ListValue.encode(ListValue.wrap(v!), writer.uint32(18).fork()).join();
+    }
+    if (message.rows !== 0) {
+      writer.uint32(24).int64(message.rows);
+    }
+    if (message.recorded !== 0) {
+      writer.uint32(32).int64(message.recorded);
+    }
+    if (message.truncated !== false) {
+      writer.uint32(40).bool(message.truncated);
+    }
+    if (message.recordedBytes !== 0) {
+      writer.uint32(48).int64(message.recordedBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CapturedResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCapturedResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.columns.push(ResultColumnInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.values.push(ListValue.unwrap(ListValue.decode(reader, reader.uint32())));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rows = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.recorded = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.truncated = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.recordedBytes = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CapturedResult {
+    return {
+      columns: globalThis.Array.isArray(object?.columns)
+        ? object.columns.map((e: any) => ResultColumnInfo.fromJSON(e))
+        : [],
+      values: globalThis.Array.isArray(object?.values) ? object.values.map((e: any) => [...e]) : [],
+      rows: isSet(object.rows) ? globalThis.Number(object.rows) : 0,
+      recorded: isSet(object.recorded) ? globalThis.Number(object.recorded) : 0,
+      truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
+      recordedBytes: isSet(object.recordedBytes)
+        ? globalThis.Number(object.recordedBytes)
+        : isSet(object.recorded_bytes)
+        ? globalThis.Number(object.recorded_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: CapturedResult): unknown {
+    const obj: any = {};
+    if (message.columns?.length) {
+      obj.columns = message.columns.map((e) => ResultColumnInfo.toJSON(e));
+    }
+    if (message.values?.length) {
+      obj.values = message.values;
+    }
+    if (message.rows !== 0) {
+      obj.rows = Math.round(message.rows);
+    }
+    if (message.recorded !== 0) {
+      obj.recorded = Math.round(message.recorded);
+    }
+    if (message.truncated !== false) {
+      obj.truncated = message.truncated;
+    }
+    if (message.recordedBytes !== 0) {
+      obj.recordedBytes = Math.round(message.recordedBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CapturedResult>, I>>(base?: I): CapturedResult {
+    return CapturedResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CapturedResult>, I>>(object: I): CapturedResult {
+    const message = createBaseCapturedResult();
+    message.columns = object.columns?.map((e) => ResultColumnInfo.fromPartial(e)) || [];
+    message.values = object.values?.map((e) => e) || [];
+    message.rows = object.rows ?? 0;
+    message.recorded = object.recorded ?? 0;
+    message.truncated = object.truncated ?? false;
+    message.recordedBytes = object.recordedBytes ?? 0;
     return message;
   },
 };

@@ -1,0 +1,100 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { canonicalJson, INLINE_RESULT_BYTES, type StatementCompletedData } from "@sluice/shared/events";
+import type { Decision } from "@sluice/shared/policy";
+import type { SessionInfo, StatementRecord } from "../session/session-hooks.js";
+import { completionEvents, completionJson, statementEventData, statementEventJson, type ResultCapture } from "./audit-event-data.js";
+import type { InputMasker } from "./input-masker.js";
+
+const session: SessionInfo = {
+  sessionId: "s", nodeId: "n", region: "r", resource: "app", clientUser: "u", clientAddress: "127.0.0.1", subject: "x", issuer: "i", groups: [], claims: {}, policyRevision: 1,
+};
+// a masker that changes what it sees, so the test notices if a path skipped it
+const masker: InputMasker = {
+  params: (_s, ps) => ps.map((p) => (p === null ? null : `m(${p})`)),
+  text: (_s, t) => t.replace(/secret/g, "******"),
+};
+
+const text = fc.string({ unit: "binary", maxLength: 16 });
+const part = fc.record({
+  kind: fc.constantFrom("SelectStmt", "InsertStmt", "DropStmt"),
+  class: fc.constantFrom("read", "write", "ddl"),
+  tables: fc.record({ read: fc.array(text, { maxLength: 3 }), write: fc.array(text, { maxLength: 3 }) }),
+  functions: fc.array(text, { maxLength: 2 }),
+  risks: fc.array(fc.constantFrom("delete-without-where", "grant", "dynamic-sql"), { maxLength: 2 }),
+});
+const decision = fc.record({
+  action: fc.constantFrom("allow", "deny", "approve"),
+  rule: text,
+  policy: fc.option(text, { nil: undefined }),
+  reason: fc.option(text, { nil: undefined }),
+  statementClass: fc.constantFrom("read", "write", "unknown"),
+  statementIndex: fc.constant(0),
+  statements: fc.array(part, { maxLength: 3 }),
+}, { requiredKeys: ["action", "rule", "statementClass", "statementIndex", "statements"] });
+const record = fc.record({
+  seq: fc.integer({ min: 1, max: 2 ** 40 }),
+  protocol: fc.constantFrom("simple", "parse"),
+  sql: text,
+  statementName: fc.option(text, { nil: undefined }),
+  portalName: fc.option(text, { nil: undefined }),
+  params: fc.option(fc.array(fc.record({ format: fc.constantFrom("text", "binary"), value: fc.option(fc.uint8Array({ maxLength: 8 }).map((u) => Buffer.from(u)), { nil: null }) }), { maxLength: 4 }), { nil: undefined }),
+  decision,
+}, { requiredKeys: ["seq", "protocol", "sql", "decision"] });
+
+test("statementEventJson writes exactly the canonical JSON of statementEventData, whatever the statement", () => {
+  fc.assert(
+    fc.property(record, (r) => {
+      const stmt = r as unknown as StatementRecord;
+      const expected = canonicalJson(statementEventData(masker, session, stmt));
+      assert.equal(statementEventJson(masker, session, stmt), expected);
+      // a second execution of the same decision takes the cached parts: still exact
+      const again = { ...stmt, seq: stmt.seq + 1, sql: stmt.sql + " secret" } as StatementRecord;
+      assert.equal(statementEventJson(masker, session, again), canonicalJson(statementEventData(masker, session, again)));
+    }),
+    { numRuns: 500 },
+  );
+});
+
+const column = fc.record({
+  name: text, typeOid: fc.integer({ min: 0, max: 2 ** 32 - 1 }), masked: fc.option(fc.boolean(), { nil: undefined }),
+  maskRule: fc.option(text, { nil: undefined }), maskStrategy: fc.option(text, { nil: undefined }), classifiers: fc.option(fc.array(text, { maxLength: 2 }), { nil: undefined }),
+}, { requiredKeys: ["name", "typeOid"] });
+const captured = fc.record({
+  columns: fc.array(column, { maxLength: 3 }),
+  values: fc.array(fc.array(fc.option(text, { nil: null }), { maxLength: 3 }), { maxLength: 3 }),
+  rows: fc.nat(), recorded: fc.nat(), truncated: fc.boolean(), recordedBytes: fc.nat(),
+});
+const completed = fc.record({
+  statementId: fc.integer({ min: 1, max: 2 ** 40 }),
+  commandTag: fc.option(text, { nil: undefined }),
+  rows: fc.nat(),
+  durationMs: fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e9, max: 1e9 }),
+  error: fc.option(fc.record({ sqlstate: text, message: text }), { nil: undefined }),
+  results: fc.option(fc.array(captured, { maxLength: 2 }), { nil: undefined }),
+}, { requiredKeys: ["statementId", "rows", "durationMs"] });
+
+test("completionJson writes exactly the canonical JSON of a statement.completed payload", () => {
+  fc.assert(
+    fc.property(completed, (d) => {
+      // canonicalJson drops undefined members: so does the writer
+      const clean = JSON.parse(JSON.stringify(d)) as StatementCompletedData;
+      assert.equal(completionJson(d as StatementCompletedData), canonicalJson(clean));
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test("a statement's captured rows ride inside statement.completed up to 64 KiB, above that as result.rows", () => {
+  const set = (bytes: number): ResultCapture => ({ columns: [{ name: "v", typeOid: 25 }], values: [["x"]], recordedBytes: bytes });
+  const small = completionEvents(masker, session, { seq: 4, commandTag: "SELECT 1", rows: 1, durationMs: 0.5 }, [set(100)]);
+  assert.deepEqual(small.rows, []);
+  assert.deepEqual(small.completed.results, [{ columns: [{ name: "v", typeOid: 25 }], recorded: 1, recordedBytes: 100, rows: 1, truncated: false, values: [["x"]] }]);
+  const big = completionEvents(masker, session, { seq: 5, commandTag: "SELECT 900", rows: 900, durationMs: 2 }, [set(INLINE_RESULT_BYTES), set(1)]);
+  assert.equal(big.completed.results, undefined);
+  assert.deepEqual(big.rows.map((r) => [r.statementId, r.recordedBytes, r.rows]), [[5, INLINE_RESULT_BYTES, 1], [5, 1, 1]]);
+  // the error message of a failed statement passes the masker (it can quote values)
+  const failed = completionEvents(masker, session, { seq: 6, rows: 0, durationMs: 1, error: { sqlstate: "23505", message: "duplicate secret" } }, undefined);
+  assert.deepEqual(failed.completed.error, { message: "duplicate ******", sqlstate: "23505" });
+});
