@@ -63,20 +63,24 @@ export async function run(args: string[]): Promise<number> {
   const sub = positionals[0];
   if (positionals.length !== 1 || !["init", "server-config", "user", "signer"].includes(sub ?? "") || (!values.dir && !(sub === "user" && values.signer))) throw new UsageError(USAGE);
   const dir = values.dir ?? "";
+  /** the user the flags describe (its role comes from --role or the signer file) */
+  const userOf = (name: string) => ({
+    name,
+    region: values.region,
+    node: values.node,
+    cancel: values.node ? nodeNumberFromId(values.node) : undefined,
+    expiresInSec: values.expires ? Math.round(parseDuration(values.expires) / 1000) : undefined,
+  });
+  const emit = (creds: string) => {
+    if (values.out) writeSecret(values.out, creds);
+    else process.stdout.write(creds);
+    return 0;
+  };
   try {
     if (sub === "user" && values.signer) {
       if (!values.name) throw new UsageError(USAGE);
       const signer = JSON.parse(readFileSync(values.signer, "utf8")) as RoleSigner;
-      const creds = await issueWithRoleSigner(signer, {
-        name: values.name,
-        region: values.region,
-        node: values.node,
-        cancel: values.node ? nodeNumberFromId(values.node) : undefined,
-        expiresInSec: values.expires ? Math.round(parseDuration(values.expires) / 1000) : undefined,
-      });
-      if (values.out) writeSecret(values.out, creds);
-      else process.stdout.write(creds);
-      return 0;
+      return emit(await issueWithRoleSigner(signer, userOf(values.name)));
     }
     if (sub === "init") {
       if (existsSync(join(dir, "seeds.json"))) throw new SluiceError("already_exists", `${join(dir, "seeds.json")} exists: keys are never overwritten`);
@@ -102,17 +106,7 @@ export async function run(args: string[]): Promise<number> {
     }
     if (!role || !NATS_ROLES.includes(role) || !values.name) throw new UsageError(USAGE);
     if (role === "data-plane" && (!values.region || !values.node)) throw new UsageError("a data-plane user needs --region and --node (the node's config `region` and `node`)");
-    const creds = await auth.issueUser({
-      role,
-      name: values.name,
-      region: values.region,
-      node: values.node,
-      cancel: values.node ? nodeNumberFromId(values.node) : undefined,
-      expiresInSec: values.expires ? Math.round(parseDuration(values.expires) / 1000) : undefined,
-    });
-    if (values.out) writeSecret(values.out, creds);
-    else process.stdout.write(creds);
-    return 0;
+    return emit(await auth.issueUser({ ...userOf(values.name), role }));
   } catch (e) {
     if (e instanceof UsageError) throw e;
     return fail(e);

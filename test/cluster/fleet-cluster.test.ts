@@ -237,7 +237,8 @@ test("a supercluster of two 3-node clusters joined by gateways: the evidence sta
   const r = await fleet.cli(["fleet", "status", "--json"], "us");
   assert.equal(r.code, 0, r.stderr);
   const rows = JSON.parse(r.stdout) as FleetRow[];
-  assert.deepEqual(rows.map((m) => [m.node, m.snapshotRevision, m.behind]), nodes.map((n) => [n, rev, 0]));
+  // sorted by region, then node
+  assert.deepEqual(rows.map((m) => [m.node, m.snapshotRevision, m.behind]), ["dp-eu-1", "dp-eu-2", "dp-us-1"].map((n) => [n, rev, 0]));
 
   // the us node's statements cross the gateway into the eu audit stream; losing its own NATS server
   // moves it to another us server and it serves on
