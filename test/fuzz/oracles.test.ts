@@ -222,8 +222,10 @@ test("oracle 4: a response stream out of protocol, or one that differs from the 
   assert.deepEqual(kinds(evidence({ proxyMsgs: [be("T", Buffer.from([0, 0])), row("1"), cc("SELECT 1"), z(), be("n"), z()], refMsgs: ref })), ["4:response-out-of-protocol"]);
   assert.deepEqual(kinds(evidence({ proxyMsgs: [be("T", Buffer.from([0, 0])), row("2"), cc("SELECT 1"), z(), z()], refMsgs: ref })), ["4:differs-from-server@Q"]);
   // a denial answered in place of the statement is what the server does for a statement failing there
-  const denied = evidence({ executed: [], events: events(), denied: [0], proxyMsgs: [err("42501", "permission denied by sluice policy", "sluice rule: x"), z(), z()], refMsgs: [err("42601", "syntax error"), z(), z()] });
-  assert.deepEqual(kinds(denied), []);
+  const deny = (sql: string) => evidence({ ops: [{ t: "Q", sql }, { t: "S" }], executed: [], events: events(), denied: [0], proxyMsgs: [err("42501", "permission denied by sluice policy", "sluice rule: x"), z(), z()], refMsgs: [err("42601", "syntax error"), z(), z()] });
+  assert.deepEqual(kinds(deny("SELECT * FROM secrets")), []);
+  // but not a denial policy does not call for
+  assert.deepEqual(kinds(deny("SELECT 1")), ["4:denied-allowed-statement"]);
 });
 
 test("oracle 5: another session's statement failing afterwards", async () => {

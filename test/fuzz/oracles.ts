@@ -17,7 +17,8 @@
  *              any of the forms a query can turn it into (case, reversed, hex)
  *  4 protocol  the proxy's response stream answers every op in order (response-walk.ts) and equals
  *              what the server itself answers to the same sequence, where the proxy's denials are
- *              replaced by statements failing at the same point (run-case.ts referenceOps)
+ *              replaced by statements failing at the same point (run-case.ts referenceOps); and no
+ *              Query or Parse the policy allows was denied
  *  5 healthy   another session's uncached statement is answered afterwards
  */
 import { createHmac } from "node:crypto";
@@ -460,6 +461,27 @@ function protocolOracle(ev: Evidence, v: Verdicts): void {
   }
 }
 
+/**
+ * A denial the policy does not call for: a Query or Parse the proxy answered with its own 42501
+ * whose text policy allows for the identity. Only texts whose decision needs no session state (no
+ * SQL EXECUTE) are judged; a statement needing approval may be refused when the approver rejected.
+ */
+function overDenialOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
+  for (const k of ev.denied) {
+    const op = ev.c.ops[k]!;
+    if (op.t !== "Q" && op.t !== "P") continue;
+    const c = classifySql(op.sql);
+    if (c.ok && c.statements.some((s) => s.executes?.length)) continue;
+    v.checks[4]++;
+    const d = evaluate(o.bundle, o.ctx, c);
+    if (d.action === "allow") {
+      const f = ev.proxy.walk.perOp[k]!.find((m) => m.code === "E");
+      v.failures.push({ oracle: 4, kind: "denied-allowed-statement", message: `op ${k} (${op.t}) ${JSON.stringify(op.sql)} is allowed by policy (${d.rule}) but the proxy denied it: ${f ? errorFields(f).M : "?"}` });
+      return;
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 export function judge(ev: Evidence, o: OracleContext): Verdicts {
@@ -472,6 +494,7 @@ export function judge(ev: Evidence, o: OracleContext): Verdicts {
   recordedOracle(ev, o, v);
   leakOracle(ev, o, v);
   protocolOracle(ev, v);
+  overDenialOracle(ev, o, v);
   v.checks[5]++;
   if (!ev.health.ok) v.failures.push({ oracle: 5, kind: "node-unhealthy", message: `another session's statement failed afterwards: ${ev.health.error}` });
   return v;
