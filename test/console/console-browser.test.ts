@@ -139,6 +139,27 @@ masking:
     await auditedScreenshot(carol, "approvals-empty");
   });
 
+  await t.test("sign-in refuses a callback it did not start, a mismatched state and a code the issuer never gave", async () => {
+    let r = await fetch(`${base}/console/auth/callback?code=c&state=s`, { redirect: "manual" });
+    assert.equal(r.status, 400, "no sign-in transaction cookie");
+    assert.equal(r.headers.get("set-cookie")?.includes("sluice-console="), false);
+    const login = await fetch(`${base}/console/auth/login?issuer=dev&return=//evil.example/`, { redirect: "manual" });
+    assert.equal(login.status, 302);
+    const to = new URL(login.headers.get("location")!);
+    assert.equal(to.searchParams.get("code_challenge_method"), "S256");
+    assert.ok(!/verifier/.test(to.search), "the PKCE verifier stays in the sealed cookie");
+    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
+    assert.match(login.headers.get("set-cookie")!, /HttpOnly; SameSite=Lax/);
+    r = await fetch(`${base}/console/auth/callback?code=c&state=not-the-state`, { headers: { cookie }, redirect: "manual" });
+    assert.equal(r.status, 400);
+    assert.match(await r.text(), /does not match/);
+    // the right state with a code the issuer never gave: the issuer refuses it, no session
+    r = await fetch(`${base}/console/auth/callback?code=forged&state=${to.searchParams.get("state")}`, { headers: { cookie }, redirect: "manual" });
+    assert.equal(r.status, 401);
+    assert.equal(r.headers.get("set-cookie")?.includes("sluice-console="), false);
+    assert.equal((await fetch(`${base}/console/api/approvals/events`)).status, 401, "the live feed needs a session too");
+  });
+
   await t.test("approve: the held statement appears live, is approved with a reason, and psql completes", async () => {
     const held = run("CREATE TABLE approved_by_console (id int)");
     const card = carol.page.locator("article.approval", { hasText: "approved_by_console" });
