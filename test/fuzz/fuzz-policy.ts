@@ -1,6 +1,6 @@
 /**
  * The policy every fuzz sequence runs under, and its identities: a read-only CI job, and a deployer
- * that may write but needs an approver for DDL and unbounded deletes/updates; both are denied the
+ * that may write and COPY but needs an approver for DDL and unbounded deletes/updates; both are denied the
  * table `public.secrets`; email and card columns are masked (and every text column scanned by the
  * classifiers). The `hash` strategy makes masked parameters computable by the oracles (the world
  * gives the data plane its key).
@@ -18,7 +18,7 @@ policies:
   - name: fz-deploy
     groups: [fz-writer]
     resources: [app]
-    allow: [read, write]
+    allow: [read, write, copy]
     requireApproval: [ddl, delete-without-where, update-without-where, truncate]
     deny: [copy-program, superuser-functions, drop-database]
     tables: { deny: [public.secrets] }

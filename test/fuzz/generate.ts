@@ -125,11 +125,27 @@ const patternUnit: fc.Arbitrary<Op[]> = fc.oneof(
     ]),
 );
 
+/** COPY FROM STDIN with its data in the same pipeline, ended by CopyDone or CopyFail */
+const copyInUnit: fc.Arbitrary<Op[]> = fc
+  .record({
+    table: fc.constantFrom("items", "customers", "secrets"),
+    rows: fc.constantFrom(["30\tcopied\t1\n"], ["31\tx\t1\n", "1\tdup\t1\n"], ["bad row\n"], []),
+    end: fc.constantFrom<"c" | "f">("c", "c", "f"),
+    extended: fc.boolean(),
+    term: terminator,
+  })
+  .map(({ table, rows, end, extended, term }): Op[] => {
+    const sql = `COPY ${table} FROM STDIN`;
+    const start: Op[] = extended ? [{ t: "P", name: "", sql }, { t: "B", portal: "", stmt: "", params: [] }, { t: "E", portal: "", maxRows: 0 }] : [{ t: "Q", sql }];
+    return [...start, ...rows.map((data): Op => ({ t: "d", data })), end === "c" ? { t: "c" } : { t: "f", message: "fuzz" }, ...(extended ? term : [])];
+  });
+
 const unit: fc.Arbitrary<Op[]> = fc.oneof(
   { weight: 4, arbitrary: queryUnit },
   { weight: 5, arbitrary: extendedUnit },
   { weight: 1, arbitrary: loneUnit },
   { weight: 1, arbitrary: patternUnit },
+  { weight: 1, arbitrary: copyInUnit },
 );
 
 export const fuzzCase: fc.Arbitrary<FuzzCase> = fc

@@ -19,7 +19,10 @@ export type Op =
   | { t: "C"; kind: "S" | "P"; name: string }
   | { t: "S" }
   | { t: "H" }
-  | { t: "W" };
+  | { t: "W" }
+  | { t: "d"; data: string }
+  | { t: "c" }
+  | { t: "f"; message: string };
 
 export function wireParam(p: Param): WireParam {
   if (p === null || typeof p === "string") return p;
@@ -50,6 +53,9 @@ export function encodeOp(op: Op): Buffer {
     case "S": return frontend.sync();
     case "H": return frontend.flush();
     case "W": return Buffer.alloc(0);
+    case "d": return frontend.copyData(op.data);
+    case "c": return frontend.copyDone();
+    case "f": return frontend.copyFail(op.message);
   }
 }
 
@@ -81,6 +87,9 @@ export function showOp(op: Op): string {
     case "S": return "Sync";
     case "H": return "Flush";
     case "W": return "(client waits for the answers so far)";
+    case "d": return `CopyData ${JSON.stringify(op.data)}`;
+    case "c": return "CopyDone";
+    case "f": return `CopyFail ${JSON.stringify(op.message)}`;
   }
 }
 

@@ -12,7 +12,7 @@ import { errorFields, type BackendMessage } from "../lib/pg-frames.js";
 import type { Op } from "./ops.js";
 
 const ASYNC = new Set(["N", "S", "A"]);
-const IN_QUERY = new Set(["T", "D", "C", "I", "E", "H", "d", "c", "N", "S", "A"]);
+const IN_QUERY = new Set(["T", "D", "C", "I", "E", "H", "G", "d", "c", "N", "S", "A"]);
 
 export interface Walk {
   /** every op answered (or the stream ended with a FATAL) */
@@ -67,6 +67,10 @@ export function walkResponses(ops: readonly Op[], msgs: readonly BackendMessage[
     switch (op.t) {
       case "H":
       case "W":
+      // COPY FROM STDIN data: answered, when at all, within the Query or Execute that started it
+      case "d":
+      case "c":
+      case "f":
         continue;
       case "S": {
         const m = next();
@@ -119,7 +123,7 @@ export function walkResponses(ops: readonly Op[], msgs: readonly BackendMessage[
           if (!m) return incomplete();
           if (isFatal(m)) return take(m), fatal(m);
           take(m);
-          if (m.code === "D" || m.code === "H" || m.code === "d" || m.code === "c") continue;
+          if (m.code === "D" || m.code === "H" || m.code === "G" || m.code === "d" || m.code === "c") continue;
           if (m.code === "C" || m.code === "s" || m.code === "I") break;
           if (m.code === "E") {
             skipping = true;

@@ -46,6 +46,8 @@ export const MASKED_READS: PoolSql[] = [
   s("SELECT email FROM customers WHERE id = $1::int", "int"),
   s("SELECT count(*) FROM customers WHERE email = $1::text", "text"),
   s("COPY (SELECT email, card FROM customers) TO STDOUT"),
+  s("COPY (SELECT email FROM customers) TO STDOUT (FORMAT binary)"),
+  s("COPY customers TO STDOUT (FORMAT csv)"),
 ];
 
 export const DENIED_TABLE: PoolSql[] = [
