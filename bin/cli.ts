@@ -1,5 +1,5 @@
 /**
- * A thin dispatcher: `sluice <command> [sub] [flags]` loads `commands/<command>.ts` and calls its
+ * A thin dispatcher: `sluice <command> [sub] [flags]` loads `commands/<command>.ts` (`.js` when compiled) and calls its
  * `run`. Each command file is a client of a package's public entry point (admin commands talk to the
  * control plane's gRPC API). Exit codes (contract): 0 ok, 1 refused/failed with a one-line reason on
  * stderr, 2 usage error.
@@ -12,6 +12,8 @@ import { topLevelHelp } from "./lib/command-index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const commandsDir = join(here, "commands");
+// the commands are .ts beside the sources and .js beside the compiled output (dist/bin)
+const ext = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
 
 function usage(): string {
   return topLevelHelp();
@@ -23,11 +25,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage() + "\n");
     return cmd ? 0 : 2;
   }
-  if (!/^[a-z][a-z-]*$/.test(cmd) || !existsSync(join(commandsDir, `${cmd}.ts`))) {
+  if (!/^[a-z][a-z-]*$/.test(cmd) || !existsSync(join(commandsDir, `${cmd}${ext}`))) {
     process.stderr.write(`sluice: unknown command ${JSON.stringify(cmd)}\n${usage()}\n`);
     return 2;
   }
-  const mod = (await import(join(commandsDir, `${cmd}.ts`))) as CommandModule;
+  const mod = (await import(join(commandsDir, `${cmd}${ext}`))) as CommandModule;
   return await mod.run(rest);
 }
 

@@ -6,5 +6,5 @@ bash scripts/ensure-services.sh
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
-node scripts/build-web.mjs
+node scripts/build.mjs --quiet
 exec node bin/sluice.js dev --demo "$@"

@@ -31,8 +31,14 @@ const installed = join(root, "node_modules", ".package-lock.json");
 if (!existsSync(installed) || statSync(join(root, "package-lock.json")).mtimeMs > statSync(installed).mtimeMs) {
   step("npm ci", "npm", ["ci", "--no-audit", "--no-fund"]);
 }
-// the console's assets (web/dist) are build output, not committed: build them when stale
-step("console build", process.execPath, ["scripts/build-web.mjs"]);
+// the console's assets (web/dist) and the compiled JavaScript (dist/) are build output, not
+// committed: built incrementally (a no-op when current). Tests that spawn bin/sluice.js then run the
+// compiled output; where it is not current (a build failed, a file edited meanwhile) the launcher
+// runs the sources, never stale output, so a subset run goes on after a failed build.
+if (filters.length === 0 && !unitOnly) step("build", process.execPath, ["scripts/build.mjs", "--quiet"]);
+else if (spawnSync(process.execPath, ["scripts/build.mjs", "--quiet"], { stdio: "inherit", cwd: root }).status !== 0) {
+  console.error("npm test: the build failed; commands run from the sources");
+}
 if (filters.length === 0 && !unitOnly) {
   step("generated code check", process.execPath, ["scripts/gen-proto.mjs", "--check"]);
   step("type check", process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json", "--noEmit"]);

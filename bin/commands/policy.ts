@@ -108,7 +108,7 @@ async function diff(positionals: string[], flags: Record<string, unknown>): Prom
 }
 
 async function simulate(args: string[]): Promise<number> {
-  const lib = fileURLToPath(new URL("../lib/policy-simulate.ts", import.meta.url));
+  const lib = fileURLToPath(new URL(`../lib/policy-simulate${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url));
   if (!existsSync(lib)) {
     process.stderr.write("policy simulate: not available yet\n");
     return 1;

@@ -2,7 +2,8 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { mkdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
-import { SluiceError, scrubSecrets } from "@sluice/shared";
+import { SluiceError } from "@sluice/shared/errors";
+import { scrubSecrets } from "@sluice/shared/logging";
 
 export interface CommandModule {
   run(args: string[]): Promise<number>;

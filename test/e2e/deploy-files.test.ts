@@ -99,12 +99,25 @@ test("every Kubernetes manifest validates against the Kubernetes schema; the sha
   assert.equal(cp.spec.template.spec.containers[0].readinessProbe.httpGet.path, "/readyz");
 });
 
-test("the systemd units run the sluice command from one ExecStart line each", () => {
+// what `npm run build` writes for bin/cli.ts (bin/tsconfig.build.json: outDir ../dist/bin)
+const COMPILED_ENTRY = "dist/bin/cli.js";
+
+test("the systemd units run the compiled sluice command from one ExecStart line each", () => {
+  const outDir = (JSON.parse(readFileSync(join(deploy, "..", "bin", "tsconfig.build.json"), "utf8")) as { compilerOptions: { outDir: string } }).compilerOptions.outDir;
+  assert.equal(`${outDir.replace(/^\.\.\//, "")}/cli.js`, COMPILED_ENTRY);
   for (const unit of ["sluice-control-plane.service", "sluice-data-plane.service"]) {
     const text = readFileSync(join(deploy, "systemd", unit), "utf8");
     const exec = text.split("\n").filter((l) => l.startsWith("ExecStart="));
     assert.equal(exec.length, 1, unit);
-    assert.match(exec[0]!, /\$\{SLUICE_ENTRY\} (control-plane|data-plane) --config \/etc\/sluice\//);
-    assert.match(text, /^Environment=SLUICE_ENTRY=/m);
+    assert.match(exec[0]!, /^ExecStart=\/usr\/bin\/node \$\{SLUICE_ENTRY\} (control-plane|data-plane) --config \/etc\/sluice\//);
+    assert.match(text, new RegExp(`^Environment=SLUICE_ENTRY=/opt/sluice/${COMPILED_ENTRY}$`, "m"), `${unit} runs the compiled output`);
+    assert.match(text, /npm run build/, `${unit} says how the install is built`);
   }
+});
+
+test("the image runs the compiled sluice command, built by npm run build", () => {
+  const text = readFileSync(join(deploy, "Dockerfile"), "utf8");
+  assert.match(text, /^RUN npm ci .*&& npm run build && npm prune --omit=dev/m);
+  assert.match(text, new RegExp(`^ENTRYPOINT \\["node", "/opt/sluice/${COMPILED_ENTRY}"\\]$`, "m"));
+  assert.doesNotMatch(text, /tsx/);
 });

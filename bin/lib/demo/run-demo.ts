@@ -80,7 +80,8 @@ export const DEMO_SQL = {
   migration: "ALTER TABLE orders ADD COLUMN IF NOT EXISTS shipped_at timestamptz",
 } as const;
 
-const SLUICE_BIN = fileURLToPath(new URL("../../sluice.js", import.meta.url));
+// the launcher beside the sources; the compiled dispatcher itself beside the compiled output (dist/bin)
+const SLUICE_BIN = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "../../sluice.js" : "../../cli.js", import.meta.url));
 const NOTICE = /approval required: request (apr-[0-9a-z]{10})/;
 
 interface CliRun {
