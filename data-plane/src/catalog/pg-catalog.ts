@@ -170,7 +170,8 @@ export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
         const inner: SourceUse[] = [];
         for (const col of picked) {
           if (col.unknown) unknown = true;
-          for (const s of col.sources) inner.push({ col: s.col, jsonKey: u.jsonKey ?? s.jsonKey ?? (u.col.column === "*" ? col.name : undefined) });
+          // a view's whole row keeps its column names as keys only where the query put it into JSON by name
+          for (const s of col.sources) inner.push({ col: s.col, jsonKey: u.jsonKey ?? s.jsonKey ?? (u.col.column === "*" && u.rowKeys ? col.name : undefined) });
         }
         const r = await expand(resource, inner, depth + 1);
         out.push(...r.uses);

@@ -2,6 +2,11 @@
  * Masks PII inside a JSON text (json, jsonb in text form) while keeping it valid JSON and keeping
  * every byte that is not masked exactly as it was (no parse/re-serialise round trip, which would
  * change number precision and key order). Pure.
+ *
+ * Object keys are masked as well as values: within a masked value (everything with `all`, or below
+ * a masked key) a key is masked whole with the same strategy, elsewhere the classifiers scan it. A
+ * masked key may then repeat (`redact` makes every key `[REDACTED]`): still valid JSON text, though
+ * a client's parser keeps one of them.
  */
 import type { MaskStrategy } from "@sluice/shared/policy";
 import { scanValue, type Classifier, type ValueMatch } from "./classifiers.js";
@@ -79,7 +84,15 @@ export function maskJsonText(text: string, o: JsonMaskOptions): string {
       const token = text.slice(i, j + 1);
       const top = stack[stack.length - 1];
       if (top && top.obj && expectKey) {
-        top.key = JSON.parse(token) as string;
+        const key = JSON.parse(token) as string;
+        top.key = key;
+        // keys carry data too (`json_object_agg(email, …)`, a masked JSON column's own keys): inside a
+        // masked value they are masked like its leaves; elsewhere the classifiers look at them
+        if (top.masked) replace(i, j + 1, JSON.stringify(maskWhole(key, top.masked, o.hashKey)));
+        else if (o.classifiers.length) {
+          const matches = scanValue(key, o.classifiers);
+          if (matches.length) replace(i, j + 1, JSON.stringify(maskMatches(key, matches, o.classifierStrategy ?? o.strategy, o.hashKey)));
+        }
       } else {
         const value = JSON.parse(token) as string;
         const st = valueMasked();

@@ -13,7 +13,7 @@ function lineage(sql: string): OutputLineage[] {
 /** `table.column@key` strings per output column, sorted, for readable assertions */
 function srcs(sql: string): string[][] {
   return lineage(sql).map((c) =>
-    [...new Set(c.sources.map((s) => `${s.col.table ?? s.col.candidates!.map((t) => t.table).join("|")}.${s.col.column}${s.jsonKey ? "@" + s.jsonKey : ""}`))].sort(),
+    [...new Set(c.sources.map((s) => `${s.col.table ?? s.col.candidates!.map((t) => t.table).join("|")}.${s.col.column}${s.jsonKey ? "@" + s.jsonKey : ""}${s.rowKeys ? "@names" : ""}`))].sort(),
   );
 }
 
@@ -34,10 +34,41 @@ test("expressions over a column keep its lineage through aliases", () => {
 test("whole-row and JSON builds carry keys", () => {
   assert.deepEqual(srcs("SELECT row_to_json(c), json_build_object('e', c.email, 'n', name) FROM customers c"), [
     // `c` is also tried as a column name: conservative, a column named like the alias would count
-    ["customers.*", "customers.c"],
+    ["customers.*@names", "customers.c"],
     ["customers.email@e", "customers.name@n"],
   ]);
-  assert.deepEqual(srcs("SELECT to_jsonb(c.*) FROM customers c"), [["customers.*"]]);
+  assert.deepEqual(srcs("SELECT to_jsonb(c.*) FROM customers c"), [["customers.*@names"]]);
+  // a star of a derived table: its columns keep their own names, not "*"
+  assert.deepEqual(srcs("SELECT row_to_json(s) FROM (SELECT * FROM customers) s"), [["customers.*@names"]]);
+});
+
+test("JSON keys survive only JSON constructors: anything that can move a value out of its key counts as unkeyed", () => {
+  // finding 003: a computed key holds the masked value itself
+  assert.deepEqual(srcs("SELECT json_build_object(email, id) FROM customers"), [["customers.email", "customers.id"]]);
+  assert.deepEqual(srcs("SELECT json_object_agg(email, id), jsonb_object_agg(id, json_build_object('e', email)) FROM customers"), [
+    ["customers.email", "customers.id"],
+    ["customers.email@e", "customers.id"],
+  ]);
+  // extraction, casts to text, string functions and operators drop the keys
+  assert.deepEqual(srcs("SELECT json_build_object('e', email)->'e', to_json(json_build_object('e', email)::text), to_json(c::text), concat(c) FROM customers c"), [
+    ["customers.email"],
+    ["customers.email"],
+    ["customers.*", "customers.c"],
+    ["customers.*", "customers.c"],
+  ]);
+  // wrapping in JSON, CASE and COALESCE keep them
+  assert.deepEqual(srcs("SELECT json_agg(json_build_object('e', email)), coalesce(json_build_object('e', email)::jsonb, '{}') FROM customers"), [
+    ["customers.email@e"],
+    ["customers.email@e"],
+  ]);
+});
+
+test("a function in FROM derives its columns from its arguments (json_each keys, unnest)", () => {
+  const each = lineage("SELECT e.key, replace(key, '@', '#') FROM customers c, json_each(json_build_object(c.email, 1)) e");
+  assert.deepEqual(each.map((c) => c.sources.map((s) => `${s.col.table}.${s.col.column}${s.jsonKey ?? ""}`)), [["customers.email"], ["customers.email", "customers.key"]]);
+  assert.ok(each.every((c) => c.unknown), "still unknown: a user function may read anything");
+  assert.deepEqual(srcs("SELECT x FROM customers, unnest(ARRAY[email]) x"), [["customers.email", "customers.x"]]);
+  assert.deepEqual(srcs("SELECT * FROM customers c, LATERAL jsonb_each_text(to_jsonb(c)) AS kv(k, v)").slice(-1), [["customers.*", "customers.c"]]);
 });
 
 test("subqueries, CTEs, UNION and joins resolve to base columns", () => {

@@ -24,6 +24,11 @@ export interface SourceUse {
   col: SourceColumn;
   /** the JSON object key this source ends up under (json_build_object('e', email) → "e") */
   jsonKey?: string;
+  /**
+   * a whole-row source (`column: "*"`) put into JSON by column name (`row_to_json(c)`): each column
+   * ends up under its own name. Absent: the row's values may be anywhere (`concat(c)`, `c::text`).
+   */
+  rowKeys?: boolean;
 }
 
 export interface OutputLineage {
@@ -41,6 +46,8 @@ type Node = Record<string, any>;
 type Relation =
   | { kind: "table"; schema?: string; table: string }
   | { kind: "derived"; columns: OutputLineage[] }
+  /** rows of a function in FROM (`json_each(…)`, `unnest(…)`): any column may derive from any argument */
+  | { kind: "function"; sources: SourceUse[] }
   | { kind: "unknown" };
 
 interface Scope {
@@ -67,6 +74,21 @@ const JSON_ROW_FUNCS = new Set([
   "format",
 ]);
 const JSON_BUILD_OBJECT = new Set(["json_build_object", "jsonb_build_object"]);
+/**
+ * Functions whose result holds their arguments' values in the same JSON places (wrapped in an
+ * array or an outer object, never moved into a key): a source keyed `e` stays keyed `e` through
+ * them. Any other function, operator (`->`, `->>`, `||`) or expression strips the keys, so its
+ * sources count as unkeyed and the whole JSON value is masked (the masker cannot know where they
+ * went: `json_build_object('e', email)->>'e'` is the email itself, no longer under `e`).
+ */
+const KEY_PRESERVING_FUNCS = new Set([
+  "json_agg", "jsonb_agg", "to_json", "to_jsonb", "array_to_json", "array_agg", "row_to_json",
+  "json_build_array", "jsonb_build_array", "json_strip_nulls", "jsonb_strip_nulls", "jsonb_pretty",
+]);
+/** `json_object_agg(key, value)`: the value keeps its keys, the key argument never does */
+const JSON_OBJECT_AGG = new Set(["json_object_agg", "jsonb_object_agg", "json_object_agg_strict", "jsonb_object_agg_strict", "json_object_agg_unique", "jsonb_object_agg_unique", "json_object_agg_unique_strict", "jsonb_object_agg_unique_strict"]);
+/** expression nodes that pass one of their inputs through unchanged */
+const PASS_THROUGH_NODES = new Set(["CaseExpr", "CaseWhen", "CoalesceExpr", "MinMaxExpr", "NullIfExpr"]);
 /** results that carry no information about the column values */
 const VALUE_FREE_FUNCS = new Set(["count"]);
 
@@ -168,9 +190,13 @@ function addFromItem(item: Node, scope: Scope): void {
     // a join alias (`(a JOIN b USING (id)) AS j`) hides the sides' names: refs through it are unknown
     if (j.alias?.aliasname) scope.rels.set(j.alias.aliasname, { kind: "unknown" });
   } else {
-    // RangeFunction, RangeTableFunc, …: rows from a function, lineage unknown
+    // RangeFunction, RangeTableFunc, …: rows from a function. Its columns are not known here, so
+    // every one of them counts as computed from every argument (`json_each(json_build_object(email,
+    // 1))` yields the email as `key`), and as not fully traced (a user function may read anything)
     const alias = item.RangeFunction?.alias?.aliasname ?? item.RangeTableFunc?.alias?.aliasname;
-    const rel: Relation = { kind: "unknown" };
+    const args: OutputLineage = { name: "?column?", sources: [], unknown: false };
+    walkChildren(item, scope, args, new Set());
+    const rel: Relation = { kind: "function", sources: unkeyed(args).sources };
     if (alias) scope.rels.set(alias, rel);
     scope.order.push(rel);
   }
@@ -203,6 +229,7 @@ function expandStar(fields: Node[], scope: Scope): OutputLineage[] {
   const out: OutputLineage[] = [];
   for (const r of rels) {
     if (r.kind === "derived") out.push(...r.columns);
+    else if (r.kind === "function") out.push({ name: "*", sources: [...r.sources], unknown: true, star: { table: "?" } });
     else if (r.kind === "table")
       out.push({ name: "*", sources: [{ col: { schema: r.schema, table: r.table, column: "*" } }], unknown: false, star: { schema: r.schema, table: r.table } });
     else out.push({ name: "*", sources: [], unknown: true, star: { table: "?" } });
@@ -213,6 +240,12 @@ function expandStar(fields: Node[], scope: Scope): OutputLineage[] {
 function mergeExpr(into: OutputLineage, from: OutputLineage): void {
   into.sources.push(...from.sources);
   into.unknown ||= from.unknown;
+}
+
+/** `l` with its JSON keys dropped: its values may be anywhere in the result (see KEY_PRESERVING_FUNCS) */
+function unkeyed(l: OutputLineage): OutputLineage {
+  if (!l.sources.some((s) => s.jsonKey !== undefined || s.rowKeys)) return l;
+  return { ...l, sources: l.sources.map((s) => (s.jsonKey === undefined && !s.rowKeys ? s : { col: s.col })) };
 }
 
 /** Lineage of one expression: every column it references, with JSON keys where they are known. */
@@ -237,26 +270,34 @@ function exprLineage(e: Node | undefined, scope: Scope): OutputLineage {
         const v = exprLineage(args[i + 1], scope);
         out.unknown ||= v.unknown;
         for (const s of v.sources) out.sources.push(key !== undefined && !s.jsonKey ? { col: s.col, jsonKey: key } : s);
-        if (key === undefined) mergeExpr(out, exprLineage(args[i], scope));
+        // a computed key: what it is computed from ends up in a key, unkeyed
+        if (key === undefined) mergeExpr(out, unkeyed(exprLineage(args[i], scope)));
       }
-      if (args.length % 2) mergeExpr(out, exprLineage(args[args.length - 1], scope));
+      if (args.length % 2) mergeExpr(out, unkeyed(exprLineage(args[args.length - 1], scope)));
       return out;
     }
-    for (const a of args) {
+    const keeps = KEY_PRESERVING_FUNCS.has(fname);
+    args.forEach((a, i) => {
       // a bare relation name as an argument is a whole-row reference: row_to_json(c)
       if (a.ColumnRef && a.ColumnRef.fields.length === 1 && sval(a.ColumnRef.fields[0]) && JSON_ROW_FUNCS.has(fname)) {
         const name = sval(a.ColumnRef.fields[0])!;
         const rel = lookupRel(scope, name);
-        if (rel) addWholeRow(rel, out);
+        if (rel) addWholeRow(rel, out, keeps);
       }
-      mergeExpr(out, exprLineage(a, scope));
-    }
-    walkChildren(fc, scope, out, new Set(["args", "funcname"]));
+      const l = exprLineage(a, scope);
+      mergeExpr(out, keeps || (JSON_OBJECT_AGG.has(fname) && i === 1) ? l : unkeyed(l));
+    });
+    const rest: OutputLineage = { name: fname, sources: [], unknown: false };
+    walkChildren(fc, scope, rest, new Set(["args", "funcname"]));
+    mergeExpr(out, unkeyed(rest));
     return out;
   }
   if (e.TypeCast) {
+    // only a cast to json/jsonb keeps the JSON places; `j::text` makes the keys and values one string
+    const names: Node[] = e.TypeCast.typeName?.names ?? [];
+    const to = sval(names[names.length - 1]);
     const inner = exprLineage(e.TypeCast.arg, scope);
-    return inner;
+    return to === "json" || to === "jsonb" ? inner : unkeyed(inner);
   }
   if (e.SubLink) {
     const sub = e.SubLink.subselect?.SelectStmt;
@@ -264,23 +305,41 @@ function exprLineage(e: Node | undefined, scope: Scope): OutputLineage {
       const cols = selectLineage(sub, scope);
       for (const c of cols) mergeExpr(out, c);
     }
-    if (e.SubLink.testexpr) mergeExpr(out, exprLineage(e.SubLink.testexpr, scope));
+    if (e.SubLink.testexpr) mergeExpr(out, unkeyed(exprLineage(e.SubLink.testexpr, scope)));
     return out;
   }
   if (e.RowExpr) {
     out.name = "row";
-    for (const a of e.RowExpr.args ?? []) mergeExpr(out, exprLineage(a, scope));
+    for (const a of e.RowExpr.args ?? []) mergeExpr(out, unkeyed(exprLineage(a, scope)));
     return out;
   }
   if (e.A_Const || e.ParamRef || e.SQLValueFunction) return out;
   walkChildren(e, scope, out, new Set());
-  return out;
+  const node = Object.keys(e)[0] ?? "";
+  return PASS_THROUGH_NODES.has(node) ? out : unkeyed(out);
 }
 
-function addWholeRow(rel: Relation, out: OutputLineage): void {
-  if (rel.kind === "table") out.sources.push({ col: { schema: rel.schema, table: rel.table, column: "*" } });
-  else if (rel.kind === "derived") for (const c of rel.columns) for (const s of c.sources) out.sources.push({ col: s.col, jsonKey: s.jsonKey ?? c.name });
-  else out.unknown = true;
+/**
+ * A whole-row reference to `rel`: a table's every column, a derived table's columns under their
+ * names (the keys `row_to_json` gives them), a function's arguments. `keyed`: the caller puts the
+ * row into JSON by column name; otherwise (`concat(c)`, `c::text`) the names do not survive.
+ */
+function addWholeRow(rel: Relation, out: OutputLineage, keyed = true): void {
+  if (rel.kind === "table") out.sources.push(keyed ? { col: { schema: rel.schema, table: rel.table, column: "*" }, rowKeys: true } : { col: { schema: rel.schema, table: rel.table, column: "*" } });
+  else if (rel.kind === "derived") {
+    for (const c of rel.columns) {
+      if (c.unknown) out.unknown = true;
+      for (const s of c.sources) {
+        if (!keyed) out.sources.push({ col: s.col });
+        // a `*` of the derived table: its columns appear under their own names, not under "*"
+        else if (c.star) out.sources.push(s.col.column === "*" ? { col: s.col, rowKeys: true } : { col: s.col });
+        else out.sources.push({ col: s.col, jsonKey: s.jsonKey ?? c.name });
+      }
+    }
+  } else if (rel.kind === "function") {
+    out.sources.push(...rel.sources);
+    out.unknown = true;
+  } else out.unknown = true;
 }
 
 /** Generic descent: any nested node's column references count (operators, CASE, COALESCE, …). */
@@ -337,6 +396,10 @@ function resolveColumnRef(f: Node[], scope: Scope, out: OutputLineage): void {
           mergeExpr(out, c);
           found = true;
         } else if (r.columns.some((x) => x.star || x.unknown)) out.unknown = true;
+      } else if (r.kind === "function") {
+        // the column may be one of the function's: it derives from the arguments
+        out.sources.push(...r.sources);
+        out.unknown = true;
       } else out.unknown = true;
     }
     if (tables.length === 1) out.sources.push({ col: { ...tables[0]!, column: col } });
@@ -362,6 +425,9 @@ function fromRelation(rel: Relation, col: string, out: OutputLineage): void {
       for (const s of stars) out.sources.push({ col: { schema: s.star!.schema, table: s.star!.table, column: col } });
       if (!stars.length || rel.columns.some((x) => x.star?.table === "?")) out.unknown = true;
     }
+  } else if (rel.kind === "function") {
+    out.sources.push(...rel.sources);
+    out.unknown = true;
   } else out.unknown = true;
 }
 

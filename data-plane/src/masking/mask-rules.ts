@@ -158,7 +158,8 @@ export interface MaskPlanData {
   readonly fast: FastOps;
 }
 
-function ruleFor(c: CompiledMasking, schema: string | undefined, table: string | undefined, column: string): ColumnRule | undefined {
+/** The strongest column rule matching a column (exposure.ts asks it of the catalog's columns). */
+export function ruleFor(c: CompiledMasking, schema: string | undefined, table: string | undefined, column: string): ColumnRule | undefined {
   let best: ColumnRule | undefined;
   for (const r of c.columnRules) {
     if (r.column !== column.toLowerCase()) continue;
@@ -226,7 +227,7 @@ export function planMask(c: CompiledMasking, fields: readonly FieldFacts[]): Mas
       for (const r of rs) {
         take(r.strategy, r.rule, "lineage");
         if (use.jsonKey !== undefined) addKey(use.jsonKey.toLowerCase(), r.strategy);
-        else if (use.col.column === "*") addKey(r.column, r.strategy);
+        else if (use.col.column === "*" && use.rowKeys) addKey(r.column, r.strategy);
         else unkeyed = true;
       }
     }
