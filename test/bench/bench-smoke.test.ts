@@ -29,6 +29,11 @@ test("the benchmark harness runs end to end and writes latest.json and latest.md
   // sluice itself must have been measured through the harness (numbers, never thresholds)
   const s1 = report.scenarios.find((x) => x.id === "1-extended")!;
   assert.ok((s1.results["sluice-ack"]?.median ?? 0) > 0, "no sluice measurement in scenario 1");
+  // the audit stream per statement (issue 12): batches, events and bytes, from the node's /metrics
+  const ax = s1.results["sluice-ack"]!.extra!;
+  assert.ok(ax.auditMsgsPerStmt! > 0 && ax.auditMsgsPerStmt! <= 1, `messages per statement ${ax.auditMsgsPerStmt}`);
+  assert.ok(ax.auditEventsPerStmt! >= 2, `events per statement ${ax.auditEventsPerStmt}`);
+  assert.ok(ax.auditBytesPerStmt! > 0, `bytes per statement ${ax.auditBytesPerStmt}`);
   const s2 = report.scenarios.find((x) => x.id === "2")!;
   assert.ok((s2.results["sluice-masked"]?.median ?? 0) > 0, "no masked sluice measurement in scenario 2");
   const s4 = report.scenarios.find((x) => x.id === "4")!;

@@ -119,15 +119,29 @@ async function main() {
         // CPU per transaction of the proxy process and of nats-server (the audit stream's cost shows there)
         const proxyCpu: Record<string, number[]> = {};
         const natsCpu: Record<string, number[]> = {};
+        // the audit stream per statement (sluice targets): messages, events (session events included), bytes
+        const audit: Record<string, { messages: number[]; events: number[]; bytes: number[] }> = {};
         const natsPids = pidsNamed("nats-server");
         for (let r = 0; r < repeat; r++) {
           for (const t of targets) {
             log(`1/${mode} rep ${r + 1}: ${t.name}`);
             try {
               const proxyPid = t.pid?.();
+              const node = sluiceNodes[t.name];
+              const m0 = node ? await node.metrics() : undefined;
               const cpu0 = [proxyPid ? totalCpuSeconds([proxyPid]) : NaN, totalCpuSeconds(natsPids)];
               const res = await pgbenchWithRetry(t, { mode, clients: 8, seconds }, (n) => notes.push(`1/${mode} ${n}`));
               const cpu1 = [proxyPid ? totalCpuSeconds([proxyPid]) : NaN, totalCpuSeconds(natsPids)];
+              if (node && m0) {
+                // the last follow-up events (completions, session ends) linger a few ms before they are stored
+                await new Promise((r) => setTimeout(r, 200));
+                const m1 = await node.metrics();
+                const per = (k: string) => ((m1[k] ?? NaN) - (m0[k] ?? NaN)) / res.transactions;
+                const a = (audit[t.name] ??= { messages: [], events: [], bytes: [] });
+                a.messages.push(per("sluice_dp_audit_messages_total"));
+                a.events.push(per("sluice_dp_audit_events_total"));
+                a.bytes.push(per("sluice_dp_audit_bytes_total"));
+              }
               (tps[t.name] ??= []).push(res.tps);
               (lat[t.name] ??= []).push(res.latencyMs);
               (proxyCpu[t.name] ??= []).push(((cpu1[0]! - cpu0[0]!) * 1e6) / res.transactions);
@@ -141,7 +155,12 @@ async function main() {
         for (const [k, v] of Object.entries(tps)) {
           s.results[k] = {
             ...summarize(v),
-            extra: { latencyMsMedian: percentile(lat[k]!, 50), proxyCpuUsPerTx: percentile(proxyCpu[k]!, 50), natsCpuUsPerTx: percentile(natsCpu[k]!, 50) },
+            extra: {
+              latencyMsMedian: percentile(lat[k]!, 50), proxyCpuUsPerTx: percentile(proxyCpu[k]!, 50), natsCpuUsPerTx: percentile(natsCpu[k]!, 50),
+              ...(audit[k] ? {
+                auditMsgsPerStmt: percentile(audit[k]!.messages, 50), auditEventsPerStmt: percentile(audit[k]!.events, 50), auditBytesPerStmt: percentile(audit[k]!.bytes, 50),
+              } : {}),
+            },
           };
         }
         for (const sl of ["sluice-ack", "sluice-async"]) {
@@ -236,14 +255,16 @@ async function main() {
       } else s.notes.push("policy-cost.bench.ts not present");
       results.push(s);
 
-      // 4b. what recording a statement costs: building its three events, and storing events in JetStream
+      // 4b. what recording a statement costs: building its events, and storing them in JetStream batches
       const a: ScenarioResult = { id: "4b", title: "Per-statement audit cost (CPU)", unit: "µs", results: {}, ratios: {}, notes: [] };
       const microArgs = smoke ? { audit: ["--statements", "5000"], nats: ["--events", "2000"] } : { audit: [], nats: [] };
       const audit = spawnSync(process.execPath, ["--import", "tsx", join(here, "audit-cost.bench.ts"), ...microArgs.audit], { encoding: "utf8" });
       try {
         if (audit.status !== 0) throw new Error(audit.stderr.trim().split("\n").slice(-1)[0]);
-        const j = JSON.parse(audit.stdout) as { usPerStatement: number; bytesPerStatement: number };
-        a.results["build + hash-chain + encode 3 events of a pgbench statement"] = { ...summarize([j.usPerStatement]), extra: { bytes: j.bytesPerStatement } };
+        const j = JSON.parse(audit.stdout) as { usPerStatement: number; usPerEvent: number; eventsPerStatement: number; bytesPerStatement: number };
+        a.results["build + hash-chain + encode the events of a pgbench statement (in batches)"] = {
+          ...summarize([j.usPerStatement]), extra: { usPerEvent: j.usPerEvent, events: j.eventsPerStatement, bytes: j.bytesPerStatement },
+        };
       } catch (e) {
         a.notes.push(`audit-cost.bench.ts failed: ${(e as Error).message}`);
       }
@@ -252,7 +273,8 @@ async function main() {
         if (nats.status !== 0) throw new Error(nats.stderr.trim().split("\n").slice(-1)[0]);
         const j = JSON.parse(nats.stdout) as { results: Record<string, { natsUsPerEvent: number; clientUsPerEvent: number }> };
         for (const [k, v] of Object.entries(j.results)) {
-          a.results[`one event stored, ${k}: nats-server`] = summarize([v.natsUsPerEvent]);
+          const batched = "eventsPerMessage" in v ? { extra: { eventsPerMessage: (v as { eventsPerMessage: number }).eventsPerMessage } } : {};
+          a.results[`one event stored, ${k}: nats-server`] = { ...summarize([v.natsUsPerEvent]), ...batched };
           a.results[`one event stored, ${k}: publishing process`] = summarize([v.clientUsPerEvent]);
         }
         a.notes.push("nats-server and the publisher alone on a private server, without other load; in scenario 1 the same event costs nats-server several times more (see natsCpuUsPerTx there)");
