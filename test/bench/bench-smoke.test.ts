@@ -15,7 +15,7 @@ test("the benchmark harness runs end to end and writes latest.json and latest.md
   const r = spawnSync(process.execPath, ["--import", "tsx", "test/bench/run.ts", "--smoke", "--out", out], { encoding: "utf8", timeout: 230_000 });
   assert.equal(r.status, 0, r.stderr.split("\n").slice(-8).join("\n"));
   const report = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as {
-    scenarios: Array<{ id: string; results: Record<string, { median: number; n: number }> }>;
+    scenarios: Array<{ id: string; results: Record<string, { median: number; n: number; extra?: Record<string, number> }> }>;
     notes: string[];
   };
   const ids = report.scenarios.map((s) => s.id);

@@ -27,14 +27,23 @@ function lanes(o: Partial<AuditLanesOptions> = {}) {
     f();
     drain();
   };
+  const sent = (): Array<Publish | Lookup> => {
+    drain();
+    const out = effects;
+    effects = [];
+    return out;
+  };
   return {
     core, settled, step,
     /** the publishes and look-ups so far, and forget them */
-    sent(): Array<Publish | Lookup> {
-      drain();
-      const out = effects;
-      effects = [];
-      return out;
+    sent,
+    /** a gate `name` enqueued at `now` and its lane dispatched: the publish that went out */
+    gate(name: string, now = 0): Publish {
+      step(() => {
+        core.enqueue(0, [ev(name)], "gate", now, name);
+        core.tick(now);
+      });
+      return publishes(sent())[0]!;
     },
   };
 }
@@ -55,11 +64,7 @@ test("ack: the gates of one turn share one batch, which expects the lane's last 
   assert.equal(p!.bytes, ev("a1").bytes + ev("b1").bytes + 3, "the JSON array: brackets and a comma");
   l.step(() => l.core.published(p!.token, stored(17), 1));
   assert.deepEqual(l.settled.map((s) => [s.waiter, s.error]), [["a", undefined], ["b", undefined]]);
-  l.step(() => {
-    l.core.enqueue(0, [ev("a2")], "gate", 2, "a2");
-    l.core.tick(2);
-  });
-  const [q] = publishes(l.sent());
+  const q = l.gate("a2", 2);
   assert.deepEqual([q!.msgId, q!.expectedLastSeq], ["b1-0:2", 17]);
   assert.equal(l.core.stats.messages, 1);
   assert.equal(l.core.stats.published, 2);
@@ -67,11 +72,7 @@ test("ack: the gates of one turn share one batch, which expects the lane's last 
 
 test("one batch in flight per lane: what queues meanwhile goes next, follow-ups ride with the next gate", () => {
   const l = lanes();
-  l.step(() => {
-    l.core.enqueue(0, [ev("s1")], "gate", 0, "s1");
-    l.core.tick(0);
-  });
-  const [first] = publishes(l.sent());
+  const first = l.gate("s1");
   l.step(() => {
     l.core.enqueue(0, [ev("c1")], "follow", 0);
     l.core.enqueue(0, [ev("s2")], "gate", 0, "s2");
@@ -101,11 +102,7 @@ test("async: events linger lingerMs for company, then go as one batch", () => {
 
 test("a lost PubAck: the look-up finds the batch stored, so it is done, once, and the lane goes on after it", () => {
   const l = lanes();
-  l.step(() => {
-    l.core.enqueue(0, [ev("x")], "gate", 0, "x");
-    l.core.tick(0);
-  });
-  const [p] = publishes(l.sent());
+  const p = l.gate("x");
   assert.equal(l.core.wakeAt(), 1000, "the publish times out at publishTimeoutMs");
   l.step(() => l.core.tick(1000));
   const [look] = l.sent();
@@ -126,17 +123,9 @@ test("a lost PubAck: the look-up finds the batch stored, so it is done, once, an
 
 test("a publish that never reached the stream: the look-up finds the previous message, the same batch goes again", () => {
   const l = lanes();
-  l.step(() => {
-    l.core.enqueue(0, [ev("x")], "gate", 0, "x");
-    l.core.tick(0);
-  });
-  const [p] = publishes(l.sent());
+  const p = l.gate("x");
   l.step(() => l.core.published(p!.token, stored(5), 1));
-  l.step(() => {
-    l.core.enqueue(0, [ev("y")], "gate", 2, "y");
-    l.core.tick(2);
-  });
-  const [q] = publishes(l.sent());
+  const q = l.gate("y", 2);
   l.step(() => l.core.tick(1002));
   const [look] = l.sent();
   l.step(() => l.core.looked(look!.token, { kind: "found", seq: 5, msgId: p!.msgId }, 1003));
@@ -147,11 +136,7 @@ test("a publish that never reached the stream: the look-up finds the previous me
 
 test("'wrong last sequence' and a duplicate ack are answers too: the batch was stored by an earlier attempt", () => {
   const l = lanes();
-  l.step(() => {
-    l.core.enqueue(0, [ev("x")], "gate", 0, "x");
-    l.core.tick(0);
-  });
-  const [p] = publishes(l.sent());
+  const p = l.gate("x");
   l.step(() => l.core.published(p!.token, { kind: "wrong_last_sequence" }, 1));
   const [look] = l.sent();
   assert.equal(look!.do, "lookup");
@@ -159,11 +144,7 @@ test("'wrong last sequence' and a duplicate ack are answers too: the batch was s
   l.step(() => l.core.looked(look!.token, { kind: "found", seq: 4, msgId: p!.msgId }, 2));
   assert.equal(l.settled.length, 1);
 
-  l.step(() => {
-    l.core.enqueue(0, [ev("y")], "gate", 3, "y");
-    l.core.tick(3);
-  });
-  const [q] = publishes(l.sent());
+  const q = l.gate("y", 3);
   l.step(() => l.core.published(q!.token, stored(6, true), 4));
   assert.equal(l.settled.length, 2);
   assert.equal(l.core.stats.recovered, 2);
@@ -171,11 +152,7 @@ test("'wrong last sequence' and a duplicate ack are answers too: the batch was s
 
 test("a refused batch backs off, doubling to retryMaxMs, and the same batch goes again; success resets it", () => {
   const l = lanes({ retryMinMs: 50, retryMaxMs: 150 });
-  l.step(() => {
-    l.core.enqueue(0, [ev("x")], "gate", 0, "x");
-    l.core.tick(0);
-  });
-  let [p] = publishes(l.sent());
+  let p = l.gate("x");
   const at: number[] = [];
   let now = 0;
   for (let i = 0; i < 4; i++) {
@@ -195,11 +172,7 @@ test("a refused batch backs off, doubling to retryMaxMs, and the same batch goes
 
 test("disconnected: nothing is sent, a batch in flight is looked up first once the connection is back", () => {
   const l = lanes();
-  l.step(() => {
-    l.core.enqueue(0, [ev("x")], "gate", 0, "x");
-    l.core.tick(0);
-  });
-  const [p] = publishes(l.sent());
+  const p = l.gate("x");
   l.step(() => l.core.disconnected(1));
   l.step(() => l.core.enqueue(0, [ev("y")], "follow", 2));
   assert.equal(l.core.wakeAt(), 5000, "only the gate's ack wait is left to time");
@@ -266,11 +239,7 @@ test("a batch stops at maxBatchEvents and at maxBatchBytes; an event larger than
 
 test("a lane whose last message is not this publisher's is reported and continued after it", () => {
   const l = lanes();
-  l.step(() => {
-    l.core.enqueue(0, [ev("x")], "gate", 0, "x");
-    l.core.tick(0);
-  });
-  const [p] = publishes(l.sent());
+  const p = l.gate("x");
   l.step(() => l.core.published(p!.token, { kind: "wrong_last_sequence" }, 1));
   const [look] = l.sent();
   l.step(() => l.core.looked(look!.token, { kind: "found", seq: 44, msgId: "someone-else:1" }, 2));

@@ -293,15 +293,7 @@ function normalizeSessionRow(s: ReadModelDb["sessions"]): ReadModelDb["sessions"
 }
 
 function normalizeSession(s: ReadModelDb["sessions"]): SessionRow {
-  return {
-    ...s,
-    statements: num(s.statements),
-    blocked: num(s.blocked),
-    policy_rev: s.policy_rev === null ? null : num(s.policy_rev),
-    first_stream_seq: num(s.first_stream_seq),
-    last_stream_seq: num(s.last_stream_seq),
-    groupsList: s.groups ? (JSON.parse(s.groups) as string[]) : [],
-  };
+  return { ...normalizeSessionRow(s), groupsList: s.groups ? (JSON.parse(s.groups) as string[]) : [] };
 }
 
 function normalizeStatement(s: ReadModelDb["statements"]): ReadModelDb["statements"] {
