@@ -13,7 +13,7 @@ const ev = (s: string): LaneEvent => ({ json: JSON.stringify({ s }), bytes: JSON
 function lanes(o: Partial<AuditLanesOptions> = {}) {
   const core = new AuditLanes<W>({
     durability: "ack", lanes: [{ subject: "sluice.audit.r.n.b1-0", id: "b1-0" }], bufferEvents: 100, publishTimeoutMs: 1000, ackWaitMs: 5000,
-    lingerMs: 2, maxBatchEvents: 4096, maxBatchBytes: 1 << 20, retryMinMs: 50, retryMaxMs: 400, ...o,
+    lingerMs: 2, groupWaitMs: 0, maxBatchEvents: 4096, maxBatchBytes: 1 << 20, retryMinMs: 50, retryMaxMs: 400, ...o,
   });
   const settled: Array<{ waiter: W; error?: SluiceError }> = [];
   let effects: Array<Publish | Lookup> = [];
@@ -85,6 +85,40 @@ test("one batch in flight per lane: what queues meanwhile goes next, follow-ups 
   const [second] = publishes(l.sent());
   assert.deepEqual(second!.events, [ev("c1").json, ev("s2").json]);
   assert.equal(second!.expectedLastSeq, 3);
+});
+
+test("group commit: after a batch is stored its sessions' next gates wait for each other, at most groupWaitMs", () => {
+  const l = lanes({ groupWaitMs: 1 });
+  l.step(() => {
+    for (const s of ["a", "b", "c"]) l.core.enqueue(0, [ev(s)], "gate", 0, s);
+    l.core.tick(0);
+  });
+  const [p] = publishes(l.sent());
+  l.step(() => l.core.published(p!.token, stored(1), 10));
+  // two of the three released sessions are back: the lane waits for the third…
+  l.step(() => {
+    l.core.enqueue(0, [ev("a2")], "gate", 10, "a2");
+    l.core.enqueue(0, [ev("b2")], "gate", 10, "b2");
+  });
+  assert.equal(l.core.wakeAt(), 11);
+  // …which comes: due at once, and all three share the batch
+  l.step(() => l.core.enqueue(0, [ev("c2")], "gate", 10, "c2"));
+  assert.equal(l.core.wakeAt(), 10);
+  l.step(() => l.core.tick(10));
+  const [q] = publishes(l.sent());
+  assert.equal(q!.events.length, 3);
+  // a session that does not come back costs the others groupWaitMs at the most
+  l.step(() => l.core.published(q!.token, stored(2), 20));
+  l.step(() => l.core.enqueue(0, [ev("a3")], "gate", 20, "a3"));
+  assert.equal(l.core.wakeAt(), 21);
+  l.step(() => l.core.tick(21));
+  assert.equal(publishes(l.sent())[0]!.events.length, 1);
+  // one busy session alone never waits: its own gate is the one expected
+  const solo = lanes({ groupWaitMs: 1 });
+  const s1 = solo.gate("s1");
+  solo.step(() => solo.core.published(s1.token, stored(1), 5));
+  solo.step(() => solo.core.enqueue(0, [ev("s2")], "gate", 5, "s2"));
+  assert.equal(solo.core.wakeAt(), 5);
 });
 
 test("async: events linger lingerMs for company, then go as one batch", () => {
@@ -306,7 +340,7 @@ test("whatever happens to requests and answers, the lane on the stream holds eve
       fc.array(fc.constantFrom<Fate>("deliver", "deliver", "deliver", "lose-ack", "lose-request", "delay", "fail-lookup", "stale-lookup"), { minLength: 1, maxLength: 60 }),
       fc.array(fc.constantFrom("event", "gate", "disconnect", "reconnect", "expire-dedupe", "time"), { minLength: 5, maxLength: 80 }),
       (fates, script) => {
-        const l = lanes({ bufferEvents: 10_000, ackWaitMs: 1e12 });
+        const l = lanes({ bufferEvents: 10_000, ackWaitMs: 1e12, groupWaitMs: 1 });
         const stream = new ModelStream();
         let now = 0;
         let n = 0;

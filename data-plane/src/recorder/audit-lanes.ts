@@ -20,7 +20,11 @@
  *    settled once its batch is stored, or refused after `ackWaitMs` (the event stays queued: the
  *    session's chain already holds it). A lane with a waiting gate is due at once, i.e. at the end
  *    of the current turn of the event loop (the publisher's choice): every statement waiting in that
- *    turn shares one batch and one round trip.
+ *    turn shares one batch and one round trip. Group commit, as databases do it: once a batch is
+ *    stored, the sessions it released are about to come back with their next statement, so the
+ *    next batch waits until as many gates as it released are queued again, or `groupWaitMs` at the
+ *    most. One busy session never waits (its own gate is the one expected); many busy sessions share
+ *    a batch instead of splitting into ones that chase each other.
  *  - `async` (and every non-gate event): due `lingerMs` after the first event queued, so batches
  *    fill; a batch forms at most every round trip per lane anyway, since one is in flight at a time.
  *
@@ -91,6 +95,8 @@ export interface AuditLanesOptions {
   ackWaitMs: number;
   /** how long non-gate events wait for company before their lane is due (ms) */
   lingerMs: number;
+  /** ack: how long the gates after a stored batch wait for the sessions it released (ms; 0: not at all) */
+  groupWaitMs: number;
   maxBatchEvents: number;
   /** bytes of the JSON array of one batch at most */
   maxBatchBytes: number;
@@ -172,6 +178,10 @@ interface Lane<W> {
   backoff: number;
   /** the lane failed and has not succeeded since */
   troubled: boolean;
+  /** gates the last stored batch released whose sessions have not queued a gate again yet */
+  awaiting: number;
+  /** when the last batch was stored */
+  releasedAt: number;
 }
 
 export class AuditLanes<W> {
@@ -190,6 +200,7 @@ export class AuditLanes<W> {
     if (o.lanes.length === 0) throw new SluiceError("invalid_argument", "the audit publisher needs at least one lane");
     this.lanes = o.lanes.map((l, index) => ({
       index, subject: l.subject, id: l.id, queue: [], dueAt: Infinity, flight: undefined, lastSeq: 0, batchNo: 0, backoff: o.retryMinMs, troubled: false,
+      awaiting: 0, releasedAt: 0,
     }));
   }
 
@@ -251,7 +262,8 @@ export class AuditLanes<W> {
     this.pendingCount += events.length;
     if (gate) {
       this.gates.push(gate);
-      l.dueAt = now;
+      if (l.awaiting > 0) l.awaiting--;
+      l.dueAt = Math.min(l.dueAt, this.gateDue(l, now));
     } else if (l.dueAt === Infinity) {
       l.dueAt = now + this.o.lingerMs;
     }
@@ -431,6 +443,7 @@ export class AuditLanes<W> {
     const events = n === l.queue.length ? l.queue : l.queue.slice(0, n);
     l.queue = n === l.queue.length ? [] : l.queue.slice(n);
     l.dueAt = l.queue.length === 0 ? Infinity : l.queue.some((q) => q.waiter && !q.waiter.settled) ? now : now + this.o.lingerMs;
+    l.awaiting = 0;
     const texts = new Array<string>(events.length);
     for (let i = 0; i < events.length; i++) texts[i] = events[i]!.json;
     l.batchNo++;
@@ -495,8 +508,18 @@ export class AuditLanes<W> {
       l.troubled = false;
       this.log("info", "audit stream available again", { lane: l.subject, pending: this.pendingCount });
     }
-    // events that queued meanwhile: a waiting gate makes the lane due now, otherwise they linger
-    if (l.queue.length > 0 && l.dueAt > now && l.queue.some((q) => q.waiter && !q.waiter.settled)) l.dueAt = now;
+    // group commit: the sessions this batch released are about to send their next statement
+    l.awaiting = 0;
+    for (const e of f.events) if (e.waiter) l.awaiting++;
+    l.releasedAt = now;
+    // events that queued meanwhile: a waiting gate makes the lane due (see gateDue), otherwise they linger
+    if (l.queue.some((q) => q.waiter && !q.waiter.settled)) l.dueAt = this.gateDue(l, now);
+  }
+
+  /** When a lane with a waiting gate is due: now, or once the released sessions are back (bounded). */
+  private gateDue(l: Lane<W>, now: number): number {
+    if (l.flight || l.awaiting <= 0 || this.o.groupWaitMs <= 0) return now;
+    return Math.max(now, l.releasedAt + this.o.groupWaitMs);
   }
 
   private expireGates(now: number): void {

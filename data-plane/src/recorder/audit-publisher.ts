@@ -72,6 +72,8 @@ export interface AuditPublisherOptions {
   ackWaitMs?: number;
   /** how long non-gate events wait to share a batch (ms); default 2 (ack) / 5 (async) */
   lingerMs?: number;
+  /** ack: how long the gates after a stored batch wait for the sessions it released (group commit; ms); default 1 */
+  groupWaitMs?: number;
   /** max events per batch; default 4096 (and at most 1 MiB) */
   maxBatch?: number;
   retryMinMs?: number;
@@ -137,6 +139,7 @@ export class AuditPublisher {
       publishTimeoutMs: this.publishTimeoutMs,
       ackWaitMs: o.ackWaitMs ?? 5000,
       lingerMs: o.lingerMs ?? (o.durability === "ack" ? 2 : 5),
+      groupWaitMs: o.groupWaitMs ?? 1,
       maxBatchEvents: Math.max(1, o.maxBatch ?? 4096),
       maxBatchBytes: MAX_BATCH_BYTES,
       retryMinMs: o.retryMinMs ?? 50,
