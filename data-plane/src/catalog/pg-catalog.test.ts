@@ -121,3 +121,48 @@ test("a ResultMasker over the real catalog masks the table, a view, an expressio
   assert.equal(masker.maskLooseText(db, "param alice@example.com and 123-45-6789"), "param a****@example.com and ***-**-6789");
   assert.equal(masker.maskLooseText("other", "alice@example.com"), "alice@example.com");
 });
+
+test("exposure facts from the real catalog: user code behind triggers, defaults, domains, operators, views and cascades is found", async () => {
+  await client.query(`
+    CREATE TABLE x_parent (id int PRIMARY KEY);
+    CREATE TABLE x_child (id int REFERENCES x_parent ON DELETE CASCADE, email text);
+    CREATE TABLE x_plain (id int REFERENCES x_parent);
+    CREATE FUNCTION x_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';
+    CREATE FUNCTION x_trig() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+    CREATE TABLE x_trigd (id int);
+    CREATE TRIGGER x_t BEFORE INSERT ON x_trigd FOR EACH ROW EXECUTE FUNCTION x_trig();
+    CREATE TABLE x_default (id int DEFAULT x_fn());
+    CREATE DOMAIN x_dom AS int CHECK (VALUE > x_fn());
+    CREATE TABLE x_domcol (v x_dom);
+    CREATE VIEW x_fnview AS SELECT x_fn() AS v;
+    CREATE VIEW x_custview AS SELECT id, email FROM customers;
+    CREATE FUNCTION x_op(int, int) RETURNS int LANGUAGE sql AS 'SELECT 1';
+    CREATE OPERATOR %%% (LEFTARG = int, RIGHTARG = int, FUNCTION = x_op);
+    CREATE TABLE x_rls (id int); ALTER TABLE x_rls ENABLE ROW LEVEL SECURITY;
+  `);
+  catalog.invalidate("db");
+  const f = await catalog.exposureFacts!("db");
+  const r = (name: string) => f.relations.find((x) => x.name === name && x.schema === "public")!;
+  assert.equal(r("x_trigd").writeCode, true, "a user trigger");
+  assert.equal(r("x_default").writeCode, true, "a default calling a user function");
+  assert.equal(r("x_domcol").writeCode, true, "a column of a domain whose check calls one");
+  assert.equal(r("x_plain").writeCode, false, "a foreign key's own triggers are the server's");
+  assert.equal(r("x_fnview").readCode, true);
+  assert.equal(r("x_rls").readCode, true);
+  assert.equal(r("x_custview").kind, "v");
+  assert.deepEqual(r("x_custview").reads, [r("customers").oid]);
+  assert.ok(r("x_parent").writes.includes(r("x_child").oid), "a cascading foreign key");
+  assert.ok(!r("x_parent").writes.includes(r("x_plain").oid), "a plain one only checks");
+  assert.deepEqual(r("x_child").columns.map((c) => c[0]), ["id", "email"]);
+  assert.equal(f.functions.get("x_fn"), true);
+  assert.equal(f.functions.get("public.x_fn"), true);
+  assert.equal(f.functions.get("lower"), false);
+  assert.equal(f.functions.get("pg_catalog.count"), false);
+  assert.ok(f.userOperators.has("%%%"));
+  assert.ok(f.userCastTypes.has("x_dom"));
+  assert.equal(f.implicitUserCast, false);
+  // cached until invalidated
+  assert.equal(await catalog.exposureFacts!("db"), f);
+  catalog.invalidate("db");
+  assert.notEqual(await catalog.exposureFacts!("db"), f);
+});

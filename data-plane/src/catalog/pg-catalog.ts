@@ -14,6 +14,7 @@ import type { UpstreamSpec } from "@sluice/shared/policy";
 import type { CatalogLookup, FieldOrigin } from "../masking/catalog-lookup.js";
 import { queryLineage, type OutputLineage, type SourceUse } from "../masking/lineage.js";
 import type { ResolvedColumn } from "../masking/mask-rules.js";
+import type { ExposureFacts } from "../masking/exposure.js";
 
 /** The part of pg.Client the catalog uses. */
 export interface CatalogConnection {
@@ -51,10 +52,91 @@ interface ResourceCache {
   viewLineage: Map<number, Entry<OutputLineage[] | null>>;
   types: Map<number, Entry<string>>;
   columns: Map<number, Entry<ResolvedColumn[]>>;
+  exposure?: Entry<Promise<ExposureFacts>>;
 }
 
 const MAX_VIEW_DEPTH = 8;
 let parserReady: Promise<void> | undefined;
+
+/**
+ * One round trip for exposureFacts. User code is a function outside pg_catalog and
+ * information_schema that is not C (or internal) code installed by a superuser; aggregates and
+ * procedures outside them always count (their state functions may be PL/pgSQL). A write runs what
+ * depends on user code through the table's defaults, constraints, index expressions, triggers (any
+ * non-internal one), rules other than a view's, and columns of a type whose cast or domain check is
+ * user code; a read runs a view's user functions and any row security policy.
+ */
+const EXPOSURE_FACTS_SQL = `
+WITH uc AS (
+  SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND NOT (l.lanname IN ('c', 'internal') AND p.prokind IN ('f', 'w'))
+), on_uc AS (
+  SELECT classid, objid FROM pg_depend WHERE refclassid = 'pg_proc'::regclass AND refobjid IN (SELECT oid FROM uc)
+), code_types AS (
+  SELECT con.contypid AS t FROM on_uc d JOIN pg_constraint con ON d.classid = 'pg_constraint'::regclass AND con.oid = d.objid WHERE con.contypid <> 0
+  UNION SELECT casttarget FROM pg_cast WHERE castfunc IN (SELECT oid FROM uc)
+), write_code AS (
+  SELECT ad.adrelid AS rel FROM on_uc d JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND ad.oid = d.objid
+  UNION SELECT con.conrelid FROM on_uc d JOIN pg_constraint con ON d.classid = 'pg_constraint'::regclass AND con.oid = d.objid WHERE con.conrelid <> 0
+  UNION SELECT i.indrelid FROM on_uc d JOIN pg_index i ON d.classid = 'pg_class'::regclass AND i.indexrelid = d.objid
+  UNION SELECT tgrelid FROM pg_trigger WHERE NOT tgisinternal
+  UNION SELECT ev_class FROM pg_rewrite WHERE rulename <> '_RETURN'
+  UNION SELECT a.attrelid FROM pg_attribute a WHERE a.attnum > 0 AND NOT a.attisdropped AND a.atttypid IN (SELECT t FROM code_types)
+), read_code AS (
+  SELECT w.ev_class AS rel FROM on_uc d JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND w.oid = d.objid WHERE w.rulename = '_RETURN'
+  UNION SELECT polrelid FROM pg_policy
+  UNION SELECT oid FROM pg_class WHERE relrowsecurity
+)
+SELECT json_build_object(
+  'relations', (SELECT coalesce(json_agg(json_build_array(
+      c.oid::int, n.nspname, c.relname, c.relkind::text,
+      c.oid IN (SELECT rel FROM read_code),
+      c.oid IN (SELECT rel FROM write_code),
+      (SELECT coalesce(json_agg(json_build_array(a.attname, t.typname, coalesce(b.typname, '')) ORDER BY a.attnum), '[]')
+         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type b ON b.oid = t.typbasetype AND t.typtype = 'd'
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+      ARRAY(SELECT d.refobjid::int FROM pg_rewrite w JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+             WHERE w.ev_class = c.oid AND w.rulename = '_RETURN' AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> c.oid
+            UNION SELECT inhrelid::int FROM pg_inherits WHERE inhparent = c.oid),
+      ARRAY(SELECT conrelid::int FROM pg_constraint WHERE contype = 'f' AND confrelid = c.oid AND (confdeltype NOT IN ('a', 'r') OR confupdtype NOT IN ('a', 'r'))
+            UNION SELECT inhrelid::int FROM pg_inherits WHERE inhparent = c.oid)
+    )), '[]')
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')),
+  'functions', (SELECT coalesce(json_agg(json_build_array(f.schema, f.name, f.user_code)), '[]') FROM (
+      SELECT n.nspname AS schema, p.proname AS name, bool_or(p.oid IN (SELECT oid FROM uc)) AS user_code
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace GROUP BY 1, 2) f),
+  'operators', (SELECT coalesce(json_agg(DISTINCT o.oprname), '[]') FROM pg_operator o WHERE o.oprcode IN (SELECT oid FROM uc)),
+  'castTypes', (SELECT coalesce(json_agg(DISTINCT t.typname), '[]') FROM pg_type t WHERE t.oid IN (SELECT t FROM code_types)),
+  'implicitUserCast', EXISTS (SELECT 1 FROM pg_cast WHERE castcontext = 'i' AND castfunc IN (SELECT oid FROM uc))
+) AS facts`;
+
+interface FactsRow {
+  relations: Array<[number, string, string, string, boolean, boolean, Array<[string, string, string]>, number[], number[]]>;
+  functions: Array<[string, string, boolean]>;
+  operators: string[];
+  castTypes: string[];
+  implicitUserCast: boolean;
+}
+
+/** the query's JSON document → ExposureFacts (a view's writes go to what it reads: auto-updatable views) */
+export function exposureFactsFrom(d: FactsRow): ExposureFacts {
+  const functions = new Map<string, boolean>();
+  for (const [schema, name, user] of d.functions) {
+    const n = name.toLowerCase();
+    functions.set(n, (functions.get(n) ?? false) || user);
+    functions.set(`${schema.toLowerCase()}.${n}`, user);
+  }
+  return {
+    relations: d.relations.map(([oid, schema, name, kind, readCode, writeCode, columns, reads, writes]) => ({
+      oid, schema, name, kind, readCode, writeCode, columns,
+      reads, writes: kind === "v" ? [...writes, ...reads] : writes,
+    })),
+    functions,
+    userOperators: new Set(d.operators),
+    userCastTypes: new Set(d.castTypes.map((t) => t.toLowerCase())),
+    implicitUserCast: d.implicitUserCast,
+  };
+}
 
 export interface PgCatalog extends CatalogLookup {
   close(): Promise<void>;
@@ -273,6 +355,19 @@ export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
       return v;
     },
 
+    exposureFacts(resource) {
+      const c = cache(resource);
+      if (fresh(c.exposure)) return c.exposure.value;
+      const p = q<{ facts: FactsRow }>(resource, EXPOSURE_FACTS_SQL, []).then((rows) => exposureFactsFrom(rows[0]!.facts));
+      // a failed read is not kept: the next message asks again (meanwhile nothing is proven clean)
+      const entry = { at: now(), value: p };
+      c.exposure = entry;
+      p.catch(() => {
+        if (c.exposure === entry) c.exposure = undefined;
+      });
+      return p;
+    },
+
     version(resource) {
       // every invalidation, and every TTL period, makes plans built on older lookups stale
       return (invalidations.get(resource) ?? 0) * 1e9 + Math.floor(now() / ttl);
@@ -287,6 +382,7 @@ export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
       c.viewLineage.clear();
       c.types.clear();
       c.columns.clear();
+      c.exposure = undefined;
     },
 
     async close() {

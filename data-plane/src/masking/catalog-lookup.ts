@@ -4,6 +4,7 @@
  */
 import type { ResolvedColumn } from "./mask-rules.js";
 import type { SourceUse } from "./lineage.js";
+import type { ExposureFacts } from "./exposure.js";
 
 /** Where a RowDescription field's value comes from. */
 export interface FieldOrigin {
@@ -28,6 +29,12 @@ export interface CatalogLookup {
   expandSources(resource: string, uses: readonly SourceUse[]): Promise<{ uses: SourceUse[]; unknown: boolean }>;
   /** the live columns of a table or view, in order (for COPY without a column list); null if absent */
   tableColumns(resource: string, schema: string | undefined, table: string): Promise<ResolvedColumn[] | null>;
+  /**
+   * What decides whether an error or notice of a statement may quote masked values (exposure.ts):
+   * every relation with its columns, row security, user code and what it reads and writes through;
+   * which function names are user code; operators and casts that run user code. Cached like the rest.
+   */
+  exposureFacts?(resource: string): Promise<ExposureFacts>;
   /** DDL ran on the resource (CommandComplete tag CREATE/ALTER/DROP…): forget what may have changed */
   invalidate(resource: string): void;
   /**

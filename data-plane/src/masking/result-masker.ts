@@ -8,13 +8,15 @@ import { loadParser, parseSql } from "@sluice/shared/sql";
 import type { MaskingSpec } from "@sluice/shared/policy";
 import { SluiceError } from "@sluice/shared/errors";
 import type { StatementInfo } from "@sluice/shared/sql";
-import type { MaskPlan, ResultContext, ResultMasker, RowField } from "../session/session-hooks.js";
+import type { MaskPlan, MessageContext, ResultContext, ResultMasker, RowField } from "../session/session-hooks.js";
 import type { CatalogLookup } from "./catalog-lookup.js";
 import { maskCopyDataFrame } from "./copy-text.js";
 import { maskDataRowFrame } from "./data-row.js";
 import { alignLineage, queryLineage, type OutputLineage, type SourceUse } from "./lineage.js";
 import { compileMasking, maskLooseText, planMask, summarizePlan, type MaskSummary, type CompiledMasking, type FieldFacts, type MaskPlanData, type ResolvedColumn } from "./mask-rules.js";
 import { isBuiltinType } from "./type-codecs.js";
+import { CLEAN, indexExposure, statementExposure, syntaxUses, type Exposure, type ExposureIndex, type SyntaxUses } from "./exposure.js";
+import { screenMessageFields, type MessageKind } from "./message-fields.js";
 
 export interface ResultMaskerOptions {
   /** the current masking entries and the snapshot revision they come from */
@@ -38,6 +40,7 @@ export interface SluiceResultMasker extends ResultMasker {
   maskLooseText(resource: string, s: string): string;
   /** rule, column and classifiers of a plan, for events (never a value) */
   describe(plan: MaskPlan): MaskSummary[];
+  screenMessage(fields: Readonly<Record<string, string>>, kind: MessageKind, ctx: MessageContext): Record<string, string> | null | Promise<Record<string, string> | null>;
 }
 
 let parserReady: Promise<void> | undefined;
@@ -218,7 +221,72 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
     return plan;
   }
 
+  // the catalog's exposure facts judged against the current rules, per resource; undefined = could not be read
+  const exposureIndexes = new Map<string, { version: string; index: ExposureIndex | undefined }>();
+
+  function exposureIndex(resource: string, c: CompiledMasking): ExposureIndex | undefined | Promise<ExposureIndex | undefined> {
+    const load = opts.catalog.exposureFacts;
+    if (!load) return undefined;
+    const version = `${compiledRevision}/${opts.catalog.version?.(resource) ?? "-"}`;
+    const hit = exposureIndexes.get(resource);
+    if (hit && hit.version === version) return hit.index;
+    return load.call(opts.catalog, resource).then(
+      (facts) => {
+        const index = indexExposure(c, facts);
+        exposureIndexes.set(resource, { version, index });
+        return index;
+      },
+      // unreadable: nothing is proven clean until the catalog's next period (no retry per message)
+      () => {
+        exposureIndexes.set(resource, { version, index: undefined });
+        return undefined;
+      },
+    );
+  }
+
+  /** the operators and casts of each statement, when the database has some that run user code */
+  async function syntaxOf(texts: readonly string[]): Promise<Array<SyntaxUses | undefined>> {
+    const out: Array<SyntaxUses | undefined> = [];
+    for (const t of texts) {
+      const stmts = await parseStatement(t);
+      out.push(stmts ? syntaxUses(stmts) : undefined);
+    }
+    return out;
+  }
+
+  function screenMessage(
+    fields: Readonly<Record<string, string>>,
+    kind: MessageKind,
+    ctx: MessageContext,
+  ): Record<string, string> | null | Promise<Record<string, string> | null> {
+    const c = rulesFor(ctx.session.resource);
+    if (!c) return null;
+    const scan = (s: string) => maskLooseText(c, s);
+    const screen = (e: Exposure) => screenMessageFields(fields, kind, e, scan);
+    switch (ctx.source) {
+      case "none":
+      case "analysis":
+        // parse analysis and describing run no query and read no row: the text quotes only the client's own SQL and names
+        return screen(CLEAN);
+      case "unattributed":
+        return screen({ level: "code", reasons: ["sluice cannot tie the message to a statement it decided (a Bind plans and may run functions, a Sync commits)"] });
+      case "statement": {
+        const statements = ctx.statements ?? [];
+        const judge = (index: ExposureIndex | undefined, syntax?: Array<SyntaxUses | undefined>) =>
+          screen(statementExposure(statements, index, syntax ? (i) => syntax[i] : undefined));
+        const withIndex = (index: ExposureIndex | undefined) => {
+          if (index && (index.userOperators.size || index.userCastTypes.size) && statements.length)
+            return syntaxOf(statements.map((x) => x.text)).then((syntax) => judge(index, syntax));
+          return judge(index);
+        };
+        const index = exposureIndex(ctx.session.resource, c);
+        return isPromiseLike(index) ? index.then(withIndex) : withIndex(index);
+      }
+    }
+  }
+
   return {
+    screenMessage,
     masks: (resource) => rulesFor(resource) !== null,
     maskLooseText(resource, s) {
       const c = rulesFor(resource);
@@ -252,6 +320,10 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
       return maskCopyDataFrame(plan as MaskPlanData, frame);
     },
   };
+}
+
+function isPromiseLike<T>(x: T | Promise<T>): x is Promise<T> {
+  return typeof (x as { then?: unknown } | undefined)?.then === "function";
 }
 
 /** The message a session sends (42501) when a result cannot be masked. */

@@ -482,6 +482,8 @@ export class RelaySession {
       case B.CopyOutResponse:
       case B.CopyBothResponse:
         return this.queue.peek()?.mask === true ? Mode.Whole : Mode.Pass;
+      case B.NoticeResponse:
+        return this.results.maskActive() ? Mode.Whole : Mode.Pass;
       case B.ReadyForQuery:
       case B.ErrorResponse:
       case B.CommandComplete:
@@ -524,6 +526,8 @@ export class RelaySession {
       case B.CopyOutResponse:
       case B.CopyBothResponse:
         return this.results.copyOut(this.queue.peek(), f);
+      case B.NoticeResponse:
+        return this.results.screen(this.queue.peek(), f, (g) => this.results.notice(this.queue.peek(), g));
       default:
         this.toClient.push(f);
         return true;
@@ -538,6 +542,12 @@ export class RelaySession {
       this.toClient.push(p.replacement!);
       return true;
     }
+    // masked before anything reads it: the client and the audit get the same text (ResultPath.screen)
+    return this.results.screen(p, f, (g) => this.upstreamError(p, g));
+  }
+
+  private upstreamError(p: Pending | undefined, f: Buffer): void {
+    const fields = decodeErrorFields(f);
     const err = { sqlstate: fields.C ?? "XX000", message: fields.M ?? "" };
     if (p !== undefined && p.kind !== K.Query && p.kind !== K.Sync && p.kind !== K.PoisonQuery) {
       // extended protocol: the upstream skips everything up to Sync
@@ -550,7 +560,6 @@ export class RelaySession {
     }
     this.results.error(p, err);
     this.results.notice(p, f);
-    return true;
   }
 
   private onRowDescription(f: Buffer): boolean {

@@ -5,14 +5,17 @@
  * to the listeners. One entry of the response queue at a time, the head's. Pure: the masker, the
  * audit and the outbox are its doors.
  *
- * Errors and notices of a statement pass `notice()` in order, so that a rewrite of what they reveal
- * (a masked column's value in a message or DETAIL) has its place here.
+ * Errors and notices of a statement pass `screen()` before anything reads them: a message can quote
+ * a masked value (a failed cast, DETAIL "Key (email)=(…)", RAISE output), so the masker rewrites
+ * their fields, and the client, the audit (statement.completed's error) and the listeners all get
+ * the same, masked text. Only these frames are decoded, and only for a resource with masking rules.
  */
 import { SluiceError } from "@sluice/shared/errors";
-import { decodeCommandComplete, rowsFromTag } from "../wire/decode.js";
+import { decodeCommandComplete, decodeErrorFields, rowsFromTag } from "../wire/decode.js";
+import { encodeErrorFields } from "../wire/encode.js";
 import { K, type Pending } from "./response-queue.js";
 import type { Outbox } from "./outbox.js";
-import type { AuditSink, CompletionListener, MaskPlan, ResultContext, ResultMasker, RowField, SessionInfo, StatementCompletion } from "./session-hooks.js";
+import type { AuditSink, CompletionListener, MaskPlan, MessageContext, ResultContext, ResultMasker, RowField, SessionInfo, StatementCompletion } from "./session-hooks.js";
 import { isPromise } from "./statement-gate.js";
 
 export interface ResultPathOptions {
@@ -129,6 +132,52 @@ export class ResultPath {
   error(p: Pending | undefined, err: { sqlstate: string; message: string }): void {
     if (p?.kind === K.Query) p.error = err;
     this.copyOutPlan = null;
+  }
+
+  /**
+   * (B) ErrorResponse / NoticeResponse `f` of `p` as the masker has it seen: `then` gets the frame to
+   * use, at once, or once the masker has asked the catalog (the upstream is held meanwhile: false).
+   */
+  screen(p: Pending | undefined, f: Buffer, then: (f: Buffer) => void): boolean {
+    const m = this.o.masker;
+    if (!m?.screenMessage || !this.maskActive()) {
+      then(f);
+      return true;
+    }
+    const fields = decodeErrorFields(f);
+    const kind = f[0] === 0x45 /* E */ ? "error" : "notice";
+    const encoded = (r: Record<string, string> | null) => (r === null ? f : encodeErrorFields(f[0]!, r));
+    const r = m.screenMessage(fields, kind, this.messageContext(p));
+    if (!isPromise(r)) {
+      then(encoded(r));
+      return true;
+    }
+    this.o.toClient.flush();
+    this.o.holdUpstream(r.then((x) => then(encoded(x))));
+    return false;
+  }
+
+  /** what the masker knows of where a message comes from (see MessageContext) */
+  private messageContext(p: Pending | undefined): MessageContext {
+    const session = this.o.info;
+    if (p === undefined) return { session, source: "none" };
+    switch (p.kind) {
+      case K.Parse:
+      case K.DescribeS:
+      case K.DescribeP:
+      case K.InjectedDescribe:
+      case K.Close:
+        return { session, source: "analysis" };
+      case K.Query:
+      case K.Execute: {
+        if (!p.rec) break;
+        const all = p.rec.decision.statements;
+        // a simple query's message belongs to the statement running (the ones before it completed)
+        const one = p.kind === K.Query ? all[p.stmtIndex ?? 0] : undefined;
+        return { session, source: "statement", statements: one ? [one] : all };
+      }
+    }
+    return { session, source: "unattributed" };
   }
 
   /** (B) NoticeResponse / ErrorResponse on its way to the client, in order */

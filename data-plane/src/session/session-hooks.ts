@@ -196,6 +196,19 @@ export interface ResultContext {
 }
 
 /**
+ * Where an ErrorResponse / NoticeResponse came from, for masking its fields: a statement the
+ * session decided (`statement`, with its classification), a message the server only parses and
+ * analyses (`analysis`: Parse, Describe, Close), no statement at all (`none`: the queue is empty), or
+ * something the session cannot tie to a decided statement (`unattributed`: a Bind, which may plan
+ * and so run functions; a Sync, which commits; an Execute of an unknown portal).
+ */
+export interface MessageContext {
+  readonly session: SessionInfo;
+  readonly source: "statement" | "analysis" | "none" | "unattributed";
+  readonly statements?: readonly StatementInfo[];
+}
+
+/**
  * Rewrites (B) DataRow frames. `planFor` returning null selects the raw fast path for that result.
  * `maskDataRow` gets the whole frame (code byte + length + body) and returns a whole frame with the
  * length recomputed (it may return the same Buffer when nothing changed).
@@ -216,6 +229,17 @@ export interface ResultMasker {
    */
   planForCopyOut?(ctx: ResultContext): MaskPlan | null | "deny" | Promise<MaskPlan | null | "deny">;
   maskCopyData?(plan: MaskPlan, frame: Buffer): Buffer;
+  /**
+   * The fields of an ErrorResponse (`error`) or NoticeResponse (`notice`) as the client and the audit
+   * are to see them (a message can quote a masked value); null = unchanged. A promise: the masker
+   * asks the catalog first, and the session holds the upstream until it settles. Absent: messages
+   * pass as the server sent them.
+   */
+  screenMessage?(
+    fields: Readonly<Record<string, string>>,
+    kind: "error" | "notice",
+    ctx: MessageContext,
+  ): Record<string, string> | null | Promise<Record<string, string> | null>;
 }
 
 /** Holds a statement whose decision is `approve` until a human decides (design: data path 6). */

@@ -42,6 +42,14 @@ function fields(code: number, f: ErrorFields): Buffer {
   return frame(code, Buffer.concat(parts));
 }
 
+/** (B) ErrorResponse / NoticeResponse (`code`) with every field of `fields` (one-letter codes, in order) */
+export function encodeErrorFields(code: number, fields: Readonly<Record<string, string>>): Buffer {
+  const parts: Buffer[] = [];
+  for (const [k, v] of Object.entries(fields)) parts.push(Buffer.from(k, "latin1"), cstr(v));
+  parts.push(Buffer.from([0]));
+  return frame(code, Buffer.concat(parts));
+}
+
 /** (B) ErrorResponse */
 export function errorResponse(f: ErrorFields): Buffer {
   return fields(B.ErrorResponse, f);
