@@ -283,3 +283,60 @@ test("a session of 10,000 statements checks out, and one altered statement in it
   // not an assertion on speed (the machine may be busy): recorded for the report
   console.error(`verify: ${r.events} events in ${msgs.length} messages in ${ms.toFixed(0)} ms`);
 });
+
+test("a JSON-lines copy of 2,000 sessions interleaved in batches verifies; a removed, altered or reordered event line and a forged checkpoint line are each pinpointed", () => {
+  const T0 = Date.parse("2026-02-01T09:00:00Z");
+  const sessions = Array.from({ length: 2000 }, (_, i) =>
+    new SessionScript(`0190${String(i).padStart(4, "0")}-0000-7000-8000-00000000c0de`, T0 + i).start(`id-${i}`).allowed(`SELECT ${i}`, 0).allowed(`SELECT ${i} + 1`, 0).end());
+  const msgs = stored(interleave(sessions), 211);
+  const cps = seal(msgs, 8);
+  const text = toJsonl(msgs, cps);
+  const honest = offline(text);
+  assert.equal(honest.ok, true, summarizeReport(honest));
+  assert.deepEqual([honest.sessions, honest.events, honest.messages, honest.checkpoints], [2000, 2000 * 7, msgs.length, cps.length]);
+
+  type Line = { id: string; type: string; subject: string; sluicestreamseq: number; sluicesessionseq: number; data: { sql?: string } };
+  const lines = text.trim().split("\n");
+  const parsed = lines.map((l) => JSON.parse(l) as Line);
+  const lineOf = (session: string, sessionSeq: number) => parsed.findIndex((l) => l.subject === session && l.sluicesessionseq === sessionSeq);
+  const edit = (f: (ls: string[]) => void) => {
+    const copy = [...lines];
+    f(copy);
+    return offline(copy.join("\n") + "\n");
+  };
+  const victim = sessions[1234]!.sessionId;
+
+  // removed: the line of the session's first statement.allowed (its 3rd event); its 4th names the hole
+  const removedAt = lineOf(victim, 3);
+  const removed = edit((ls) => ls.splice(removedAt, 1));
+  const missing = removed.problems.find((p) => p.kind === "missing")!;
+  assert.deepEqual([missing.sessionId, missing.streamSeq, missing.sessionSeq], [victim, parsed[lineOf(victim, 4)]!.sluicestreamseq, 4]);
+  assert.match(missing.reason, /session sequence 3 missing/);
+  assert.ok(removed.problems.some((p) => p.kind === "checkpoint-mismatch"), "the checkpoint over its message no longer matches");
+
+  // altered: another statement's text in the same line
+  const alteredAt = lineOf(victim, 5);
+  const altered = edit((ls) => (ls[alteredAt] = ls[alteredAt]!.replace(`"sql":"SELECT 1234 + 1"`, `"sql":"SELECT 4321"`)));
+  assert.deepEqual([altered.firstProblem!.kind, altered.firstProblem!.streamSeq, altered.firstProblem!.eventId],
+    ["altered", parsed[alteredAt]!.sluicestreamseq, parsed[alteredAt]!.id]);
+
+  // reordered: two of the session's events trade places (each keeps the stream position of the other)
+  const a = lineOf(victim, 3), b = lineOf(victim, 4);
+  const swap = (from: number, to: number) => JSON.stringify({ ...(JSON.parse(lines[from]!) as object), sluicestreamseq: parsed[to]!.sluicestreamseq });
+  const reordered = edit((ls) => ([ls[a], ls[b]] = [swap(b, a), swap(a, b)]));
+  const ro = reordered.problems.find((p) => p.sessionId === victim)!;
+  assert.deepEqual([ro.kind, ro.streamSeq, ro.sessionSeq], ["reordered", parsed[a]!.sluicestreamseq, 4]);
+  assert.match(ro.reason, /session sequence 4 arrives before 3/);
+  assert.ok(!reordered.problems.some((p) => p.sessionId && p.sessionId !== victim), "no other session is blamed");
+
+  // a forged checkpoint line: the same range and links, signed by another key
+  const mallory = generateSigningKey();
+  const cpAt = parsed.findIndex((l) => l.type === "dev.sluice.audit.checkpoint.v1" && (l.data as unknown as Checkpoint).firstSeq > 1);
+  const real = parsed[cpAt]!.data as unknown as Checkpoint;
+  const forgedCp = signCheckpoint({ ...real, keyId: mallory.keyId }, mallory.privateKey);
+  const forged = edit((ls) => (ls[cpAt] = JSON.stringify(checkpointEvent(forgedCp))));
+  assert.deepEqual([forged.firstProblem!.kind, forged.firstProblem!.checkpoint], ["checkpoint-key", { firstSeq: real.firstSeq, lastSeq: real.lastSeq }]);
+  // …and one whose sealed hash was edited in place: its signature no longer holds
+  const doctored = edit((ls) => (ls[cpAt] = JSON.stringify(checkpointEvent({ ...real, chainHash: "ef".repeat(32) }))));
+  assert.deepEqual([doctored.firstProblem!.kind, doctored.firstProblem!.checkpoint], ["checkpoint-signature", { firstSeq: real.firstSeq, lastSeq: real.lastSeq }]);
+});
