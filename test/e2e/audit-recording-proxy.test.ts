@@ -1,7 +1,9 @@
 /**
  * Session recording through the real proxy with real clients (pg): nothing secret is anywhere on the
- * stream, and NATS stopping mid-run makes new statements fail with 57P03 once the buffer is full while
- * every statement a client saw succeed is on the stream. (The 10,000-statement session is in
+ * stream, and NATS stopping mid-run (ack and async) makes new statements fail with 57P03 once the
+ * buffer is full while every statement a client saw succeed is on the stream, in its client's order,
+ * once NATS is back. (PubAcks lost under the proxy: audit-recording-lost-acks.test.ts; a SIGKILLed
+ * node: audit-recording-crash.test.ts. The 10,000-statement session is in
  * audit-recording-long-session.test.ts so it runs beside these.)
  */
 import { test } from "node:test";
@@ -90,25 +92,31 @@ test("nothing secret is on the stream: no JWT, no upstream secret, no unmasked v
   assert.equal(verifyChain(evs), undefined);
 });
 
-test("NATS stops during a client load: 57P03 once the buffer is full, then recovery; every statement a client saw succeed is on the stream", async (t) => {
-  const nats = await restartableAuditStream(t, "proxyoutage");
+for (const durability of ["ack", "async"] as const) test(`${durability}: NATS stops during a client load: 57P03 once the buffer is full, then recovery; every statement a client saw succeed is on the stream, in order`, async (t) => {
+  const nats = await restartableAuditStream(t, `proxyoutage${durability}`);
   const { nc, names } = nats;
-  const bufferEvents = 40;
-  const publisher = recorderOn(t, nc, names, "ack", { bufferEvents, publishTimeoutMs: 1000, ackWaitMs: 1000 });
+  // async buffers a linger's worth of events while NATS is up: room for that, or it would refuse
+  const bufferEvents = durability === "ack" ? 40 : 400;
+  const publisher = recorderOn(t, nc, names, durability, { bufferEvents, publishTimeoutMs: 1000, ackWaitMs: 1000 });
   const audit = createAuditObserver({ publisher, maxRowsPerStatement: 0, maxBytesPerStatement: 0 });
   const stack = await startProxyStack(t, { dp: { audit } });
   await stack.direct("CREATE TABLE t (v int PRIMARY KEY)");
 
   const succeeded: number[] = [];
+  /** per client, what it saw succeed, in its order */
+  const mine: number[][] = [];
   const failures: Array<{ code: string; message: string; down: boolean }> = [];
   let next = 1, stop = false, down = false;
   const loop = async () => {
     const c = await stack.pgClient();
+    const ok: number[] = [];
+    mine.push(ok);
     while (!stop) {
       const v = next++;
       try {
         await c.query(`INSERT INTO t VALUES (${v})`);
         succeeded.push(v);
+        ok.push(v);
       } catch (e) {
         const err = e as { code: string; message: string };
         failures.push({ code: err.code, message: err.message, down });
@@ -154,15 +162,30 @@ test("NATS stops during a client load: 57P03 once the buffer is full, then recov
   const stored = await readStream(nc, names.auditStream);
   assert.equal(new Set(stored.map((s) => s.ev.id)).size, stored.length, "no event twice");
   const recorded = new Map<number, number>();
+  const sessionOf = new Map<number, number[]>();
   for (const [sessionId, evs] of bySession(stored)) {
     assert.equal(verifyChain(evs), undefined, `chain of ${sessionId}`);
+    const values: number[] = [];
     for (const e of evs as CloudEvent<StatementAllowedData>[]) {
       if (e.type !== T("statement.allowed")) continue;
       const v = Number(/VALUES \((\d+)\)/.exec(e.data.sql)![1]);
       recorded.set(v, (recorded.get(v) ?? 0) + 1);
+      values.push(v);
+      sessionOf.set(v, values);
     }
   }
   for (const v of succeeded) assert.equal(recorded.get(v), 1, `statement ${v} succeeded for the client: exactly once on the stream`);
+  // in its client's order: what a client saw succeed is, in order, within its session's statements
+  // (which also hold the ones refused after their record was queued: ack timeouts)
+  for (const ok of mine) {
+    if (ok.length === 0) continue;
+    const session = sessionOf.get(ok[0]!)!;
+    let at = 0;
+    for (const v of ok) {
+      at = session.indexOf(v, at);
+      assert.ok(at >= 0, `statement ${v} is in its client's session after the ones before it`);
+    }
+  }
   // the database agrees: every row that exists has its allowed event (refused statements never ran)
   const inDb = (await stack.direct("SELECT v FROM t")).rows.map((r: { v: number }) => r.v);
   assert.deepEqual([...inDb].sort((a, b) => a - b), [...succeeded].sort((a, b) => a - b));

@@ -55,6 +55,7 @@ config.logLevel = "warn";
 config.dataPlane.listen = "127.0.0.1:0";
 config.dataPlane.httpListen = "127.0.0.1:0";
 config.dataPlane.audit.durability = o.durability;
+if (o.bufferEvents !== undefined) config.dataPlane.audit.bufferEvents = o.bufferEvents;
 const node = await startDataPlaneNode({
   config,
   nc,

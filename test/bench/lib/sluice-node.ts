@@ -35,6 +35,8 @@ export interface SluiceNodeOptions {
   masked: boolean;
   /** default a fresh bench prefix */
   prefix?: string;
+  /** dataPlane.audit.bufferEvents (default the config's): the audit crash test makes its bound tight */
+  bufferEvents?: number;
 }
 
 export async function startSluiceNode(o: SluiceNodeOptions): Promise<SluiceNode> {
