@@ -209,6 +209,22 @@ test("masking has no side channels: errors, notices, JSON keys and COPY through 
     assert.equal(p!.M, 'column "emial" does not exist');
   });
 
+  await t.test("views of other sessions' SQL and of column statistics are admin: denied to this identity", async () => {
+    await stack.direct("ANALYZE customers");
+    for (const sql of [
+      "SELECT query FROM pg_stat_activity",
+      "SELECT pg_stat_get_activity(NULL)",
+      // the statistics views sample column values: a masked column's most common values and histogram
+      "SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'customers' AND attname = 'email'",
+      "SELECT most_common_vals::text FROM pg_catalog.pg_stats",
+      "SELECT * FROM pg_stats_ext",
+      "SELECT * FROM pg_stats_ext_exprs",
+    ]) {
+      const ms = await simple(sql);
+      assert.equal(fieldsOf(ms, "E")[0]?.C, "42501", `${sql}: ${shown(ms).join(" ")}`);
+    }
+  });
+
   await t.test("pg: the error object keeps code, constraint and table; the session goes on", async () => {
     const pgc = await stack.pgClient(token);
     await assert.rejects(pgc.query("SELECT replace(email, '@', '#')::int FROM customers WHERE id = $1", [1]), (err: Error & { code?: string }) => {

@@ -216,3 +216,10 @@ test("nesting beyond the pre-scan's bound is denied before parsing; deep chains 
   assert.equal(chain.ok, false);
   assert.equal(one("select 1").class, "read", "and the next statement is classified");
 });
+
+test("the statistics views are admin reads: they sample column values, masked ones included", () => {
+  for (const sql of ["select histogram_bounds from pg_stats", "select most_common_vals from pg_catalog.pg_stats", "select * from pg_stats_ext", "select * from pg_stats_ext_exprs"]) {
+    assert.equal(one(sql).class, "admin", sql);
+  }
+  assert.equal(one("select * from myapp.pg_stats").class, "read", "a table of that name elsewhere");
+});

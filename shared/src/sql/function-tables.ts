@@ -67,6 +67,12 @@ const SUPERUSER_CATALOGS = new Set([
  * text) and pg_prepared_statements / pg_cursors (the session's own statements only) stay reads.
  */
 const ACTIVITY_CATALOGS = new Set(["pg_stat_activity"]);
+/**
+ * The statistics views sample column values (most common values, histogram bounds) of every table
+ * the upstream role may read, masked columns included, in arrays no mask plan can attribute to a
+ * column: like pg_statistic behind them, reading them is admin.
+ */
+const STATISTICS_VIEWS = new Set(["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs"]);
 /** pg_stat_statements is an extension: its view lives in whatever schema it was created in. */
 const ACTIVITY_VIEWS_ANY_SCHEMA = new Set(["pg_stat_statements"]);
 const ACTIVITY_FUNCTIONS = new Set(["pg_stat_get_activity", "pg_stat_get_backend_activity", "pg_stat_statements"]);
@@ -100,7 +106,7 @@ export function isAdminRelation(ref: string): boolean {
   const schema = dot < 0 ? "pg_catalog" : ref.slice(0, dot).toLowerCase();
   const table = ref.slice(dot + 1).toLowerCase();
   if (ACTIVITY_VIEWS_ANY_SCHEMA.has(table)) return true;
-  return schema === "pg_catalog" && (SUPERUSER_CATALOGS.has(table) || ACTIVITY_CATALOGS.has(table));
+  return schema === "pg_catalog" && (SUPERUSER_CATALOGS.has(table) || ACTIVITY_CATALOGS.has(table) || STATISTICS_VIEWS.has(table));
 }
 
 /** Writing pg_settings is `set_config` of whatever setting its WHERE names. */
