@@ -6,7 +6,7 @@
  * statement.allowed was confirmed is there. Then the same faults under the real proxy with real
  * clients (pg over TLS): every statement a client saw succeed is on the stream, in its order.
  */
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,8 +26,12 @@ const allowed = (n: number): StatementAllowedData => ({
   statementId: n, sql: `SELECT ${n}`, protocol: "simple", class: "read", tables: { read: [], write: [] }, risks: [], statements: [], decision: "allow", rule: "r/allow:read",
 });
 
-test("lost PubAcks, late PubAcks and a cut connection: the lane holds every event once, in order", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), "sluice-lost-acks-"));
+/**
+ * A private nats-server with a file-stored audit stream, a connection to it that reads what was
+ * stored, and one through an interposer (which loses what its `decide` says) that reconnects forever.
+ */
+async function lossyAuditStream(t: TestContext, prefix: string) {
+  const dir = mkdtempSync(join(tmpdir(), `sluice-${prefix}-`));
   const server = await startNatsServer({ storeDir: dir });
   t.after(async () => {
     await server.stop();
@@ -35,13 +39,17 @@ test("lost PubAcks, late PubAcks and a cut connection: the lane holds every even
   });
   const proxy = await startNatsInterposer(server.port);
   t.after(() => proxy.close());
-  const names = natsNames("lostacks");
+  const names = natsNames(prefix);
   const reader = await connect({ servers: server.url });
   t.after(() => reader.close());
   await ensureAuditStream(reader, names);
-
   const nc = await connect({ servers: proxy.url, maxReconnectAttempts: -1, reconnectTimeWait: 50 });
   t.after(() => nc.close());
+  return { proxy, names, reader, nc };
+}
+
+test("lost PubAcks, late PubAcks and a cut connection: the lane holds every event once, in order", async (t) => {
+  const { proxy, names, reader, nc } = await lossyAuditStream(t, "lostacks");
   const publisher = new AuditPublisher(nc, {
     durability: "ack", names, region: "r1", node: "n1", bufferEvents: 10_000, publishTimeoutMs: 250, ackWaitMs: 10_000, retryMaxMs: 200,
   });
@@ -104,20 +112,7 @@ test("lost PubAcks, late PubAcks and a cut connection: the lane holds every even
 });
 
 test("through the proxy, ack durability: PubAcks lost and late and a cut connection; every statement a client saw succeed is on the stream, in order", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), "sluice-lost-acks-proxy-"));
-  const server = await startNatsServer({ storeDir: dir });
-  t.after(async () => {
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const nats = await startNatsInterposer(server.port);
-  t.after(() => nats.close());
-  const names = natsNames("lostacksproxy");
-  const reader = await connect({ servers: server.url });
-  t.after(() => reader.close());
-  await ensureAuditStream(reader, names);
-  const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 50 });
-  t.after(() => nc.close());
+  const { proxy: nats, names, reader, nc } = await lossyAuditStream(t, "lostacksproxy");
   // the ack wait is long: a lost ack costs a look-up, never a refused statement
   const publisher = recorderOn(t, nc, names, "ack", { publishTimeoutMs: 250, ackWaitMs: 10_000 });
   const stack = await startProxyStack(t, { dp: { audit: createAuditObserver({ publisher, maxRowsPerStatement: 0, maxBytesPerStatement: 0 }) } });
