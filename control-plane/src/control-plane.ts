@@ -18,7 +18,8 @@ import { createAuthenticator, type Authenticator } from "./grpc/authenticate.js"
 import { policyService } from "./grpc/policy-service.js";
 import { startGrpcServer, type GrpcServiceRegistration } from "./grpc/grpc-server.js";
 import { startHttpServer, type HttpMount, type HttpRoutes } from "./http/http-server.js";
-import { Metrics } from "./http/metrics.js";
+import { gaugeFrom, newMetricsRegistry, type Registry } from "@sluice/shared/metrics";
+import { grpcCallMetrics } from "./grpc/grpc-call-metrics.js";
 import { auditComponent } from "./audit/audit-component.js";
 import { approvalComponent } from "./grpc/approval-service.js";
 import { notificationsComponent } from "./notifications/notifications-component.js";
@@ -36,7 +37,8 @@ export interface ComponentContext {
   /** verifies `authorization: Bearer` metadata → Actor (UNAUTHENTICATED on a bad token) */
   auth: Authenticator;
   adminGroups: () => readonly string[];
-  metrics: Metrics;
+  /** the /metrics registry: a component registers its figures here (read at scrape time, @sluice/shared/metrics) */
+  metrics: Registry;
   now: () => Date;
   /** calls the services below in-process as a given actor (the console); `auth` recognises them */
   inProcess: InProcessCalls;
@@ -100,7 +102,7 @@ export const policyComponent: ControlPlaneComponent = {
     const app = new PolicyApp({ store: ctx.store, parse: parseBundle, logger: ctx.logger.child({ component: "policy" }), now: ctx.now });
     const projection = createPolicySnapshotProjection({ nc: ctx.nc, names: ctx.names, kv: ctx.kv.snapshots, logger: ctx.logger.child({ component: "policy-snapshot" }) });
     await projection.start();
-    ctx.metrics.gauge("sluice_control_policy_revision", "policy bundle revision folded into the KV snapshot", () => projection.revision());
+    gaugeFrom(ctx.metrics, "sluice_control_policy_revision", "policy bundle revision folded into the KV snapshot", () => projection.revision());
     return {
       grpcServices: [
         {
@@ -110,7 +112,6 @@ export const policyComponent: ControlPlaneComponent = {
             auth: ctx.auth,
             adminGroups: ctx.adminGroups,
             logger: ctx.logger.child({ component: "grpc" }),
-            metrics: ctx.metrics,
             awaitSnapshot: (rev) => projection.waitForRevision(rev, 10_000),
           }),
         },
@@ -154,7 +155,7 @@ export async function startControlPlane(config: SluiceConfig, options: ControlPl
       ? await ensureAll(nc, names, { ...setupOptionsFromConfig(config.nats), ...options.jetstream })
       : await openAll(nc, names);
     const trusted = () => [...config.controlPlane.issuers, ...(options.issuers ?? [])];
-    const metrics = new Metrics();
+    const metrics = newMetricsRegistry();
     const inProcess = new InProcessCalls();
     let httpAddress = "";
     const ctx: ComponentContext = {
@@ -178,7 +179,7 @@ export async function startControlPlane(config: SluiceConfig, options: ControlPl
       if (c.stop) stops.push(c.stop);
       logger.debug({ component: comp.name }, "component started");
     }
-    const grpc = await startGrpcServer(config.controlPlane.grpcListen, started.flatMap((s) => s.c.grpcServices ?? []));
+    const grpc = await startGrpcServer(config.controlPlane.grpcListen, started.flatMap((s) => s.c.grpcServices ?? []), { interceptors: [grpcCallMetrics(metrics)] });
     stops.push(() => grpc.stop());
     const http = await startHttpServer(config.controlPlane.httpListen, {
       metrics,

@@ -6,7 +6,6 @@ export { createAuthenticator, requireAnyGroup, bearerToken, type Authenticator }
 export { unary, toServiceError, PROBLEMS_METADATA_KEY, type UnaryContext } from "./grpc/service-error.js";
 export type { GrpcServiceRegistration } from "./grpc/grpc-server.js";
 export type { HttpRoutes, HttpMount } from "./http/http-server.js";
-export { Metrics } from "./http/metrics.js";
 export { writeSnapshotCas } from "./projections/snapshot-kv-writer.js";
 export type { Actor, CommandMeta } from "./domain/command-meta.js";
 export * from "./audit/index.js";

@@ -18,6 +18,8 @@ import { startFleetHeartbeat, type FleetHeartbeat } from "./fleet/index.js";
 import { startNatsCancelRouter, type NatsCancelRouter } from "./cancel-router.js";
 import { AuditPublisher, createAuditObserver, type AuditObserver } from "./recorder/index.js";
 import { createNodeApprovalGate } from "./approvals/index.js";
+import { newMetricsRegistry } from "@sluice/shared/metrics";
+import { AuditBatchFigures, registerAuditMetrics, registerSnapshotMetrics } from "./metrics/node-metrics.js";
 
 /** The proxy hooks a composer may replace (tests, or when a richer implementation exists). */
 export type DataPlaneHooks = Partial<Pick<DataPlaneOptions, "enforcer" | "audit" | "auditFeatures" | "masker" | "maskingHashKey" | "approvals" | "verify" | "resolveSecret">>;
@@ -62,22 +64,6 @@ function tlsFromConfig(cfg: SluiceConfig): DataPlaneOptions["tls"] {
   }
 }
 
-/** The audit publisher's counters on /metrics (the bench reads events, messages and bytes per statement here). */
-function auditMetrics(p: AuditPublisher): Record<string, number> {
-  const s = p.stats;
-  return {
-    sluice_dp_audit_up: s.state === "up" ? 1 : 0,
-    sluice_dp_audit_pending_events: s.pending,
-    sluice_dp_audit_events_total: s.published,
-    sluice_dp_audit_messages_total: s.messages,
-    sluice_dp_audit_bytes_total: s.bytes,
-    sluice_dp_audit_recovered_batches_total: s.recovered,
-    sluice_dp_audit_failed_publishes_total: s.failedPublishes,
-    sluice_dp_audit_refused_total: s.refused,
-    sluice_dp_audit_ack_timeouts_total: s.ackTimeouts,
-  };
-}
-
 export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataPlaneNode> {
   const cfg = o.config;
   const log = o.logger ?? createLogger({ level: cfg.logLevel, name: "data-plane" });
@@ -113,6 +99,9 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
 
     const snapshots = startKvSnapshotWatcher({ nc, prefix: cfg.nats.prefix, cacheFile: o.snapshotCacheFile, logger: log });
     stops.push(() => snapshots.stop());
+    // the node's /metrics: the proxy registers its own figures, the node those of its recorder and watcher
+    const metrics = newMetricsRegistry();
+    registerSnapshotMetrics(metrics, { status: () => snapshots.status() });
 
     const nodeNumber = nodeNumberFromId(cfg.node);
     let proxy: DataPlane | undefined;
@@ -133,8 +122,13 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
     let publisher: AuditPublisher | undefined;
     if (!hooks.audit) {
       const a = cfg.dataPlane.audit;
-      publisher = new AuditPublisher(nc, { durability: a.durability, bufferEvents: a.bufferEvents, names, region: cfg.region, node: cfg.node, logger: log, inboxPrefix });
+      const batches = new AuditBatchFigures();
+      publisher = new AuditPublisher(nc, {
+        durability: a.durability, bufferEvents: a.bufferEvents, names, region: cfg.region, node: cfg.node, logger: log, inboxPrefix,
+        onBatchStored: batches.onBatchStored,
+      });
       const pub = publisher;
+      registerAuditMetrics(metrics, { stats: () => pub.stats, bufferEvents: a.bufferEvents, batches });
       stops.push(() => pub.close(10_000));
     }
     const audit = hooks.audit ?? createAuditObserver({
@@ -170,7 +164,7 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       resolveSecret: hooks.resolveSecret,
       cancelRouter,
       maxFrameBytes: cfg.dataPlane.maxFrameBytes,
-      metrics: publisher ? () => auditMetrics(publisher!) : undefined,
+      metrics,
       upstreamSpares: cfg.dataPlane.upstreamSpares.max > 0 ? { max: cfg.dataPlane.upstreamSpares.max, idleMs: Math.max(1, cfg.dataPlane.upstreamSpares.idleSeconds) * 1000 } : false,
       logger: log,
     });

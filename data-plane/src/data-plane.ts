@@ -18,6 +18,10 @@ import { encodeClientPid, nodeNumberFromId, nodeOfClientPid } from "./session/ca
 import type { RelaySession } from "./session/relay-session.js";
 import { snapshotEnforcer } from "./session/snapshot-enforcer.js";
 import { loadSqlParser } from "@sluice/shared/sql";
+import { exposition, FixedHistogram, LATENCY_SECONDS_BUCKETS, newMetricsRegistry, type Registry } from "@sluice/shared/metrics";
+import { countingApprovals, countingAudit, ProxyCounters } from "./metrics/proxy-counters.js";
+import { registerProxyMetrics } from "./metrics/proxy-metrics.js";
+import type { UpstreamPoolStats } from "./upstream/pool-stats.js";
 import { createDataPlaneMasker } from "./catalog/data-plane-masker.js";
 import { ddlInvalidationListener } from "./catalog/ddl-invalidation.js";
 import {
@@ -62,8 +66,8 @@ export interface DataPlaneOptions {
   maxFrameBytes?: number;
   /** startup + authentication + upstream connect budget (default 30 s) */
   authTimeoutMs?: number;
-  /** more gauges and counters for /metrics (name → value), e.g. the audit publisher's */
-  metrics?: () => Record<string, number>;
+  /** the /metrics registry (default a new one): the composer registers its own figures on it, e.g. the audit publisher's */
+  metrics?: Registry;
   logger?: Logger;
   /** token verification (default: @sluice/shared/auth verifyToken against the snapshot's issuers) */
   verify?: (token: string, snapshot: PolicySnapshot) => Promise<VerifiedIdentity>;
@@ -94,6 +98,8 @@ export interface DataPlaneStats {
   upstreamSpares: number;
 }
 
+export type { UpstreamPoolStats } from "./upstream/pool-stats.js";
+
 export interface DataPlane {
   port: number;
   httpPort: number | null;
@@ -106,6 +112,10 @@ export interface DataPlane {
   /** stop listening and end every session */
   stop(): Promise<void>;
   stats(): DataPlaneStats;
+  /** what the upstream side holds (the pool's figures on /metrics) */
+  poolStats(): UpstreamPoolStats;
+  /** the registry served on /metrics */
+  metrics: Registry;
   /** a cancel routed here from another node (B2's NATS router calls this) */
   cancelLocal(key: { pid: number; secret: number }): Promise<void>;
 }
@@ -127,6 +137,11 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   let counter = randomInt(0, 1 << 20);
   const totals = { statements: 0, denied: 0, bytesIn: 0, bytesOut: 0, cancels: 0 };
   let connecting = 0;
+  const counters = new ProxyCounters();
+  // observed once per allowed statement by the relay: a FixedHistogram allocates nothing on observe
+  const addedLatency = new FixedHistogram(LATENCY_SECONDS_BUCKETS);
+  const upstream = { opened: 0 };
+  const metrics = options.metrics ?? newMetricsRegistry();
   // masking is always wired: results of resources without masking rules take the raw path
   const ownMasker = options.masker
     ? null
@@ -144,8 +159,11 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   // a pipeline's connections all carry the same token: its signature is checked once per snapshot and minute
   const verifiedTokens = new VerifiedTokenCache();
   const resolveSecret = options.resolveSecret ?? defaultResolveSecret;
-  const connectOne = (spec: ResourceSpec["upstream"], startupParams: Record<string, string>) =>
-    connectUpstream(spec, { startupParams, resolve: resolveSecret, timeoutMs: authTimeoutMs });
+  const connectOne = async (spec: ResourceSpec["upstream"], startupParams: Record<string, string>) => {
+    const up = await connectUpstream(spec, { startupParams, resolve: resolveSecret, timeoutMs: authTimeoutMs });
+    upstream.opened++;
+    return up;
+  };
   const spares = options.upstreamSpares === false ? null : new WarmSpares({ ...options.upstreamSpares, connect: connectOne, logger: log });
 
   const cancelLocal = async (k: { pid: number; secret: number }): Promise<void> => {
@@ -161,12 +179,13 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     secureContext,
     snapshots: options.snapshots,
     enforcer,
-    audit: options.audit ?? noopAudit,
+    audit: countingAudit(options.audit ?? noopAudit, counters),
     auditFeatures: options.auditFeatures ?? defaultAuditFeatures,
     // DDL seen by a session flushes the masking catalog of its resource (else the cache TTL does)
     completionListeners: ownMasker ? [ddlInvalidationListener((r) => ownMasker.catalog.invalidate(r))] : [],
     masker: options.masker ?? ownMasker?.masker,
-    approvals: options.approvals,
+    approvals: options.approvals && countingApprovals(options.approvals, counters),
+    addedLatency,
     maxFrameBytes: options.maxFrameBytes ?? 64 * 1024 * 1024,
     authTimeoutMs,
     poisonToken: newPoisonToken(),
@@ -196,8 +215,10 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     },
     track(session, delta) {
       if (session === null) connecting += delta;
-      else if (delta > 0) sessions.add(session);
-      else {
+      else if (delta > 0) {
+        sessions.add(session);
+        counters.sessions.established++;
+      } else {
         sessions.delete(session);
         totals.statements += session.stats.statements;
         totals.denied += session.stats.denied;
@@ -239,6 +260,10 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     return s;
   };
 
+  // the seam for the connection pool (upstream/pool-stats.ts): every relaying session holds one upstream connection
+  const poolStats = (): UpstreamPoolStats => ({ inUse: sessions.size, idle: spares?.ready ?? 0, opened: upstream.opened, reused: 0 });
+  registerProxyMetrics(metrics, { stats, counters, addedLatency, pool: poolStats, revision: () => options.snapshots.current()?.revision ?? 0 });
+
   /** drain() was called: no new connections, /readyz 503 */
   let draining = false;
   let httpServer: http.Server | null = null;
@@ -252,20 +277,10 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
         if (draining) res.writeHead(503, { "content-type": "text/plain" }).end("draining\n");
         else res.writeHead(snap ? 200 : 503, { "content-type": "text/plain" }).end(snap ? `ready revision ${snap.revision}\n` : "no policy snapshot\n");
       } else if (req.url === "/metrics") {
-        const s = stats();
-        const lines = [
-          `sluice_dp_connections_connecting ${s.connecting}`,
-          `sluice_dp_sessions ${s.sessions}`,
-          `sluice_dp_statements_total ${s.statements}`,
-          `sluice_dp_statements_denied_total ${s.denied}`,
-          `sluice_dp_client_bytes_in_total ${s.bytesIn}`,
-          `sluice_dp_client_bytes_out_total ${s.bytesOut}`,
-          `sluice_dp_cancels_total ${s.cancels}`,
-          `sluice_dp_upstream_spares ${s.upstreamSpares}`,
-          `sluice_dp_policy_revision ${options.snapshots.current()?.revision ?? 0}`,
-          ...Object.entries(options.metrics?.() ?? {}).map(([k, v]) => `${k} ${v}`),
-        ];
-        res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(lines.join("\n") + "\n");
+        exposition(metrics).then(
+          (m) => res.writeHead(200, { "content-type": m.contentType }).end(m.body),
+          () => res.writeHead(500, { "content-type": "text/plain" }).end("metrics unavailable\n"),
+        );
       } else res.writeHead(404).end();
     });
     await new Promise<void>((resolve, reject) => {
@@ -281,6 +296,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     httpPort,
     nodeNumber,
     stats,
+    poolStats,
+    metrics,
     cancelLocal,
     drain() {
       if (draining) return;

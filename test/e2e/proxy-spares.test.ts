@@ -22,7 +22,7 @@ test("the next session gets a warm spare with its own startup settings; no spare
     (await s.admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = $1 ORDER BY pid", [s.database])).rows.map((r) => r.pid);
   const metric = async () => {
     const text = await (await fetch(`http://127.0.0.1:${s.dp.httpPort}/metrics`)).text();
-    return Number(/^sluice_dp_upstream_spares (\d+)$/m.exec(text)?.[1]);
+    return Number(/^sluice_dp_upstream_connections\{state="idle"\} (\d+)$/m.exec(text)?.[1]);
   };
 
   const first = await s.pgClient(undefined, { application_name: "spare-test" });

@@ -93,6 +93,8 @@ export class ApprovalApp {
   private stopped = false;
   /** pending requests known to the expirer: id → timer */
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** the expirer's fold of every approval still pending (decided ones are dropped) */
+  private readonly open = new Map<string, ApprovalState>();
 
   constructor(private readonly o: ApprovalAppOptions) {
     this.now = o.now ?? (() => new Date());
@@ -252,10 +254,15 @@ export class ApprovalApp {
     this.timers.delete(id);
   }
 
+  /** Requests waiting for a decision, as this replica's expirer has read them from the stream (metrics). */
+  get pendingCount(): number {
+    return this.open.size;
+  }
+
   /** Starts the request listener and the expirer. */
   async start(): Promise<void> {
     const names = this.o.names;
-    const states = new Map<string, ApprovalState>();
+    const states = this.open;
     const c = await jetstream(this.o.nc).consumers.get(names.controlStream, {
       filter_subjects: names.controlAggregateFilter(APPROVAL_AGGREGATE),
       deliver_policy: DeliverPolicy.All,

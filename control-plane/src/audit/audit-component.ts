@@ -10,6 +10,7 @@ import type { SluiceConfig } from "@sluice/shared/config";
 import type { NatsNames } from "@sluice/shared/nats";
 import type { ControlPlaneComponent } from "../control-plane.js";
 import { auditService } from "../grpc/audit-service.js";
+import { registerAuditMetrics } from "./audit-metrics.js";
 import { sessionService } from "../grpc/session-service.js";
 import { ReadModel, type ReadModelConfig } from "../projections/read-model/read-model.js";
 import { ReadModelProjector } from "../projections/read-model/read-model-projector.js";
@@ -82,8 +83,7 @@ export const auditComponent: ControlPlaneComponent = {
       holder: instance,
       logger: logger.child({ component: "sealer" }),
     }).start();
-    ctx.metrics.gauge("sluice_read_model_position", "audit stream sequence folded into the read model", () => projector.position);
-    ctx.metrics.gauge("sluice_sealer_sealed_through", "audit stream sequence covered by the last checkpoint", () => sealer.status().sealedThrough);
+    registerAuditMetrics(ctx.metrics, { nc: ctx.nc, names: ctx.names, projector, sealer, logger });
     const api: AuditApi = { sealer, model, projector, key };
     return {
       grpcServices: [

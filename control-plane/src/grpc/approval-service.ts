@@ -7,6 +7,7 @@
 import { ApprovalServiceService, type ApprovalRequestView, type ApprovalServiceServer } from "@sluice/proto";
 import { SluiceError } from "@sluice/shared/errors";
 import type { Logger } from "@sluice/shared/logging";
+import { gaugeFrom } from "@sluice/shared/metrics";
 import type { Actor } from "../domain/command-meta.js";
 import { ApprovalApp, type ApprovalView } from "../app/approval-app.js";
 import type { ControlPlaneComponent } from "../control-plane.js";
@@ -91,6 +92,7 @@ export const approvalComponent: ControlPlaneComponent = {
     const logger = ctx.logger.child({ component: "approvals" });
     const app = new ApprovalApp({ store: ctx.store, nc: ctx.nc, names: ctx.names, logger, now: ctx.now });
     await app.start();
+    gaugeFrom(ctx.metrics, "sluice_control_approvals_pending", "approval requests waiting for a decision", () => app.pendingCount);
     return {
       grpcServices: [
         {

@@ -1,5 +1,5 @@
 /** The gRPC listener: a list of services in, the bound port out (`127.0.0.1:0` picks a free one). */
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { parseHostPort } from "@sluice/shared/config";
 
 export interface GrpcServiceRegistration {
@@ -12,9 +12,13 @@ export interface RunningGrpcServer {
   stop(graceMs?: number): Promise<void>;
 }
 
-export async function startGrpcServer(listen: string, services: readonly GrpcServiceRegistration[]): Promise<RunningGrpcServer> {
+export async function startGrpcServer(
+  listen: string,
+  services: readonly GrpcServiceRegistration[],
+  o: { interceptors?: ServerInterceptor[] } = {},
+): Promise<RunningGrpcServer> {
   const { host, port } = parseHostPort(listen);
-  const server = new Server({ "grpc.max_receive_message_length": 8 * 1024 * 1024 });
+  const server = new Server({ "grpc.max_receive_message_length": 8 * 1024 * 1024, interceptors: o.interceptors });
   for (const s of services) server.addService(s.definition, s.implementation);
   const bound = await new Promise<number>((resolve, reject) => {
     const addr = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;

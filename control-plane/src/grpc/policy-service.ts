@@ -1,7 +1,6 @@
 /** PolicyService over the policy application service; admin groups only. */
 import type { PolicyServiceServer, PolicyChange } from "@sluice/proto";
 import type { Logger } from "@sluice/shared/logging";
-import type { Metrics } from "../http/metrics.js";
 import type { ItemChange } from "../domain/command-meta.js";
 import type { PolicyApp, RevisionView } from "../app/policy-app.js";
 import { bundleYaml } from "../app/bundle-text.js";
@@ -13,7 +12,6 @@ export interface PolicyServiceDeps {
   auth: Authenticator;
   adminGroups: () => readonly string[];
   logger: Logger;
-  metrics?: Metrics;
   /** waits until the snapshot of `revision` is in KV (so data planes can see it) before answering Apply */
   awaitSnapshot?: (revision: number) => Promise<void>;
 }
@@ -37,7 +35,6 @@ export function policyService(d: PolicyServiceDeps): PolicyServiceServer {
   const base = (method: string) => ({
     auth: d.auth,
     logger: d.logger,
-    metrics: d.metrics,
     method: `PolicyService/${method}`,
     authorize: (a: Parameters<typeof requireAnyGroup>[0]) => requireAnyGroup(a, d.adminGroups(), `PolicyService/${method}`),
   });

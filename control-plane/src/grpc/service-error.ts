@@ -8,7 +8,6 @@ import { SluiceError, toGrpcStatus } from "@sluice/shared/errors";
 import { scrubSecrets, type Logger } from "@sluice/shared/logging";
 import type { Actor } from "../domain/command-meta.js";
 import type { Authenticator } from "./authenticate.js";
-import type { Metrics } from "../http/metrics.js";
 
 export const PROBLEMS_METADATA_KEY = "sluice-problems-bin";
 
@@ -42,25 +41,20 @@ export interface UnaryContext {
  * `authorize` runs after authentication (e.g. requireAnyGroup for admin-only calls).
  */
 export function unary<Req, Res>(
-  o: { auth: Authenticator; logger: Logger; method: string; authorize?: (actor: Actor) => void; metrics?: Metrics },
+  o: { auth: Authenticator; logger: Logger; method: string; authorize?: (actor: Actor) => void },
   fn: (req: Req, ctx: UnaryContext) => Promise<Res>,
 ): handleUnaryCall<Req, Res> {
-  const calls = o.metrics?.counter("sluice_control_grpc_calls_total", "gRPC calls by method and status code");
   return (call, callback) => {
     (async () => {
       const actor = await o.auth(call.metadata);
       o.authorize?.(actor);
       return fn(call.request, { actor });
     })().then(
-      (res) => {
-        calls?.inc({ method: o.method, code: "OK" });
-        callback(null, res);
-      },
+      (res) => callback(null, res),
       (err: unknown) => {
         const se = toServiceError(err);
         const level = se.code === GrpcCode.INTERNAL || se.code === GrpcCode.UNAVAILABLE ? "error" : "info";
         o.logger[level]({ method: o.method, code: GrpcCode[se.code ?? GrpcCode.UNKNOWN], reason: se.details }, "call refused");
-        calls?.inc({ method: o.method, code: GrpcCode[se.code ?? GrpcCode.UNKNOWN] ?? "UNKNOWN" });
         callback(se);
       },
     );

@@ -6,7 +6,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { parseHostPort } from "@sluice/shared/config";
-import type { Metrics } from "./metrics.js";
+import { exposition, type Registry } from "@sluice/shared/metrics";
 
 /** Handles one request; return false to fall through (404). */
 export type HttpRoute = (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
@@ -27,7 +27,7 @@ export interface RunningHttpServer {
 
 export async function startHttpServer(
   listen: string,
-  o: { metrics: Metrics; healthy: () => { ok: boolean; detail: Record<string, unknown> }; routes?: HttpRoutes; mounts?: readonly HttpMount[] },
+  o: { metrics: Registry; healthy: () => { ok: boolean; detail: Record<string, unknown> }; routes?: HttpRoutes; mounts?: readonly HttpMount[] },
 ): Promise<RunningHttpServer> {
   const { host, port } = parseHostPort(listen);
   const server = createServer((req, res) => {
@@ -43,7 +43,14 @@ export async function startHttpServer(
         const h = o.healthy();
         return done(h.ok ? 200 : 503, "application/json", JSON.stringify({ status: h.ok ? "ok" : "unavailable", ...h.detail }) + "\n");
       }
-      if (path === "/metrics") return done(200, "text/plain; version=0.0.4", o.metrics.render());
+      if (path === "/metrics") {
+        // collectors may ask NATS (stream positions): a scrape that fails answers 500, never hangs the listener
+        exposition(o.metrics).then(
+          (m) => done(200, m.contentType, m.body),
+          () => done(500, "text/plain", "metrics unavailable\n"),
+        );
+        return;
+      }
       const route = o.routes?.[path] ?? o.mounts?.find((m) => path.startsWith(m.prefix))?.handle;
       if (route) {
         Promise.resolve(route(req, res)).catch(() => {

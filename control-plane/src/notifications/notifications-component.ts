@@ -1,3 +1,4 @@
+import { Counter } from "@sluice/shared/metrics";
 import type { ControlPlaneComponent } from "../control-plane.js";
 import { ApprovalNotifier } from "./approval-notifier.js";
 
@@ -6,7 +7,12 @@ export const notificationsComponent: ControlPlaneComponent = {
   name: "notifications",
   async start(ctx) {
     const logger = ctx.logger.child({ component: "notifications" });
-    const attempts = ctx.metrics.counter("sluice_approval_webhook_attempts_total", "approval webhook attempts by webhook and outcome (delivered, retry, give-up)");
+    const attempts = new Counter({
+      name: "sluice_approval_webhook_attempts_total",
+      help: "approval webhook attempts by webhook and outcome (delivered, retry, give-up)",
+      labelNames: ["webhook", "outcome"],
+      registers: [ctx.metrics],
+    });
     const notifier = new ApprovalNotifier({
       nc: ctx.nc,
       names: ctx.names,

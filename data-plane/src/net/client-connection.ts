@@ -41,6 +41,8 @@ export interface ConnectionContext {
   completionListeners: readonly CompletionListener[];
   masker?: ResultMasker;
   approvals?: ApprovalGate;
+  /** seconds each allowed statement waited in the proxy (RelaySessionOptions.addedLatency) */
+  addedLatency?: { observe(seconds: number): void };
   maxFrameBytes: number;
   authTimeoutMs: number;
   poisonToken: string;
@@ -370,6 +372,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
       listeners: ctx.completionListeners,
       masker: ctx.masker,
       approvals: ctx.approvals,
+      addedLatency: ctx.addedLatency,
       maxFrameBytes: ctx.maxFrameBytes,
       poisonToken: ctx.poisonToken,
       now: ctx.now,

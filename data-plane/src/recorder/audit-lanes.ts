@@ -102,6 +102,8 @@ export interface AuditLanesOptions {
   maxBatchBytes: number;
   retryMinMs: number;
   retryMaxMs: number;
+  /** told of every batch stored: its events and ms from the batch forming to its being known stored (metrics) */
+  onStored?: (events: number, ms: number) => void;
 }
 
 export interface AuditLanesStats {
@@ -162,6 +164,8 @@ interface Flight<W> {
   next: "publish" | "lookup";
   /** an earlier attempt may have been stored (a lost ack): a later find is a recovery */
   uncertain: boolean;
+  /** when the batch formed */
+  formedAt: number;
 }
 
 interface Lane<W> {
@@ -449,7 +453,7 @@ export class AuditLanes<W> {
     l.batchNo++;
     const f: Flight<W> = {
       msgId: `${l.id}:${l.batchNo}`, events, texts, bytes: batchBytes(bytes, n), expected: l.lastSeq,
-      token: 0, phase: "sending", deadline: 0, next: "publish", uncertain: false,
+      token: 0, phase: "sending", deadline: 0, next: "publish", uncertain: false, formedAt: now,
     };
     l.flight = f;
     this.send(l, f, now);
@@ -501,6 +505,7 @@ export class AuditLanes<W> {
     this.s.messages++;
     this.s.bytes += f.bytes;
     if (recovered) this.s.recovered++;
+    this.o.onStored?.(f.events.length, now - f.formedAt);
     this.pendingCount -= f.events.length;
     for (const e of f.events) if (e.waiter) this.settleGate(e.waiter);
     l.backoff = this.o.retryMinMs;

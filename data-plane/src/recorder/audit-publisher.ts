@@ -78,6 +78,8 @@ export interface AuditPublisherOptions {
   maxBatch?: number;
   retryMinMs?: number;
   retryMaxMs?: number;
+  /** told of every batch stored: its events and the ms from forming it to its PubAck (or look-up) */
+  onBatchStored?: (events: number, ms: number) => void;
   logger?: AuditLogger;
   /** the connection's inbox prefix (nats.js `inboxPrefix`): a least-privilege user may subscribe to its own inbox only */
   inboxPrefix?: string;
@@ -144,6 +146,7 @@ export class AuditPublisher {
       maxBatchBytes: MAX_BATCH_BYTES,
       retryMinMs: o.retryMinMs ?? 50,
       retryMaxMs: o.retryMaxMs ?? 2000,
+      onStored: o.onBatchStored,
     });
     const events: LaneTransportEvents = {
       published: (token, outcome) => this.step(() => this.core.published(token, outcome, this.clock.now())),

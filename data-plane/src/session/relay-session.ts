@@ -61,6 +61,12 @@ export interface RelaySessionOptions {
   listeners?: readonly CompletionListener[];
   masker?: ResultMasker;
   approvals?: ApprovalGate;
+  /**
+   * Told, for each statement allowed by policy, how long (seconds, from `now`) it stayed in the proxy
+   * between its message being read and being forwarded: the decision and, with ack durability, the
+   * audit acknowledgement (a metric; must not allocate). Statements held for approval are not told.
+   */
+  addedLatency?: { observe(seconds: number): void };
   maxFrameBytes: number;
   /** a per-process random identifier token: the poison statement (see the header comment) */
   poisonToken: string;
@@ -297,12 +303,15 @@ export class RelaySession {
 
   private onQuery(f: Buffer): boolean {
     const sql = decodeQuery(f);
+    const readAt = this.o.now();
     return this.decided(sql, "simple", (decision) => {
       const rec = this.record("simple", sql, decision);
       return this.apply(this.gate.admit(rec), () => {
         this.stats.statements++;
         this.o.enforcer.observeForwarded?.(decision, this.o.info);
-        this.queue.push({ kind: K.Query, rec, startedAt: this.o.now(), rows: 0, mask: this.results.maskActive() });
+        const at = this.o.now();
+        if (decision.action === "allow") this.o.addedLatency?.observe((at - readAt) / 1000);
+        this.queue.push({ kind: K.Query, rec, startedAt: at, rows: 0, mask: this.results.maskActive() });
         this.toUpstream.push(f);
       }, K.PoisonQuery);
     });
@@ -354,8 +363,11 @@ export class RelaySession {
       return true;
     }
     const rec = this.record("parse", st.sql, st.decision, { statementName: portal!.statement, portalName, params: portal!.params });
+    const readAt = this.o.now();
     return this.apply(this.gate.admit(rec), () => {
       this.stats.statements++;
+      const at = this.o.now();
+      if (st.decision.action === "allow") this.o.addedLatency?.observe((at - readAt) / 1000);
       const mask = this.results.maskActive();
       if (mask) {
         // make the upstream describe the portal so the rows can be matched to columns; the answer is swallowed
@@ -363,7 +375,7 @@ export class RelaySession {
         this.toUpstream.push(encodeDescribe("P", portalName));
       }
       // the shape of the rows, when a Describe already told it (audit row capture labels columns with it)
-      this.queue.push({ kind: K.Execute, rec, startedAt: this.o.now(), rows: 0, mask, fields: portal!.fields ?? st.fields });
+      this.queue.push({ kind: K.Execute, rec, startedAt: at, rows: 0, mask, fields: portal!.fields ?? st.fields });
       this.toUpstream.push(f);
     }, K.PoisonParse);
   }

@@ -1,0 +1,2 @@
+export * from "./fixed-histogram.js";
+export * from "./prometheus.js";
