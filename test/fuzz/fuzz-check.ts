@@ -18,11 +18,14 @@ export interface Tally {
   denied: number;
   approvals: number;
   refused: number;
+  /** messages the server answered, and those it skipped after an error until Sync (the reference run) */
+  answered: number;
+  skipped: number;
   checks: Record<OracleId, number>;
   inconclusive: Map<string, number>;
 }
 
-export const newTally = (): Tally => ({ cases: 0, messages: 0, executed: 0, denied: 0, approvals: 0, refused: 0, checks: { 1: 0, 2: 0, 3: 0, 4: 0, 5: 0 }, inconclusive: new Map() });
+export const newTally = (): Tally => ({ cases: 0, messages: 0, executed: 0, denied: 0, approvals: 0, refused: 0, answered: 0, skipped: 0, checks: { 1: 0, 2: 0, 3: 0, 4: 0, 5: 0 }, inconclusive: new Map() });
 
 export interface Checked {
   ev: Evidence;
@@ -49,6 +52,9 @@ export function checker(world: FuzzWorld, tally: Tally = newTally()) {
       tally.denied += ev.denied.length;
       tally.approvals += ev.approvals.length;
       if (v.refused) tally.refused++;
+      const answers = answeredOps(c.ops, ev);
+      tally.answered += answers.answered;
+      tally.skipped += answers.skipped;
       for (const k of [1, 2, 3, 4, 5] as const) tally.checks[k] += v.checks[k];
       for (const i of v.inconclusive) {
         const key = i.replace(/"[^"]*"/g, "…");
@@ -60,6 +66,25 @@ export function checker(world: FuzzWorld, tally: Tally = newTally()) {
 }
 
 export type Checker = ReturnType<typeof checker>;
+
+/** Messages that get an answer of their own (not Sync, Flush, the client's wait or COPY data). */
+const ANSWERED = new Set(["Q", "P", "B", "D", "E", "C"]);
+
+/**
+ * How many of a case's messages the server answered and how many it skipped after an error: a
+ * generator whose pipelines mostly stop at their first error tests little beyond it.
+ */
+export function answeredOps(ops: readonly Op[], ev: Pick<Evidence, "reference">): { answered: number; skipped: number } {
+  const perOp = ev.reference?.walk.perOp;
+  let answered = 0, skipped = 0;
+  if (!perOp) return { answered, skipped };
+  ops.forEach((op, i) => {
+    if (!ANSWERED.has(op.t) || i >= perOp.length) return;
+    if (perOp[i]!.length) answered++;
+    else skipped++;
+  });
+  return { answered, skipped };
+}
 
 export const signature = (f: Pick<Failure, "oracle" | "kind">): string => `${f.oracle}:${f.kind}`;
 

@@ -158,6 +158,7 @@ lines.push(`Written by \`npm run fuzz\` (test/fuzz/run-fuzz.ts). Commit \`${git(
 lines.push(`- duration: ${durationS} s (asked: ${onlySeed !== undefined ? `seed ${onlySeed}` : `${minutes} min`}); load average at start ${loadStart.map((x) => x.toFixed(2)).join(" ")}, at end ${loadavg().map((x) => x.toFixed(2)).join(" ")} (2 cores)`);
 lines.push(`- seeds: ${seeds.length <= 20 ? seeds.join(", ") : `${seeds[0]} … ${seeds[seeds.length - 1]} (${seeds.length} consecutive)`}; ${runsPerSeed} cases per seed at most`);
 lines.push(`- tried: ${s.cases} sequences, ${s.messages} frontend messages; the server executed ${s.executed} statements; the proxy denied ${s.denied} messages; ${s.approvals} approval requests answered; ${s.refused} sequences refused by the proxy (FATAL 08P01)`);
+lines.push(`- the server answered ${s.answered} of those messages itself and skipped ${s.skipped} after an error until Sync (in the direct run)`);
 lines.push("", "## What each oracle checked", "");
 lines.push("| oracle | checks | what |", "|---|---|---|");
 lines.push(`| 1 allowed | ${s.checks[1]} | each statement in the server's log (\`log_statement = all\`) of the fuzzed session's backend, re-decided with classifySql + evaluate for the identity; SQL EXECUTE resolved from the server's own \`prepare:\` detail; approval-needing ones must match an approval the fuzz approver granted |`);
