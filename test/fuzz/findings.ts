@@ -46,13 +46,15 @@ export function loadFindings(dir = FINDINGS_DIR): Array<Finding & { file: string
 
 export const findingCase = (f: Finding): FuzzCase => ({ identity: f.identity, ops: f.ops, approvals: f.approvals });
 
-/** the signatures the fuzz budget tolerates while their finding is open */
+/**
+ * The signatures the fuzz budget tolerates while their finding is open, each named by the first
+ * open finding whose own signature it is, else the first that also fails with it.
+ */
 export function openSignatures(findings: readonly Finding[]): Map<string, string> {
   const m = new Map<string, string>();
-  for (const f of findings) {
-    if (f.status !== "open") continue;
-    for (const sig of [`${f.oracle}:${f.kind}`, ...(f.alsoFails ?? [])]) if (!m.has(sig)) m.set(sig, f.id);
-  }
+  const open = findings.filter((f) => f.status === "open");
+  for (const f of open) if (!m.has(`${f.oracle}:${f.kind}`)) m.set(`${f.oracle}:${f.kind}`, f.id);
+  for (const f of open) for (const sig of f.alsoFails ?? []) if (!m.has(sig)) m.set(sig, f.id);
   return m;
 }
 

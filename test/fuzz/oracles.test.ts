@@ -1,98 +1,31 @@
 /**
  * The differential suite's judges, on evidence built by hand: the oracles must see each kind of
  * violation they exist for (a suite whose oracles never fire would prove nothing), and must pass a
- * clean session; the response walker follows the server's skip-to-Sync; the statement log reader
- * parses what PG 15 writes.
+ * clean session; the reference sequence, the audit message reader, the answer tally and the
+ * minimiser, which decide what the oracles are shown, are pinned too.
  */
 import test from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { HashChain, makeEvent, SessionEventType, type CloudEvent } from "@sluice/shared/events";
+import {
+  BATCH_CONTENT_TYPE, chunkSessionEvent, HashChain, makeEvent, SessionEventType, type CapturedResult, type CloudEvent,
+} from "@sluice/shared/events";
 import { loadSqlParser } from "@sluice/shared/sql";
-import { frontend, splitBackend, type BackendMessage } from "../lib/pg-frames.js";
-import { executedPlans, executedStatements, parseParameterDetail, type LogRecord } from "../lib/statement-log.js";
+import { backend, type BackendMessage } from "../lib/pg-frames.js";
+import { readBatchMessage } from "./audit-collector.js";
+import { answeredOps, minimise, newTally, type Checker } from "./fuzz-check.js";
 import { fuzzBundle, IDENTITIES } from "./fuzz-policy.js";
 import { makeSecrets } from "./fuzz-world.js";
-import { judge, type OracleContext } from "./oracles.js";
+import { judge, leakNeedles, type OracleContext, type Verdicts } from "./oracles.js";
 import { walkResponses } from "./response-walk.js";
-import type { Evidence } from "./run-case.js";
+import { isApprovalNotice, isSluiceError, POISON_SQL, referenceOps, type Evidence, type FuzzCase } from "./run-case.js";
 import type { Op } from "./ops.js";
 
-// ------------------------------------------------------------------ backend frames, by hand
-
-function be(code: string, body: Buffer = Buffer.alloc(0)): BackendMessage {
-  const head = Buffer.alloc(5);
-  head.write(code, 0, "latin1");
-  head.writeInt32BE(body.length + 4, 1);
-  return { code, raw: Buffer.concat([head, body]) };
-}
-const z = (s = "I") => be("Z", Buffer.from(s));
-const cc = (tag: string) => be("C", Buffer.from(`${tag}\0`));
-const err = (code: string, msg: string, detail?: string) =>
-  be("E", Buffer.from(`SERROR\0VERROR\0C${code}\0M${msg}\0${detail ? `D${detail}\0` : ""}\0`));
-const row = (...vals: string[]) => {
-  const parts = [Buffer.from([0, vals.length])];
-  for (const v of vals) {
-    const n = Buffer.alloc(4);
-    n.writeInt32BE(Buffer.byteLength(v));
-    parts.push(n, Buffer.from(v));
-  }
-  return be("D", Buffer.concat(parts));
-};
-
-test("frames: a frontend Parse/Bind/Execute/Sync round-trips through the backend splitter's framing", () => {
-  const bytes = Buffer.concat([frontend.parse("s1", "SELECT $1", [23]), frontend.bind("", "s1", ["1", null, { binary: Buffer.from([1]) }]), frontend.execute("", 5), frontend.sync()]);
-  const { messages, rest } = splitBackend(bytes);
-  assert.deepEqual(messages.map((m) => m.code), ["P", "B", "E", "S"]);
-  assert.equal(rest.length, 0);
-  // a frame split anywhere leaves the tail for later
-  const cut = splitBackend(bytes.subarray(0, bytes.length - 2));
-  assert.deepEqual(cut.messages.map((m) => m.code), ["P", "B", "E"]);
-  assert.equal(cut.rest.length, 3);
-});
-
-test("response walk: an extended-protocol error makes the server ignore everything, a Query too, until Sync", () => {
-  const ops: Op[] = [
-    { t: "P", name: "", sql: "SELECT 1/0" }, { t: "B", portal: "", stmt: "", params: [] }, { t: "E", portal: "", maxRows: 0 },
-    { t: "Q", sql: "SELECT 1" }, { t: "S" }, { t: "Q", sql: "SELECT 2" }, { t: "S" },
-  ];
-  const msgs = [be("1"), be("2"), err("22012", "division by zero"), z(), be("T", Buffer.from([0, 0])), row("2"), cc("SELECT 1"), z(), z()];
-  const w = walkResponses(ops, msgs);
-  assert.equal(w.violation, undefined);
-  assert.ok(w.complete);
-  assert.deepEqual(w.perOp.map((m) => m.map((x) => x.code).join("")), ["1", "2", "E", "", "Z", "TDCZ", "Z"]);
-  // a stream that answers the skipped Query is out of protocol
-  const wrong = walkResponses(ops, [be("1"), be("2"), err("22012", "division by zero"), z(), z(), be("T", Buffer.from([0, 0])), row("2"), cc("SELECT 1"), z()]);
-  assert.match(wrong.violation ?? "", /op 6 \(S\): expected ReadyForQuery/);
-  // one that stops early is incomplete, waiting for the op it stopped at
-  const short = walkResponses(ops, msgs.slice(0, 4));
-  assert.equal(short.complete, false);
-  assert.equal(short.waitingFor, 5);
-});
-
-test("statement log: parameters, executions, resumed portals, errors and plans as PG 15 logs them", () => {
-  assert.deepEqual(parseParameterDetail("parameters: $1 = 'a''b', $2 = NULL, $3 = ''"), ["a'b", null, ""]);
-  const r = (pid: number, message: string, extra: Partial<LogRecord> = {}): LogRecord => ({ pid, error_severity: "LOG", message, ...extra });
-  const recs: LogRecord[] = [
-    r(7, "statement: EXECUTE p1", { detail: "prepare: PREPARE p1 AS SELECT 1; EXECUTE p1" }),
-    r(7, "execute s1/c1: SELECT $1::int", { detail: "parameters: $1 = '5'" }),
-    r(7, "execute fetch from s1/c1: SELECT $1::int", { detail: "parameters: $1 = '5'" }),
-    r(8, "statement: SELECT 'other backend'"),
-    r(7, "execute <unnamed>: SELECT 1/0"),
-    { pid: 7, error_severity: "ERROR", state_code: "22012", message: "division by zero", statement: "SELECT 1/0" },
-    { pid: 7, error_severity: "ERROR", state_code: "42601", message: "syntax error", statement: "SELEC" },
-    r(7, 'duration: 0.010 ms  plan:\n{"Query Text": "DELETE FROM items", "Plan": {"Node Type": "ModifyTable", "Operation": "Delete", "Relation Name": "items", "Schema": "public", "Plans": [{"Node Type": "Seq Scan", "Relation Name": "items", "Schema": "public"}]}}'),
-  ];
-  const ex = executedStatements(recs, 7);
-  assert.deepEqual(ex.map((e) => [e.kind, e.text, e.statement ?? null, e.portal ?? null, e.fetch ?? null, e.params ?? null, e.error?.code ?? null]), [
-    ["simple", "EXECUTE p1", null, null, null, null, null],
-    ["execute", "SELECT $1::int", "s1", "c1", false, ["5"], null],
-    ["execute", "SELECT $1::int", "s1", "c1", true, ["5"], null],
-    ["execute", "SELECT 1/0", "", "", false, [], "22012"],
-  ]);
-  assert.equal(ex[0]!.prepareDetail, "PREPARE p1 AS SELECT 1; EXECUTE p1");
-  assert.deepEqual(executedPlans(recs, 7), [{ queryText: "DELETE FROM items", relations: [{ name: "items", schema: "public", write: "Delete" }, { name: "items", schema: "public" }] }]);
-});
+const z = (s: "I" | "T" | "E" = "I") => backend.ready(s);
+const cc = (tag: string) => backend.commandComplete(tag);
+const err = (code: string, msg: string, detail?: string) => backend.error(code, msg, detail ? { D: detail } : {});
+const row = (...vals: string[]) => backend.dataRow(vals);
+const desc = (...cols: string[]) => backend.rowDescription(cols);
 
 // ------------------------------------------------------------------ the oracles on synthetic evidence
 
@@ -107,15 +40,42 @@ const ctxOf = (id: keyof typeof IDENTITIES): OracleContext => ({
 });
 const hash = (s: string) => "h:" + createHmac("sha256", hashKey).update(s, "utf8").digest("base64url").slice(0, 16);
 
-function events(...statements: Array<{ sql: string; protocol?: "simple" | "extended"; params?: Array<string | null>; ok?: boolean }>): CloudEvent[] {
+/** one captured result set of text values */
+const captured = (values: Array<Array<string | null>>, over: Partial<CapturedResult> = {}): CapturedResult => ({
+  columns: [{ name: "x", typeOid: 25 }], values, rows: values.length, recorded: values.length, truncated: false,
+  recordedBytes: values.flat().reduce((n, v) => n + (v === null ? 0 : Buffer.byteLength(v)), 0), ...over,
+});
+
+interface Stmt {
+  sql: string;
+  protocol?: "simple" | "extended";
+  params?: Array<string | null>;
+  ok?: boolean;
+  /** captured sets inside statement.completed (default: the one row "1" of SELECT 1; none for other texts) */
+  results?: CapturedResult[];
+  /** captured sets as result.rows events before statement.completed */
+  rowsEvents?: CapturedResult[];
+  /** how many statement.completed events (default 1) */
+  completions?: number;
+}
+
+/** A session's events as the recorder writes them: session.started, per statement its decision and completion, session.ended. */
+function events(...statements: Stmt[]): CloudEvent[] {
   const chain = new HashChain();
   const out: CloudEvent[] = [];
-  const add = (name: keyof typeof SessionEventType, data: unknown) =>
-    out.push(chain.link(makeEvent({ type: SessionEventType[name], source: "sluice://t/n", subject: "s-1", time: new Date(0), id: `e${out.length}`, data })));
+  const add = (name: keyof typeof SessionEventType, data: unknown) => {
+    const ev = makeEvent({ type: SessionEventType[name], source: "sluice://t/n", subject: "s-1", time: new Date(0), id: `e${out.length}`, data });
+    for (const part of chunkSessionEvent(ev, () => `e${out.length}-${Math.random()}`)) out.push(chain.link(part));
+  };
   add("session.started", { applicationName: "fz-x" });
   statements.forEach((s, i) => {
-    add("statement.allowed", { statementId: i + 1, sql: s.sql, protocol: s.protocol ?? "simple", ...(s.params ? { params: s.params } : {}), decision: "allow" });
-    add("statement.completed", { statementId: i + 1, rows: 0, durationMs: 0, ...(s.ok === false ? { error: { sqlstate: "22012", message: "x" } } : { commandTag: "SELECT 1" }) });
+    const statementId = i + 1;
+    add("statement.allowed", { statementId, sql: s.sql, protocol: s.protocol ?? "simple", ...(s.params ? { params: s.params } : {}), decision: "allow" });
+    for (const r of s.rowsEvents ?? []) add("result.rows", { ...r, statementId });
+    const results = s.results ?? (s.sql === "SELECT 1" && s.ok !== false && !s.rowsEvents ? [captured([["1"]])] : undefined);
+    for (let n = 0; n < (s.completions ?? 1); n++) {
+      add("statement.completed", { statementId, rows: 0, durationMs: 0, ...(s.ok === false ? { error: { sqlstate: "22012", message: "x" } } : { commandTag: "SELECT 1" }), ...(results?.length ? { results } : {}) });
+    }
   });
   add("session.ended", {});
   return out;
@@ -123,7 +83,7 @@ function events(...statements: Array<{ sql: string; protocol?: "simple" | "exten
 
 function evidence(over: Partial<Evidence> & { ops?: Op[]; proxyMsgs?: BackendMessage[]; refMsgs?: BackendMessage[] }): Evidence {
   const ops = over.ops ?? [{ t: "Q", sql: "SELECT 1" }, { t: "S" }];
-  const pm = over.proxyMsgs ?? [be("T", Buffer.from([0, 0])), row("1"), cc("SELECT 1"), z(), z()];
+  const pm = over.proxyMsgs ?? [desc("?column?"), row("1"), cc("SELECT 1"), z(), z()];
   const rm = over.refMsgs ?? pm;
   const stream = (msgs: BackendMessage[]) => ({ ops, messages: msgs, bytes: Buffer.concat(msgs.map((m) => m.raw)), walk: walkResponses(ops, msgs), stalled: false });
   const evs = over.events ?? events({ sql: "SELECT 1" });
@@ -139,6 +99,7 @@ function evidence(over: Partial<Evidence> & { ops?: Op[]; proxyMsgs?: BackendMes
     sessionId: "s-1",
     events: evs,
     auditRaw: evs.map((e) => JSON.stringify(e)),
+    auditProblems: over.auditProblems ?? [],
     approvals: over.approvals ?? [],
     health: over.health ?? { ok: true },
     ...(over.c ? { c: over.c } : {}),
@@ -200,27 +161,105 @@ test("oracle 2: an executed statement missing from the audit, recorded with othe
   assert.ok(kinds(evidence({ events: broken })).includes("2:chain-broken"));
 });
 
+test("oracle 2: a statement is two events, its decision and one completion carrying rows up to 64 KiB; result.rows only for more", async () => {
+  await loadSqlParser();
+  const q = (sql: string, rows: string[], ev: CloudEvent[]) => kinds(evidence({
+    ops: [{ t: "Q", sql }, { t: "S" }], executed: [{ kind: "simple", text: sql }], events: ev,
+    proxyMsgs: [desc("x"), ...rows.map((r) => row(r)), cc(`SELECT ${rows.length}`), z(), z()],
+  }));
+  const small = ["a", "b"];
+  const big = Array.from({ length: 70 }, (_, i) => `${i}`.padEnd(1000, "r"));
+  const sql = "SELECT x FROM t";
+  assert.deepEqual(q(sql, small, events({ sql, results: [captured(small.map((v) => [v]))] })), []);
+  assert.deepEqual(q(sql, big, events({ sql, rowsEvents: [captured(big.map((v) => [v]))] })), [], "70 KB of rows as result.rows");
+  assert.deepEqual(q(sql, small, events({ sql, rowsEvents: [captured(small.map((v) => [v]))] })), ["2:rows-inline-contract"]);
+  assert.deepEqual(q(sql, big, events({ sql, results: [captured(big.map((v) => [v]))] })), ["2:rows-inline-contract"]);
+  assert.deepEqual(q(sql, small, events({ sql, results: [captured([["a"]])], rowsEvents: [captured([["b"]])] })), ["2:rows-inline-contract", "2:recorded-rows-differ"]);
+  assert.deepEqual(q(sql, small, events({ sql, results: [captured(small.map((v) => [v]))], completions: 2 })), ["2:completed-twice"]);
+  assert.deepEqual(q(sql, small, events({ sql, completions: 0 })), ["2:allowed-never-completed"]);
+  assert.deepEqual(q(sql, small, events({ sql, results: [captured(small.map((v) => [v]), { recorded: 1 })] })), ["2:captured-counts"]);
+  assert.deepEqual(q(sql, small, events({ sql, results: [captured(small.map((v) => [v]), { rows: 5 })] })), ["2:captured-counts", "2:recorded-rows-differ"]);
+  // a result.rows above 512 KiB comes in chunks, which are one event to this oracle
+  const huge = Array.from({ length: 100 }, (_, i) => `${i}`.padEnd(6000, "h"));
+  const chunked = events({ sql, rowsEvents: [captured(huge.map((v) => [v]))] });
+  assert.ok(chunked.filter((e) => e.type === SessionEventType["result.rows"]).length > 1, "the rows were chunked");
+  assert.deepEqual(q(sql, huge, chunked), []);
+  // a completion with no decision before it
+  const orphan = events({ sql });
+  const moved = [orphan[0]!, orphan[2]!, orphan[1]!, ...orphan.slice(3)];
+  assert.ok(kinds(evidence({ ops: [{ t: "Q", sql }, { t: "S" }], executed: [{ kind: "simple", text: sql }], events: moved })).includes("2:completion-without-decision"));
+});
+
+test("oracle 2: what a simple Query's completion captured is what the client got for it", async () => {
+  await loadSqlParser();
+  const sql = "SELECT id, email FROM customers";
+  const ops: Op[] = [{ t: "Q", sql }, { t: "S" }];
+  const client = [desc("id", "email"), backend.dataRow(["1", "h:aaaaaaaaaaaaaaaa"]), backend.dataRow(["2", null]), cc("SELECT 2"), z(), z()];
+  const run = (sets: CapturedResult[], o: Partial<Evidence> = {}) => kinds(evidence({ ops, proxyMsgs: client, executed: [{ kind: "simple", text: sql }], events: events({ sql, results: sets }), ...o }));
+  assert.deepEqual(run([captured([["1", "h:aaaaaaaaaaaaaaaa"], ["2", null]])]), []);
+  assert.deepEqual(run([captured([["1", "h:aaaaaaaaaaaaaaaa"]], { rows: 2, truncated: true })]), [], "a capped capture: the first rows, the exact count");
+  assert.deepEqual(run([captured([["1", "h:bbbbbbbbbbbbbbbb"], ["2", null]])]), ["2:recorded-rows-differ"], "another statement's rows");
+  assert.deepEqual(run([captured([["1", "h:aaaaaaaaaaaaaaaa"], ["2", null]], { rows: 3, truncated: true })]), ["2:recorded-rows-differ"]);
+  assert.deepEqual(run([]), ["2:recorded-rows-differ"], "rows the client got, none captured");
+  // a Query whose text comes twice in the case, or a denied one, is not paired with an event
+  const twice: Op[] = [{ t: "Q", sql }, { t: "Q", sql }, { t: "S" }];
+  const both = [...client.slice(0, 5), ...client.slice(0, 5), z()];
+  assert.deepEqual(kinds(evidence({ ops: twice, proxyMsgs: both, executed: [{ kind: "simple", text: sql }, { kind: "simple", text: sql }], events: events({ sql, results: [] }, { sql, results: [] }) })), []);
+});
+
+test("oracle 2: an audit message that is not a CloudEvents batch is a failure of the case it came in", async () => {
+  await loadSqlParser();
+  assert.deepEqual(kinds(evidence({ auditProblems: ["message 7 on sluice.audit.r.n.0: not a CloudEvents JSON batch (a non-empty array)"] })), ["2:audit-message-not-a-batch"]);
+  const [ev] = events();
+  const text = JSON.stringify([ev]);
+  assert.deepEqual(readBatchMessage(BATCH_CONTENT_TYPE, text), { events: [ev] });
+  assert.match((readBatchMessage(undefined, text) as { problem: string }).problem, /content-type null/);
+  assert.match((readBatchMessage("application/cloudevents+json", JSON.stringify(ev)) as { problem: string }).problem, /content-type/);
+  assert.match((readBatchMessage(BATCH_CONTENT_TYPE, JSON.stringify(ev)) as { problem: string }).problem, /non-empty array/);
+  assert.match((readBatchMessage(BATCH_CONTENT_TYPE, "[]") as { problem: string }).problem, /non-empty array/);
+  assert.match((readBatchMessage(BATCH_CONTENT_TYPE, JSON.stringify([ev, { id: "x" }])) as { problem: string }).problem, /element 1/);
+  assert.ok("problem" in readBatchMessage(BATCH_CONTENT_TYPE, "[{"));
+});
+
 test("oracle 3: a seeded masked or denied value, in any message or audit event, in the shapes a query can give it", async () => {
   await loadSqlParser();
   const email = secrets.emails[0]!;
   const core = email.slice(3, email.indexOf("@"));
-  const leak = (v: string, code = "D") => evidence({ proxyMsgs: [be("T", Buffer.from([0, 0])), code === "D" ? row(v) : err("22P02", `invalid input syntax: "${v}"`), cc("SELECT 1"), z(), z()] });
-  assert.deepEqual(kinds(leak(email)), ["3:raw-value-to-client:DataRow"]);
-  assert.ok(kinds(leak(email.toUpperCase())).includes("3:raw-value-to-client:DataRow"));
-  assert.ok(kinds(leak([...core].reverse().join(""))).includes("3:raw-value-to-client:DataRow"));
-  assert.ok(kinds(leak(Buffer.from(core).toString("hex"))).includes("3:raw-value-to-client:DataRow"));
-  assert.ok(kinds(leak(secrets.tokens[0]!, "E")).includes("3:raw-value-to-client:ErrorResponse"));
-  assert.ok(kinds(leak(secrets.cards[1]!.slice(2, 14))).includes("3:raw-value-to-client:DataRow"));
+  const leak = (v: string, code = "D") => evidence({ proxyMsgs: [desc("?column?"), code === "D" ? row(v) : err("22P02", `invalid input syntax: "${v}"`), cc("SELECT 1"), z(), z()] });
+  const leaks = (ev: Evidence) => kinds(ev).filter((k) => k.startsWith("3:"));
+  assert.deepEqual(leaks(leak(email)), ["3:raw-value-to-client:DataRow"]);
+  assert.deepEqual(leaks(leak(email.toUpperCase())), ["3:raw-value-to-client:DataRow"]);
+  assert.deepEqual(leaks(leak([...core].reverse().join(""))), ["3:raw-value-to-client:DataRow"]);
+  assert.deepEqual(leaks(leak(Buffer.from(core).toString("hex"))), ["3:raw-value-to-client:DataRow"]);
+  assert.deepEqual(leaks(leak(secrets.tokens[0]!, "E")), ["3:raw-value-to-client:ErrorResponse"]);
+  assert.deepEqual(leaks(leak(secrets.cards[1]!.slice(2, 14))), ["3:raw-value-to-client:DataRow"]);
   // the masked form is fine
-  assert.ok(!kinds(leak(hash(email))).some((k) => k.startsWith("3:")));
+  assert.deepEqual(leaks(leak(hash(email))), []);
+  // in the audit: rows captured inside statement.completed, or in result.rows
+  const inAudit = (e: CloudEvent[]) => leaks(evidence({ events: e }));
+  assert.deepEqual(inAudit(events({ sql: "SELECT 1", results: [captured([[email]])] })), ["3:raw-value-in-audit:statement.completed"]);
+  assert.deepEqual(inAudit(events({ sql: "SELECT 2", rowsEvents: [captured(Array.from({ length: 70 }, () => ["x".repeat(1000)]).concat([[email]]))] })), ["3:raw-value-in-audit:result.rows"]);
+});
+
+test("oracle 3: its needles are the random part of each seeded value, at least 8 characters, as is, reversed and hex", () => {
+  const needles = leakNeedles(secrets);
+  assert.ok(needles.every((n) => n.needle.length >= 8));
+  const email = secrets.emails[1]!;
+  const core = email.slice(3, email.indexOf("@"));
+  for (const form of [core.slice(0, 8), [...core].reverse().join("").slice(0, 8), Buffer.from(core.slice(0, 8)).toString("hex")]) {
+    assert.ok(needles.some((n) => n.needle === form && n.what.startsWith("customers.email #2")), form);
+  }
+  // nothing a masked result or the schema itself shows: the fixed parts of the values are not needles
+  for (const harmless of ["@example.com", "fzm", "fzs", "customers", hash(email)]) assert.ok(!needles.some((n) => harmless.includes(n.needle)), harmless);
 });
 
 test("oracle 4: a response stream out of protocol, or one that differs from the server's own answer", async () => {
   await loadSqlParser();
-  const ref = [be("T", Buffer.from([0, 0])), row("1"), cc("SELECT 1"), z(), z()];
-  assert.deepEqual(kinds(evidence({ proxyMsgs: [be("T", Buffer.from([0, 0])), row("1"), cc("SELECT 1"), z("T"), z()], refMsgs: ref })), ["4:differs-from-server@Q"]);
-  assert.deepEqual(kinds(evidence({ proxyMsgs: [be("T", Buffer.from([0, 0])), row("1"), cc("SELECT 1"), z(), be("n"), z()], refMsgs: ref })), ["4:response-out-of-protocol"]);
-  assert.deepEqual(kinds(evidence({ proxyMsgs: [be("T", Buffer.from([0, 0])), row("2"), cc("SELECT 1"), z(), z()], refMsgs: ref })), ["4:differs-from-server@Q"]);
+  const ref = [desc("?column?"), row("1"), cc("SELECT 1"), z(), z()];
+  assert.deepEqual(kinds(evidence({ proxyMsgs: [desc("?column?"), row("1"), cc("SELECT 1"), z("T"), z()], refMsgs: ref })), ["4:differs-from-server@Q"]);
+  assert.deepEqual(kinds(evidence({ proxyMsgs: [desc("?column?"), row("1"), cc("SELECT 1"), z(), backend.noData(), z()], refMsgs: ref })), ["4:response-out-of-protocol"]);
+  const two = events({ sql: "SELECT 1", results: [captured([["2"]])] });
+  assert.deepEqual(kinds(evidence({ proxyMsgs: [desc("?column?"), row("2"), cc("SELECT 1"), z(), z()], refMsgs: ref, events: two })), ["4:differs-from-server@Q"]);
   // a denial answered in place of the statement is what the server does for a statement failing there
   const deny = (sql: string) => evidence({ ops: [{ t: "Q", sql }, { t: "S" }], executed: [], events: events(), denied: [0], proxyMsgs: [err("42501", "permission denied by sluice policy", "sluice rule: x"), z(), z()], refMsgs: [err("42601", "syntax error"), z(), z()] });
   assert.deepEqual(kinds(deny("SELECT * FROM secrets")), []);
@@ -231,4 +270,64 @@ test("oracle 4: a response stream out of protocol, or one that differs from the 
 test("oracle 5: another session's statement failing afterwards", async () => {
   await loadSqlParser();
   assert.deepEqual(kinds(evidence({ health: { ok: false, error: "timeout" } })), ["5:node-unhealthy"]);
+});
+
+// ------------------------------------------------------------------ what the oracles are shown
+
+test("reference ops: each denied op becomes one failing at the same point on its own; the others are sent as they are", () => {
+  const ops: Op[] = [
+    { t: "Q", sql: "DELETE FROM items" }, { t: "P", name: "s1", sql: "SELECT * FROM secrets" }, { t: "P", name: "", sql: "SELECT * FROM secrets" },
+    { t: "B", portal: "c1", stmt: "s1", params: ["1"] }, { t: "E", portal: "c1", maxRows: 3 }, { t: "D", kind: "S", name: "s1" },
+    { t: "C", kind: "S", name: "s1" }, { t: "Q", sql: "SELECT 1" }, { t: "S" },
+  ];
+  assert.deepEqual(referenceOps(ops, [0, 1, 2, 3, 4, 5, 6]), [
+    { t: "Q", sql: POISON_SQL }, { t: "P", name: "fz_poison_1", sql: POISON_SQL }, { t: "P", name: "", sql: POISON_SQL },
+    { t: "B", portal: "c1", stmt: "fz_poison_3", params: [] }, { t: "E", portal: "fz_poison_4", maxRows: 3 }, { t: "D", kind: "S", name: "fz_poison_5" },
+    { t: "C", kind: "S", name: "s1" }, { t: "Q", sql: "SELECT 1" }, { t: "S" },
+  ]);
+  assert.deepEqual(referenceOps(ops, []), ops);
+});
+
+test("the proxy's own errors: a policy denial names a sluice rule, an approval refusal or audit outage says so; the server's errors are not", () => {
+  assert.ok(isSluiceError(err("42501", "permission denied by sluice policy", "sluice rule: fz-read/default-deny")));
+  assert.ok(isSluiceError(err("42501", "statement rejected by approver")));
+  assert.ok(isSluiceError(err("57P03", "audit stream unavailable")));
+  assert.ok(!isSluiceError(err("42501", "permission denied for table secrets")), "the server's own permission error");
+  assert.ok(!isSluiceError(err("57P03", "the database system is starting up")));
+  assert.ok(!isSluiceError(z()));
+  assert.ok(isApprovalNotice(backend.notice("01000", "approval required: request apr-0a1b2c waits for fz-dba")));
+  assert.ok(!isApprovalNotice(backend.notice("01000", "approval required")));
+});
+
+test("answer tally: the messages the server answered itself, and those it skipped after an error until Sync", () => {
+  const ops: Op[] = [{ t: "P", name: "", sql: "SELECT 1/0" }, { t: "B", portal: "", stmt: "", params: [] }, { t: "E", portal: "", maxRows: 0 }, { t: "Q", sql: "SELECT 1" }, { t: "H" }, { t: "S" }];
+  const msgs = [backend.parseComplete(), backend.bindComplete(), err("22012", "division by zero"), z()];
+  const reference = { ops, messages: msgs, bytes: Buffer.alloc(0), walk: walkResponses(ops, msgs), stalled: false };
+  assert.deepEqual(answeredOps(ops, { reference }), { answered: 3, skipped: 1 });
+  assert.deepEqual(answeredOps(ops, {}), { answered: 0, skipped: 0 });
+});
+
+test("minimise: ops, statements of a Query and approvals go while the same failure stays; the final Sync stays", async () => {
+  // a stand-in checker: the case fails (2:x) while it has a Parse of s1 and a Query with DELETE
+  let runs = 0;
+  const fails = (c: FuzzCase) => c.ops.some((o) => o.t === "P" && o.name === "s1") && c.ops.some((o) => o.t === "Q" && o.sql.includes("DELETE"));
+  const verdict = (c: FuzzCase): Verdicts => ({ failures: fails(c) ? [{ oracle: 2, kind: "x", message: "m" }, { oracle: 4, kind: "y", message: "n" }] : [], inconclusive: [], checks: { 1: 0, 2: 0, 3: 0, 4: 0, 5: 0 }, refused: false });
+  const ck = { tally: newTally(), check: async (c: FuzzCase) => (runs++, { ev: {} as Evidence, v: verdict(c) }) } as unknown as Checker;
+  const c: FuzzCase = {
+    identity: "reader",
+    approvals: [true],
+    ops: [
+      { t: "Q", sql: "SELECT 1; DELETE FROM items; SELECT 2" }, { t: "P", name: "s2", sql: "SELECT 1" }, { t: "S" },
+      { t: "P", name: "s1", sql: "SELECT 1" }, { t: "H" }, { t: "E", portal: "", maxRows: 0 }, { t: "S" },
+    ],
+  };
+  const m = await minimise(ck, c, "2:x");
+  assert.deepEqual(m.c, { identity: "reader", approvals: [], ops: [{ t: "Q", sql: "DELETE FROM items" }, { t: "P", name: "s1", sql: "SELECT 1" }, { t: "S" }] });
+  assert.equal(m.failure.kind, "x");
+  assert.equal(m.runs, runs);
+  await assert.rejects(minimise(ck, { ...c, ops: [{ t: "S" }] }, "2:x"), /does not fail/);
+  // the budget bounds the runs
+  runs = 0;
+  await minimise(ck, c, "2:x", 3);
+  assert.ok(runs <= 4, `${runs} runs`);
 });

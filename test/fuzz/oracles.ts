@@ -11,7 +11,10 @@
  *  2 recorded  every executed statement appears, in order, as statement.allowed in the session's
  *              audit events with the same text and the same bound parameters (masked as the
  *              masking rules say); an allowed event whose completion claims success was executed;
- *              the session's hash chain verifies
+ *              each statement is two events, its decision and one statement.completed, which
+ *              carries the captured rows itself up to 64 KiB (result.rows events only for larger
+ *              captures), and what a simple Query's completion captured is what the client got;
+ *              every audit message is a CloudEvents batch; the session's hash chain verifies
  *  3 no leak   no raw value of a masked column and no value of the denied table reached the client
  *              (every byte it received, error and notice fields included) or the audit stream, in
  *              any of the forms a query can turn it into (case, reversed, hex)
@@ -22,7 +25,10 @@
  *  5 healthy   another session's uncached statement is answered afterwards
  */
 import { createHmac } from "node:crypto";
-import { SessionEventType, verifyChain, type CloudEvent, type StatementAllowedData, type StatementCompletedData } from "@sluice/shared/events";
+import {
+  INLINE_RESULT_BYTES, joinChunks, SessionEventType, verifyChain,
+  type CapturedResult, type CloudEvent, type ResultRowsData, type StatementAllowedData, type StatementCompletedData,
+} from "@sluice/shared/events";
 import { evaluate, tableMatches, type Bundle, type Decision, type DecisionContext, type PreparedLookup } from "@sluice/shared/policy";
 import { classifySql, type Classification, type StatementInfo } from "@sluice/shared/sql";
 import { commandTag, dataRow, errorFields, readyStatus, rowDescription, type BackendMessage } from "../lib/pg-frames.js";
@@ -297,9 +303,124 @@ function recordedOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
       j++;
     }
   }
+  capturedRows(ev, lifecycle(ev, v), v);
+  for (const p of ev.auditProblems) v.failures.push({ oracle: 2, kind: "audit-message-not-a-batch", message: `an audit message is not a CloudEvents batch: ${p}` });
   const chain = verifyChain(ev.events);
   if (chain) v.failures.push({ oracle: 2, kind: "chain-broken", message: `the session's hash chain does not verify: ${JSON.stringify(chain)}` });
   if (!ev.events.some((e) => e.type === T["session.ended"])) v.failures.push({ oracle: 2, kind: "session-not-ended", message: "no session.ended event for the session" });
+}
+
+/** The sets one statement's completion captured: inline, or in the result.rows events before it. */
+interface Completion {
+  completed: StatementCompletedData;
+  sets: CapturedResult[];
+}
+
+/**
+ * Two events per statement (contract, "Events"): a statement.allowed is followed by exactly one
+ * statement.completed of its statementId; captured rows ride inside it when together they are at
+ * most INLINE_RESULT_BYTES, else each set is a result.rows event before it; counts add up. Returns
+ * the completions by statementId for the row check.
+ */
+function lifecycle(ev: Evidence, v: Verdicts): Map<number, Completion> {
+  const out = new Map<number, Completion>();
+  const allowed = new Set<number>();
+  const pendingRows = new Map<number, ResultRowsData[]>();
+  const fail = (kind: string, message: string) => v.failures.push({ oracle: 2, kind, message });
+  for (const e of joinChunks(ev.events)) {
+    const id = (e.data as { statementId?: number } | undefined)?.statementId;
+    if (id === undefined) continue;
+    if (e.type === T["statement.allowed"]) {
+      v.checks[2]++;
+      if (allowed.has(id)) fail("allowed-twice", `statement #${id} has two statement.allowed events`);
+      allowed.add(id);
+    } else if (e.type === T["result.rows"]) {
+      if (!allowed.has(id)) fail("completion-without-decision", `result.rows of statement #${id} without a statement.allowed before it`);
+      else if (out.has(id)) fail("rows-after-completion", `result.rows of statement #${id} after its statement.completed`);
+      else pendingRows.set(id, [...(pendingRows.get(id) ?? []), e.data as ResultRowsData]);
+    } else if (e.type === T["statement.completed"]) {
+      const d = e.data as StatementCompletedData;
+      if (!allowed.has(id)) fail("completion-without-decision", `statement.completed of statement #${id} without a statement.allowed before it`);
+      else if (out.has(id)) fail("completed-twice", `statement #${id} has two statement.completed events`);
+      const rows = pendingRows.get(id) ?? [];
+      pendingRows.delete(id);
+      const sets = [...(d.results ?? []), ...rows];
+      const bytes = sets.reduce((n, r) => n + r.recordedBytes, 0);
+      if (d.results?.length && rows.length) fail("rows-inline-contract", `statement #${id} has captured rows both inside statement.completed and in result.rows events`);
+      else if (rows.length && bytes <= INLINE_RESULT_BYTES) fail("rows-inline-contract", `statement #${id} has result.rows events for a capture of ${bytes} bytes, which fits inside statement.completed (${INLINE_RESULT_BYTES})`);
+      else if (d.results?.length && bytes > INLINE_RESULT_BYTES) fail("rows-inline-contract", `statement #${id} carries ${bytes} bytes of rows inside statement.completed (at most ${INLINE_RESULT_BYTES})`);
+      for (const r of sets) {
+        if (r.recorded !== r.values.length || r.truncated !== r.rows > r.recorded || r.recorded > r.rows) {
+          fail("captured-counts", `statement #${id}: a captured set says rows ${r.rows}, recorded ${r.recorded}, truncated ${r.truncated}, with ${r.values.length} values`);
+          break;
+        }
+      }
+      out.set(id, { completed: d, sets });
+    }
+  }
+  for (const id of pendingRows.keys()) fail("rows-after-completion", `result.rows of statement #${id} with no statement.completed after them`);
+  if (ev.events.some((e) => e.type === T["session.ended"])) {
+    for (const id of allowed) if (!out.has(id)) fail("allowed-never-completed", `statement #${id} has a statement.allowed event and no statement.completed`);
+  }
+  return out;
+}
+
+/** A client's result sets of one op that ended with CommandComplete and had rows, rendered as the audit renders values. */
+function clientSets(msgs: readonly BackendMessage[]): Array<Array<Array<string | null>>> {
+  const sets: Array<Array<Array<string | null>>> = [];
+  let formats: number[] = [];
+  let rows: Array<Array<string | null>> | undefined;
+  for (const m of msgs) {
+    if (m.code === "T") {
+      formats = rowDescription(m).map((f) => f.format);
+      rows = [];
+    } else if (m.code === "D" && rows) {
+      rows.push(dataRow(m).map((x, i) => (x === null ? null : formats[i] === 1 ? "\\x" + x.toString("hex") : x.toString("utf8"))));
+    } else if (m.code === "C" || m.code === "E" || m.code === "I") {
+      if (m.code === "C" && rows?.length) sets.push(rows);
+      rows = undefined;
+    }
+  }
+  return sets;
+}
+
+/**
+ * What a simple Query's completion captured is what the client received for it: one captured set
+ * per result set with rows, its values the first rows the client got, its `rows` the exact count.
+ * Judged only for a Query whose text no other Query of the case has, recorded by exactly one
+ * statement.allowed event, so an event cannot be paired with the wrong Query.
+ */
+function capturedRows(ev: Evidence, completions: ReadonlyMap<number, Completion>, v: Verdicts): void {
+  const allowed = joinChunks(ev.events).filter((e) => e.type === T["statement.allowed"]).map((e) => e.data as StatementAllowedData).filter((d) => d.protocol === "simple");
+  const denied = new Set(ev.denied);
+  const queries = ev.c.ops.flatMap((op, k) => (op.t === "Q" ? [{ sql: op.sql, k }] : []));
+  for (const { sql, k } of queries) {
+    if (denied.has(k) || queries.filter((q) => q.sql === sql).length !== 1) continue;
+    const events = allowed.filter((d) => d.sql === sql);
+    const done = events.length === 1 ? completions.get(events[0]!.statementId) : undefined;
+    const msgs = ev.proxy.walk.perOp[k];
+    if (!done || !msgs?.length) continue;
+    v.checks[2]++;
+    const got = clientSets(msgs);
+    const id = events[0]!.statementId;
+    const fail = (message: string) => v.failures.push({ oracle: 2, kind: "recorded-rows-differ", message: `statement #${id} ${JSON.stringify(sql)}: ${message}` });
+    if (done.sets.length !== got.length) {
+      fail(`the audit captured ${done.sets.length} result sets, the client got ${got.length} with rows`);
+      continue;
+    }
+    for (let i = 0; i < got.length; i++) {
+      const c = done.sets[i]!, g = got[i]!;
+      if (c.rows !== g.length) {
+        fail(`set ${i + 1}: the audit says ${c.rows} rows, the client got ${g.length}`);
+        break;
+      }
+      const at = c.values.findIndex((row, r) => JSON.stringify(row) !== JSON.stringify(g[r]));
+      if (at >= 0) {
+        fail(`set ${i + 1} row ${at + 1}: the audit captured ${JSON.stringify(c.values[at]).slice(0, 120)}, the client got ${JSON.stringify(g[at] ?? null).slice(0, 120)}`);
+        break;
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

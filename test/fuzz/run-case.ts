@@ -54,8 +54,10 @@ export interface Evidence {
   pid?: number;
   sessionId?: string;
   events: CloudEvent[];
-  /** the raw JSON of the session's audit messages */
+  /** the raw JSON of the session's audit events */
   auditRaw: string[];
+  /** audit messages (any session's) that came during the case and are not CloudEvents batches */
+  auditProblems: string[];
   approvals: ApprovalAnswer[];
   health: { ok: boolean; error?: string };
 }
@@ -193,6 +195,7 @@ export async function runCase(world: FuzzWorld, c: FuzzCase): Promise<Evidence> 
     // no session.started: the oracles report what is missing
   }
   const auditRaw = events.map((e) => JSON.stringify(e));
+  const auditProblems = world.audit.takeProblems();
 
   let health: Evidence["health"];
   try {
@@ -202,5 +205,5 @@ export async function runCase(world: FuzzWorld, c: FuzzCase): Promise<Evidence> 
   } catch (e) {
     health = { ok: false, error: (e as Error).message };
   }
-  return { c, appName, proxy, denied, reference, executed, plans, pid, sessionId, events, auditRaw, approvals, health };
+  return { c, appName, proxy, denied, reference, executed, plans, pid, sessionId, events, auditRaw, auditProblems, approvals, health };
 }

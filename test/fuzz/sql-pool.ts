@@ -4,8 +4,8 @@
  * replace, hex, JSON keys, casts whose error message quotes the value), statements needing
  * approval, errors mid-pipeline (division by zero, constraint violations), transactions and
  * savepoints, SQL PREPARE / EXECUTE / DEALLOCATE under the names protocol messages use too,
- * cursors, DISCARD ALL, session settings that change how the server reads text. `p` lists the
- * types of `$n` parameters.
+ * cursors, DISCARD ALL, session settings that change how the server reads text, results larger
+ * than the audit's inline capture. `p` lists the types of `$n` parameters.
  */
 export interface PoolSql {
   sql: string;
@@ -30,6 +30,10 @@ export const READS: PoolSql[] = [
   s("SELECT id, name FROM items WHERE id = $1::int", "int"),
   s("SELECT $1::int / $2::int", "int", "int"),
   s("COPY items TO STDOUT"),
+  // more rows than the audit captures per statement, and a capture above the 64 KiB that ride
+  // inside statement.completed (recorded as result.rows instead)
+  s("SELECT generate_series(1, 150) AS n"),
+  s("SELECT g, repeat('r', 1000) AS pad FROM generate_series(1, 80) g"),
 ];
 
 export const MASKED_READS: PoolSql[] = [
@@ -48,6 +52,7 @@ export const MASKED_READS: PoolSql[] = [
   s("COPY (SELECT email, card FROM customers) TO STDOUT"),
   s("COPY (SELECT email FROM customers) TO STDOUT (FORMAT binary)"),
   s("COPY customers TO STDOUT (FORMAT csv)"),
+  s("SELECT c.email, repeat(c.note, 150) AS pad FROM customers c, generate_series(1, 40) g"),
 ];
 
 export const DENIED_TABLE: PoolSql[] = [

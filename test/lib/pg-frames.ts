@@ -70,6 +70,45 @@ export const frontend = {
   },
 };
 
+const message = (code: string, body: Buffer = Buffer.alloc(0)): BackendMessage => ({ code, raw: frame(code, body) });
+const fields = (f: Readonly<Record<string, string>>): Buffer =>
+  Buffer.concat([...Object.entries(f).map(([k, v]) => Buffer.concat([Buffer.from(k, "latin1"), cstr(v)])), Buffer.from([0])]);
+
+/** Backend messages built by hand, for tests of what reads them (the walker, the oracles). */
+export const backend = {
+  message,
+  parseComplete: () => message("1"),
+  bindComplete: () => message("2"),
+  closeComplete: () => message("3"),
+  noData: () => message("n"),
+  portalSuspended: () => message("s"),
+  emptyQuery: () => message("I"),
+  parameterDescription: (oids: readonly number[] = []) => message("t", Buffer.concat([i16(oids.length), ...oids.map(i32)])),
+  ready: (status: "I" | "T" | "E" = "I") => message("Z", Buffer.from(status, "latin1")),
+  commandComplete: (tag: string) => message("C", cstr(tag)),
+  /** an ErrorResponse (severity ERROR unless told) with SQLSTATE, message and any other fields by code */
+  error: (sqlstate: string, msg: string, more: Readonly<Record<string, string>> = {}) =>
+    message("E", fields({ S: more.V ?? "ERROR", V: "ERROR", C: sqlstate, M: msg, ...more })),
+  notice: (sqlstate: string, msg: string) => message("N", fields({ S: "NOTICE", V: "NOTICE", C: sqlstate, M: msg })),
+  parameterStatus: (name: string, value: string) => message("S", Buffer.concat([cstr(name), cstr(value)])),
+  /** RowDescription: text format and type text unless told */
+  rowDescription: (cols: ReadonlyArray<string | { name: string; typeOid?: number; format?: number }>) =>
+    message("T", Buffer.concat([i16(cols.length), ...cols.map((c) => {
+      const f = typeof c === "string" ? { name: c } : c;
+      return Buffer.concat([cstr(f.name), i32(0), i16(0), i32(f.typeOid ?? 25), i16(-1), i32(-1), i16(f.format ?? 0)]);
+    })])),
+  dataRow: (values: ReadonlyArray<string | Buffer | null>) =>
+    message("D", Buffer.concat([i16(values.length), ...values.map((v) => {
+      if (v === null) return i32(-1);
+      const b = typeof v === "string" ? Buffer.from(v, "utf8") : v;
+      return Buffer.concat([i32(b.length), b]);
+    })])),
+  copyOutResponse: (columns: number) => message("H", Buffer.concat([Buffer.from([0]), i16(columns), ...Array.from({ length: columns }, () => i16(0))])),
+  copyInResponse: (columns: number) => message("G", Buffer.concat([Buffer.from([0]), i16(columns), ...Array.from({ length: columns }, () => i16(0))])),
+  copyData: (data: string | Buffer) => message("d", Buffer.isBuffer(data) ? data : Buffer.from(data, "utf8")),
+  copyDone: () => message("c"),
+};
+
 /** Splits backend bytes into messages; returns them and the unconsumed tail. */
 export function splitBackend(buf: Buffer): { messages: BackendMessage[]; rest: Buffer } {
   const messages: BackendMessage[] = [];
