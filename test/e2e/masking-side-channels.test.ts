@@ -3,7 +3,8 @@
  * with raw protocol frames and with pg, that try to get a masked column's value out through what is
  * not a result column: error fields (a failed cast, DETAIL of unique and check violations, RAISE in
  * DO blocks and functions, CONTEXT), notices, JSON object keys (json_object_agg, jsonb_build_object,
- * json_each) and COPY TO STDOUT of JSON, in the simple and the extended protocol. Every byte the
+ * json_each), COPY TO STDOUT of JSON and reported settings (ParameterStatus after set_config), in
+ * the simple and the extended protocol. Every byte the
  * client received and every event on the audit stream is searched for the values, also transformed
  * (reversed, '@' replaced, hex), the way the differential suite's leak oracle does. Statements that
  * touch no masked column keep the server's messages exactly.
@@ -207,6 +208,19 @@ test("masking has no side channels: errors, notices, JSON keys and COPY through 
     // Parse only analyses: its errors quote the client's own SQL and names, and pass as they are
     const [p] = fieldsOf(await extended("SELECT emial FROM customers"), "E");
     assert.equal(p!.M, 'column "emial" does not exist');
+  });
+
+  await t.test("a setting the server reports (ParameterStatus) set from a masked value is withheld, others pass", async () => {
+    const reported = (ms: RawMessage[]) => ms.filter((m) => m.type === "S").map((m) => m.raw.toString("utf8", 5, m.raw.length - 1).split("\0"));
+    for (const send of [simple, extended]) {
+      await simple("SET application_name = 'before'"); // the server reports a setting only when it changes
+      const ms = await send("SELECT set_config('application_name', replace(email, '@', '#'), false) FROM customers WHERE id = 1");
+      assert.deepEqual(reported(ms), [["application_name", ""]], ms.map((m) => m.type + ":" + m.raw.toString("latin1", 5).replace(/[^ -~]/g, ".")).join(" "));
+      assert.equal(leak(Buffer.concat(ms.map((m) => m.raw)).toString("latin1")), undefined);
+    }
+    assert.deepEqual(reported(await simple("SET application_name = 'orders-ci'")), [["application_name", "orders-ci"]]);
+    assert.deepEqual(reported(await extended("SELECT set_config('application_name', 'orders-' || v, false) FROM plain WHERE id = 1")), [["application_name", "orders-abc"]]);
+    assert.deepEqual(reported(await simple("SET DateStyle = 'ISO, DMY'")), [["DateStyle", "ISO, DMY"]]);
   });
 
   await t.test("views of other sessions' SQL and of column statistics are admin: denied to this identity", async () => {

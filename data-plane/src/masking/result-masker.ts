@@ -41,7 +41,15 @@ export interface SluiceResultMasker extends ResultMasker {
   /** rule, column and classifiers of a plan, for events (never a value) */
   describe(plan: MaskPlan): MaskSummary[];
   screenMessage(fields: Readonly<Record<string, string>>, kind: MessageKind, ctx: MessageContext): Record<string, string> | null | Promise<Record<string, string> | null>;
+  screenParameter(name: string, value: string, ctx: MessageContext): string | null | Promise<string | null>;
 }
+
+/** reported settings (GUC_REPORT) whose values the server takes from a fixed set: they cannot carry a value */
+const ENUMERATED_PARAMETERS = new Set([
+  "datestyle", "intervalstyle", "integer_datetimes", "is_superuser", "server_encoding", "server_version",
+  "client_encoding", "standard_conforming_strings", "in_hot_standby", "default_transaction_read_only",
+  "scram_iterations", "session_authorization",
+]);
 
 let parserReady: Promise<void> | undefined;
 const parseCache = new Map<string, any>();
@@ -254,26 +262,19 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
     return out;
   }
 
-  function screenMessage(
-    fields: Readonly<Record<string, string>>,
-    kind: MessageKind,
-    ctx: MessageContext,
-  ): Record<string, string> | null | Promise<Record<string, string> | null> {
-    const c = rulesFor(ctx.session.resource);
-    if (!c) return null;
-    const scan = (s: string) => maskLooseText(c, s);
-    const screen = (e: Exposure) => screenMessageFields(fields, kind, e, scan);
+  /** how far what `ctx` names may have seen masked data (exposure.ts) */
+  function exposureOf(c: CompiledMasking, ctx: MessageContext): Exposure | Promise<Exposure> {
     switch (ctx.source) {
       case "none":
       case "analysis":
         // parse analysis and describing run no query and read no row: the text quotes only the client's own SQL and names
-        return screen(CLEAN);
+        return CLEAN;
       case "unattributed":
-        return screen({ level: "code", reasons: ["sluice cannot tie the message to a statement it decided (a Bind plans and may run functions, a Sync commits)"] });
+        return { level: "code", reasons: ["sluice cannot tie the message to a statement it decided (a Bind plans and may run functions, a Sync commits)"] };
       case "statement": {
         const statements = ctx.statements ?? [];
         const judge = (index: ExposureIndex | undefined, syntax?: Array<SyntaxUses | undefined>) =>
-          screen(statementExposure(statements, index, syntax ? (i) => syntax[i] : undefined));
+          statementExposure(statements, index, syntax ? (i) => syntax[i] : undefined);
         const withIndex = (index: ExposureIndex | undefined) => {
           if (index && (index.userOperators.size || index.userCastTypes.size) && statements.length)
             return syntaxOf(statements.map((x) => x.text)).then((syntax) => judge(index, syntax));
@@ -285,8 +286,38 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
     }
   }
 
+  function then<T, R>(x: T | Promise<T>, f: (v: T) => R): R | Promise<R> {
+    return isPromiseLike(x) ? x.then(f) : f(x);
+  }
+
+  function screenMessage(
+    fields: Readonly<Record<string, string>>,
+    kind: MessageKind,
+    ctx: MessageContext,
+  ): Record<string, string> | null | Promise<Record<string, string> | null> {
+    const c = rulesFor(ctx.session.resource);
+    if (!c) return null;
+    return then(exposureOf(c, ctx), (e) => screenMessageFields(fields, kind, e, (s) => maskLooseText(c, s)));
+  }
+
+  /**
+   * A setting the server reports while a statement runs (ParameterStatus): `set_config(
+   * 'application_name', <a masked value>, …)` would hand the value over. Settings whose values are
+   * a fixed set pass; any other (application_name, TimeZone's free-form specs, what a server adds)
+   * gets the classifiers, and an empty value where the statement may have read masked data.
+   */
+  function screenParameter(name: string, value: string, ctx: MessageContext): string | null | Promise<string | null> {
+    const c = rulesFor(ctx.session.resource);
+    if (!c || ENUMERATED_PARAMETERS.has(name.toLowerCase())) return null;
+    return then(exposureOf(c, ctx), (e) => {
+      const v = e.level === "clean" ? maskLooseText(c, value) : "";
+      return v === value ? null : v;
+    });
+  }
+
   return {
     screenMessage,
+    screenParameter,
     masks: (resource) => rulesFor(resource) !== null,
     maskLooseText(resource, s) {
       const c = rulesFor(resource);

@@ -495,6 +495,7 @@ export class RelaySession {
       case B.CopyBothResponse:
         return this.queue.peek()?.mask === true ? Mode.Whole : Mode.Pass;
       case B.NoticeResponse:
+      case B.ParameterStatus:
         return this.results.maskActive() ? Mode.Whole : Mode.Pass;
       case B.ReadyForQuery:
       case B.ErrorResponse:
@@ -517,6 +518,7 @@ export class RelaySession {
           if (p.kind === K.Sync || p.kind === K.Query || p.kind === K.PoisonQuery) break;
           if (p.kind === K.Execute && p.rec) this.results.completed(p);
         }
+        this.results.ready();
         this.toClient.push(f);
         return true;
       }
@@ -540,6 +542,8 @@ export class RelaySession {
         return this.results.copyOut(this.queue.peek(), f);
       case B.NoticeResponse:
         return this.results.screen(this.queue.peek(), f, (g) => this.results.notice(this.queue.peek(), g));
+      case B.ParameterStatus:
+        return this.results.screenParameter(this.queue.peek(), f, (g) => this.toClient.push(g));
       default:
         this.toClient.push(f);
         return true;

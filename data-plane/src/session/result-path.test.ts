@@ -104,3 +104,79 @@ test("a simple query's statements: tags summed, the completion recorded once at 
   rp.completed(p);
   assert.deepEqual(done.map((d) => [d.commandTag, d.rows]), [["UPDATE 3", 5]]);
 });
+
+/** a ParameterStatus frame, and its name and value as a test reads them back */
+const ps = (name: string, value: string) => Buffer.concat([Buffer.from([0x53, 0, 0, 0, 4 + name.length + value.length + 2]), Buffer.from(`${name}\0${value}\0`)]);
+const psText = (f: Buffer) => f.toString("utf8", 5, f.length - 1).split("\0");
+const stmt = (text: string) => ({ text, kind: "SelectStmt", class: "read" as const, tables: { read: [], write: [] }, functions: [], risks: [] });
+const executeOf = (...texts: string[]): Pending => {
+  const p = execute();
+  p.rec!.decision.statements = texts.map(stmt);
+  return p;
+};
+
+test("a reported setting (ParameterStatus) goes through the masker with the statement that ran; its answer replaces the value", () => {
+  const seen: Array<[string, string, string, string[]]> = [];
+  const screening: ResultMasker = {
+    ...masker,
+    screenParameter: (name, value, ctx) => {
+      seen.push([name, value, ctx.source, (ctx.statements ?? []).map((s) => s.text)]);
+      return name === "application_name" ? "" : null;
+    },
+  };
+  const out: Buffer[] = [];
+  const { rp } = path({ masker: screening });
+  const q: Pending = { ...executeOf("SELECT set_config('application_name', email, false) FROM t"), kind: K.Query };
+  assert.equal(rp.screenParameter(q, ps("application_name", "zq@x.io"), (f) => void out.push(f)), true);
+  assert.equal(rp.screenParameter(q, ps("TimeZone", "UTC"), (f) => void out.push(f)), true);
+  assert.deepEqual(out.map(psText), [["application_name", ""], ["TimeZone", "UTC"]]);
+  assert.deepEqual(seen[0], ["application_name", "zq@x.io", "statement", ["SELECT set_config('application_name', email, false) FROM t"]]);
+  // no masker for it, or a resource without rules: the frame passes as it came
+  const plain = path({ masker });
+  const f = ps("application_name", "zq@x.io");
+  plain.rp.screenParameter(q, f, (g) => assert.equal(g, f));
+});
+
+test("at a Sync, a reported setting is attributed to the Executes completed since the last ReadyForQuery; past the bound, to none", () => {
+  const ctxs: Array<{ source: string; texts: string[] }> = [];
+  const screening: ResultMasker = {
+    ...masker,
+    screenParameter: (_n, _v, ctx) => {
+      ctxs.push({ source: ctx.source, texts: (ctx.statements ?? []).map((s) => s.text) });
+      return null;
+    },
+  };
+  const { rp } = path({ masker: screening });
+  const sync: Pending = { kind: K.Sync };
+  const noop = () => {};
+  rp.screenParameter(sync, ps("application_name", "a"), noop);
+  for (const sql of ["SELECT 1", "SELECT set_config('application_name', email, false) FROM t", "SELECT 1"]) {
+    const p = executeOf(sql);
+    rp.planFor(p, [field("id")], null);
+    rp.complete(p, 0x43, cc("SELECT 1"));
+  }
+  rp.screenParameter(sync, ps("application_name", "b"), noop);
+  rp.ready();
+  rp.screenParameter(sync, ps("application_name", "c"), noop);
+  for (let i = 0; i < 70; i++) {
+    const p = executeOf(`SELECT ${i}`);
+    rp.complete(p, 0x43, cc("SELECT 1"));
+  }
+  rp.screenParameter(sync, ps("application_name", "d"), noop);
+  assert.deepEqual(ctxs, [
+    { source: "unattributed", texts: [] },
+    { source: "statement", texts: ["SELECT 1", "SELECT set_config('application_name', email, false) FROM t"] },
+    { source: "unattributed", texts: [] },
+    { source: "unattributed", texts: [] },
+  ]);
+});
+
+test("a reported setting whose screening asks the catalog holds the upstream and goes on in order", async () => {
+  const slow: ResultMasker = { ...masker, screenParameter: async () => "" };
+  const { rp, held } = path({ masker: slow });
+  const out: Buffer[] = [];
+  assert.equal(rp.screenParameter(execute(), ps("application_name", "zq@x.io"), (f) => void out.push(f)), false);
+  assert.equal(out.length, 0);
+  await held[0];
+  assert.deepEqual(out.map(psText), [["application_name", ""]]);
+});

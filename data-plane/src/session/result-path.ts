@@ -8,15 +8,20 @@
  * Errors and notices of a statement pass `screen()` before anything reads them: a message can quote
  * a masked value (a failed cast, DETAIL "Key (email)=(…)", RAISE output), so the masker rewrites
  * their fields, and the client, the audit (statement.completed's error) and the listeners all get
- * the same, masked text. Only these frames are decoded, and only for a resource with masking rules.
+ * the same, masked text. Settings the server reports meanwhile (ParameterStatus: `set_config(
+ * 'application_name', email, false)`) pass `screenParameter()` the same way. Only these frames are
+ * decoded, and only for a resource with masking rules.
  */
 import { SluiceError } from "@sluice/shared/errors";
-import { decodeCommandComplete, decodeErrorFields, rowsFromTag } from "../wire/decode.js";
-import { encodeErrorFields } from "../wire/encode.js";
+import { decodeCommandComplete, decodeErrorFields, decodeParameterStatus, rowsFromTag } from "../wire/decode.js";
+import { encodeErrorFields, parameterStatus } from "../wire/encode.js";
 import { K, type Pending } from "./response-queue.js";
 import type { Outbox } from "./outbox.js";
 import type { AuditSink, CompletionListener, MaskPlan, MessageContext, ResultContext, ResultMasker, RowField, SessionInfo, StatementCompletion } from "./session-hooks.js";
 import { isPromise } from "./statement-gate.js";
+import type { StatementInfo } from "@sluice/shared/sql";
+
+const RECENT_MAX = 64;
 
 export interface ResultPathOptions {
   info: SessionInfo;
@@ -37,6 +42,13 @@ export interface ResultPathOptions {
 const COPY_OUT_MASKED = "COPY TO STDOUT of a result with masking rules is not allowed";
 
 export class ResultPath {
+  /**
+   * Statements of the Executes completed since the last ReadyForQuery (by text, at most RECENT_MAX),
+   * for messages that arrive at a Sync: the server reports changed settings (ParameterStatus) and
+   * deferred constraint failures there, just before ReadyForQuery. Past the bound nothing is attributed.
+   */
+  private executed = new Map<string, StatementInfo>();
+  private executedOverflow = false;
   /** set while a copy-out is streaming through a mask plan */
   private copyOutPlan: MaskPlan | null = null;
   readonly captureRows: number;
@@ -157,6 +169,25 @@ export class ResultPath {
     return false;
   }
 
+  /** (B) ParameterStatus `f` of `p` as the masker has it seen (a reported setting can carry a value): as `screen` */
+  screenParameter(p: Pending | undefined, f: Buffer, then: (f: Buffer) => void): boolean {
+    const m = this.o.masker;
+    if (!m?.screenParameter || !this.maskActive()) {
+      then(f);
+      return true;
+    }
+    const { name, value } = decodeParameterStatus(f);
+    const encoded = (v: string | null) => (v === null ? f : parameterStatus(name, v));
+    const r = m.screenParameter(name, value, this.messageContext(p));
+    if (!isPromise(r)) {
+      then(encoded(r));
+      return true;
+    }
+    this.o.toClient.flush();
+    this.o.holdUpstream(r.then((x) => then(encoded(x))));
+    return false;
+  }
+
   /** what the masker knows of where a message comes from (see MessageContext) */
   private messageContext(p: Pending | undefined): MessageContext {
     const session = this.o.info;
@@ -168,6 +199,9 @@ export class ResultPath {
       case K.InjectedDescribe:
       case K.Close:
         return { session, source: "analysis" };
+      case K.Sync:
+        if (this.executedOverflow || this.executed.size === 0) break;
+        return { session, source: "statement", statements: [...this.executed.values()] };
       case K.Query:
       case K.Execute: {
         if (!p.rec) break;
@@ -185,9 +219,21 @@ export class ResultPath {
     this.o.toClient.push(f);
   }
 
+  /** (B) ReadyForQuery: what ran before it is answered */
+  ready(): void {
+    if (this.executed.size) this.executed.clear();
+    this.executedOverflow = false;
+  }
+
   /** records the statement of `p` as finished (once) */
   completed(p: Pending): void {
     if (!p.rec) return;
+    if (p.kind === K.Execute && this.maskActive()) {
+      for (const st of p.rec.decision.statements) {
+        if (this.executed.size >= RECENT_MAX && !this.executed.has(st.text)) this.executedOverflow = true;
+        else this.executed.set(st.text, st);
+      }
+    }
     const done: StatementCompletion = {
       seq: p.rec.seq,
       commandTag: p.error ? undefined : p.tag,

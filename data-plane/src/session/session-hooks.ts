@@ -240,6 +240,11 @@ export interface ResultMasker {
     kind: "error" | "notice",
     ctx: MessageContext,
   ): Record<string, string> | null | Promise<Record<string, string> | null>;
+  /**
+   * The value of a (B) ParameterStatus the server sends while `ctx`'s statement runs (a setting it
+   * changed, e.g. with set_config), as the client is to see it; null = unchanged. A promise: as above.
+   */
+  screenParameter?(name: string, value: string, ctx: MessageContext): string | null | Promise<string | null>;
 }
 
 /** Holds a statement whose decision is `approve` until a human decides (design: data path 6). */

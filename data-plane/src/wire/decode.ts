@@ -199,6 +199,12 @@ export function decodeErrorFields(f: Buffer): Record<string, string> {
   return out;
 }
 
+/** (B) ParameterStatus → the setting's name and value */
+export function decodeParameterStatus(f: Buffer): { name: string; value: string } {
+  const [name, i] = cstrAt(f, BODY, f.length);
+  return { name, value: cstrAt(f, i, f.length)[0] };
+}
+
 /** (B) ReadyForQuery → transaction status */
 export function decodeReadyForQuery(f: Buffer): TxStatus {
   need(f, BODY, 1);
