@@ -3,7 +3,7 @@ import { AckPolicy, DeliverPolicy, JetStreamApiError, jetstream, jetstreamManage
 import { decodeBatch, type CloudEvent } from "@sluice/shared/events";
 import { subjectToken, type NatsNames } from "@sluice/shared/nats";
 import type { Logger } from "@sluice/shared/logging";
-import type { ReadModel } from "./read-model.js";
+import type { ReadModel, StreamIdentity } from "./read-model.js";
 
 export interface ReadModelProjectorOptions {
   nc: NatsConnection;
@@ -65,6 +65,10 @@ export class ReadModelProjector {
   async start(): Promise<void> {
     if (!this.stopped) return;
     await this.o.model.migrate();
+    // before the position is read, so catchUp() never compares a stale position with another stream
+    await this.ensureSameStream().catch((e: unknown) => {
+      if (!(e instanceof JetStreamApiError && e.code === 10059)) throw e; // 10059: no stream yet; the loop checks again
+    });
     this.pos = await this.o.model.position();
     this.stopped = false;
     this.loop = this.run();
@@ -111,6 +115,35 @@ export class ReadModelProjector {
     return { position, counts, ms: Date.now() - t0 };
   }
 
+  /**
+   * A position counts messages of one stream. When the audit stream is another one than the model
+   * folded (`sluice dev --nats` on a fresh server with the old state directory; a stream deleted and
+   * created again), its rows and position describe events that are not there: the model is rebuilt
+   * from the stream it reads now, and the log says why. A model with no recorded stream (older
+   * schema) adopts the current one unless its position is beyond the stream's end.
+   */
+  private async ensureSameStream(): Promise<void> {
+    const { model, names } = this.o;
+    const info = await (await jetstreamManager(this.o.nc)).streams.info(names.auditStream);
+    const now: StreamIdentity = { stream: info.config.name, created: info.created };
+    const folded = await model.source();
+    const pos = await model.position();
+    const same = folded ? folded.stream === now.stream && folded.created === now.created : true;
+    if (same && pos <= info.state.last_seq) {
+      if (!folded) await model.recordSource(now);
+      return;
+    }
+    this.o.logger?.warn(
+      { folded, stream: now, position: pos, lastSeq: info.state.last_seq },
+      folded && !same
+        ? `read model: ${now.stream} is not the stream it folded (created ${folded.created}, this one ${now.created}); rebuilding from it`
+        : `read model: its position ${pos} is beyond the end of ${now.stream} (seq ${info.state.last_seq}); rebuilding from the stream`,
+    );
+    await model.reset();
+    await model.recordSource(now);
+    this.pos = 0;
+  }
+
   private async deleteConsumer(): Promise<void> {
     const jsm = await jetstreamManager(this.o.nc);
     try {
@@ -134,6 +167,8 @@ export class ReadModelProjector {
 
   private async consumeFromPosition(): Promise<void> {
     const { nc, names, model } = this.o;
+    // the loop restarts here after the consumer went away, which is also what a replaced stream looks like
+    await this.ensureSameStream();
     this.pos = await model.position();
     // place the durable right after the position the database holds (the database is the truth)
     await this.deleteConsumer();
@@ -149,7 +184,7 @@ export class ReadModelProjector {
       description: "sluice read model projection",
     });
     const consumer = await jetstream(nc).consumers.get(names.auditStream, this.durable);
-    const messages = await consumer.consume({ max_messages: 1000 });
+    const messages = await consumer.consume({ max_messages: 1000, abort_on_missing_resource: true });
     this.messages = messages;
     if (this.stopped) messages.stop();
     const queue: Array<{ m: JsMsg; events: CloudEvent[] | undefined }> = [];

@@ -8,6 +8,7 @@ import type { TestContext } from "node:test";
 import pg from "pg";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { decodeBatch } from "@sluice/shared/events";
+import { ensureAuditStream } from "@sluice/shared/nats";
 import { natsFixture, publishInterleaved, SessionScript } from "../../audit/testing.js";
 import { ReadModel } from "./read-model.js";
 import { ReadModelProjector } from "./read-model-projector.js";
@@ -159,4 +160,71 @@ test("two replicas projecting into one PostgreSQL read model apply every event e
   await pb.stop();
   await pa.rebuild();
   assert.deepEqual(await a.dump(), both, "the same content as one projector alone");
+});
+
+/** The audit stream deleted and created again under the same name: what a fresh NATS server looks like to the projector. */
+async function replaceAuditStream(f: Awaited<ReturnType<typeof natsFixture>>): Promise<void> {
+  const jsm = await jetstreamManager(f.nc);
+  await jsm.streams.delete(f.names.auditStream);
+  await ensureAuditStream(f.nc, f.names, { storage: "memory" });
+}
+
+test("read model: a replaced audit stream (a fresh server, same name) is noticed at start and the model rebuilt from it", async (t) => {
+  const f = await natsFixture(t);
+  const model = await sqliteModel(t);
+  const projector = new ReadModelProjector({ nc: f.nc, names: f.names, model, batchMax: 4 });
+  t.after(() => projector.stop());
+  const old = traffic();
+  const n1 = await publishInterleaved(f.nc, f.names, old);
+  await projector.start();
+  assert.equal(await projector.catchUp(), n1);
+  await projector.stop();
+
+  await replaceAuditStream(f);
+  const fresh = new SessionScript("0190eeee-0000-7000-8000-00000000000e", T0 + 300_000).start("after-restart").allowed("SELECT 3", 1).end();
+  const n2 = await publishInterleaved(f.nc, f.names, [fresh]);
+  assert.ok(n2 < n1, "the new stream is shorter than the position the model holds");
+  await projector.start();
+  assert.equal(await projector.catchUp(), n2);
+  assert.deepEqual((await model.listSessions()).map((s) => s.subject), ["after-restart"], "only the new stream's sessions: the old rows described events that are gone");
+  assert.deepEqual(await model.sessionMessages(fresh.sessionId), Array.from({ length: n2 }, (_, i) => i + 1));
+  const info = await (await jetstreamManager(f.nc)).streams.info(f.names.auditStream);
+  assert.deepEqual(await model.source(), { stream: f.names.auditStream, created: info.created });
+});
+
+test("read model: a stream replaced while the projector runs is noticed when its consumer goes away", async (t) => {
+  const f = await natsFixture(t);
+  const model = await sqliteModel(t);
+  const projector = new ReadModelProjector({ nc: f.nc, names: f.names, model });
+  t.after(() => projector.stop());
+  await projector.start();
+  // more messages than the new stream will hold, so a stale position would hide the new sessions
+  const old = [0, 1, 2, 3, 4].map((i) => new SessionScript(`0190ffff-0000-7000-8000-00000000000${i}`, T0 + i).start(`old-${i}`).allowed("SELECT 1", 1).end());
+  const n1 = await publishInterleaved(f.nc, f.names, old, 1);
+  assert.equal(await projector.catchUp(), n1);
+
+  await replaceAuditStream(f);
+  const fresh = new SessionScript("0190eeee-0000-7000-8000-00000000000f", T0 + 300_000).start("after-replace").allowed("SELECT 3", 1).end();
+  await publishInterleaved(f.nc, f.names, [fresh]);
+  const until = Date.now() + 30_000;
+  while (!(await model.getSessionRow(fresh.sessionId))) {
+    assert.ok(Date.now() < until, "the new stream's session appears in the read model");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual((await model.listSessions()).map((s) => s.subject), ["after-replace"]);
+});
+
+test("read model: a model from before stream identities were recorded, positioned beyond the stream's end, is rebuilt", async (t) => {
+  const f = await natsFixture(t);
+  const model = await sqliteModel(t);
+  await model.migrate();
+  // what a model of the previous schema holds after its stream was replaced: a position and no source
+  await model.db.updateTable("projection_position").set({ stream_seq: 40 }).execute();
+  const s = new SessionScript("0190eeee-0000-7000-8000-0000000000aa", T0).start("now").allowed("SELECT 1", 1).end();
+  const n = await publishInterleaved(f.nc, f.names, [s]);
+  const projector = new ReadModelProjector({ nc: f.nc, names: f.names, model });
+  t.after(() => projector.stop());
+  await projector.start();
+  assert.equal(await projector.catchUp(), n);
+  assert.deepEqual((await model.listSessions()).map((x) => x.subject), ["now"]);
 });

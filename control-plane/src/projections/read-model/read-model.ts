@@ -8,6 +8,13 @@ import { SluiceError } from "@sluice/shared/errors";
 import { createSchema, dropSchema, READ_MODEL_TABLES, type ReadModelDb } from "./schema.js";
 import { foldEvents, statementKey, touchedKeys, type ExistingRows, type FoldEvent, type FoldResult } from "./read-model-fold.js";
 
+/** A stream as a projection knows it: a name alone is not enough (a fresh server has a stream of the same name). */
+export interface StreamIdentity {
+  stream: string;
+  /** the stream's creation time as the server reports it */
+  created: string;
+}
+
 export type ReadModelDialect = "sqlite" | "postgres";
 export interface ReadModelConfig {
   dialect: ReadModelDialect;
@@ -107,6 +114,18 @@ export class ReadModel {
   async position(name = AUDIT_PROJECTION): Promise<number> {
     const row = await this.db.selectFrom("projection_position").select("stream_seq").where("name", "=", name).executeTakeFirst();
     return num(row?.stream_seq);
+  }
+
+  /** The stream this projection folded (undefined: none recorded yet). */
+  async source(name = AUDIT_PROJECTION): Promise<StreamIdentity | undefined> {
+    const row = await this.db.selectFrom("projection_source").select(["stream", "created"]).where("name", "=", name).executeTakeFirst();
+    return row ? { stream: row.stream, created: row.created } : undefined;
+  }
+
+  /** Records the stream this projection folds, unless one is recorded already (another replica's). */
+  async recordSource(src: StreamIdentity, name = AUDIT_PROJECTION): Promise<void> {
+    await this.db.insertInto("projection_source").values({ name, stream: src.stream, created: src.created })
+      .onConflict((oc) => oc.column("name").doNothing()).execute();
   }
 
   /**

@@ -96,6 +96,17 @@ export interface ProjectionPositionTable {
 }
 
 /**
+ * Which stream a projection folded: its name and creation time. A position means nothing in another
+ * stream of the same name (a fresh NATS server, a stream deleted and created again), so the projector
+ * compares this with the stream it reads and rebuilds when they differ.
+ */
+export interface ProjectionSourceTable {
+  name: string;
+  stream: string;
+  created: string;
+}
+
+/**
  * Where each session's events are: one row per stream message holding at least one of them. A
  * message (a batch) carries events of many sessions, so replaying one session reads only these.
  */
@@ -117,11 +128,12 @@ export interface ReadModelDb {
   decisions: DecisionsTable;
   approvals: ApprovalsTable;
   projection_position: ProjectionPositionTable;
+  projection_source: ProjectionSourceTable;
   projection_chunks: ProjectionChunksTable;
   session_messages: SessionMessagesTable;
 }
 
-export const READ_MODEL_TABLES = ["sessions", "statements", "decisions", "approvals", "projection_position", "projection_chunks", "session_messages"] as const;
+export const READ_MODEL_TABLES = ["sessions", "statements", "decisions", "approvals", "projection_position", "projection_source", "projection_chunks", "session_messages"] as const;
 
 export async function createSchema(db: Kysely<ReadModelDb>): Promise<void> {
   await db.schema.createTable("sessions").ifNotExists()
@@ -189,6 +201,11 @@ export async function createSchema(db: Kysely<ReadModelDb>): Promise<void> {
   await db.schema.createTable("projection_position").ifNotExists()
     .addColumn("name", "text", (c) => c.primaryKey())
     .addColumn("stream_seq", "bigint", (c) => c.notNull())
+    .execute();
+  await db.schema.createTable("projection_source").ifNotExists()
+    .addColumn("name", "text", (c) => c.primaryKey())
+    .addColumn("stream", "text", (c) => c.notNull())
+    .addColumn("created", "text", (c) => c.notNull())
     .execute();
   await db.schema.createTable("projection_chunks").ifNotExists()
     .addColumn("session_id", "text", (c) => c.notNull())
