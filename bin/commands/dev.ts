@@ -14,12 +14,14 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { parse as parseYaml } from "yaml";
 import { startControlPlane, type RunningControlPlane } from "@sluice/control-plane";
 import { createDevIssuer, createDevOidcProvider, devConsoleIssuer, devIssuerSpec } from "@sluice/shared/auth";
-import { defaultConfig } from "@sluice/shared/config";
+import { defaultConfig, probeListen } from "@sluice/shared/config";
 import { createLogger } from "@sluice/shared/logging";
-import type { Bundle } from "@sluice/shared/policy";
+import { formatProblem, locateProblems, validateBundle, type Bundle } from "@sluice/shared/policy";
+import { SluiceError } from "@sluice/shared/errors";
 import { UsageError, fail, parse, writeContext } from "../lib/cli-kit.js";
-import { DEV_PASSWORD_ENV, devBundle, devResource, parseUpstreamUrl, withDevParts } from "../lib/dev-bundle.js";
-import { freePort, startNatsServer, type NatsServerProcess } from "../lib/dev-nats-server.js";
+import { DEV_PASSWORD_ENV, devBundle, devResource, keepDevParts, parseUpstreamUrl, withDevParts } from "../lib/dev-bundle.js";
+import { freePort, startNatsServer } from "../lib/dev-nats-server.js";
+import { Teardown, startStep, within } from "../lib/dev-lifecycle.js";
 import { applyBundleText } from "../lib/dev-policy-client.js";
 import { ensureDevCertificate } from "../lib/dev-tls.js";
 import { ensureUpstreamDatabase } from "../lib/dev-upstream.js";
@@ -45,6 +47,16 @@ TLS on a self-signed certificate, and a development OIDC issuer named "dev", the
                   0 picks a free port`;
 
 export const DEV_ADMIN_GROUP = "sluice-admins";
+/** sessions' time to finish when the stack is stopped */
+const STOP_GRACE_MS = 2000;
+/** everything else a stop does (contract: stopping completes within the grace period plus 5 s) */
+const STOP_MARGIN_MS = 5000;
+/** kept from the audit flush for the clean-up after it: the data plane's (bounded to 1 s), the control plane's, NATS' */
+const AFTER_FLUSH_MS = 3000;
+/** taking down a half-started stack: a failed start exits within 10 s */
+const FAILED_START_STOP_MS = 3000;
+const NATS_CONNECT_MS = 3000;
+const NATS_START_MS = 8000;
 export const DEV_AUDIENCE = "sluice";
 /** the console's OIDC client at the dev issuer */
 export const DEV_CONSOLE_CLIENT = "sluice-console";
@@ -97,20 +109,20 @@ export async function run(args: string[]): Promise<number> {
   }
   if (positionals.length) throw new UsageError(USAGE);
 
-  const log = createLogger({ level: process.env.SLUICE_LOG_LEVEL ?? "warn", name: "dev" });
+  // the log goes to stderr until a start-up failure: then the one line saying why is all that is printed
+  let muted = false;
+  const log = createLogger({
+    level: process.env.SLUICE_LOG_LEVEL ?? "warn",
+    name: "dev",
+    destination: { write: (chunk: string) => (muted ? true : process.stderr.write(chunk)) } as unknown as NodeJS.WritableStream,
+  });
   const stateDir = resolve(values["state-dir"] ?? process.env.SLUICE_DEV_DIR ?? ".sluice");
-  const stops: Array<{ what: string; stop: () => Promise<unknown> }> = [];
-  const stopAll = async () => {
-    for (const s of stops.reverse()) {
-      try {
-        await s.stop();
-      } catch (e) {
-        process.stderr.write(`sluice dev: stopping ${s.what}: ${(e as Error).message}\n`);
-      }
-    }
-    stops.length = 0;
-  };
-  // a signal during start-up still stops what was started
+  const parts = new Teardown();
+  let dataPlane: DataPlaneNode | undefined;
+  let nc: NatsConnection | undefined;
+  let natsUrl: string | undefined;
+
+  // a signal during start-up stops what was started; afterwards it stops the running stack
   let interrupted: (() => void) | undefined;
   const signalled = new Promise<NodeJS.Signals>((res) => {
     const on = (s: NodeJS.Signals) => {
@@ -123,7 +135,14 @@ export async function run(args: string[]): Promise<number> {
     process.once("SIGHUP", () => on("SIGHUP"));
   });
 
-  try {
+  /** Leaves within `ms` whatever a library still holds open (a socket to a server that never answered). */
+  const exitWithin = (code: number, ms: number) => {
+    process.exitCode = code;
+    setTimeout(() => process.exit(code), Math.max(0, ms)).unref();
+  };
+
+  const starting = (async () => {
+    // configuration first: nothing is started for a bad flag, file or taken port
     const pgPort = await port(values.port, "SLUICE_DEV_PORT", 7432);
     const dpHttpPort = await port(values["http-port"], "SLUICE_DEV_HTTP_PORT", 7480);
     const grpcPort = await port(values["grpc-port"], "SLUICE_DEV_GRPC_PORT", 7400);
@@ -131,32 +150,60 @@ export async function run(args: string[]): Promise<number> {
     const up = parseUpstreamUrl(values.upstream ?? DEFAULT_UPSTREAM);
     const resourceName = values.resource ?? up.database;
     const prefix = process.env.SLUICE_NATS_PREFIX ?? "";
+    let policyText: string | undefined;
+    if (values.policy) {
+      const file = values.policy;
+      policyText = await startStep(`--policy ${file}`, async () => readFileSync(file, "utf8"));
+    }
+    await probeListen("data plane Postgres listener (--port)", "127.0.0.1", pgPort);
+    await probeListen("data plane HTTP listener (--http-port)", "127.0.0.1", dpHttpPort);
+    await probeListen("control plane gRPC listener (--grpc-port)", "127.0.0.1", grpcPort);
+    await probeListen("control plane HTTP listener (--cp-http-port)", "127.0.0.1", cpHttpPort);
 
-    // the upstream first: the most likely thing to be missing
+    // the upstream next: the most likely thing to be missing
     await ensureUpstreamDatabase(up, values.upstream === undefined);
 
     // NATS
-    let natsUrl = values.nats ?? process.env.SLUICE_NATS_URL;
-    let natsChild: NatsServerProcess | undefined;
+    natsUrl = values.nats ?? process.env.SLUICE_NATS_URL;
     if (!natsUrl) {
-      natsChild = await startNatsServer({ storeDir: join(stateDir, "nats") });
-      stops.push({ what: "nats-server", stop: () => natsChild!.stop() });
-      natsUrl = natsChild.url;
+      const child = await startStep("nats-server", () => startNatsServer({ storeDir: join(stateDir, "nats"), timeoutMs: NATS_START_MS }));
+      parts.add("nats-server", () => child.stop());
+      natsUrl = child.url;
     }
-    const nc: NatsConnection = await connect({ servers: natsUrl, name: "sluice-dev", maxReconnectAttempts: -1, reconnectTimeWait: 1000 });
-    stops.push({ what: "NATS connection", stop: () => nc.drain() });
+    const url = natsUrl;
+    nc = await startStep(`NATS ${url}`, () =>
+      connect({ servers: url, name: "sluice-dev", maxReconnectAttempts: -1, reconnectTimeWait: 1000, timeout: NATS_CONNECT_MS }),
+    );
+    const conn = nc;
+    // drained on a clean stop; closed at once when NATS is gone (a drain would wait for it)
+    parts.add("NATS connection", () => (conn.isClosed() ? Promise.resolve() : conn.drain()));
 
     // the dev issuer: key kept in the state dir (0600) so tokens survive a restart of `sluice dev`
-    const cert = await ensureDevCertificate(join(stateDir, "tls"));
+    const cert = await startStep(`TLS certificate in ${join(stateDir, "tls")}`, () => ensureDevCertificate(join(stateDir, "tls")));
     const devIssuerKeyFile = join(stateDir, "dev-issuer.jwk.json");
     const cpHttp = `http://127.0.0.1:${cpHttpPort}`;
-    const issuer = await createDevIssuer({ issuer: `${cpHttp}/dev`, audience: DEV_AUDIENCE, keyFile: devIssuerKeyFile });
+    const issuer = await startStep(`dev issuer key ${devIssuerKeyFile}`, () => createDevIssuer({ issuer: `${cpHttp}/dev`, audience: DEV_AUDIENCE, keyFile: devIssuerKeyFile }));
     const issuerSpec = devIssuerSpec(issuer, { jwksUrl: `${cpHttp}/.well-known/jwks.json` });
+    const resource = devResource(resourceName, up);
+    // the start bundle is checked here, its problems located in the file, before anything else starts
+    let bundle: Bundle;
+    let source = "<sluice dev>";
+    if (values.policy && policyText !== undefined) {
+      source = values.policy;
+      bundle = withDevParts(userBundle(policyText, values.policy), issuerSpec, resource);
+      const problems = locateProblems(validateBundle(bundle), policyText, values.policy);
+      if (problems.length) {
+        const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : "";
+        throw new SluiceError("invalid_argument", formatProblem(problems[0]!) + more);
+      }
+    } else {
+      bundle = devBundle(issuerSpec, resource, DEV_ADMIN_GROUP);
+    }
 
     // control plane
     const cpConfig = defaultConfig();
     cpConfig.node = "dev-control-plane";
-    cpConfig.nats = { ...cpConfig.nats, url: natsUrl, prefix };
+    cpConfig.nats = { ...cpConfig.nats, url, prefix };
     cpConfig.controlPlane.grpcListen = `127.0.0.1:${grpcPort}`;
     cpConfig.controlPlane.httpListen = `127.0.0.1:${cpHttpPort}`;
     cpConfig.controlPlane.adminGroups = [DEV_ADMIN_GROUP];
@@ -171,116 +218,166 @@ export async function run(args: string[]): Promise<number> {
       suggestions: [{ sub: "dev-admin", groups: [DEV_ADMIN_GROUP, "dev"] }, { sub: "me", groups: ["dev"] }],
     });
     const jwksBody = JSON.stringify(issuer.jwks);
-    const controlPlane: RunningControlPlane = await startControlPlane(cpConfig, {
-      logger: log,
-      nc,
-      // inline keys for the control plane itself: it must not depend on its own HTTP listener to start
-      issuers: [devIssuerSpec(issuer)],
-      extraHttpMounts: [{ prefix: signIn.prefix, handle: signIn.handle }],
-      extraHttpRoutes: {
-        "/.well-known/jwks.json": (_req, res) => {
-          res.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=60" }).end(jwksBody);
+    const controlPlane: RunningControlPlane = await startStep("control plane", () =>
+      startControlPlane(cpConfig, {
+        logger: log,
+        nc: conn,
+        // inline keys for the control plane itself: it must not depend on its own HTTP listener to start
+        issuers: [devIssuerSpec(issuer)],
+        extraHttpMounts: [{ prefix: signIn.prefix, handle: signIn.handle }],
+        extraHttpRoutes: {
+          "/.well-known/jwks.json": (_req, res) => {
+            res.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=60" }).end(jwksBody);
+          },
         },
-      },
-    });
-    stops.push({ what: "control plane", stop: () => controlPlane.stop() });
+        // `sluice policy apply FILE` from another shell keeps the dev issuer and resource (contract)
+        amendBundle: (b) => keepDevParts(b, issuerSpec, resource),
+      }),
+    );
+    parts.add("control plane", () => controlPlane.stop());
     const adminToken = await issuer.mint({ sub: "dev-admin", groups: [DEV_ADMIN_GROUP, "dev"], ttlSec: 30 * 86_400 });
 
     // the start bundle, through the control plane's API like any `sluice policy apply`
-    const resource = devResource(resourceName, up);
-    let bundle: Bundle;
-    let source = "<sluice dev>";
-    if (values.policy) {
-      source = values.policy;
-      bundle = withDevParts(userBundle(readFileSync(values.policy, "utf8"), values.policy), issuerSpec, resource);
-    } else {
-      bundle = devBundle(issuerSpec, resource, DEV_ADMIN_GROUP);
-    }
     const applied = await applyBundleText(controlPlane.grpcAddress, adminToken, JSON.stringify(bundle), source);
 
     // data plane: the upstream secret only in this process's environment
     if (up.password !== undefined) process.env[DEV_PASSWORD_ENV] = up.password;
     const dpConfig = defaultConfig();
     dpConfig.node = "dev-data-plane";
-    dpConfig.nats = { ...dpConfig.nats, url: natsUrl, prefix };
+    dpConfig.nats = { ...dpConfig.nats, url, prefix };
     dpConfig.dataPlane.listen = `127.0.0.1:${pgPort}`;
     dpConfig.dataPlane.httpListen = `127.0.0.1:${dpHttpPort}`;
     dpConfig.dataPlane.tls = { mode: "required", certFile: cert.certFile, keyFile: cert.keyFile };
     dpConfig.dataPlane.controlPlaneUrl = controlPlane.grpcAddress;
-    const dataPlane: DataPlaneNode = await startDataPlaneNode({
-      config: dpConfig,
-      nc,
-      logger: log,
-      snapshotCacheFile: join(stateDir, "snapshot.json"),
+    const dp = await startStep("data plane", () =>
+      startDataPlaneNode({
+        config: dpConfig,
+        nc: conn,
+        logger: log,
+        snapshotCacheFile: join(stateDir, "snapshot.json"),
+      }),
+    );
+    dataPlane = dp;
+    // sessions get the grace period; their last audit events what is left of the stop's budget
+    parts.add("data plane", async (budget) => {
+      const r = await dp.stop(STOP_GRACE_MS, { flushMs: Math.max(0, budget - STOP_GRACE_MS - AFTER_FLUSH_MS) });
+      undelivered = r.undeliveredAuditEvents;
+      if (undelivered > 0 || !(await natsAnswers(conn))) {
+        // NATS is gone: every clean-up round trip after this would wait for its time-out
+        natsGone = true;
+        await conn.close().catch(() => undefined);
+      }
     });
-    stops.push({ what: "data plane", stop: () => dataPlane.stop(2000) });
-    await dataPlane.snapshots.waitForRevision(applied.revision, 15_000);
+    await startStep("data plane policy", () => dp.snapshots.waitForRevision(applied.revision, 15_000));
 
     const contextFile = writeContext({
       controlPlane: controlPlane.grpcAddress,
       token: adminToken,
-      dataPlane: `127.0.0.1:${dataPlane.port}`,
-      nats: natsUrl,
+      dataPlane: `127.0.0.1:${dp.port}`,
+      nats: url,
       natsPrefix: prefix,
       caFile: cert.certFile,
       devIssuerKeyFile,
       devIssuer: issuer.issuer,
       devAudience: DEV_AUDIENCE,
+      devParts: { issuer: issuerSpec, resource },
       pid: process.pid,
     });
-    const psql =
-      `PGPASSWORD=$(sluice token --sub me --groups dev) psql ` +
-      `"host=127.0.0.1 port=${dataPlane.port} dbname=${resourceName} user=me sslmode=require"`;
-    process.stdout.write(
-      `sluice dev ready (policy revision ${applied.revision}; control plane ${controlPlane.grpcAddress}; data plane 127.0.0.1:${dataPlane.port}; ` +
-        `NATS ${natsUrl}) — connect: ${psql}\n`,
-    );
-    process.stdout.write(`  context: ${contextFile}   state: ${stateDir}   stop: Ctrl-C\n`);
-    process.stdout.write(`  console: ${cpHttp}/console/\n`);
+    return { controlPlane, dp, cert, issuer, issuerSpec, bundle, adminToken, resourceName, up, contextFile, applied };
+  })();
 
-    if (values.demo) {
-      const ac = new AbortController();
-      interrupted = () => ac.abort();
-      const sink = { write: (t: string) => void process.stdout.write(t), isTTY: process.stdout.isTTY === true };
-      const aborted = new Promise<undefined>((r) => ac.signal.addEventListener("abort", () => r(undefined), { once: true }));
-      const playing = runDemo({
-        host: "127.0.0.1",
-        port: dataPlane.port,
-        resource: resourceName,
-        upstream: up,
-        caFile: cert.certFile,
-        issuer,
-        devIssuerName: issuerSpec.name,
-        bundle,
-        apply: async (b) => {
-          const r = await applyBundleText(controlPlane.grpcAddress, adminToken, JSON.stringify(b), "<sluice dev --demo>");
-          await dataPlane.snapshots.waitForRevision(r.revision, 15_000);
-          return r.revision;
-        },
-        sink,
-        contextFile,
-        stateDir,
-        signal: ac.signal,
-      }).then(
-        (r) => r,
-        (e: unknown) => {
-          if (!isAborted(e) && !ac.signal.aborted) process.stdout.write(`demo failed: ${(e as Error).message}\n`);
-          return undefined;
-        },
-      );
-      // Ctrl-C mid-demo stops the stack at once; the demo's pending steps fail quietly under it
-      const demo = await Promise.race([playing, aborted]);
-      if (!ac.signal.aborted) process.stdout.write(afterDemo({ port: dataPlane.port, resource: resourceName, caFile: cert.certFile, grpc: controlPlane.grpcAddress, sessionId: demo?.sessionId }));
+  let undelivered = 0;
+  let natsGone = false;
+  /** Stops everything within the budget; says what could not be stopped and which audit events were not delivered. */
+  const stopStack = async (budgetMs: number): Promise<void> => {
+    const problems = await parts.run(budgetMs);
+    if (dataPlane && problems.some((p) => p.includes("data plane"))) undelivered = dataPlane.auditPending();
+    for (const p of problems) process.stderr.write(`sluice dev: ${p}\n`);
+    if (undelivered > 0) process.stderr.write(`sluice dev: ${undelivered} audit event(s) could not be delivered to NATS ${natsUrl} before stopping\n`);
+    else if (natsGone) process.stderr.write(`sluice dev: NATS ${natsUrl} was unreachable at stop; every audit event had been delivered\n`);
+  };
+
+  let started: Awaited<typeof starting>;
+  try {
+    const sig = await Promise.race([starting, signalled]);
+    if (typeof sig === "string") {
+      // stopped before it was ready: what started is stopped, what is still starting is abandoned
+      starting.catch(() => undefined);
+      process.stderr.write(`sluice dev: ${sig} during start-up, stopping\n`);
+      await stopStack(STOP_GRACE_MS + STOP_MARGIN_MS);
+      exitWithin(1, 500);
+      return 1;
     }
-
-    const sig = await signalled;
-    process.stderr.write(`sluice dev: ${sig}, stopping\n`);
-    await stopAll();
-    // anything a library left open must not keep a stopped stack's process alive
-    setTimeout(() => process.exit(process.exitCode ?? 0), 3000).unref();
-    return 0;
+    started = sig;
   } catch (e) {
-    await stopAll();
+    // one line says what failed and where; taking down what had started is not news
+    muted = true;
+    const problems = await parts.run(FAILED_START_STOP_MS);
+    void problems;
+    exitWithin(1, 500);
     return fail(e);
   }
+
+  const { controlPlane, dp, cert, issuer, issuerSpec, bundle, adminToken, resourceName, up, contextFile, applied } = started;
+  const psql =
+    `PGPASSWORD=$(sluice token --sub me --groups dev) psql ` +
+    `"host=127.0.0.1 port=${dp.port} dbname=${resourceName} user=me sslmode=require"`;
+  process.stdout.write(
+    `sluice dev ready (policy revision ${applied.revision}; control plane ${controlPlane.grpcAddress}; data plane 127.0.0.1:${dp.port}; ` +
+      `NATS ${natsUrl}) — connect: ${psql}\n`,
+  );
+  process.stdout.write(`  context: ${contextFile}   state: ${stateDir}   stop: Ctrl-C\n`);
+  process.stdout.write(`  console: http://127.0.0.1:${controlPlane.httpPort}/console/\n`);
+
+  if (values.demo) {
+    const ac = new AbortController();
+    interrupted = () => ac.abort();
+    const sink = { write: (t: string) => void process.stdout.write(t), isTTY: process.stdout.isTTY === true };
+    const aborted = new Promise<undefined>((r) => ac.signal.addEventListener("abort", () => r(undefined), { once: true }));
+    const playing = runDemo({
+      host: "127.0.0.1",
+      port: dp.port,
+      resource: resourceName,
+      upstream: up,
+      caFile: cert.certFile,
+      issuer,
+      devIssuerName: issuerSpec.name,
+      bundle,
+      apply: async (b) => {
+        const r = await applyBundleText(controlPlane.grpcAddress, adminToken, JSON.stringify(b), "<sluice dev --demo>");
+        await dp.snapshots.waitForRevision(r.revision, 15_000);
+        return r.revision;
+      },
+      sink,
+      contextFile,
+      stateDir,
+      signal: ac.signal,
+    }).then(
+      (r) => r,
+      (e: unknown) => {
+        if (!isAborted(e) && !ac.signal.aborted) process.stdout.write(`demo failed: ${(e as Error).message}\n`);
+        return undefined;
+      },
+    );
+    // Ctrl-C mid-demo stops the stack at once; the demo's pending steps fail quietly under it
+    const demo = await Promise.race([playing, aborted]);
+    if (!ac.signal.aborted) process.stdout.write(afterDemo({ port: dp.port, resource: resourceName, caFile: cert.certFile, grpc: controlPlane.grpcAddress, sessionId: demo?.sessionId }));
+  }
+
+  const sig = await signalled;
+  const t0 = Date.now();
+  process.stderr.write(`sluice dev: ${sig}, stopping\n`);
+  await stopStack(STOP_GRACE_MS + STOP_MARGIN_MS);
+  // anything a library left open must not keep a stopped stack's process alive past the budget
+  exitWithin(0, STOP_GRACE_MS + STOP_MARGIN_MS - (Date.now() - t0));
+  return 0;
+}
+
+/** True when NATS answers a PING soon (a flush waits for a reconnect otherwise). */
+async function natsAnswers(nc: NatsConnection): Promise<boolean> {
+  if (nc.isClosed()) return false;
+  return within("NATS", 500, nc.flush()).then(
+    () => true,
+    () => false,
+  );
 }

@@ -9,7 +9,8 @@ import { PolicyServiceClient, type ApplyPolicyResponse, type GetPolicyResponse, 
 import { SluiceError } from "@sluice/shared/errors";
 import { uuidv7 } from "@sluice/shared/events";
 import { formatProblem, parseBundleFile } from "@sluice/shared/policy";
-import { TARGET_FLAGS, UsageError, fail, parse, printJson } from "../lib/cli-kit.js";
+import { TARGET_FLAGS, UsageError, fail, parse, printJson, readContext } from "../lib/cli-kit.js";
+import { keepDevParts } from "../lib/dev-bundle.js";
 import { withClient, problemsOf } from "../lib/grpc-client.js";
 
 const USAGE = `usage: sluice policy <command> [flags]
@@ -40,7 +41,11 @@ function located(e: unknown): never {
 
 async function apply(file: string | undefined, flags: Record<string, unknown>): Promise<number> {
   if (!file) throw new UsageError("usage: sluice policy apply FILE");
-  const parsed = await parseBundleFile(file);
+  // against the dev stack, checked as the stack will see it: with its issuer and resource kept
+  const ctx = readContext();
+  const server = (flags.server as string | undefined) ?? process.env.SLUICE_CONTROL_PLANE ?? ctx?.controlPlane;
+  const dev = ctx?.devParts && server === ctx.controlPlane ? ctx.devParts : undefined;
+  const parsed = await parseBundleFile(file, dev && ((raw) => keepDevParts(raw, dev.issuer, dev.resource).bundle));
   if (parsed.problems.length) {
     const more = parsed.problems.length > 1 ? ` (and ${parsed.problems.length - 1} more)` : "";
     return fail(new SluiceError("invalid_argument", formatProblem(parsed.problems[0]!) + more));
@@ -55,6 +60,7 @@ async function apply(file: string | undefined, flags: Record<string, unknown>): 
   if (flags.json) printJson(res);
   else if (res.unchanged) process.stdout.write(`unchanged: revision ${res.revision} already is this bundle${res.duplicate ? " (re-sent command)" : ""}\n`);
   else process.stdout.write(`applied revision ${res.revision} (${res.hash.slice(0, 12)}): ${summary(res.changes)}\n`);
+  if (!flags.json) for (const n of res.notes ?? []) process.stdout.write(`  ${n}\n`);
   return 0;
 }
 

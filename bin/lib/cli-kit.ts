@@ -4,6 +4,7 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { SluiceError } from "@sluice/shared/errors";
 import { scrubSecrets } from "@sluice/shared/logging";
+import type { IssuerSpec, ResourceSpec } from "@sluice/shared/policy";
 
 export interface CommandModule {
   run(args: string[]): Promise<number>;
@@ -44,6 +45,12 @@ export interface CliContext {
   devIssuerKeyFile?: string;
   devIssuer?: string;
   devAudience?: string;
+  /**
+   * what the dev stack keeps in every applied bundle (its issuer, with public keys only, and its
+   * resource, with a credential reference only), so `policy apply` checks a file locally as the
+   * stack will see it
+   */
+  devParts?: { issuer: IssuerSpec; resource: ResourceSpec };
   pid?: number;
 }
 

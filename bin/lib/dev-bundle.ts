@@ -70,9 +70,36 @@ export function devBundle(issuer: IssuerSpec, resource: ResourceSpec, adminGroup
 /**
  * A user's bundle (`--policy FILE`) made to work with the dev stack: the dev issuer replaces any
  * issuer named `dev`, and the dev resource is added when the bundle does not define one by that name.
+ * Both go in place or at the end, so a problem in the file keeps its position in the file.
  */
 export function withDevParts(bundle: Bundle, issuer: IssuerSpec, resource: ResourceSpec): Bundle {
-  const issuers = [issuer, ...bundle.issuers.filter((i) => i.name !== issuer.name)];
-  const resources = bundle.resources.some((r) => r.name === resource.name) ? bundle.resources : [resource, ...bundle.resources];
+  const issuers = bundle.issuers.some((i) => i.name === issuer.name) ? bundle.issuers.map((i) => (i.name === issuer.name ? issuer : i)) : [...bundle.issuers, issuer];
+  const resources = bundle.resources.some((r) => r.name === resource.name) ? bundle.resources : [...bundle.resources, resource];
   return { ...bundle, issuers, resources };
+}
+
+/** The names of a document's list entries (items that are not named mappings are left to validation). */
+function namesIn(list: unknown): string[] {
+  return Array.isArray(list) ? list.flatMap((x) => (x && typeof x === "object" && typeof (x as { name?: unknown }).name === "string" ? [(x as { name: string }).name] : [])) : [];
+}
+
+/**
+ * What `sluice dev` does to every document applied to it later (`sluice policy apply FILE` from
+ * another shell), before validation: its issuer and its resource stay unless the file defines an
+ * issuer or a resource of that name (then the file's replace them), so dev tokens keep working. They
+ * go after the file's own entries; a list that is not a list is left for validation to report.
+ */
+export function keepDevParts(raw: Record<string, unknown>, issuer: IssuerSpec, resource: ResourceSpec): { bundle: Record<string, unknown>; notes: string[] } {
+  const notes: string[] = [];
+  const out = { ...raw };
+  const add = (key: "issuers" | "resources", kind: string, item: IssuerSpec | ResourceSpec) => {
+    const list = raw[key];
+    if (list !== undefined && list !== null && !Array.isArray(list)) return;
+    if (namesIn(list).includes(item.name)) return;
+    out[key] = [...((list as unknown[] | null | undefined) ?? []), item];
+    notes.push(`sluice dev kept its ${kind} "${item.name}" (the file defines no ${kind} of that name)`);
+  };
+  add("issuers", "issuer", issuer);
+  add("resources", "resource", resource);
+  return { bundle: out, notes };
 }

@@ -2,7 +2,7 @@ import pg from "pg";
 import type { DevUpstream } from "./dev-bundle.js";
 
 function client(up: DevUpstream, database: string): pg.Client {
-  return new pg.Client({ host: up.host, port: up.port, user: up.user, password: up.password, database, connectionTimeoutMillis: 5000 });
+  return new pg.Client({ host: up.host, port: up.port, user: up.user, password: up.password, database, connectionTimeoutMillis: 3000 });
 }
 
 /**

@@ -12,7 +12,7 @@ import { natsNames, ensureAll, natsConnectOptions, openAll, setupOptionsFromConf
 import { parseBundle, type IssuerSpec } from "@sluice/shared/policy";
 import { PolicyServiceService } from "@sluice/proto";
 import { JetStreamEventStore } from "./infra/jetstream-event-store.js";
-import { PolicyApp } from "./app/policy-app.js";
+import { PolicyApp, type BundleAmender } from "./app/policy-app.js";
 import { createPolicySnapshotProjection } from "./projections/policy-snapshot-projection.js";
 import { createAuthenticator, type Authenticator } from "./grpc/authenticate.js";
 import { policyService } from "./grpc/policy-service.js";
@@ -46,6 +46,8 @@ export interface ComponentContext {
   grpcService(definition: object): unknown;
   /** `host:port` of the HTTP listener once it listens (empty before) */
   httpAddress(): string;
+  /** see ControlPlaneOptions.amendBundle */
+  amendBundle?: BundleAmender;
 }
 
 export interface StartedComponent {
@@ -80,6 +82,8 @@ export interface ControlPlaneOptions {
   /** appended after the built-in components */
   components?: ControlPlaneComponent[];
   now?: () => Date;
+  /** applied to every bundle submitted to PolicyService/Apply (`sluice dev` keeps its issuer and resource) */
+  amendBundle?: BundleAmender;
 }
 
 export interface RunningControlPlane {
@@ -99,7 +103,7 @@ export interface RunningControlPlane {
 export const policyComponent: ControlPlaneComponent = {
   name: "policy",
   async start(ctx) {
-    const app = new PolicyApp({ store: ctx.store, parse: parseBundle, logger: ctx.logger.child({ component: "policy" }), now: ctx.now });
+    const app = new PolicyApp({ store: ctx.store, parse: parseBundle, logger: ctx.logger.child({ component: "policy" }), now: ctx.now, amend: ctx.amendBundle });
     const projection = createPolicySnapshotProjection({ nc: ctx.nc, names: ctx.names, kv: ctx.kv.snapshots, logger: ctx.logger.child({ component: "policy-snapshot" }) });
     await projection.start();
     gaugeFrom(ctx.metrics, "sluice_control_policy_revision", "policy bundle revision folded into the KV snapshot", () => projection.revision());
@@ -172,6 +176,7 @@ export async function startControlPlane(config: SluiceConfig, options: ControlPl
       inProcess,
       grpcService: (definition) => started.flatMap((s) => s.c.grpcServices ?? []).find((r) => r.definition === definition)?.implementation,
       httpAddress: () => httpAddress,
+      amendBundle: options.amendBundle,
     };
     for (const comp of [...BUILTIN_COMPONENTS, ...(options.components ?? [])]) {
       const c = await comp.start(ctx);

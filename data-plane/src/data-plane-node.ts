@@ -47,8 +47,33 @@ export interface DataPlaneNode {
   host: string;
   port: number;
   httpPort: number | null;
-  /** leave the fleet, wait up to graceMs for sessions to end, then stop everything this node started */
-  stop(graceMs?: number): Promise<void>;
+  /**
+   * Leave the fleet, wait up to graceMs for sessions to end, then stop everything this node started.
+   * The sessions' last audit events get `flushMs` (default 10 s) to reach the stream; the report
+   * says how many did not. Clean-up round trips (fleet key, watches) are bounded, so a stop while
+   * NATS is gone takes about graceMs + flushMs, not their time-outs one after another.
+   */
+  stop(graceMs?: number, o?: { flushMs?: number }): Promise<DataPlaneStopReport>;
+  /** audit events queued or in flight (not yet stored in the stream) */
+  auditPending(): number;
+}
+
+export interface DataPlaneStopReport {
+  /** audit events still unstored when the node stopped (they were logged, never dropped silently) */
+  undeliveredAuditEvents: number;
+}
+
+/** Clean-up that needs NATS must not hold a stop for a request's whole time-out when NATS is gone. */
+const CLEANUP_MS = 1000;
+
+function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    p.then(
+      () => (clearTimeout(t), resolve()),
+      () => (clearTimeout(t), resolve()),
+    );
+  });
 }
 
 function tlsFromConfig(cfg: SluiceConfig): DataPlaneOptions["tls"] {
@@ -195,7 +220,7 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
     });
     stops.push(async () => unwatch());
 
-    let stopping: Promise<void> | undefined;
+    let stopping: Promise<DataPlaneStopReport> | undefined;
     return {
       config: cfg,
       nc,
@@ -206,10 +231,13 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       host: listen.host === "0.0.0.0" ? "127.0.0.1" : listen.host,
       port: p.port,
       httpPort: p.httpPort,
-      stop(graceMs = 0) {
+      auditPending: () => publisher?.pending ?? 0,
+      stop(graceMs = 0, so = {}) {
         stopping ??= (async () => {
           unwatch();
-          await heartbeat.stop();
+          // the key has a TTL: a removal that cannot reach NATS now only leaves the fleet list later
+          // (and it need not hold up the sessions' grace period)
+          const leftFleet = bounded(heartbeat.stop(), CLEANUP_MS);
           // no new sessions during the grace period, and /readyz says so (load balancers move on)
           p.drain();
           const end = Date.now() + graceMs;
@@ -217,11 +245,13 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
             await new Promise((r) => setTimeout(r, 100));
           }
           await p.stop();
+          await leftFleet;
           // the sessions' last events (session.ended) are queued now: a clean stop publishes them all
-          await publisher?.close(10_000).catch((e: Error) => log.error({ err: e.message }, "audit events left unpublished at stop"));
-          await cancelRouter.stop();
-          await snapshots.stop();
-          if (ownNc) await nc.drain().catch(() => undefined);
+          await publisher?.close(so.flushMs ?? 10_000).catch((e: Error) => log.error({ err: e.message }, "audit events left unpublished at stop"));
+          const undeliveredAuditEvents = publisher?.pending ?? 0;
+          await bounded(Promise.all([cancelRouter.stop(), snapshots.stop()]), CLEANUP_MS);
+          if (ownNc) await bounded(nc.drain(), CLEANUP_MS).then(() => (nc.isClosed() ? undefined : nc.close()));
+          return { undeliveredAuditEvents };
         })();
         return stopping;
       },

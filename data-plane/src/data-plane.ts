@@ -9,6 +9,7 @@ import { randomInt } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { PolicySnapshot, ResourceSpec } from "@sluice/shared/policy";
 import type { Logger } from "@sluice/shared/logging";
+import { listenError } from "@sluice/shared/errors";
 import { verifyToken, VerifiedTokenCache } from "@sluice/shared/auth";
 import { handleClientConnection, newPoisonToken, type ConnectionContext, type VerifiedIdentity } from "./net/client-connection.js";
 import { resolveSecret as defaultResolveSecret } from "./upstream/resolve-secret.js";
@@ -240,13 +241,21 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     }
   });
   server.on("error", (e) => log?.error({ err: e.message }, "listener error"));
+  const host = options.host ?? "127.0.0.1";
+  const failStart = async (what: string, port: number, e: unknown): Promise<never> => {
+    // nothing of this node may outlive a failed start (an open listener or pool keeps the process alive)
+    spares?.close();
+    if (server.listening) await new Promise<void>((r) => server.close(() => r()));
+    await ownMasker?.close();
+    throw listenError(what, host, port, e);
+  };
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port ?? 7432, options.host ?? "127.0.0.1", () => {
+    server.listen(options.port ?? 7432, host, () => {
       server.removeListener("error", reject);
       resolve();
     });
-  });
+  }).catch((e: unknown) => failStart("data plane Postgres listener", options.port ?? 7432, e));
   const port = (server.address() as net.AddressInfo).port;
 
   const stats = (): DataPlaneStats => {
@@ -285,8 +294,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     });
     await new Promise<void>((resolve, reject) => {
       httpServer!.once("error", reject);
-      httpServer!.listen(options.httpPort ?? 7480, options.host ?? "127.0.0.1", () => resolve());
-    });
+      httpServer!.listen(options.httpPort ?? 7480, host, () => resolve());
+    }).catch((e: unknown) => failStart("data plane HTTP listener", options.httpPort ?? 7480, e));
     httpPort = (httpServer.address() as net.AddressInfo).port;
   }
   log?.info({ port, httpPort, nodeId, nodeNumber, tls: secureContext !== null }, "data plane listening");

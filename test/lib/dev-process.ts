@@ -63,12 +63,25 @@ export interface Dev {
 
 /** Starts `sluice dev ARGS` (stdout a pipe: non-interactive) and waits for its ready line. */
 export async function startDev(t: TestContext, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<Dev> {
+  const dev = spawnDev(t, args, extraEnv);
+  await waitForOutput(dev, "sluice dev ready", 60_000);
+  return dev;
+}
+
+/**
+ * Spawns `sluice dev ARGS` without waiting for anything (a start that is meant to fail). Its own
+ * context file; its state under its own directory unless ARGS name a `--state-dir`; ports 0 unless named.
+ */
+export function spawnDev(t: TestContext, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Dev {
   const dir = mkdtempSync(join(tmpdir(), "sluice-dev-test-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const env: NodeJS.ProcessEnv = { ...process.env, SLUICE_CONTEXT: join(dir, "context.json"), SLUICE_LOG_LEVEL: "warn", SLUICE_NATS_URL: "", ...extraEnv };
   delete env.SLUICE_TOKEN;
   delete env.SLUICE_CONTROL_PLANE;
-  const child = spawn(process.execPath, [sluiceBin, "dev", "--state-dir", join(dir, "state"), "--port", "0", "--http-port", "0", "--grpc-port", "0", "--cp-http-port", "0", ...args], {
+  const defaults: string[] = [];
+  if (!args.includes("--state-dir")) defaults.push("--state-dir", join(dir, "state"));
+  for (const flag of ["--port", "--http-port", "--grpc-port", "--cp-http-port"]) if (!args.includes(flag)) defaults.push(flag, "0");
+  const child = spawn(process.execPath, [sluiceBin, "dev", ...defaults, ...args], {
     env,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -84,9 +97,7 @@ export async function startDev(t: TestContext, args: string[], extraEnv: NodeJS.
       for (const k of kids) if (alive(k.pid)) process.kill(k.pid, "SIGKILL");
     }
   });
-  const dev: Dev = { child, env, dir, out: () => out, err: () => err, ctx: () => JSON.parse(readFileSync(env.SLUICE_CONTEXT!, "utf8")) as CliContext, exited };
-  await waitForOutput(dev, "sluice dev ready", 60_000);
-  return dev;
+  return { child, env, dir, out: () => out, err: () => err, ctx: () => JSON.parse(readFileSync(env.SLUICE_CONTEXT!, "utf8")) as CliContext, exited };
 }
 
 export async function waitForOutput(dev: Dev, text: string, ms = 60_000): Promise<void> {

@@ -20,7 +20,8 @@ export interface ParsedBundle {
   problems: LocatedProblem[];
 }
 
-export type BundleParser = (text: string, path: string) => ParsedBundle;
+/** `amend`, when given, adds to the parsed document before validation (see PolicyAppOptions.amend). */
+export type BundleParser = (text: string, path: string, amend?: (raw: Record<string, unknown>) => Record<string, unknown>) => ParsedBundle;
 
 /** Formats a problem as the one line the CLI prints: `path:line:col: message`. */
 export function formatProblem(p: LocatedProblem): string {

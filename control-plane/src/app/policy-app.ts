@@ -39,7 +39,16 @@ export interface ApplyResult {
   duplicate: boolean;
   changes: ItemChange[];
   diff: string;
+  /** what the composing process added to the submitted bundle (see PolicyAppOptions.amend), one line each */
+  notes: string[];
 }
+
+/**
+ * Adds what a composing process keeps in every bundle to a submitted document, before it is
+ * validated (`sluice dev` keeps its issuer and resource unless the file defines them), and says
+ * what it added. Pure; it sees the document as parsed, so it must not assume it is valid.
+ */
+export type BundleAmender = (raw: Record<string, unknown>) => { bundle: Record<string, unknown>; notes: string[] };
 
 export interface RevisionView {
   revision: number;
@@ -60,6 +69,8 @@ export interface PolicyAppOptions {
   now?: () => Date;
   /** attempts on a concurrent append before giving up (default 5) */
   maxAttempts?: number;
+  /** applied to every submitted bundle before it is decided */
+  amend?: BundleAmender;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -81,7 +92,13 @@ export class PolicyApp {
     const sourcePath = input.sourcePath || "<request>";
     const commandId = input.commandId || uuidv7(this.now().getTime());
     if (!UUID.test(commandId)) throw new SluiceError("invalid_argument", "command id must be a UUID");
-    const parsed = this.o.parse(input.text, sourcePath);
+    let notes: string[] = [];
+    const amend = this.o.amend;
+    const parsed = this.o.parse(input.text, sourcePath, amend && ((raw) => {
+      const r = amend(raw);
+      notes = r.notes;
+      return r.bundle;
+    }));
     if (parsed.problems.length || !parsed.bundle) throw invalid(parsed.problems.length ? parsed.problems : [{ path: sourcePath, line: 1, column: 1, pointer: "", message: "empty policy document" }]);
     const bundle = parsed.bundle;
 
@@ -90,7 +107,7 @@ export class PolicyApp {
       const state = foldPolicy(stream.events.map((e) => e.event));
       const previous = stream.events.at(-1);
       const seen = stream.events.find((e) => e.event.commandId === commandId);
-      if (seen) return this.resultOf(seen, stream.events, { duplicate: true });
+      if (seen) return { ...this.resultOf(seen, stream.events, { duplicate: true }), notes };
       let events: PolicyEvent[];
       try {
         events = decidePolicy(
@@ -103,7 +120,7 @@ export class PolicyApp {
       }
       const ev = events[0];
       if (!ev) {
-        return { revision: state.revision, hash: state.hash, unchanged: true, duplicate: false, changes: [], diff: "" };
+        return { revision: state.revision, hash: state.hash, unchanged: true, duplicate: false, changes: [], diff: "", notes };
       }
       try {
         const r = await this.o.store.append(POLICY_AGGREGATE, POLICY_BUNDLE_ID, ev, {
@@ -117,7 +134,7 @@ export class PolicyApp {
           // the same command raced itself (re-sent while the first was in flight): report the original
           const again = await this.load();
           const orig = again.events.find((e) => e.event.commandId === commandId);
-          if (orig) return this.resultOf(orig, again.events, { duplicate: true });
+          if (orig) return { ...this.resultOf(orig, again.events, { duplicate: true }), notes };
           throw new SluiceError("internal", "duplicate command but its event is not on the aggregate");
         }
         this.o.logger.info(
@@ -131,6 +148,7 @@ export class PolicyApp {
           duplicate: false,
           changes: ev.changes,
           diff: diffBetween(state.bundle, ev.bundle, state.revision, ev.revision),
+          notes,
         };
       } catch (e) {
         if (!(e instanceof ConcurrencyConflict)) throw e;
@@ -142,7 +160,7 @@ export class PolicyApp {
     }
   }
 
-  private resultOf(se: StoredEvent<PolicyEvent>, all: StoredEvent<PolicyEvent>[], o: { duplicate: boolean }): ApplyResult {
+  private resultOf(se: StoredEvent<PolicyEvent>, all: StoredEvent<PolicyEvent>[], o: { duplicate: boolean }): Omit<ApplyResult, "notes"> {
     const ev = se.event;
     const prev = all.find((e) => e.event.revision === ev.revision - 1)?.event;
     return {

@@ -53,7 +53,7 @@ export function policyService(d: PolicyServiceDeps): PolicyServiceServer {
           d.logger.warn({ revision: r.revision, reason: (e as Error).message }, "applied, but the snapshot is not in KV yet"),
         );
       }
-      return { revision: r.revision, hash: r.hash, unchanged: r.unchanged, duplicate: r.duplicate, changes: changes(r.changes), diff: r.diff };
+      return { revision: r.revision, hash: r.hash, unchanged: r.unchanged, duplicate: r.duplicate, changes: changes(r.changes), diff: r.diff, notes: r.notes };
     }),
     get: unary(base("Get"), async () => {
       const v = await d.app.current();

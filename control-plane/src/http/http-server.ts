@@ -3,6 +3,7 @@
  * (e.g. `sluice dev` serves its development issuer's /.well-known/jwks.json here) and whole path
  * prefixes a component serves (the console under /console/, the dev issuer under /dev/).
  */
+import { listenError } from "@sluice/shared/errors";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { parseHostPort } from "@sluice/shared/config";
@@ -72,6 +73,8 @@ export async function startHttpServer(
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => resolve());
+  }).catch((e: unknown) => {
+    throw listenError("control plane HTTP listener", host, port, e);
   });
   return {
     port: (server.address() as AddressInfo).port,

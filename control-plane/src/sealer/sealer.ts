@@ -89,7 +89,9 @@ export class Sealer {
         this.startRun();
       },
       onLost: (reason) => {
-        this.o.logger?.warn({ holder: this.o.holder, reason }, "sealer: lost leadership");
+        // giving the lease up on stop is the normal end, not something to warn about
+        if (reason === "stopped") this.o.logger?.info({ holder: this.o.holder, reason }, "sealer: gave up leadership");
+        else this.o.logger?.warn({ holder: this.o.holder, reason }, "sealer: lost leadership");
         this.run?.abort();
       },
     });

@@ -1,2 +1,3 @@
 export * from "./config.js";
 export * from "./secret-ref.js";
+export * from "./probe-listen.js";

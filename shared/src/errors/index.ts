@@ -1,2 +1,3 @@
 export * from "./sluice-error.js";
 export * from "./translate.js";
+export * from "./listen-error.js";

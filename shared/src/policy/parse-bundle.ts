@@ -95,9 +95,10 @@ function pointerAt(doc: Document, offset: number): string {
 
 /**
  * Parses and validates bundle YAML. Pure. `source` is the path reported in problems (e.g. the file
- * name, or `<stdin>`). YAML syntax errors (including duplicate keys) are problems too.
+ * name, or `<stdin>`). YAML syntax errors (including duplicate keys) are problems too. `amend` may add
+ * to the document (after the file's own items) before it is validated.
  */
-export function parseBundle(text: string, source: string): ParsedBundle {
+export function parseBundle(text: string, source: string, amend?: (raw: Record<string, unknown>) => Record<string, unknown>): ParsedBundle {
   const lc = new LineCounter();
   // logLevel error: YAML warnings (e.g. collection keys) are not printed; validation reports what matters
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, merge: false, logLevel: "error" });
@@ -118,6 +119,9 @@ export function parseBundle(text: string, source: string): ParsedBundle {
   } catch (e) {
     return { problems: [{ path: source, line: 1, column: 1, pointer: "", message: `YAML error: ${(e as Error).message.split("\n")[0]}` }] };
   }
+  // what a composing process keeps in every bundle (sluice dev: its issuer and resource) joins before
+  // validation, so the file may refer to it; it is appended, so the file's own pointers stay located
+  if (amend && raw !== null && typeof raw === "object" && !Array.isArray(raw)) raw = amend(raw as Record<string, unknown>);
   const problems = validateBundle(raw, { source, locate: documentLocator(doc, lc) });
   if (problems.length > 0) return { problems };
   return { bundle: normalizeBundle(raw as Record<string, unknown>), problems };
@@ -138,7 +142,7 @@ export function locateProblems(problems: readonly Pick<Problem, "pointer" | "mes
 }
 
 /** Reads and parses a bundle file; an unreadable file is a problem, not a throw. */
-export async function parseBundleFile(path: string): Promise<ParsedBundle> {
+export async function parseBundleFile(path: string, amend?: (raw: Record<string, unknown>) => Record<string, unknown>): Promise<ParsedBundle> {
   // Imported lazily so this module stays free of I/O for the pure rooms that import it.
   const { readFile } = await import("node:fs/promises");
   let text: string;
@@ -149,5 +153,5 @@ export async function parseBundleFile(path: string): Promise<ParsedBundle> {
     const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : (e as Error).message;
     return { problems: [{ path, line: 0, column: 0, pointer: "", message: `cannot read the policy file: ${why}` }] };
   }
-  return parseBundle(text, path);
+  return parseBundle(text, path, amend);
 }

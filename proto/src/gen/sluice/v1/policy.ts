@@ -54,6 +54,11 @@ export interface ApplyPolicyResponse {
   changes: PolicyChange[];
   /** unified line diff of the bundle (YAML) against the previous revision */
   diff: string;
+  /**
+   * what the server added to the submitted bundle, one line each (e.g. `sluice dev` keeping its
+   * development issuer and resource when the file does not define them)
+   */
+  notes: string[];
 }
 
 export interface GetPolicyRequest {
@@ -350,7 +355,7 @@ export const PolicyChange: MessageFns<PolicyChange> = {
 };
 
 function createBaseApplyPolicyResponse(): ApplyPolicyResponse {
-  return { revision: 0, hash: "", unchanged: false, duplicate: false, changes: [], diff: "" };
+  return { revision: 0, hash: "", unchanged: false, duplicate: false, changes: [], diff: "", notes: [] };
 }
 
 export const ApplyPolicyResponse: MessageFns<ApplyPolicyResponse> = {
@@ -372,6 +377,9 @@ export const ApplyPolicyResponse: MessageFns<ApplyPolicyResponse> = {
     }
     if (message.diff !== "") {
       writer.uint32(50).string(message.diff);
+    }
+    for (const v of message.notes) {
+      writer.uint32(58).string(v!);
     }
     return writer;
   },
@@ -437,6 +445,14 @@ export const ApplyPolicyResponse: MessageFns<ApplyPolicyResponse> = {
             message.diff = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.notes.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -459,6 +475,7 @@ export const ApplyPolicyResponse: MessageFns<ApplyPolicyResponse> = {
         ? object.changes.map((e: any) => PolicyChange.fromJSON(e))
         : [],
       diff: isSet(object.diff) ? globalThis.String(object.diff) : "",
+      notes: globalThis.Array.isArray(object?.notes) ? object.notes.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -482,6 +499,9 @@ export const ApplyPolicyResponse: MessageFns<ApplyPolicyResponse> = {
     if (message.diff !== "") {
       obj.diff = message.diff;
     }
+    if (message.notes?.length) {
+      obj.notes = message.notes;
+    }
     return obj;
   },
 
@@ -496,6 +516,7 @@ export const ApplyPolicyResponse: MessageFns<ApplyPolicyResponse> = {
     message.duplicate = object.duplicate ?? false;
     message.changes = object.changes?.map((e) => PolicyChange.fromPartial(e)) || [];
     message.diff = object.diff ?? "";
+    message.notes = object.notes?.map((e) => e) || [];
     return message;
   },
 };
