@@ -19,6 +19,8 @@ import { startNatsServer, type NatsServerProcess } from "../../bin/lib/dev-nats-
 import { spawnDev, startDev, testDatabase, type Dev } from "../lib/dev-process.js";
 import { runSluice } from "../lib/run-sluice.js";
 import { freePort } from "../lib/free-port.js";
+import { selfSignedCert } from "../lib/self-signed.js";
+import { startDataPlane, staticSnapshots } from "@sluice/data-plane";
 
 /** A listener that accepts connections and never says a word (a hung server, or a port taken by something else). */
 async function silentListener(t: TestContext): Promise<{ port: number; accepted: () => number }> {
@@ -278,4 +280,22 @@ test("sluice policy apply against the dev stack keeps the dev issuer and the dev
   const replaced = await runSluice(["policy", "apply", own], env);
   assert.equal(replaced.code, 0, replaced.stderr);
   assert.ok(!replaced.stdout.includes("kept"), replaced.stdout);
+});
+
+test("data plane: a health port in use is named, and the Postgres listener it had opened is closed again (nothing keeps the process alive)", async (t) => {
+  const taken = await silentListener(t);
+  const pgPort = await freePort();
+  const { cert, key } = selfSignedCert();
+  const snap = { revision: 1, bundle: { issuers: [], resources: [], policies: [], masking: [] }, hash: "x", appliedBy: "test", appliedAt: new Date().toISOString() };
+  await assert.rejects(
+    startDataPlane({ snapshots: staticSnapshots(snap), host: "127.0.0.1", port: pgPort, httpPort: taken.port, tls: { cert, key }, nodeId: "t" }),
+    { message: `data plane HTTP listener 127.0.0.1:${taken.port}: address already in use` },
+  );
+  // the Postgres port is free again: the failed start left no listener behind
+  const again = createServer();
+  await new Promise<void>((resolve, reject) => {
+    again.once("error", reject);
+    again.listen(pgPort, "127.0.0.1", () => resolve());
+  });
+  await new Promise<void>((r) => again.close(() => r()));
 });
