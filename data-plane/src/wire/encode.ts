@@ -169,6 +169,28 @@ export function execute(portal: string, maxRows = 0): Buffer {
   return frame(F.Execute, Buffer.concat([cstr(portal), int32(maxRows)]));
 }
 
+/**
+ * `f` (a whole frame) with the `count` C strings that start at byte `at` replaced by `names`, the
+ * length recomputed: how the proxy renames the statement and portal names of Parse, Bind, Execute,
+ * Describe and Close. One allocation; the rest of the frame is copied once.
+ */
+export function withNames(f: Buffer, at: number, count: number, names: ReadonlyArray<string | Buffer>): Buffer {
+  let end = at;
+  for (let i = 0; i < count; i++) end = f.indexOf(0, end) + 1;
+  let size = 0;
+  for (const n of names) size += (typeof n === "string" ? Buffer.byteLength(n, "utf8") : n.length) + 1;
+  const out = Buffer.allocUnsafe(f.length - (end - at) + size);
+  f.copy(out, 0, 0, at);
+  let p = at;
+  for (const n of names) {
+    p += typeof n === "string" ? out.write(n, p, "utf8") : n.copy(out, p);
+    out[p++] = 0;
+  }
+  f.copy(out, p, end);
+  out.writeInt32BE(out.length - 1, 1);
+  return out;
+}
+
 /** (F) Sync */
 export function sync(): Buffer {
   return frame(F.Sync, Buffer.alloc(0));

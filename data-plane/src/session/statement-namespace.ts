@@ -1,0 +1,369 @@
+/**
+ * The session's prepared statements and portals as the server has them, owned by the proxy.
+ *
+ * Every name a client chooses for a named statement or portal is renamed to a name this session
+ * allocates (`<prefix>s<n>`, `<prefix>p<n>`, the prefix random per process), as pgbouncer and PgDog
+ * rename prepared statements: the server's object under that name can only have been made by the
+ * proxy's own Parse or Bind for that client name, so "what runs when this name is executed" is
+ * whatever the proxy last saw the server accept for it, or nothing (and the server then says so).
+ * The unnamed statement and portal keep their unnamed server objects (no rename on the hot path):
+ * no SQL can name them.
+ *
+ * A change is an op, recorded when its message is forwarded and resolved when the server answers
+ * (ok), fails it, or skips it after an earlier error; the value the server holds is `confirmed`.
+ * A message decided before the server answered earlier ones uses the projection (confirmed plus the
+ * ops still in flight, assumed to succeed), which is what the server will have when it gets there
+ * when the last op on that name was sent in the same Sync batch as an extended-protocol message: if
+ * that op fails, the server skips the message too. Otherwise (an op of an earlier batch, or of a
+ * simple Query, whose failure does not skip what follows) the projection is not certain and the
+ * message must wait (`whenCertain`) until it is. Pure.
+ *
+ * SQL-level PREPARE/DEALLOCATE and DISCARD ALL/DEALLOCATE ALL are ops too, resolved by their
+ * command's completion: a protocol Bind of a name made by SQL PREPARE is decided with that
+ * statement, and DEALLOCATE ALL drops the renamed protocol statements as it does on the server.
+ */
+import type { Decision } from "@sluice/shared/policy";
+import type { StatementInfo } from "@sluice/shared/sql";
+import type { BoundParam, RowField } from "./session-hooks.js";
+
+/** A prepared statement the client made with Parse (or one made by SQL PREPARE, bound by a protocol Bind). */
+export interface Statement {
+  readonly sql: string;
+  readonly decision: Decision;
+  /** the client's name ("" = unnamed) and the server's */
+  readonly name: string;
+  readonly server: string;
+  /** made by SQL PREPARE and bound by a protocol Bind: its Execute runs what it prepares (no PREPARE of its own) */
+  readonly sqlLevel?: boolean;
+  fields?: RowField[];
+}
+
+/** A prepared statement made by SQL PREPARE: decided again when a protocol Bind uses it. */
+export interface SqlStatement {
+  /** the PREPARE statement's own text */
+  readonly text: string;
+  /** its classification (that of what it prepares) */
+  readonly info: StatementInfo;
+}
+
+/** A portal: a statement bound with its parameters. */
+export interface Portal {
+  readonly statement: Statement;
+  readonly name: string;
+  readonly server: string;
+  readonly params?: readonly BoundParam[];
+  fields?: RowField[];
+}
+
+/** One name's server object and the changes to it still in flight. */
+export interface Slot<T> {
+  /** where the slot lives: protocol statements, portals, SQL-level statements */
+  readonly space: "s" | "p" | "q";
+  readonly key: string;
+  readonly server: string;
+  /** the client's name, for error messages */
+  readonly name: string;
+  confirmed: T | null;
+  /** in flight, oldest first */
+  readonly pending: Array<{ readonly gen: number; readonly skips: boolean; readonly value: T | null }>;
+}
+
+/** What an op does once resolved. */
+const enum OpKind {
+  /** Parse / Bind: `value` on success; the unnamed statement is dropped even when the Parse fails */
+  Set = 1,
+  /** Close */
+  Clear,
+  /** a simple Query: drops the unnamed statement and portal when the server runs it */
+  Query,
+  /** a poison Parse (always fails); for a denied unnamed Parse it drops the unnamed statement */
+  Poison,
+}
+
+interface Op {
+  readonly kind: OpKind;
+  readonly slots: readonly Slot<unknown>[];
+  readonly value: unknown;
+  /** a failed Parse of the unnamed statement leaves no unnamed statement (the server drops it first) */
+  readonly clearOnFailure: boolean;
+}
+
+/** SQL-level changes of a statement (PREPARE, DEALLOCATE, DISCARD ALL), applied at its completion. */
+export interface SqlEffect {
+  /** the statement's position in its message, and the command tag its completion carries */
+  readonly index: number;
+  readonly tag: string;
+  readonly slot: Slot<SqlStatement> | null;
+  /** null: DEALLOCATE name; a statement: PREPARE name; "all": DEALLOCATE ALL / DISCARD ALL */
+  readonly value: SqlStatement | null | "all";
+  /** DISCARD ALL also drops every portal */
+  readonly portals: boolean;
+}
+
+export type Outcome = "ok" | "failed" | "skipped";
+
+const OP_OF = { set: OpKind.Set, clear: OpKind.Clear, query: OpKind.Query, poison: OpKind.Poison } as const;
+
+const NAME_BYTES = 63; // NAMEDATALEN - 1: the server compares names on their first 63 bytes
+const MAX_NAMES = 65_536;
+
+/**
+ * The key of a client name: its first 63 bytes (latin1, one char per byte), as the server's hash
+ * tables compare them. `raw` is the name's bytes.
+ */
+export function nameKey(raw: Buffer, start: number, end: number): string {
+  return raw.toString("latin1", start, Math.min(end, start + NAME_BYTES));
+}
+
+export class StatementNamespace {
+  /** the current Sync batch: messages of one batch are skipped together after an error */
+  private gen = 0;
+  private readonly statements = new Map<string, Slot<Statement>>();
+  private readonly portals = new Map<string, Slot<Portal>>();
+  private readonly sql = new Map<string, Slot<SqlStatement>>();
+  readonly unnamedStatement: Slot<Statement>;
+  readonly unnamedPortal: Slot<Portal>;
+  /** ops in the order their messages were forwarded (the order the server answers them) */
+  private ops: Op[] = [];
+  private opHead = 0;
+  /** DEALLOCATE ALL / DISCARD ALL in flight: every named statement (and portal) is uncertain */
+  private globalPending = 0;
+  private waiters: Array<{ ready: () => boolean; resolve: () => void }> = [];
+  /** server name → client name, to put the client's names back into the server's messages */
+  private readonly clientNames = new Map<string, string>();
+  private counter = 0;
+  /** matches the server names of this process in a message */
+  readonly serverNamePattern: RegExp;
+
+  constructor(readonly prefix: string) {
+    this.unnamedStatement = { space: "s", key: "", server: "", name: "", confirmed: null, pending: [] };
+    this.unnamedPortal = { space: "p", key: "", server: "", name: "", confirmed: null, pending: [] };
+    this.serverNamePattern = new RegExp(`${prefix}[sp]\\d+`, "g");
+  }
+
+  /** a Sync was forwarded: a new batch begins */
+  sync(): void {
+    this.gen++;
+  }
+
+  // ---------------------------------------------------------------- lookups
+
+  /** the protocol-level statement slot of a client name (undefined: never used) */
+  statementSlot(key: string): Slot<Statement> | undefined {
+    return key === "" ? this.unnamedStatement : this.statements.get(key);
+  }
+
+  portalSlot(key: string): Slot<Portal> | undefined {
+    return key === "" ? this.unnamedPortal : this.portals.get(key);
+  }
+
+  /** the SQL-level (PREPARE) statement slot of a name */
+  sqlSlot(name: string): Slot<SqlStatement> | undefined {
+    return this.sql.get(name);
+  }
+
+  /** what the server will hold under this slot once everything forwarded so far has run */
+  projected<T>(slot: Slot<T> | undefined): T | null {
+    if (slot === undefined) return null;
+    const n = slot.pending.length;
+    return n === 0 ? slot.confirmed : slot.pending[n - 1]!.value;
+  }
+
+  /** whether `projected(slot)` is what the server has when it gets to a message sent now (see the header) */
+  certain(slot: Slot<unknown> | undefined, named: boolean): boolean {
+    if (named && this.globalPending > 0) return false;
+    if (slot === undefined) return true;
+    const n = slot.pending.length;
+    if (n === 0) return true;
+    const last = slot.pending[n - 1]!;
+    return last.gen === this.gen && last.skips;
+  }
+
+  /** resolves once `ready()` holds (checked after every resolution) */
+  whenReady(ready: () => boolean): Promise<void> {
+    if (ready()) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ ready, resolve }));
+  }
+
+  /** the SQL-level statement a name will mean (the enforcer's PreparedStatements) */
+  resolve(name: string): StatementInfo | undefined {
+    return this.projected(this.sql.get(name))?.info;
+  }
+
+  /** whether the SQL-level meaning of every name in `names` is certain now */
+  sqlCertain(names: readonly string[]): boolean {
+    for (const n of names) if (!this.certain(this.sql.get(n), true)) return false;
+    return true;
+  }
+
+  // ---------------------------------------------------------------- ops (in forwarding order)
+
+  /** a Parse of `key` is forwarded: returns the statement's server name */
+  parse(key: string, make: (server: string) => Statement): Statement {
+    const slot = key === "" ? this.unnamedStatement : this.slot(this.statements, "s", key);
+    const st = make(slot.server);
+    this.push({ kind: OpKind.Set, slots: [slot], value: st, clearOnFailure: key === "" }, true);
+    return st;
+  }
+
+  /** a Bind into portal `key` is forwarded */
+  bind(key: string, make: (server: string) => Portal): Portal {
+    const slot = key === "" ? this.unnamedPortal : this.slot(this.portals, "p", key);
+    const p = make(slot.server);
+    this.push({ kind: OpKind.Set, slots: [slot], value: p, clearOnFailure: false }, true);
+    return p;
+  }
+
+  /** a Close of a slot is forwarded (null: of a name the server does not have; nothing changes) */
+  close(slot: Slot<unknown> | null): void {
+    this.push({ kind: OpKind.Clear, slots: slot ? [slot] : [], value: null, clearOnFailure: false }, true);
+  }
+
+  /** a simple Query (or the poison in its place) is forwarded */
+  query(): void {
+    this.push({ kind: OpKind.Query, slots: [this.unnamedStatement, this.unnamedPortal], value: null, clearOnFailure: false }, false);
+  }
+
+  /** a poison Parse is forwarded; `unnamed`: it stands for a denied unnamed Parse */
+  poison(unnamed: boolean): void {
+    this.push({ kind: OpKind.Poison, slots: unnamed ? [this.unnamedStatement] : [], value: null, clearOnFailure: unnamed }, true);
+  }
+
+  /**
+   * The server answered, failed or skipped the oldest op, which was forwarded as a message of kind
+   * `of` (a mismatch means the proxy lost track of the server: the caller ends the session).
+   */
+  answer(outcome: Outcome, of: "set" | "clear" | "query" | "poison"): void {
+    const op = this.ops[this.opHead];
+    if (op === undefined || op.kind !== OP_OF[of]) throw new Error(`the server answered a ${of} message the proxy does not expect`);
+    this.ops[this.opHead] = undefined as unknown as Op;
+    this.opHead++;
+    if (this.opHead === this.ops.length) {
+      this.ops.length = 0;
+      this.opHead = 0;
+    } else if (this.opHead > 1024 && this.opHead * 2 > this.ops.length) {
+      this.ops = this.ops.slice(this.opHead);
+      this.opHead = 0;
+    }
+    for (const slot of op.slots) {
+      slot.pending.shift();
+      if (outcome === "ok") slot.confirmed = op.kind === OpKind.Set ? op.value : null;
+      else if (outcome === "failed" && op.clearOnFailure) slot.confirmed = null;
+      this.release(slot);
+    }
+    this.wake();
+  }
+
+  /**
+   * SQL-level effects of a statement about to be forwarded (PREPARE / DEALLOCATE / DISCARD ALL),
+   * applied by `settle` at its completion. `skips`: an extended-protocol Execute (a failure skips
+   * the rest of the batch); a simple Query's does not.
+   */
+  sqlEffects(statements: readonly StatementInfo[], skips: boolean): SqlEffect[] | undefined {
+    let out: SqlEffect[] | undefined;
+    for (let index = 0; index < statements.length; index++) {
+      const s = statements[index]!;
+      let e: SqlEffect | undefined;
+      if (s.prepares !== undefined) {
+        e = { index, tag: "PREPARE", slot: this.slot(this.sql, "q", s.prepares), value: { text: s.text, info: s }, portals: false };
+      } else if (s.deallocates) {
+        const discard = s.kind === "DiscardStmt";
+        e = s.deallocates.all
+          ? { index, tag: discard ? "DISCARD ALL" : "DEALLOCATE ALL", slot: null, value: "all", portals: discard }
+          : { index, tag: "DEALLOCATE", slot: this.slot(this.sql, "q", s.deallocates.name), value: null, portals: false };
+      }
+      if (e === undefined) continue;
+      if (e.slot) e.slot.pending.push({ gen: this.gen, skips, value: e.value as SqlStatement | null });
+      else this.globalPending++;
+      (out ??= []).push(e);
+    }
+    return out;
+  }
+
+  /** a statement with SQL-level effects completed (`ran`) or did not run */
+  settle(e: SqlEffect, ran: boolean): void {
+    if (e.slot) {
+      e.slot.pending.shift();
+      if (ran) e.slot.confirmed = e.value as SqlStatement | null;
+      this.release(e.slot);
+    } else {
+      this.globalPending--;
+      if (ran) {
+        // the server dropped every prepared statement, the renamed protocol ones too (the unnamed one stays)
+        const dropped: Slot<unknown>[] = [...this.statements.values(), ...this.sql.values()];
+        if (e.portals) dropped.push(...this.portals.values(), this.unnamedPortal);
+        for (const slot of dropped) {
+          slot.confirmed = null;
+          this.release(slot);
+        }
+      }
+    }
+    this.wake();
+  }
+
+  /**
+   * The server said it is outside any transaction (ReadyForQuery 'I'): no portal exists any more
+   * (portals of the extended protocol end with their transaction). Binds still in flight keep theirs.
+   */
+  transactionEnded(): void {
+    this.unnamedPortal.confirmed = null;
+    if (this.portals.size === 0) return;
+    for (const slot of [...this.portals.values()]) {
+      slot.confirmed = null;
+      this.release(slot);
+    }
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  /** the client's name for a server name of this session (undefined: not ours) */
+  clientName(server: string): string | undefined {
+    return this.clientNames.get(server);
+  }
+
+  private push(op: Op, skips: boolean): void {
+    for (const slot of op.slots) slot.pending.push({ gen: this.gen, skips, value: op.kind === OpKind.Set ? op.value : null });
+    this.ops.push(op);
+  }
+
+  private slot<T>(map: Map<string, Slot<T>>, space: "s" | "p" | "q", key: string): Slot<T> {
+    let s = map.get(key);
+    if (s === undefined) {
+      if (this.statements.size + this.portals.size + this.sql.size >= MAX_NAMES) {
+        throw Object.assign(new Error(`more than ${MAX_NAMES} prepared statements and portals in one session`), { sqlstate: "54000" });
+      }
+      // SQL-level names are the server's own (and already the classifier's strings); protocol names get one of this session's
+      const sqlLevel = space === "q";
+      const server = sqlLevel ? key : `${this.prefix}${space}${++this.counter}`;
+      const name = sqlLevel ? key : Buffer.from(key, "latin1").toString("utf8");
+      s = { space, key, server, name, confirmed: null, pending: [] };
+      map.set(key, s);
+      if (!sqlLevel) this.clientNames.set(server, name);
+    }
+    return s;
+  }
+
+  /** a named slot that holds nothing and expects nothing is forgotten (its server name is not reused) */
+  private release(slot: Slot<unknown>): void {
+    if (slot.server === "" || slot.confirmed !== null || slot.pending.length > 0) return;
+    const map: Map<string, Slot<unknown>> = slot.space === "s" ? this.statements : slot.space === "p" ? this.portals : this.sql;
+    if (map.get(slot.key) !== slot) return;
+    map.delete(slot.key);
+    this.clientNames.delete(slot.server);
+  }
+
+  private wake(): void {
+    if (this.waiters.length === 0) return;
+    const still: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (w.ready()) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+
+  /** for tests and metrics */
+  get size(): { statements: number; portals: number; sql: number; ops: number } {
+    return { statements: this.statements.size, portals: this.portals.size, sql: this.sql.size, ops: this.ops.length - this.opHead };
+  }
+}
