@@ -14,12 +14,13 @@ import { uuidv7 } from "@sluice/shared/events";
 import { F } from "../wire/codes.js";
 import { splitFrames, WireError } from "../wire/frame-scanner.js";
 import { readStartupPacket, type StartupPacket } from "../wire/startup.js";
-import { decodePassword } from "../wire/decode.js";
+import { decodeParameterStatus, decodePassword } from "../wire/decode.js";
 import { authCleartextPassword, authOk, backendKeyData, errorResponse, readyForQuery } from "../wire/encode.js";
 import type { UpstreamConnection } from "../upstream/connect-upstream.js";
 import { RelaySession } from "../session/relay-session.js";
 import { mayConnect } from "../session/may-connect.js";
 import { filterStartupParams, startupRefusalMessage } from "../session/startup-params.js";
+import { pinnedSettingViolation } from "../session/pinned-settings.js";
 import type { ApprovalGate, AuditFeatures, AuditSink, CompletionListener, ConnectionInfo, Enforcer, ResultMasker, SessionInfo, SnapshotSource } from "../session/session-hooks.js";
 
 export interface VerifiedIdentity {
@@ -324,6 +325,12 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     if (ended) {
       up.socket.destroy();
       return;
+    }
+    // the classifier reads statements with pinned settings: a server that starts otherwise is refused
+    for (const ps of up.parameterStatus) {
+      const { name, value } = decodeParameterStatus(ps);
+      const why = pinnedSettingViolation(name, value);
+      if (why !== undefined) throw new Refusal("0A000", why);
     }
     const ack = ctx.audit.sessionAuthenticated(info);
     if (ack) await ack;

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { RelaySession, type RelayIo } from "./relay-session.js";
 import { SluiceError } from "@sluice/shared/errors";
 import { allowAllEnforcerForTests, noopAudit, type ApprovalGate, type AuditFeatures, type AuditSink, type Enforcer, type SessionInfo, type StatementRecord } from "./session-hooks.js";
-import { errorResponse, parse, query, readyForQuery, sync } from "../wire/encode.js";
+import { bind as bindFrame, errorResponse, execute as executeFrame, parse, parse as parseFrame, query, readyForQuery, sync } from "../wire/encode.js";
 import { decodeErrorFields, decodeQuery, decodeReadyForQuery } from "../wire/decode.js";
 import { splitFrames } from "../wire/frame-scanner.js";
 
@@ -220,4 +220,149 @@ test("a statement that needs approval is bound with its parameters even when the
   await tick();
   assert.equal(asked.length, 1);
   assert.equal(asked[0]!.params?.[0]?.value?.toString(), "42");
+});
+
+// ------------------------------------------------------------------ the proxy's namespace and the server's answers
+
+const sent = (bufs: Buffer[]) => splitFrames(Buffer.concat(bufs), 1 << 20).frames;
+const codes = (bufs: Buffer[]) => sent(bufs).map((f) => String.fromCharCode(f.code)).join("");
+/** the C string at byte `at` of a frame */
+const cstrAt = (f: Buffer, at: number) => f.toString("utf8", at, f.indexOf(0, at));
+const closeComplete = frame("3", Buffer.alloc(0));
+const noData = frame("n", Buffer.alloc(0));
+
+function closing() {
+  const closed: Array<{ reason: string; fatal?: Record<string, string> }> = [];
+  return { closed, close: (reason: string, fatal?: Buffer) => void closed.push({ reason, fatal: fatal ? decodeErrorFields(fatal) : undefined }) };
+}
+
+function recording(enforcer: Enforcer = allowAllEnforcerForTests) {
+  const records: StatementRecord[] = [];
+  const audit: AuditSink = { ...noopAudit, statementAllowed: (_s, r) => void records.push(r) };
+  const h = harness(enforcer, audit);
+  const c = closing();
+  (h.s as unknown as { o: { io: RelayIo } }).o.io.close = c.close;
+  return { ...h, records, closed: c.closed };
+}
+
+test("a named statement and portal reach the server under the proxy's names; the server's errors name the client's", () => {
+  const h = recording();
+  h.s.onClientData(Buffer.concat([parseFrame("s1", "SELECT 1"), bindFrame("p1", "s1"), executeFrame("p1"), sync()]));
+  const [p, b, e] = sent(h.toUpstream);
+  const server = cstrAt(p!.raw, 5);
+  assert.match(server, /^_[0-9a-f]{12}_s\d+$/);
+  assert.equal(cstrAt(b!.raw, 5 + cstrAt(b!.raw, 5).length + 1), server, "Bind names the server's statement");
+  assert.match(cstrAt(b!.raw, 5), /^_[0-9a-f]{12}_p\d+$/);
+  assert.equal(cstrAt(e!.raw, 5), cstrAt(b!.raw, 5));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, dataRow, cmdComplete, readyForQuery("I")]));
+  // the client Parses s1 again: the server refuses (the name exists) and says so with the server's name
+  h.toClient.length = 0;
+  h.s.onClientData(Buffer.concat([parseFrame("s1", "SELECT 2"), sync()]));
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "42P05", message: `prepared statement "${server}" already exists` }), readyForQuery("I")]));
+  const err = decodeErrorFields(sent(h.toClient)[0]!.raw);
+  assert.equal(err.C, "42P05");
+  assert.equal(err.M, 'prepared statement "s1" already exists');
+});
+
+test("an Execute is decided from the statement bound into the portal, not from what the name means now", () => {
+  const h = recording();
+  h.s.onClientData(Buffer.concat([parseFrame("", "SELECT 'bound'"), bindFrame("", ""), parseFrame("", "SELECT 'later'"), executeFrame(""), sync()]));
+  assert.deepEqual(h.records.map((r) => r.sql), ["SELECT 'bound'"]);
+});
+
+test("Bind of a name the client never prepared and Execute of a portal it never bound: the server's errors, in order, nothing of them upstream", () => {
+  const h = recording();
+  h.s.onClientData(Buffer.concat([bindFrame("", "nosuch"), executeFrame(""), sync()]));
+  assert.equal(codes(h.toUpstream), "PS", "a poison in the Bind's place, the Execute after it dropped");
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "42601", message: `syntax error at or near "${TOKEN}"` }), readyForQuery("I")]));
+  assert.equal(decodeErrorFields(sent(h.toClient)[0]!.raw).C, "26000");
+  assert.equal(decodeErrorFields(sent(h.toClient)[0]!.raw).M, 'prepared statement "nosuch" does not exist');
+  h.toClient.length = 0;
+  h.toUpstream.length = 0;
+  h.s.onClientData(Buffer.concat([executeFrame("nop"), sync()]));
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "42601", message: `syntax error at or near "${TOKEN}"` }), readyForQuery("I")]));
+  assert.equal(decodeErrorFields(sent(h.toClient)[0]!.raw).M, 'portal "nop" does not exist');
+  assert.deepEqual(h.records, [], "nothing was recorded as allowed");
+});
+
+test("a Bind in the next Sync batch of an unnamed Parse waits until the server answered that Parse", async () => {
+  const h = recording();
+  h.s.onClientData(Buffer.concat([parseFrame("", "SELECT 1"), sync(), bindFrame("", ""), executeFrame(""), sync()]));
+  assert.equal(codes(h.toUpstream), "PS", "the Bind is held: the Parse might yet fail");
+  h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
+  await tick();
+  assert.equal(codes(h.toUpstream), "PSBES");
+  assert.deepEqual(h.records.map((r) => r.sql), ["SELECT 1"]);
+});
+
+test("after an error the skipped Parse does not count: the Execute runs the statement the server still has", async () => {
+  const h = recording();
+  h.s.onClientData(Buffer.concat([parseFrame("", "SELECT 'X'"), sync()]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
+  // an error, then a Parse the server skips, then (next batch) a Bind of the unnamed statement
+  h.s.onClientData(Buffer.concat([executeFrame("nope"), parseFrame("", "SELECT 'Y'"), sync(), bindFrame("", ""), executeFrame(""), sync()]));
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "42601", message: `syntax error at or near "${TOKEN}"` }), readyForQuery("I")]));
+  await tick();
+  assert.deepEqual(h.records.map((r) => r.sql), ["SELECT 'X'"], "decided as what the server runs");
+});
+
+test("a backend message the proxy does not expect ends the session (FATAL 08P01); nothing is forwarded after it", () => {
+  const h = recording();
+  h.s.onClientData(Buffer.concat([parseFrame("", "SELECT 1"), bindFrame("", ""), sync()]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, dataRow, readyForQuery("I")]));
+  assert.equal(h.closed.length, 1);
+  assert.equal(h.closed[0]!.fatal?.C, "08P01");
+  assert.match(h.closed[0]!.fatal!.M!, /lost track.*DataRow while answering Bind/);
+  assert.ok(!codes(h.toClient).includes("D"), "the row was not forwarded");
+});
+
+test("the server reporting another standard_conforming_strings or client_encoding ends the session", () => {
+  for (const [name, value] of [["standard_conforming_strings", "off"], ["client_encoding", "SJIS"]]) {
+    const h = recording();
+    h.s.onClientData(query("SET x = y"));
+    h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("SET\0")), frame("S", Buffer.from(`${name}\0${value}\0`)), readyForQuery("I")]));
+    assert.equal(h.closed.length, 1, name);
+    assert.equal(h.closed[0]!.fatal?.C, "0A000");
+    assert.match(h.closed[0]!.fatal!.M!, new RegExp(name));
+    assert.ok(!codes(h.toClient).includes("S"));
+  }
+  const ok = recording();
+  ok.s.onUpstreamData(frame("S", Buffer.from("TimeZone\0UTC\0")));
+  assert.equal(ok.closed.length, 0);
+});
+
+test("COPY FROM STDIN in a pipeline: the Sync sent before the data is swallowed by the server; anything else behind the COPY is refused", () => {
+  const h = recording();
+  h.s.onClientData(Buffer.concat([parseFrame("", "COPY t FROM STDIN"), bindFrame("", ""), executeFrame(""), sync()]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, frame("G", Buffer.from([0, 0, 0]))]));
+  h.s.onClientData(Buffer.concat([frame("d", Buffer.from("1\n")), frame("c", Buffer.alloc(0)), sync()]));
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("COPY 1\0")), readyForQuery("I")]));
+  assert.equal(h.closed.length, 0);
+  assert.equal(codes(h.toClient), "12GCZ");
+  const bad = recording();
+  bad.s.onClientData(Buffer.concat([parseFrame("", "COPY t FROM STDIN"), bindFrame("", ""), executeFrame(""), sync(), parseFrame("", "SELECT 1"), sync()]));
+  bad.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, frame("G", Buffer.from([0, 0, 0]))]));
+  assert.equal(bad.closed[0]?.fatal?.C, "08P01");
+  assert.match(bad.closed[0]!.fatal!.M!, /pipelined behind COPY FROM STDIN/);
+  const during = recording();
+  during.s.onClientData(Buffer.concat([query("COPY t FROM STDIN")]));
+  during.s.onUpstreamData(frame("G", Buffer.from([0, 0, 0])));
+  during.s.onClientData(parseFrame("", "SELECT 1"));
+  assert.match(during.closed[0]!.fatal!.M!, /during COPY FROM STDIN/);
+});
+
+test("a portal suspended by a row limit is executed again with its own statement while another portal ran in between", () => {
+  const h = recording();
+  h.s.onClientData(Buffer.concat([query("BEGIN")]));
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("BEGIN\0")), readyForQuery("T")]));
+  h.s.onClientData(Buffer.concat([parseFrame("a", "SELECT 'a'"), bindFrame("pa", "a"), executeFrame("pa", 1), parseFrame("b", "SELECT 'b'"), bindFrame("pb", "b"), executeFrame("pb"), executeFrame("pa", 1), sync()]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, dataRow, frame("s", Buffer.alloc(0)), parseComplete, bindComplete, dataRow, cmdComplete, dataRow, frame("s", Buffer.alloc(0)), readyForQuery("T")]));
+  assert.equal(h.closed.length, 0);
+  assert.deepEqual(h.records.map((r) => r.sql), ["BEGIN", "SELECT 'a'", "SELECT 'b'", "SELECT 'a'"]);
+  assert.equal(codes(h.toClient), "CZ12Ds12DCDsZ");
+  // after Sync inside the transaction the portal still is what it was
+  h.s.onClientData(Buffer.concat([executeFrame("pa"), sync()]));
+  assert.equal(h.records.at(-1)!.sql, "SELECT 'a'");
+  void closeComplete;
+  void noData;
 });

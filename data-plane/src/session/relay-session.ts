@@ -1,44 +1,41 @@
 /**
  * The per-connection relay after authentication: client frames in, upstream frames in, bytes out.
- * This room routes frames between the session's other rooms: the statement gate (forward, poison,
- * hold), the response queue (what the upstream still owes, skip-to-Sync), the result path (row
- * descriptions, rows, masking, capture, COPY out, completions) and the two outboxes.
- * Pure: no sockets and no clock (the composition root passes `io` and `now`).
+ * This room routes frames between the session's other rooms: the statement namespace (the names
+ * the proxy owns), the statement gate (forward, poison, hold), the response queue (what the upstream
+ * still owes, skip-to-Sync), the result path (row descriptions, rows, masking, capture, COPY out,
+ * completions) and the two outboxes. Pure: no sockets and no clock (the composition root passes
+ * `io` and `now`).
  *
  * Hot path: both directions run through a FrameScanner; frames that are only forwarded stay raw and
- * contiguous forwarded bytes leave as one write per input chunk. Only Query/Parse (policy),
- * Bind/Execute (the statement record) and ReadyForQuery/ErrorResponse/CommandComplete (bookkeeping)
- * are looked at; DataRow is decoded only when a mask plan or row capture needs it.
+ * contiguous forwarded bytes leave as one write per input chunk. Unnamed statements and portals are
+ * forwarded as they are; a named one costs one re-encoded frame (its name replaced by the proxy's).
  *
  * Denials: instead of answering the client out of band (which would reorder responses in a pipeline
- * and get the transaction state wrong), a denied Query/Parse is replaced by a "poison" statement that
- * fails upstream with a syntax error naming a per-process token. Postgres then does exactly what it
- * would do for a failing statement: skips to Sync, rolls back an implicit transaction, marks an
- * explicit one failed ('E', COMMIT acts as ROLLBACK). The proxy swaps that ErrorResponse, in order,
- * for the 42501 naming the rule.
+ * and get the transaction state wrong), a denied Query/Parse/Bind/Execute is replaced by a "poison"
+ * statement that fails upstream with a syntax error naming a per-process token. Postgres then does
+ * exactly what it would do for a failing statement: skips to Sync, rolls back an implicit
+ * transaction, marks an explicit one failed ('E', COMMIT acts as ROLLBACK). The proxy swaps that
+ * ErrorResponse, in order, for the 42501 naming the rule (or the server's own error, e.g. 26000 for
+ * a statement name the client never prepared).
+ *
+ * Every backend message must be what the server owes the oldest pending entry (or one of the
+ * asynchronous ones: NoticeResponse, ParameterStatus, NotificationResponse). Anything else means the
+ * proxy's picture of the session is not the server's: the session is closed (FATAL) rather than a
+ * result forwarded unchecked or recorded against the wrong statement.
  */
 import { SluiceError, toSqlState } from "@sluice/shared/errors";
 import type { Decision } from "@sluice/shared/policy";
 import { B, F, type TxStatus } from "../wire/codes.js";
-import { FrameScanner, Mode, type ScanSink } from "../wire/frame-scanner.js";
-import { decodeBind, decodeErrorFields, decodeExecute, decodeParse, decodeQuery, decodeReadyForQuery, decodeRowDescription, decodeTarget } from "../wire/decode.js";
-import { describe as encodeDescribe, errorResponse, execute as encodeExecute, noticeResponse, parse as encodeParse, query as encodeQuery } from "../wire/encode.js";
+import { FrameScanner, Mode, WireError, type ScanSink } from "../wire/frame-scanner.js";
+import { decodeBind, decodeErrorFields, decodeParameterStatus, decodeQuery, decodeReadyForQuery, decodeRowDescription } from "../wire/decode.js";
+import { describe as encodeDescribe, encodeErrorFields, errorResponse, noticeResponse, parse as encodeParse, query as encodeQuery, withNames, type ErrorFields } from "../wire/encode.js";
 import { Outbox } from "./outbox.js";
-import { BIND, CLOSE, DESCRIBE_P, DESCRIBE_S, K, PARSE, ResponseQueue, SYNC, type Pending } from "./response-queue.js";
+import { pinnedSettingViolation } from "./pinned-settings.js";
+import { BIND, CLOSE, DESCRIBE_P, DESCRIBE_S, K, opOf, PARSE, ResponseQueue, SYNC, type Pending } from "./response-queue.js";
 import { ResultPath } from "./result-path.js";
 import { isPromise, settledDecision, StatementGate, type Verdict } from "./statement-gate.js";
-import type {
-  ApprovalGate,
-  AuditFeatures,
-  AuditSink,
-  BoundParam,
-  CompletionListener,
-  Enforcer,
-  ResultMasker,
-  RowField,
-  SessionInfo,
-  StatementRecord,
-} from "./session-hooks.js";
+import { nameKey, StatementNamespace, type Portal, type Slot, type SqlEffect, type Statement } from "./statement-namespace.js";
+import type { ApprovalGate, AuditFeatures, AuditSink, BoundParam, CompletionListener, Enforcer, ResultMasker, RowField, SessionInfo, StatementRecord } from "./session-hooks.js";
 
 export interface RelayIo {
   /** one call per flushed batch; returns false when the socket buffer is full */
@@ -75,18 +72,6 @@ export interface RelaySessionOptions {
   io: RelayIo;
 }
 
-interface PreparedStatement {
-  sql: string;
-  decision: Decision;
-  fields?: RowField[];
-}
-
-interface Portal {
-  statement: string;
-  params?: BoundParam[];
-  fields?: RowField[];
-}
-
 export interface RelayStats {
   statements: number;
   denied: number;
@@ -95,11 +80,42 @@ export interface RelayStats {
   txStatus: TxStatus;
 }
 
-/** the statement name of a (F) Bind without decoding the rest */
-function bindStatementName(f: Buffer): string {
-  const z = f.indexOf(0, 5);
-  return f.toString("utf8", z + 1, f.indexOf(0, z + 1));
+/** A reason to end the session that the client is told as it is (FATAL with this SQLSTATE), whichever side caused it. */
+class EndSession extends Error {
+  constructor(message: string, readonly sqlstate: string, readonly kind: string) {
+    super(message);
+  }
 }
+
+/** The proxy lost track of the server: the session ends, nothing more is forwarded. */
+const desync = (what: string) =>
+  new EndSession(`sluice lost track of the server's answers (${what}); the session is closed rather than forward an unchecked result`, "08P01", "session desynchronised");
+
+/** A message sequence the proxy cannot model: refused (08P01), the session ends. */
+const unmodelled = (what: string) => new EndSession(`${what} is not supported through sluice`, "08P01", "unsupported protocol sequence");
+
+const BACKEND_NAMES: Record<number, string> = {
+  [B.ParseComplete]: "ParseComplete", [B.BindComplete]: "BindComplete", [B.CloseComplete]: "CloseComplete", [B.NoData]: "NoData",
+  [B.ParameterDescription]: "ParameterDescription", [B.RowDescription]: "RowDescription", [B.DataRow]: "DataRow",
+  [B.CommandComplete]: "CommandComplete", [B.EmptyQueryResponse]: "EmptyQueryResponse", [B.PortalSuspended]: "PortalSuspended",
+  [B.ReadyForQuery]: "ReadyForQuery", [B.CopyInResponse]: "CopyInResponse", [B.CopyOutResponse]: "CopyOutResponse",
+  [B.CopyBothResponse]: "CopyBothResponse", [B.CopyData]: "CopyData", [B.CopyDone]: "CopyDone",
+};
+const KIND_NAMES: Record<number, string> = {
+  [K.Parse]: "Parse", [K.Bind]: "Bind", [K.DescribeS]: "Describe", [K.DescribeP]: "Describe", [K.Execute]: "Execute", [K.Close]: "Close",
+  [K.Sync]: "Sync", [K.Query]: "Query", [K.PoisonParse]: "a refused message", [K.PoisonQuery]: "a refused Query", [K.InjectedDescribe]: "Describe",
+};
+
+/** the end of the C string that starts at `i` (the index of its NUL) */
+function cstrEnd(f: Buffer, i: number): number {
+  const z = f.indexOf(0, i);
+  if (z < 0) throw new WireError("unterminated string in message");
+  return z;
+}
+
+/** the server's message for a name it does not have */
+const missingStatement = (name: string) => (name === "" ? "unnamed prepared statement does not exist" : `prepared statement "${name}" does not exist`);
+const missingPortal = (name: string) => `portal "${name}" does not exist`;
 
 export class RelaySession {
   private readonly o: RelaySessionOptions;
@@ -112,9 +128,15 @@ export class RelaySession {
   private readonly queue = new ResponseQueue();
   private readonly gate: StatementGate;
   private readonly results: ResultPath;
-  private statements = new Map<string, PreparedStatement>();
-  private portals = new Map<string, Portal>();
+  private readonly ns: StatementNamespace;
+  /** SQL text that names the proxy's own statements and portals, or a Unicode-escaped identifier (which could) */
+  private readonly reserved: RegExp;
+  /** after a poison, the client's frames up to Sync are dropped (the server would skip them) */
   private skipUntilSync = false;
+  /** the server is in COPY FROM STDIN and the client has not ended it (CopyDone/CopyFail) yet */
+  private copyIn = false;
+  /** absolute queue positions at which the client ended a COPY (CopyDone/CopyFail), oldest first */
+  private copyEnds: number[] = [];
   /** a hook holds client frames (see `hold`); during a short one the upstream outbox is not flushed */
   private holding: "no" | "short" | "long" = "no";
   /** identifies the current hold: a continuation that starts another hold leaves the resume to it */
@@ -140,6 +162,10 @@ export class RelaySession {
     // only Whole frames are buffered and those are small except a masked DataRow
     this.upstreamScan = new FrameScanner(0x7fffffff);
     this.needParams = opts.features.decodeParams;
+    // a valid identifier prefix, random per process (from the token's random tail): `_<12 hex>_`
+    const prefix = `_${Buffer.from(opts.poisonToken).toString("hex").slice(-12)}_`;
+    this.ns = new StatementNamespace(prefix);
+    this.reserved = new RegExp(`${prefix}|u&"`, "i");
     this.gate = new StatementGate({
       info: opts.info,
       audit: opts.audit,
@@ -212,16 +238,25 @@ export class RelaySession {
     this.toClient.flush();
     this.closed = true;
     const msg = e instanceof Error ? e.message : String(e);
-    const sqlstate = fromUpstream ? "08006" : e instanceof SluiceError ? toSqlState(e.code) : (e as { sqlstate?: string }).sqlstate ?? "08P01";
-    const text = fromUpstream ? "upstream protocol error" : msg;
-    this.o.io.close(`${fromUpstream ? "upstream" : "client"} protocol error: ${msg}`, errorResponse({ severity: "FATAL", sqlstate, message: text }));
+    let sqlstate: string;
+    let text: string;
+    if (e instanceof EndSession) [sqlstate, text] = [e.sqlstate, msg];
+    else if (fromUpstream) [sqlstate, text] = ["08006", "upstream protocol error"];
+    else [sqlstate, text] = [e instanceof SluiceError ? toSqlState(e.code) : (e as { sqlstate?: string }).sqlstate ?? "08P01", msg];
+    const side = e instanceof EndSession ? e.kind : fromUpstream ? "upstream protocol error" : "client protocol error";
+    this.o.io.close(`${side}: ${msg}`, errorResponse({ severity: "FATAL", sqlstate, message: text }));
   }
 
   // ---------------------------------------------------------------- client → upstream
 
   private clientHead(code: number): Mode {
+    if (this.copyIn) {
+      // only the COPY's own messages; Flush and Sync are swallowed by the server during COPY
+      if (code === F.CopyData || code === F.Flush) return Mode.Pass;
+      return Mode.Whole;
+    }
     if (this.skipUntilSync) {
-      // after a denied Parse everything up to Sync is swallowed; Flush still goes through
+      // after a poison everything up to Sync is swallowed; Flush still goes through
       if (code === F.Sync) return Mode.Whole;
       if (code === F.Flush) return Mode.Pass;
       if (code === F.Terminate) return Mode.Whole;
@@ -229,8 +264,6 @@ export class RelaySession {
     }
     switch (code) {
       case F.CopyData:
-      case F.CopyDone:
-      case F.CopyFail:
       case F.Flush:
         return Mode.Pass;
       default:
@@ -239,6 +272,7 @@ export class RelaySession {
   }
 
   private clientFrame(code: number, f: Buffer): boolean {
+    if (this.copyIn) return this.copyInFrame(code, f);
     switch (code) {
       case F.Query:
         return this.onQuery(f);
@@ -248,25 +282,21 @@ export class RelaySession {
         return this.onBind(f);
       case F.Execute:
         return this.onExecute(f);
-      case F.Describe: {
-        const t = decodeTarget(f);
-        if (this.results.captureRows > 0) this.queue.push({ kind: t.kind === "S" ? K.DescribeS : K.DescribeP, name: t.name });
-        else this.queue.push(t.kind === "S" ? DESCRIBE_S : DESCRIBE_P);
-        this.toUpstream.push(f);
-        return true;
-      }
-      case F.Close: {
-        const t = decodeTarget(f);
-        if (t.kind === "S") this.statements.delete(t.name);
-        else this.portals.delete(t.name);
-        this.queue.push(CLOSE);
-        this.toUpstream.push(f);
-        return true;
-      }
+      case F.Describe:
+        return this.onDescribe(f);
+      case F.Close:
+        return this.onClose(f);
       case F.Sync:
         this.skipUntilSync = false;
-        this.portals.delete("");
         this.queue.push(SYNC);
+        this.ns.sync();
+        this.toUpstream.push(f);
+        return true;
+      case F.CopyDone:
+      case F.CopyFail:
+        // not in a COPY the proxy knows of: the server ignores it, or it ends a COPY whose
+        // CopyInResponse has not arrived yet (see onCopyIn)
+        this.copyEnds.push(this.queue.pushed);
         this.toUpstream.push(f);
         return true;
       case F.Terminate:
@@ -277,12 +307,34 @@ export class RelaySession {
         return false;
       case F.FunctionCall:
         // a function called by OID bypasses SQL policy entirely (lo_import, pg_read_file, …)
-        this.poison(K.PoisonQuery, errorResponse({ severity: "ERROR", sqlstate: "42501", message: "the FunctionCall protocol message is not allowed through sluice", detail: "sluice rule: function-call" }));
+        this.stats.denied++;
+        this.poisonQuery(errorResponse({ severity: "ERROR", sqlstate: "42501", message: "the FunctionCall protocol message is not allowed through sluice", detail: "sluice rule: function-call" }));
         return true;
       default:
-        // PasswordMessage after authentication or an unknown code: the upstream answers with its error
+        // PasswordMessage after authentication or an unknown code: the server answers with a FATAL error
         this.toUpstream.push(f);
         return true;
+    }
+  }
+
+  /** a client frame while the server is in COPY FROM STDIN */
+  private copyInFrame(code: number, f: Buffer): boolean {
+    switch (code) {
+      case F.CopyDone:
+      case F.CopyFail:
+        this.copyIn = false;
+        this.copyEnds.push(this.queue.pushed);
+        this.toUpstream.push(f);
+        return true;
+      case F.Sync:
+        // ignored by the server during COPY, so it owes no ReadyForQuery for it
+        this.toUpstream.push(f);
+        return true;
+      case F.Terminate:
+        this.copyIn = false;
+        return this.clientFrame(code, f);
+      default:
+        throw unmodelled(`a message of type '${String.fromCharCode(code)}' during COPY FROM STDIN`);
     }
   }
 
@@ -291,14 +343,28 @@ export class RelaySession {
   }
 
   /**
-   * Runs `then` with the enforcer's decision: at once when it is synchronous, otherwise after holding
-   * this message (and everything pipelined behind it) until the promise settles. A rejected decision
-   * is a deny (see statement-gate.ts).
+   * Runs `then` with the decision for `sql`, made with the SQL-level prepared statements as the
+   * server will have them: at once when that is certain and the enforcer answers synchronously,
+   * otherwise after holding this message (and everything pipelined behind it) until it is. Text that
+   * names the proxy's own statements or portals (or could: a Unicode-escaped identifier) is denied.
    */
   private decided(sql: string, protocol: "simple" | "parse", then: (d: Decision) => boolean): boolean {
-    const d = settledDecision(this.o.enforcer.decide(sql, protocol, this.o.info));
-    if (!isPromise(d)) return then(d);
-    return this.hold(d.then((x) => () => then(x)), false);
+    const d = settledDecision(this.o.enforcer.decide(sql, protocol, this.o.info, this.ns));
+    const go = (x: Decision): boolean => {
+      // what policy denies keeps its own rule; what it would let through must not reach the proxy's names
+      if (x.action !== "deny" && this.reserved.test(sql)) return then(reservedDecision(sql));
+      const names = executedNames(x);
+      if (names === undefined || this.ns.sqlCertain(names)) return then(x);
+      // EXECUTE of a name whose PREPARE/DEALLOCATE the server has not answered yet: decide once it has
+      return this.hold(this.ns.whenReady(() => this.ns.sqlCertain(names)).then(() => () => this.decided(sql, protocol, then)), false);
+    };
+    if (!isPromise(d)) return go(d);
+    return this.hold(d.then((x) => () => go(x)), false);
+  }
+
+  /** re-reads `f` once the server has answered what the name in it depends on */
+  private waitFor(ready: () => boolean, code: number, f: Buffer): boolean {
+    return this.hold(this.ns.whenReady(ready).then(() => () => this.clientFrame(code, f)), false);
   }
 
   private onQuery(f: Buffer): boolean {
@@ -306,112 +372,218 @@ export class RelaySession {
     const readAt = this.o.now();
     return this.decided(sql, "simple", (decision) => {
       const rec = this.record("simple", sql, decision);
-      return this.apply(this.gate.admit(rec), () => {
+      const clash = this.prepareClash(decision);
+      if (clash !== undefined) return this.refuse(K.PoisonQuery, clash);
+      return this.apply(this.gate.admit(rec), K.PoisonQuery, () => {
         this.stats.statements++;
-        this.o.enforcer.observeForwarded?.(decision, this.o.info);
-        const at = this.o.now();
-        if (decision.action === "allow") this.o.addedLatency?.observe((at - readAt) / 1000);
-        this.queue.push({ kind: K.Query, rec, startedAt: at, rows: 0, mask: this.results.maskActive() });
+        const at = this.forwardedAt(decision, readAt);
+        this.ns.query();
+        const effects = this.ns.sqlEffects(decision.statements, false);
+        this.queue.push({ kind: K.Query, rec, startedAt: at, rows: 0, mask: this.results.maskActive(), effects });
         this.toUpstream.push(f);
-      }, K.PoisonQuery);
+      });
     });
   }
 
   private onParse(f: Buffer): boolean {
-    const p = decodeParse(f);
-    return this.decided(p.sql, "parse", (decision) => {
+    const nameEnd = cstrEnd(f, 5);
+    const sqlEnd = cstrEnd(f, nameEnd + 1);
+    const key = nameKey(f, 5, nameEnd);
+    const name = f.toString("utf8", 5, nameEnd);
+    const sql = f.toString("utf8", nameEnd + 1, sqlEnd);
+    return this.decided(sql, "parse", (decision) => {
+      if (key !== "") {
+        // a name taken by SQL PREPARE: the server would refuse this Parse
+        const sqlSlot = this.ns.sqlSlot(name);
+        if (!this.ns.certain(sqlSlot, true)) return this.waitFor(() => this.ns.certain(sqlSlot, true), F.Parse, f);
+        if (this.ns.projected(sqlSlot) !== null) return this.refuse(K.PoisonParse, { sqlstate: "42P05", message: `prepared statement "${name}" already exists` });
+      }
       if (decision.action === "allow" || (decision.action === "approve" && this.o.approvals)) {
-        // approval binds to the parameters too, so it is asked at Execute; the Parse itself goes through
-        if (decision.action === "allow") this.o.enforcer.observeForwarded?.(decision, this.o.info);
-        this.statements.set(p.name, { sql: p.sql, decision });
+        // approval binds to the parameters too, so it is asked at Execute; until then the statement
+        // exists only under a name of the proxy's, which nothing but the approved Execute can run
+        const st = this.ns.parse(key, (server) => ({ sql, decision, name, server }));
         this.queue.push(PARSE);
-        this.toUpstream.push(f);
+        this.toUpstream.push(key === "" ? f : withNames(f, 5, 1, [st.server]));
         return true;
       }
-      const rec = this.record("parse", p.sql, decision, { statementName: p.name });
-      // like a failed Parse in Postgres, a denied unnamed Parse leaves no unnamed statement behind
-      if (p.name === "") this.statements.delete("");
-      return this.apply(this.gate.deny(rec), () => undefined, K.PoisonParse, p.name);
+      const rec = this.record("parse", sql, decision, { statementName: name });
+      return this.apply(this.gate.deny(rec), K.PoisonParse, () => undefined, key === "");
     });
   }
 
   private onBind(f: Buffer): boolean {
-    // a statement that needs approval is approved with its parameters, whatever the audit decodes
-    if (this.needParams || this.statements.get(bindStatementName(f))?.decision.action === "approve") {
-      const b = decodeBind(f);
-      const params: BoundParam[] = b.params.map((v, i) => ({ format: b.paramFormats[i] === 1 ? "binary" : "text", value: v }));
-      this.portals.set(b.portal, { statement: b.statement, params });
-    } else {
-      // the portal → statement link is all Execute needs
-      const z = f.indexOf(0, 5);
-      const z2 = f.indexOf(0, z + 1);
-      this.portals.set(f.toString("utf8", 5, z), { statement: f.toString("utf8", z + 1, z2) });
+    const portalEnd = cstrEnd(f, 5);
+    const stmtEnd = cstrEnd(f, portalEnd + 1);
+    const portalKey = nameKey(f, 5, portalEnd);
+    const stmtKey = nameKey(f, portalEnd + 1, stmtEnd);
+    const stmtName = f.toString("utf8", portalEnd + 1, stmtEnd);
+    const slot = this.ns.statementSlot(stmtKey);
+    if (!this.ns.certain(slot, stmtKey !== "")) return this.waitFor(() => this.ns.certain(slot, stmtKey !== ""), F.Bind, f);
+    let st = this.ns.projected(slot);
+    if (st === null && stmtKey !== "") {
+      // a statement made by SQL PREPARE: decided as what it prepares, under its own name
+      const sqlSlot = this.ns.sqlSlot(stmtName);
+      if (!this.ns.certain(sqlSlot, true)) return this.waitFor(() => this.ns.certain(sqlSlot, true), F.Bind, f);
+      const prepared = this.ns.projected(sqlSlot);
+      if (prepared !== null) {
+        return this.decided(prepared.text, "parse", (decision) =>
+          this.bindTo(f, portalKey, portalEnd, stmtEnd, { sql: prepared.text, decision, name: stmtName, server: stmtName, sqlLevel: true }),
+        );
+      }
     }
+    if (st === null) return this.refuse(K.PoisonParse, { sqlstate: "26000", message: missingStatement(stmtName) });
+    return this.bindTo(f, portalKey, portalEnd, stmtEnd, st);
+  }
+
+  private bindTo(f: Buffer, portalKey: string, portalEnd: number, stmtEnd: number, st: Statement): boolean {
+    let params: BoundParam[] | undefined;
+    // a statement that needs approval is approved with its parameters, whatever the audit decodes
+    if (this.needParams || st.decision.action === "approve") {
+      const b = decodeBind(f);
+      params = b.params.map((v, i) => ({ format: b.paramFormats[i] === 1 ? "binary" : "text", value: v }));
+    }
+    const portalName = f.toString("utf8", 5, portalEnd);
+    const portal = this.ns.bind(portalKey, (server) => ({ statement: st, name: portalName, server, params }));
     this.queue.push(BIND);
-    this.toUpstream.push(f);
+    // the unnamed portal of the unnamed statement goes as it came
+    const renamed = portalKey !== "" || st.server !== "";
+    this.toUpstream.push(renamed ? withNames(f, 5, 2, [portal.server, st.server === st.name ? f.subarray(portalEnd + 1, stmtEnd) : st.server]) : f);
     return true;
   }
 
   private onExecute(f: Buffer): boolean {
-    const portalName = this.needParams ? decodeExecute(f).portal : f.toString("utf8", 5, f.indexOf(0, 5));
-    const portal = this.portals.get(portalName);
-    const st = portal ? this.statements.get(portal.statement) : undefined;
-    if (!st) {
-      // unknown portal/statement: the upstream reports the error in order
-      this.queue.push({ kind: K.Execute, rows: 0, startedAt: this.o.now() });
-      this.toUpstream.push(f);
-      return true;
-    }
-    const rec = this.record("parse", st.sql, st.decision, { statementName: portal!.statement, portalName, params: portal!.params });
+    const portalEnd = cstrEnd(f, 5);
+    const key = nameKey(f, 5, portalEnd);
+    const slot = this.ns.portalSlot(key);
+    if (!this.ns.certain(slot, key !== "")) return this.waitFor(() => this.ns.certain(slot, key !== ""), F.Execute, f);
+    const portal = this.ns.projected(slot);
+    if (portal === null) return this.refuse(K.PoisonParse, { sqlstate: "34000", message: missingPortal(f.toString("utf8", 5, portalEnd)) });
+    const st = portal.statement;
     const readAt = this.o.now();
-    return this.apply(this.gate.admit(rec), () => {
+    // a statement that EXECUTEs a SQL-level name means what that name means now
+    if (executedNames(st.decision) !== undefined) return this.decided(st.sql, "parse", (decision) => this.execute(f, portal, decision, readAt));
+    return this.execute(f, portal, st.decision, readAt);
+  }
+
+  /** Execute of `portal`, decided from the statement bound into it */
+  private execute(f: Buffer, portal: Portal, decision: Decision, readAt: number): boolean {
+    const st = portal.statement;
+    const rec = this.record("parse", st.sql, decision, { statementName: st.name, portalName: portal.name, params: portal.params });
+    return this.apply(this.gate.admit(rec), K.PoisonParse, () => {
       this.stats.statements++;
-      const at = this.o.now();
-      if (st.decision.action === "allow") this.o.addedLatency?.observe((at - readAt) / 1000);
+      const at = this.forwardedAt(decision, readAt);
       const mask = this.results.maskActive();
       if (mask) {
         // make the upstream describe the portal so the rows can be matched to columns; the answer is swallowed
-        this.queue.push({ kind: K.InjectedDescribe, name: portalName });
-        this.toUpstream.push(encodeDescribe("P", portalName));
+        this.queue.push({ kind: K.InjectedDescribe });
+        this.toUpstream.push(encodeDescribe("P", portal.server));
       }
+      const effects = st.sqlLevel ? undefined : this.ns.sqlEffects(decision.statements, true);
       // the shape of the rows, when a Describe already told it (audit row capture labels columns with it)
-      this.queue.push({ kind: K.Execute, rec, startedAt: at, rows: 0, mask, fields: portal!.fields ?? st.fields });
-      this.toUpstream.push(f);
-    }, K.PoisonParse);
+      this.queue.push({ kind: K.Execute, rec, startedAt: at, rows: 0, mask, fields: portal.fields ?? st.fields, effects });
+      this.toUpstream.push(portal.server === "" ? f : withNames(f, 5, 1, [portal.server]));
+    });
+  }
+
+  /** now, when a statement read at `readAt` is forwarded; an allowed one tells the added-latency metric */
+  private forwardedAt(decision: Decision, readAt: number): number {
+    const at = this.o.now();
+    if (decision.action === "allow") this.o.addedLatency?.observe((at - readAt) / 1000);
+    return at;
+  }
+
+  /** the slot, certain or not, and the server's name for a Describe / Close target (null: not known) */
+  private target(f: Buffer): { statement: boolean; name: string; slot: Slot<Statement> | Slot<Portal> | undefined; server: string | Buffer | null; ready: () => boolean } {
+    if (f.length < 7) throw new WireError("message is shorter than its contents");
+    const statement = f[5] === 0x53; /* S */
+    if (!statement && f[5] !== 0x50 /* P */) throw new WireError(`invalid describe/close target '${String.fromCharCode(f[5]!)}'`);
+    const end = cstrEnd(f, 6);
+    const key = nameKey(f, 6, end);
+    const name = f.toString("utf8", 6, end);
+    const slot = statement ? this.ns.statementSlot(key) : this.ns.portalSlot(key);
+    const sqlSlot = statement && key !== "" ? this.ns.sqlSlot(name) : undefined;
+    const ready = () => this.ns.certain(slot, key !== "") && this.ns.certain(sqlSlot, true);
+    let server: string | Buffer | null = null;
+    if (this.ns.projected<Statement | Portal>(slot) !== null) server = slot!.server;
+    else if (this.ns.projected(sqlSlot) !== null) server = f.subarray(6, end); // SQL PREPARE's name, as the client spelled it
+    return { statement, name, slot: server === null || typeof server !== "string" ? undefined : slot, server, ready };
+  }
+
+  private onDescribe(f: Buffer): boolean {
+    const t = this.target(f);
+    if (!t.ready()) return this.waitFor(t.ready, F.Describe, f);
+    if (t.server === null) return this.refuse(K.PoisonParse, t.statement ? { sqlstate: "26000", message: missingStatement(t.name) } : { sqlstate: "34000", message: missingPortal(t.name) });
+    if (this.results.captureRows > 0) this.queue.push({ kind: t.statement ? K.DescribeS : K.DescribeP, slot: t.slot });
+    else this.queue.push(t.statement ? DESCRIBE_S : DESCRIBE_P);
+    this.toUpstream.push(t.server === "" ? f : withNames(f, 6, 1, [t.server]));
+    return true;
+  }
+
+  private onClose(f: Buffer): boolean {
+    const t = this.target(f);
+    if (!t.ready()) return this.waitFor(t.ready, F.Close, f);
+    // closing a name the server does not have is not an error: it answers CloseComplete
+    const slot = t.server === null ? null : typeof t.server === "string" ? t.slot! : this.ns.sqlSlot(t.name)!;
+    this.ns.close(slot);
+    this.queue.push(CLOSE);
+    this.toUpstream.push(t.server === "" ? f : withNames(f, 6, 1, [t.server ?? `${this.ns.prefix}${t.statement ? "s" : "p"}0`]));
+    return true;
+  }
+
+  /** SQL PREPARE of a name the client's Parse already uses: the server would refuse it (42P05) */
+  private prepareClash(decision: Decision): ErrorFields | undefined {
+    for (const s of decision.statements) {
+      if (s.prepares === undefined) continue;
+      const slot = this.ns.statementSlot(nameKey(Buffer.from(s.prepares, "utf8"), 0, Buffer.byteLength(s.prepares, "utf8")));
+      if (slot !== undefined && this.ns.projected(slot) !== null) return { severity: "ERROR", sqlstate: "42P05", message: `prepared statement "${s.prepares}" already exists` };
+    }
+    return undefined;
   }
 
   /**
-   * Carries out the gate's verdict: `forward` runs at once, `poison` replaces the statement by its
+   * Carries out the gate's verdict: `forward` runs at once, `poison` replaces the message by its
    * poison of `kind`, `hold` waits and applies what it resolves to. False: scanning paused (a hold).
    */
-  private apply(v: Verdict, forward: () => void, kind: K.PoisonQuery | K.PoisonParse, statementName?: string): boolean {
+  private apply(v: Verdict, kind: K.PoisonQuery | K.PoisonParse, forward: () => void, unnamedParse = false): boolean {
     switch (v.do) {
       case "forward":
         forward();
         return true;
       case "poison":
-        this.poison(kind, v.error, statementName);
+        this.stats.denied++;
+        if (kind === K.PoisonQuery) this.poisonQuery(v.error);
+        else this.poisonExtended(v.error, unnamedParse);
         return true;
       case "hold":
-        return this.hold(v.until.then((next) => () => this.apply(next, forward, kind, statementName)), !v.long);
+        return this.hold(v.until.then((next) => () => this.apply(next, kind, forward, unnamedParse)), !v.long);
     }
   }
 
+  /** answers a message in order with the server's own error for it (not a policy decision: nothing is recorded) */
+  private refuse(kind: K.PoisonQuery | K.PoisonParse, e: Omit<ErrorFields, "severity"> & { severity?: ErrorFields["severity"] }): boolean {
+    const err = errorResponse({ severity: "ERROR", ...e });
+    if (kind === K.PoisonQuery) this.poisonQuery(err);
+    else this.poisonExtended(err, false);
+    return true;
+  }
+
+  /** Query(token) fails with a syntax error naming the token; the client gets `replacement` instead */
+  private poisonQuery(replacement: Buffer): void {
+    this.ns.query();
+    this.queue.push({ kind: K.PoisonQuery, replacement });
+    this.toUpstream.push(encodeQuery(this.o.poisonToken));
+  }
+
   /**
-   * Query(token) fails with a syntax error naming the token; Parse(name, token) the same (name is
-   * the token itself for a named statement, so an existing one is untouched). The denied message is
-   * the Parse of `statementName` ("" keeps the unnamed semantics: the previous unnamed statement goes).
+   * Parse(token, token) fails with a syntax error naming the token, and the server skips to Sync as
+   * for any failed extended-protocol message. For a denied unnamed Parse the poison is unnamed too:
+   * the server then drops the previous unnamed statement, as a failed Parse does.
    */
-  private poison(kind: K.PoisonQuery | K.PoisonParse, replacement: Buffer, statementName?: string): void {
-    this.stats.denied++;
+  private poisonExtended(replacement: Buffer, unnamedParse: boolean): void {
     const t = this.o.poisonToken;
-    this.queue.push({ kind, replacement });
-    if (kind === K.PoisonQuery) {
-      this.toUpstream.push(encodeQuery(t));
-      return;
-    }
-    // a denied unnamed Parse is poisoned as unnamed too: Postgres then drops the previous unnamed statement
-    this.toUpstream.push(statementName === undefined ? encodeExecute(t) : encodeParse(statementName === "" ? "" : t, t));
+    this.ns.poison(unnamedParse);
+    this.queue.push({ kind: K.PoisonParse, replacement });
+    this.toUpstream.push(encodeParse(unnamedParse ? "" : t, t));
     this.skipUntilSync = true;
   }
 
@@ -423,8 +595,8 @@ export class RelaySession {
    * upstream outbox and leave with the held statement in one write, and the client socket is paused
    * only if the client actually sends more meanwhile (a pipelining client); a request-response
    * client costs no pause/resume and no extra upstream write per statement. Otherwise (a human
-   * approval, which can take minutes) everything before the held statement goes upstream now and the
-   * socket is paused at once.
+   * approval, a decision in a worker, the server's answer to an earlier message) everything before
+   * the held message goes upstream now and the socket is paused at once.
    */
   private hold(p: Promise<() => unknown>, short: boolean): boolean {
     // a statement released by the previous hold goes now: it never waits for the next one's ack
@@ -472,89 +644,176 @@ export class RelaySession {
 
   // ---------------------------------------------------------------- upstream → client
 
+  /** the head entry, which must be of one of `kinds` for backend message `code` */
+  private expect(code: number, ok: boolean, p: Pending | undefined): Pending {
+    if (!ok || p === undefined) throw desync(`${BACKEND_NAMES[code] ?? `message '${String.fromCharCode(code)}'`} while ${p ? `answering ${KIND_NAMES[p.kind]}` : "nothing was asked"}`);
+    return p;
+  }
+
+  /** the oldest pending entry is answered: pop it and resolve its namespace change */
+  private answered(outcome: "ok" | "failed"): Pending {
+    const p = this.queue.pop()!;
+    const op = opOf(p.kind);
+    if (op !== undefined) this.ns.answer(outcome, op);
+    return p;
+  }
+
   private upstreamHead(code: number): Mode {
+    const p = this.queue.peek();
+    const k = p?.kind;
     switch (code) {
-      case B.DataRow:
-        return this.results.rowWhole(this.queue.peek()) ? Mode.Whole : Mode.Pass;
+      case B.DataRow: {
+        this.expect(code, (k === K.Execute || k === K.Query) && !p!.copy, p);
+        return this.results.rowWhole(p) ? Mode.Whole : Mode.Pass;
+      }
       case B.CopyData:
-        return this.results.copyWhole ? Mode.Whole : Mode.Pass;
+      case B.CopyDone:
+        this.expect(code, p?.copy === 2, p);
+        return code === B.CopyData && this.results.copyWhole ? Mode.Whole : Mode.Pass;
       case B.ParseComplete:
-      case B.BindComplete:
-      case B.CloseComplete:
-      case B.NoData: {
-        const p = this.queue.pop();
-        return p?.kind === K.InjectedDescribe ? Mode.Drop : Mode.Pass;
-      }
-      case B.RowDescription: {
-        const p = this.queue.peek();
-        if (p?.kind === K.InjectedDescribe || this.results.captureRows > 0 || (p?.kind === K.Query && p.mask === true)) return Mode.Whole;
-        if (p?.kind === K.DescribeS || p?.kind === K.DescribeP) this.queue.pop();
+        this.expect(code, k === K.Parse, p);
+        this.answered("ok");
         return Mode.Pass;
-      }
-      case B.CopyOutResponse:
-      case B.CopyBothResponse:
-        return this.queue.peek()?.mask === true ? Mode.Whole : Mode.Pass;
-      case B.NoticeResponse:
-      case B.ParameterStatus:
-        return this.results.maskActive() ? Mode.Whole : Mode.Pass;
-      case B.ReadyForQuery:
-      case B.ErrorResponse:
+      case B.BindComplete:
+        this.expect(code, k === K.Bind, p);
+        this.answered("ok");
+        return Mode.Pass;
+      case B.CloseComplete:
+        this.expect(code, k === K.Close, p);
+        this.answered("ok");
+        return Mode.Pass;
+      case B.ParameterDescription:
+        this.expect(code, k === K.DescribeS, p);
+        return Mode.Pass;
+      case B.NoData:
+        this.expect(code, k === K.DescribeS || k === K.DescribeP || k === K.InjectedDescribe, p);
+        this.queue.pop();
+        return k === K.InjectedDescribe ? Mode.Drop : Mode.Pass;
+      case B.RowDescription:
+        this.expect(code, k === K.DescribeS || k === K.DescribeP || k === K.InjectedDescribe || (k === K.Query && !p!.copy), p);
+        if (k === K.InjectedDescribe || this.results.captureRows > 0 || (k === K.Query && p!.mask === true)) return Mode.Whole;
+        if (k !== K.Query) this.queue.pop();
+        return Mode.Pass;
+      case B.NotificationResponse:
+        return Mode.Pass;
       case B.CommandComplete:
       case B.EmptyQueryResponse:
       case B.PortalSuspended:
+      case B.ReadyForQuery:
+      case B.ErrorResponse:
+      case B.NoticeResponse:
+      case B.ParameterStatus:
+      case B.CopyInResponse:
+      case B.CopyOutResponse:
+      case B.CopyBothResponse:
         return Mode.Whole;
       default:
-        return Mode.Pass;
+        // FunctionCallResponse (FunctionCall is never forwarded), Authentication, BackendKeyData, …
+        throw desync(`an unexpected ${BACKEND_NAMES[code] ?? `message '${String.fromCharCode(code)}'`}`);
     }
   }
 
   private upstreamFrame(code: number, f: Buffer): boolean {
+    const p = this.queue.peek();
     switch (code) {
       case B.ReadyForQuery: {
+        const k = p?.kind;
+        this.expect(code, k === K.Sync || k === K.Query || k === K.PoisonQuery, p);
         this.stats.txStatus = decodeReadyForQuery(f);
-        // everything up to the Sync/Query this answers is finished
-        for (let p = this.queue.pop(); p !== undefined; p = this.queue.pop()) {
-          if (p.kind === K.Query) this.results.completed(p);
-          if (p.kind === K.Sync || p.kind === K.Query || p.kind === K.PoisonQuery) break;
-          if (p.kind === K.Execute && p.rec) this.results.completed(p);
+        const q = this.answered("ok");
+        if (this.stats.txStatus === "I") this.ns.transactionEnded();
+        while (this.copyEnds.length && this.copyEnds[0]! <= this.queue.popped) this.copyEnds.shift();
+        if (q.kind === K.Query) {
+          this.settleEffects(q, false);
+          this.results.completed(q);
         }
         this.results.ready();
         this.toClient.push(f);
         return true;
       }
       case B.ErrorResponse:
-        return this.onUpstreamError(f);
+        return this.onUpstreamError(p, f);
       case B.CommandComplete:
       case B.EmptyQueryResponse:
-      case B.PortalSuspended:
-        if (this.results.complete(this.queue.peek(), code, f)) this.queue.pop();
+      case B.PortalSuspended: {
+        const k = p?.kind;
+        this.expect(code, k === K.Execute || (k === K.Query && code !== B.PortalSuspended), p);
+        if (code === B.CommandComplete && p!.effects?.length) this.statementRan(p!, f);
+        p!.copy = 0;
+        if (this.results.complete(p, code, f)) {
+          this.queue.pop();
+          this.settleEffects(p!, false);
+        }
         return true;
+      }
       case B.RowDescription:
-        return this.onRowDescription(f);
+        return this.onRowDescription(p!, f);
       case B.DataRow:
-        this.results.dataRow(this.queue.peek(), f);
+        this.results.dataRow(p, f);
         return true;
       case B.CopyData:
         this.results.copyData(f);
         return true;
-      case B.CopyOutResponse:
+      case B.CopyInResponse:
+        return this.onCopyIn(p, f);
+      case B.CopyOutResponse: {
+        const k = p?.kind;
+        this.expect(code, (k === K.Execute || k === K.Query) && !p!.copy, p);
+        p!.copy = 2;
+        return this.results.copyOut(p, f);
+      }
       case B.CopyBothResponse:
-        return this.results.copyOut(this.queue.peek(), f);
+        throw unmodelled("COPY BOTH (replication)");
       case B.NoticeResponse:
-        return this.results.screen(this.queue.peek(), f, (g) => this.results.notice(this.queue.peek(), g));
-      case B.ParameterStatus:
-        return this.results.screenParameter(this.queue.peek(), f, (g) => this.toClient.push(g));
+        return this.results.screen(p, this.clientNames(f), (g) => this.results.notice(p, g));
+      case B.ParameterStatus: {
+        const { name, value } = decodeParameterStatus(f);
+        const why = pinnedSettingViolation(name, value);
+        if (why !== undefined) throw new EndSession(why, "0A000", "pinned setting changed");
+        return this.results.screenParameter(p, f, (g) => this.toClient.push(g));
+      }
       default:
         this.toClient.push(f);
         return true;
     }
   }
 
-  private onUpstreamError(f: Buffer): boolean {
+  /**
+   * CopyInResponse: the server now reads COPY data from the client and ignores every Sync and
+   * Flush until CopyDone/CopyFail. The Syncs the client sent after this COPY and before ending it
+   * get no ReadyForQuery, so their entries go; any other message there would make the server fail
+   * the COPY in a way the proxy does not follow, so the session is refused.
+   */
+  private onCopyIn(p: Pending | undefined, f: Buffer): boolean {
+    const k = p?.kind;
+    this.expect(B.CopyInResponse, (k === K.Execute || k === K.Query) && !p!.copy, p);
+    p!.copy = 1;
+    const head = this.queue.popped;
+    while (this.copyEnds.length && this.copyEnds[0]! <= head) this.copyEnds.shift();
+    const end = this.copyEnds.length ? this.copyEnds[0]! : this.queue.pushed;
+    // entries at positions head+1 .. end-1 were sent inside the COPY
+    const inside = end - head - 1;
+    for (let i = 1; i <= inside; i++) {
+      if (this.queue.at(i)!.kind !== K.Sync) throw unmodelled("a message pipelined behind COPY FROM STDIN");
+    }
+    this.queue.removeBehindHead(inside);
+    for (let i = 0; i < this.copyEnds.length; i++) this.copyEnds[i]! -= inside;
+    // the client has not ended the COPY yet: its next messages are the COPY's
+    if (this.copyEnds.length === 0) this.copyIn = true;
+    else this.copyEnds.shift();
+    this.toClient.push(f);
+    return true;
+  }
+
+  private onUpstreamError(p: Pending | undefined, raw: Buffer): boolean {
+    const f = this.clientNames(raw);
     const fields = decodeErrorFields(f);
-    const p = this.queue.peek();
     if (p !== undefined && (p.kind === K.PoisonParse || p.kind === K.PoisonQuery) && (fields.M ?? "").includes(this.o.poisonToken)) {
-      if (p.kind === K.PoisonParse) this.queue.pop();
+      // the poison failed as it should: the client gets the error meant for its message, in order
+      if (p.kind === K.PoisonParse) {
+        this.answered("failed");
+        this.skipped();
+      }
       this.toClient.push(p.replacement!);
       return true;
     }
@@ -565,44 +824,101 @@ export class RelaySession {
   private upstreamError(p: Pending | undefined, f: Buffer): void {
     const fields = decodeErrorFields(f);
     const err = { sqlstate: fields.C ?? "XX000", message: fields.M ?? "" };
-    if (p !== undefined && p.kind !== K.Query && p.kind !== K.Sync && p.kind !== K.PoisonQuery) {
-      // extended protocol: the upstream skips everything up to Sync
-      this.queue.discardUntilSync((q) => {
-        if (q.kind === K.Execute && q.rec) {
-          q.error = err;
-          this.results.completed(q);
-        }
-      });
+    if (p !== undefined && p.copy === 1) this.copyIn = false;
+    if (p !== undefined && p.kind !== K.Query && p.kind !== K.PoisonQuery && p.kind !== K.Sync) {
+      // extended protocol: the message failed and the server skips everything up to Sync
+      const q = this.answered("failed");
+      this.failed(q, err);
+      this.skipped(err);
     }
     this.results.error(p, err);
     this.results.notice(p, f);
   }
 
-  private onRowDescription(f: Buffer): boolean {
-    const p = this.queue.peek();
-    const fields = decodeRowDescription(f) as RowField[];
-    if (p?.kind === K.InjectedDescribe || p?.kind === K.DescribeP || p?.kind === K.DescribeS) {
-      this.queue.pop();
-      if (p.kind === K.DescribeS) {
-        const st = this.statements.get(p.name ?? "");
-        if (st) st.fields = fields;
-      } else {
-        const portal = this.portals.get(p.name ?? "");
-        if (portal) portal.fields = fields;
-        // the Execute that follows the injected Describe takes these fields
-        const next = this.queue.peek();
-        if (next?.kind === K.Execute) next.fields = fields;
-      }
-      if (p.kind === K.InjectedDescribe) return this.results.planFor(this.queue.peek(), fields, null);
-      this.toClient.push(f);
-      return true;
+  /** after an extended-protocol error: the server skips every message up to Sync */
+  private skipped(err?: { sqlstate: string; message: string }): void {
+    this.queue.discardUntilSync((q) => {
+      const op = opOf(q.kind);
+      if (op !== undefined) this.ns.answer("skipped", op);
+      this.failed(q, err);
+    });
+  }
+
+  /** a statement that failed or never ran: recorded with the error, its SQL-level effects undone */
+  private failed(q: Pending, err?: { sqlstate: string; message: string }): void {
+    this.settleEffects(q, false);
+    if ((q.kind === K.Execute || q.kind === K.Query) && q.rec) {
+      q.error = err ?? { sqlstate: "08P01", message: "not run: an earlier message of its pipeline failed" };
+      this.results.completed(q);
     }
-    // simple query: the rows of the statement that follows
-    if (p !== undefined && p.kind === K.Query) {
+  }
+
+  /** a statement of `p` completed: its SQL-level effect (PREPARE, DEALLOCATE, DISCARD ALL) holds now */
+  private statementRan(p: Pending, f: Buffer): void {
+    const index = p.kind === K.Query ? p.stmtIndex ?? 0 : 0;
+    const e = p.effects![0]!;
+    if (e.index !== index) return;
+    const tag = f.toString("utf8", 5, f.length - 1);
+    if (tag !== e.tag) throw desync(`${tag} where the statement ${e.tag} completes`);
+    p.effects!.shift();
+    this.ns.settle(e, true);
+  }
+
+  private settleEffects(q: Pending, ran: boolean): void {
+    if (!q.effects) return;
+    for (const e of q.effects) this.ns.settle(e, ran);
+    q.effects = undefined;
+  }
+
+  private onRowDescription(p: Pending, f: Buffer): boolean {
+    const fields = decodeRowDescription(f) as RowField[];
+    if (p.kind === K.Query) {
+      // simple query: the rows of the statement that follows
       p.fields = fields;
       return this.results.planFor(p, fields, f);
     }
+    this.queue.pop();
+    if (p.kind === K.InjectedDescribe) {
+      // the Execute that follows takes these fields and their mask plan
+      const next = this.queue.peek();
+      if (next?.kind !== K.Execute) throw desync("a row description of an Execute that is not pending");
+      next.fields = fields;
+      return this.results.planFor(next, fields, null);
+    }
+    // what the server holds under that name now (its answers come in order) gets the fields
+    const described = p.slot?.confirmed;
+    if (described) described.fields = fields;
     this.toClient.push(f);
     return true;
   }
+
+  /** a server message with the proxy's names put back to the client's (a message only the client reads) */
+  private clientNames(f: Buffer): Buffer {
+    if (f.indexOf(this.ns.prefix, 5, "latin1") < 0) return f;
+    const fields = decodeErrorFields(f);
+    for (const k of Object.keys(fields)) fields[k] = fields[k]!.replace(this.ns.serverNamePattern, (n) => this.ns.clientName(n) ?? n);
+    return encodeErrorFields(f[0]!, fields);
+  }
+}
+
+/** The names a decision's statements EXECUTE (SQL level), or undefined when none. */
+function executedNames(d: Decision): string[] | undefined {
+  let out: string[] | undefined;
+  for (const s of d.statements) if (s.executes) (out ??= []).push(...s.executes);
+  return out;
+}
+
+/** Text naming the proxy's own statements or portals (or a Unicode-escaped identifier, which could) is denied unread. */
+function reservedDecision(sql: string): Decision {
+  const escaped = /u&"/i.test(sql);
+  return {
+    action: "deny",
+    rule: escaped ? "unicode-escaped-identifier" : "reserved-name",
+    reason: escaped
+      ? "Unicode-escaped identifiers (U&\"…\") are not accepted through sluice: they could name the gateway's own prepared statements and portals"
+      : "the statement names a prepared statement or portal of the gateway itself",
+    statementClass: "unknown",
+    statementIndex: 0,
+    statements: [],
+  };
 }

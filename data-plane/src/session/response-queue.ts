@@ -6,6 +6,7 @@
  * too. Pure.
  */
 import type { MaskPlan, RowField, StatementRecord } from "./session-hooks.js";
+import type { Portal, Slot, SqlEffect, Statement } from "./statement-namespace.js";
 
 /** What a pending upstream response belongs to. */
 export const enum K {
@@ -47,6 +48,30 @@ export interface Pending {
   stmtIndex?: number;
   /** simple query: rows summed over the command tags of its statements */
   tagRows?: number;
+  /** Describe: the slot whose server object the answer describes (row capture labels columns with it) */
+  slot?: Slot<Statement> | Slot<Portal>;
+  /** Query/Execute: SQL-level PREPARE / DEALLOCATE / DISCARD ALL of its statements, in order */
+  effects?: SqlEffect[];
+  /** Query/Execute: the server answered with CopyInResponse (1) or CopyOutResponse (2) */
+  copy?: 0 | 1 | 2;
+}
+
+/** Whether the server answers an entry of this kind with a change of the statement namespace to resolve. */
+export function opOf(kind: K): "set" | "clear" | "query" | "poison" | undefined {
+  switch (kind) {
+    case K.Parse:
+    case K.Bind:
+      return "set";
+    case K.Close:
+      return "clear";
+    case K.Query:
+    case K.PoisonQuery:
+      return "query";
+    case K.PoisonParse:
+      return "poison";
+    default:
+      return undefined;
+  }
 }
 
 // payload-free entries are shared: no allocation per forwarded frame
@@ -61,9 +86,20 @@ export const DESCRIBE_P: Pending = { kind: K.DescribeP };
 export class ResponseQueue {
   private items: Pending[] = [];
   private head = 0;
+  /** entries ever pushed / popped: absolute positions (the head's is `popped`) */
+  private pushedTotal = 0;
+  private poppedTotal = 0;
 
   get length(): number {
     return this.items.length - this.head;
+  }
+
+  get pushed(): number {
+    return this.pushedTotal;
+  }
+
+  get popped(): number {
+    return this.poppedTotal;
   }
 
   push(p: Pending): void {
@@ -72,6 +108,7 @@ export class ResponseQueue {
       this.head = 0;
     }
     this.items.push(p);
+    this.pushedTotal++;
   }
 
   peek(): Pending | undefined {
@@ -88,6 +125,7 @@ export class ResponseQueue {
     if (p !== undefined) {
       this.items[this.head] = undefined as unknown as Pending;
       this.head++;
+      this.poppedTotal++;
       if (this.head === this.items.length) {
         this.items.length = 0;
         this.head = 0;
@@ -102,5 +140,12 @@ export class ResponseQueue {
    */
   discardUntilSync(skipped: (p: Pending) => void): void {
     for (let p = this.peek(); p !== undefined && p.kind !== K.Sync; p = this.peek()) skipped(this.pop()!);
+  }
+
+  /** takes the `n` entries right behind the head out of the queue (Syncs the server swallows during COPY FROM STDIN) */
+  removeBehindHead(n: number): void {
+    if (n <= 0) return;
+    this.items.splice(this.head + 1, n);
+    this.pushedTotal -= n;
   }
 }

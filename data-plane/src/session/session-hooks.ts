@@ -63,14 +63,19 @@ export type QueryProtocol = "simple" | "parse";
  */
 export type EnforcerDecision = Decision | Promise<Decision>;
 
-/** Decides one client message: a simple Query string (all its statements) or one Parse. */
+/** What the session knows of its SQL-level prepared statements (SQL PREPARE), by name. */
+export interface PreparedStatements {
+  /** what `EXECUTE name` runs when the server gets to the message being decided (undefined: no such statement) */
+  resolve(name: string): StatementInfo | undefined;
+}
+
+/**
+ * Decides one client message: a simple Query string (all its statements) or one Parse. `prepared`
+ * resolves the SQL-level EXECUTE names of `sql`: the session owns that namespace (it follows what
+ * the server confirmed), so the enforcer keeps no per-session state of its own.
+ */
 export interface Enforcer {
-  decide(sql: string, protocol: QueryProtocol, session: SessionInfo): EnforcerDecision;
-  /**
-   * Called after an allowed message was forwarded upstream (simple Query, or Parse), so per-session
-   * state such as SQL-level PREPARE names can follow what the upstream really saw.
-   */
-  observeForwarded?(decision: Decision, session: SessionInfo): void;
+  decide(sql: string, protocol: QueryProtocol, session: SessionInfo, prepared?: PreparedStatements): EnforcerDecision;
 }
 
 /** A bound parameter as sent in (F) Bind: raw bytes (null = SQL NULL) and its format. */

@@ -1,11 +1,13 @@
-import { DecisionCache, decideSql, SqlPrepared } from "@sluice/shared/sql";
+import { DecisionCache, decideSql } from "@sluice/shared/sql";
 import type { Decision } from "@sluice/shared/policy";
-import type { Enforcer, QueryProtocol, SessionInfo, SnapshotSource } from "./session-hooks.js";
+import type { Enforcer, PreparedStatements, QueryProtocol, SessionInfo, SnapshotSource } from "./session-hooks.js";
 
 /**
  * The production Enforcer: every message is decided against the NEWEST snapshot (a new revision
  * takes effect at each session's next statement) through the decision cache, then classify
- * (libpg-query) and evaluate on a miss. SQL-level PREPARE/EXECUTE are resolved per session.
+ * (libpg-query) and evaluate on a miss. SQL-level EXECUTE names are resolved with the session's own
+ * `prepared` (the relay's statement namespace); without it an EXECUTE of a name prepared in an
+ * earlier message is unknown (deny).
  * `loadSqlParser()` must have completed before the first decision. Pure.
  */
 /** config dataPlane.maxStatementBytes, by default */
@@ -21,22 +23,22 @@ export interface SnapshotEnforcerOptions {
 }
 
 /** The snapshot enforcer decides synchronously (the relay's fast path). */
-export type SyncEnforcer = Omit<Enforcer, "decide"> & { decide(sql: string, protocol: QueryProtocol, session: SessionInfo): Decision };
+export type SyncEnforcer = Omit<Enforcer, "decide"> & { decide(sql: string, protocol: QueryProtocol, session: SessionInfo, prepared?: PreparedStatements): Decision };
 
 export function snapshotEnforcer(snapshots: SnapshotSource, cache = new DecisionCache(), o: SnapshotEnforcerOptions = {}): SyncEnforcer & { cache: DecisionCache } {
   const maxBytes = o.maxStatementBytes ?? DEFAULT_MAX_STATEMENT_BYTES;
-  const perSession = new WeakMap<SessionInfo, { key: string; prepared: SqlPrepared }>();
-  const state = (s: SessionInfo) => {
-    let st = perSession.get(s);
-    if (st === undefined) {
-      st = { key: DecisionCache.contextKey(s.resource, s.groups, s.issuer), prepared: new SqlPrepared() };
-      perSession.set(s, st);
+  const keys = new WeakMap<SessionInfo, string>();
+  const keyOf = (s: SessionInfo) => {
+    let k = keys.get(s);
+    if (k === undefined) {
+      k = DecisionCache.contextKey(s.resource, s.groups, s.issuer);
+      keys.set(s, k);
     }
-    return st;
+    return k;
   };
   return {
     cache,
-    decide(sql, _protocol, session): Decision {
+    decide(sql, _protocol, session, prepared): Decision {
       const snap = snapshots.current();
       if (!snap) {
         return { action: "deny", rule: "no-snapshot", reason: "the data plane has no policy snapshot", statementClass: "unknown", statementIndex: 0, statements: [] };
@@ -51,11 +53,7 @@ export function snapshotEnforcer(snapshots: SnapshotSource, cache = new Decision
           };
         }
       }
-      const st = state(session);
-      return decideSql(cache, snap.revision, snap.bundle, { resource: session.resource, groups: session.groups, issuer: session.issuer, subject: session.subject }, st.key, sql, st.prepared);
-    },
-    observeForwarded(decision, session) {
-      if (decision.statements.length) state(session).prepared.observe(decision.statements);
+      return decideSql(cache, snap.revision, snap.bundle, { resource: session.resource, groups: session.groups, issuer: session.issuer, subject: session.subject }, keyOf(session), sql, prepared);
     },
   };
 }
