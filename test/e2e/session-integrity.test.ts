@@ -15,7 +15,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Bundle } from "@sluice/shared/policy";
 import { noopAudit, type ApprovalGate, type AuditSink, type StatementCompletion, type StatementRecord } from "@sluice/data-plane";
-import { bind, close, copyData, copyDone, describe, execute, parse, query, sync } from "../../data-plane/src/wire/encode.js";
+import { bind, close, copyData, copyDone, describe, execute, flush, parse, query, sync } from "../../data-plane/src/wire/encode.js";
 import { startPgCluster, type PgCluster } from "../lib/pg-cluster.js";
 import { firstError, rawConnect, show, shown, type RawClient, type RawMessage } from "../lib/raw-pg-client.js";
 import { startProxyStack, type ProxyStack } from "./proxy-stack.js";
@@ -68,6 +68,8 @@ async function attacks(t: TestContext, cluster: PgCluster): Promise<void> {
         },
         // COPY FROM needs the copy class, which the contract's example gives nobody
         { name: "loaders", groups: ["loaders"], resources: ["app"], allow: ["read", "write", "copy"] },
+        // an application whose driver evicts its statement cache with DEALLOCATE (utility)
+        { name: "apps", groups: ["apps"], resources: ["app"], allow: ["read", "utility"] },
       ],
       masking: [{ resources: ["app"], columns: ["customers.email", "customers.card_number"], classifiers: ["email", "credit-card", "jwt"], strategy: "partial" }],
     }),
@@ -81,7 +83,7 @@ async function attacks(t: TestContext, cluster: PgCluster): Promise<void> {
 
   const log = serverLog(cluster, s.database);
   const items = async () => (await s.direct("SELECT count(*)::int AS n FROM items")).rows[0].n as number;
-  const connect = async (group: "ci" | "deployers" | "loaders"): Promise<RawClient> => {
+  const connect = async (group: "ci" | "deployers" | "loaders" | "apps"): Promise<RawClient> => {
     const c = await rawConnect({ port: s.dp.port, database: "app", user: group, password: await s.token({ sub: `${group}-attacker`, groups: [group] }), tls: true });
     t.after(() => c.end());
     return c;
@@ -240,6 +242,29 @@ async function attacks(t: TestContext, cluster: PgCluster): Promise<void> {
     assert.deepEqual(shown(got), ["E:42501", "Z:I", "E:42501", "Z:I", "E:42501", "Z:I"]);
     c.send(bind("", "mine"), execute(""), sync());
     assert.deepEqual(shown(await c.untilReady()), ["2", "D:1", "C:SELECT 1", "Z:I"]);
+  });
+
+  await t.test("an error before the client sent Sync: the Query it sends behind it is skipped by the server and the proxy alike", async () => {
+    const c = await connect("deployers");
+    const before = completions.length;
+    c.send(parse("", "SELECT 1 / (id - id) FROM items"), bind("", ""), execute(""), flush());
+    assert.deepEqual(shown(await c.until((m) => m.type === "E")), ["1", "2", "E:22012"]);
+    c.send(query("DELETE FROM items WHERE id = 2"), parse("", "SELECT email FROM customers"), bind("", ""), execute(""), sync(), query("SELECT email FROM customers WHERE id = 1"));
+    const got = await c.untilReady(2);
+    assert.deepEqual(shown(got).map((x) => x.replace(/^D:.*/, "D")), ["Z:I", "T:email", "D", "C:SELECT 1", "Z:I"]);
+    noRaw(got);
+    assert.deepEqual(completions.slice(before).map((d) => d.error?.sqlstate ?? d.commandTag), ["22012", "SELECT 1"], "nothing the server skipped is recorded as run");
+    assert.equal(await items(), 5);
+    assert.deepEqual(log.ran(/^DELETE FROM items WHERE id = 2/), []);
+  });
+
+  await t.test("DEALLOCATE of a Parse's name (as psycopg and Rails evict their statement caches) deallocates the server's statement", async () => {
+    const c = await connect("apps");
+    c.send(parse("cached", "SELECT 1"), sync(), query("DEALLOCATE cached"), query("SELECT count(*) FROM pg_prepared_statements"));
+    assert.deepEqual(shown(await c.untilReady(3)), ["1", "Z:I", "C:DEALLOCATE", "Z:I", "T:count", "D:0", "C:SELECT 1", "Z:I"]);
+    assert.equal(log.ran(/^DEALLOCATE/).filter((x) => /^DEALLOCATE "_[0-9a-f]{12}_s\d+"$/.test(x)).length, 1, "the server was asked for its own name");
+    c.send(bind("", "cached"), execute(""), sync(), parse("again", "SELECT 2"), sync(), query("SELECT 1; DEALLOCATE again"), bind("", "again"), execute(""), sync());
+    assert.deepEqual(shown(await c.untilReady(4)), ["E:26000", "Z:I", "1", "Z:I", "E:42501", "Z:I", "2", "D:2", "C:SELECT 1", "Z:I"]);
   });
 
   void show;

@@ -2,7 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { RelaySession, type RelayIo } from "./relay-session.js";
 import { SluiceError } from "@sluice/shared/errors";
-import { allowAllEnforcerForTests, noopAudit, type ApprovalGate, type AuditFeatures, type AuditSink, type Enforcer, type SessionInfo, type StatementRecord } from "./session-hooks.js";
+import { allowAllEnforcerForTests, noopAudit, type ApprovalGate, type AuditFeatures, type AuditSink, type Enforcer, type SessionInfo, type StatementCompletion, type StatementRecord } from "./session-hooks.js";
+import { classifySql, loadSqlParser } from "@sluice/shared/sql";
 import { bind as bindFrame, errorResponse, execute as executeFrame, parse, parse as parseFrame, query, readyForQuery, sync } from "../wire/encode.js";
 import { decodeErrorFields, decodeQuery, decodeReadyForQuery } from "../wire/decode.js";
 import { splitFrames } from "../wire/frame-scanner.js";
@@ -365,4 +366,113 @@ test("a portal suspended by a row limit is executed again with its own statement
   assert.equal(h.records.at(-1)!.sql, "SELECT 'a'");
   void closeComplete;
   void noData;
+});
+
+// ------------------------------------------------------------------ what the server skips, and DEALLOCATE of a Parse's name
+
+const poisonError = () => errorResponse({ severity: "ERROR", sqlstate: "42601", message: `syntax error at or near "${TOKEN}"` });
+
+/** allows everything and says what the real classifier says of each statement (PREPARE, DEALLOCATE, …) */
+const classifying: Enforcer = {
+  decide: (sql) => {
+    const c = classifySql(sql);
+    return { action: "allow", rule: "t/allow", reason: "test", statementClass: "read", statementIndex: 0, statements: c.ok ? c.statements : [] };
+  },
+};
+
+function completing(enforcer: Enforcer, statementAllowed: AuditSink["statementAllowed"] = () => undefined) {
+  const records: StatementRecord[] = [];
+  const completions: StatementCompletion[] = [];
+  const audit: AuditSink = {
+    ...noopAudit,
+    statementAllowed: (s, r) => (records.push(r), statementAllowed(s, r)),
+    statementCompleted: (_s, d) => void completions.push(d),
+  };
+  const h = harness(enforcer, audit);
+  const c = closing();
+  (h.s as unknown as { o: { io: RelayIo } }).o.io.close = c.close;
+  return { ...h, records, completions, closed: c.closed };
+}
+
+test("an error before the client's Sync: what the client sends until that Sync is skipped by the server, so it is not forwarded (a simple Query too)", () => {
+  const h = completing(allowAllEnforcerForTests);
+  h.s.onClientData(Buffer.concat([parseFrame("", "SELECT 1/0"), bindFrame("", ""), executeFrame("")]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, errorResponse({ severity: "ERROR", sqlstate: "22012", message: "division by zero" })]));
+  h.toUpstream.length = 0;
+  // the server skips all of this: the Query would otherwise wait for a ReadyForQuery that never comes
+  h.s.onClientData(Buffer.concat([query("DELETE FROM t"), parseFrame("s", "SELECT 2"), bindFrame("p", "s"), executeFrame("p"), sync()]));
+  assert.equal(codes(h.toUpstream), "S", "only the Sync that ends the skipping");
+  h.s.onUpstreamData(readyForQuery("I"));
+  assert.equal(codes(h.toClient), "12EZ");
+  assert.deepEqual(h.records.map((r) => r.sql), ["SELECT 1/0"], "nothing the server skipped is recorded as allowed");
+  assert.deepEqual(h.completions.map((d) => d.error?.sqlstate), ["22012"]);
+  // and the session goes on: the skipped Parse made nothing
+  h.toUpstream.length = 0;
+  h.s.onClientData(Buffer.concat([bindFrame("", "s"), executeFrame(""), sync()]));
+  assert.equal(codes(h.toUpstream), "PS", "a poison for the Bind of a name the server never got");
+  h.s.onUpstreamData(Buffer.concat([poisonError(), readyForQuery("I")]));
+  assert.equal(decodeErrorFields(sent(h.toClient).at(-2)!.raw).C, "26000");
+  assert.equal(h.closed.length, 0);
+});
+
+test("a statement held for its audit ack when the server begins skipping never goes upstream; its completion says it did not run", async () => {
+  const acks: Array<() => void> = [];
+  const h = completing(allowAllEnforcerForTests, () => new Promise<void>((r) => acks.push(r)));
+  h.s.onClientData(Buffer.concat([parseFrame("", "SELECT 1/0"), bindFrame("", ""), executeFrame(""), parseFrame("", "SELECT 2"), bindFrame("", ""), executeFrame("")]));
+  acks[0]!();
+  await tick();
+  assert.equal(acks.length, 2, "the second Execute waits for its own ack");
+  assert.equal(codes(h.toUpstream), "PBEPB");
+  // the first fails before the second's ack: the server skips the second's Parse and Bind, and would skip its Execute
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, errorResponse({ severity: "ERROR", sqlstate: "22012", message: "division by zero" })]));
+  acks[1]!();
+  await tick();
+  assert.equal(codes(h.toUpstream), "PBEPB", "the held Execute is dropped");
+  assert.deepEqual(h.records.map((r) => r.sql), ["SELECT 1/0", "SELECT 2"]);
+  assert.deepEqual(h.completions.map((d) => d.error?.sqlstate), ["22012", "08P01"]);
+  assert.match(h.completions[1]!.error!.message, /not run/);
+  h.s.onClientData(sync());
+  h.s.onUpstreamData(readyForQuery("I"));
+  assert.equal(codes(h.toClient), "12EZ");
+  assert.equal(h.closed.length, 0);
+});
+
+test("DEALLOCATE of a name made with Parse goes to the server under the proxy's name; among other statements it is refused", async () => {
+  await loadSqlParser();
+  const h = completing(classifying);
+  h.s.onClientData(Buffer.concat([parseFrame("s1", "SELECT 1"), sync()]));
+  const server = cstrAt(sent(h.toUpstream)[0]!.raw, 5);
+  h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
+  h.toUpstream.length = 0;
+  h.s.onClientData(query("DEALLOCATE s1"));
+  assert.deepEqual(sent(h.toUpstream).map((f) => decodeQuery(f.raw)), [`DEALLOCATE "${server}"`]);
+  assert.equal(h.records.at(-1)!.sql, `DEALLOCATE "${server}"`, "recorded as what the server runs");
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("DEALLOCATE\0")), readyForQuery("I")]));
+  // the name is gone: a Bind of it gets the server's error without reaching the server
+  h.toUpstream.length = 0;
+  h.s.onClientData(Buffer.concat([bindFrame("", "s1"), executeFrame(""), sync()]));
+  assert.equal(codes(h.toUpstream), "PS");
+  assert.ok(sent(h.toUpstream)[0]!.raw.includes(TOKEN));
+  h.s.onUpstreamData(Buffer.concat([poisonError(), readyForQuery("I")]));
+  assert.equal(decodeErrorFields(sent(h.toClient).at(-2)!.raw).C, "26000");
+  // the client's own name reaches the server as it is only when no Parse made it (the server's error is its own)
+  h.toUpstream.length = 0;
+  h.s.onClientData(query("DEALLOCATE s1"));
+  assert.deepEqual(sent(h.toUpstream).map((f) => decodeQuery(f.raw)), ["DEALLOCATE s1"]);
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "26000", message: 'prepared statement "s1" does not exist' }), readyForQuery("I")]));
+  // with other statements in the same message it cannot be sent under the server's name
+  h.s.onClientData(Buffer.concat([parseFrame("s2", "SELECT 2"), sync()]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
+  h.toUpstream.length = 0;
+  h.toClient.length = 0;
+  h.s.onClientData(query("SELECT 1; DEALLOCATE s2"));
+  assert.deepEqual(sent(h.toUpstream).map((f) => decodeQuery(f.raw)), [TOKEN]);
+  h.s.onUpstreamData(Buffer.concat([poisonError(), readyForQuery("I")]));
+  const refused = decodeErrorFields(sent(h.toClient)[0]!.raw);
+  assert.deepEqual([refused.C, refused.D], ["42501", "sluice rule: deallocate-protocol-statement"]);
+  // and s2 still exists
+  h.toUpstream.length = 0;
+  h.s.onClientData(Buffer.concat([bindFrame("", "s2"), executeFrame(""), sync()]));
+  assert.equal(codes(h.toUpstream), "BES");
+  assert.equal(h.closed.length, 0);
 });

@@ -113,6 +113,9 @@ function cstrEnd(f: Buffer, i: number): number {
   return z;
 }
 
+/** the completion of a statement the server skipped */
+const NOT_RUN = { sqlstate: "08P01", message: "not run: an earlier message of its pipeline failed" } as const;
+
 /** the server's message for a name it does not have */
 const missingStatement = (name: string) => (name === "" ? "unnamed prepared statement does not exist" : `prepared statement "${name}" does not exist`);
 const missingPortal = (name: string) => `portal "${name}" does not exist`;
@@ -131,7 +134,11 @@ export class RelaySession {
   private readonly ns: StatementNamespace;
   /** SQL text that names the proxy's own statements and portals, or a Unicode-escaped identifier (which could) */
   private readonly reserved: RegExp;
-  /** after a poison, the client's frames up to Sync are dropped (the server would skip them) */
+  /**
+   * The server skips every message up to the next Sync (after a poison, or after an error of the
+   * extended protocol that arrived before the client sent that Sync): the client's frames up to
+   * Sync are dropped here, so the server owes nothing for them. Flush still goes through.
+   */
   private skipUntilSync = false;
   /** the server is in COPY FROM STDIN and the client has not ended it (CopyDone/CopyFail) yet */
   private copyIn = false;
@@ -273,6 +280,8 @@ export class RelaySession {
 
   private clientFrame(code: number, f: Buffer): boolean {
     if (this.copyIn) return this.copyInFrame(code, f);
+    // a frame read before the server began skipping and re-read after a hold (see `hold`)
+    if (this.skipUntilSync && code !== F.Sync && code !== F.Terminate) return true;
     switch (code) {
       case F.Query:
         return this.onQuery(f);
@@ -351,6 +360,8 @@ export class RelaySession {
   private decided(sql: string, protocol: "simple" | "parse", then: (d: Decision) => boolean): boolean {
     const d = settledDecision(this.o.enforcer.decide(sql, protocol, this.o.info, this.ns));
     const go = (x: Decision): boolean => {
+      // the server began skipping to Sync while this message waited: it will never see it
+      if (this.skipUntilSync) return true;
       // what policy denies keeps its own rule; what it would let through must not reach the proxy's names
       if (x.action !== "deny" && this.reserved.test(sql)) return then(reservedDecision(sql));
       const names = executedNames(x);
@@ -371,17 +382,22 @@ export class RelaySession {
     const sql = decodeQuery(f);
     const readAt = this.o.now();
     return this.decided(sql, "simple", (decision) => {
-      const rec = this.record("simple", sql, decision);
       const clash = this.prepareClash(decision);
       if (clash !== undefined) return this.refuse(K.PoisonQuery, clash);
+      // DEALLOCATE of a name the client made with Parse (as psycopg and Rails evict their caches):
+      // the server knows that statement under the proxy's name, so that is the name it is sent
+      const target = this.protocolDeallocate(decision);
+      if (target === "mixed") return this.apply(this.gate.deny(this.record("simple", sql, MIXED_DEALLOCATE)), K.PoisonQuery, () => undefined);
+      const text = target ? `DEALLOCATE "${target.server}"` : sql;
+      const rec = this.record("simple", text, decision);
       return this.apply(this.gate.admit(rec), K.PoisonQuery, () => {
         this.stats.statements++;
         const at = this.forwardedAt(decision, readAt);
         this.ns.query();
-        const effects = this.ns.sqlEffects(decision.statements, false);
+        const effects = target ? [this.ns.deallocateProtocol(target)] : this.ns.sqlEffects(decision.statements, false);
         this.queue.push({ kind: K.Query, rec, startedAt: at, rows: 0, mask: this.results.maskActive(), effects });
-        this.toUpstream.push(f);
-      });
+        this.toUpstream.push(target ? encodeQuery(text) : f);
+      }, false, rec);
     });
   }
 
@@ -398,6 +414,7 @@ export class RelaySession {
         if (!this.ns.certain(sqlSlot, true)) return this.waitFor(() => this.ns.certain(sqlSlot, true), F.Parse, f);
         if (this.ns.projected(sqlSlot) !== null) return this.refuse(K.PoisonParse, { sqlstate: "42P05", message: `prepared statement "${name}" already exists` });
       }
+      if (this.protocolDeallocate(decision) !== undefined) decision = MIXED_DEALLOCATE;
       if (decision.action === "allow" || (decision.action === "approve" && this.o.approvals)) {
         // approval binds to the parameters too, so it is asked at Execute; until then the statement
         // exists only under a name of the proxy's, which nothing but the approved Execute can run
@@ -468,6 +485,9 @@ export class RelaySession {
   /** Execute of `portal`, decided from the statement bound into it */
   private execute(f: Buffer, portal: Portal, decision: Decision, readAt: number): boolean {
     const st = portal.statement;
+    // a Parse of `PREPARE name …` runs a SQL PREPARE at Execute: the server refuses one whose name a Parse took
+    const clash = st.sqlLevel ? undefined : this.prepareClash(decision);
+    if (clash !== undefined) return this.refuse(K.PoisonParse, clash);
     const rec = this.record("parse", st.sql, decision, { statementName: st.name, portalName: portal.name, params: portal.params });
     return this.apply(this.gate.admit(rec), K.PoisonParse, () => {
       this.stats.statements++;
@@ -482,7 +502,7 @@ export class RelaySession {
       // the shape of the rows, when a Describe already told it (audit row capture labels columns with it)
       this.queue.push({ kind: K.Execute, rec, startedAt: at, rows: 0, mask, fields: portal.fields ?? st.fields, effects });
       this.toUpstream.push(portal.server === "" ? f : withNames(f, 5, 1, [portal.server]));
-    });
+    }, false, rec);
   }
 
   /** now, when a statement read at `readAt` is forwarded; an allowed one tells the added-latency metric */
@@ -541,10 +561,33 @@ export class RelaySession {
   }
 
   /**
+   * A DEALLOCATE of a statement the client made with Parse: its slot, when it is the message's only
+   * statement (sent under the server's name); "mixed" when other statements come with it (refused);
+   * undefined when the message deallocates no such statement.
+   */
+  private protocolDeallocate(decision: Decision): Slot<Statement> | "mixed" | undefined {
+    let found: Slot<Statement> | undefined;
+    for (const s of decision.statements) {
+      if (!s.deallocates || s.deallocates.all) continue;
+      const name = s.deallocates.name;
+      if (this.ns.projected(this.ns.sqlSlot(name)) !== null) continue;
+      const slot = this.ns.statementSlot(nameKey(Buffer.from(name, "utf8"), 0, Buffer.byteLength(name, "utf8")));
+      if (slot !== undefined && this.ns.projected(slot) !== null) found = slot;
+    }
+    if (found === undefined) return undefined;
+    return decision.statements.length === 1 ? found : "mixed";
+  }
+
+  /**
    * Carries out the gate's verdict: `forward` runs at once, `poison` replaces the message by its
    * poison of `kind`, `hold` waits and applies what it resolves to. False: scanning paused (a hold).
    */
-  private apply(v: Verdict, kind: K.PoisonQuery | K.PoisonParse, forward: () => void, unnamedParse = false): boolean {
+  private apply(v: Verdict, kind: K.PoisonQuery | K.PoisonParse, forward: () => void, unnamedParse = false, rec?: StatementRecord): boolean {
+    if (this.skipUntilSync && v.do !== "hold") {
+      // the server began skipping to Sync while this message was held: it never runs
+      if (v.do === "forward" && rec) this.results.completed({ kind: K.Execute, rec, startedAt: this.o.now(), error: NOT_RUN });
+      return true;
+    }
     switch (v.do) {
       case "forward":
         forward();
@@ -555,7 +598,7 @@ export class RelaySession {
         else this.poisonExtended(v.error, unnamedParse);
         return true;
       case "hold":
-        return this.hold(v.until.then((next) => () => this.apply(next, kind, forward, unnamedParse)), !v.long);
+        return this.hold(v.until.then((next) => () => this.apply(next, kind, forward, unnamedParse, rec)), !v.long);
     }
   }
 
@@ -835,20 +878,24 @@ export class RelaySession {
     this.results.notice(p, f);
   }
 
-  /** after an extended-protocol error: the server skips every message up to Sync */
+  /**
+   * After an extended-protocol error: the server skips every message up to Sync. When the client
+   * has not sent that Sync yet, what it sends until then is skipped too (a simple Query as well).
+   */
   private skipped(err?: { sqlstate: string; message: string }): void {
     this.queue.discardUntilSync((q) => {
       const op = opOf(q.kind);
       if (op !== undefined) this.ns.answer("skipped", op);
       this.failed(q, err);
     });
+    if (this.queue.peek() === undefined) this.skipUntilSync = true;
   }
 
   /** a statement that failed or never ran: recorded with the error, its SQL-level effects undone */
   private failed(q: Pending, err?: { sqlstate: string; message: string }): void {
     this.settleEffects(q, false);
     if ((q.kind === K.Execute || q.kind === K.Query) && q.rec) {
-      q.error = err ?? { sqlstate: "08P01", message: "not run: an earlier message of its pipeline failed" };
+      q.error = err ?? NOT_RUN;
       this.results.completed(q);
     }
   }
@@ -900,6 +947,16 @@ export class RelaySession {
     return encodeErrorFields(f[0]!, fields);
   }
 }
+
+/** DEALLOCATE of a Parse's statement among other statements, or in a Parse: the proxy cannot send it under the server's name */
+const MIXED_DEALLOCATE: Decision = {
+  action: "deny",
+  rule: "deallocate-protocol-statement",
+  reason: "DEALLOCATE of a statement prepared with the protocol's Parse must be a simple query of its own through sluice (or use Close)",
+  statementClass: "utility",
+  statementIndex: 0,
+  statements: [],
+};
 
 /** The names a decision's statements EXECUTE (SQL level), or undefined when none. */
 function executedNames(d: Decision): string[] | undefined {

@@ -93,7 +93,8 @@ export interface SqlEffect {
   /** the statement's position in its message, and the command tag its completion carries */
   readonly index: number;
   readonly tag: string;
-  readonly slot: Slot<SqlStatement> | null;
+  /** a SQL-level name, or a Parse's statement deallocated under the server's name */
+  readonly slot: Slot<SqlStatement> | Slot<Statement> | null;
   /** null: DEALLOCATE name; a statement: PREPARE name; "all": DEALLOCATE ALL / DISCARD ALL */
   readonly value: SqlStatement | null | "all";
   /** DISCARD ALL also drops every portal */
@@ -273,18 +274,24 @@ export class StatementNamespace {
           : { index, tag: "DEALLOCATE", slot: this.slot(this.sql, "q", s.deallocates.name), value: null, portals: false };
       }
       if (e === undefined) continue;
-      if (e.slot) e.slot.pending.push({ gen: this.gen, skips, value: e.value as SqlStatement | null });
+      if (e.slot) (e.slot as Slot<unknown>).pending.push({ gen: this.gen, skips, value: e.value });
       else this.globalPending++;
       (out ??= []).push(e);
     }
     return out;
   }
 
+  /** a simple Query `DEALLOCATE <server name>` of a Parse's statement is forwarded */
+  deallocateProtocol(slot: Slot<Statement>): SqlEffect {
+    slot.pending.push({ gen: this.gen, skips: false, value: null });
+    return { index: 0, tag: "DEALLOCATE", slot, value: null, portals: false };
+  }
+
   /** a statement with SQL-level effects completed (`ran`) or did not run */
   settle(e: SqlEffect, ran: boolean): void {
     if (e.slot) {
       e.slot.pending.shift();
-      if (ran) e.slot.confirmed = e.value as SqlStatement | null;
+      if (ran) (e.slot as Slot<unknown>).confirmed = e.value;
       this.release(e.slot);
     } else {
       this.globalPending--;
