@@ -31,6 +31,7 @@ import { decodeBind, decodeErrorFields, decodeParameterStatus, decodeQuery, deco
 import { describe as encodeDescribe, encodeErrorFields, errorResponse, noticeResponse, parse as encodeParse, query as encodeQuery, withNames, type ErrorFields } from "../wire/encode.js";
 import { Outbox } from "./outbox.js";
 import { pinnedSettingViolation } from "./pinned-settings.js";
+import { ReservedNames } from "./reserved-names.js";
 import { BIND, CLOSE, DESCRIBE_P, DESCRIBE_S, K, opOf, PARSE, ResponseQueue, SYNC, type Pending } from "./response-queue.js";
 import { ResultPath } from "./result-path.js";
 import { isPromise, settledDecision, StatementGate, type Verdict } from "./statement-gate.js";
@@ -132,8 +133,8 @@ export class RelaySession {
   private readonly gate: StatementGate;
   private readonly results: ResultPath;
   private readonly ns: StatementNamespace;
-  /** SQL text that names the proxy's own statements and portals, or a Unicode-escaped identifier (which could) */
-  private readonly reserved: RegExp;
+  /** SQL text that names the proxy's own statements and portals (or could) is denied */
+  private readonly reserved: ReservedNames;
   /**
    * The server skips every message up to the next Sync (after a poison, or after an error of the
    * extended protocol that arrived before the client sent that Sync): the client's frames up to
@@ -172,7 +173,7 @@ export class RelaySession {
     // a valid identifier prefix, random per process (from the token's random tail): `_<12 hex>_`
     const prefix = `_${Buffer.from(opts.poisonToken).toString("hex").slice(-12)}_`;
     this.ns = new StatementNamespace(prefix);
-    this.reserved = new RegExp(`${prefix}|u&"`, "i");
+    this.reserved = new ReservedNames(prefix);
     this.gate = new StatementGate({
       info: opts.info,
       audit: opts.audit,
@@ -363,7 +364,10 @@ export class RelaySession {
       // the server began skipping to Sync while this message waited: it will never see it
       if (this.skipUntilSync) return true;
       // what policy denies keeps its own rule; what it would let through must not reach the proxy's names
-      if (x.action !== "deny" && this.reserved.test(sql)) return then(reservedDecision(sql));
+      if (x.action !== "deny") {
+        const reserved = this.reserved.check(sql);
+        if (reserved !== undefined) return then(reserved);
+      }
       const names = executedNames(x);
       if (names === undefined || this.ns.sqlCertain(names)) return then(x);
       // EXECUTE of a name whose PREPARE/DEALLOCATE the server has not answered yet: decide once it has
@@ -963,19 +967,4 @@ function executedNames(d: Decision): string[] | undefined {
   let out: string[] | undefined;
   for (const s of d.statements) if (s.executes) (out ??= []).push(...s.executes);
   return out;
-}
-
-/** Text naming the proxy's own statements or portals (or a Unicode-escaped identifier, which could) is denied unread. */
-function reservedDecision(sql: string): Decision {
-  const escaped = /u&"/i.test(sql);
-  return {
-    action: "deny",
-    rule: escaped ? "unicode-escaped-identifier" : "reserved-name",
-    reason: escaped
-      ? "Unicode-escaped identifiers (U&\"…\") are not accepted through sluice: they could name the gateway's own prepared statements and portals"
-      : "the statement names a prepared statement or portal of the gateway itself",
-    statementClass: "unknown",
-    statementIndex: 0,
-    statements: [],
-  };
 }
