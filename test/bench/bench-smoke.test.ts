@@ -31,7 +31,9 @@ test("the benchmark harness runs end to end and writes latest.json and latest.md
   assert.ok((s1.results["sluice-ack"]?.median ?? 0) > 0, "no sluice measurement in scenario 1");
   // the audit stream per statement (issue 12): batches, events and bytes, from the node's /metrics
   const ax = s1.results["sluice-ack"]!.extra!;
-  assert.ok(ax.auditMsgsPerStmt! > 0 && ax.auditMsgsPerStmt! <= 1, `messages per statement ${ax.auditMsgsPerStmt}`);
+  // (how many share a message depends on timing: on a busy machine a statement's completion may go
+  // alone, two messages a statement; a message never holds less than one event)
+  assert.ok(ax.auditMsgsPerStmt! > 0 && ax.auditMsgsPerStmt! <= ax.auditEventsPerStmt!, `messages per statement ${ax.auditMsgsPerStmt}, events ${ax.auditEventsPerStmt}`);
   assert.ok(ax.auditEventsPerStmt! >= 2, `events per statement ${ax.auditEventsPerStmt}`);
   assert.ok(ax.auditBytesPerStmt! > 0, `bytes per statement ${ax.auditBytesPerStmt}`);
   const s2 = report.scenarios.find((x) => x.id === "2")!;
