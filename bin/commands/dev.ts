@@ -1,9 +1,10 @@
 /**
  * `sluice dev`: the whole development stack in the foreground (contract: "Development stack").
  *
- * nats-server as a child process (unless --nats / SLUICE_NATS_URL), the control plane and one data
- * plane in this process, a dev OIDC issuer `dev` whose JWKS the control plane serves over HTTP, and a
- * resource for the upstream (default: the local PostgreSQL, database `sluice_demo`, created if absent).
+ * nats-server as a child process (unless --nats / SLUICE_NATS_URL), the control plane in this process,
+ * one data plane on a thread of its own (bin/lib/dev-data-plane.ts: the two do not share an event
+ * loop), a dev OIDC issuer `dev` whose JWKS the control plane serves over HTTP, and a resource for
+ * the upstream (default: the local PostgreSQL, database `sluice_demo`, created if absent).
  * The upstream password reaches the data plane only through its environment (env:SLUICE_DEV_UPSTREAM_PASSWORD).
  * Writes the dev context (control plane address, admin token, dev issuer key file, …) so other shells'
  * `sluice …` commands work with no flags. Ctrl-C / SIGTERM stops everything it started.
@@ -23,11 +24,11 @@ import { DEV_PASSWORD_ENV, devBundle, devResource, keepDevParts, parseUpstreamUr
 import { freePort, startNatsServer } from "../lib/dev-nats-server.js";
 import { Teardown, startStep, within } from "../lib/dev-lifecycle.js";
 import { applyBundleText } from "../lib/dev-policy-client.js";
+import { DevDataPlane } from "../lib/dev-data-plane.js";
 import { ensureDevCertificate } from "../lib/dev-tls.js";
 import { ensureUpstreamDatabase } from "../lib/dev-upstream.js";
 import { afterDemo } from "../lib/demo/after-demo.js";
 import { isAborted, runDemo } from "../lib/demo/run-demo.js";
-import { startDataPlaneNode, type DataPlaneNode } from "@sluice/data-plane";
 
 const USAGE = `usage: sluice dev [--upstream postgres://USER:PASS@HOST:PORT/DB] [--resource NAME] [--policy FILE]
                   [--nats URL] [--demo] [--state-dir DIR] [--port N] [--http-port N] [--grpc-port N] [--cp-http-port N]
@@ -118,7 +119,7 @@ export async function run(args: string[]): Promise<number> {
   });
   const stateDir = resolve(values["state-dir"] ?? process.env.SLUICE_DEV_DIR ?? ".sluice");
   const parts = new Teardown();
-  let dataPlane: DataPlaneNode | undefined;
+  let dataPlane: DevDataPlane | undefined;
   let nc: NatsConnection | undefined;
   let natsUrl: string | undefined;
 
@@ -249,14 +250,13 @@ export async function run(args: string[]): Promise<number> {
     dpConfig.dataPlane.httpListen = `127.0.0.1:${dpHttpPort}`;
     dpConfig.dataPlane.tls = { mode: "required", certFile: cert.certFile, keyFile: cert.keyFile };
     dpConfig.dataPlane.controlPlaneUrl = controlPlane.grpcAddress;
-    const dp = await startStep("data plane", () =>
-      startDataPlaneNode({
-        config: dpConfig,
-        nc: conn,
-        logger: log,
-        snapshotCacheFile: join(stateDir, "snapshot.json"),
-      }),
-    );
+    // on a thread of its own: the control plane's projector and sealer do not hold up its relay
+    const dp = new DevDataPlane({
+      config: dpConfig,
+      logLevel: process.env.SLUICE_LOG_LEVEL ?? "warn",
+      snapshotCacheFile: join(stateDir, "snapshot.json"),
+      log: (chunk) => void (muted || process.stderr.write(chunk)),
+    });
     dataPlane = dp;
     // sessions get the grace period; their last audit events what is left of the stop's budget
     parts.add("data plane", async (budget) => {
@@ -268,7 +268,8 @@ export async function run(args: string[]): Promise<number> {
         await conn.close().catch(() => undefined);
       }
     });
-    await startStep("data plane policy", () => dp.snapshots.waitForRevision(applied.revision, 15_000));
+    await startStep("data plane", () => dp.ready);
+    await startStep("data plane policy", () => dp.waitForRevision(applied.revision, 15_000));
 
     const contextFile = writeContext({
       controlPlane: controlPlane.grpcAddress,
@@ -345,7 +346,7 @@ export async function run(args: string[]): Promise<number> {
       bundle,
       apply: async (b) => {
         const r = await applyBundleText(controlPlane.grpcAddress, adminToken, JSON.stringify(b), "<sluice dev --demo>");
-        await dp.snapshots.waitForRevision(r.revision, 15_000);
+        await dp.waitForRevision(r.revision, 15_000);
         return r.revision;
       },
       sink,
@@ -364,13 +365,15 @@ export async function run(args: string[]): Promise<number> {
     if (!ac.signal.aborted) process.stdout.write(afterDemo({ port: dp.port, resource: resourceName, caFile: cert.certFile, grpc: controlPlane.grpcAddress, sessionId: demo?.sessionId }));
   }
 
-  const sig = await signalled;
+  // a signal stops the stack; so does its data plane thread ending on its own (the stack is no use without it)
+  const end = await Promise.race([signalled, dp.lost.then((why) => ({ lost: why }))]);
   const t0 = Date.now();
-  process.stderr.write(`sluice dev: ${sig}, stopping\n`);
+  const code = typeof end === "string" ? 0 : 1;
+  process.stderr.write(typeof end === "string" ? `sluice dev: ${end}, stopping\n` : `sluice dev: the data plane stopped (${end.lost}), stopping\n`);
   await stopStack(STOP_GRACE_MS + STOP_MARGIN_MS);
   // anything a library left open must not keep a stopped stack's process alive past the budget
-  exitWithin(0, STOP_GRACE_MS + STOP_MARGIN_MS - (Date.now() - t0));
-  return 0;
+  exitWithin(code, STOP_GRACE_MS + STOP_MARGIN_MS - (Date.now() - t0));
+  return code;
 }
 
 /** True when NATS answers a PING soon (a flush waits for a reconnect otherwise). */
