@@ -31,14 +31,18 @@ function isoTime(t: Date): string {
   return isoText;
 }
 
-/** Events after which a statement is forwarded upstream: `ack` durability waits for them. */
-const GATING: ReadonlySet<SessionEventName> = new Set(["statement.allowed", "statement.approved"]);
+/**
+ * Events `ack` durability waits for: those after which a statement is forwarded upstream, and the
+ * approval request, after which the client is told its statement is held (a node that died right
+ * after that notice left an approvable request on the control plane and nothing in the session's
+ * chain; found by test/reliability/data-plane-crash.test.ts).
+ */
+const GATING: ReadonlySet<SessionEventName> = new Set(["statement.allowed", "statement.approved", "statement.approval_requested"]);
 /** Events that open new work: refused first when the buffer is full. */
 const OPENING: ReadonlySet<SessionEventName> = new Set([
   "session.started",
   "session.authenticated",
   "statement.blocked",
-  "statement.approval_requested",
 ]);
 
 export function admitModeOf(name: SessionEventName): AdmitMode {
