@@ -64,7 +64,7 @@ export function renderReport(results: readonly ScenarioResult[], info: RunInfo):
     for (const i of r.injected) out.push(`- ${i}`);
     if (!r.injected.length) out.push("- (nothing: the scenario stopped before its fault)");
     out.push("", "**Checked**", "");
-    for (const c of r.checks) out.push(`- ${c.ok ? "✔" : "✘ FAILED:"} ${c.what}${c.detail ? ` (${c.detail})` : ""}`);
+    for (const c of r.checks) out.push(`- ${c.ok ? "✔" : "✘ FAILED:"} ${c.what}${c.detail ? ` (${c.detail})` : ""}${c.knownDefect ? ` — defect: ${c.knownDefect}` : ""}`);
     out.push("", "**Figures**", "", "| figure | value |", "|---|---|");
     for (const [k, v] of Object.entries(r.figures)) out.push(`| ${cell(k)} | ${cell(v)} |`);
     out.push("", `**Errors clients saw:** ${errorsLine(r)}`);

@@ -10,12 +10,18 @@ import assert from "node:assert/strict";
 import type { TestContext } from "node:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BUDGET } from "./budget.js";
+import { BUDGET, FULL } from "./budget.js";
 
 export interface Check {
   what: string;
   ok: boolean;
   detail?: string;
+  /**
+   * a product defect this check exposes, written down for the lead: while it fails, the short
+   * budget (npm test) marks the test TODO instead of failing everyone's run; the full run and the
+   * report show it failing
+   */
+  knownDefect?: string;
 }
 
 export interface ScenarioResult {
@@ -39,7 +45,7 @@ export class ScenarioReport {
   private readonly t0 = Date.now();
   private done = false;
 
-  constructor(t: TestContext, id: string, title: string) {
+  constructor(private readonly t: TestContext, id: string, title: string) {
     this.r = { id, title, budget: BUDGET.name, status: "error", startedAt: new Date().toISOString(), seconds: 0, injected: [], checks: [], figures: {}, clientErrors: {}, notes: [] };
     t.after(() => {
       if (!this.done) {
@@ -55,8 +61,8 @@ export class ScenarioReport {
   }
 
   /** records a check; returns its outcome so a scenario may skip what depends on it */
-  check(what: string, ok: boolean, detail?: string): boolean {
-    this.r.checks.push({ what, ok, ...(detail !== undefined ? { detail } : {}) });
+  check(what: string, ok: boolean, detail?: string, o: { knownDefect?: string } = {}): boolean {
+    this.r.checks.push({ what, ok, ...(detail !== undefined ? { detail } : {}), ...(o.knownDefect && !ok ? { knownDefect: o.knownDefect } : {}) });
     return ok;
   }
 
@@ -82,12 +88,16 @@ export class ScenarioReport {
     return this.r.checks.filter((c) => !c.ok);
   }
 
-  /** writes the result and fails the test when a check failed */
+  /** writes the result and fails the test when a check failed (see Check.knownDefect) */
   finish(): ScenarioResult {
     this.done = true;
     this.r.status = this.failed.length ? "failed" : "passed";
     this.write();
-    assert.deepEqual(this.failed.map((c) => `${c.what}${c.detail ? ` (${c.detail})` : ""}`), [], `${this.r.id}: checks failed`);
+    const line = (c: Check) => `${c.what}${c.detail ? ` (${c.detail})` : ""}`;
+    const known = this.failed.filter((c) => c.knownDefect);
+    const blocking = FULL ? this.failed : this.failed.filter((c) => !c.knownDefect);
+    if (known.length && !FULL) this.t.todo(`known defect: ${known.map(line).join("; ")}`);
+    assert.deepEqual(blocking.map(line), [], `${this.r.id}: checks failed`);
     return this.r;
   }
 

@@ -1,0 +1,140 @@
+/**
+ * Reliability: the data plane killed with SIGKILL under load (ack durability), and started again
+ * on the same config. No clean stop, no flush: every statement a client saw succeed must be on the
+ * stream all the same (ack: it was stored before it ran), each session's stored events a gap-free
+ * beginning of its chain, and the restarted node serves the same clients again. A statement held
+ * for approval at the moment of the kill must end recorded as cancelled and can never be approved
+ * (and so never run) afterwards.
+ */
+import { test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import type pg from "pg";
+import { SessionEventType, type CloudEvent } from "@sluice/shared/events";
+import { budget } from "./lib/budget.js";
+import { LEDGER_DDL, Load } from "./lib/load.js";
+import { startReliabilityStack } from "./lib/reliability-stack.js";
+import { onlyErrors, recordEvidence } from "./lib/scenario-evidence.js";
+import { ScenarioReport } from "./lib/scenario-report.js";
+
+const APPROVAL_POLICY = {
+  name: "deployers",
+  groups: ["deployers"],
+  resources: ["app"],
+  allow: ["read", "write", "ddl"] as const,
+  requireApproval: ["ddl"],
+  approval: { approvers: ["dba"], timeout: "10m" },
+};
+
+/** resolves with the approval id of the first approval notice the client gets */
+function approvalNotice(c: pg.Client, ms: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error("no approval notice")), ms);
+    c.on("notice", (n: { message?: string }) => {
+      const m = /request (apr-[0-9a-z]+)/.exec(n.message ?? "");
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+  });
+}
+
+test("the data plane killed with SIGKILL under load and restarted (ack), with a statement held for approval", async (t) => {
+  const r = new ScenarioReport(t, "data-plane-sigkill", "Data plane SIGKILL under load and restarted (ack)");
+  try {
+    const workers = budget(4, 16);
+    const s = await startReliabilityStack(t, { label: "dpkill", durability: "ack", policies: [APPROVAL_POLICY as never] });
+    await s.direct(LEDGER_DDL);
+    const load = new Load(s, { workers, pauseMs: budget(5, 1), reconnectPauseMs: 100 }).start();
+    t.after(() => load.stop());
+    r.check("statements succeed before the fault", await load.waitForAcks(budget(40, 2000), 60_000), `${load.total} acknowledged`);
+
+    // a held statement whose client goes away first (a clean end of the session, before the kill)
+    const left = await s.client({ sub: "repo:acme/deploy-left", groups: ["deployers"] });
+    const leftIdP = approvalNotice(left, 30_000);
+    const leftQuery = left.query("CREATE TABLE held_then_left (id int)").catch(() => undefined);
+    const leftId = await leftIdP;
+    await left.end().catch(() => undefined);
+    await leftQuery;
+
+    // a pipeline's DDL held for approval when the node dies
+    const held = await s.client({ sub: "repo:acme/deploy", groups: ["deployers"] });
+    const idP = approvalNotice(held, 30_000);
+    const heldQuery = held.query("CREATE TABLE held_at_kill (id int)").then(() => "ran", (e: Error) => `failed: ${e.message}`);
+    const approvalId = await idP;
+    r.figure("approval request held at the kill", approvalId);
+
+    r.inject(`SIGKILL of the data plane (pid ${s.dp.pid}) under a load of ${workers} sessions and one statement held for approval`);
+    const killedAt = Date.now();
+    await s.dp.kill("SIGKILL");
+    r.figure("data plane ended by", String(s.dp.ended));
+    const heldOutcome = await heldQuery;
+    r.check("the held statement's client gets an error, not a result", heldOutcome.startsWith("failed"), heldOutcome);
+    await sleep(budget(1000, 5000));
+
+    r.inject("the data plane started again on the same config (same ports, node name and NATS)");
+    const restartAt = Date.now();
+    await s.dp.start();
+    const readyAt = Date.now();
+    r.figure("restart: start → /readyz 200 (ms)", readyAt - restartAt);
+    const until = Date.now() + 60_000;
+    while (load.firstAckAfter(readyAt).some((x) => x === undefined) && Date.now() < until) await sleep(100);
+    const firsts = load.firstAckAfter(readyAt);
+    const rec = firsts.every((x) => x !== undefined) ? Math.max(...(firsts as number[])) - readyAt : undefined;
+    r.check("every session runs statements again through the restarted node", rec !== undefined);
+    r.figure("recovery: node ready → every session succeeded again (ms)", rec ?? "never");
+    r.figure("outage seen by clients: kill → every session succeeded again (ms)", rec !== undefined ? readyAt + rec - killedAt : "never");
+    r.check("statements succeed after the restart", await load.waitForAcks(budget(40, 2000), 60_000), `${load.total} acknowledged`);
+
+    // the held statement, afterwards: the request can no longer be approved, nothing ran
+    const dbaToken = await s.token({ sub: "carol-dba", groups: ["dba"] });
+    const approve = await s.cli(["approvals", "approve", approvalId, "--reason", "reliability: after the kill"], { SLUICE_TOKEN: dbaToken });
+    const shown = await s.cli(["approvals", "show", approvalId, "--json"]);
+    const status = shown.code === 0 ? (JSON.parse(shown.stdout) as { status: string }).status : `show failed: ${shown.stderr.trim()}`;
+    r.figure("approve attempt after the restart", approve.code === 0 ? `accepted: ${approve.stdout.trim()}` : `refused (exit ${approve.code}): ${approve.stderr.trim()}`);
+    r.figure("approval request status afterwards", status);
+    const ran = (await s.direct("SELECT to_regclass('public.held_at_kill') IS NOT NULL AS present")).rows[0].present as boolean;
+    r.check("the held statement never ran", !ran);
+    const defect = "a request held by a node that died stays pending on the control plane: nothing records it cancelled, and an approver can still approve it (see the progress note)";
+    r.check("an approver cannot approve the held request after the node died", approve.code !== 0, `exit ${approve.code}`, { knownDefect: defect });
+    r.check("the held request is recorded as cancelled", status === "cancelled", status, { knownDefect: defect });
+
+    // the one whose client left before the kill: recorded cancelled in its session, and on the control plane?
+    const approveLeft = await s.cli(["approvals", "approve", leftId, "--reason", "reliability: client gone"], { SLUICE_TOKEN: dbaToken });
+    const shownLeft = await s.cli(["approvals", "show", leftId, "--json"]);
+    const statusLeft = shownLeft.code === 0 ? (JSON.parse(shownLeft.stdout) as { status: string }).status : `show failed: ${shownLeft.stderr.trim()}`;
+    r.figure("held request whose client left before the kill: approve attempt", approveLeft.code === 0 ? "accepted" : `refused (exit ${approveLeft.code}): ${approveLeft.stderr.trim()}`);
+    r.figure("held request whose client left before the kill: status afterwards", statusLeft);
+    const leftRan = (await s.direct("SELECT to_regclass('public.held_then_left') IS NOT NULL AS present")).rows[0].present as boolean;
+    r.check("the statement whose client left never ran", !leftRan);
+    r.check("an approver cannot approve a held request whose client has left", approveLeft.code !== 0, `exit ${approveLeft.code}`, {
+      knownDefect: "the data plane records the cancellation in the session's audit chain only; the control plane's request stays pending and approvable",
+    });
+
+    r.figure("data plane peak RSS after the restart (MiB)", s.dp.memory().peakMb);
+    await load.stop();
+    onlyErrors(r, load, ["connection: closed", "connection: ECONNREFUSED", "connection: ECONNRESET", "57P03"],
+      "clients saw their connections close or be refused while the node was away, nothing else");
+    r.check("control plane never exited", !!s.cp?.running && s.cp.starts === 1);
+    await s.dp.stop(30_000);
+    r.check("the restarted data plane stopped cleanly at the end (exit 0)", s.dp.ended === 0, `ended ${s.dp.ended}`);
+    const { ev } = await recordEvidence(r, s, load, { wholeChains: true });
+    r.figure("sessions on the stream without session.ended (ended by the kill)", ev.unended);
+
+    // the held statement on the stream: requested, and never approved or run
+    const stored = (await s.audit()).map((x) => x.ev);
+    const requested = stored.find((e) => e.type === SessionEventType["statement.approval_requested"] && JSON.stringify(e.data).includes(approvalId));
+    const session: CloudEvent[] = requested ? stored.filter((e) => e.subject === requested.subject) : [];
+    r.check("the approval request is on the stream, in the held session's chain", !!requested);
+    const leftRequested = stored.find((e) => e.type === SessionEventType["statement.approval_requested"] && JSON.stringify(e.data).includes(leftId));
+    const leftSession = leftRequested ? stored.filter((e) => e.subject === leftRequested.subject) : [];
+    r.check("the held session whose client left records the request cancelled", leftSession.some((e) => e.type === SessionEventType["statement.rejected"] && (e.data as { reason?: string }).reason === "cancelled"));
+    r.check(
+      "the held session's stream never shows the statement approved or allowed",
+      !session.some((e) => e.type === SessionEventType["statement.approved"] || (e.type === SessionEventType["statement.allowed"] && JSON.stringify(e.data).includes("held_at_kill"))),
+    );
+  } catch (e) {
+    r.broke(e);
+  }
+  r.finish();
+});
