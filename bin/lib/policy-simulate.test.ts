@@ -143,3 +143,31 @@ test("policy simulate scopes policies by the chosen issuer, as the data plane do
   assert.equal(unknown.code, 1);
   assert.match(unknown.stderr, /no issuer named "gitlab"/);
 });
+
+test("policy simulate shows the built-in allowance that allowed each statement, and warns about utility listed for nothing", async (t) => {
+  const common = ["--resource", "orders", "--policy", contractBundle, "--groups", "ci"];
+  const jdbc = await run([...common, "--sql", "SET extra_float_digits = 3"]);
+  assert.equal(jdbc.code, 0, jdbc.stderr);
+  assert.match(jdbc.stdout, /rule: +implicit:session-setting/);
+  assert.match(jdbc.stdout, /allow by implicit:session-setting \(built in: every connected identity may, whatever classes its policies list\)/);
+
+  const txn = await run([...common, "--json", "--sql", "BEGIN; DECLARE c CURSOR FOR SELECT * FROM orders; FETCH 10 FROM c; CLOSE c; COMMIT"]);
+  assert.equal(txn.code, 0, txn.stderr);
+  const out = JSON.parse(txn.stdout) as { rule: string; statements: Array<{ rule: string; baseline: string | null }>; warnings: unknown[] };
+  assert.equal(out.rule, "ci-read/allow:read");
+  assert.deepEqual(out.statements.map((s) => s.rule), [
+    "implicit:transaction-control", "ci-read/allow:read", "implicit:cursor", "implicit:cursor", "implicit:transaction-control",
+  ]);
+  assert.deepEqual(out.statements.map((s) => s.baseline), ["transaction-control", null, "cursor", "cursor", "transaction-control"]);
+  assert.deepEqual(out.warnings, []);
+
+  const dir = mkdtempSync(join(tmpdir(), "sluice-simulate-utility-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const withUtility = join(dir, "utility.yaml");
+  const { readFileSync } = await import("node:fs");
+  writeFileSync(withUtility, readFileSync(contractBundle, "utf8").replace("allow: [read]\n", "allow: [read, utility]\n"));
+  const warned = await run(["--resource", "orders", "--policy", withUtility, "--groups", "ci", "--sql", "LISTEN jobs"]);
+  assert.equal(warned.code, 0, warned.stderr);
+  assert.match(warned.stdout, /rule: +ci-read\/allow:utility/);
+  assert.match(warned.stdout, /^warning: \/policies\/0\/allow\/1: policy ci-read allows utility: transaction control, SHOW/m);
+});

@@ -10,7 +10,7 @@ import { readFile } from "node:fs/promises";
 import { PolicyServiceClient, type GetPolicyResponse } from "@sluice/proto";
 import { groupsFromClaims, pickIssuer } from "@sluice/shared/auth";
 import { SluiceError } from "@sluice/shared/errors";
-import { formatProblem, parseBundleFile, type Bundle } from "@sluice/shared/policy";
+import { bundleWarnings, formatProblem, formatWarning, parseBundleFile, type Bundle } from "@sluice/shared/policy";
 import { loadSqlParser, simulateSql, type StatementInfo } from "@sluice/shared/sql";
 import { scrubSecrets } from "@sluice/shared/logging";
 import { TARGET_FLAGS, UsageError, parse } from "./cli-kit.js";
@@ -54,6 +54,7 @@ function statementView(s: StatementInfo) {
     kind: s.kind,
     class: s.class,
     classes: s.classes ?? [s.class],
+    baseline: s.baseline ?? null,
     tables: s.tables,
     functions: s.functions,
     risks: s.risks,
@@ -140,6 +141,7 @@ export async function runSimulate(args: string[], io: SimulateIo = processIo): P
         groups,
         issuer: issuerName ?? null,
         bundle: source,
+        warnings: bundleWarnings(bundle),
         parseError: classification.ok ? null : { message: classification.error, position: classification.position ?? null },
         statements: classification.ok
           ? classification.statements.map((s, i) => ({ ...statementView(s), decision: perStatement[i].action, rule: perStatement[i].rule }))
@@ -160,11 +162,14 @@ export async function runSimulate(args: string[], io: SimulateIo = processIo): P
         classification.statements.forEach((s, i) => {
           const mark = i === decision.statementIndex && decision.action !== "allow" ? " (decides)" : "";
           out.push(`statement ${i + 1}/${classification.statements.length}${mark}: ${s.text.length > 120 ? s.text.slice(0, 117) + "..." : s.text}`);
-          out.push(`  class ${(s.classes ?? [s.class]).join("+")} (${s.kind}); ${perStatement[i].action} by ${perStatement[i].rule}`);
+          const rule = perStatement[i].rule;
+          const how = rule.startsWith("implicit:") ? `${rule} (built in: every connected identity may, whatever classes its policies list)` : rule;
+          out.push(`  class ${(s.classes ?? [s.class]).join("+")} (${s.kind}); ${perStatement[i].action} by ${how}`);
           out.push(`  tables read: ${list(s.tables.read)}; written: ${list(s.tables.write)}`);
           out.push(`  functions: ${list(s.functions)}; risks: ${list(s.risks)}`);
         });
       }
+      for (const w of bundleWarnings(bundle)) out.push(formatWarning(w));
       io.out(out.join("\n") + "\n");
     }
     return EXIT[decision.action];

@@ -62,9 +62,13 @@ function singleStatement(sql: string): boolean {
   return !c.ok || c.statements.length === 1;
 }
 
-/** Reads that leave no session state behind: safe to run one after another on a shared connection. */
+/**
+ * Reads that leave no session state behind: safe to run one after another on a shared connection.
+ * DEALLOCATE and DISCARD (allowed to every identity since the contract's built-in allowances) would
+ * drop a driver's own prepared statements.
+ */
 function statelessAllow(e: CorpusEntry): boolean {
-  return e.expect === "allow" && (e.groups[0] === "ci" || e.groups[0] === "reports") && !/^\s*(prepare|set|listen)/i.test(e.sql);
+  return e.expect === "allow" && (e.groups[0] === "ci" || e.groups[0] === "reports") && !/^\s*(prepare|set|listen|deallocate|discard)/i.test(e.sql);
 }
 
 /** GUARDRAILS_ONLY=<substring> runs only the matching subtests (development aid). */

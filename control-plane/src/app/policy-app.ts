@@ -6,7 +6,7 @@
  */
 import { SluiceError } from "@sluice/shared/errors";
 import { uuidv7, type CloudEvent } from "@sluice/shared/events";
-import type { Bundle } from "@sluice/shared/policy";
+import { bundleWarnings, formatWarning, type Bundle } from "@sluice/shared/policy";
 import type { Logger } from "@sluice/shared/logging";
 import { actorLabel, type Actor, type ItemChange } from "../domain/command-meta.js";
 import {
@@ -39,7 +39,7 @@ export interface ApplyResult {
   duplicate: boolean;
   changes: ItemChange[];
   diff: string;
-  /** what the composing process added to the submitted bundle (see PolicyAppOptions.amend), one line each */
+  /** what the composing process added to the submitted bundle (see PolicyAppOptions.amend), and warnings about it (`warning: …`), one line each */
   notes: string[];
 }
 
@@ -101,6 +101,8 @@ export class PolicyApp {
     }));
     if (parsed.problems.length || !parsed.bundle) throw invalid(parsed.problems.length ? parsed.problems : [{ path: sourcePath, line: 1, column: 1, pointer: "", message: "empty policy document" }]);
     const bundle = parsed.bundle;
+    // a valid bundle may still say something that does nothing: said, never refused
+    notes = [...notes, ...bundleWarnings(bundle).map(formatWarning)];
 
     for (let attempt = 1; ; attempt++) {
       const stream = await this.load();

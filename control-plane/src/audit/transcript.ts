@@ -42,6 +42,11 @@ function table(cols: string[], rows: Array<Array<string | null>>): string[] {
   return [fmt(cols), w.map((n) => "-".repeat(n)).join("-+-"), ...cells.map(fmt)];
 }
 
+/** A rule as the transcript shows it: the built-in allowances say what they are. */
+function ruleText(rule: string): string {
+  return rule.startsWith("implicit:") ? `${rule} (built in: every connected identity may)` : rule;
+}
+
 export class TranscriptRenderer {
   /** A captured result set as a small table. */
   private rows(d: CapturedResult): string[] {
@@ -101,13 +106,17 @@ export class TranscriptRenderer {
         const d = ev.data as StatementData;
         const lines = [`${at}  #${d.statementId} [${d.protocol}, ${d.class}]`, indent(clip(d.sql, this.o.maxSqlChars), "    ")];
         if (d.params?.length) lines.push(`    params: ${JSON.stringify(d.params)}`);
-        if (name === "statement.allowed") lines.push(`    allowed by ${d.rule}${rev}`);
+        if (name === "statement.allowed") lines.push(`    allowed by ${ruleText(d.rule)}${rev}`);
         else if (name === "statement.blocked") {
           const b = d as StatementBlockedData;
           lines.push(`    BLOCKED by ${d.rule}${d.reason ? `: ${d.reason}` : ""} (SQLSTATE ${b.sqlstate})${rev}`);
         } else {
           const a = d as StatementApprovalRequestedData;
           lines.push(`    HELD for approval ${a.approvalId} by ${d.rule} (approvers: ${a.approvers.join(", ")})${rev}`);
+        }
+        // a message of several statements: what decided each of them
+        if ((d.statements?.length ?? 0) > 1 && d.statements.some((p) => p.rule !== undefined)) {
+          d.statements.forEach((p, i) => lines.push(`      ${i + 1}. ${p.kind} (${p.class}): ${p.rule === undefined ? "not judged (an earlier statement decided)" : ruleText(p.rule)}`));
         }
         return lines;
       }

@@ -57,11 +57,15 @@ function summaryOf(d: StatementRecord["decision"]) {
   let sum = summaries.get(d);
   if (!sum) {
     const read = new Set<string>(), write = new Set<string>(), risks = new Set<StatementPart["risks"][number]>();
-    const statements: StatementPart[] = d.statements.map((s) => {
+    const statements: StatementPart[] = d.statements.map((s, i) => {
       s.tables.read.forEach((t) => read.add(t));
       s.tables.write.forEach((t) => write.add(t));
       s.risks.forEach((r) => risks.add(r));
-      return { class: s.class, functions: [...s.functions], kind: s.kind, risks: [...s.risks], tables: { read: [...s.tables.read], write: [...s.tables.write] } };
+      const part: StatementPart = { class: s.class, functions: [...s.functions], kind: s.kind, risks: [...s.risks], tables: { read: [...s.tables.read], write: [...s.tables.write] } };
+      // the statement's own rule (a statement after a denied one was never judged and has none)
+      const rule = d.statementRules?.[i];
+      if (rule !== undefined) part.rule = rule;
+      return part;
     });
     sum = { statements, tables: { read: [...read], write: [...write] }, risks: [...risks] };
     summaries.set(d, sum);

@@ -114,6 +114,11 @@ export interface StatementPart {
   tables: { read: string[]; write: string[] };
   functions: string[];
   risks: Risk[];
+  /**
+   * this statement's own matched rule (e.g. `implicit:transaction-control` for the BEGIN of
+   * `BEGIN; SELECT …`); absent for a statement after the denied one, which was never judged
+   */
+  rule?: string;
 }
 
 /**

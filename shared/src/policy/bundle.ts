@@ -24,11 +24,24 @@ export const RISKS = [
   "dynamic-sql",
   "alter-system",
   "grant",
+  // SET search_path / set_config('search_path', …): bare names stop meaning what they meant (also
+  // refused, whatever the policy lists, under a policy with table patterns)
+  "search-path",
+  // SET session_replication_role: triggers and rules (audit triggers, cascades) stop firing
+  "session-replication-role",
   // a change of a setting the classifier's reading of SQL depends on (sql/session-settings.ts):
   // always denied, whatever the policy says
   "parser-setting",
 ] as const;
 export type Risk = (typeof RISKS)[number];
+
+/**
+ * What every connected identity may do without a class to name (contract: "Policy bundle"), by the
+ * name the built-in rule carries (`implicit:<allowance>`). sql/client-baseline.ts says which
+ * statements each covers.
+ */
+export const BASELINE_ALLOWANCES = ["transaction-control", "show", "session-setting", "cursor", "prepared-statement", "discard"] as const;
+export type BaselineAllowance = (typeof BASELINE_ALLOWANCES)[number];
 
 export const MASK_STRATEGIES = ["partial", "redact", "hash"] as const;
 export type MaskStrategy = (typeof MASK_STRATEGIES)[number];

@@ -29,6 +29,12 @@ export interface Decision {
   /** index of the deciding statement in a multi-statement message */
   statementIndex: number;
   statements: readonly StatementInfo[];
+  /**
+   * Each statement's own rule, in order, up to the deciding one for a deny (e.g. `implicit:transaction-control`,
+   * `ci-read/allow:read`): what the record and the replay show per statement. Absent when no
+   * statement was judged (parse error, no policy, empty query).
+   */
+  statementRules?: readonly string[];
   /** for action `approve` */
   approval?: { approvers: string[]; timeoutMs: number };
 }

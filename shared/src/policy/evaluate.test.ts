@@ -87,9 +87,12 @@ test("table allow patterns: schema globs, bare names as public, search_path chan
   assert.equal(tableMatches("public.*", "Public.Orders", false), true);
 });
 
-test("transaction control is allowed to anyone who can connect", () => {
-  assert.deepEqual(pick(decide(["ci"], "begin; select 1; commit")), ["allow", "implicit:transaction-control"]);
-  assert.deepEqual(pick(decide(["ci"], "set statement_timeout = 0")), ["deny", "default-deny"]);
+test("transaction control is allowed to anyone who can connect; the message's rule is the policy's", () => {
+  // the built-in allowances are tested in sql/client-baseline.test.ts
+  const d = decide(["ci"], "begin; select 1; commit");
+  assert.deepEqual(pick(d), ["allow", "ci-read/allow:read"]);
+  assert.deepEqual(d.statementRules, ["implicit:transaction-control", "ci-read/allow:read", "implicit:transaction-control"]);
+  assert.deepEqual(pick(decide(["ci"], "begin; commit")), ["allow", "implicit:transaction-control"]);
 });
 
 test("SQL-level EXECUTE is judged as what it runs; unknown names deny", () => {

@@ -18,14 +18,19 @@
  *  2. permission — some policy must permit it: every class it exercises is in that policy's `allow`
  *     or `requireApproval`, and (when the policy has `tables.allow`) every table matches one of the
  *     patterns. Otherwise `default-deny` (or `<policy>/tables.allow:<table>` when only a table was
- *     missing). Transaction control (BEGIN/COMMIT/ROLLBACK/SAVEPOINT/RELEASE) and SHOW are permitted
- *     for any identity that can connect (`implicit:transaction-control`) unless a deny rule matched:
- *     a read-only job must be able to wrap its reads in a transaction.
+ *     missing). What every connected client needs is permitted for any identity that can connect,
+ *     with no class to name (contract: "Policy bundle"): a statement the classifier marks with a
+ *     `baseline` allowance (sql/client-baseline.ts: transaction control, SHOW, settings that change
+ *     no privilege, FETCH/MOVE/CLOSE, DEALLOCATE, DISCARD) is judged by its risks only, never by
+ *     its class, so `deny: [utility]` does not break a driver's start-up either.
  *  3. approval — any applicable policy's `requireApproval` item (class or risk) matching:
  *     `<policy>/requireApproval:<item>`, with that policy's approvers and timeout.
- *  4. allow — `<policy>/allow:<class>` of the first permitting policy.
+ *  4. allow — `<policy>/allow:<class>` of the first permitting policy, or `implicit:<allowance>`.
  * A message is allowed only if every statement is; the first denied statement decides; a message
  * with any statement needing approval needs approval. A parse failure is `parse-error` (deny).
+ * The message's rule is the deciding statement's; for an allowed message, the first statement
+ * allowed by a policy (a built-in allowance only when every statement had one). `statementRules`
+ * holds each statement's own rule, for the record and the replay.
  *
  * TABLE PATTERNS: `schema.table`, bare `table`, `*` globs in either part (`public.*`, `*.audit_*`),
  * or `*` alone (every table). Matching is case-insensitive (unquoted identifiers fold to lower case;
@@ -47,7 +52,7 @@
  * `PREPARE` or in the session's SqlPrepared; an unknown name is `unknown-prepared-statement` (deny).
  */
 import type { Classification, StatementInfo } from "../sql/statement-info.js";
-import type { Bundle, PolicySpec, StatementClass } from "./bundle.js";
+import type { BaselineAllowance, Bundle, PolicySpec, StatementClass } from "./bundle.js";
 import type { Decision, DecisionContext } from "./decision.js";
 
 /** What evaluation needs from the session's prepared-statement registry (SqlPrepared implements it). */
@@ -56,7 +61,6 @@ export interface PreparedLookup {
 }
 
 const DEFAULT_APPROVAL_TIMEOUT_MS = 10 * 60_000;
-const IMPLICIT_TXN = new Set(["begin", "commit", "rollback", "savepoint", "release", "rollback_to"]);
 
 /** A policy with its patterns compiled once per policy object. */
 interface Compiled {
@@ -202,18 +206,19 @@ interface Effective {
   risks: readonly string[];
   tables: readonly string[];
   setsSearchPath: boolean;
-  implicit: boolean;
+  /** the built-in allowance that permits it (its classes are then not judged) */
+  baseline?: BaselineAllowance;
 }
 
 function effective(s: StatementInfo, resolved: StatementInfo[]): Effective {
   const base = s.kind === "ExecuteStmt" ? [] : (s.classes ?? [s.class]);
   if (resolved.length === 0) {
     return {
-      classes: base,
+      classes: s.baseline ? [] : base,
       risks: s.risks,
       tables: s.tables.write.length ? [...s.tables.read, ...s.tables.write] : s.tables.read,
       setsSearchPath: !!s.setsSearchPath,
-      implicit: (s.txn !== undefined && IMPLICIT_TXN.has(s.txn)) || s.kind === "VariableShowStmt",
+      baseline: s.baseline,
     };
   }
   const classes = new Set<StatementClass>(base);
@@ -228,7 +233,7 @@ function effective(s: StatementInfo, resolved: StatementInfo[]): Effective {
     sp ||= !!r.setsSearchPath;
   }
   if (classes.has("write")) classes.delete("read");
-  return { classes: [...classes], risks: [...risks], tables: [...tables], setsSearchPath: sp, implicit: false };
+  return { classes: [...classes], risks: [...risks], tables: [...tables], setsSearchPath: sp };
 }
 
 type Verdict =
@@ -272,11 +277,10 @@ function judge(e: Effective, policies: readonly Compiled[], ctx: DecisionContext
       };
     }
   }
-  if (e.implicit) return { action: "allow", rule: "implicit:transaction-control", reason: "transaction control and SHOW are allowed to every connected identity" };
-  // 2. some policy must permit every class and every table
+  // 2. some policy must permit every class and every table (a built-in allowance permits by itself)
   let permitting: Compiled | undefined;
   let tableMiss: { policy: string; table: string } | undefined;
-  for (const p of policies) {
+  for (const p of e.baseline ? [] : policies) {
     let classesOk = e.classes.length > 0;
     for (const c of e.classes) if (!p.allow.has(c) && !p.approval.includes(c)) classesOk = false;
     if (!classesOk) continue;
@@ -290,7 +294,7 @@ function judge(e: Effective, policies: readonly Compiled[], ctx: DecisionContext
     permitting = p;
     break;
   }
-  if (!permitting) {
+  if (!permitting && !e.baseline) {
     if (tableMiss) {
       return {
         action: "deny",
@@ -320,9 +324,20 @@ function judge(e: Effective, policies: readonly Compiled[], ctx: DecisionContext
     }
   }
   // 4. allow
+  if (!permitting) return { action: "allow", rule: `implicit:${e.baseline}`, reason: BASELINE_REASON[e.baseline!] };
   const top = e.classes[e.classes.length - 1];
   return { action: "allow", rule: `${name(permitting)}/allow:${top}`, policy: name(permitting), reason: `policy ${name(permitting)} allows ${e.classes.join("+")}` };
 }
+
+/** Why a built-in allowance allowed a statement (the reason of `implicit:<allowance>`). */
+const BASELINE_REASON: Readonly<Record<BaselineAllowance, string>> = {
+  "transaction-control": "transaction control is allowed to every connected identity",
+  show: "SHOW is allowed to every connected identity",
+  "session-setting": "a session setting that changes no privilege is allowed to every connected identity",
+  cursor: "FETCH, MOVE and CLOSE of a cursor are allowed to every connected identity (its DECLARE was judged as its query)",
+  "prepared-statement": "DEALLOCATE is allowed to every connected identity (PREPARE and EXECUTE are judged as what they run)",
+  discard: "DISCARD is allowed to every connected identity",
+};
 
 /**
  * Decides one client message (all its statements). `prepared` resolves SQL-level EXECUTE names;
@@ -358,6 +373,8 @@ export function evaluate(bundle: Bundle, ctx: DecisionContext, c: Classification
   let local: Map<string, StatementInfo> | undefined;
   let approval: { v: Verdict & { action: "approve" }; index: number } | undefined;
   let allowed: { v: Verdict; index: number } | undefined;
+  let builtin: { v: Verdict; index: number } | undefined;
+  const statementRules: string[] = [];
   for (let i = 0; i < statements.length; i++) {
     const s = statements[i];
     const resolved: StatementInfo[] = [];
@@ -365,6 +382,7 @@ export function evaluate(bundle: Bundle, ctx: DecisionContext, c: Classification
       for (const n of s.executes) {
         const r = local?.get(n) ?? prepared?.resolve(n);
         if (!r) {
+          statementRules.push("unknown-prepared-statement");
           return {
             action: "deny",
             rule: "unknown-prepared-statement",
@@ -372,6 +390,7 @@ export function evaluate(bundle: Bundle, ctx: DecisionContext, c: Classification
             statementClass: s.class,
             statementIndex: i,
             statements,
+            statementRules,
           };
         }
         resolved.push(r);
@@ -379,10 +398,12 @@ export function evaluate(bundle: Bundle, ctx: DecisionContext, c: Classification
     }
     const v = judge(effective(s, resolved), policies, ctx);
     const cls = resolved.length && s.kind === "ExecuteStmt" ? resolved[0].class : s.class;
+    statementRules.push(v.rule);
     if (v.action === "deny") {
-      return { action: "deny", rule: v.rule, policy: v.policy, reason: v.reason, statementClass: cls, statementIndex: i, statements };
+      return { action: "deny", rule: v.rule, policy: v.policy, reason: v.reason, statementClass: cls, statementIndex: i, statements, statementRules };
     }
     if (v.action === "approve") approval ??= { v, index: i };
+    else if (v.policy === undefined) builtin ??= { v, index: i };
     else allowed ??= { v, index: i };
     if (s.prepares !== undefined) (local ??= new Map()).set(s.prepares, s);
   }
@@ -396,11 +417,12 @@ export function evaluate(bundle: Bundle, ctx: DecisionContext, c: Classification
       statementClass: statements[index].class,
       statementIndex: index,
       statements,
+      statementRules,
       approval: v.approval,
     };
   }
-  const { v, index } = allowed!;
-  return { action: "allow", rule: v.rule, policy: v.policy, reason: v.reason, statementClass: statements[index].class, statementIndex: index, statements };
+  const { v, index } = (allowed ?? builtin)!;
+  return { action: "allow", rule: v.rule, policy: v.policy, reason: v.reason, statementClass: statements[index].class, statementIndex: index, statements, statementRules };
 }
 
 /** Whether a decision depends on session state (SQL-level EXECUTE) and so must not be cached by text. */

@@ -4,3 +4,4 @@ export * from "./validate-bundle.js";
 export * from "./parse-bundle.js";
 export * from "./evaluate.js";
 export * from "./decision-cache.js";
+export * from "./bundle-warnings.js";

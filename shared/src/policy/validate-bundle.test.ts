@@ -130,7 +130,7 @@ test("a literal password is never echoed, whatever it looks like", () => {
 
 test("policy checks: classes and risks, tables, approval", () => {
   assert.deepEqual(problemsOf((b) => (b.policies[0].requireApproval = ["ddl", "truncate", "nope"])), [
-    '/policies/0/requireApproval/2: unknown statement class or risk "nope" in policies[0].requireApproval (expected a class: read, write, ddl, admin, utility, copy; or a risk: delete-without-where, update-without-where, truncate, drop-database, drop-schema, drop-table, drop-role, drop, copy-program, copy-file, superuser-functions, role-change, dynamic-sql, alter-system, grant, parser-setting)',
+    '/policies/0/requireApproval/2: unknown statement class or risk "nope" in policies[0].requireApproval (expected a class: read, write, ddl, admin, utility, copy; or a risk: delete-without-where, update-without-where, truncate, drop-database, drop-schema, drop-table, drop-role, drop, copy-program, copy-file, superuser-functions, role-change, dynamic-sql, alter-system, grant, search-path, session-replication-role, parser-setting)',
   ]);
   assert.deepEqual(problemsOf((b) => (b.policies[0].allow = ["truncate"])), ['/policies/0/allow/0: unknown statement class "truncate" in policies[0].allow (expected one of read, write, ddl, admin, utility, copy)']);
   assert.deepEqual(problemsOf((b) => (b.policies[0].tables = { deny: ["public.secrets", "a.b.c", "x;drop"] })), [

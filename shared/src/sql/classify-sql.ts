@@ -10,12 +10,12 @@
  *
  * | class   | statements |
  * |---------|------------|
- * | read    | SELECT / VALUES / TABLE without writes or row locks; plain EXPLAIN (of anything: it only plans); DECLARE CURSOR of a read; SHOW-like reads are `utility` |
+ * | read    | SELECT / VALUES / TABLE without writes or row locks; plain EXPLAIN (of anything: it only plans); DECLARE CURSOR of a read; COPY … TO STDOUT of a table or a read (contract: `read` includes it) |
  * | write   | INSERT, UPDATE, DELETE, MERGE, TRUNCATE (+risk truncate); a SELECT carrying a data-modifying CTE; SELECT … FOR UPDATE/NO KEY UPDATE/SHARE/KEY SHARE (Postgres demands UPDATE privilege for row locks, and a read-only identity must not be able to block writers); LOCK TABLE; CALL (a procedure may write); EXPLAIN ANALYZE of a write (it runs it); any statement calling a built-in with side effects: nextval/setval (the sequence is a written table), advisory locks, index maintenance (function-tables.ts) |
  * | ddl     | CREATE/ALTER/DROP of tables, views, indexes, sequences, types, functions, triggers, schemas, policies, rules; COMMENT; SELECT INTO and CREATE TABLE AS (they create a table); REFRESH MATERIALIZED VIEW; SECURITY LABEL |
  * | admin   | GRANT/REVOKE (+risk grant); reading a superuser-only catalog (pg_authid, pg_shadow, pg_user_mapping, pg_statistic, pg_largeobject, …) or a view of other sessions' SQL (pg_stat_activity, pg_stat_statements, pg_stat_get_activity()); roles (CREATE/ALTER/DROP ROLE); databases and tablespaces; ALTER SYSTEM (+alter-system); VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT, LOAD; extensions, FDWs, servers, user mappings, publications, subscriptions, event triggers, languages; REASSIGN/DROP OWNED; SET ROLE / SET SESSION AUTHORIZATION / RESET ROLE (+risk role-change); any statement calling a superuser function or a function that runs SQL from a string (its effect cannot be bounded by its shape); a DO block / function body in a language other than plpgsql or sql; EXECUTE of a non-constant string inside PL/pgSQL (unknowable) |
- * | utility | SET/RESET/SHOW (other settings), BEGIN/COMMIT/ROLLBACK/SAVEPOINT/…, LISTEN/NOTIFY/UNLISTEN, DEALLOCATE, DISCARD, FETCH/MOVE/CLOSE, SET CONSTRAINTS, a DO block with no SQL inside; pg_notify(), and set_config() of a setting that is not harmless (session-settings.ts), inside any statement |
- * | copy    | COPY (FROM: writes the table, TO: reads the table or query) (+copy-program, +copy-file) |
+ * | utility | SET/RESET/SHOW, BEGIN/COMMIT/ROLLBACK/SAVEPOINT/…, two-phase commit, LISTEN/NOTIFY/UNLISTEN, DEALLOCATE, DISCARD, FETCH/MOVE/CLOSE, SET CONSTRAINTS, a DO block with no SQL inside; pg_notify(), and set_config() of a setting that is not harmless (session-settings.ts), inside any statement. Most of these carry a `baseline` allowance (client-baseline.ts) that every connected identity has: what is left to the class is two-phase commit, LISTEN/NOTIFY/UNLISTEN, pg_notify, DO without SQL and settings outside the harmless list (session_replication_role +session-replication-role, custom `x.y` settings, settings sluice does not know) |
+ * | copy    | COPY FROM STDIN (writes the table); COPY to or from a file or program (+copy-program, +copy-file) |
  *
  * Compound statements: `PREPARE n AS q` is classified as `q` (and `prepares: n`); `EXECUTE n` is
  * resolved at evaluation through SqlPrepared; a DO block is the union of the SQL inside its
@@ -24,7 +24,8 @@
  * carries the tables, functions and risks of its body (creating a function is how one would launder
  * a statement). When `write` is among the classes, `read` is dropped (a read carrying a write is a write).
  * A change of a pinned setting (SET, set_config, a function's SET clause, ALTER ROLE/DATABASE … SET,
- * an UPDATE of pg_settings) carries `parser-setting`, which evaluation always denies.
+ * an UPDATE of pg_settings) carries `parser-setting`, which evaluation always denies. A change of the
+ * search_path carries `search-path`, of session_replication_role `session-replication-role`.
  *
  * Tables are reported as written: `schema.table` when qualified, bare `table` otherwise (CTE names
  * are resolved away with Postgres scoping, so `WITH secrets AS (SELECT * FROM secrets)` still
@@ -41,6 +42,7 @@
 import type { StatementInfo, Classification } from "./statement-info.js";
 import { ClassifyError, cutText, firstKey, type J } from "./ast-util.js";
 import { Collector } from "./statement-walker.js";
+import { baselineOf } from "./client-baseline.js";
 import { bracketDepth, MAX_BRACKET_DEPTH } from "./pre-scan.js";
 import { loadedParser, loadParser, ParserFailure, SqlSyntaxError, type SqlParser } from "./sql-parser.js";
 
@@ -81,6 +83,9 @@ function classifyOne(parser: SqlParser, kind: string, node: J, text: string): St
   if (kind === "DeallocateStmt") info.deallocates = node.isall || !node.name ? { all: true } : { all: false, name: node.name };
   if (kind === "DiscardStmt" && node.target === "DISCARD_ALL") info.deallocates = { all: true };
   if (c.setsSearchPath) info.setsSearchPath = true;
+  // only a statement that exercises nothing but `utility` can be one every client may run
+  const allowance = baselineOf(kind, node);
+  if (allowance !== undefined && classes.every((k) => k === "utility")) info.baseline = allowance;
   return info;
 }
 

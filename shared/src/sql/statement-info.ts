@@ -1,4 +1,4 @@
-import type { Risk, StatementClass } from "../policy/bundle.js";
+import type { BaselineAllowance, Risk, StatementClass } from "../policy/bundle.js";
 
 /**
  * What the classifier knows about one statement (contract: data path step 4). Produced from the
@@ -30,6 +30,12 @@ export interface StatementInfo {
   executes?: string[];
   /** `DEALLOCATE name` / `DEALLOCATE ALL` / `DISCARD ALL`: what to forget from the session's SqlPrepared */
   deallocates?: { all: true } | { all: false; name: string };
+  /**
+   * The built-in allowance covering this statement (client-baseline.ts): allowed to every identity
+   * that may connect, whatever classes its policies list (deny and approval rules on its risks
+   * still apply). Absent = judged by its classes.
+   */
+  baseline?: BaselineAllowance;
   /** `SET search_path` / set_config('search_path', …): bare table names stop meaning `public.` */
   setsSearchPath?: boolean;
 }

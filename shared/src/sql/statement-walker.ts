@@ -40,6 +40,8 @@ import type { SqlParser } from "./sql-parser.js";
 export const RANK: Readonly<Record<StatementClass, number>> = { read: 0, utility: 1, write: 2, copy: 3, ddl: 4, admin: 5 };
 
 const ROLE_SETTINGS = new Set(["role", "session_authorization"]);
+/** switches triggers and rules off for the session (it takes superuser, which the upstream role may have) */
+const REPLICATION_ROLE = "session_replication_role";
 /** Depth of SQL found inside SQL (DO bodies, EXECUTE strings, function bodies, PREPARE …). */
 const MAX_NESTING = 8;
 const TABLE_LIKE_OBJECTS = new Set(["OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_FOREIGN_TABLE", "OBJECT_SEQUENCE"]);
@@ -211,6 +213,7 @@ export class Collector {
       this.risks.add("superuser-functions");
     }
     if (setting === undefined || setting === "search_path") this.setsSearchPath = true;
+    if (setting === undefined || setting === REPLICATION_ROLE) this.risks.add("session-replication-role");
     if (setting === undefined || (isPinnedSetting(setting) && !keepsPinnedReading(setting, constSettingValue(args?.[1])))) {
       this.risks.add("parser-setting");
     }
@@ -317,7 +320,9 @@ export class Collector {
         if (b.query) this.walk(b.query, "read", depth);
         this.walk(b.whereClause, "read", depth);
         this.walk(b.options, "read", depth);
-        return "copy";
+        // COPY … TO STDOUT is a read of the table or query (contract: `read` includes it); its rows
+        // are masked like any result. FROM STDIN, files and programs stay `copy`.
+        return !b.is_from && !b.is_program && !b.filename ? "read" : "copy";
       case "PrepareStmt":
         // classified as what it prepares
         this.walk(b.argtypes, "read", depth);
@@ -434,6 +439,7 @@ export class Collector {
       return "admin";
     }
     if (name === "search_path" && b.kind !== "VAR_RESET") this.setsSearchPath = true;
+    if (name === REPLICATION_ROLE && b.kind !== "VAR_RESET") this.risks.add("session-replication-role");
     // SET / SET LOCAL / a function's SET clause / ALTER ROLE|DATABASE|SYSTEM … SET of a pinned
     // setting to another value. RESET, SET … TO DEFAULT and FROM CURRENT return to (or keep) the
     // value every session starts with, which the data plane pins at connect.
@@ -529,6 +535,7 @@ export class Collector {
       }
     }
     if (this.risks.has("role-change")) this.classes.add("admin");
+    if (this.setsSearchPath) this.risks.add("search-path");
     for (const set of [this.reads, this.writes]) for (const t of set) if (isAdminRelation(t)) this.classes.add("admin");
     this.classes.add(own);
     if (this.classes.has("write")) this.classes.delete("read");

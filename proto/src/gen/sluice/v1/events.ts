@@ -77,6 +77,11 @@ export interface StatementPartInfo {
   tables?: StatementTables | undefined;
   functions: string[];
   risks: string[];
+  /**
+   * this statement's own matched rule (e.g. implicit:transaction-control); absent for a statement
+   * after the denied one, which was never judged
+   */
+  rule?: string | undefined;
 }
 
 /**
@@ -1057,7 +1062,7 @@ export const StatementTables: MessageFns<StatementTables> = {
 };
 
 function createBaseStatementPartInfo(): StatementPartInfo {
-  return { kind: "", class: "", tables: undefined, functions: [], risks: [] };
+  return { kind: "", class: "", tables: undefined, functions: [], risks: [], rule: undefined };
 }
 
 export const StatementPartInfo: MessageFns<StatementPartInfo> = {
@@ -1076,6 +1081,9 @@ export const StatementPartInfo: MessageFns<StatementPartInfo> = {
     }
     for (const v of message.risks) {
       writer.uint32(42).string(v!);
+    }
+    if (message.rule !== undefined) {
+      writer.uint32(50).string(message.rule);
     }
     return writer;
   },
@@ -1133,6 +1141,14 @@ export const StatementPartInfo: MessageFns<StatementPartInfo> = {
             message.risks.push(reader.string());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1154,6 +1170,7 @@ export const StatementPartInfo: MessageFns<StatementPartInfo> = {
         ? object.functions.map((e: any) => globalThis.String(e))
         : [],
       risks: globalThis.Array.isArray(object?.risks) ? object.risks.map((e: any) => globalThis.String(e)) : [],
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : undefined,
     };
   },
 
@@ -1174,6 +1191,9 @@ export const StatementPartInfo: MessageFns<StatementPartInfo> = {
     if (message.risks?.length) {
       obj.risks = message.risks;
     }
+    if (message.rule !== undefined) {
+      obj.rule = message.rule;
+    }
     return obj;
   },
 
@@ -1189,6 +1209,7 @@ export const StatementPartInfo: MessageFns<StatementPartInfo> = {
       : undefined;
     message.functions = object.functions?.map((e) => e) || [];
     message.risks = object.risks?.map((e) => e) || [];
+    message.rule = object.rule ?? undefined;
     return message;
   },
 };

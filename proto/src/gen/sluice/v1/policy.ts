@@ -56,7 +56,8 @@ export interface ApplyPolicyResponse {
   diff: string;
   /**
    * what the server added to the submitted bundle, one line each (e.g. `sluice dev` keeping its
-   * development issuer and resource when the file does not define them)
+   * development issuer and resource when the file does not define them), and warnings about the
+   * bundle (`warning: /pointer: …`, e.g. a policy that lists utility for nothing)
    */
   notes: string[];
 }
