@@ -19,6 +19,13 @@ import type pg from "pg";
 import { ADMIN_GROUP, startFleet, type Fleet } from "./fleet-stack.js";
 
 const names = natsNames("");
+/**
+ * How long a node may take to enforce a new revision. Idle it is well under a second; the bound is
+ * for a loaded 2-core machine right after a NATS server or a control plane died (a replica's
+ * projection places a new consumer within seconds, a node's watch is re-created or its poll reads
+ * the key): a wait, not a performance claim (test/bench measures propagation).
+ */
+const PROPAGATION_MS = 60_000;
 
 const policy = (rev: string): Bundle => ({
   groups: ["dev", "deployers", "dba", ADMIN_GROUP],
@@ -39,7 +46,7 @@ async function fleetStatus(fleet: Fleet): Promise<FleetRow[]> {
   return JSON.parse(r.stdout) as FleetRow[];
 }
 
-async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < end) {
@@ -87,7 +94,7 @@ function load(client: pg.Client, tag: string, acked: string[], failures: string[
   })();
 }
 
-test("a fleet on a 3-node JetStream cluster: status, propagation, a NATS server and a control plane killed, a data plane crashed", { timeout: 150_000 }, async (t) => {
+test("a fleet on a 3-node JetStream cluster: status, propagation, a NATS server and a control plane killed, a data plane crashed", { timeout: 400_000 }, async (t) => {
   const fleet = await startFleet(t, {
     clusters: [{ name: "eu" }],
     controlPlanes: ["eu", "eu"],
@@ -126,7 +133,7 @@ test("a fleet on a 3-node JetStream cluster: status, propagation, a NATS server 
 
   await t.test("a policy change reaches every node, and fleet status shows it", async () => {
     const rev = await fleet.apply(policy("r2"));
-    await Promise.all(nodes.map((n) => fleet.dataPlanes.get(n)!.snapshots.waitForRevision(rev, 15_000)));
+    await Promise.all(nodes.map((n) => fleet.dataPlanes.get(n)!.snapshots.waitForRevision(rev, PROPAGATION_MS)));
     await until("fleet status at the new revision", async () => {
       const r = await fleetStatus(fleet);
       return r.every((m) => m.snapshotRevision === rev && m.behind === 0) ? r : undefined;
@@ -156,8 +163,8 @@ test("a fleet on a 3-node JetStream cluster: status, propagation, a NATS server 
         }
       }
       return counts.every((n) => n > 0) ? true : undefined;
-    }, 40_000);
-    await until("more statements after the kill", async () => (acked.length > before + 30 ? true : undefined), 30_000);
+    }, 90_000);
+    await until("more statements after the kill", async () => (acked.length > before + 30 ? true : undefined));
     stop.now = true;
     await Promise.all(running);
     // failures during the failover are refusals (fail closed), never a broken session
@@ -171,7 +178,7 @@ test("a fleet on a 3-node JetStream cluster: status, propagation, a NATS server 
       const seen = new Set(ev.filter((e) => e.type.includes(".statement.allowed.")).map((e) => String((e.data as { sql?: string }).sql)));
       missing = acked.filter((s) => !seen.has(s));
       return missing.length === 0 ? ev : undefined;
-    }, 30_000).catch((e: Error) => {
+    }).catch((e: Error) => {
       throw new Error(`${e.message}: ${missing.length} of ${acked.length} acknowledged statements missing, e.g. ${missing.slice(0, 3).join(" | ")}`);
     });
     assert.ok(events.length > acked.length, "sessions, statements and completions");
@@ -191,7 +198,7 @@ test("a fleet on a 3-node JetStream cluster: status, propagation, a NATS server 
     await approveHeld(fleet, "dp-us-1", cpB!, "approved_after_failover");
     // and policy changes still propagate
     const rev = await fleet.apply(policy("r3"), cpB);
-    await Promise.all(nodes.map((n) => fleet.dataPlanes.get(n)!.snapshots.waitForRevision(rev, 15_000)));
+    await Promise.all(nodes.map((n) => fleet.dataPlanes.get(n)!.snapshots.waitForRevision(rev, PROPAGATION_MS)));
   });
 
   await t.test("a crashed data plane is stale within its TTL; connect-info then picks a live node", async () => {
@@ -199,7 +206,7 @@ test("a fleet on a 3-node JetStream cluster: status, propagation, a NATS server 
     const rows = await until("dp-us-1 stale", async () => {
       const r = await fleetStatus(fleet);
       return r.find((m) => m.node === "dp-us-1")?.stale ? r : undefined;
-    }, 10_000);
+    }, 30_000);
     assert.deepEqual(rows.filter((m) => !m.stale).map((m) => m.node), ["dp-eu-1", "dp-eu-2"]);
     const info = await fleet.cli(["connect-info", "--resource", "app", "--region", "us-east", "--format", "json"]);
     assert.equal(info.code, 0, info.stderr);
@@ -210,7 +217,7 @@ test("a fleet on a 3-node JetStream cluster: status, propagation, a NATS server 
   });
 });
 
-test("a supercluster of two 3-node clusters joined by gateways: the evidence stays in its home region, the fleet works across both", { timeout: 150_000 }, async (t) => {
+test("a supercluster of two 3-node clusters joined by gateways: the evidence stays in its home region, the fleet works across both", { timeout: 400_000 }, async (t) => {
   const fleet = await startFleet(t, {
     clusters: [{ name: "eu" }, { name: "us" }],
     home: "eu",
@@ -233,7 +240,7 @@ test("a supercluster of two 3-node clusters joined by gateways: the evidence sta
 
   // fleet status read through the us cluster; a policy change applied through the us replica
   const rev = await fleet.apply(policy("r2"), fleet.controlPlanes[1]);
-  await Promise.all(nodes.map((n) => fleet.dataPlanes.get(n)!.snapshots.waitForRevision(rev, 15_000)));
+  await Promise.all(nodes.map((n) => fleet.dataPlanes.get(n)!.snapshots.waitForRevision(rev, PROPAGATION_MS)));
   const r = await fleet.cli(["fleet", "status", "--json"], "us");
   assert.equal(r.code, 0, r.stderr);
   const rows = JSON.parse(r.stdout) as FleetRow[];
@@ -255,7 +262,7 @@ test("a supercluster of two 3-node clusters joined by gateways: the evidence sta
     } catch {
       return undefined;
     }
-  }, 30_000);
+  }, 90_000);
   assert.notEqual(us.nc.info?.server_name, serverName);
   const events = await until("both statements in the eu stream", async () => {
     const ev = await fleet.auditEvents();

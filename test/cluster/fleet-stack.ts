@@ -170,6 +170,7 @@ export async function startFleet(t: TestContext, o: FleetOptions): Promise<Fleet
       let err = "";
       child.stderr!.on("data", (d: Buffer) => {
         if (err.length < 20_000) err += d.toString();
+        if (process.env.SLUICE_FLEET_DEBUG) process.stderr.write(d.toString().replace(/^(?=.)/gm, `[cp-${i + 1}] `));
       });
       const exited = new Promise<void>((r) => child.once("exit", () => r()));
       cleanups.push(async () => {
@@ -182,7 +183,7 @@ export async function startFleet(t: TestContext, o: FleetOptions): Promise<Fleet
       });
       const grpcAddress = await new Promise<string>((resolve, reject) => {
         let out = "";
-        const timer = setTimeout(() => reject(new Error(`control plane ${i + 1} not ready: ${err.slice(-800)}`)), 60_000);
+        const timer = setTimeout(() => reject(new Error(`control plane ${i + 1} not ready: ${err.slice(-800)}`)), 120_000);
         child.stdout!.on("data", (d: Buffer) => {
           out += d.toString();
           const m = /sluice control-plane ready grpc=(\S+)/.exec(out);
@@ -236,7 +237,7 @@ export async function startFleet(t: TestContext, o: FleetOptions): Promise<Fleet
       const node = await startDataPlaneNode({ config: cfg, logger: logger.child({ node: d.node }) });
       dataPlanes.set(d.node, node);
       cleanups.push(() => node.stop());
-      await node.snapshots.waitForRevision(first.revision, 30_000);
+      await node.snapshots.waitForRevision(first.revision, 90_000);
     }),
   );
 

@@ -55,25 +55,86 @@ export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: N
     notify();
   }
 
-  async function run(msgs: ConsumerMessages, caughtUp: () => void, lastAtStart: number): Promise<void> {
-    for await (const m of msgs) {
-      const ce = decodeEvent(m.data) as CloudEvent<Omit<BundleApplied, "type">>;
-      const name = eventNameOf(ce.type, POLICY_AGGREGATE);
-      if (name !== "BundleApplied") {
-        o.logger.warn({ type: ce.type, seq: m.seq }, "skipping unknown policy event type");
-      } else {
-        const ev = { ...ce.data, type: "BundleApplied" } as BundleApplied;
-        if (ev.revision > state.revision) state = evolvePolicy(state, ev);
-        // while catching up only the last event's snapshot matters
-        if (m.info.pending === 0 || m.seq >= lastAtStart) {
-          try {
-            await publish(ev);
-          } catch (e) {
-            o.logger.error({ err: (e as Error).message, revision: ev.revision }, "policy snapshot write failed; will retry on the next event");
-          }
+  /** stream sequence of the last event folded: a new consumer starts after it */
+  let lastSeq = 0;
+  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+  async function fold(m: { data: Uint8Array; seq: number; info: { pending: number } }, lastAtStart: number): Promise<void> {
+    const ce = decodeEvent(m.data) as CloudEvent<Omit<BundleApplied, "type">>;
+    const name = eventNameOf(ce.type, POLICY_AGGREGATE);
+    if (name !== "BundleApplied") {
+      o.logger.warn({ type: ce.type, seq: m.seq }, "skipping unknown policy event type");
+      return;
+    }
+    const ev = { ...ce.data, type: "BundleApplied" } as BundleApplied;
+    if (ev.revision > state.revision) state = evolvePolicy(state, ev);
+    // while catching up only the last event's snapshot matters
+    if (m.info.pending === 0 || m.seq >= lastAtStart) await publishUntilStored(ev);
+  }
+
+  /**
+   * A write that fails (the bucket's NATS leader is being re-elected, the connection is moving to
+   * another server) is retried until it is stored or a newer snapshot is found there: the event is
+   * on the stream, so the data planes must get it, and no later event may be needed to carry it.
+   */
+  async function publishUntilStored(ev: BundleApplied): Promise<void> {
+    for (let attempt = 1; !stopped; attempt++) {
+      try {
+        await publish(ev);
+        if (attempt > 1) o.logger.info({ revision: ev.revision, attempt }, "policy snapshot stored after retries");
+        return;
+      } catch (e) {
+        o.logger[attempt === 1 ? "error" : "warn"]({ err: (e as Error).message, revision: ev.revision, attempt }, "policy snapshot write failed; retrying");
+        await sleep(Math.min(5_000, 250 * attempt));
+      }
+    }
+  }
+
+  /**
+   * One ordered consumer from the event after `lastSeq` until it ends or goes deaf. An ordered
+   * consumer is a single-copy consumer on one NATS server: when that server dies while this
+   * connection stays on another, the client library only probes the consumer it cannot reach, for as
+   * long as the server is down and sometimes after it is back (issue 16's failover test saw a
+   * replica project nothing for more than 25 s). Two missed heartbeats (5 s) end this consumer, and
+   * the caller places a new one on a live server.
+   */
+  async function open(): Promise<ConsumerMessages> {
+    const consumer = await jetstream(o.nc).consumers.get(o.names.controlStream, {
+      filter_subjects: subject,
+      ...(lastSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 } : { deliver_policy: DeliverPolicy.All }),
+    });
+    messages = await consumer.consume({ max_messages: 256, expires: 5_000, idle_heartbeat: 2_500 });
+    return messages;
+  }
+
+  async function consume(msgs: ConsumerMessages, caughtUp: () => void, lastAtStart: number): Promise<void> {
+    if (stopped) msgs.stop();
+    void (async () => {
+      for await (const st of msgs.status()) {
+        if ((st.type === "heartbeats_missed" && st.count >= 2) || st.type === "consumer_not_found" || st.type === "consumer_deleted") {
+          o.logger.warn({ reason: st.type }, "policy snapshot consumer lost; placing a new one");
+          msgs.stop();
+          return;
         }
       }
+    })().catch(() => undefined);
+    for await (const m of msgs) {
+      await fold(m, lastAtStart);
+      lastSeq = m.seq;
       if (m.seq >= lastAtStart) caughtUp();
+    }
+  }
+
+  async function run(first: ConsumerMessages, caughtUp: () => void, lastAtStart: number): Promise<void> {
+    let msgs: ConsumerMessages | undefined = first;
+    while (!stopped) {
+      try {
+        await consume(msgs ?? (await open()), caughtUp, lastAtStart);
+      } catch (e) {
+        if (!stopped) o.logger.warn({ err: (e as Error).message }, "policy snapshot consumer failed; retrying");
+      }
+      msgs = undefined;
+      if (!stopped) await sleep(500);
     }
   }
 
@@ -86,12 +147,11 @@ export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: N
       } catch (e) {
         if ((e as { code?: number }).code !== 10037) throw e;
       }
-      const consumer = await jetstream(o.nc).consumers.get(o.names.controlStream, { filter_subjects: subject, deliver_policy: DeliverPolicy.All });
-      messages = await consumer.consume({ max_messages: 256 });
       let caughtUp!: () => void;
       const ready = new Promise<void>((r) => (caughtUp = r));
       if (lastAtStart === 0) caughtUp();
-      loop = run(messages, caughtUp, lastAtStart).catch((e) => {
+      // the first consumer is placed here, so a start without a reachable stream fails at once
+      loop = run(await open(), caughtUp, lastAtStart).catch((e) => {
         if (!stopped) o.logger.error({ err: (e as Error).message }, "policy snapshot projection stopped");
       });
       await ready;

@@ -172,12 +172,23 @@ export async function ensureCheckpointStream(nc: NatsConnection, names: NatsName
  */
 async function ensureBucket(nc: NatsConnection, bucket: string, o: JetStreamSetupOptions, opts: Partial<KvOptions>): Promise<KV> {
   const placement = placementOf(o.placement);
-  const kv = await new Kvm(nc).create(bucket, {
-    ...opts,
-    storage: storageOf(o),
-    replicas: replicasOf(o),
-    ...(placement ? { placement } : {}),
-  });
+  const create = () =>
+    new Kvm(nc).create(bucket, {
+      ...opts,
+      storage: storageOf(o),
+      replicas: replicasOf(o),
+      ...(placement ? { placement } : {}),
+    });
+  let kv: KV;
+  try {
+    kv = await create();
+  } catch (e) {
+    // Two replicas starting together both find no bucket and both add it; the server refuses the
+    // later add when its defaults differ in any detail ("already in use with a different
+    // configuration"). The bucket exists now, and create binds to an existing one.
+    if (!(await streamInfo(await jetstreamManager(nc), kvStreamName(bucket)))) throw e;
+    kv = await create();
+  }
   const jsm = await jetstreamManager(nc);
   const info = await jsm.streams.info(kvStreamName(bucket));
   if (info.config.num_replicas !== replicasOf(o)) {
