@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { parseHostPort, type SluiceConfig } from "@sluice/shared/config";
+import { parseHostPort, type SluiceConfig, type UpstreamPoolConfig } from "@sluice/shared/config";
 import { createLogger, type Logger } from "@sluice/shared/logging";
 import { ensureAuditStream, ensureFleetBucket, ensureSnapshotBucket, natsConnectOptions, natsNames, setupOptionsFromConfig } from "@sluice/shared/nats";
 import { SluiceError } from "@sluice/shared/errors";
@@ -87,6 +87,18 @@ function tlsFromConfig(cfg: SluiceConfig): DataPlaneOptions["tls"] {
   } catch (e) {
     throw new SluiceError("invalid_argument", `cannot read TLS certificate or key: ${(e as Error).message}`);
   }
+}
+
+function poolOptions(p: UpstreamPoolConfig): DataPlaneOptions["upstreamPool"] {
+  return {
+    reuse: p.reuse,
+    spares: p.spares,
+    maxIdlePerResource: p.maxIdlePerResource,
+    maxIdle: p.maxIdle,
+    idleMs: p.idleSeconds * 1000,
+    maxLifetimeMs: p.maxLifetimeSeconds * 1000,
+    healthCheckAfterMs: p.healthCheckAfterSeconds * 1000,
+  };
 }
 
 export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataPlaneNode> {
@@ -190,7 +202,7 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       cancelRouter,
       maxFrameBytes: cfg.dataPlane.maxFrameBytes,
       metrics,
-      upstreamSpares: cfg.dataPlane.upstreamSpares.max > 0 ? { max: cfg.dataPlane.upstreamSpares.max, idleMs: Math.max(1, cfg.dataPlane.upstreamSpares.idleSeconds) * 1000 } : false,
+      upstreamPool: poolOptions(cfg.dataPlane.upstreamPool),
       logger: log,
     });
     const p = proxy;

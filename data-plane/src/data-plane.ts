@@ -14,7 +14,7 @@ import { verifyToken, VerifiedTokenCache } from "@sluice/shared/auth";
 import { handleClientConnection, newPoisonToken, type ConnectionContext, type VerifiedIdentity } from "./net/client-connection.js";
 import { resolveSecret as defaultResolveSecret } from "./upstream/resolve-secret.js";
 import { connectUpstream, sendUpstreamCancel } from "./upstream/connect-upstream.js";
-import { WarmSpares } from "./upstream/warm-spares.js";
+import { UpstreamPool, type UpstreamPoolOptions } from "./upstream/upstream-pool.js";
 import { encodeClientPid, nodeNumberFromId, nodeOfClientPid } from "./session/cancel-keys.js";
 import type { RelaySession } from "./session/relay-session.js";
 import { snapshotEnforcer } from "./session/snapshot-enforcer.js";
@@ -75,12 +75,13 @@ export interface DataPlaneOptions {
   /** credential references (default: env:/file:) */
   resolveSecret?: (ref: string) => Promise<string>;
   /**
-   * Warm spare upstream connections (upstream/warm-spares.ts): after a session starts, the next
-   * upstream connection for the same resource and startup settings is opened in the background, so
-   * the next client skips the upstream's connection start. `false` connects per client only.
-   * Default: 1 per key, growing to 4 while clients outpace backend starts; 16 per node; closed after 30 s unused.
+   * The upstream connection pool (upstream/upstream-pool.ts): connections of cleanly ended sessions
+   * are reset and handed to the next session of the same resource and startup settings, and warm
+   * spares are opened ahead. Defaults there (reuse on, 4 spares a key, 20 idle a resource, 100 a
+   * node, 30 s idle time-out, 1 h lifetime, a health check before every reuse).
+   * `{ reuse: false, spares: 0 }` connects per client only.
    */
-  upstreamSpares?: { perKey?: number; max?: number; idleMs?: number } | false;
+  upstreamPool?: Omit<UpstreamPoolOptions, "connect" | "logger" | "now">;
   /** the default enforcer denies statements above this size unparsed (snapshotEnforcer; default 1 MiB) */
   maxStatementBytes?: number;
 }
@@ -95,8 +96,8 @@ export interface DataPlaneStats {
   bytesIn: number;
   bytesOut: number;
   cancels: number;
-  /** warm spare upstream connections ready for the next sessions (idle backends held upstream) */
-  upstreamSpares: number;
+  /** upstream connections idle in the pool (reset ones and warm spares): backends held for the next sessions */
+  upstreamIdle: number;
 }
 
 export type { UpstreamPoolStats } from "./upstream/pool-stats.js";
@@ -125,6 +126,8 @@ interface CancelEntry {
   secret: number;
   upstream: ResourceSpec["upstream"];
   key: { pid: number; secret: number };
+  /** a cancel was sent for this session: it may reach the backend late, so the connection is not reused */
+  cancelled: boolean;
 }
 
 export async function startDataPlane(options: DataPlaneOptions): Promise<DataPlane> {
@@ -141,7 +144,6 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const counters = new ProxyCounters();
   // observed once per allowed statement by the relay: a FixedHistogram allocates nothing on observe
   const addedLatency = new FixedHistogram(LATENCY_SECONDS_BUCKETS);
-  const upstream = { opened: 0 };
   const metrics = options.metrics ?? newMetricsRegistry();
   // masking is always wired: results of resources without masking rules take the raw path
   const ownMasker = options.masker
@@ -160,17 +162,17 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   // a pipeline's connections all carry the same token: its signature is checked once per snapshot and minute
   const verifiedTokens = new VerifiedTokenCache();
   const resolveSecret = options.resolveSecret ?? defaultResolveSecret;
-  const connectOne = async (spec: ResourceSpec["upstream"], startupParams: Record<string, string>) => {
-    const up = await connectUpstream(spec, { startupParams, resolve: resolveSecret, timeoutMs: authTimeoutMs });
-    upstream.opened++;
-    return up;
-  };
-  const spares = options.upstreamSpares === false ? null : new WarmSpares({ ...options.upstreamSpares, connect: connectOne, logger: log });
+  const pool = new UpstreamPool({
+    ...options.upstreamPool,
+    connect: (spec, startupParams) => connectUpstream(spec, { startupParams, resolve: resolveSecret, timeoutMs: authTimeoutMs }),
+    logger: log,
+  });
 
   const cancelLocal = async (k: { pid: number; secret: number }): Promise<void> => {
     const e = cancelKeys.get(k.pid);
     if (!e || e.secret !== k.secret) return; // like Postgres: a wrong key is silently ignored
     totals.cancels++;
+    e.cancelled = true;
     await sendUpstreamCancel(e.upstream, e.key).catch((err: Error) => log?.warn({ code: (err as NodeJS.ErrnoException).code }, "upstream cancel failed"));
   };
 
@@ -197,7 +199,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
         const v = await verifyToken(token, snap.bundle.issuers, { verifiedCache: verifiedTokens });
         return { subject: v.subject, issuer: v.issuer, claims: v.claims, groups: v.groups };
       }),
-    connectUpstream: spares ? (spec, params) => spares.connect(spec, params) : connectOne,
+    connectUpstream: (resource, params) => pool.checkout(resource.name, resource.upstream, params),
     allocateCancelKey(resource, upstreamKey) {
       let pid: number;
       do {
@@ -205,8 +207,9 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
         pid = encodeClientPid(nodeNumber, counter);
       } while (cancelKeys.has(pid));
       const secret = randomInt(-0x80000000, 0x7fffffff);
-      cancelKeys.set(pid, { secret, upstream: resource.upstream, key: upstreamKey });
-      return { pid, secret, release: () => cancelKeys.delete(pid) };
+      const entry: CancelEntry = { secret, upstream: resource.upstream, key: upstreamKey, cancelled: false };
+      cancelKeys.set(pid, entry);
+      return { pid, secret, cancelled: () => entry.cancelled, release: () => cancelKeys.delete(pid) };
     },
     cancel(pid, secret) {
       const node = nodeOfClientPid(pid);
@@ -244,7 +247,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const host = options.host ?? "127.0.0.1";
   const failStart = async (what: string, port: number, e: unknown): Promise<never> => {
     // nothing of this node may outlive a failed start (an open listener or pool keeps the process alive)
-    spares?.close();
+    pool.close();
     if (server.listening) await new Promise<void>((r) => server.close(() => r()));
     await ownMasker?.close();
     throw listenError(what, host, port, e);
@@ -259,7 +262,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const port = (server.address() as net.AddressInfo).port;
 
   const stats = (): DataPlaneStats => {
-    const s = { ...totals, connecting, sessions: sessions.size, upstreamSpares: spares?.ready ?? 0 };
+    const s = { ...totals, connecting, sessions: sessions.size, upstreamIdle: pool.stats().idle };
     for (const x of sessions) {
       s.statements += x.stats.statements;
       s.denied += x.stats.denied;
@@ -269,8 +272,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     return s;
   };
 
-  // the seam for the connection pool (upstream/pool-stats.ts): every relaying session holds one upstream connection
-  const poolStats = (): UpstreamPoolStats => ({ inUse: sessions.size, idle: spares?.ready ?? 0, opened: upstream.opened, reused: 0 });
+  const poolStats = (): UpstreamPoolStats => pool.stats();
   registerProxyMetrics(metrics, { stats, counters, addedLatency, pool: poolStats, revision: () => options.snapshots.current()?.revision ?? 0 });
 
   /** drain() was called: no new connections, /readyz 503 */
@@ -313,11 +315,11 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       draining = true;
       // stops accepting; the close callback would wait for every session, so none is passed here
       server.close();
-      spares?.close();
+      pool.close();
     },
     async stop() {
       draining = true;
-      spares?.close();
+      pool.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const s of sockets) s.destroy();

@@ -94,11 +94,17 @@ test("a graceful stop refuses new connections and answers /readyz 503 while open
   assert.ok(Date.now() - t0 < 10_000, `stopped ${Date.now() - t0} ms after the last session ended`);
 });
 
-test("dataPlane.upstreamSpares from the node's config: max 0 opens no upstream connection ahead", async (t) => {
-  const off = await startStack(t, { configure: (c) => void (c.dataPlane.upstreamSpares = { max: 0, idleSeconds: 30 }) });
+test("dataPlane.upstreamPool from the node's config: spares 0 and reuse false open nothing ahead and keep nothing", async (t) => {
+  const off = await startStack(t, { configure: (c) => void Object.assign(c.dataPlane.upstreamPool, { spares: 0, reuse: false }) });
   const on = await startStack(t);
-  for (const s of [off, on]) await (await s.connect({ groups: ["dev"] })).query("SELECT 1");
-  for (let i = 0; i < 200 && on.dataPlane.proxy.stats().upstreamSpares === 0; i++) await new Promise((r) => setTimeout(r, 25));
-  assert.equal(on.dataPlane.proxy.stats().upstreamSpares, 1, "the default keeps a spare");
-  assert.equal(off.dataPlane.proxy.stats().upstreamSpares, 0);
+  for (const s of [off, on]) {
+    const c = await s.connect({ groups: ["dev"] });
+    await c.query("SELECT 1");
+    await c.end();
+  }
+  // the default: the spare opened after the session, and the session's own connection once reset
+  for (let i = 0; i < 400 && on.dataPlane.proxy.stats().upstreamIdle < 2; i++) await new Promise((r) => setTimeout(r, 25));
+  assert.equal(on.dataPlane.proxy.stats().upstreamIdle, 2, "the default keeps a spare and the reset connection");
+  assert.equal(off.dataPlane.proxy.stats().upstreamIdle, 0);
+  assert.equal(off.dataPlane.proxy.poolStats().closed.reuse_off, 1);
 });

@@ -1,7 +1,9 @@
 /**
- * Warm spare upstream connections through the proxy (issue 7, connection set-up): the next session
- * gets a backend opened before it connected, with exactly its own startup settings; a client that
- * does not authenticate never makes the proxy open an upstream connection; stop() closes the spares.
+ * Warm spare upstream connections through the proxy (issue 7, connection set-up; part of the
+ * upstream pool since issue 15): the next session gets a backend opened before it connected, with
+ * exactly its own startup settings; a client that does not authenticate never makes the proxy open
+ * an upstream connection; sessions that end cleanly leave their backends idle in the pool; stop()
+ * closes them all.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -26,7 +28,7 @@ test("the next session gets a warm spare with its own startup settings; no spare
   };
 
   const first = await s.pgClient(undefined, { application_name: "spare-test" });
-  await waitFor(() => s.dp.stats().upstreamSpares === 1, "a warm spare");
+  await waitFor(() => s.dp.stats().upstreamIdle === 1, "a warm spare");
   assert.equal(await metric(), 1);
   const before = await backends();
   assert.equal(before.length, 2, "the first session's backend and the spare");
@@ -49,9 +51,13 @@ test("the next session gets a warm spare with its own startup settings; no spare
   const forged = (await s.token()).replace(/\.[^.]+$/, ".AAAA");
   for (let i = 0; i < 5; i++) await assert.rejects(s.pgClient(forged, { application_name: "spare-test" }), { code: "28P01" });
   assert.deepEqual(await backends(), settled);
-  assert.equal(s.dp.stats().upstreamSpares, 2);
+  assert.equal(s.dp.stats().upstreamIdle, 2);
 
   for (const c of [first, second, other]) await c.end();
+  // the three sessions ended cleanly: their backends are reset and kept (the spares too)
+  await waitFor(() => s.dp.poolStats().resets === 3 && s.dp.poolStats().resetting === 0 || undefined, "the three resets");
+  assert.equal(s.dp.stats().upstreamIdle, 5);
+  assert.equal((await backends()).length, 5);
   await s.dp.stop();
   // stop() ends the spares' backends too
   await waitFor(async () => (await backends()).length === 0 || undefined, "every backend of the test database to end");

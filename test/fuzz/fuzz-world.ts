@@ -167,7 +167,7 @@ export async function startFuzzWorld(t: TestContext): Promise<FuzzWorld> {
     hooks: { maskingHashKey: hashKey },
     configure: (c) => {
       // a spare is keyed by application_name, which is unique per fuzz session: none would be used
-      c.dataPlane.upstreamSpares.max = 0;
+      c.dataPlane.upstreamPool.spares = 0;
       // room for captures above the 64 KiB that ride inside statement.completed, so the suite
       // meets result.rows events too (the default cap is those 64 KiB)
       c.dataPlane.audit.maxBytesPerStatement = 256 * 1024;

@@ -50,8 +50,14 @@ export function registerProxyMetrics(
   counterFrom(registry, "sluice_dp_client_bytes_in_total", "bytes received from clients", () => stats().bytesIn);
   counterFrom(registry, "sluice_dp_client_bytes_out_total", "bytes sent to clients", () => stats().bytesOut);
   counterFrom(registry, "sluice_dp_cancels_total", "cancel requests sent upstream", () => stats().cancels);
-  gaugesFrom(registry, "sluice_dp_upstream_connections", "upstream connections by state (in_use, idle)", "state", () => ({ in_use: pool().inUse, idle: pool().idle }));
+  gaugesFrom(registry, "sluice_dp_upstream_connections", "upstream connections by state (in_use, idle: reset or warm spare, opening: a spare connecting, resetting)", "state", () => {
+    const p = pool();
+    return { in_use: p.inUse, idle: p.idle, opening: p.opening, resetting: p.resetting };
+  });
   counterFrom(registry, "sluice_dp_upstream_connections_opened_total", "upstream connections opened", () => pool().opened);
   counterFrom(registry, "sluice_dp_upstream_connections_reused_total", "times a client got an upstream connection that had served another client", () => pool().reused);
+  counterFrom(registry, "sluice_dp_upstream_resets_total", "resets (DISCARD ALL or the resource's resetQuery) of connections whose session ended cleanly", () => pool().resets);
+  counterFrom(registry, "sluice_dp_upstream_health_checks_total", "health checks of idle connections before reuse", () => pool().healthChecks);
+  countersFrom(registry, "sluice_dp_upstream_connections_closed_total", "upstream connections the pool closed instead of reusing, by reason", "reason", () => ({ ...pool().closed }));
   gaugeFrom(registry, "sluice_dp_policy_revision", "policy snapshot revision this node enforces", o.revision);
 }

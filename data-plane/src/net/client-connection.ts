@@ -8,7 +8,7 @@ import type net from "node:net";
 import tls from "node:tls";
 import { randomBytes } from "node:crypto";
 import { SluiceError, toSqlState } from "@sluice/shared/errors";
-import { tablePatternsApply, type PolicySnapshot, type ResourceSpec, type UpstreamSpec } from "@sluice/shared/policy";
+import { tablePatternsApply, type PolicySnapshot, type ResourceSpec } from "@sluice/shared/policy";
 import type { Logger } from "@sluice/shared/logging";
 import { uuidv7 } from "@sluice/shared/events";
 import { F } from "../wire/codes.js";
@@ -17,6 +17,7 @@ import { readStartupPacket, type StartupPacket } from "../wire/startup.js";
 import { decodeParameterStatus, decodePassword } from "../wire/decode.js";
 import { authCleartextPassword, authOk, backendKeyData, errorResponse, readyForQuery } from "../wire/encode.js";
 import type { UpstreamConnection } from "../upstream/connect-upstream.js";
+import type { UpstreamLease } from "../upstream/upstream-pool.js";
 import { RelaySession } from "../session/relay-session.js";
 import { mayConnect } from "../session/may-connect.js";
 import { filterStartupParams, startupRefusalMessage } from "../session/startup-params.js";
@@ -49,10 +50,10 @@ export interface ConnectionContext {
   poisonToken: string;
   logger?: Logger;
   verify(token: string, snapshot: PolicySnapshot): Promise<VerifiedIdentity>;
-  /** an authenticated upstream connection with the resource's credential (a warm spare when one is ready) */
-  connectUpstream(spec: UpstreamSpec, startupParams: Record<string, string>): Promise<UpstreamConnection>;
-  /** a cancel key for a new session; `release` when it ends */
-  allocateCancelKey(resource: ResourceSpec, upstreamKey: { pid: number; secret: number }): { pid: number; secret: number; release(): void };
+  /** an authenticated upstream connection with the resource's credential (an idle pooled one when there is one) */
+  connectUpstream(resource: ResourceSpec, startupParams: Record<string, string>): Promise<UpstreamLease>;
+  /** a cancel key for a new session; `cancelled` once a cancel was sent for it; `release` when it ends */
+  allocateCancelKey(resource: ResourceSpec, upstreamKey: { pid: number; secret: number }): { pid: number; secret: number; cancelled(): boolean; release(): void };
   cancel(pid: number, secret: number): void;
   track(session: RelaySession | null, delta: 1 | -1): void;
   now(): number;
@@ -147,9 +148,13 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
   const sessionId = uuidv7();
   const clientAddress = `${raw.remoteAddress ?? "?"}:${raw.remotePort ?? 0}`;
   let socket: net.Socket = raw;
-  let upstream: net.Socket | null = null;
+  let lease: UpstreamLease | null = null;
+  /** the relay saw a clean Terminate and the pool may take the connection back (see RelayIo.release) */
+  let keepUpstream = false;
+  /** takes this session's listeners off the upstream socket before it goes back to the pool */
+  let detachUpstream = () => {};
   let session: RelaySession | null = null;
-  let cancelKey: { release(): void } | null = null;
+  let cancelKey: { cancelled(): boolean; release(): void } | null = null;
   let ended = false;
   let endReason = "client disconnected";
   let conn: ConnectionInfo = { sessionId, nodeId: ctx.nodeId, region: ctx.region, clientAddress, tls: false };
@@ -169,21 +174,23 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     ended = true;
     endReason = reason;
     session?.dispose();
+    // a cancel sent for this session may still reach the backend: never hand it to another session
+    const clean = keepUpstream && cancelKey?.cancelled() === false;
     cancelKey?.release();
     if (finalToClient && !socket.destroyed && socket.writable) socket.end(finalToClient);
     else socket.end();
     // nothing the client sends from now on matters; do not buffer it
     socket.pause();
+    // the upstream goes back to the pool: reset and reused when clean, else closed (a forwarded
+    // Terminate still reaches it first)
+    detachUpstream();
+    lease?.release(clean);
     // give the final message a moment, then make sure nothing lingers
-    // end() lets a forwarded Terminate reach the upstream; destroy whatever is still open shortly after
-    upstream?.end();
-    const us = upstream;
     // (the raw socket under TLS too: destroying it now would cut off the encrypted final message)
     const cs = socket;
     setTimeout(() => {
       cs.destroy();
       raw.destroy();
-      us?.destroy();
     }, 1000).unref();
     ctx.track(session, -1);
     const stats = session?.stats;
@@ -309,23 +316,27 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     if (!fp.ok) throw new Refusal(fp.refusal === "parser-setting" ? "08004" : "42501", startupRefusalMessage(fp));
     if (fp.dropped.length) ctx.logger?.debug({ sessionId, dropped: fp.dropped }, "startup settings not forwarded");
     const forwarded = fp.forward;
-    let up: UpstreamConnection;
+    let got: UpstreamLease;
     try {
-      up = await ctx.connectUpstream(resource.upstream, forwarded);
+      got = await ctx.connectUpstream(resource, forwarded);
     } catch (e) {
       const se = SluiceError.from(e, "unavailable");
       throw new Refusal("08006", `cannot connect to the upstream of "${resourceName}"`, se.message);
     }
-    upstream = up.socket;
-    // from here until the relay takes over, an upstream failure must not be an unhandled 'error'
-    up.socket.on("error", (e: NodeJS.ErrnoException) => {
-      ctx.logger?.warn({ sessionId, code: e.code }, "upstream socket error");
-      end("upstream error", errorResponse({ severity: "FATAL", sqlstate: "08006", message: "the upstream connection failed" }));
-    });
     if (ended) {
-      up.socket.destroy();
+      // the client left (or timed out) while the upstream connected: the connection never served it
+      got.release(false);
       return;
     }
+    lease = got;
+    const up = got.up;
+    // from here until the session ends, an upstream failure must not be an unhandled 'error'
+    const onUpstreamError = (e: NodeJS.ErrnoException) => {
+      ctx.logger?.warn({ sessionId, code: e.code }, "upstream socket error");
+      end("upstream error", errorResponse({ severity: "FATAL", sqlstate: "08006", message: "the upstream connection failed" }));
+    };
+    up.socket.on("error", onUpstreamError);
+    detachUpstream = () => up.socket.removeListener("error", onUpstreamError);
     // the classifier reads statements with pinned settings: a server that starts otherwise is refused
     for (const ps of up.parameterStatus) {
       const { name, value } = decodeParameterStatus(ps);
@@ -341,7 +352,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     cancelKey = key;
     socket.write(Buffer.concat([authOk(), ...up.parameterStatus, backendKeyData(key.pid, key.secret), readyForQuery(up.txStatus)]));
     clearTimeout(timer);
-    ctx.logger?.info({ sessionId, subject: id.subject, issuer: id.issuer, resource: resourceName, groups: id.groups }, "session authenticated");
+    ctx.logger?.info({ sessionId, subject: id.subject, issuer: id.issuer, resource: resourceName, groups: id.groups, upstreamReused: got.reused }, "session authenticated");
     startRelay(info, up, reader.detach());
   })().catch((e: unknown) => {
     clearTimeout(timer);
@@ -407,6 +418,10 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
         close(reason, finalToClient) {
           end(reason, finalToClient);
         },
+        release() {
+          keepUpstream = lease?.reusable() === true && cancelKey?.cancelled() === false;
+          return keepUpstream;
+        },
       },
     });
     session = s;
@@ -416,16 +431,28 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
       waitClientDrain = false;
       flow();
     });
-    us.on("drain", () => {
+    const onUpstreamDrain = () => {
       waitUpstreamDrain = false;
       flow();
-    });
+    };
+    const onUpstreamData = (d: Buffer) => s.onUpstreamData(d);
+    // after a normal end (the client left) this close is expected: build no FATAL for it
+    const onUpstreamClose = () => ended || end("upstream closed", errorResponse({ severity: "FATAL", sqlstate: "08006", message: "the upstream closed the connection" }));
+    us.on("drain", onUpstreamDrain);
+    us.on("data", onUpstreamData);
+    us.on("close", onUpstreamClose);
+    const detachSetup = detachUpstream;
+    detachUpstream = () => {
+      // nothing is read from it until the pool attaches its own listeners
+      us.pause();
+      us.removeListener("drain", onUpstreamDrain);
+      us.removeListener("data", onUpstreamData);
+      us.removeListener("close", onUpstreamClose);
+      detachSetup();
+    };
     client.on("data", (d: Buffer) => s.onClientData(d));
-    us.on("data", (d: Buffer) => s.onUpstreamData(d));
     client.on("end", () => end("client disconnected"));
     client.on("close", () => end("client disconnected"));
-    // after a normal end (the client left) this close is expected: build no FATAL for it
-    us.on("close", () => ended || end("upstream closed", errorResponse({ severity: "FATAL", sqlstate: "08006", message: "the upstream closed the connection" })));
     if (up.rest.length) s.onUpstreamData(up.rest);
     if (early.length) s.onClientData(early);
     flow();

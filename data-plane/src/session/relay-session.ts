@@ -47,6 +47,12 @@ export interface RelayIo {
   holdUpstream(hold: boolean): void;
   /** end the session: send `finalToClient` (a FATAL ErrorResponse) if given, then close both sides */
   close(reason: string, finalToClient?: Buffer): void;
+  /**
+   * The client sent Terminate and the session is provably clean (see `reusable`): may the upstream
+   * connection serve another session once reset? true keeps it (Terminate is not forwarded; `close`
+   * follows); false or absent: the server is told to end too.
+   */
+  release?(): boolean;
 }
 
 export interface RelaySessionOptions {
@@ -155,6 +161,8 @@ export class RelaySession {
   private released = false;
   private seq = 0;
   private closed = false;
+  /** the server reported an error to the client: its connection is not handed to another session */
+  private serverError = false;
   private readonly needParams: boolean;
   readonly stats: RelayStats = { statements: 0, denied: 0, bytesIn: 0, bytesOut: 0, txStatus: "I" };
 
@@ -224,6 +232,17 @@ export class RelaySession {
   dispose(): void {
     this.closed = true;
     this.gate.dispose();
+  }
+
+  /**
+   * Nothing pending in either direction, no transaction, no COPY, no hold and no server error this
+   * session: the only state left on the server is what a reset (DISCARD ALL) clears.
+   */
+  private reusable(): boolean {
+    return (
+      this.stats.txStatus === "I" && !this.serverError && this.queue.peek() === undefined && !this.copyIn && this.copyEnds.length === 0 &&
+      !this.skipUntilSync && this.holding === "no" && this.upstreamScan.atBoundary
+    );
   }
 
   private guard(fn: () => unknown, fromUpstream = false): void {
@@ -310,7 +329,7 @@ export class RelaySession {
         this.toUpstream.push(f);
         return true;
       case F.Terminate:
-        this.toUpstream.push(f);
+        if (!(this.reusable() && this.o.io.release?.() === true)) this.toUpstream.push(f);
         this.toUpstream.flush();
         this.closed = true;
         this.o.io.close("client terminated");
@@ -869,6 +888,7 @@ export class RelaySession {
   }
 
   private upstreamError(p: Pending | undefined, f: Buffer): void {
+    this.serverError = true;
     const fields = decodeErrorFields(f);
     const err = { sqlstate: fields.C ?? "XX000", message: fields.M ?? "" };
     if (p !== undefined && p.copy === 1) this.copyIn = false;

@@ -83,6 +83,11 @@ export class FrameScanner {
     return this.isPaused;
   }
 
+  /** no frame begun, none held and nothing queued: the stream is at a message boundary */
+  get atBoundary(): boolean {
+    return this.hdrLen === 0 && this.remaining === 0 && !this.isPaused && this.queued.length === 0;
+  }
+
   /** Scans one chunk. Returns false when a `frame()` call paused it (call `resume` later). Throws WireError. */
   feed(chunk: Buffer, sink: ScanSink): boolean {
     if (this.isPaused) {

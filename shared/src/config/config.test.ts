@@ -31,3 +31,14 @@ test("a replica count JetStream cannot use is refused with the key named", () =>
   assert.throws(() => loadConfig(undefined, { SLUICE_NATS_REPLICAS: "three" }), /SLUICE_NATS_REPLICAS must be 1, 3 or 5/);
   assert.throws(() => loadConfig(file("nats: { replicas: '3' }\n"), {}), /nats\.replicas must be number/);
 });
+
+test("dataPlane.upstreamPool: reuse on by default, each key settable, negative or zero time-outs refused with the key named", () => {
+  const d = loadConfig(undefined, {}).dataPlane.upstreamPool;
+  assert.equal(d.reuse, true);
+  assert.equal(d.healthCheckAfterSeconds, 0);
+  const c = loadConfig(file("dataPlane:\n  upstreamPool: { reuse: false, spares: 0, maxIdlePerResource: 5 }\n"), {}).dataPlane.upstreamPool;
+  assert.deepEqual([c.reuse, c.spares, c.maxIdlePerResource, c.maxIdle], [false, 0, 5, d.maxIdle]);
+  assert.throws(() => loadConfig(file("dataPlane:\n  upstreamPool: { maxIdle: -1 }\n"), {}), /dataPlane\.upstreamPool\.maxIdle must be a number ≥ 0/);
+  assert.throws(() => loadConfig(file("dataPlane:\n  upstreamPool: { idleSeconds: 0 }\n"), {}), /dataPlane\.upstreamPool\.idleSeconds must be > 0/);
+  assert.throws(() => loadConfig(file("dataPlane:\n  upstreamSpares: { max: 0 }\n"), {}), /unknown key dataPlane\.upstreamSpares/);
+});

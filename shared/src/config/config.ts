@@ -37,12 +37,8 @@ export interface SluiceConfig {
     maxFrameBytes: number;
     /** statements larger than this (UTF-8 bytes) are denied without being parsed (rule statement-too-large) */
     maxStatementBytes: number;
-    /**
-     * warm spare upstream connections: after a session starts, the next upstream connection for the
-     * same resource is opened in the background (each serves exactly one session); at most `max` per
-     * node, closed after `idleSeconds` unused. `max: 0` connects per client only.
-     */
-    upstreamSpares: { max: number; idleSeconds: number };
+    /** the upstream connection pool (data-plane/src/upstream/upstream-pool.ts) */
+    upstreamPool: UpstreamPoolConfig;
     audit: {
       durability: "ack" | "async";
       bufferEvents: number;
@@ -58,6 +54,28 @@ export interface SluiceConfig {
      */
     publicAddress?: string;
   };
+}
+
+/**
+ * Upstream connections of a data plane. A session that ends cleanly (Terminate with no transaction,
+ * COPY, error, cancel or unanswered message) hands its connection, reset with DISCARD ALL (or the
+ * resource's `resetQuery`), to the next session of the same resource and startup settings; any
+ * other is closed. Warm spares are opened ahead after authenticated sessions.
+ */
+export interface UpstreamPoolConfig {
+  /** hand cleanly ended sessions' connections to the next session (false: one backend per session, as before) */
+  reuse: boolean;
+  /** most warm spares per (resource, startup settings); 0: none */
+  spares: number;
+  /** idle connections (spares included) kept per resource and per node */
+  maxIdlePerResource: number;
+  maxIdle: number;
+  /** an idle connection unused this long is closed */
+  idleSeconds: number;
+  /** a connection this old is not handed out again */
+  maxLifetimeSeconds: number;
+  /** an idle connection at least this old answers an empty query before it is handed out (0: always) */
+  healthCheckAfterSeconds: number;
 }
 
 /** Where JetStream puts a stream or bucket in a cluster or supercluster (empty: anywhere). */
@@ -152,7 +170,7 @@ export function defaultConfig(): SluiceConfig {
       tls: { mode: "required", certFile: undefined, keyFile: undefined },
       maxFrameBytes: 64 * 1024 * 1024,
       maxStatementBytes: 1024 * 1024,
-      upstreamSpares: { max: 16, idleSeconds: 30 },
+      upstreamPool: { reuse: true, spares: 4, maxIdlePerResource: 20, maxIdle: 100, idleSeconds: 30, maxLifetimeSeconds: 3600, healthCheckAfterSeconds: 0 },
       audit: { durability: "ack", bufferEvents: 10_000, maxRowsPerStatement: 100, maxBytesPerStatement: 64 * 1024 },
       controlPlaneUrl: "127.0.0.1:7400",
       heartbeatSeconds: 5,
@@ -235,6 +253,11 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     if (v !== undefined && v !== "") set(cfg, v);
   }
   replicasFrom(cfg.nats.replicas, `${file ?? "config"}: nats.replicas`);
+  const pool = cfg.dataPlane.upstreamPool;
+  for (const k of ["spares", "maxIdlePerResource", "maxIdle", "idleSeconds", "maxLifetimeSeconds", "healthCheckAfterSeconds"] as const) {
+    if (!Number.isFinite(pool[k]) || pool[k] < 0) throw new SluiceError("invalid_argument", `${file ?? "config"}: dataPlane.upstreamPool.${k} must be a number ≥ 0, got ${JSON.stringify(pool[k])}`);
+  }
+  if (pool.idleSeconds === 0 || pool.maxLifetimeSeconds === 0) throw new SluiceError("invalid_argument", `${file ?? "config"}: dataPlane.upstreamPool.${pool.idleSeconds === 0 ? "idleSeconds" : "maxLifetimeSeconds"} must be > 0 (reuse: false turns reuse off)`);
   return cfg;
 }
 

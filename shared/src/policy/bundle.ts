@@ -91,6 +91,11 @@ export interface UpstreamSpec {
   tls?: UpstreamTlsMode;
   /** for verify-full: a CA bundle reference (`file:/path`) */
   ca?: string;
+  /**
+   * what resets a pooled connection before the next session gets it, instead of `DISCARD ALL` (for
+   * servers without it); the data plane adds `DEALLOCATE ALL` for the statements it named itself
+   */
+  resetQuery?: string;
 }
 
 export interface ResourceSpec {

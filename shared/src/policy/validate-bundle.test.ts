@@ -116,6 +116,8 @@ test("resource checks: credential references, port, tls, ca, auth", () => {
   assert.deepEqual(problemsOf((b) => (b.resources[0].upstream.port = 70000)), ["/resources/0/upstream/port: resources[0].upstream.port must be a port number (1-65535), got a number"]);
   assert.deepEqual(problemsOf((b) => (b.resources[0].upstream.tls = "prefer")), ['/resources/0/upstream/tls: unknown upstream tls mode "prefer" in resources[0].upstream.tls (expected one of disable, require, verify-full)']);
   assert.deepEqual(problemsOf((b) => (b.resources[0].upstream.ca = "/etc/ca.pem")), ["/resources/0/upstream/ca: resources[0].upstream.ca must be a file reference (file:/absolute/path)"]);
+  assert.deepEqual(problemsOf((b) => (b.resources[0].upstream.resetQuery = "SELECT pg_advisory_unlock_all(); RESET ALL")), []);
+  assert.deepEqual(problemsOf((b) => (b.resources[0].upstream.resetQuery = " ")), ["/resources/0/upstream/resetQuery: resources[0].upstream.resetQuery must be SQL of 1 to 4096 characters (leave it out for DISCARD ALL)"]);
   assert.deepEqual(problemsOf((b) => delete b.resources[0].upstream), ['/resources/0: resources[0] is missing "upstream"']);
   assert.deepEqual(problemsOf((b) => delete b.resources[0].upstream.host), ['/resources/0/upstream: resources[0].upstream is missing "host"']);
 });

@@ -235,7 +235,7 @@ function checkUrl(c: Checker, v: string, segs: Seg[]): void {
 const TOP_KEYS = ["issuers", "resources", "policies", "masking", "groups", "notifications"] as const;
 const ISSUER_KEYS = ["name", "issuer", "audience", "jwksUrl", "jwks", "algorithms", "groups"] as const;
 const RESOURCE_KEYS = ["name", "upstream"] as const;
-const UPSTREAM_KEYS = ["host", "port", "database", "user", "password", "auth", "tls", "ca"] as const;
+const UPSTREAM_KEYS = ["host", "port", "database", "user", "password", "auth", "tls", "ca", "resetQuery"] as const;
 const POLICY_KEYS = ["name", "groups", "resources", "issuers", "allow", "requireApproval", "deny", "tables", "approval"] as const;
 const MASKING_KEYS = ["name", "resources", "columns", "types", "classifiers", "custom", "strategy"] as const;
 
@@ -386,6 +386,9 @@ function checkResource(c: Checker, v: unknown, segs: Seg[]): string | undefined 
     c.add([...at, "tls"], `unknown upstream tls mode ${q(tls)} in ${human([...at, "tls"])} (expected one of ${UPSTREAM_TLS_MODES.join(", ")})`);
   const ca = c.str(up, "ca", at, false);
   if (ca !== undefined && !FILE_REF.test(ca)) c.add([...at, "ca"], `${human([...at, "ca"])} must be a file reference (file:/absolute/path)`);
+  const reset = c.str(up, "resetQuery", at, false);
+  if (reset !== undefined && (reset.trim() === "" || reset.length > 4096))
+    c.add([...at, "resetQuery"], `${human([...at, "resetQuery"])} must be SQL of 1 to 4096 characters (leave it out for DISCARD ALL)`);
   return name;
 }
 
