@@ -5,6 +5,7 @@
  *  - SIGKILL of the NATS server leading SLUICE_AUDIT under load: no statement a client saw succeed
  *    is missing from the stream, and every node serves again.
  *  - SIGKILL of a control-plane replica: clients and approvals carry on through the other.
+ *  - SIGKILL of the NATS server holding the surviving replica's policy consumer: policy still flows.
  *  - a data plane that crashes is stale within its TTL; `connect-info` then picks a live node.
  */
 import { test } from "node:test";
@@ -199,6 +200,38 @@ test("a fleet on a 3-node JetStream cluster: status, propagation, a NATS server 
     // and policy changes still propagate
     const rev = await fleet.apply(policy("r3"), cpB);
     await Promise.all(nodes.map((n) => fleet.dataPlanes.get(n)!.snapshots.waitForRevision(rev, PROPAGATION_MS)));
+  });
+
+  await t.test("the NATS server holding the surviving replica's policy consumer dies: the next policy still reaches every node", async () => {
+    // A projection reads through an ordered consumer, which lives on one server (the CI failure:
+    // the survivor's lived on the server subtest 3 killed). The killed replica pulls no more, so the
+    // one consumer on the policy subject with a pull request waiting is the survivor's.
+    const policySubject = names.controlSubject("policy", "bundle");
+    let seen = "";
+    const holder = await until("the survivor's policy consumer", async () => {
+      const held: string[] = [];
+      const all: string[] = [];
+      for await (const c of jsm.consumers.list(names.controlStream)) {
+        const f = c.config.filter_subjects ?? (c.config.filter_subject ? [c.config.filter_subject] : []);
+        if (!f.includes(policySubject)) continue;
+        all.push(`${c.name}@${c.cluster?.leader}:${c.num_waiting}`);
+        if (c.num_waiting > 0 && c.cluster?.leader) held.push(c.cluster.leader);
+      }
+      seen = all.join(" ");
+      return held.length === 1 ? held[0] : undefined;
+    }).catch((e: Error) => {
+      throw new Error(`${e.message}: ${seen}`);
+    });
+    const [, cpB] = fleet.controlPlanes;
+    await fleet.nats.server(holder).kill();
+    // the apply itself may be refused while the cluster elects new leaders: an operator retries
+    let rev = 0;
+    await until("a policy applied with one NATS server down", async () => {
+      rev = await fleet.apply(policy("r4"), cpB);
+      return rev;
+    });
+    await Promise.all(nodes.map((n) => fleet.dataPlanes.get(n)!.snapshots.waitForRevision(rev, PROPAGATION_MS)));
+    await fleet.nats.server(holder).start();
   });
 
   await t.test("a crashed data plane is stale within its TTL; connect-info then picks a live node", async () => {
