@@ -4,3 +4,4 @@ export * from "./verify-token.js";
 export * from "./dev-issuer.js";
 export * from "./pick-issuer.js";
 export * from "./dev-oidc-provider.js";
+export * from "./oidc-discovery.js";

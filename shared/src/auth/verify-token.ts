@@ -19,6 +19,7 @@ import { createHash } from "node:crypto";
 import { SluiceError } from "../errors/index.js";
 import type { IssuerSpec, Jwks } from "../policy/bundle.js";
 import { groupsFromClaims } from "./groups-from-claims.js";
+import { DiscoveryCache } from "./oidc-discovery.js";
 
 /** Accepted when an issuer lists no `algorithms`. Symmetric (HS*) and `none` are never accepted. */
 export const DEFAULT_ALGORITHMS: readonly string[] = ["RS256", "ES256", "EdDSA"];
@@ -86,7 +87,34 @@ export interface JwksCacheOptions {
 export class JwksCache {
   private readonly remote = new Map<string, JWTVerifyGetKey>();
   private readonly local = new WeakMap<object, JWTVerifyGetKey>();
-  constructor(private readonly opts: JwksCacheOptions = {}) {}
+  private readonly discovered = new Map<string, JWTVerifyGetKey>();
+  private readonly discovery: DiscoveryCache;
+  constructor(private readonly opts: JwksCacheOptions = {}) {
+    this.discovery = new DiscoveryCache({
+      maxAgeMs: opts.cacheMaxAgeMs,
+      cooldownMs: opts.cooldownMs,
+      timeoutMs: opts.timeoutMs,
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
+    });
+  }
+
+  /** Keys of an issuer given by URL alone: its discovery document's jwks_uri, then that set. */
+  forDiscovery(issuer: string): JWTVerifyGetKey {
+    let r = this.discovered.get(issuer);
+    if (!r) {
+      r = async (header, token) => {
+        let uri: string;
+        try {
+          uri = await this.discovery.jwksUri(issuer);
+        } catch (e) {
+          throw authFailure("jwks", e);
+        }
+        return this.forRemote(uri)(header, token);
+      };
+      this.discovered.set(issuer, r);
+    }
+    return r;
+  }
 
   forRemote(url: string): JWTVerifyGetKey {
     let r = this.remote.get(url);
@@ -114,6 +142,8 @@ export class JwksCache {
   resolver(spec: IssuerSpec): JWTVerifyGetKey {
     if (spec.jwks) return this.forInline(spec.jwks);
     if (spec.jwksUrl) return this.forRemote(spec.jwksUrl);
+    // `discovery: true`, or the issuer URL alone (a bundle that skipped normalizeBundle)
+    if (spec.discovery !== false) return this.forDiscovery(spec.issuer);
     throw authFailure("jwks");
   }
 }

@@ -74,6 +74,12 @@ export interface IssuerSpec {
   audience: string | string[];
   jwksUrl?: string;
   jwks?: Jwks;
+  /**
+   * `true`: the keys are found as a relying party finds them, through the issuer's OIDC discovery
+   * document (`<issuer>/.well-known/openid-configuration`, its `jwks_uri`). An issuer block with
+   * neither `jwksUrl` nor `jwks` means this too (normalizeBundle writes it out).
+   */
+  discovery?: boolean;
   /** algorithm allow-list; default RS256, ES256, EdDSA (never `none`, never HS*) */
   algorithms?: string[];
   groups: GroupRule[];

@@ -28,6 +28,7 @@ test("a bundle using every optional feature parses; port defaults to 5432", asyn
   assert.equal(bundle!.resources[1]!.upstream.auth, "trust");
   assert.deepEqual(bundle!.policies[1]!.issuers, ["github"]);
   assert.equal(bundle!.policies[0]!.issuers, undefined);
+  assert.deepEqual(bundle!.issuers.map((i) => [i.name, i.discovery ?? false]), [["github", false], ["dev", false], ["gitlab", true]]);
 });
 
 test("the reported line format is file:line:col: reason", async () => {
@@ -61,7 +62,7 @@ const cases: Array<[string, number, number, string, RegExp]> = [
   ["unknown-classifier.yaml", 14, 26, "/masking/0/classifiers/1", /^unknown classifier "passport-number" in masking\[0\]\.classifiers \(expected one of email, credit-card/],
   ["bad-duration.yaml", 19, 44, "/policies/0/approval/timeout", /^bad duration "ten minutes" in policies\[0\]\.approval\.timeout/],
   ["bad-regex.yaml", 16, 18, "/masking/0/custom/0/pattern", /^bad regular expression in masking\[0\]\.custom\[0\]\.pattern: Unterminated group$/],
-  ["issuer-without-keys.yaml", 2, 5, "/issuers/0", /^issuers\[0\] needs jwksUrl or jwks/],
+  ["issuer-without-keys.yaml", 2, 5, "/issuers/0", /^issuers\[0\] needs jwksUrl or jwks when discovery is false/],
   ["alg-none.yaml", 6, 25, "/issuers/0/algorithms/1", /^algorithm "none" in issuers\[0\]\.algorithms is never accepted/],
   ["alg-hs256.yaml", 6, 18, "/issuers/0/algorithms/0", /^algorithm "HS256" in issuers\[0\]\.algorithms is never accepted \(symmetric/],
   ["unknown-key.yaml", 13, 5, "/policies/0", /^policies\[0\] is missing "allow"$/],

@@ -206,3 +206,25 @@ test("normalizeBundle drops `issuers: null` (not scoped) and keeps a list", () =
   const scoped = normalizeBundle({ ...base(), policies: [{ ...base().policies[0]!, issuers: ["github"] }] } as any);
   assert.deepEqual(scoped.policies[0]!.issuers, ["github"]);
 });
+
+test("an issuer's keys by OIDC discovery: discovery: true, or the issuer URL alone, instead of jwksUrl", () => {
+  const noKeys = (b: any) => delete b.issuers[0].jwksUrl;
+  assert.deepEqual(problemsOf((b) => { noKeys(b); b.issuers[0].discovery = true; }), []);
+  assert.deepEqual(problemsOf(noKeys), [], "the issuer URL alone: discovered as a relying party would");
+  assert.deepEqual(problemsOf((b) => (b.issuers[0].discovery = true)), [
+    "/issuers/0/discovery: issuers[0] has discovery: true and jwksUrl: give one (discovery finds the JWKS URL itself)",
+  ]);
+  assert.deepEqual(problemsOf((b) => { noKeys(b); b.issuers[0].discovery = false; }), [
+    "/issuers/0: issuers[0] needs jwksUrl or jwks when discovery is false (where its signing keys are published)",
+  ]);
+  assert.deepEqual(problemsOf((b) => { noKeys(b); b.issuers[0].discovery = "yes"; }), ["/issuers/0/discovery: issuers[0].discovery must be true or false, got a string"]);
+  // discovery is fetched from the issuer URL: the same https rule as a jwksUrl
+  assert.deepEqual(problemsOf((b) => { noKeys(b); b.issuers[0].issuer = "http://issuer.example/x"; }), [
+    "/issuers/0/issuer: issuers[0].issuer must be an https URL (plain http only on loopback)",
+  ]);
+
+  const byUrl = normalizeBundle({ issuers: [{ name: "gh", issuer: "https://token.actions.githubusercontent.com", audience: "sluice" }] });
+  assert.equal(byUrl.issuers[0]!.discovery, true, "normalized: said explicitly");
+  const byJwksUrl = normalizeBundle({ issuers: [{ name: "gh", issuer: "https://x", audience: "a", jwksUrl: "https://x/j", discovery: false }] });
+  assert.equal(byJwksUrl.issuers[0]!.discovery, undefined);
+});

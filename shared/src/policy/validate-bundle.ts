@@ -233,7 +233,7 @@ function checkUrl(c: Checker, v: string, segs: Seg[]): void {
 }
 
 const TOP_KEYS = ["issuers", "resources", "policies", "masking", "groups", "notifications"] as const;
-const ISSUER_KEYS = ["name", "issuer", "audience", "jwksUrl", "jwks", "algorithms", "groups"] as const;
+const ISSUER_KEYS = ["name", "issuer", "audience", "jwksUrl", "jwks", "discovery", "algorithms", "groups"] as const;
 const RESOURCE_KEYS = ["name", "upstream"] as const;
 const UPSTREAM_KEYS = ["host", "port", "database", "user", "password", "auth", "tls", "ca", "resetQuery"] as const;
 const POLICY_KEYS = ["name", "groups", "resources", "issuers", "allow", "requireApproval", "deny", "tables", "approval"] as const;
@@ -269,7 +269,16 @@ function checkIssuer(c: Checker, v: unknown, segs: Seg[], names: Names): string 
 
   const hasUrl = v.jwksUrl !== undefined && v.jwksUrl !== null;
   const hasJwks = v.jwks !== undefined && v.jwks !== null;
-  if (!hasUrl && !hasJwks) c.add(segs, `${human(segs)} needs jwksUrl or jwks (where its signing keys are published)`);
+  // the keys: jwksUrl, inline jwks, or OIDC discovery at the issuer URL (`discovery: true`, or
+  // neither of the others, as a relying party would)
+  const disc = v.discovery;
+  if (disc !== undefined && disc !== null && typeof disc !== "boolean") {
+    c.add([...segs, "discovery"], `${human([...segs, "discovery"])} must be true or false, got ${kindOf(disc)}`);
+  } else if (disc === true && (hasUrl || hasJwks)) {
+    c.add([...segs, "discovery"], `${human(segs)} has discovery: true and ${hasUrl ? "jwksUrl" : "jwks"}: give one (discovery finds the JWKS URL itself)`, true);
+  } else if (disc === false && !hasUrl && !hasJwks) {
+    c.add(segs, `${human(segs)} needs jwksUrl or jwks when discovery is false (where its signing keys are published)`);
+  }
   if (hasUrl && hasJwks) c.add([...segs, "jwks"], `${human(segs)} has both jwksUrl and jwks: give one`, true);
   if (hasUrl) {
     const u = c.str(v, "jwksUrl", segs, true);
@@ -661,11 +670,17 @@ export function validateBundle(bundle: unknown, opts: ValidateOptions = {}): Pro
 
 /**
  * Fills defaults in a VALID bundle so consumers see every list: missing sections become [], issuer
- * `groups` [], upstream `port` 5432 (tls is left to the data plane's default). Returns a new object; the input is not changed.
+ * `groups` [], an issuer with neither jwksUrl nor jwks `discovery: true`, upstream `port` 5432 (tls is left to the data plane's default). Returns a new object; the input is not changed.
  */
 export function normalizeBundle(raw: Record<string, unknown>): Bundle {
   const b = structuredClone(raw) as unknown as Bundle & Record<string, unknown>;
-  b.issuers = (b.issuers ?? []).map((s) => ({ ...s, groups: s.groups ?? [] }));
+  b.issuers = (b.issuers ?? []).map((s) => {
+    const out = { ...s, groups: s.groups ?? [] };
+    // an issuer given by its URL alone is found by OIDC discovery: said explicitly for every consumer
+    if (!s.jwksUrl && !s.jwks) out.discovery = true;
+    else if (s.discovery === null || s.discovery === false) delete out.discovery;
+    return out;
+  });
   b.resources = (b.resources ?? []).map((r) => ({
     ...r,
     upstream: { ...r.upstream, port: r.upstream.port ?? 5432 },

@@ -30,7 +30,10 @@ test("a changed audience is recorded, a missing issuer is distrusted", () => {
 
 test("an issuer without keys, or with HMAC/none, is rejected", () => {
   const { jwksUrl: _u, ...noKeys } = gh;
-  spec.given([]).when(reconcile(noKeys as IssuerSpec)).thenThrows("invalid_argument", /jwksUrl or an inline jwks/);
+  spec.given([]).when(reconcile(noKeys as IssuerSpec)).thenThrows("invalid_argument", /jwksUrl, an inline jwks or discovery: true/);
+  // a normalized issuer given by URL alone says discovery: true
+  const byDiscovery = { ...(noKeys as IssuerSpec), discovery: true };
+  spec.given([]).when(reconcile(byDiscovery)).then([{ type: "IssuerTrusted", name: "github", spec: byDiscovery }]);
   spec.given([]).when(reconcile({ ...gh, algorithms: ["HS256"] })).thenThrows("invalid_argument", /HS256 is not allowed/);
   spec.given([]).when(reconcile({ ...gh, algorithms: ["RS256", "none"] })).thenThrows("invalid_argument", /^\/issuers\/0\/algorithms\/1: algorithm none is not allowed/);
 });

@@ -36,7 +36,7 @@ export function validateIssuers(issuers: readonly IssuerSpec[]): DomainProblem[]
     if (!s.name) problems.push({ pointer: `${at}/name`, message: "issuer name is required" });
     else if (names.has(s.name)) problems.push({ pointer: `${at}/name`, message: `duplicate issuer "${s.name}"` });
     names.add(s.name);
-    if (!s.jwksUrl && !s.jwks) problems.push({ pointer: at, message: "issuer needs jwksUrl or an inline jwks" });
+    if (!s.jwksUrl && !s.jwks && !s.discovery) problems.push({ pointer: at, message: "issuer needs jwksUrl, an inline jwks or discovery: true" });
     s.algorithms?.forEach((a, k) => {
       if (FORBIDDEN_ALG.test(a)) problems.push({ pointer: `${at}/algorithms/${k}`, message: `algorithm ${a} is not allowed (no none, no HMAC)` });
     });
