@@ -4,7 +4,7 @@
  * initdb refuses to run as root, so the cluster runs as the `postgres` OS user when we are root.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, chownSync, copyFileSync, mkdtempSync, rmSync, writeFileSync, appendFileSync, existsSync, readdirSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, mkdtempSync, rmSync, writeFileSync, appendFileSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./free-port.js";
@@ -15,6 +15,13 @@ export interface PgCluster {
   dataDir: string;
   /** connection string for the superuser `postgres` (trust on loopback unless hba says otherwise) */
   url(database?: string): string;
+  /** stops the server, keeping its data (`fast`: clients get 57P01; `immediate`: a crash) */
+  stopServer(mode?: "fast" | "immediate"): void;
+  /** starts it again on the same data and port after stopServer */
+  startServer(): void;
+  /** the postmaster's pid (SIGSTOP it and new connections go unanswered) */
+  postmasterPid(): number;
+  /** stops the server and removes its data */
   stop(): void;
 }
 
@@ -138,11 +145,21 @@ export async function startPgCluster(opts: PgClusterOptions = {}): Promise<PgClu
   );
   asPostgres(join(bin, "pg_ctl"), ["-D", dataDir, "-l", join(dataDir, "server.log"), "-w", "-t", "60", "start"]);
   let stopped = false;
+  const ctl = (args: string[]) => asPostgres(join(bin, "pg_ctl"), ["-D", dataDir, ...args]);
   return {
     host: "127.0.0.1",
     port,
     dataDir,
     url: (db = "postgres") => `postgres://postgres@127.0.0.1:${port}/${db}`,
+    stopServer(mode = "fast") {
+      ctl(["-m", mode, "-w", "-t", "60", "stop"]);
+    },
+    startServer() {
+      ctl(["-l", join(dataDir, "server.log"), "-w", "-t", "60", "start"]);
+    },
+    postmasterPid() {
+      return Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+    },
     stop() {
       if (stopped) return;
       stopped = true;

@@ -30,6 +30,8 @@ export interface LoadOptions {
 
 export interface ErrorSeen {
   at: number;
+  /** when the failed statement (or connection attempt) began */
+  startedAt: number;
   worker: number;
   code: string;
   message: string;
@@ -41,6 +43,13 @@ export const LEDGER_DDL = "CREATE TABLE IF NOT EXISTS ledger (marker text PRIMAR
 export const ledgerInsert = (marker: string): string => `INSERT INTO ledger (marker) VALUES ('${marker}')`;
 
 const SQLSTATE = /^[0-9A-Z]{5}$/;
+
+/** ends a client, destroying its socket when a clean end does not finish in `ms` (a silent peer) */
+export async function endClient(c: pg.Client, ms = 2000): Promise<void> {
+  const ended = c.end().then(() => true, () => true);
+  const t = new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref());
+  if (!(await Promise.race([ended, t]))) (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+}
 
 /** The code a client saw: the SQLSTATE of an ErrorResponse, else `connection: <what>`. */
 export function codeOf(e: unknown): string {
@@ -88,7 +97,7 @@ export class Load {
     const late = await Promise.race([all.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), ms).unref())]);
     if (late) for (const c of this.clients) (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
     await all;
-    await Promise.all([...this.clients].map((c) => c.end().catch(() => undefined)));
+    await Promise.all([...this.clients].map((c) => endClient(c)));
   }
 
   get total(): number {
@@ -119,10 +128,10 @@ export class Load {
     return this.total >= target;
   }
 
-  private noteError(w: number, e: unknown, connecting: boolean): string {
+  private noteError(w: number, e: unknown, connecting: boolean, startedAt: number): string {
     const code = codeOf(e);
     this.errorCounts.set(code, (this.errorCounts.get(code) ?? 0) + 1);
-    if (this.errors.length < 2000) this.errors.push({ at: Date.now(), worker: w, code, message: String((e as Error).message ?? e).slice(0, 200), connecting });
+    if (this.errors.length < 2000) this.errors.push({ at: Date.now(), startedAt, worker: w, code, message: String((e as Error).message ?? e).slice(0, 200), connecting });
     this.affected.add(w);
     return code;
   }
@@ -131,14 +140,15 @@ export class Load {
     const token = await this.stack.token({ sub: `repo:acme/load-${w}`, groups: this.o.groups ?? ["ci"] });
     const c = new pg.Client({ ...this.stack.pgConfig(token), application_name: `rel-w${w}`, ...(this.o.queryTimeoutMs ? { query_timeout: this.o.queryTimeoutMs } : {}) });
     c.on("error", () => undefined);
+    const t0 = Date.now();
     try {
       this.connects++;
       await c.connect();
       this.clients.add(c);
       return c;
     } catch (e) {
-      this.noteError(w, e, true);
-      await c.end().catch(() => undefined);
+      this.noteError(w, e, true, t0);
+      await endClient(c);
       return undefined;
     }
   }
@@ -156,13 +166,14 @@ export class Load {
       while (alive && this.running) {
         const marker = `w${w}-${++n}`;
         const t0 = performance.now();
+        const started = Date.now();
         try {
           await c.query(sql(marker));
           if (this.o.latencies !== false) this.latenciesMs.push(performance.now() - t0);
           this.acked[w]!.push(marker);
           this.ackedAt[w]!.push(Date.now());
         } catch (e) {
-          const code = this.noteError(w, e, false);
+          const code = this.noteError(w, e, false, started);
           const fatal = (e as { severity?: string }).severity === "FATAL";
           if (code.startsWith("connection:") || fatal) {
             alive = false;
@@ -175,7 +186,7 @@ export class Load {
         if (this.o.pauseMs) await new Promise((r) => setTimeout(r, this.o.pauseMs));
       }
       this.clients.delete(c);
-      await c.end().catch(() => undefined);
+      await endClient(c);
       if (this.running && !alive) await new Promise((r) => setTimeout(r, this.o.reconnectPauseMs ?? 200));
     }
   }

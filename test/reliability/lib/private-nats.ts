@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startNatsServer, type NatsServerProcess } from "../../../bin/lib/dev-nats-server.js";
-import { freePort } from "../../lib/free-port.js";
+import { stablePort } from "./stable-port.js";
 
 export interface PrivateNats {
   readonly url: string;
@@ -24,7 +24,7 @@ export interface PrivateNats {
 
 export async function startPrivateNats(dir: string, o: { storeDir?: string; jetstream?: string[] } = {}): Promise<PrivateNats> {
   mkdirSync(dir, { recursive: true });
-  const port = await freePort();
+  const port = await stablePort();
   const storeDir = o.storeDir ?? join(dir, "store");
   const conf = join(dir, "nats-server.conf");
   writeFileSync(

@@ -21,12 +21,12 @@ import { defaultConfig, type SluiceConfig } from "@sluice/shared/config";
 import { natsNames, type NatsNames } from "@sluice/shared/nats";
 import type { Bundle, PolicySpec } from "@sluice/shared/policy";
 import { applyBundleText } from "../../../bin/lib/dev-policy-client.js";
-import { freePort } from "../../lib/free-port.js";
 import { runSluice, type CliResult } from "../../lib/run-sluice.js";
 import { selfSignedCert } from "../../lib/self-signed.js";
 import { readStream, type StoredEvent } from "../../e2e/audit-recording-support.js";
 import { startPrivateNats, type PrivateNats } from "./private-nats.js";
 import { SluiceProcess } from "./sluice-process.js";
+import { stablePort } from "./stable-port.js";
 
 export const ADMIN_GROUP = "sluice-admins";
 const SHARED_PG = { host: "127.0.0.1", port: 5432 };
@@ -41,8 +41,10 @@ export interface ReliabilityStackOptions {
   durability?: "ack" | "async";
   /** dataPlane.audit.bufferEvents (default the config's 10,000) */
   bufferEvents?: number;
-  /** default the machine's PostgreSQL; a private cluster for faults of the upstream itself */
+  /** where the resource points: default the machine's PostgreSQL (a private cluster or a relay for upstream faults) */
   upstream?: UpstreamServer;
+  /** where the harness itself creates, reads and drops the database (default `upstream`) */
+  adminServer?: UpstreamServer;
   /** without a control plane the harness writes nothing: the node then has no snapshot (default true) */
   controlPlane?: boolean;
   /** lines inside the nats-server jetstream block, and its store directory */
@@ -83,6 +85,8 @@ export interface ReliabilityStack {
   audit(): Promise<StoredEvent[]>;
   /** /readyz of the data plane: its status code, or 0 when it does not answer */
   readyz(): Promise<number>;
+  /** the data plane's /metrics: name → value (labelled series summed), and `name{labels}` → value */
+  metrics(): Promise<Record<string, number>>;
 }
 
 /** The ci group's policy: the load of every scenario. */
@@ -112,22 +116,21 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
   cleanups.push(() => nc.close());
   const names = natsNames("");
 
-  // the database: dropped afterwards on the shared server; a private cluster goes as a whole
+  // the database, dropped afterwards (a private cluster that is gone by then goes as a whole)
   const upstream = o.upstream ?? SHARED_PG;
+  const adminServer = o.adminServer ?? upstream;
   const database = `sluice_rel_${o.label.replace(/\W/g, "_")}_${randomBytes(3).toString("hex")}`;
-  const adminCfg = { host: upstream.host, port: upstream.port, user: "postgres", database: "postgres" };
+  const adminCfg = { host: adminServer.host, port: adminServer.port, user: "postgres", database: "postgres", connectionTimeoutMillis: 10_000 };
   const admin = new pg.Client(adminCfg);
   await admin.connect();
   await admin.query(`CREATE DATABASE ${database}`);
   await admin.end();
-  if (!o.upstream) {
-    cleanups.push(async () => {
-      const c = new pg.Client(adminCfg);
-      c.on("error", () => undefined);
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).finally(() => c.end());
-    });
-  }
+  cleanups.push(async () => {
+    const c = new pg.Client(adminCfg);
+    c.on("error", () => undefined);
+    await c.connect();
+    await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).finally(() => c.end());
+  });
 
   const dev = await createDevIssuer({ issuer: `https://dev.sluice.test/rel-${o.label}`, audience: "sluice" });
   const issuer = devIssuerSpec(dev);
@@ -145,7 +148,7 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
   });
 
   const env = { SLUICE_LOG_LEVEL: process.env.SLUICE_RELIABILITY_LOG_LEVEL ?? "info", STATE_DIRECTORY: join(dir, "state") };
-  const cpGrpcPort = await freePort();
+  const cpGrpcPort = await stablePort();
   const cpAddress = `127.0.0.1:${cpGrpcPort}`;
   let cp: SluiceProcess | undefined;
   if (o.controlPlane !== false) {
@@ -154,7 +157,7 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
     cfg.region = "rel";
     cfg.nats = { ...cfg.nats, url: nats.url };
     cfg.controlPlane.grpcListen = cpAddress;
-    cfg.controlPlane.httpListen = `127.0.0.1:${await freePort()}`;
+    cfg.controlPlane.httpListen = `127.0.0.1:${await stablePort()}`;
     cfg.controlPlane.adminGroups = [ADMIN_GROUP];
     cfg.controlPlane.issuers = [issuer];
     cfg.controlPlane.readModel = { dialect: "sqlite", url: join(dir, "read-model.sqlite") };
@@ -174,8 +177,8 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
   }
 
   const cert = selfSignedCert(dir);
-  const dpPort = await freePort();
-  const dpHttpPort = await freePort();
+  const dpPort = await stablePort();
+  const dpHttpPort = await stablePort();
   const dcfg = defaultConfig();
   dcfg.node = "dp-1";
   dcfg.region = "rel";
@@ -257,5 +260,17 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
     },
     audit: () => readStream(nc, names.auditStream),
     readyz: () => httpStatus(`http://127.0.0.1:${dpHttpPort}/readyz`),
+    async metrics() {
+      const text = await (await fetch(`http://127.0.0.1:${dpHttpPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+      const out: Record<string, number> = {};
+      for (const line of text.split("\n")) {
+        const m = /^([a-zA-Z_:][\w:]*)(?:\{[^}]*\})? ([\d.eE+-]+|NaN)$/.exec(line.trim());
+        if (!m) continue;
+        out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2]);
+        const labels = /\{([^}]*)\}/.exec(line)?.[1];
+        if (labels) out[`${m[1]}{${labels}}`] = Number(m[2]);
+      }
+      return out;
+    },
   };
 }
