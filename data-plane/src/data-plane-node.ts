@@ -188,6 +188,7 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       // default: the real policy over the newest snapshot (the data plane's snapshotEnforcer)
       enforcer: hooks.enforcer,
       maxStatementBytes: cfg.dataPlane.maxStatementBytes,
+      classifier: cfg.dataPlane.classifier,
       audit,
       // what the recorder records: bound parameters, and result rows up to the configured cap
       auditFeatures: hooks.auditFeatures ?? { decodeParams: true, captureRows: Math.max(0, cfg.dataPlane.audit.maxRowsPerStatement) },

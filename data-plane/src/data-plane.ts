@@ -18,7 +18,7 @@ import { UpstreamPool, type UpstreamPoolOptions } from "./upstream/upstream-pool
 import { encodeClientPid, nodeNumberFromId, nodeOfClientPid } from "./session/cancel-keys.js";
 import type { RelaySession } from "./session/relay-session.js";
 import { snapshotEnforcer } from "./session/snapshot-enforcer.js";
-import { loadSqlParser } from "@sluice/shared/sql";
+import { ClassifierPool } from "@sluice/shared/sql";
 import { exposition, FixedHistogram, LATENCY_SECONDS_BUCKETS, newMetricsRegistry, type Registry } from "@sluice/shared/metrics";
 import { countingApprovals, countingAudit, ProxyCounters } from "./metrics/proxy-counters.js";
 import { registerProxyMetrics } from "./metrics/proxy-metrics.js";
@@ -84,6 +84,11 @@ export interface DataPlaneOptions {
   upstreamPool?: Omit<UpstreamPoolOptions, "connect" | "logger" | "now">;
   /** the default enforcer denies statements above this size unparsed (snapshotEnforcer; default 1 MiB) */
   maxStatementBytes?: number;
+  /**
+   * the default enforcer classifies statements longer than 4 KiB in worker threads (at most
+   * `workers`, default 2), each within `timeoutMs` (default 5000; denied with 57014 beyond)
+   */
+  classifier?: { workers?: number; timeoutMs?: number };
 }
 
 export interface DataPlaneStats {
@@ -153,9 +158,12 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
 
   // default: the real policy over the current snapshot (deny without one); never an implicit allow
   let enforcer = options.enforcer;
+  let classifier: ClassifierPool | undefined;
   if (!enforcer) {
-    await loadSqlParser();
-    enforcer = snapshotEnforcer(options.snapshots, undefined, { maxStatementBytes: options.maxStatementBytes });
+    // a long statement is parsed off this thread, within a deadline: it cannot stall other sessions
+    classifier = await ClassifierPool.create({ workers: options.classifier?.workers, deadlineMs: options.classifier?.timeoutMs });
+    const pool = classifier;
+    enforcer = snapshotEnforcer(options.snapshots, undefined, { maxStatementBytes: options.maxStatementBytes, classify: (sql) => pool.classify(sql) });
   }
 
   const authTimeoutMs = options.authTimeoutMs ?? 30_000;
@@ -250,6 +258,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     pool.close();
     if (server.listening) await new Promise<void>((r) => server.close(() => r()));
     await ownMasker?.close();
+    await classifier?.close();
     throw listenError(what, host, port, e);
   };
   await new Promise<void>((resolve, reject) => {
@@ -326,6 +335,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       });
       if (httpServer) await new Promise<void>((resolve) => httpServer!.close(() => resolve()));
       await ownMasker?.close();
+      await classifier?.close();
     },
   };
 }

@@ -1,6 +1,6 @@
-import { DecisionCache, decideSql } from "@sluice/shared/sql";
+import { DecisionCache, decideSql, type StatementClassifier } from "@sluice/shared/sql";
 import type { Decision } from "@sluice/shared/policy";
-import type { Enforcer, PreparedStatements, QueryProtocol, SessionInfo, SnapshotSource } from "./session-hooks.js";
+import type { Enforcer, EnforcerDecision, PreparedStatements, QueryProtocol, SessionInfo, SnapshotSource } from "./session-hooks.js";
 
 /**
  * The production Enforcer: every message is decided against the NEWEST snapshot (a new revision
@@ -20,12 +20,20 @@ export interface SnapshotEnforcerOptions {
    * the node for about 20 s), so the limit bounds that stall; default 1 MiB.
    */
   maxStatementBytes?: number;
+  /**
+   * Classifies statements the cache does not know; default classifySql on this thread. A
+   * ClassifierPool's `classify` takes long statements off the thread, with a deadline (the decision
+   * is then a promise for them).
+   */
+  classify?: StatementClassifier;
 }
 
 /** The snapshot enforcer decides synchronously (the relay's fast path). */
 export type SyncEnforcer = Omit<Enforcer, "decide"> & { decide(sql: string, protocol: QueryProtocol, session: SessionInfo, prepared?: PreparedStatements): Decision };
 
-export function snapshotEnforcer(snapshots: SnapshotSource, cache = new DecisionCache(), o: SnapshotEnforcerOptions = {}): SyncEnforcer & { cache: DecisionCache } {
+export function snapshotEnforcer(snapshots: SnapshotSource, cache?: DecisionCache, o?: SnapshotEnforcerOptions & { classify?: undefined }): SyncEnforcer & { cache: DecisionCache };
+export function snapshotEnforcer(snapshots: SnapshotSource, cache: DecisionCache | undefined, o: SnapshotEnforcerOptions): Enforcer & { cache: DecisionCache };
+export function snapshotEnforcer(snapshots: SnapshotSource, cache = new DecisionCache(), o: SnapshotEnforcerOptions = {}): Enforcer & { cache: DecisionCache } {
   const maxBytes = o.maxStatementBytes ?? DEFAULT_MAX_STATEMENT_BYTES;
   const keys = new WeakMap<SessionInfo, string>();
   const keyOf = (s: SessionInfo) => {
@@ -38,7 +46,7 @@ export function snapshotEnforcer(snapshots: SnapshotSource, cache = new Decision
   };
   return {
     cache,
-    decide(sql, _protocol, session, prepared): Decision {
+    decide(sql, _protocol, session, prepared): EnforcerDecision {
       const snap = snapshots.current();
       if (!snap) {
         return { action: "deny", rule: "no-snapshot", reason: "the data plane has no policy snapshot", statementClass: "unknown", statementIndex: 0, statements: [] };
@@ -53,7 +61,9 @@ export function snapshotEnforcer(snapshots: SnapshotSource, cache = new Decision
           };
         }
       }
-      return decideSql(cache, snap.revision, snap.bundle, { resource: session.resource, groups: session.groups, issuer: session.issuer, subject: session.subject }, keyOf(session), sql, prepared);
+      const ctx = { resource: session.resource, groups: session.groups, issuer: session.issuer, subject: session.subject };
+      if (!o.classify) return decideSql(cache, snap.revision, snap.bundle, ctx, keyOf(session), sql, prepared);
+      return decideSql(cache, snap.revision, snap.bundle, ctx, keyOf(session), sql, prepared, o.classify);
     },
   };
 }

@@ -79,11 +79,15 @@ test("dispose aborts waiting approvals", async () => {
   assert.equal((await settle(v)).do, "poison");
 });
 
-test("a rejected decision is a deny: 57P03 for unavailable, 42501 otherwise; settledDecision never rejects", async () => {
-  const unavailable = failedDecision(new SluiceError("unavailable", "classifier worker timed out"));
+test("a rejected decision is a deny: 57P03 for unavailable, 57014 for a classification out of time, 53300 for too many waiting, 42501 otherwise; settledDecision never rejects", async () => {
+  const unavailable = failedDecision(new SluiceError("unavailable", "the SQL classifier is shutting down"));
   assert.equal(unavailable.action, "deny");
   const { g } = gate();
   assert.equal(errOf(g.deny({ ...rec("deny"), decision: unavailable }))?.C, "57P03");
+  const late = errOf(g.deny({ ...rec("deny"), decision: failedDecision(new SluiceError("deadline_exceeded", "the statement could not be classified within 50 ms")) }));
+  assert.equal(late?.C, "57014");
+  assert.equal(late?.M, "the statement could not be classified within 50 ms");
+  assert.equal(errOf(g.deny({ ...rec("deny"), decision: failedDecision(new SluiceError("resource_exhausted", "too many waiting")) }))?.C, "53300");
   assert.equal(errOf(g.deny({ ...rec("deny"), decision: failedDecision(new Error("boom")) }))?.C, "42501");
   const d = await settledDecision(Promise.reject(new Error("boom")));
   assert.equal(d.action, "deny");

@@ -28,17 +28,24 @@ export const isPromise = <T>(x: T | Promise<T>): x is Promise<T> => typeof (x as
 const ENFORCER_FAILED = "enforcer-failed";
 type FailedDecision = Decision & { sqlstate?: string };
 
-/** A rejected decision is a deny: 57P03 when the enforcer was unavailable (e.g. a worker timed out), else 42501. */
+/** the enforcer's failures that say why in their own words, with their own SQLSTATE */
+const OWN_WORDS = new Set(["unavailable", "deadline_exceeded", "resource_exhausted"]);
+
+/**
+ * A rejected decision is a deny: 57P03 when the enforcer was unavailable, 57014 when the statement
+ * could not be classified in time, 53300 when too many waited to be, else 42501.
+ */
 export function failedDecision(e: unknown): Decision {
   const err = SluiceError.from(e, "internal");
+  const own = OWN_WORDS.has(err.code);
   const d: FailedDecision = {
     action: "deny",
     rule: ENFORCER_FAILED,
-    reason: err.code === "unavailable" ? err.message : `the statement could not be decided: ${err.message}`,
+    reason: own ? err.message : `the statement could not be decided: ${err.message}`,
     statementClass: "unknown",
     statementIndex: 0,
     statements: [],
-    sqlstate: err.code === "unavailable" ? "57P03" : "42501",
+    sqlstate: own ? toSqlState(err.code) : "42501",
   };
   return d;
 }

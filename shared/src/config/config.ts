@@ -37,6 +37,11 @@ export interface SluiceConfig {
     maxFrameBytes: number;
     /** statements larger than this (UTF-8 bytes) are denied without being parsed (rule statement-too-large) */
     maxStatementBytes: number;
+    /**
+     * statements longer than 4 KiB are classified in worker threads (at most `workers`); one that
+     * takes longer than `timeoutMs` is denied (57014) and its worker replaced
+     */
+    classifier: { workers: number; timeoutMs: number };
     /** the upstream connection pool (data-plane/src/upstream/upstream-pool.ts) */
     upstreamPool: UpstreamPoolConfig;
     audit: {
@@ -170,6 +175,7 @@ export function defaultConfig(): SluiceConfig {
       tls: { mode: "required", certFile: undefined, keyFile: undefined },
       maxFrameBytes: 64 * 1024 * 1024,
       maxStatementBytes: 1024 * 1024,
+      classifier: { workers: 2, timeoutMs: 5000 },
       upstreamPool: { reuse: true, spares: 4, maxIdlePerResource: 20, maxIdle: 100, idleSeconds: 30, maxLifetimeSeconds: 3600, healthCheckAfterSeconds: 0 },
       audit: { durability: "ack", bufferEvents: 10_000, maxRowsPerStatement: 100, maxBytesPerStatement: 64 * 1024 },
       controlPlaneUrl: "127.0.0.1:7400",

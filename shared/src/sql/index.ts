@@ -10,3 +10,4 @@ export * from "./simulate-sql.js";
 export * from "./sql-parser.js";
 export * from "./session-settings.js";
 export * from "./pre-scan.js";
+export * from "./classifier-pool.js";

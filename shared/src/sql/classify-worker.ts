@@ -1,0 +1,42 @@
+/**
+ * The entry point of a classifier worker thread (classifier-pool.ts): classifySql for each message,
+ * on a parser of the worker's own. A worker is only ever given one statement at a time, so a
+ * statement that takes too long holds nothing but itself: the pool terminates the thread and makes
+ * another. Messages: in `{ id, sql }`, out `{ id, result: Classification }`; `{ ready: true }` once
+ * the parser is loaded.
+ */
+import { parentPort } from "node:worker_threads";
+import { classifySql, loadSqlParser } from "./classify-sql.js";
+import { loadParser } from "./sql-parser.js";
+import type { Classification } from "./statement-info.js";
+
+export interface ClassifyRequest {
+  id: number;
+  sql: string;
+}
+
+export interface ClassifyReply {
+  id: number;
+  result: Classification;
+}
+
+const port = parentPort;
+if (port) {
+  await loadSqlParser();
+  const parser = await loadParser();
+  port.on("message", (m: ClassifyRequest) => {
+    void (async () => {
+      // after a statement retired an instance, the next one waits for its replacement instead of
+      // being denied as "restarting" (between messages the worker is idle, so this is quick)
+      await parser.ensureSpare();
+      let result: Classification;
+      try {
+        result = classifySql(m.sql, parser);
+      } catch (e) {
+        result = { ok: false, error: `statement cannot be classified: ${(e as Error).message}` };
+      }
+      port.postMessage({ id: m.id, result } satisfies ClassifyReply);
+    })();
+  });
+  port.postMessage({ ready: true });
+}
