@@ -162,8 +162,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   if (!enforcer) {
     // a long statement is parsed off this thread, within a deadline: it cannot stall other sessions
     classifier = await ClassifierPool.create({ workers: options.classifier?.workers, deadlineMs: options.classifier?.timeoutMs });
-    const pool = classifier;
-    enforcer = snapshotEnforcer(options.snapshots, undefined, { maxStatementBytes: options.maxStatementBytes, classify: (sql) => pool.classify(sql) });
+    const cp = classifier;
+    enforcer = snapshotEnforcer(options.snapshots, undefined, { maxStatementBytes: options.maxStatementBytes, classify: (sql) => cp.classify(sql) });
   }
 
   const authTimeoutMs = options.authTimeoutMs ?? 30_000;
