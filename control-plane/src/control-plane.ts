@@ -104,9 +104,19 @@ export const policyComponent: ControlPlaneComponent = {
   name: "policy",
   async start(ctx) {
     const app = new PolicyApp({ store: ctx.store, parse: parseBundle, logger: ctx.logger.child({ component: "policy" }), now: ctx.now, amend: ctx.amendBundle });
-    const projection = createPolicySnapshotProjection({ nc: ctx.nc, names: ctx.names, kv: ctx.kv.snapshots, logger: ctx.logger.child({ component: "policy-snapshot" }) });
+    const projection = createPolicySnapshotProjection({ nc: ctx.nc, names: ctx.names, kv: ctx.kv.snapshots, logger: ctx.logger.child({ component: "policy-snapshot" }), now: ctx.now });
     await projection.start();
     gaugeFrom(ctx.metrics, "sluice_control_policy_revision", "policy bundle revision folded into the KV snapshot", () => projection.revision());
+    // the stream's revision is read at scrape time; while NATS does not answer, the last one read
+    let streamRevision = 0;
+    gaugeFrom(ctx.metrics, "sluice_control_policy_projection_lag_revisions", "policy revisions on the control stream this replica does not know to be in the KV snapshot yet", async () => {
+      streamRevision = await projection.streamRevision().catch(() => streamRevision);
+      return Math.max(0, streamRevision - projection.projectedRevision());
+    });
+    gaugeFrom(ctx.metrics, "sluice_control_policy_projection_seconds", "for the last revision applied while this replica ran: from its event stored on the control stream to its snapshot in KV (0: none yet)", () => {
+      const p = projection.projected();
+      return p ? Math.max(0, p.inKvAtMs - p.storedAtMs) / 1000 : 0;
+    });
     return {
       grpcServices: [
         {

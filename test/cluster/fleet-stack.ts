@@ -48,6 +48,8 @@ export interface FleetOptions {
 export interface ControlPlaneProcess {
   readonly region: string;
   readonly grpcAddress: string;
+  /** its HTTP listener (/healthz, /metrics) on 127.0.0.1 */
+  readonly httpPort: number;
   readonly child: ChildProcess;
   /** SIGKILL: a crash */
   kill(): Promise<void>;
@@ -181,15 +183,15 @@ export async function startFleet(t: TestContext, o: FleetOptions): Promise<Fleet
           clearTimeout(k);
         }
       });
-      const grpcAddress = await new Promise<string>((resolve, reject) => {
+      const ready = await new Promise<{ grpc: string; http: number }>((resolve, reject) => {
         let out = "";
         const timer = setTimeout(() => reject(new Error(`control plane ${i + 1} not ready: ${err.slice(-800)}`)), 120_000);
         child.stdout!.on("data", (d: Buffer) => {
           out += d.toString();
-          const m = /sluice control-plane ready grpc=(\S+)/.exec(out);
+          const m = /sluice control-plane ready grpc=(\S+) http=(\d+)/.exec(out);
           if (m) {
             clearTimeout(timer);
-            resolve(m[1]!);
+            resolve({ grpc: m[1]!, http: Number(m[2]) });
           }
         });
         child.once("exit", (code) => {
@@ -200,7 +202,8 @@ export async function startFleet(t: TestContext, o: FleetOptions): Promise<Fleet
       child.stdout!.resume();
       return {
         region,
-        grpcAddress,
+        grpcAddress: ready.grpc,
+        httpPort: ready.http,
         child,
         async kill() {
           child.kill("SIGKILL");

@@ -26,16 +26,32 @@ export interface PolicySnapshotProjection {
   state(): PolicyState;
   /** resolves when the snapshot for `revision` (or later) has been written (or found newer) in KV */
   waitForRevision(revision: number, timeoutMs?: number): Promise<void>;
+  /** the revision this replica knows to be in KV (written by it or found there); 0: none */
+  projectedRevision(): number;
+  /** the last revision that arrived while this replica ran, and how long it took to be in KV */
+  projected(): ProjectedRevision | undefined;
+  /** the revision of the last policy event on the control stream (one request; metrics, at scrape time) */
+  streamRevision(): Promise<number>;
+}
+
+export interface ProjectedRevision {
+  revision: number;
+  /** when its event was stored on the control stream (ms) */
+  storedAtMs: number;
+  /** when this replica knew its snapshot to be in KV (ms) */
+  inKvAtMs: number;
 }
 
 export function toSnapshot(ev: BundleApplied): PolicySnapshot {
   return { revision: ev.revision, bundle: ev.bundle, hash: ev.hash, appliedBy: actorLabel(ev.actor), appliedAt: ev.appliedAt };
 }
 
-export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: NatsNames; kv: KV; logger: Logger }): PolicySnapshotProjection {
+export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: NatsNames; kv: KV; logger: Logger; now?: () => Date }): PolicySnapshotProjection {
+  const now = o.now ?? (() => new Date());
   const subject = o.names.controlSubject(POLICY_AGGREGATE, POLICY_BUNDLE_ID);
   let state = initialPolicyState();
   let written = 0;
+  let projected: ProjectedRevision | undefined;
   let messages: ConsumerMessages | undefined;
   let loop: Promise<void> | undefined;
   let stopped = false;
@@ -48,8 +64,9 @@ export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: N
     }
   }
 
-  async function publish(ev: BundleApplied): Promise<void> {
+  async function publish(ev: BundleApplied, storedAtMs: number | undefined): Promise<void> {
     const outcome = await writeSnapshotCas(o.kv, o.names.snapshotKey, toSnapshot(ev));
+    if (ev.revision > written && storedAtMs !== undefined) projected = { revision: ev.revision, storedAtMs, inKvAtMs: now().getTime() };
     written = Math.max(written, ev.revision);
     o.logger.info({ revision: ev.revision, outcome }, "policy snapshot projected");
     notify();
@@ -59,7 +76,7 @@ export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: N
   let lastSeq = 0;
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-  async function fold(m: { data: Uint8Array; seq: number; info: { pending: number } }, lastAtStart: number): Promise<void> {
+  async function fold(m: { data: Uint8Array; seq: number; time: Date; info: { pending: number } }, lastAtStart: number): Promise<void> {
     const ce = decodeEvent(m.data) as CloudEvent<Omit<BundleApplied, "type">>;
     const name = eventNameOf(ce.type, POLICY_AGGREGATE);
     if (name !== "BundleApplied") {
@@ -69,7 +86,8 @@ export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: N
     const ev = { ...ce.data, type: "BundleApplied" } as BundleApplied;
     if (ev.revision > state.revision) state = evolvePolicy(state, ev);
     // while catching up only the last event's snapshot matters
-    if (m.info.pending === 0 || m.seq >= lastAtStart) await publishUntilStored(ev);
+    // a revision folded while catching up at start was stored before this replica ran: no timing
+    if (m.info.pending === 0 || m.seq >= lastAtStart) await publishUntilStored(ev, m.seq > lastAtStart ? m.time.getTime() : undefined);
   }
 
   /**
@@ -77,10 +95,10 @@ export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: N
    * another server) is retried until it is stored or a newer snapshot is found there: the event is
    * on the stream, so the data planes must get it, and no later event may be needed to carry it.
    */
-  async function publishUntilStored(ev: BundleApplied): Promise<void> {
+  async function publishUntilStored(ev: BundleApplied, storedAtMs: number | undefined): Promise<void> {
     for (let attempt = 1; !stopped; attempt++) {
       try {
-        await publish(ev);
+        await publish(ev, storedAtMs);
         if (attempt > 1) o.logger.info({ revision: ev.revision, attempt }, "policy snapshot stored after retries");
         return;
       } catch (e) {
@@ -165,6 +183,18 @@ export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: N
     },
     revision: () => state.revision,
     state: () => state,
+    projected: () => projected,
+    projectedRevision: () => written,
+    async streamRevision() {
+      const jsm = await jetstreamManager(o.nc);
+      try {
+        const m = await jsm.streams.getMessage(o.names.controlStream, { last_by_subj: subject });
+        return m ? ((decodeEvent(m.data) as CloudEvent<{ revision?: number }>).data.revision ?? 0) : 0;
+      } catch (e) {
+        if ((e as { code?: number }).code === 10037) return 0;
+        throw e;
+      }
+    },
     waitForRevision(rev, timeoutMs = 10_000) {
       if (written >= rev) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
