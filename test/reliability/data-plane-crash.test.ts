@@ -8,42 +8,19 @@
  */
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import type pg from "pg";
 import { SessionEventType, type CloudEvent } from "@sluice/shared/events";
+import { APPROVAL_POLICY, approvalNotice } from "./lib/approvals.js";
 import { budget } from "./lib/budget.js";
 import { LEDGER_DDL, Load } from "./lib/load.js";
 import { startReliabilityStack } from "./lib/reliability-stack.js";
 import { onlyErrors, recordEvidence } from "./lib/scenario-evidence.js";
 import { ScenarioReport } from "./lib/scenario-report.js";
 
-const APPROVAL_POLICY = {
-  name: "deployers",
-  groups: ["deployers"],
-  resources: ["app"],
-  allow: ["read", "write", "ddl"] as const,
-  requireApproval: ["ddl"],
-  approval: { approvers: ["dba"], timeout: "10m" },
-};
-
-/** resolves with the approval id of the first approval notice the client gets */
-function approvalNotice(c: pg.Client, ms: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error("no approval notice")), ms);
-    c.on("notice", (n: { message?: string }) => {
-      const m = /request (apr-[0-9a-z]+)/.exec(n.message ?? "");
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-  });
-}
-
 test("the data plane killed with SIGKILL under load and restarted (ack), with a statement held for approval", async (t) => {
   const r = new ScenarioReport(t, "data-plane-sigkill", "Data plane SIGKILL under load and restarted (ack)");
   try {
     const workers = budget(4, 16);
-    const s = await startReliabilityStack(t, { label: "dpkill", durability: "ack", policies: [APPROVAL_POLICY as never] });
+    const s = await startReliabilityStack(t, { label: "dpkill", durability: "ack", policies: [APPROVAL_POLICY] });
     await s.direct(LEDGER_DDL);
     const load = new Load(s, { workers, pauseMs: budget(5, 1), reconnectPauseMs: 100 }).start();
     t.after(() => load.stop());

@@ -40,7 +40,8 @@ export interface ErrorSeen {
 }
 
 export const LEDGER_DDL = "CREATE TABLE IF NOT EXISTS ledger (marker text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())";
-export const ledgerInsert = (marker: string): string => `INSERT INTO ledger (marker) VALUES ('${marker}')`;
+/** the default statement: its result names its own marker, so a result that belongs to another statement is seen */
+export const ledgerInsert = (marker: string): string => `INSERT INTO ledger (marker) VALUES ('${marker}') RETURNING marker`;
 
 const SQLSTATE = /^[0-9A-Z]{5}$/;
 
@@ -75,6 +76,9 @@ export class Load {
   readonly affected = new Set<number>();
   readonly latenciesMs: number[] = [];
   connects = 0;
+  /** results that named another statement's marker (a connection handed over with another session's answer) */
+  wrongResults = 0;
+  readonly wrongExamples: string[] = [];
   private running = false;
   private loops: Promise<void>[] = [];
   private readonly clients = new Set<pg.Client>();
@@ -168,7 +172,14 @@ export class Load {
         const t0 = performance.now();
         const started = Date.now();
         try {
-          await c.query(sql(marker));
+          const res = await c.query(sql(marker));
+          const got = (res.rows?.[0] as { marker?: unknown } | undefined)?.marker;
+          if (got !== undefined && got !== marker) {
+            this.wrongResults++;
+            if (this.wrongExamples.length < 10) this.wrongExamples.push(`${marker} got ${String(got)}`);
+            this.affected.add(w);
+            continue;
+          }
           if (this.o.latencies !== false) this.latenciesMs.push(performance.now() - t0);
           this.acked[w]!.push(marker);
           this.ackedAt[w]!.push(Date.now());

@@ -79,6 +79,8 @@ export interface ReliabilityStack {
   direct(sql: string, params?: unknown[]): Promise<pg.QueryResult>;
   /** applies `policies` (plus the harness's own) through the control plane's API */
   apply(policies: PolicySpec[]): Promise<number>;
+  /** the bundle `apply` would apply, as a file's text (JSON, which YAML reads) */
+  bundleText(policies: PolicySpec[]): string;
   /** `sluice <args>` against this stack's control plane as the admin */
   cli(args: string[], env?: Record<string, string>): Promise<CliResult>;
   /** every event on the audit stream, in stream order */
@@ -169,7 +171,7 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
       args: ["control-plane", "--config", file],
       env,
       cwd: dir,
-      ready: async (p) => p.output().includes("sluice control-plane ready"),
+      ready: async (p) => p.runOutput().includes("sluice control-plane ready"),
     });
     await cp.start();
     cleanups.push(() => cp!.stop());
@@ -255,6 +257,7 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
       const r = await applyBundleText(cpAddress, adminToken, JSON.stringify(bundleOf(policies)), "<reliability>");
       return r.revision;
     },
+    bundleText: (policies) => JSON.stringify(bundleOf(policies), null, 2),
     cli(args, extra = {}) {
       return runSluice(args, { SLUICE_CONTROL_PLANE: cpAddress, SLUICE_TOKEN: adminToken, SLUICE_CONTEXT: join(dir, "no-context.json"), ...extra });
     },

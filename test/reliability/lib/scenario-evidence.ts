@@ -36,6 +36,7 @@ export async function recordEvidence(
     r.figure("statement latency p99 (ms)", percentile(load.latenciesMs, 99));
   }
   r.clientErrors(load.errorsBy());
+  r.check("every result a client got was its own statement's", load.wrongResults === 0, load.wrongExamples.join(", ") || undefined);
   r.check("every statement acknowledged to a client is on the audit stream", cmp.lostFromStream.length === 0, sample(cmp.lostFromStream));
   if (o.database !== false) r.check("every statement acknowledged to a client is in the upstream database", cmp.lostFromDatabase.length === 0, sample(cmp.lostFromDatabase));
   r.check("no statement or event is on the stream twice", cmp.duplicated.length === 0 && ev.duplicateIds === 0, sample(cmp.duplicated) ?? (ev.duplicateIds ? `${ev.duplicateIds} event ids twice` : undefined));

@@ -46,9 +46,16 @@ export class SluiceProcess {
     return this.child.signalCode ?? this.child.exitCode ?? undefined;
   }
 
+  private runStart = 0;
+
   /** what the process wrote on stdout and stderr (all runs; the last MiB) */
   output(): string {
     return this.text;
+  }
+
+  /** what the current (or last) run wrote */
+  runOutput(): string {
+    return this.text.slice(Math.max(0, this.runStart));
   }
 
   async start(): Promise<void> {
@@ -62,12 +69,17 @@ export class SluiceProcess {
     this.child = child;
     const keep = (d: Buffer) => {
       this.text += d.toString();
-      if (this.text.length > OUTPUT_CAP) this.text = this.text.slice(-OUTPUT_CAP / 2);
+      if (this.text.length > OUTPUT_CAP) {
+        const cut = this.text.length - OUTPUT_CAP / 2;
+        this.text = this.text.slice(cut);
+        this.runStart -= cut;
+      }
     };
     child.stdout!.on("data", keep);
     child.stderr!.on("data", keep);
     this.exitedP = new Promise<void>((r) => child.once("exit", () => r()));
     this.text += `\n--- ${this.o.label} start #${this.starts} pid ${child.pid} ---\n`;
+    this.runStart = this.text.length;
     const until = Date.now() + (this.o.readyMs ?? 90_000);
     for (;;) {
       if (!this.running) throw new Error(`${this.o.label} exited (${this.ended}) before it was ready:\n${this.tail()}`);
