@@ -22,6 +22,7 @@ import { ClassifierPool } from "@sluice/shared/sql";
 import { exposition, FixedHistogram, LATENCY_SECONDS_BUCKETS, newMetricsRegistry, type Registry } from "@sluice/shared/metrics";
 import { countingApprovals, countingAudit, ProxyCounters } from "./metrics/proxy-counters.js";
 import { registerProxyMetrics } from "./metrics/proxy-metrics.js";
+import { ConnectPhases } from "./metrics/connect-phases.js";
 import type { UpstreamPoolStats } from "./upstream/pool-stats.js";
 import { createDataPlaneMasker } from "./catalog/data-plane-masker.js";
 import { ddlInvalidationListener } from "./catalog/ddl-invalidation.js";
@@ -78,7 +79,7 @@ export interface DataPlaneOptions {
    * The upstream connection pool (upstream/upstream-pool.ts): connections of cleanly ended sessions
    * are reset and handed to the next session of the same resource and startup settings, and warm
    * spares are opened ahead. Defaults there (reuse on, 4 spares a key, 20 idle a resource, 100 a
-   * node, 30 s idle time-out, 1 h lifetime, a health check before every reuse).
+   * node, 30 s idle time-out, 1 h lifetime, a health check before reusing one idle 5 s or more).
    * `{ reuse: false, spares: 0 }` connects per client only.
    */
   upstreamPool?: Omit<UpstreamPoolOptions, "connect" | "logger" | "now">;
@@ -149,6 +150,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const counters = new ProxyCounters();
   // observed once per allowed statement by the relay: a FixedHistogram allocates nothing on observe
   const addedLatency = new FixedHistogram(LATENCY_SECONDS_BUCKETS);
+  const connectPhases = new ConnectPhases();
   const metrics = options.metrics ?? newMetricsRegistry();
   // masking is always wired: results of resources without masking rules take the raw path
   const ownMasker = options.masker
@@ -197,6 +199,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     masker: options.masker ?? ownMasker?.masker,
     approvals: options.approvals && countingApprovals(options.approvals, counters),
     addedLatency,
+    connectPhases,
     maxFrameBytes: options.maxFrameBytes ?? 64 * 1024 * 1024,
     authTimeoutMs,
     poisonToken: newPoisonToken(),
@@ -282,7 +285,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   };
 
   const poolStats = (): UpstreamPoolStats => pool.stats();
-  registerProxyMetrics(metrics, { stats, counters, addedLatency, pool: poolStats, revision: () => options.snapshots.current()?.revision ?? 0 });
+  registerProxyMetrics(metrics, { stats, counters, addedLatency, pool: poolStats, connectPhases, revision: () => options.snapshots.current()?.revision ?? 0 });
 
   /** drain() was called: no new connections, /readyz 503 */
   let draining = false;

@@ -26,6 +26,7 @@ import { startSluiceNode, type SluiceNode } from "./lib/sluice-node.js";
 import { pidsNamed, totalCpuSeconds } from "./lib/cpu.js";
 import { startTlsPipe } from "./lib/tls-pipe.js";
 import { renderMarkdown } from "./lib/report.js";
+import { CONNECT_PHASES } from "../../data-plane/src/metrics/connect-phases.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: flags } = parseArgs({
@@ -94,9 +95,12 @@ async function main() {
       ["sluice-ack", { durability: "ack" as const, masked: false }],
       ["sluice-async", { durability: "async" as const, masked: false }],
       ["sluice-masked", { durability: "async" as const, masked: true }],
+      // scenario 3's reference: every session on a backend of its own (the pool's reuse off, warm spares on)
+      ["sluice-noreuse", { durability: "async" as const, masked: false, reuse: false }],
     ] as const) {
       // the smoke run keeps one node per code path (default ack durability; masking) to stay quick
-      if (smoke && name === "sluice-async") continue;
+      if (smoke && (name === "sluice-async" || name === "sluice-noreuse")) continue;
+      if (name === "sluice-noreuse" && !only.has("3")) continue;
       try {
         const node = await startSluiceNode({ name, upstreamPort: cluster.port, database: db, cert, ...o });
         sluiceNodes[name] = node;
@@ -204,16 +208,35 @@ async function main() {
 
     // 3. Connection set-up: connections/s (pgbench -C) and per-connection latency p50/p99
     if (only.has("3")) {
-      const targets = wanted([direct, directTls, bouncerTls, ...sluice(plainName)]);
+      const targets = wanted([direct, directTls, bouncerTls, ...sluice(plainName), ...(plainName === "sluice-ack" ? [] : sluice("sluice-ack")), ...sluice("sluice-noreuse")]);
       const cps: Record<string, number[]> = {};
       const lats: Record<string, number[]> = {};
+      const resumedLats: Record<string, number[]> = {};
+      // where a sluice node's connection set-up spends its time: its connect-phase histograms' sums and counts
+      const phaseSums: Record<string, Record<string, number>> = {};
+      const phaseCounts: Record<string, number> = {};
+      const reused: Record<string, { reused: number; opened: number }> = {};
       for (let r = 0; r < repeat; r++) {
         for (const t of targets) {
           log(`3 rep ${r + 1}: ${t.name}`);
+          const node = sluiceNodes[t.name];
           try {
+            const m0 = node ? await node.metrics() : undefined;
             const res = await pgbenchWithRetry(t, { mode: "simple", clients: 4, seconds, connectPerTx: true }, (n) => notes.push(`3 ${n}`));
             (cps[t.name] ??= []).push(res.tps);
             (lats[t.name] ??= []).push(...(await connectLatencies(t, smoke ? 10 : 100)));
+            // TLS targets: the same with a client that offers its last session ticket (pgbouncer and sluice resume)
+            if (t.env.PGSSLMODE === "require") (resumedLats[t.name] ??= []).push(...(await connectLatencies(t, smoke ? 10 : 100, { resume: true })));
+            if (node && m0) {
+              const m1 = await node.metrics();
+              const d = (k: string) => (m1[k] ?? 0) - (m0[k] ?? 0);
+              const sums = (phaseSums[t.name] ??= {});
+              for (const p of CONNECT_PHASES) sums[p] = (sums[p] ?? 0) + d(`sluice_dp_connect_phase_seconds_sum{phase="${p}"}`);
+              phaseCounts[t.name] = (phaseCounts[t.name] ?? 0) + d(`sluice_dp_connect_phase_seconds_count{phase="total"}`);
+              const u = (reused[t.name] ??= { reused: 0, opened: 0 });
+              u.reused += d("sluice_dp_upstream_connections_reused_total");
+              u.opened += d("sluice_dp_upstream_connections_opened_total");
+            }
           } catch (e) {
             notes.push(`3 ${t.name}: ${(e as Error).message.split("\n")[0]}`);
           }
@@ -221,7 +244,12 @@ async function main() {
       }
       const s: ScenarioResult = { id: "3", title: "Connection set-up (TLS, token verification, upstream auth): connections/s with pgbench -C", unit: "conn/s", results: {}, ratios: {}, notes: [] };
       for (const [k, v] of Object.entries(cps)) {
-        s.results[k] = { ...summarize(v), extra: { connectP50Ms: percentile(lats[k] ?? [], 50), connectP99Ms: percentile(lats[k] ?? [], 99) } };
+        const extra: Record<string, number> = { connectP50Ms: percentile(lats[k] ?? [], 50), connectP99Ms: percentile(lats[k] ?? [], 99) };
+        if (resumedLats[k]) extra.resumedP50Ms = percentile(resumedLats[k]!, 50);
+        // mean milliseconds per connection in each phase, inside the node (the client's own work and the network are outside)
+        if (phaseSums[k] && phaseCounts[k]) for (const p of CONNECT_PHASES) extra[`${p}Ms`] = (phaseSums[k]![p]! * 1000) / phaseCounts[k]!;
+        if (reused[k]) extra.reusedShare = reused[k]!.reused / Math.max(1, phaseCounts[k] ?? 0);
+        s.results[k] = { ...summarize(v), extra };
       }
       const sl = s.results[plainName];
       if (sl && s.results.direct) {
@@ -231,6 +259,14 @@ async function main() {
         // the same with TLS on both sides: what sluice adds beyond the handshake itself
         if (s.results["direct-tls"]) s.ratios["added p50 ms vs direct-tls"] = (sl.extra!.connectP50Ms ?? NaN) - (s.results["direct-tls"].extra!.connectP50Ms ?? NaN);
       }
+      // issue 15: sluice ≥ 0.5× pgbouncer-tls connections/s and p50 ≤ 2× pgbouncer-tls's; with reuse off no worse than before
+      const pgb = s.results["pgbouncer-tls"];
+      if (sl && pgb) {
+        s.ratios["sluice/pgbouncer-tls conn/s"] = ratio(sl.median, pgb.median);
+        s.ratios["sluice/pgbouncer-tls p50"] = ratio(sl.extra!.connectP50Ms ?? NaN, pgb.extra!.connectP50Ms ?? NaN);
+      }
+      const off = s.results["sluice-noreuse"];
+      if (sl && off) s.ratios["reuse on/off conn/s"] = ratio(sl.median, off.median);
       results.push(s);
     }
 

@@ -2,7 +2,8 @@
  * The proxy's figures on its /metrics registry, all read at scrape time from the numbers the proxy
  * keeps anyway (DataPlaneStats, ProxyCounters, the added-latency histogram, the upstream pool).
  */
-import { counterFrom, countersFrom, gaugeFrom, gaugesFrom, histogramFrom, type FixedHistogram, type Registry } from "@sluice/shared/metrics";
+import { counterFrom, countersFrom, gaugeFrom, gaugesFrom, histogramFrom, histogramsFrom, type FixedHistogram, type Registry } from "@sluice/shared/metrics";
+import type { ConnectPhases } from "./connect-phases.js";
 import type { UpstreamPoolStats } from "../upstream/pool-stats.js";
 import type { ProxyCounters } from "./proxy-counters.js";
 
@@ -36,6 +37,7 @@ export function registerProxyMetrics(
     addedLatency: FixedHistogram;
     pool: () => UpstreamPoolStats;
     revision: () => number;
+    connectPhases: ConnectPhases;
   },
 ): void {
   const stats = oncePerScrape(o.stats);
@@ -59,5 +61,6 @@ export function registerProxyMetrics(
   counterFrom(registry, "sluice_dp_upstream_resets_total", "resets (DISCARD ALL or the resource's resetQuery) of connections whose session ended cleanly", () => pool().resets);
   counterFrom(registry, "sluice_dp_upstream_health_checks_total", "health checks of idle connections before reuse", () => pool().healthChecks);
   countersFrom(registry, "sluice_dp_upstream_connections_closed_total", "upstream connections the pool closed instead of reusing, by reason", "reason", () => ({ ...pool().closed }));
+  histogramsFrom(registry, "sluice_dp_connect_phase_seconds", "client connection set-up by phase (tls, startup, password, token, policy, upstream, audit) and in all (total)", "phase", o.connectPhases.histograms);
   gaugeFrom(registry, "sluice_dp_policy_revision", "policy snapshot revision this node enforces", o.revision);
 }

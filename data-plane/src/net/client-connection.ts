@@ -22,6 +22,7 @@ import { RelaySession } from "../session/relay-session.js";
 import { mayConnect } from "../session/may-connect.js";
 import { filterStartupParams, startupRefusalMessage } from "../session/startup-params.js";
 import { pinnedSettingViolation } from "../session/pinned-settings.js";
+import type { ConnectPhase, ConnectPhases } from "../metrics/connect-phases.js";
 import type { ApprovalGate, AuditFeatures, AuditSink, CompletionListener, ConnectionInfo, Enforcer, ResultMasker, SessionInfo, SnapshotSource } from "../session/session-hooks.js";
 
 export interface VerifiedIdentity {
@@ -45,6 +46,8 @@ export interface ConnectionContext {
   approvals?: ApprovalGate;
   /** seconds each allowed statement waited in the proxy (RelaySessionOptions.addedLatency) */
   addedLatency?: { observe(seconds: number): void };
+  /** where connection set-up spends its time (metrics/connect-phases.ts) */
+  connectPhases?: ConnectPhases;
   maxFrameBytes: number;
   authTimeoutMs: number;
   poisonToken: string;
@@ -160,6 +163,14 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
   let conn: ConnectionInfo = { sessionId, nodeId: ctx.nodeId, region: ctx.region, clientAddress, tls: false };
   let info: SessionInfo | null = null;
   ctx.track(null, 1);
+  const acceptedAt = ctx.now();
+  let phaseStart = acceptedAt;
+  /** the phase that began at `phaseStart` ended now */
+  const phase = (p: ConnectPhase) => {
+    const t = ctx.now();
+    ctx.connectPhases?.observe(p, t - phaseStart);
+    phaseStart = t;
+  };
 
   raw.setNoDelay(true);
   raw.setKeepAlive(true, 60_000);
@@ -228,6 +239,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
         t.on("error", onSocketError);
         await handshake(t);
         if (t.alpnProtocol !== "postgresql") throw new Refusal("08P01", "direct TLS connections must negotiate ALPN \"postgresql\"");
+        phase("tls");
         conn = { ...conn, tls: true };
         reader = new Reader(t);
         continue;
@@ -254,12 +266,14 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
         socket = t;
         t.on("error", onSocketError);
         await handshake(t);
+        phase("tls");
         conn = { ...conn, tls: true };
         reader = new Reader(t);
         continue;
       }
       break;
     }
+    phase("startup");
     if (packet.kind !== "startup") throw new WireError("invalid startup packet");
     const params = packet.params;
     conn = { ...conn, resource: params.database ?? params.user, clientUser: params.user, applicationName: params.application_name };
@@ -274,9 +288,14 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     // 2. the JWT as cleartext password (inside TLS), asked for before session.started is recorded so
     // that the client's round trip overlaps the recording; a refusal still follows session.started
     if (!early) socket.write(authCleartextPassword());
+    const auditStart = ctx.now();
     ctx.audit.sessionStarted(conn);
+    // recording session.started is the audit phase's, not the client's round trip
+    const startedMs = ctx.now() - auditStart;
+    phaseStart += startedMs;
     if (early) throw early;
     const pf = await reader.read(passwordFrame);
+    phase("password");
     if (pf[0] !== F.Password) throw new WireError("expected a password message");
     const token = decodePassword(pf);
     const snapshot = ctx.snapshots.current();
@@ -289,6 +308,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
       // the message from verifyToken is safe by construction (never names the key or echoes the token)
       throw new Refusal(se.code === "unavailable" ? "28000" : "28P01", se.code === "unauthenticated" ? se.message : "token rejected", `${se.code}: ${se.message}`);
     }
+    phase("token");
     const resourceName = conn.resource!;
     const resource = snapshot.bundle.resources.find((r) => r.name === resourceName);
     if (!resource) throw new Refusal("3D000", `database "${resourceName}" does not exist`);
@@ -316,6 +336,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     if (!fp.ok) throw new Refusal(fp.refusal === "parser-setting" ? "08004" : "42501", startupRefusalMessage(fp));
     if (fp.dropped.length) ctx.logger?.debug({ sessionId, dropped: fp.dropped }, "startup settings not forwarded");
     const forwarded = fp.forward;
+    phase("policy");
     let got: UpstreamLease;
     try {
       got = await ctx.connectUpstream(resource, forwarded);
@@ -329,6 +350,7 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
       return;
     }
     lease = got;
+    phase("upstream");
     const up = got.up;
     // from here until the session ends, an upstream failure must not be an unhandled 'error'
     const onUpstreamError = (e: NodeJS.ErrnoException) => {
@@ -346,11 +368,14 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     const ack = ctx.audit.sessionAuthenticated(info);
     if (ack) await ack;
     if (ended) return;
+    phaseStart -= startedMs;
+    phase("audit");
 
     // 4. hand the client what the upstream said, with our own cancel key
     const key = ctx.allocateCancelKey(resource, up.key);
     cancelKey = key;
     socket.write(Buffer.concat([authOk(), ...up.parameterStatus, backendKeyData(key.pid, key.secret), readyForQuery(up.txStatus)]));
+    ctx.connectPhases?.observe("total", ctx.now() - acceptedAt);
     clearTimeout(timer);
     ctx.logger?.info({ sessionId, subject: id.subject, issuer: id.issuer, resource: resourceName, groups: id.groups, upstreamReused: got.reused }, "session authenticated");
     startRelay(info, up, reader.detach());

@@ -52,7 +52,12 @@ export interface UpstreamPoolOptions {
   idleMs?: number;
   /** a connection this old is not handed out again (default 1 h) */
   maxLifetimeMs?: number;
-  /** a connection idle at least this long answers an empty query before it is handed out (default 0: always) */
+  /**
+   * a connection idle at least this long answers an empty query before it is handed out (default
+   * 5 s; 0: always). One idle less long was proven by its reset that recently, and one that hung up
+   * or spoke meanwhile was dropped when it did: the check costs the next client an upstream round
+   * trip (3 ms of 17 at load 15 in the bench) for what only a silent network failure would show.
+   */
   healthCheckAfterMs?: number;
   /** the reset and the health check must be answered within this (default 5 s) */
   resetTimeoutMs?: number;
@@ -149,7 +154,7 @@ export class UpstreamPool {
     this.maxIdle = Math.max(0, o.maxIdle ?? 100);
     this.idleMs = o.idleMs ?? 30_000;
     this.maxLifetimeMs = o.maxLifetimeMs ?? 3_600_000;
-    this.healthCheckAfterMs = o.healthCheckAfterMs ?? 0;
+    this.healthCheckAfterMs = o.healthCheckAfterMs ?? 5000;
     this.resetTimeoutMs = o.resetTimeoutMs ?? 5000;
     this.now = o.now ?? (() => performance.now());
   }

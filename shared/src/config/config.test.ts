@@ -35,7 +35,7 @@ test("a replica count JetStream cannot use is refused with the key named", () =>
 test("dataPlane.upstreamPool: reuse on by default, each key settable, negative or zero time-outs refused with the key named", () => {
   const d = loadConfig(undefined, {}).dataPlane.upstreamPool;
   assert.equal(d.reuse, true);
-  assert.equal(d.healthCheckAfterSeconds, 0);
+  assert.equal(d.healthCheckAfterSeconds, 5);
   const c = loadConfig(file("dataPlane:\n  upstreamPool: { reuse: false, spares: 0, maxIdlePerResource: 5 }\n"), {}).dataPlane.upstreamPool;
   assert.deepEqual([c.reuse, c.spares, c.maxIdlePerResource, c.maxIdle], [false, 0, 5, d.maxIdle]);
   assert.throws(() => loadConfig(file("dataPlane:\n  upstreamPool: { maxIdle: -1 }\n"), {}), /dataPlane\.upstreamPool\.maxIdle must be a number ≥ 0/);

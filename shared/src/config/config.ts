@@ -176,7 +176,7 @@ export function defaultConfig(): SluiceConfig {
       maxFrameBytes: 64 * 1024 * 1024,
       maxStatementBytes: 1024 * 1024,
       classifier: { workers: 2, timeoutMs: 5000 },
-      upstreamPool: { reuse: true, spares: 4, maxIdlePerResource: 20, maxIdle: 100, idleSeconds: 30, maxLifetimeSeconds: 3600, healthCheckAfterSeconds: 0 },
+      upstreamPool: { reuse: true, spares: 4, maxIdlePerResource: 20, maxIdle: 100, idleSeconds: 30, maxLifetimeSeconds: 3600, healthCheckAfterSeconds: 5 },
       audit: { durability: "ack", bufferEvents: 10_000, maxRowsPerStatement: 100, maxBytesPerStatement: 64 * 1024 },
       controlPlaneUrl: "127.0.0.1:7400",
       heartbeatSeconds: 5,

@@ -79,6 +79,15 @@ export function countersFrom(registry: Registry, name: string, help: string, lab
  * its own metrics (it only calls `get()`).
  */
 export function histogramFrom(registry: Registry, name: string, help: string, h: FixedHistogram): void {
+  histogramCollector(registry, name, help, () => [[{}, h]]);
+}
+
+/** FixedHistograms exposed as one Prometheus histogram with one label (label value → histogram). */
+export function histogramsFrom(registry: Registry, name: string, help: string, label: string, hs: Readonly<Record<string, FixedHistogram>>): void {
+  histogramCollector(registry, name, help, () => Object.entries(hs).map(([k, h]) => [{ [label]: k }, h]));
+}
+
+function histogramCollector(registry: Registry, name: string, help: string, series: () => Array<[Record<string, string>, FixedHistogram]>): void {
   const bucket = `${name}_bucket`;
   const collector = {
     name,
@@ -90,14 +99,16 @@ export function histogramFrom(registry: Registry, name: string, help: string, h:
     },
     async get() {
       const values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> = [];
-      let acc = 0;
-      for (let i = 0; i < h.bounds.length; i++) {
-        acc += h.counts[i]!;
-        values.push({ value: acc, labels: { le: h.bounds[i]! }, metricName: bucket });
+      for (const [labels, h] of series()) {
+        let acc = 0;
+        for (let i = 0; i < h.bounds.length; i++) {
+          acc += h.counts[i]!;
+          values.push({ value: acc, labels: { ...labels, le: h.bounds[i]! }, metricName: bucket });
+        }
+        values.push({ value: h.count, labels: { ...labels, le: "+Inf" }, metricName: bucket });
+        values.push({ value: h.sum, labels, metricName: `${name}_sum` });
+        values.push({ value: h.count, labels, metricName: `${name}_count` });
       }
-      values.push({ value: h.count, labels: { le: "+Inf" }, metricName: bucket });
-      values.push({ value: h.sum, labels: {}, metricName: `${name}_sum` });
-      values.push({ value: h.count, labels: {}, metricName: `${name}_count` });
       return { name, help, type: "histogram", aggregator: "sum", values };
     },
   };

@@ -72,9 +72,14 @@ export async function bigResult(t: Target, sql: string): Promise<{ seconds: numb
   return { seconds, bytes, mbPerSec: bytes / 1e6 / seconds };
 }
 
-/** Sequential connect + first query latency with the pg client (TLS as the target's PGSSLMODE says). */
-export async function connectLatencies(t: Target, n: number): Promise<number[]> {
+/**
+ * Sequential connect + first query latency with the pg client (TLS as the target's PGSSLMODE says).
+ * `resume`: each connection offers the TLS session of the one before (a client that caches sessions;
+ * libpq, and so pgbench, never does).
+ */
+export async function connectLatencies(t: Target, n: number, o: { resume?: boolean } = {}): Promise<number[]> {
   const out: number[] = [];
+  let session: Buffer | undefined;
   for (let i = 0; i < n; i++) {
     const t0 = process.hrtime.bigint();
     const c = new pg.Client({
@@ -83,11 +88,12 @@ export async function connectLatencies(t: Target, n: number): Promise<number[]> 
       user: t.env.PGUSER,
       database: t.env.PGDATABASE,
       password: t.env.PGPASSWORD,
-      ssl: t.env.PGSSLMODE === "require" ? { rejectUnauthorized: false } : false,
+      ssl: t.env.PGSSLMODE === "require" ? { rejectUnauthorized: false, ...(session ? { session } : {}) } : false,
     });
     await c.connect();
     await c.query("SELECT 1");
     out.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    if (o.resume) session = (c as unknown as { connection: { stream: { getSession?(): Buffer | undefined } } }).connection.stream.getSession?.();
     await c.end();
   }
   return out;

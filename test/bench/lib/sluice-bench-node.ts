@@ -56,6 +56,7 @@ config.dataPlane.listen = "127.0.0.1:0";
 config.dataPlane.httpListen = "127.0.0.1:0";
 config.dataPlane.audit.durability = o.durability;
 if (o.bufferEvents !== undefined) config.dataPlane.audit.bufferEvents = o.bufferEvents;
+if (o.reuse !== undefined) config.dataPlane.upstreamPool.reuse = o.reuse;
 const node = await startDataPlaneNode({
   config,
   nc,

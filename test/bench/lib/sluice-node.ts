@@ -37,6 +37,8 @@ export interface SluiceNodeOptions {
   prefix?: string;
   /** dataPlane.audit.bufferEvents (default the config's): the audit crash test makes its bound tight */
   bufferEvents?: number;
+  /** dataPlane.upstreamPool.reuse (default the config's: on) */
+  reuse?: boolean;
 }
 
 export async function startSluiceNode(o: SluiceNodeOptions): Promise<SluiceNode> {
@@ -72,8 +74,11 @@ export async function startSluiceNode(o: SluiceNodeOptions): Promise<SluiceNode>
       const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
       const out: Record<string, number> = {};
       for (const line of text.split("\n")) {
-        const m = /^([a-z_]+)(?:\{[^}]*\})? ([\d.eE+-]+)$/.exec(line.trim());
-        if (m) out[m[1]!] = Number(m[2]);
+        const m = /^([a-z_]+)(\{[^}]*\})? ([\d.eE+-]+)$/.exec(line.trim());
+        if (!m) continue;
+        // by name (the last series of a labelled metric) and by name with its labels
+        out[m[1]!] = Number(m[3]);
+        if (m[2]) out[`${m[1]}${m[2]}`] = Number(m[3]);
       }
       return out;
     },
