@@ -22,16 +22,32 @@
  *    of the current turn of the event loop (the publisher's choice): every statement waiting in that
  *    turn shares one batch and one round trip. Group commit, as databases do it: once a batch is
  *    stored, the sessions it released are about to come back with their next statement, so the
- *    next batch waits until as many gates as it released are queued again, or `groupWaitMs` at the
+ *    next batch waits until as many gates as it released are queued again, or the group wait at the
  *    most. One busy session never waits (its own gate is the one expected); many busy sessions share
- *    a batch instead of splitting into ones that chase each other.
+ *    a batch instead of splitting into ones that chase each other. The group wait follows how long
+ *    the released sessions take to come back (twice the lane's running estimate of the last one's
+ *    return, within [`groupWaitMs`, `groupWaitMaxMs`]): measured at 8 busy sessions on a loaded
+ *    machine they come back 0.4–9 ms after the release, so a fixed 1 ms split them into groups
+ *    chasing each other behind the one flight. The wait costs time only when a session does not
+ *    come back (it went idle or ended): once, then the next batch no longer expects it.
+ *    Follow-ups (completions, session ends) never make the lane due on their own while released
+ *    sessions are expected: they ride with the next gates, and go alone only after `lingerMs` and
+ *    the group wait have both passed, so an idle session's completion is stored within
+ *    max(`lingerMs`, `groupWaitMaxMs`) plus a round trip.
  *  - `async` (and every non-gate event): due `lingerMs` after the first event queued, so batches
  *    fill; a batch forms at most every round trip per lane anyway, since one is in flight at a time.
+ *  - Either way a lane whose queue holds `dueBytes` is due at once: a full batch has nothing to wait for.
  *
  * Admission (fail closed): work that opens something (`admit`, `gate`) is refused once
  * `bufferEvents` events are pending (queued or in flight); follow-ups of admitted work (`follow`)
  * have headroom up to twice that, so the record of a statement that already ran is not refused for
- * lack of room next to new work.
+ * lack of room next to new work. One exception, in `async`: while the stream is taking this node's
+ * batches (connected, no lane failing), a gate beyond `bufferEvents` is not refused but waits for
+ * its batch to be stored, as in `ack` (up to `ackWaitMs`, within the same twice-the-buffer room):
+ * a stream that is slow for a moment (measured: nothing stored for 0.4–0.5 s on a starved machine,
+ * while 13k events/s arrived) slows statements down instead of failing them. During an outage the
+ * buffer's bound refuses new work as before, so a crash still loses at most `bufferEvents` events
+ * of statements that ran (a waiting statement has not run).
  */
 import { SluiceError } from "@sluice/shared/errors";
 import { batchBytes } from "@sluice/shared/events";
@@ -95,8 +111,12 @@ export interface AuditLanesOptions {
   ackWaitMs: number;
   /** how long non-gate events wait for company before their lane is due (ms) */
   lingerMs: number;
-  /** ack: how long the gates after a stored batch wait for the sessions it released (ms; 0: not at all) */
+  /** ack: the shortest group wait, how long the gates after a stored batch wait for the sessions it released (ms; 0: not at all) */
   groupWaitMs: number;
+  /** ack: the longest group wait (ms; default `groupWaitMs`, i.e. a fixed wait) */
+  groupWaitMaxMs?: number;
+  /** a lane whose queued events reach this many bytes is due at once (default `maxBatchBytes`) */
+  dueBytes?: number;
   maxBatchEvents: number;
   /** bytes of the JSON array of one batch at most */
   maxBatchBytes: number;
@@ -173,8 +193,14 @@ interface Lane<W> {
   readonly subject: string;
   readonly id: string;
   queue: Queued<W>[];
-  /** when the queued events are due to form a batch (Infinity: nothing queued) */
-  dueAt: number;
+  /** bytes of the queued events */
+  queuedBytes: number;
+  /** queued events that carry a waiter (ack gates, async gates beyond the buffer) */
+  queuedGates: number;
+  /** when the oldest queued event was queued (or left over from the last batch) */
+  queuedAt: number;
+  /** flush or close: the queue is due at once */
+  expedited: boolean;
   flight: Flight<W> | undefined;
   /** stream sequence of the lane's last stored message (0: none yet) */
   lastSeq: number;
@@ -186,6 +212,12 @@ interface Lane<W> {
   awaiting: number;
   /** when the last batch was stored */
   releasedAt: number;
+  /** the last stored batch released gates and no batch has formed since */
+  roundOpen: boolean;
+  /** when the last of the released sessions came back (NaN: not all yet) */
+  returnedAt: number;
+  /** running estimate of how long after a release the last released session comes back (ms) */
+  returnMs: number;
 }
 
 export class AuditLanes<W> {
@@ -197,14 +229,23 @@ export class AuditLanes<W> {
   private connected = true;
   private closed = false;
   private pendingCount = 0;
+  /** lanes failing right now (troubled) */
+  private troubledLanes = 0;
+  private readonly groupMin: number;
+  private readonly groupMax: number;
+  private readonly dueBytes: number;
   private readonly s = { published: 0, messages: 0, bytes: 0, recovered: 0, failedPublishes: 0, lookups: 0, refused: 0, ackTimeouts: 0, anomalies: 0 };
 
   constructor(private readonly o: AuditLanesOptions) {
     if (!(o.bufferEvents >= 1)) throw new SluiceError("invalid_argument", "dataPlane.audit.bufferEvents must be at least 1");
     if (o.lanes.length === 0) throw new SluiceError("invalid_argument", "the audit publisher needs at least one lane");
+    this.groupMin = Math.max(0, o.groupWaitMs);
+    this.groupMax = Math.max(this.groupMin, o.groupWaitMaxMs ?? this.groupMin);
+    this.dueBytes = o.dueBytes ?? o.maxBatchBytes;
     this.lanes = o.lanes.map((l, index) => ({
-      index, subject: l.subject, id: l.id, queue: [], dueAt: Infinity, flight: undefined, lastSeq: 0, batchNo: 0, backoff: o.retryMinMs, troubled: false,
-      awaiting: 0, releasedAt: 0,
+      index, subject: l.subject, id: l.id, queue: [], queuedBytes: 0, queuedGates: 0, queuedAt: 0, expedited: false,
+      flight: undefined, lastSeq: 0, batchNo: 0, backoff: o.retryMinMs, troubled: false,
+      awaiting: 0, releasedAt: 0, roundOpen: false, returnedAt: Number.NaN, returnMs: this.groupMin / 2,
     }));
   }
 
@@ -221,7 +262,7 @@ export class AuditLanes<W> {
   }
 
   get stats(): AuditLanesStats {
-    const state = this.closed ? "closed" : !this.connected || this.lanes.some((l) => l.troubled) ? "down" : "up";
+    const state = this.closed ? "closed" : !this.flowing() ? "down" : "up";
     return { state, pending: this.pendingCount, lanes: this.lanes.length, ...this.s };
   }
 
@@ -242,11 +283,21 @@ export class AuditLanes<W> {
       this.s.refused++;
       throw new SluiceError("unavailable", FAIL_CLOSED_MESSAGE, { reason: "audit publisher closed" });
     }
-    const cap = mode === "follow" ? this.o.bufferEvents * 2 : this.o.bufferEvents;
+    // an async gate beyond the buffer waits for its batch instead, while the stream takes batches
+    const roomy = mode === "follow" || (mode === "gate" && this.o.durability === "async" && this.flowing());
+    const cap = roomy ? this.o.bufferEvents * 2 : this.o.bufferEvents;
     if (this.pendingCount + n > cap) {
       this.s.refused++;
       throw new SluiceError("unavailable", FAIL_CLOSED_MESSAGE, { pending: this.pendingCount, bufferEvents: this.o.bufferEvents });
     }
+  }
+
+  /**
+   * Whether a `gate` enqueue of `n` events now must wait for its batch to be stored: always in
+   * `ack`; in `async` when it goes beyond `bufferEvents` (see the header: admission).
+   */
+  gateWaits(n: number): boolean {
+    return this.o.durability === "ack" || this.pendingCount + n > this.o.bufferEvents;
   }
 
   /**
@@ -256,26 +307,26 @@ export class AuditLanes<W> {
   enqueue(lane: number, events: readonly LaneEvent[], mode: AdmitMode, now: number, waiter?: W): void {
     this.assertCapacity(events.length, mode);
     const l = this.lanes[lane]!;
-    const gate = waiter !== undefined && mode === "gate" && this.o.durability === "ack"
+    const gate = waiter !== undefined && mode === "gate" && this.gateWaits(events.length)
       ? { waiter, deadline: now + this.o.ackWaitMs, settled: false }
       : undefined;
+    if (l.queue.length === 0) l.queuedAt = now;
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
       l.queue.push(gate && i === events.length - 1 ? { json: e.json, bytes: e.bytes, waiter: gate } : { json: e.json, bytes: e.bytes });
+      l.queuedBytes += e.bytes;
     }
     this.pendingCount += events.length;
     if (gate) {
       this.gates.push(gate);
-      if (l.awaiting > 0) l.awaiting--;
-      l.dueAt = Math.min(l.dueAt, this.gateDue(l, now));
-    } else if (l.dueAt === Infinity) {
-      l.dueAt = now + this.o.lingerMs;
+      l.queuedGates++;
     }
+    if (mode === "gate" && l.awaiting > 0 && --l.awaiting === 0) l.returnedAt = now;
   }
 
   /** Makes every lane with queued events due now (flush, close). */
-  expedite(now: number): void {
-    for (const l of this.lanes) if (l.queue.length > 0) l.dueAt = Math.min(l.dueAt, now);
+  expedite(_now: number): void {
+    for (const l of this.lanes) if (l.queue.length > 0) l.expedited = true;
   }
 
   /** When `tick` has something to do next (Infinity: nothing until an input arrives). */
@@ -288,7 +339,7 @@ export class AuditLanes<W> {
         // a parked flight waits for a reconnect when disconnected, its back-off otherwise
         if (f.phase !== "parked" || this.connected) at = Math.min(at, f.deadline);
       } else if (this.connected && l.queue.length > 0) {
-        at = Math.min(at, l.dueAt);
+        at = Math.min(at, this.dueAt(l));
       }
     }
     for (const g of this.gates) {
@@ -319,7 +370,7 @@ export class AuditLanes<W> {
           if (f.next === "lookup") this.check(l, f, now);
           else this.send(l, f, now);
         }
-      } else if (this.connected && l.queue.length > 0 && l.dueAt <= now) {
+      } else if (this.connected && l.queue.length > 0 && this.dueAt(l) <= now) {
         this.dispatch(l, now);
       }
     }
@@ -446,10 +497,27 @@ export class AuditLanes<W> {
     }
     const events = n === l.queue.length ? l.queue : l.queue.slice(0, n);
     l.queue = n === l.queue.length ? [] : l.queue.slice(n);
-    l.dueAt = l.queue.length === 0 ? Infinity : l.queue.some((q) => q.waiter && !q.waiter.settled) ? now : now + this.o.lingerMs;
-    l.awaiting = 0;
     const texts = new Array<string>(events.length);
-    for (let i = 0; i < events.length; i++) texts[i] = events[i]!.json;
+    let gates = 0;
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
+      texts[i] = e.json;
+      if (e.waiter) gates++;
+    }
+    l.queuedBytes -= bytes;
+    l.queuedGates -= gates;
+    if (l.queue.length === 0) l.expedited = false;
+    else l.queuedAt = now; // left over: lingers again, unless a gate or its size makes it due
+    // group commit: learn how long the released sessions take to come back, from the rounds whose
+    // batch carries gates (a follow-only batch says nothing about returns); a wait that ran out
+    // counts as twice its length, so a wait too short for this load grows
+    if (l.roundOpen && gates > 0 && this.groupMax > 0) {
+      const w = this.groupWait(l);
+      const sample = l.awaiting === 0 ? l.returnedAt - l.releasedAt : now >= l.releasedAt + w ? 2 * w : Number.NaN;
+      if (!Number.isNaN(sample)) l.returnMs += (Math.min(sample, 2 * this.groupMax) - l.returnMs) / 4;
+    }
+    l.roundOpen = false;
+    l.awaiting = 0;
     l.batchNo++;
     const f: Flight<W> = {
       msgId: `${l.id}:${l.batchNo}`, events, texts, bytes: batchBytes(bytes, n), expected: l.lastSeq,
@@ -489,8 +557,16 @@ export class AuditLanes<W> {
   }
 
   private troubled(l: Lane<W>, now: number, reason: string): void {
-    if (!l.troubled) this.log("warn", "audit stream unavailable: buffering events", { lane: l.subject, reason, pending: this.pendingCount });
+    if (!l.troubled) {
+      this.log("warn", "audit stream unavailable: buffering events", { lane: l.subject, reason, pending: this.pendingCount });
+      this.troubledLanes++;
+    }
     l.troubled = true;
+  }
+
+  /** the stream is taking this node's batches: connected, and no lane failing */
+  private flowing(): boolean {
+    return this.connected && this.troubledLanes === 0;
   }
 
   private anomaly(l: Lane<W>, reason: string): void {
@@ -511,20 +587,34 @@ export class AuditLanes<W> {
     l.backoff = this.o.retryMinMs;
     if (l.troubled) {
       l.troubled = false;
+      this.troubledLanes--;
       this.log("info", "audit stream available again", { lane: l.subject, pending: this.pendingCount });
     }
     // group commit: the sessions this batch released are about to send their next statement
     l.awaiting = 0;
-    for (const e of f.events) if (e.waiter) l.awaiting++;
+    if (this.o.durability === "ack") for (const e of f.events) if (e.waiter) l.awaiting++;
     l.releasedAt = now;
-    // events that queued meanwhile: a waiting gate makes the lane due (see gateDue), otherwise they linger
-    if (l.queue.some((q) => q.waiter && !q.waiter.settled)) l.dueAt = this.gateDue(l, now);
+    l.roundOpen = l.awaiting > 0;
+    l.returnedAt = Number.NaN;
   }
 
-  /** When a lane with a waiting gate is due: now, or once the released sessions are back (bounded). */
-  private gateDue(l: Lane<W>, now: number): number {
-    if (l.flight || l.awaiting <= 0 || this.o.groupWaitMs <= 0) return now;
-    return Math.max(now, l.releasedAt + this.o.groupWaitMs);
+  /** ack: how long after a release the next batch waits for the released sessions (ms). */
+  private groupWait(l: Lane<W>): number {
+    return Math.min(this.groupMax, Math.max(this.groupMin, 2 * l.returnMs));
+  }
+
+  /**
+   * When a lane without a batch in flight is due to form one (see the header): at once when it is
+   * full, expedited, or a gate waits and no released session is expected; at the end of the group
+   * wait when released sessions are expected; follow-ups alone after `lingerMs` and the group wait.
+   * A time not after the present means now.
+   */
+  private dueAt(l: Lane<W>): number {
+    if (l.expedited || l.queuedBytes >= this.dueBytes || l.queue.length >= this.o.maxBatchEvents) return l.queuedAt;
+    const grouping = l.awaiting > 0 && this.groupMax > 0;
+    const groupEnd = grouping ? l.releasedAt + this.groupWait(l) : -Infinity;
+    if (l.queuedGates > 0) return grouping ? groupEnd : l.queuedAt;
+    return Math.max(l.queuedAt + this.o.lingerMs, groupEnd);
   }
 
   private expireGates(now: number): void {

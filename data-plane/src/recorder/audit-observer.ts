@@ -3,10 +3,11 @@
  * SessionRecorder and what their open statements have captured. The payloads come from the pure
  * builders in audit-event-data.ts; the chain and the lane from SessionRecorder.
  *
- *  - statement.allowed returns the recorder's Promise in `ack` durability, so the session forwards
- *    the statement only after JetStream stored it; if that does not happen in time the statement is
- *    refused (57P03) and a statement.completed with that error follows it on the stream, so the
- *    trail says the statement never ran.
+ *  - statement.allowed returns the recorder's Promise in `ack` durability (and in `async` when the
+ *    buffer is full while the stream takes batches), so the session forwards the statement only
+ *    after JetStream stored it; if that does not happen in time the statement is refused (57P03)
+ *    and a statement.completed with that error follows it on the stream, so the trail says the
+ *    statement never ran.
  *  - A full buffer refuses new work (a rejected Promise for statements, a throw at connect time),
  *    before any event is linked, so nothing a client did not run appears as allowed.
  *  - Bound parameters and SQL text pass the masking function (default: the resource's masking rules)

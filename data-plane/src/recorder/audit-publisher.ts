@@ -7,13 +7,16 @@
  *  - `ack`: a statement reaches the upstream only after its statement.allowed event (and every
  *    earlier event of its lane) is stored in SLUICE_AUDIT, so nothing a client saw succeed can be
  *    missing, whatever fails afterwards. Follow-up events (completion, session end) ride with the
- *    lane's next batch, within `lingerMs` at the latest; if the process dies before that, only those
- *    follow-ups of its last statements are lost, never a statement.
+ *    lane's next batch, within max(`lingerMs`, `groupWaitMaxMs`) plus a round trip at the latest; if
+ *    the process dies before that, only those follow-ups of its last statements are lost, never a
+ *    statement.
  *  - `async`: `enqueue` returning means the event is in this process's bounded buffer, not yet on
  *    the stream. A NATS outage loses nothing (the buffer is kept and published in order, new work is
  *    refused once it is full); a clean stop (`close`) publishes everything first. A crash of the
  *    process loses what was not yet stored: the events of the last `lingerMs` plus one round trip in
  *    normal operation, at most `bufferEvents` events (twice that with follow-ups) during an outage.
+ *    While the stream takes batches but slower than events arrive, a statement beyond the buffer
+ *    waits for its own batch (a Promise, as in ack) instead of being refused.
  *
  * The end of a turn: a lane whose gate is due "now" is dispatched with setImmediate, i.e. after
  * every socket callback that became ready with it, so the statements of all sessions that arrived
@@ -47,7 +50,8 @@ export interface PublisherClock {
 }
 
 export const systemClock: PublisherClock = {
-  now: Date.now,
+  // sub-millisecond: the group wait is a few ms, and its estimate is learned from ms-sized samples
+  now: () => performance.timeOrigin + performance.now(),
   timer(fn, ms) {
     const t = setTimeout(fn, ms);
     return () => clearTimeout(t);
@@ -70,10 +74,12 @@ export interface AuditPublisherOptions {
   publishTimeoutMs?: number;
   /** ack mode: how long a gate waits for its batch before the statement is refused (ms); default 5000 */
   ackWaitMs?: number;
-  /** how long non-gate events wait to share a batch (ms); default 2 (ack) / 5 (async) */
+  /** how long non-gate events wait to share a batch (ms; in ack also while released sessions are expected, see groupWaitMaxMs); default 2 (ack) / 5 (async) */
   lingerMs?: number;
-  /** ack: how long the gates after a stored batch wait for the sessions it released (group commit; ms); default 1 */
+  /** ack: the shortest wait of the gates after a stored batch for the sessions it released (group commit; ms); default 1 */
   groupWaitMs?: number;
+  /** ack: the longest such wait; in between it follows how long the sessions take to come back (ms); default 5 */
+  groupWaitMaxMs?: number;
   /** max events per batch; default 4096 (and at most 1 MiB) */
   maxBatch?: number;
   retryMinMs?: number;
@@ -142,6 +148,9 @@ export class AuditPublisher {
       ackWaitMs: o.ackWaitMs ?? 5000,
       lingerMs: o.lingerMs ?? (o.durability === "ack" ? 2 : 5),
       groupWaitMs: o.groupWaitMs ?? 1,
+      groupWaitMaxMs: o.groupWaitMaxMs ?? 5,
+      // a quarter of the message cap: a backlog goes out at once rather than lingering
+      dueBytes: MAX_BATCH_BYTES / 4,
       maxBatchEvents: Math.max(1, o.maxBatch ?? 4096),
       maxBatchBytes: MAX_BATCH_BYTES,
       retryMinMs: o.retryMinMs ?? 50,
@@ -188,11 +197,13 @@ export class AuditPublisher {
    * Queues already-chained events of one session on its lane, in order. In ack durability a `gate`
    * enqueue returns a Promise resolved once the last of these events (and every earlier event of
    * the lane) is stored, rejected with SluiceError("unavailable") after `ackWaitMs` without it; the
-   * events stay queued either way, since the chain is committed to them. Otherwise returns undefined.
+   * events stay queued either way, since the chain is committed to them. In async durability so
+   * does a gate beyond `bufferEvents` (the stream is slower than the events for a moment). Otherwise
+   * returns undefined.
    */
   enqueue(lane: number, events: readonly LaneEvent[], mode: AdmitMode): Promise<void> | undefined {
     const now = this.clock.now();
-    if (mode === "gate" && this.durability === "ack") {
+    if (mode === "gate" && this.core.gateWaits(events.length)) {
       let w!: Waiter;
       const p = new Promise<void>((resolve, reject) => (w = { resolve, reject }));
       this.core.enqueue(lane, events, mode, now, w);

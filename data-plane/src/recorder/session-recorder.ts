@@ -96,7 +96,8 @@ export class SessionRecorder {
    * nothing was recorded). In `ack` durability, statement.allowed / statement.approved return a
    * Promise that resolves once JetStream stored the event (and the lane's earlier events): forward
    * the statement only then; it rejects with SluiceError("unavailable") if that did not happen in
-   * time. Every other event, and every event in `async` durability, returns undefined.
+   * time. In `async` durability they do so only beyond the buffer's bound while the stream takes
+   * batches (AuditLanes: admission); otherwise, and for every other event, returns undefined.
    */
   record<N extends SessionEventName>(name: N, data: SessionEventPayloads[N], o: RecordOptions = {}): Promise<void> | undefined {
     // the payload is serialized once: that text is measured, hashed and sent (HashChain.linkCanonical)
