@@ -114,16 +114,24 @@ test("a payload above 512 KiB is split into chunk events that reassemble and kee
   assert.equal(publisher.stats.pending, 0);
 });
 
-test("a full buffer refuses new work with unavailable before it takes a sequence number", async (t) => {
-  const { publisher, session } = await setup(t, "async", 10);
+test("async, a full buffer: a statement beyond it waits for its batch while NATS takes batches; beyond 1.5 times it, new work is refused before it takes a sequence number", async (t) => {
+  const { nc, names, publisher, session } = await setup(t, "async", 10);
   const rec = session();
-  for (let i = 1; i <= 10; i++) rec.record("statement.allowed", allowed(i, "SELECT 1"));
-  assert.throws(() => rec.record("statement.allowed", allowed(11, "SELECT 1")), (e: Error & { code?: string }) =>
+  for (let i = 1; i <= 10; i++) assert.equal(rec.record("statement.allowed", allowed(i, "SELECT 1")), undefined);
+  // beyond the buffer: each waits for its own batch, as with ack (the statement is forwarded once stored)
+  const waiting: Array<Promise<void> | undefined> = [];
+  for (let i = 11; i <= 15; i++) waiting.push(rec.record("statement.allowed", allowed(i, "SELECT 1")));
+  assert.ok(waiting.every((p) => p instanceof Promise), "a statement beyond the buffer waits");
+  assert.throws(() => rec.record("statement.allowed", allowed(16, "SELECT 1")), (e: Error & { code?: string }) =>
     e.code === "unavailable" && /fail closed/.test(e.message));
-  assert.equal(rec.lastSeq, 10);
+  assert.equal(rec.lastSeq, 15, "the refused statement took no sequence number");
   // follow-up records of admitted work still have room
-  rec.record("statement.completed", { statementId: 10, rows: 0, durationMs: 0 });
-  assert.equal(rec.lastSeq, 11);
+  rec.record("statement.completed", { statementId: 15, rows: 0, durationMs: 0 });
+  assert.equal(rec.lastSeq, 16);
+  await Promise.all(waiting);
   await publisher.flush();
   assert.equal(publisher.stats.refused, 1);
+  const stored = (await readStream(nc, names.auditStream)).map((s) => s.ev).filter((e) => e.subject === rec.sessionId);
+  assert.deepEqual(stored.map((e) => e.sluicesessionseq), Array.from({ length: 16 }, (_, i) => i + 1));
+  assert.equal(verifyChain(stored), undefined);
 });

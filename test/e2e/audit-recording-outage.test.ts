@@ -79,8 +79,8 @@ async function outageRun(t: import("node:test").TestContext, durability: AuditDu
   // keep loading until the buffer is full and records are being refused
   for (let i = 0; i < 400 && refusedFull < 5; i++) await sleep(50);
   assert.ok(refusedFull >= 5, `records were refused while NATS was down (full: ${refusedFull}, ack timeouts: ${refusedAck})`);
-  // (async: a burst beyond the buffer is refused even while up, which is backpressure, not an outage)
-  if (durability === "ack") assert.equal(refusedWhileUp, 0, "nothing was refused while NATS was up");
+  // (async: a burst beyond the buffer waits for its batch while NATS is up: backpressure, not a refusal)
+  assert.equal(refusedWhileUp, 0, "nothing was refused while NATS was up");
   assert.ok(pendingAtFirstRefusal >= bufferEvents - 1, `refused only once the buffer was full (pending ${pendingAtFirstRefusal})`);
   const confirmedWhileDown = [...confirmed.values()].reduce((a, l) => a + l.length, 0);
 
@@ -115,6 +115,8 @@ test("ack durability: NATS stops mid-load; confirmed statements all land, new on
 test("async durability: NATS stops mid-load; every accepted record lands after the restart", async (t) => {
   const r = await outageRun(t, "async");
   assert.ok(r.confirmedWhileDown > r.before, "async mode accepted records while NATS was down (buffered, not refused)");
-  assert.equal(r.refusedAck, 0, "async mode never waits for an ack");
+  // async waits for an ack only beyond the buffer while NATS is up: at most the one statement per
+  // session that was waiting when NATS stopped is refused after its wait
+  assert.ok(r.refusedAck <= 8, `async: ${r.refusedAck} statements refused after waiting`);
   t.diagnostic(JSON.stringify(r));
 });

@@ -43,7 +43,8 @@
  * have headroom up to twice that, so the record of a statement that already ran is not refused for
  * lack of room next to new work. One exception, in `async`: while the stream is taking this node's
  * batches (connected, no lane failing), a gate beyond `bufferEvents` is not refused but waits for
- * its batch to be stored, as in `ack` (up to `ackWaitMs`, within the same twice-the-buffer room):
+ * its batch to be stored, as in `ack` (up to `ackWaitMs`, and within 1.5 times the buffer, which
+ * leaves follow-ups room):
  * a stream that is slow for a moment (measured: nothing stored for 0.4–0.5 s on a starved machine,
  * while 13k events/s arrived) slows statements down instead of failing them. During an outage the
  * buffer's bound refuses new work as before, so a crash still loses at most `bufferEvents` events
@@ -283,9 +284,11 @@ export class AuditLanes<W> {
       this.s.refused++;
       throw new SluiceError("unavailable", FAIL_CLOSED_MESSAGE, { reason: "audit publisher closed" });
     }
-    // an async gate beyond the buffer waits for its batch instead, while the stream takes batches
-    const roomy = mode === "follow" || (mode === "gate" && this.o.durability === "async" && this.flowing());
-    const cap = roomy ? this.o.bufferEvents * 2 : this.o.bufferEvents;
+    // an async gate beyond the buffer waits for its batch instead, while the stream takes batches;
+    // follow-ups keep room beyond the waiting gates
+    const cap = mode === "follow" ? this.o.bufferEvents * 2
+      : mode === "gate" && this.o.durability === "async" && this.flowing() ? Math.floor(this.o.bufferEvents * 1.5)
+      : this.o.bufferEvents;
     if (this.pendingCount + n > cap) {
       this.s.refused++;
       throw new SluiceError("unavailable", FAIL_CLOSED_MESSAGE, { pending: this.pendingCount, bufferEvents: this.o.bufferEvents });
