@@ -50,10 +50,13 @@ function renderParam(p: BoundParam): string | null {
 
 /**
  * The decision's part of a statement event. Decisions come from the decision cache, so the same
- * object recurs for every execution of a statement: its summary is built once.
+ * object recurs for every execution of a statement (and of statements of its shape, whose
+ * decisions differ only in texts, which the summary leaves out: keyed by `decidedAs`): its summary
+ * is built once.
  */
 const summaries = new WeakMap<StatementRecord["decision"], { statements: StatementPart[]; tables: StatementData["tables"]; risks: StatementPart["risks"] }>();
-function summaryOf(d: StatementRecord["decision"]) {
+function summaryOf(decision: StatementRecord["decision"]) {
+  const d = decision.decidedAs ?? decision;
   let sum = summaries.get(d);
   if (!sum) {
     const read = new Set<string>(), write = new Set<string>(), risks = new Set<StatementPart["risks"][number]>();
@@ -111,7 +114,8 @@ interface DecisionText {
 }
 
 const decisionTexts = new WeakMap<StatementRecord["decision"], DecisionText>();
-function decisionText(d: StatementRecord["decision"]): DecisionText {
+function decisionText(decision: StatementRecord["decision"]): DecisionText {
+  const d = decision.decidedAs ?? decision;
   let t = decisionTexts.get(d);
   if (!t) {
     const sum = summaryOf(d);

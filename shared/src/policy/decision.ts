@@ -37,4 +37,11 @@ export interface Decision {
   statementRules?: readonly string[];
   /** for action `approve` */
   approval?: { approvers: string[]; timeoutMs: number };
+  /**
+   * Set when the decision cache served this decision for a statement that differs from the one
+   * decided only in its literals (decide-sql.ts, literal-shape.ts): the decision as it was made.
+   * The two have the same outcome and statement shapes; only the statements' texts differ, so
+   * per-decision work that ignores texts (the recorder's summaries) is keyed on it.
+   */
+  decidedAs?: Decision;
 }

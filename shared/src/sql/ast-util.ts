@@ -40,8 +40,21 @@ export function referencesColumn(node: J): boolean {
   return false;
 }
 
+/**
+ * How often the walkers have asked for a constant's value (every reader below counts, whatever it
+ * finds). classifySql compares it around a statement to say whether the statement's reading may
+ * depend on its literals (StatementInfo.readsConstants). A walker that reads a constant without
+ * these readers must count it too.
+ */
+let constantReads = 0;
+
+export function constantReadCount(): number {
+  return constantReads;
+}
+
 /** The string constant of an expression, if it is exactly one (possibly cast) string literal. */
 export function constString(node: J): string | undefined {
+  constantReads++;
   if (!node) return undefined;
   if (node.A_Const?.sval) return node.A_Const.sval.sval ?? "";
   if (node.TypeCast) return constString(node.TypeCast.arg);
@@ -53,6 +66,7 @@ export function constString(node: J): string | undefined {
  * and booleans as their text. Undefined for anything that is not one constant.
  */
 export function constSettingValue(node: J): string | undefined {
+  constantReads++;
   if (!node) return undefined;
   const c = node.A_Const;
   if (c) {
@@ -67,6 +81,7 @@ export function constSettingValue(node: J): string | undefined {
 }
 
 export function constStringOrSval(arg: J): string | undefined {
+  constantReads++;
   if (!arg) return undefined;
   if (arg.String) return arg.String.sval ?? "";
   return constString(arg);
@@ -85,6 +100,7 @@ export function firstKey(o: J): string {
 }
 
 export function isFalse(arg: J): boolean {
+  constantReads++;
   const s = constStringOrSval(arg)?.toLowerCase();
   if (s === "false" || s === "off" || s === "0" || s === "no") return true;
   if (arg?.Boolean) return arg.Boolean.boolval !== true;

@@ -40,7 +40,7 @@
  * policies are not listed.
  */
 import type { StatementInfo, Classification } from "./statement-info.js";
-import { ClassifyError, cutText, firstKey, type J } from "./ast-util.js";
+import { ClassifyError, constantReadCount, cutText, firstKey, type J } from "./ast-util.js";
 import { Collector } from "./statement-walker.js";
 import { baselineOf } from "./client-baseline.js";
 import { bracketDepth, MAX_BRACKET_DEPTH } from "./pre-scan.js";
@@ -66,6 +66,7 @@ const TXN: Readonly<Record<string, StatementInfo["txn"]>> = {
 
 function classifyOne(parser: SqlParser, kind: string, node: J, text: string): StatementInfo {
   const c = new Collector(parser);
+  const reads = constantReadCount();
   const own = c.statement(kind, node, text, 0, false);
   const classes = c.finish(own);
   const info: StatementInfo = {
@@ -86,6 +87,7 @@ function classifyOne(parser: SqlParser, kind: string, node: J, text: string): St
   // only a statement that exercises nothing but `utility` can be one every client may run
   const allowance = baselineOf(kind, node);
   if (allowance !== undefined && classes.every((k) => k === "utility")) info.baseline = allowance;
+  if (constantReadCount() !== reads) info.readsConstants = true;
   return info;
 }
 

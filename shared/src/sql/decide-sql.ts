@@ -3,6 +3,7 @@ import type { Decision, DecisionContext } from "../policy/decision.js";
 import { DecisionCache } from "../policy/decision-cache.js";
 import { dependsOnSession, evaluate, type PreparedLookup } from "../policy/evaluate.js";
 import { classifySql } from "./classify-sql.js";
+import { decidedByShape, decisionForText, literalShape } from "./literal-shape.js";
 import type { Classification } from "./statement-info.js";
 
 /**
@@ -20,6 +21,8 @@ export type StatementClassifier = (sql: string) => Classification | Promise<Clas
  * it is decided fresh every time and never cached. After an allowed message is forwarded, the
  * session applies its PREPAREs/DEALLOCATEs with `prepared.observe(decision.statements)`.
  * With an asynchronous `classify`, the decision is a promise exactly when the classification is.
+ * A text the cache does not know may still share the decision of another statement of its shape
+ * (the same text with other literals, literal-shape.ts): a normalize instead of a parse.
  */
 export function decideSql(cache: DecisionCache, revision: number, bundle: Bundle, ctx: DecisionContext, contextKey: string, sql: string, prepared?: PreparedLookup): Decision;
 export function decideSql(
@@ -38,9 +41,15 @@ export function decideSql(
 ): Decision | Promise<Decision> {
   const hit = cache.getByKey(revision, contextKey, sql);
   if (hit !== undefined) return hit;
+  const shape = literalShape(sql);
+  const byShape = shape === undefined ? undefined : cache.getByShape(revision, contextKey, shape);
+  if (byShape !== undefined) return decisionForText(byShape, sql);
   const decide = (c: Classification): Decision => {
     const d = evaluate(bundle, ctx, c, prepared);
-    if (!dependsOnSession(c)) cache.setByKey(revision, contextKey, sql, d);
+    if (!dependsOnSession(c)) {
+      cache.setByKey(revision, contextKey, sql, d);
+      if (shape !== undefined && decidedByShape(c)) cache.setByShape(revision, contextKey, shape, d);
+    }
     return d;
   };
   const c = classify(sql);

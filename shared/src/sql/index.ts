@@ -11,3 +11,4 @@ export * from "./sql-parser.js";
 export * from "./session-settings.js";
 export * from "./pre-scan.js";
 export * from "./classifier-pool.js";
+export * from "./literal-shape.js";

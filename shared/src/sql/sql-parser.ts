@@ -69,6 +69,7 @@ interface PgQueryModule {
   _wasm_free_parse_result(p: number): void;
   _wasm_parse_plpgsql(p: number): number;
   _wasm_fingerprint(p: number): number;
+  _wasm_normalize_query(p: number): number;
   _wasm_scan(p: number): number;
   _wasm_free_string(p: number): void;
   getValue(p: number, type: "i32"): number;
@@ -238,6 +239,15 @@ export class WasmParser implements SqlParser {
   fingerprint(sql: string): string {
     return this.run((m) => {
       const out = this.stringResult(m, (p) => m._wasm_fingerprint(p), sql);
+      if (ERROR_RESULT.test(out)) throw new SqlSyntaxError(out);
+      return out;
+    });
+  }
+
+  /** libpg-query's normalize: the text with each constant the parser found replaced by `$n` (literal-shape.ts) */
+  normalize(sql: string): string {
+    return this.run((m) => {
+      const out = this.stringResult(m, (p) => m._wasm_normalize_query(p), sql);
       if (ERROR_RESULT.test(out)) throw new SqlSyntaxError(out);
       return out;
     });

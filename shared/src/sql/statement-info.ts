@@ -38,6 +38,13 @@ export interface StatementInfo {
   baseline?: BaselineAllowance;
   /** `SET search_path` / set_config('search_path', …): bare table names stop meaning `public.` */
   setsSearchPath?: boolean;
+  /**
+   * The classifier read the value of a literal in this statement (a setting's name or value, a
+   * sequence name, a DO or function body, an EXPLAIN option): the same statement with other
+   * literals may be classified differently, so its decision is never shared by shape
+   * (literal-shape.ts).
+   */
+  readsConstants?: true;
 }
 
 export type Classification =
