@@ -6,6 +6,9 @@
  *   - parse:    libpg-query alone, for reference (the floor of the uncached path)
  *   - pgbench:  uncached classifySql + evaluate of pgbench's five TPC-B-like statements (simple
  *               protocol, literal values), the statement mix the proxy benchmark runs
+ *   - pgbenchNewLiterals: the same five through decideSql with new values every time, as
+ *               `pgbench -M simple` sends them: never the same text twice, so each is decided by
+ *               its shape (shared/src/sql/literal-shape.ts: a normalize instead of a parse)
  * Prints one JSON object on stdout: p50/p99/mean ns per decision for each. Not a test (no
  * thresholds): `node --import tsx test/bench/policy-cost.bench.ts [--rounds N]`.
  *
@@ -98,6 +101,20 @@ async function main(): Promise<void> {
   const pgbench = measure(bench, (e) =>
     evaluate(bundle, { resource: corpusResource, groups: e.groups }, classifySql(e.sql), new SqlPrepared()), overhead);
 
+  // new values every call (the text cache never answers): the statement's shape does
+  const shapes = new DecisionCache(10_000);
+  const appKey = DecisionCache.contextKey(corpusResource, ["app"], undefined);
+  let n = 0;
+  const fresh = [
+    (v: number) => `UPDATE pgbench_accounts SET abalance = abalance + -${v % 5000} WHERE aid = ${v};`,
+    (v: number) => `SELECT abalance FROM pgbench_accounts WHERE aid = ${v};`,
+    (v: number) => `UPDATE pgbench_tellers SET tbalance = tbalance + -${v % 5000} WHERE tid = ${v % 100};`,
+    (v: number) => `UPDATE pgbench_branches SET bbalance = bbalance + -${v % 5000} WHERE bid = ${v % 10};`,
+    (v: number) => `INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (${v % 100}, ${v % 10}, ${v}, -${v % 5000}, CURRENT_TIMESTAMP);`,
+  ];
+  const pgbenchNewLiterals = measure(bench, () =>
+    decideSql(shapes, 1, bundle, { resource: corpusResource, groups: ["app"] }, appKey, fresh[n % 5]!(++n)), overhead);
+
   const cache = new DecisionCache(10_000);
   const cached = measure(entries, (e) =>
     decideSql(cache, 1, bundle, { resource: corpusResource, groups: e.groups }, keys.get(e)!, e.sql), overhead);
@@ -115,6 +132,8 @@ async function main(): Promise<void> {
         uncached,
         cached,
         pgbench,
+        pgbenchNewLiterals,
+        pgbenchShapeHitRatio: Number((shapes.shapeHits / Math.max(1, shapes.hits + shapes.misses)).toFixed(4)),
         cacheHitRatio: Number((cache.hits / Math.max(1, cache.hits + cache.misses)).toFixed(4)),
       },
       null,
