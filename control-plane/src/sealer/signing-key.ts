@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { SluiceError } from "@sluice/shared/errors";
 import { keyIdOf } from "./checkpoint.js";
@@ -39,8 +39,20 @@ export function loadSigningKey(file: string, opts: { generate?: boolean } = {}):
     if (!opts.generate) throw new SluiceError("failed_precondition", `sealer signing key ${file} does not exist`);
     const key = generateSigningKey();
     mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, key.privateKey.export({ format: "pem", type: "pkcs8" }), { mode: 0o600, flag: "wx" });
-    chmodSync(file, 0o600);
+    // Replicas sharing a directory may start together: the key appears whole or not at all (written
+    // aside, then hard-linked into place, which fails if another process linked its key first), and
+    // the one that lost uses the key that won.
+    const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+    writeFileSync(tmp, key.privateKey.export({ format: "pem", type: "pkcs8" }), { mode: 0o600, flag: "wx" });
+    try {
+      chmodSync(tmp, 0o600);
+      linkSync(tmp, file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      return loadSigningKey(file);
+    } finally {
+      rmSync(tmp, { force: true });
+    }
     writeFileSync(`${file}.pub`, key.publicKeyPem, { mode: 0o644 });
     return key;
   }
