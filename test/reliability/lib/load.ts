@@ -26,6 +26,8 @@ export interface LoadOptions {
   queryTimeoutMs?: number;
   /** keep latencies of every statement (for percentiles; default true) */
   latencies?: boolean;
+  /** spread the workers' first connections over this long (ms; default all at once) */
+  rampMs?: number;
 }
 
 export interface ErrorSeen {
@@ -104,6 +106,11 @@ export class Load {
     await Promise.all([...this.clients].map((c) => endClient(c)));
   }
 
+  /** workers connected now */
+  get connected(): number {
+    return this.clients.size;
+  }
+
   get total(): number {
     return this.acked.reduce((a, l) => a + l.length, 0);
   }
@@ -160,6 +167,7 @@ export class Load {
   private async worker(w: number): Promise<void> {
     const sql = this.o.sql ?? ledgerInsert;
     let n = 0;
+    if (this.o.rampMs) await new Promise((r) => setTimeout(r, (this.o.rampMs! * w) / this.o.workers));
     while (this.running) {
       const c = await this.connect(w);
       if (!c) {

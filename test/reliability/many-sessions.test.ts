@@ -1,0 +1,85 @@
+/**
+ * Reliability: 1,000 concurrent sessions running statements for a minute through one node (short
+ * budget: 40 sessions for a few seconds), with connection attempts carrying bad tokens at 200 a
+ * second alongside (short: 20). No good session sees an error; every bad attempt is refused with
+ * 28P01 or 28000 and none gets in; the node's RSS and the statements' p99 are reported.
+ */
+import { test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { startPgCluster } from "../lib/pg-cluster.js";
+import { startBadLogins } from "./lib/bad-logins.js";
+import { budget } from "./lib/budget.js";
+import { LEDGER_DDL, Load, percentile } from "./lib/load.js";
+import { startReliabilityStack } from "./lib/reliability-stack.js";
+import { onlyErrors, recordEvidence } from "./lib/scenario-evidence.js";
+import { ScenarioReport } from "./lib/scenario-report.js";
+
+test("1,000 concurrent sessions for a minute with 200 bad-token connection attempts a second (short budget: far fewer)", async (t) => {
+  const sessions = budget(40, 1000);
+  const badPerSecond = budget(20, 200);
+  const windowMs = budget(6000, 60_000);
+  const r = new ScenarioReport(t, "many-sessions", `${sessions} concurrent sessions with ${badPerSecond} bad-token connection attempts a second`);
+  try {
+    // every session holds an upstream backend: a private cluster with room for them all
+    const pgc = await startPgCluster({ maxConnections: sessions + 100, conf: ["shared_buffers = 64MB"] });
+    t.after(() => pgc.stop());
+    const s = await startReliabilityStack(t, { label: "many", upstream: { host: pgc.host, port: pgc.port } });
+    await s.direct(LEDGER_DDL);
+    // each session a statement about every second: the load of many mostly idle pipelines, not a benchmark
+    const pauseMs = budget(200, 1000);
+    const rampMs = budget(2000, 60_000);
+    const idleRss = s.dp.memory().rssMb;
+    r.figure("data plane RSS with no session (MiB)", idleRss);
+    const load = new Load(s, { workers: sessions, pauseMs, rampMs }).start();
+    t.after(() => load.stop(120_000));
+    const rampAt = Date.now();
+    while (load.connected < sessions && Date.now() - rampAt < rampMs + 120_000) await sleep(200);
+    r.check(`all ${sessions} sessions connected`, load.connected === sessions, `${load.connected} connected`);
+    r.figure("ramp: first connection → all sessions connected (ms)", Date.now() - rampAt);
+    const m0 = await s.metrics();
+    r.figure("node sessions after the ramp", m0.sluice_dp_sessions ?? "n/a");
+
+    r.inject(`${sessions} sessions each running a statement every ${pauseMs} ms for ${windowMs / 1000} s, with ${badPerSecond} connection attempts a second carrying bad tokens (another issuer's key, expired, not a JWT)`);
+    load.latenciesMs.length = 0;
+    const errorsAtStart = load.errors.length;
+    const windowAt = Date.now();
+    const ackedAt0 = load.total;
+    const bad = await startBadLogins(s, { perSecond: badPerSecond, maxInFlight: badPerSecond * 2 });
+    let peakRss = 0;
+    while (Date.now() - windowAt < windowMs) {
+      peakRss = Math.max(peakRss, s.dp.memory().rssMb);
+      await sleep(500);
+    }
+    const rate = bad.rate();
+    await bad.stop();
+    const inWindow = load.total - ackedAt0;
+    const secs = (Date.now() - windowAt) / 1000;
+    r.figure("statements in the window", inWindow);
+    r.figure("statements per second in the window", inWindow / secs);
+    r.figure("statement latency p50 in the window (ms)", percentile(load.latenciesMs, 50));
+    r.figure("statement latency p99 in the window (ms)", percentile(load.latenciesMs, 99));
+    r.figure("statement latency max in the window (ms)", percentile(load.latenciesMs, 100));
+    r.figure("data plane RSS peak in the window (MiB)", peakRss);
+    r.figure("data plane RSS per session (MiB, (peak − idle) / sessions)", (peakRss - idleRss) / sessions);
+    r.figure("bad-token attempts made (per second)", `${bad.attempts} (${rate.toFixed(1)}/s)`);
+    const outcomes = Object.fromEntries(bad.outcomes);
+    r.figure("bad-token attempts: outcomes", JSON.stringify(outcomes));
+    r.check("no bad-token attempt got in", !bad.outcomes.has("accepted"), `${bad.outcomes.get("accepted") ?? 0} accepted`);
+    const refused = (bad.outcomes.get("28P01") ?? 0) + (bad.outcomes.get("28000") ?? 0);
+    r.check("every bad-token attempt is refused with 28P01 or 28000", refused === bad.attempts, JSON.stringify(outcomes));
+    r.check(`bad-token attempts ran at ${badPerSecond}/s or more than 90% of it`, rate >= 0.9 * badPerSecond, `${rate.toFixed(1)}/s`);
+    const windowErrors = load.errors.slice(errorsAtStart);
+    r.check("no good session saw an error during the window", windowErrors.length === 0, windowErrors.slice(0, 3).map((e) => `${e.code}: ${e.message}`).join("; "));
+    r.check("every session kept running statements", load.firstAckAfter(windowAt + windowMs / 2).every((x) => x !== undefined));
+    r.check("the data plane never exited or restarted", s.dp.running && s.dp.starts === 1);
+    r.figure("data plane peak RSS over the run (MiB)", s.dp.memory().peakMb);
+    await load.stop(120_000);
+    onlyErrors(r, load, [], "no good session saw any error");
+    await s.dp.stop(60_000);
+    r.check("the data plane stopped cleanly at the end (exit 0)", s.dp.ended === 0, `ended ${s.dp.ended}`);
+    await recordEvidence(r, s, load, { wholeChains: true });
+  } catch (e) {
+    r.broke(e);
+  }
+  r.finish();
+});
