@@ -19,7 +19,7 @@ test("the benchmark harness runs end to end and writes latest.json and latest.md
     notes: string[];
   };
   const ids = report.scenarios.map((s) => s.id);
-  for (const id of ["1-extended", "1-simple", "2", "3", "4", "5"]) assert.ok(ids.includes(id), `scenario ${id} missing`);
+  for (const id of ["1-extended", "1-simple", "2", "3", "4", "5", "6"]) assert.ok(ids.includes(id), `scenario ${id} missing`);
   for (const s of report.scenarios.filter((x) => ["1-extended", "1-simple", "2", "3"].includes(x.id))) {
     for (const target of ["direct", "pgbouncer-tls"]) {
       const v = s.results[target];
@@ -42,6 +42,13 @@ test("the benchmark harness runs end to end and writes latest.json and latest.md
   assert.ok(Object.keys(s4.results).length > 0, "the policy-cost micro-benchmark produced nothing");
   const s5 = report.scenarios.find((x) => x.id === "5")!;
   assert.ok(Object.keys(s5.results).length > 0, "no RSS measurement in scenario 5");
+  // connection set-up by phase inside the node, and start-up times
+  const s3 = report.scenarios.find((x) => x.id === "3")!;
+  assert.ok((s3.results["sluice-ack"]?.extra?.totalMs ?? 0) > 0, "no connect-phase figures in scenario 3");
+  const s6 = report.scenarios.find((x) => x.id === "6")!;
+  for (const k of ["sluice --help", "sluice data-plane: ready (snapshot applied)", "sluice sessions list --json (against sluice dev)"]) {
+    assert.ok((s6.results[k]?.median ?? 0) > 0, `scenario 6 has no figure for ${k}; harness notes: ${report.notes.join("; ")}`);
+  }
   const md = readFileSync(join(out, "latest.md"), "utf8");
   assert.match(md, /# sluice benchmark results/);
   assert.match(md, /pgbouncer-tls/);

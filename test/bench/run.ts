@@ -8,7 +8,7 @@
  * test/bench/results/latest.json and latest.md. Never part of the pass/fail of the suite (a smoke run
  * of this same harness is: `--smoke`).
  *
- * Flags: --smoke (tiny scale, 1 s runs, 1 repetition), --out DIR, --only 1,2,3,4,5, --repeat N, --seconds S,
+ * Flags: --smoke (tiny scale, 1 s runs, 1 repetition), --out DIR, --only 1,2,3,4,5,6, --repeat N, --seconds S,
  * --targets a,b (run only these targets, e.g. `sluice-async`: for profiling one of them; no ratio is complete then)
  */
 import { parseArgs } from "node:util";
@@ -26,6 +26,7 @@ import { startSluiceNode, type SluiceNode } from "./lib/sluice-node.js";
 import { pidsNamed, totalCpuSeconds } from "./lib/cpu.js";
 import { startTlsPipe } from "./lib/tls-pipe.js";
 import { renderMarkdown } from "./lib/report.js";
+import { dataPlaneStartup, startDevStack, timeCommand, timeNode } from "./lib/startup.js";
 import { CONNECT_PHASES } from "../../data-plane/src/metrics/connect-phases.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -41,7 +42,7 @@ const { values: flags } = parseArgs({
 });
 const smoke = flags.smoke!;
 const outDir = flags.out ?? join(here, "results");
-const only = new Set((flags.only ?? "1,2,3,4,5").split(",").map((s) => s.trim()));
+const only = new Set((flags.only ?? "1,2,3,4,5,6").split(",").map((s) => s.trim()));
 const repeat = Number(flags.repeat ?? (smoke ? 1 : 3));
 const seconds = Number(flags.seconds ?? (smoke ? 1 : 10));
 const scale = smoke ? 1 : 10;
@@ -335,6 +336,53 @@ async function main() {
         s.ratios["MB per idle session"] = (during - before) / idleSessions;
       } else s.notes.push("no sluice node");
       for (const [k, v] of Object.entries(rssDuringBig)) s.results[`${k} peak during scenario 2`] = summarize([v]);
+      results.push(s);
+    }
+
+    // 6. Startup: a CLI command, a command against a running stack, a data-plane node (issue 15)
+    if (only.has("6")) {
+      const s: ScenarioResult = { id: "6", title: "Startup: the sluice command (compiled dist/), and a data-plane node", unit: "ms", results: {}, ratios: {}, notes: [] };
+      const n = smoke ? 3 : 10;
+      const cliEnv: NodeJS.ProcessEnv = { ...process.env, SLUICE_CONTEXT: join(outDir, "no-such-context.json") };
+      /** wall time as the result, CPU time beside it (a loaded machine inflates wall time far more) */
+      const timed = (r: { wallMs: number[]; cpuMs: number[] }) => ({ ...summarize(r.wallMs), extra: { cpuMs: percentile(r.cpuMs, 50) } });
+      try {
+        log("6: node -e '' (the floor: Node's own start-up), sluice --help");
+        s.results["node -e '' (Node's own start-up)"] = timed(await timeNode(["-e", ""], cliEnv, n));
+        s.results["sluice --help"] = timed(await timeCommand(["--help"], cliEnv, n));
+        // what an install runs (deploy/systemd, deploy/Dockerfile): no check of dist/ against the sources
+        s.results["node dist/bin/cli.js --help (installed)"] = timed(await timeNode([join(here, "..", "..", "dist", "bin", "cli.js"), "--help"], cliEnv, n));
+      } catch (e) {
+        s.notes.push(`sluice --help: ${(e as Error).message}`);
+      }
+      const node = sluiceNodes[plainName];
+      if (node) {
+        const starts: Record<string, number[]> = {};
+        try {
+          for (let r = 0; r < (smoke ? 1 : 3); r++) {
+            log(`6: sluice data-plane start ${r + 1}`);
+            const st = await dataPlaneStartup({ natsUrl: node.natsUrl, prefix: node.prefix, cert });
+            (starts["sluice data-plane: listening"] ??= []).push(st.listeningMs);
+            (starts["sluice data-plane: ready (snapshot applied)"] ??= []).push(st.readyMs);
+            (starts["sluice data-plane: idle RSS (MB)"] ??= []).push(st.idleRssMb);
+          }
+        } catch (e) {
+          s.notes.push(`sluice data-plane: ${(e as Error).message}`);
+        }
+        for (const [k, v] of Object.entries(starts)) s.results[k] = summarize(v);
+      }
+      try {
+        log("6: sluice dev, then sluice sessions list");
+        const dev = await startDevStack(`postgres://postgres@127.0.0.1:${cluster.port}/${db}`);
+        try {
+          s.results["sluice dev: ready"] = summarize([dev.readyMs]);
+          s.results["sluice sessions list --json (against sluice dev)"] = timed(await timeCommand(["sessions", "list", "--json"], dev.env, n));
+        } finally {
+          await dev.stop();
+        }
+      } catch (e) {
+        s.notes.push(`sluice dev / sessions list: ${(e as Error).message}`);
+      }
       results.push(s);
     }
   } finally {
