@@ -588,6 +588,7 @@ function protocolOracle(ev: Evidence, v: Verdicts): void {
  * SQL EXECUTE) are judged; a statement needing approval may be refused when the approver rejected.
  */
 function overDenialOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
+  const masked = masksParams(o.bundle, o.ctx.resource);
   for (const k of ev.denied) {
     const op = ev.c.ops[k]!;
     if (op.t !== "Q" && op.t !== "P") continue;
@@ -595,12 +596,25 @@ function overDenialOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
     if (c.ok && c.statements.some((s) => s.executes?.length)) continue;
     v.checks[4]++;
     const d = evaluate(o.bundle, o.ctx, c);
+    const f = ev.proxy.walk.perOp[k]!.find((m) => m.code === "E");
+    // refused because its results could not be masked (design: data path 7), before it ran
+    if (f && errorFields(f).D === "sluice rule: masking" && masked && c.ok && c.statements.some(unmaskableResult)) continue;
     if (d.action === "allow") {
-      const f = ev.proxy.walk.perOp[k]!.find((m) => m.code === "E");
       v.failures.push({ oracle: 4, kind: "denied-allowed-statement", message: `op ${k} (${op.t}) ${JSON.stringify(op.sql)} is allowed by policy (${d.rule}) but the proxy denied it: ${f ? errorFields(f).M : "?"}` });
       return;
     }
   }
+}
+
+/**
+ * A statement whose results the masker cannot mask on a resource with masking rules, so a refusal
+ * of it is the contract's (data path 7: "masked or denied, never passed raw"): COPY TO STDOUT in
+ * another format than plain text (the fuzz policy's classifiers scan every copied column, so any such
+ * COPY has something to mask), a BINARY cursor.
+ */
+function unmaskableResult(s: StatementInfo): boolean {
+  if (s.kind === "CopyStmt") return /\bTO\s+STDOUT\b/i.test(s.text) && /\b(BINARY|CSV|DELIMITER|NULL|QUOTE|ESCAPE|ENCODING|FORCE_QUOTE)\b/i.test(s.text.replace(/^[\s\S]*\bTO\s+STDOUT\b/i, ""));
+  return s.kind === "DeclareCursorStmt" && /\bBINARY\b/i.test(s.text.replace(/\bFOR\b[\s\S]*$/i, ""));
 }
 
 // ---------------------------------------------------------------------------------------------

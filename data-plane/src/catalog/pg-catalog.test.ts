@@ -100,6 +100,14 @@ test("a ResultMasker over the real catalog masks the table, a view, an expressio
   assert.ok(copyPlan && copyPlan !== "deny");
   assert.equal(await masker.planForCopyOut({ session, sql: "COPY customers TO STDOUT (FORMAT csv)", statements: [] }), "deny");
   assert.equal(await masker.planForCopyOut({ session, sql: "COPY (SELECT * FROM generate_series(1, 3) g) TO STDOUT", statements: [] }), "deny");
+  // the same, asked before the statement runs: the reason the session refuses it with (a statement error)
+  assert.match((await masker.refusal({ session, sql: "COPY customers TO STDOUT (FORMAT csv)", statements: [] }))!, /not allowed in csv format/);
+  assert.match((await masker.refusal({ session, sql: "COPY (SELECT email FROM customers) TO STDOUT WITH (DELIMITER ';')", statements: [] }))!, /own delimiter/);
+  assert.match((await masker.refusal({ session, sql: "COPY (SELECT * FROM generate_series(1, 3) g) TO STDOUT", statements: [] }))!, /cannot tell which columns/);
+  assert.match((await masker.refusal({ session, sql: "DECLARE c BINARY CURSOR FOR SELECT 1", statements: [] }))!, /BINARY cursor/);
+  assert.equal(await masker.refusal({ session, sql: "COPY customers TO STDOUT", statements: [] }), undefined);
+  assert.equal(await masker.refusal({ session, sql: "DECLARE c CURSOR FOR SELECT email FROM customers", statements: [] }), undefined);
+  assert.equal(masker.refusal({ session: { resource: "other" } as any, sql: "COPY customers TO STDOUT (FORMAT csv)", statements: [] }), undefined, "no masking rules: nothing to refuse");
   // COPY has no column types: with classifiers configured every column of it is scanned, none masked whole
   const orders = await masker.planForCopyOut({ session, sql: "COPY orders TO STDOUT", statements: [] });
   assert.ok(orders && orders !== "deny");

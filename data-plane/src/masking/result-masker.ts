@@ -30,6 +30,7 @@ export interface SluiceResultMasker extends ResultMasker {
   planFor(fields: readonly RowField[], ctx: ResultContext): MaskPlanData | Promise<MaskPlanData | null> | null;
   maskDataRow(plan: MaskPlan, frame: Buffer): Buffer;
   planForCopyOut(ctx: ResultContext): Promise<MaskPlanData | null | "deny"> | null;
+  refusal(ctx: ResultContext): Promise<string | undefined> | undefined;
   maskCopyData(plan: MaskPlan, frame: Buffer): Buffer;
   /** true when the resource has masking rules (false = every result of it takes the raw path) */
   masks(resource: string): boolean;
@@ -50,6 +51,12 @@ const ENUMERATED_PARAMETERS = new Set([
   "client_encoding", "standard_conforming_strings", "in_hot_standby", "default_transaction_read_only",
   "scram_iterations", "session_authorization",
 ]);
+
+/** what COPY TO STDOUT of masked columns is refused with, whatever else the reason says */
+export const COPY_OUT_MASKED = "COPY TO STDOUT of a result with masking rules is not allowed";
+const UNATTRIBUTED = { deny: `${COPY_OUT_MASKED}: sluice cannot tell which columns it copies` } as const;
+/** DeclareCursorStmt.options: the BINARY option (parsenodes.h CURSOR_OPT_BINARY) */
+const CURSOR_OPT_BINARY = 0x0001;
 
 let parserReady: Promise<void> | undefined;
 const parseCache = new Map<string, any>();
@@ -181,11 +188,22 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
   }
 
   async function planForCopyOut(ctx: ResultContext): Promise<MaskPlanData | null | "deny"> {
+    const r = await copyOutPlan(ctx);
+    return r !== null && "deny" in r ? "deny" : r;
+  }
+
+  /** the plan of a COPY TO STDOUT's data, or why it cannot have one */
+  async function copyOutPlan(ctx: ResultContext): Promise<MaskPlanData | null | { deny: string }> {
     const resource = ctx.session.resource;
     const c = rulesFor(resource);
     if (!c) return null;
     const copy = (await candidateStatements(ctx)).map((s) => s?.CopyStmt).find((s) => s && !s.is_from);
-    if (!copy) return "deny"; // a CopyOutResponse we cannot attribute to a statement: fail closed
+    if (!copy) return UNATTRIBUTED; // a CopyOutResponse we cannot attribute to a statement: fail closed
+    return copyPlanOf(c, resource, copy);
+  }
+
+  async function copyPlanOf(c: CompiledMasking, resource: string, copy: any): Promise<MaskPlanData | null | { deny: string }> {
+    const unattributed = UNATTRIBUTED;
     let format = "text";
     let plainText = true;
     for (const o of copy.options ?? []) {
@@ -200,22 +218,22 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
       const cols: ResolvedColumn[] | null = copy.attlist
         ? copy.attlist.map((a: any) => ({ schema: rv.schemaname, table: rv.relname, column: a.String.sval }))
         : await opts.catalog.tableColumns(resource, rv.schemaname, rv.relname);
-      if (!cols) return "deny";
+      if (!cols) return unattributed;
       lineage = cols.map((col) => ({ name: col.column, sources: [{ col: { schema: col.schema, table: col.table, column: col.column } }], unknown: false }));
     } else if (copy.query) {
       const items = queryLineage(copy.query);
-      if (!items) return "deny";
+      if (!items) return unattributed;
       lineage = [];
       for (const it of items) {
         if (it.star) {
-          if (it.star.table === "?") return "deny";
+          if (it.star.table === "?") return unattributed;
           const cols = await opts.catalog.tableColumns(resource, it.star.schema, it.star.table);
-          if (!cols) return "deny";
+          if (!cols) return unattributed;
           for (const col of cols)
             lineage.push({ name: col.column, sources: [{ col: { schema: col.schema, table: col.table, column: col.column } }], unknown: false });
         } else lineage.push(it);
       }
-    } else return "deny";
+    } else return unattributed;
     const facts: FieldFacts[] = [];
     for (const l0 of lineage) {
       // COPY has no RowDescription: every column is judged by lineage; types are unknown, so
@@ -225,8 +243,26 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
     }
     const plan = planMask(c, facts);
     if (!plan) return null;
-    if (format !== "text" || !plainText) return "deny";
+    if (format !== "text") return { deny: `${COPY_OUT_MASKED} in ${format} format: only the text format can be masked` };
+    if (!plainText) return { deny: `${COPY_OUT_MASKED} with its own delimiter, NULL, quote, escape, encoding or FORCE_QUOTE: only the default text format can be masked` };
     return plan;
+  }
+
+  /** why a statement's results cannot be masked, before it runs (ResultMasker.refusal) */
+  async function refusal(ctx: ResultContext): Promise<string | undefined> {
+    const c = rulesFor(ctx.session.resource);
+    if (!c) return undefined;
+    for (const stmt of await candidateStatements(ctx)) {
+      if (stmt?.CopyStmt && !stmt.CopyStmt.is_from) {
+        const r = await copyPlanOf(c, ctx.session.resource, stmt.CopyStmt);
+        if (r !== null && "deny" in r) return r.deny;
+      }
+      // FETCH from a BINARY cursor in a simple Query returns binary rows the masker may not be able
+      // to rewrite, and only once the FETCH has run; in the extended protocol Bind chooses the format
+      if (stmt?.DeclareCursorStmt && (Number(stmt.DeclareCursorStmt.options ?? 0) & CURSOR_OPT_BINARY) !== 0)
+        return "a BINARY cursor is not allowed on a resource with masking rules (its rows could not be masked): declare it without BINARY";
+    }
+    return undefined;
   }
 
   // the catalog's exposure facts judged against the current rules, per resource; undefined = could not be read
@@ -346,6 +382,10 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
     planForCopyOut(ctx) {
       if (!rulesFor(ctx.session.resource)) return null;
       return planForCopyOut(ctx);
+    },
+    refusal(ctx) {
+      if (!rulesFor(ctx.session.resource)) return undefined;
+      return refusal(ctx);
     },
     maskCopyData(plan, frame) {
       return maskCopyDataFrame(plan as MaskPlanData, frame);

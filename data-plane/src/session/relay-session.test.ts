@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { RelaySession, type RelayIo } from "./relay-session.js";
 import { SluiceError } from "@sluice/shared/errors";
-import { allowAllEnforcerForTests, noopAudit, type ApprovalGate, type AuditFeatures, type AuditSink, type Enforcer, type SessionInfo, type StatementCompletion, type StatementRecord } from "./session-hooks.js";
+import { allowAllEnforcerForTests, noopAudit, type ApprovalGate, type AuditFeatures, type AuditSink, type Enforcer, type ResultMasker, type SessionInfo, type StatementCompletion, type StatementRecord } from "./session-hooks.js";
 import { classifySql, loadSqlParser } from "@sluice/shared/sql";
 import { bind as bindFrame, errorResponse, execute as executeFrame, parse, parse as parseFrame, query, readyForQuery, sync } from "../wire/encode.js";
 import { decodeErrorFields, decodeQuery, decodeReadyForQuery } from "../wire/decode.js";
@@ -14,7 +14,7 @@ const info: SessionInfo = {
 };
 const TOKEN = "sluice_denied_test";
 
-function harness(enforcer: Enforcer = allowAllEnforcerForTests, audit: AuditSink = noopAudit, features: AuditFeatures = { decodeParams: true, captureRows: 0 }, approvals?: ApprovalGate) {
+function harness(enforcer: Enforcer = allowAllEnforcerForTests, audit: AuditSink = noopAudit, features: AuditFeatures = { decodeParams: true, captureRows: 0 }, approvals?: ApprovalGate, masker?: ResultMasker) {
   const toClient: Buffer[] = [];
   const toUpstream: Buffer[] = [];
   const holds: boolean[] = [];
@@ -25,7 +25,7 @@ function harness(enforcer: Enforcer = allowAllEnforcerForTests, audit: AuditSink
     holdUpstream: () => undefined,
     close: () => undefined,
   };
-  const s = new RelaySession({ info, enforcer, audit, features, approvals, maxFrameBytes: 1 << 20, poisonToken: TOKEN, now: () => 0, io });
+  const s = new RelaySession({ info, enforcer, audit, features, approvals, masker, maxFrameBytes: 1 << 20, poisonToken: TOKEN, now: () => 0, io });
   return { s, toClient, toUpstream, holds };
 }
 
@@ -474,5 +474,100 @@ test("DEALLOCATE of a name made with Parse goes to the server under the proxy's 
   h.toUpstream.length = 0;
   h.s.onClientData(Buffer.concat([bindFrame("", "s2"), executeFrame(""), sync()]));
   assert.equal(codes(h.toUpstream), "BES");
+  assert.equal(h.closed.length, 0);
+});
+
+// ------------------------------------------------------------------ masking refusals before the statement runs
+
+/** refuses binary fields (as the real masker does for types it cannot rewrite) and COPY in any format but text */
+const refusingMasker: ResultMasker = {
+  planFor: (fields) => {
+    if (fields.some((f) => f.format === 1)) throw new SluiceError("permission_denied", "cannot mask binary column n of type date: request it in text format");
+    return null;
+  },
+  maskDataRow: (_p, f) => f,
+  refusal: async (ctx) => (/FORMAT (csv|binary)/i.test(ctx.statements[ctx.statementIndex ?? 0]?.text ?? ctx.sql) ? "COPY TO STDOUT of a result with masking rules is not allowed in binary format" : undefined),
+};
+const binaryRowDesc = frame("T", Buffer.concat([Buffer.from([0, 1]), Buffer.from("n\0"), Buffer.alloc(16), Buffer.from([0, 1])]));
+
+function masking() {
+  const records: StatementRecord[] = [];
+  const blocked: StatementRecord[] = [];
+  const completions: StatementCompletion[] = [];
+  const audit: AuditSink = {
+    ...noopAudit,
+    statementAllowed: (_s, r) => void records.push(r),
+    statementBlocked: (_s, r) => void blocked.push(r),
+    statementCompleted: (_s, d) => void completions.push(d),
+  };
+  const h = harness(classifying, audit, undefined, undefined, refusingMasker);
+  const c = closing();
+  (h.s as unknown as { o: { io: RelayIo } }).o.io.close = c.close;
+  return { ...h, records, blocked, completions, closed: c.closed };
+}
+
+test("a Bind asking for binary results: the portal is described first and the Execute waits; a result that cannot be masked is refused before it runs", async () => {
+  await loadSqlParser();
+  const h = masking();
+  h.s.onClientData(Buffer.concat([parseFrame("", "SELECT born FROM t"), bindFrame("", "", [], [], [1]), executeFrame(""), sync()]));
+  assert.equal(codes(h.toUpstream), "PBDH", "Describe and Flush, not the Execute");
+  h.toUpstream.length = 0;
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, binaryRowDesc]));
+  await tick();
+  assert.equal(codes(h.toUpstream), "PS", "the poison, then the client's Sync");
+  assert.ok(sent(h.toUpstream)[0]!.raw.includes(TOKEN));
+  h.s.onUpstreamData(Buffer.concat([poisonError(), readyForQuery("I")]));
+  assert.equal(codes(h.toClient), "12EZ", "the injected Describe's answer is the proxy's own");
+  const e = decodeErrorFields(sent(h.toClient)[2]!.raw);
+  assert.deepEqual([e.C, e.S, e.D], ["42501", "ERROR", "sluice rule: masking"]);
+  assert.match(e.M!, /cannot mask binary column n of type date/);
+  assert.deepEqual(h.records, [], "never recorded as allowed");
+  assert.deepEqual(h.blocked.map((r) => [r.sql, r.decision.rule]), [["SELECT born FROM t", "masking"]]);
+  assert.equal(h.closed.length, 0);
+});
+
+test("a binary Execute whose Describe the server skips after an earlier error is dropped, never forwarded", async () => {
+  await loadSqlParser();
+  const h = masking();
+  h.s.onClientData(Buffer.concat([parseFrame("", "SELECT 1/0"), bindFrame("", ""), executeFrame(""), parseFrame("", "SELECT born FROM t"), bindFrame("", "", [], [], [1]), executeFrame(""), sync()]));
+  assert.equal(codes(h.toUpstream), "PBDEPBDH", "the text Execute with its Describe in the same write, the binary one waiting for its own");
+  h.toUpstream.length = 0;
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, rowDesc, errorResponse({ severity: "ERROR", sqlstate: "22012", message: "division by zero" })]));
+  await tick();
+  assert.equal(codes(h.toUpstream), "S", "only the client's Sync");
+  h.s.onUpstreamData(readyForQuery("I"));
+  assert.equal(codes(h.toClient), "12EZ");
+  assert.deepEqual(h.records.map((r) => r.sql), ["SELECT 1/0"]);
+  assert.deepEqual(h.completions.map((d) => d.error?.sqlstate), ["22012"]);
+  assert.equal(h.closed.length, 0);
+});
+
+test("a binary Execute whose result can be masked goes on with the plan made ahead; NoData needs no plan", async () => {
+  await loadSqlParser();
+  const h = masking();
+  h.s.onClientData(Buffer.concat([parseFrame("", "UPDATE t SET a = 1"), bindFrame("", "", [], [], [1]), executeFrame(""), sync()]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, noData]));
+  await tick();
+  assert.equal(codes(h.toUpstream), "PBDHES");
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("UPDATE 2\0")), readyForQuery("I")]));
+  assert.equal(codes(h.toClient), "12CZ");
+  assert.deepEqual(h.completions.map((d) => [d.commandTag, d.rows]), [["UPDATE 2", 2]]);
+});
+
+test("COPY TO STDOUT the masker refuses: a statement error before it runs, simple and extended", async () => {
+  await loadSqlParser();
+  const h = masking();
+  h.s.onClientData(query("COPY t TO STDOUT (FORMAT binary)"));
+  await tick();
+  assert.equal(decodeQuery(sent(h.toUpstream)[0]!.raw), TOKEN);
+  h.s.onUpstreamData(Buffer.concat([poisonError(), readyForQuery("I")]));
+  h.toUpstream.length = 0;
+  h.s.onClientData(Buffer.concat([parseFrame("", "COPY t TO STDOUT (FORMAT csv)"), bindFrame("", ""), executeFrame(""), query("DELETE FROM t"), sync()]));
+  await tick();
+  assert.equal(codes(h.toUpstream), "PBPS", "Parse, Bind, the poison for the Execute; the Query behind it is skipped");
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, poisonError(), readyForQuery("I")]));
+  assert.equal(codes(h.toClient), "EZ12EZ");
+  assert.deepEqual(h.blocked.map((r) => r.decision.rule), ["masking", "masking"]);
+  assert.deepEqual(h.records, []);
   assert.equal(h.closed.length, 0);
 });

@@ -27,12 +27,12 @@ import { SluiceError, toSqlState } from "@sluice/shared/errors";
 import type { Decision } from "@sluice/shared/policy";
 import { B, F, type TxStatus } from "../wire/codes.js";
 import { FrameScanner, Mode, WireError, type ScanSink } from "../wire/frame-scanner.js";
-import { decodeBind, decodeErrorFields, decodeParameterStatus, decodeQuery, decodeReadyForQuery, decodeRowDescription } from "../wire/decode.js";
-import { describe as encodeDescribe, encodeErrorFields, errorResponse, noticeResponse, parse as encodeParse, query as encodeQuery, withNames, type ErrorFields } from "../wire/encode.js";
+import { bindAsksBinary, decodeBind, decodeErrorFields, decodeParameterStatus, decodeQuery, decodeReadyForQuery, decodeRowDescription } from "../wire/decode.js";
+import { describe as encodeDescribe, encodeErrorFields, errorResponse, flush as encodeFlush, noticeResponse, parse as encodeParse, query as encodeQuery, withNames, type ErrorFields } from "../wire/encode.js";
 import { Outbox } from "./outbox.js";
 import { pinnedSettingViolation } from "./pinned-settings.js";
 import { ReservedNames } from "./reserved-names.js";
-import { BIND, CLOSE, DESCRIBE_P, DESCRIBE_S, K, opOf, PARSE, ResponseQueue, SYNC, type Pending } from "./response-queue.js";
+import { BIND, CLOSE, DESCRIBE_P, DESCRIBE_S, K, opOf, PARSE, ResponseQueue, SYNC, type Described, type Pending } from "./response-queue.js";
 import { ResultPath } from "./result-path.js";
 import { isPromise, settledDecision, StatementGate, type Verdict } from "./statement-gate.js";
 import { nameKey, StatementNamespace, type Portal, type Slot, type SqlEffect, type Statement } from "./statement-namespace.js";
@@ -404,24 +404,37 @@ export class RelaySession {
   private onQuery(f: Buffer): boolean {
     const sql = decodeQuery(f);
     const readAt = this.o.now();
-    return this.decided(sql, "simple", (decision) => {
-      const clash = this.prepareClash(decision);
-      if (clash !== undefined) return this.refuse(K.PoisonQuery, clash);
-      // DEALLOCATE of a name the client made with Parse (as psycopg and Rails evict their caches):
-      // the server knows that statement under the proxy's name, so that is the name it is sent
-      const target = this.protocolDeallocate(decision);
-      if (target === "mixed") return this.apply(this.gate.deny(this.record("simple", sql, MIXED_DEALLOCATE)), K.PoisonQuery, () => undefined);
-      const text = target ? `DEALLOCATE "${target.server}"` : sql;
-      const rec = this.record("simple", text, decision);
-      return this.apply(this.gate.admit(rec), K.PoisonQuery, () => {
-        this.stats.statements++;
-        const at = this.forwardedAt(decision, readAt);
-        this.ns.query();
-        const effects = target ? [this.ns.deallocateProtocol(target)] : this.ns.sqlEffects(decision.statements, false);
-        this.queue.push({ kind: K.Query, rec, startedAt: at, rows: 0, mask: this.results.maskActive(), effects });
-        this.toUpstream.push(target ? encodeQuery(text) : f);
-      }, false, rec);
-    });
+    return this.decided(sql, "simple", (decision) => this.queryDecided(f, sql, decision, readAt));
+  }
+
+  /**
+   * A Query with its decision. `checked`: the masker was asked whether its results can be masked
+   * (COPY TO STDOUT in CSV/binary, a BINARY cursor) and said why not, or undefined.
+   */
+  private queryDecided(f: Buffer, sql: string, decision: Decision, readAt: number, checked?: { refused: string | undefined }): boolean {
+    const clash = this.prepareClash(decision);
+    if (clash !== undefined) return this.refuse(K.PoisonQuery, clash);
+    // DEALLOCATE of a name the client made with Parse (as psycopg and Rails evict their caches):
+    // the server knows that statement under the proxy's name, so that is the name it is sent
+    const target = this.protocolDeallocate(decision);
+    if (target === "mixed") return this.apply(this.gate.deny(this.record("simple", sql, MIXED_DEALLOCATE)), K.PoisonQuery, () => undefined);
+    const text = target ? `DEALLOCATE "${target.server}"` : sql;
+    if (checked === undefined && decision.action !== "deny") {
+      // a result that cannot be masked is refused before the statement runs: a statement error, the session goes on
+      const why = this.results.refusal(text, decision);
+      if (isPromise(why)) return this.hold(why.then((w) => () => this.skipUntilSync || this.queryDecided(f, sql, decision, readAt, { refused: w })), false);
+      checked = { refused: why };
+    }
+    if (checked?.refused !== undefined) return this.apply(this.gate.deny(this.record("simple", text, maskingRefusal(decision, checked.refused))), K.PoisonQuery, () => undefined);
+    const rec = this.record("simple", text, decision);
+    return this.apply(this.gate.admit(rec), K.PoisonQuery, () => {
+      this.stats.statements++;
+      const at = this.forwardedAt(decision, readAt);
+      this.ns.query();
+      const effects = target ? [this.ns.deallocateProtocol(target)] : this.ns.sqlEffects(decision.statements, false);
+      this.queue.push({ kind: K.Query, rec, startedAt: at, rows: 0, mask: this.results.maskActive(), effects });
+      this.toUpstream.push(target ? encodeQuery(text) : f);
+    }, false, rec);
   }
 
   private onParse(f: Buffer): boolean {
@@ -477,13 +490,15 @@ export class RelaySession {
 
   private bindTo(f: Buffer, portalKey: string, portalEnd: number, stmtEnd: number, st: Statement): boolean {
     let params: BoundParam[] | undefined;
+    let binary: boolean;
     // a statement that needs approval is approved with its parameters, whatever the audit decodes
     if (this.needParams || st.decision.action === "approve") {
       const b = decodeBind(f);
       params = b.params.map((v, i) => ({ format: b.paramFormats[i] === 1 ? "binary" : "text", value: v }));
-    }
+      binary = b.resultFormats.some((x) => x !== 0);
+    } else binary = bindAsksBinary(f);
     const portalName = f.toString("utf8", 5, portalEnd);
-    const portal = this.ns.bind(portalKey, (server) => ({ statement: st, name: portalName, server, params }));
+    const portal = this.ns.bind(portalKey, (server) => ({ statement: st, name: portalName, server, params, binary }));
     this.queue.push(BIND);
     // the unnamed portal of the unnamed statement goes as it came
     const renamed = portalKey !== "" || st.server !== "";
@@ -505,27 +520,66 @@ export class RelaySession {
     return this.execute(f, portal, st.decision, readAt);
   }
 
-  /** Execute of `portal`, decided from the statement bound into it */
-  private execute(f: Buffer, portal: Portal, decision: Decision, readAt: number): boolean {
+  /**
+   * Execute of `portal`, decided from the statement bound into it. With masking, what cannot be
+   * masked is refused before it runs (a statement error; the session goes on): first what the
+   * masker says of the statement itself (COPY TO STDOUT in CSV/binary, a BINARY cursor), then, for
+   * a Bind that asked for binary results, the portal's row description (`pre.described`, asked
+   * ahead, see describeAhead). Otherwise the Describe goes in the same write as the Execute.
+   */
+  private execute(f: Buffer, portal: Portal, decision: Decision, readAt: number, pre: { checked?: boolean; described?: Described } = {}): boolean {
     const st = portal.statement;
     // a Parse of `PREPARE name …` runs a SQL PREPARE at Execute: the server refuses one whose name a Parse took
     const clash = st.sqlLevel ? undefined : this.prepareClash(decision);
     if (clash !== undefined) return this.refuse(K.PoisonParse, clash);
-    const rec = this.record("parse", st.sql, decision, { statementName: st.name, portalName: portal.name, params: portal.params });
+    const mask = this.results.maskActive();
+    if (mask && decision.action !== "deny") {
+      if (!pre.checked) {
+        const why = this.results.refusal(st.sql, decision);
+        const next = (w: string | undefined) => ({ checked: true, described: w !== undefined ? { refused: w } : undefined });
+        if (isPromise(why)) return this.hold(why.then((w) => () => this.skipUntilSync || this.execute(f, portal, decision, readAt, next(w))), false);
+        pre = next(why);
+      }
+      if (pre.described === undefined && portal.binary) return this.describeAhead(f, portal, decision, readAt);
+    }
+    const d = pre.described;
+    // the server began skipping to Sync before it described the portal: it never sees this Execute
+    if (d === "skipped") return true;
+    const extra = { statementName: st.name, portalName: portal.name, params: portal.params };
+    if (d !== undefined && "refused" in d) return this.apply(this.gate.deny(this.record("parse", st.sql, maskingRefusal(decision, d.refused), extra)), K.PoisonParse, () => undefined);
+    const rec = this.record("parse", st.sql, decision, extra);
     return this.apply(this.gate.admit(rec), K.PoisonParse, () => {
       this.stats.statements++;
       const at = this.forwardedAt(decision, readAt);
-      const mask = this.results.maskActive();
-      if (mask) {
+      if (mask && d === undefined) {
         // make the upstream describe the portal so the rows can be matched to columns; the answer is swallowed
         this.queue.push({ kind: K.InjectedDescribe });
         this.toUpstream.push(encodeDescribe("P", portal.server));
       }
       const effects = st.sqlLevel ? undefined : this.ns.sqlEffects(decision.statements, true);
-      // the shape of the rows, when a Describe already told it (audit row capture labels columns with it)
-      this.queue.push({ kind: K.Execute, rec, startedAt: at, rows: 0, mask, fields: portal.fields ?? st.fields, effects });
+      // the shape of the rows, when a Describe already told it (audit row capture labels columns with it), and their plan when made ahead
+      const e: Pending = { kind: K.Execute, rec, startedAt: at, rows: 0, mask, fields: d?.fields ?? portal.fields ?? st.fields, effects };
+      if (d !== undefined) e.plan = d.plan;
+      this.queue.push(e);
       this.toUpstream.push(portal.server === "" ? f : withNames(f, 5, 1, [portal.server]));
     }, false, rec);
+  }
+
+  /**
+   * A Bind asked for binary results, and a binary column of some types cannot be masked: the
+   * portal is described first (Describe + Flush, the answer swallowed) and the Execute waits here,
+   * unforwarded, until its rows' mask plan is made, so a result that cannot be masked is refused
+   * before the statement runs. One round trip more per Execute, only for binary results under
+   * masking rules.
+   */
+  private describeAhead(f: Buffer, portal: Portal, decision: Decision, readAt: number): boolean {
+    const st = portal.statement;
+    let tell!: (d: Described | Promise<Described>) => void;
+    const told = new Promise<Described>((resolve) => (tell = resolve));
+    this.queue.push({ kind: K.InjectedDescribe, described: (fields) => tell(fields === "skipped" ? "skipped" : this.results.described(fields, st.sql, decision)) });
+    this.toUpstream.push(encodeDescribe("P", portal.server));
+    this.toUpstream.push(encodeFlush());
+    return this.hold(told.then((d) => () => this.skipUntilSync || this.execute(f, portal, decision, readAt, { checked: true, described: d })), false);
   }
 
   /** now, when a statement read at `readAt` is forwarded; an allowed one tells the added-latency metric */
@@ -754,6 +808,7 @@ export class RelaySession {
       case B.NoData:
         this.expect(code, k === K.DescribeS || k === K.DescribeP || k === K.InjectedDescribe, p);
         this.queue.pop();
+        p!.described?.(undefined);
         return k === K.InjectedDescribe ? Mode.Drop : Mode.Pass;
       case B.RowDescription:
         this.expect(code, k === K.DescribeS || k === K.DescribeP || k === K.InjectedDescribe || (k === K.Query && !p!.copy), p);
@@ -917,6 +972,8 @@ export class RelaySession {
 
   /** a statement that failed or never ran: recorded with the error, its SQL-level effects undone */
   private failed(q: Pending, err?: { sqlstate: string; message: string }): void {
+    // a Describe asked ahead of an Execute: that Execute is never forwarded
+    q.described?.("skipped");
     this.settleEffects(q, false);
     if ((q.kind === K.Execute || q.kind === K.Query) && q.rec) {
       q.error = err ?? NOT_RUN;
@@ -949,6 +1006,11 @@ export class RelaySession {
       return this.results.planFor(p, fields, f);
     }
     this.queue.pop();
+    if (p.described) {
+      // described ahead of its Execute, which waits for the plan (describeAhead)
+      p.described(fields);
+      return true;
+    }
     if (p.kind === K.InjectedDescribe) {
       // the Execute that follows takes these fields and their mask plan
       const next = this.queue.peek();
@@ -981,6 +1043,11 @@ const MIXED_DEALLOCATE: Decision = {
   statementIndex: 0,
   statements: [],
 };
+
+/** A decision refused by masking: its results could not be masked (`why`), so the statement never runs. */
+function maskingRefusal(d: Decision, why: string): Decision {
+  return { action: "deny", rule: "masking", reason: why, statementClass: d.statementClass, statementIndex: d.statementIndex, statements: d.statements };
+}
 
 /** The names a decision's statements EXECUTE (SQL level), or undefined when none. */
 function executedNames(d: Decision): string[] | undefined {

@@ -26,6 +26,13 @@ export const enum K {
   InjectedDescribe,
 }
 
+/**
+ * What an injected Describe of a portal told before its Execute was forwarded (a binary-format
+ * result is planned before the statement runs): the fields (none: NoData) and their mask plan, the
+ * reason the rows cannot be masked, or that the server skipped the Describe (an earlier error).
+ */
+export type Described = { readonly fields?: RowField[]; readonly plan: MaskPlan | null } | { readonly refused: string } | "skipped";
+
 export interface Pending {
   kind: K;
   /** Query/Execute: the statement */
@@ -52,6 +59,8 @@ export interface Pending {
   slot?: Slot<Statement> | Slot<Portal>;
   /** Query/Execute: SQL-level PREPARE / DEALLOCATE / DISCARD ALL of its statements, in order */
   effects?: SqlEffect[];
+  /** InjectedDescribe sent ahead of an Execute that waits for it: told the fields (undefined: NoData) or that the server skipped it */
+  described?: (fields: RowField[] | undefined | "skipped") => void;
   /** Query/Execute: the server answered with CopyInResponse (1) or CopyOutResponse (2) */
   copy?: 0 | 1 | 2;
 }

@@ -92,6 +92,28 @@ test("COPY TO STDOUT of a masked result is refused unless the masker can mask Co
   assert.equal(c.rp.copyWhole, true);
   c.rp.copyData(Buffer.from([0x64, 0, 0, 0, 6, 0x41, 0x0a]));
   assert.deepEqual(c.sent(), ["H", "d"]);
+  // binary CopyData (the response's format byte) is never masked, whatever the statement text said
+  assert.throws(() => path({ masker: copying }).rp.copyOut(execute(), Buffer.from([0x48, 0, 0, 0, 7, 1, 0, 0])), { code: "permission_denied" });
+});
+
+test("what cannot be masked is known before the statement runs: the masker's refusal of COPY/DECLARE statements, a described binary result", async () => {
+  const refusing: ResultMasker = {
+    ...masker,
+    planFor: (fields) => {
+      if (fields.some((f) => f.format === 1)) throw Object.assign(new Error("x"), {});
+      return null;
+    },
+    refusal: (ctx) => (ctx.statementIndex === 1 ? Promise.resolve("no CSV") : undefined),
+  };
+  const { rp } = path({ masker: refusing });
+  const d = (kinds: string[]) => ({ action: "allow" as const, rule: "r", reason: "", statementClass: "read" as const, statementIndex: 0, statements: kinds.map((kind, i) => ({ ...stmt(`s${i}`), kind })) });
+  assert.equal(rp.refusal("SELECT 1", d(["SelectStmt"])), undefined, "only COPY and DECLARE are asked");
+  assert.equal(await rp.refusal("x", d(["CopyStmt", "CopyStmt"])), "no CSV", "each of a Query's statements");
+  assert.equal(rp.refusal("x", d(["CopyStmt"])), undefined);
+  assert.deepEqual(rp.described(undefined, "UPDATE t SET a = 1", d(["UpdateStmt"])), { fields: undefined, plan: null }, "NoData");
+  assert.match((rp.described([{ ...field("n"), format: 1 }], "SELECT n", d(["SelectStmt"])) as { refused: string }).refused, /could not be checked against the masking rules: x/);
+  const plain = path({ masker: { ...masker, masks: () => false, refusal: () => "never asked" } });
+  assert.equal(plain.rp.refusal("x", d(["CopyStmt"])), undefined, "a resource without masking rules is not asked");
 });
 
 test("a simple query's statements: tags summed, the completion recorded once at the end with the last tag", () => {

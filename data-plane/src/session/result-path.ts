@@ -15,11 +15,12 @@
 import { SluiceError } from "@sluice/shared/errors";
 import { decodeCommandComplete, decodeErrorFields, decodeParameterStatus, rowsFromTag } from "../wire/decode.js";
 import { encodeErrorFields, parameterStatus } from "../wire/encode.js";
-import { K, type Pending } from "./response-queue.js";
+import { K, type Described, type Pending } from "./response-queue.js";
 import type { Outbox } from "./outbox.js";
-import type { AuditSink, CompletionListener, MaskPlan, MessageContext, ResultContext, ResultMasker, RowField, SessionInfo, StatementCompletion } from "./session-hooks.js";
+import { REFUSED_BEFORE_RUN, type AuditSink, type CompletionListener, type MaskPlan, type MessageContext, type ResultContext, type ResultMasker, type RowField, type SessionInfo, type StatementCompletion } from "./session-hooks.js";
 import { isPromise } from "./statement-gate.js";
 import type { StatementInfo } from "@sluice/shared/sql";
+import type { Decision } from "@sluice/shared/policy";
 
 const RECENT_MAX = 64;
 
@@ -40,6 +41,12 @@ export interface ResultPathOptions {
 }
 
 const COPY_OUT_MASKED = "COPY TO STDOUT of a result with masking rules is not allowed";
+
+/** a masker's failure as the reason a statement is refused: its own message when it refused (42501) */
+function unplannable(e: unknown): string {
+  const err = SluiceError.from(e, "internal");
+  return err.code === "permission_denied" ? err.message : `the result could not be checked against the masking rules: ${err.message}`;
+}
 
 export class ResultPath {
   /**
@@ -98,6 +105,56 @@ export class ResultPath {
     p.plan = plan ?? null;
     if (f) this.o.toClient.push(f);
     return true;
+  }
+
+  /**
+   * Why the results of `decision`'s statements could not be masked, decided before they run (see
+   * ResultMasker.refusal): the reason, undefined when they can be, or a promise of either (the
+   * masker asks the catalog). A masker that fails is a refusal too (fail closed, as a statement error).
+   */
+  refusal(sql: string, decision: Decision): string | undefined | Promise<string | undefined> {
+    const m = this.o.masker;
+    if (!m?.refusal || !this.maskActive()) return undefined;
+    const statements = decision.statements;
+    const one = (statementIndex?: number): string | undefined | Promise<string | undefined> => {
+      try {
+        const why = m.refusal!({ session: this.o.info, sql, statements, statementIndex });
+        return isPromise(why) ? why.catch(unplannable) : why;
+      } catch (e) {
+        return unplannable(e);
+      }
+    };
+    // a decision that does not say what its statements are: the masker reads the text itself
+    if (statements.length === 0) return one();
+    const ask = (from: number): string | undefined | Promise<string | undefined> => {
+      for (let i = from; i < statements.length; i++) {
+        if (!REFUSED_BEFORE_RUN.has(statements[i]!.kind)) continue;
+        const why = one(i);
+        if (isPromise(why)) return why.then((w) => (w !== undefined ? w : ask(i + 1)));
+        if (why !== undefined) return why;
+      }
+      return undefined;
+    };
+    return ask(0);
+  }
+
+  /**
+   * The mask plan of an Execute's rows from its portal's row description (`fields`; undefined:
+   * NoData), made before the Execute is forwarded: a result the masker cannot mask (a binary-format
+   * column of a type it cannot rewrite) is then refused as a statement error instead of ending the
+   * session mid-result.
+   */
+  described(fields: RowField[] | undefined, sql: string, decision: Decision): Described | Promise<Described> {
+    const m = this.o.masker;
+    if (fields === undefined || !m) return { fields, plan: null };
+    let plan: MaskPlan | null | Promise<MaskPlan | null>;
+    try {
+      plan = m.planFor(fields, { session: this.o.info, sql, statements: decision.statements, statementIndex: 0 });
+    } catch (e) {
+      return { refused: unplannable(e) };
+    }
+    if (isPromise(plan)) return plan.then((x): Described => ({ fields, plan: x ?? null }), (e): Described => ({ refused: unplannable(e) }));
+    return { fields, plan: plan ?? null };
   }
 
   dataRow(p: Pending | undefined, f: Buffer): void {
@@ -258,20 +315,24 @@ export class ResultPath {
   copyOut(p: Pending | undefined, f: Buffer): boolean {
     const m = this.o.masker;
     if (m && p && p.mask === true) {
+      // normally refused before it ran (refusal()); here only what that could not foresee (the
+      // columns changed by DDL earlier in its Query, a masker that cannot tell): the session ends.
+      // Whatever the statement text says, binary CopyData (format byte 1) is never masked.
+      const refused = (x: MaskPlan | null | "deny" | undefined) => x === "deny" || (x != null && f[5] === 1);
       const plan = m.planForCopyOut ? m.planForCopyOut(this.context(p)) : "deny";
       if (isPromise(plan)) {
         // the masker asks the catalog (a whole-table COPY needs its column list): hold the upstream
         this.o.toClient.flush();
         this.o.holdUpstream(
           plan.then((resolved) => {
-            if (resolved === "deny") throw new SluiceError("permission_denied", COPY_OUT_MASKED);
+            if (refused(resolved)) throw new SluiceError("permission_denied", COPY_OUT_MASKED);
             this.copyOutPlan = resolved ?? null;
             this.o.toClient.push(f);
           }),
         );
         return false;
       }
-      if (plan === "deny") throw new SluiceError("permission_denied", COPY_OUT_MASKED);
+      if (refused(plan)) throw new SluiceError("permission_denied", COPY_OUT_MASKED);
       this.copyOutPlan = plan ?? null;
     }
     this.o.toClient.push(f);

@@ -233,6 +233,15 @@ export interface ResultMasker {
    * COPY (42501), a plan to have `maskCopyData` rewrite each (B) CopyData frame, or null for raw.
    */
   planForCopyOut?(ctx: ResultContext): MaskPlan | null | "deny" | Promise<MaskPlan | null | "deny">;
+  /**
+   * Why the results of statement `ctx.statementIndex` could not be masked, asked before it runs for
+   * the statements whose results the session cannot plan from a row description
+   * (`REFUSED_BEFORE_RUN`: a COPY TO STDOUT in CSV or binary format of masked columns, a BINARY
+   * cursor); undefined: they can be. The session refuses such a statement with 42501 (a statement
+   * error: the session goes on) and records it as blocked. Absent: COPY TO STDOUT of a masked result
+   * is refused when its CopyOutResponse arrives, which ends the session.
+   */
+  refusal?(ctx: ResultContext): string | undefined | Promise<string | undefined>;
   maskCopyData?(plan: MaskPlan, frame: Buffer): Buffer;
   /**
    * The fields of an ErrorResponse (`error`) or NoticeResponse (`notice`) as the client and the audit
@@ -251,6 +260,9 @@ export interface ResultMasker {
    */
   screenParameter?(name: string, value: string, ctx: MessageContext): string | null | Promise<string | null>;
 }
+
+/** The statement kinds (StatementInfo.kind) the session asks `ResultMasker.refusal` about before they run. */
+export const REFUSED_BEFORE_RUN: ReadonlySet<string> = new Set(["CopyStmt", "DeclareCursorStmt"]);
 
 /** Holds a statement whose decision is `approve` until a human decides (design: data path 6). */
 export interface ApprovalGate {

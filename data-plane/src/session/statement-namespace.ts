@@ -52,6 +52,8 @@ export interface Portal {
   readonly name: string;
   readonly server: string;
   readonly params?: readonly BoundParam[];
+  /** the Bind asked for some result column in binary format */
+  readonly binary?: boolean;
   fields?: RowField[];
 }
 

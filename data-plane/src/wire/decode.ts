@@ -92,6 +92,32 @@ export function decodeBind(f: Buffer): BindMessage {
   return { portal, statement, paramFormats, params, resultFormats };
 }
 
+/** (F) Bind: whether it asks for any result column in binary format (walks past the parameters, decodes nothing) */
+export function bindAsksBinary(f: Buffer): boolean {
+  let i = f.indexOf(0, BODY);
+  if (i < 0) throw new WireError("unterminated string in message");
+  i = f.indexOf(0, i + 1);
+  if (i < 0) throw new WireError("unterminated string in message");
+  i++;
+  need(f, i, 2);
+  const nf = f.readInt16BE(i);
+  i += 2 + 2 * Math.max(0, nf);
+  need(f, i, 2);
+  const np = f.readInt16BE(i);
+  i += 2;
+  for (let k = 0; k < np; k++) {
+    need(f, i, 4);
+    const len = f.readInt32BE(i);
+    i += 4 + Math.max(0, len);
+  }
+  need(f, i, 2);
+  const nr = f.readInt16BE(i);
+  i += 2;
+  need(f, i, 2 * Math.max(0, nr));
+  for (let k = 0; k < nr; k++) if (f.readInt16BE(i + 2 * k) !== 0) return true;
+  return false;
+}
+
 /** (F) Describe / Close: 'S' statement or 'P' portal, and the name */
 export function decodeTarget(f: Buffer): { kind: "S" | "P"; name: string } {
   need(f, BODY, 1);
