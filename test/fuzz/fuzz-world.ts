@@ -166,8 +166,10 @@ export async function startFuzzWorld(t: TestContext): Promise<FuzzWorld> {
     setupSql: SCHEMA + seedSql(secrets),
     hooks: { maskingHashKey: hashKey },
     configure: (c) => {
-      // a spare is keyed by application_name, which is unique per fuzz session: none would be used
+      // a pooled connection is keyed by application_name, which is unique per fuzz session: none
+      // would be reused, and the reset of one (DISCARD ALL) would be logged as the ended session's
       c.dataPlane.upstreamPool.spares = 0;
+      c.dataPlane.upstreamPool.reuse = false;
       // room for captures above the 64 KiB that ride inside statement.completed, so the suite
       // meets result.rows events too (the default cap is those 64 KiB)
       c.dataPlane.audit.maxBytesPerStatement = 256 * 1024;
