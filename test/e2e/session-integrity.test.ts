@@ -267,6 +267,14 @@ async function attacks(t: TestContext, cluster: PgCluster): Promise<void> {
     assert.deepEqual(shown(await c.untilReady(4)), ["E:26000", "Z:I", "1", "Z:I", "E:42501", "Z:I", "2", "D:2", "C:SELECT 1", "Z:I"]);
   });
 
+  await t.test("a message that waits for the server's answer to a pipelined one, with no Sync behind it yet, does not wait forever", async () => {
+    const c = await connect("apps");
+    // the Describe of a named portal waits until DEALLOCATE ALL (which drops names) has completed;
+    // the server answers only at a Sync or a Flush, and the client's Sync is behind the Describe
+    c.send(parse("s2", "DEALLOCATE ALL"), bind("c1", "s2"), execute("c1", 1), describe("P", "s1"), sync());
+    assert.deepEqual(shown(await c.untilReady(1, 20_000)), ["1", "2", "C:DEALLOCATE ALL", "E:34000", "Z:I"]);
+  });
+
   void show;
 }
 

@@ -571,9 +571,13 @@ function protocolOracle(ev: Evidence, v: Verdicts): void {
     for (let i = 0; i < n; i++) {
       const why = pm[i] && rm[i] ? differs(pm[i]!, rm[i]!, denied.has(k)) : "missing message";
       if (why) {
+        // the proxy answered with the error the server gives too, but before what the server
+        // ran first (a multi-statement Query refused whole by the proxy's emulation)
+        const x = pm[i];
+        const earlier = x?.code === "E" && rm[i]?.code !== "E" && rm.slice(i).some((m) => m.code === "E" && errorFields(m).C === errorFields(x).C);
         v.failures.push({
           oracle: 4,
-          kind: `differs-from-server@${ev.c.ops[k]!.t}`,
+          kind: `${earlier ? "fails-earlier-than-server" : "differs-from-server"}@${ev.c.ops[k]!.t}`,
           message: `op ${k} (${ev.c.ops[k]!.t}) answer ${i + 1}: proxy sent ${describeMsg(pm[i])}, the server answers ${describeMsg(rm[i])} (${why})`,
         });
         return;

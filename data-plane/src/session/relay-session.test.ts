@@ -571,3 +571,14 @@ test("COPY TO STDOUT the masker refuses: a statement error before it runs, simpl
   assert.deepEqual(h.records, []);
   assert.equal(h.closed.length, 0);
 });
+
+test("a message that waits for the server's answer to a pipelined message asks the server to flush (no Sync is behind it yet)", async () => {
+  await loadSqlParser();
+  const h = completing(classifying);
+  h.s.onClientData(Buffer.concat([parseFrame("s2", "DEALLOCATE ALL"), bindFrame("c1", "s2"), executeFrame("c1"), frame("D", Buffer.from("Ps1\0")), sync()]));
+  assert.equal(codes(h.toUpstream), "PBEH", "the Describe of a named portal waits for DEALLOCATE ALL to complete, behind a Flush");
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, frame("C", Buffer.from("DEALLOCATE ALL\0"))]));
+  await tick();
+  assert.equal(codes(h.toUpstream), "PBEHPS", "then the Describe (unknown portal: its poison) and the Sync");
+  assert.equal(h.closed.length, 0);
+});

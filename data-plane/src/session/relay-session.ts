@@ -390,7 +390,7 @@ export class RelaySession {
       const names = executedNames(x);
       if (names === undefined || this.ns.sqlCertain(names)) return then(x);
       // EXECUTE of a name whose PREPARE/DEALLOCATE the server has not answered yet: decide once it has
-      return this.hold(this.ns.whenReady(() => this.ns.sqlCertain(names)).then(() => () => this.decided(sql, protocol, then)), false);
+      return this.hold(this.serverAnswers(() => this.ns.sqlCertain(names)).then(() => () => this.decided(sql, protocol, then)), false);
     };
     if (!isPromise(d)) return go(d);
     return this.hold(d.then((x) => () => go(x)), false);
@@ -398,7 +398,23 @@ export class RelaySession {
 
   /** re-reads `f` once the server has answered what the name in it depends on */
   private waitFor(ready: () => boolean, code: number, f: Buffer): boolean {
-    return this.hold(this.ns.whenReady(ready).then(() => () => this.clientFrame(code, f)), false);
+    return this.hold(this.serverAnswers(ready).then(() => () => this.clientFrame(code, f)), false);
+  }
+
+  /**
+   * Resolves once `ready()` holds, which takes the server's answers to messages already forwarded.
+   * The server sends its answers only at a Sync or a Flush, and the client's Sync is behind the
+   * message that waits: a Flush goes upstream with what was forwarded (it has no answer of its own),
+   * or the server and the proxy would wait for each other (e.g. DEALLOCATE ALL executed in a
+   * pipeline, then a Describe of a named portal).
+   */
+  private serverAnswers(ready: () => boolean): Promise<void> {
+    if (!ready()) {
+      // the server flushes at a Sync and at the end of a simple Query by itself
+      const last = this.queue.at(this.queue.length - 1)?.kind;
+      if (last !== K.Sync && last !== K.Query && last !== K.PoisonQuery) this.toUpstream.push(encodeFlush());
+    }
+    return this.ns.whenReady(ready);
   }
 
   private onQuery(f: Buffer): boolean {
