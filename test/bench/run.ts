@@ -3,7 +3,8 @@
  *
  * Starts its own PostgreSQL cluster (max_connections high enough for 1,000 idle sessions), a pgbench
  * database, pgbouncer in session mode with client TLS (as sluice does) and once more without TLS, and
- * sluice data-plane nodes as child processes (audit `ack` and `async`, unmasked and masked). Each
+ * sluice data-plane nodes as child processes (audit `ack` and `async`, unmasked and masked), and for
+ * scenario 1 a whole `sluice dev` stack with its default settings (target sluice-dev). Each
  * scenario runs against every target in alternation, repeated, and the medians go to
  * test/bench/results/latest.json and latest.md. Never part of the pass/fail of the suite (a smoke run
  * of this same harness is: `--smoke`).
@@ -23,6 +24,7 @@ import { startPgBouncer, type PgBouncer } from "./lib/pgbouncer.js";
 import { pgbenchWithRetry, bigResult, connectLatencies, openIdle, rssMb, type Target } from "./lib/clients.js";
 import { summarize, ratio, percentile, type Summary } from "./lib/stats.js";
 import { startSluiceNode, type SluiceNode } from "./lib/sluice-node.js";
+import { startSluiceDev } from "./lib/sluice-dev.js";
 import { pidsNamed, totalCpuSeconds } from "./lib/cpu.js";
 import { startTlsPipe } from "./lib/tls-pipe.js";
 import { renderMarkdown } from "./lib/report.js";
@@ -112,13 +114,24 @@ async function main() {
       }
     }
     const sluice = (n: string): Target[] => (sluiceNodes[n] ? [sluiceNodes[n]!.target(n)] : []);
+    // scenario 1 also runs through `sluice dev` with its default settings (ack), against sluice-ack
+    let devTarget: Target | undefined;
+    if (!smoke && only.has("1") && (!onlyTargets || onlyTargets.has("sluice-dev"))) {
+      try {
+        const dev = await startSluiceDev({ upstreamPort: cluster.port, database: db });
+        cleanup.push(() => dev.stop());
+        devTarget = dev.target("sluice-dev");
+      } catch (e) {
+        notes.push(`sluice-dev: could not start (${(e as Error).message.split("\n")[0]}); its column is empty`);
+      }
+    }
     // unmasked reference node for scenarios 2, 3 and 5: async when present (full run), else ack (smoke)
     const plainName = sluiceNodes["sluice-async"] ? "sluice-async" : "sluice-ack";
 
     // 1. pgbench -S, 8 clients, extended and simple protocol
     if (only.has("1")) {
       for (const mode of ["extended", "simple"] as const) {
-        const targets = wanted([direct, bouncerTls, bouncerPlain, ...(pipe ? [pipe.target] : []), ...sluice("sluice-ack"), ...sluice("sluice-async")]);
+        const targets = wanted([direct, bouncerTls, bouncerPlain, ...(pipe ? [pipe.target] : []), ...sluice("sluice-ack"), ...sluice("sluice-async"), ...(devTarget ? [devTarget] : [])]);
         const tps: Record<string, number[]> = {};
         const lat: Record<string, number[]> = {};
         // CPU per transaction of the proxy process and of nats-server (the audit stream's cost shows there)
@@ -173,6 +186,7 @@ async function main() {
           s.ratios[`${sl}/direct`] = ratio(s.results[sl]!.median, s.results.direct?.median ?? NaN);
           s.ratios[`${sl}/pgbouncer-tls`] = ratio(s.results[sl]!.median, s.results["pgbouncer-tls"]?.median ?? NaN);
         }
+        if (s.results["sluice-dev"] && s.results["sluice-ack"]) s.ratios["sluice-dev/sluice-ack"] = ratio(s.results["sluice-dev"].median, s.results["sluice-ack"].median);
         results.push(s);
       }
     }
