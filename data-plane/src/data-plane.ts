@@ -26,6 +26,8 @@ import { ConnectPhases } from "./metrics/connect-phases.js";
 import type { UpstreamPoolStats } from "./upstream/pool-stats.js";
 import { createDataPlaneMasker } from "./catalog/data-plane-masker.js";
 import { ddlInvalidationListener } from "./catalog/ddl-invalidation.js";
+import { createPgCatalog, pgCatalogConnector, type PgCatalog } from "./catalog/pg-catalog.js";
+import { volatilityEnforcer } from "./catalog/volatility-enforcer.js";
 import {
   defaultAuditFeatures,
   noopAudit,
@@ -161,11 +163,25 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   // default: the real policy over the current snapshot (deny without one); never an implicit allow
   let enforcer = options.enforcer;
   let classifier: ClassifierPool | undefined;
+  let functionCatalog: PgCatalog | undefined;
+  let stopWatchingSnapshots: (() => void) | undefined;
   if (!enforcer) {
     // a long statement is parsed off this thread, within a deadline: it cannot stall other sessions
     classifier = await ClassifierPool.create({ workers: options.classifier?.workers, deadlineMs: options.classifier?.timeoutMs });
     const cp = classifier;
-    enforcer = snapshotEnforcer(options.snapshots, undefined, { maxStatementBytes: options.maxStatementBytes, classify: (sql) => cp.classify(sql) });
+    const policy = snapshotEnforcer(options.snapshots, undefined, { maxStatementBytes: options.maxStatementBytes, classify: (sql) => cp.classify(sql) });
+    // a statement running a volatile user function is a write (pg_proc, on the masking catalog's side connection)
+    const catalog =
+      ownMasker?.catalog ??
+      (functionCatalog = createPgCatalog({
+        connect: pgCatalogConnector((r) => options.snapshots.current()?.bundle.resources.find((x) => x.name === r)?.upstream, options.resolveSecret ?? defaultResolveSecret),
+      }));
+    // a new snapshot may point a resource at another upstream (the masker's catalog does the same)
+    if (functionCatalog) {
+      const fc = functionCatalog;
+      stopWatchingSnapshots = options.snapshots.onChange(() => void fc.close());
+    }
+    enforcer = volatilityEnforcer(policy, { snapshots: options.snapshots, catalog });
   }
 
   const authTimeoutMs = options.authTimeoutMs ?? 30_000;
@@ -195,7 +211,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     audit: countingAudit(options.audit ?? noopAudit, counters),
     auditFeatures: options.auditFeatures ?? defaultAuditFeatures,
     // DDL seen by a session flushes the masking catalog of its resource (else the cache TTL does)
-    completionListeners: ownMasker ? [ddlInvalidationListener((r) => ownMasker.catalog.invalidate(r))] : [],
+    completionListeners: [ownMasker?.catalog, functionCatalog].flatMap((c) => (c ? [ddlInvalidationListener((r) => c.invalidate(r))] : [])),
     masker: options.masker ?? ownMasker?.masker,
     approvals: options.approvals && countingApprovals(options.approvals, counters),
     addedLatency,
@@ -261,6 +277,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     pool.close();
     if (server.listening) await new Promise<void>((r) => server.close(() => r()));
     await ownMasker?.close();
+    stopWatchingSnapshots?.();
+    await functionCatalog?.close();
     await classifier?.close();
     throw listenError(what, host, port, e);
   };
@@ -338,6 +356,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       });
       if (httpServer) await new Promise<void>((resolve) => httpServer!.close(() => resolve()));
       await ownMasker?.close();
+      stopWatchingSnapshots?.();
+      await functionCatalog?.close();
       await classifier?.close();
     },
   };

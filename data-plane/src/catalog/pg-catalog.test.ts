@@ -174,3 +174,48 @@ test("exposure facts from the real catalog: user code behind triggers, defaults,
   catalog.invalidate("db");
   assert.notEqual(await catalog.exposureFacts!("db"), f);
 });
+
+test("functionFacts: user functions by volatility (aggregates by their support functions), volatile operators, relations that run volatile code", async () => {
+  await client.query(`
+    CREATE FUNCTION ff_purge() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 0; END $$;
+    CREATE FUNCTION ff_stable() RETURNS int LANGUAGE sql STABLE AS 'SELECT 1';
+    CREATE SCHEMA ff;
+    CREATE FUNCTION ff.ff_stable() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT 1';
+    CREATE FUNCTION ff_step(int, int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 0; END $$;
+    CREATE AGGREGATE ff_agg(int) (SFUNC = ff_step, STYPE = int);
+    CREATE FUNCTION ff_istep(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 0';
+    CREATE AGGREGATE ff_iagg(int) (SFUNC = ff_istep, STYPE = int);
+    CREATE FUNCTION ff_opf(int, int) RETURNS bool LANGUAGE plpgsql AS $$ BEGIN RETURN true; END $$;
+    CREATE OPERATOR ##> (LEFTARG = int, RIGHTARG = int, FUNCTION = ff_opf);
+    CREATE VIEW ff_view AS SELECT ff_purge() AS p;
+    CREATE VIEW ff_view2 AS SELECT * FROM ff_view;
+    CREATE VIEW ff_opview AS SELECT 1 ##> 2 AS b;
+    CREATE VIEW ff_quiet AS SELECT ff_stable() AS s;
+    CREATE TABLE ff_rls (id int); ALTER TABLE ff_rls ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY ff_p ON ff_rls USING (ff_opf(id, id));
+  `);
+  catalog.invalidate("db");
+  assert.equal(catalog.functionFactsNow("db"), undefined, "nothing read yet");
+  const f = await catalog.functionFacts("db");
+  assert.equal(catalog.functionFactsNow("db"), f, "then at hand");
+  assert.equal(f.user.get("ff_purge"), true);
+  assert.equal(f.user.get("public.ff_stable"), false);
+  assert.equal(f.user.get("ff.ff_stable"), true);
+  assert.equal(f.user.get("ff_stable"), true, "unqualified: one of that name is volatile");
+  assert.equal(f.user.get("ff_agg"), true, "an aggregate with a volatile transition function");
+  assert.equal(f.user.get("ff_iagg"), false);
+  assert.ok(f.builtins.has("count") && f.builtins.has("nextval") && !f.builtins.has("ff_purge"));
+  assert.ok(f.volatileOperators.has("##>") && f.volatileOperators.has("public.##>"));
+  for (const v of ["ff_view", "public.ff_view2", "ff_opview", "ff_rls"]) assert.ok(f.volatileReads.has(v), v);
+  assert.ok(!f.volatileReads.has("ff_quiet"));
+  // one read serves concurrent callers; a DDL invalidation forgets it
+  assert.equal(await catalog.functionFacts("db"), f);
+  catalog.invalidate("db");
+  assert.equal(catalog.functionFactsNow("db"), undefined);
+  const [a, b] = await Promise.all([catalog.functionFacts("db"), catalog.functionFacts("db")]);
+  assert.equal(a, b);
+  assert.notEqual(a, f);
+  // forced re-read when older than asked
+  await new Promise((r) => setTimeout(r, 5));
+  assert.notEqual(await catalog.functionFacts("db", 1), a);
+});

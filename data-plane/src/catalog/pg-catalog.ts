@@ -15,6 +15,7 @@ import type { CatalogLookup, FieldOrigin } from "../masking/catalog-lookup.js";
 import { queryLineage, type OutputLineage, type SourceUse } from "../masking/lineage.js";
 import type { ResolvedColumn } from "../masking/mask-rules.js";
 import type { ExposureFacts } from "../masking/exposure.js";
+import { functionFactsFrom, type FunctionFacts } from "./volatile-calls.js";
 
 /** The part of pg.Client the catalog uses. */
 export interface CatalogConnection {
@@ -53,6 +54,10 @@ interface ResourceCache {
   types: Map<number, Entry<string>>;
   columns: Map<number, Entry<ResolvedColumn[]>>;
   exposure?: Entry<Promise<ExposureFacts>>;
+  /** the last functionFacts read, and a read under way (its result is kept only if no invalidation came meanwhile) */
+  functionFacts?: Entry<FunctionFacts>;
+  functionFactsRead?: Promise<FunctionFacts>;
+  generation: number;
 }
 
 const MAX_VIEW_DEPTH = 8;
@@ -110,6 +115,45 @@ SELECT json_build_object(
   'implicitUserCast', EXISTS (SELECT 1 FROM pg_cast WHERE castcontext = 'i' AND castfunc IN (SELECT oid FROM uc))
 ) AS facts`;
 
+/**
+ * One round trip for functionFacts (volatile-calls.ts): the built-in function names, each user
+ * function name with whether one of that name is volatile (an aggregate when a support function
+ * is), the operators whose function is a volatile user function, and the relations whose read runs a volatile user function or operator — a view's
+ * definition, a row security policy, and views reading those, transitively.
+ */
+const FUNCTION_FACTS_SQL = `
+WITH RECURSIVE vf AS (
+  SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+     AND (p.provolatile = 'v' OR (p.prokind IN ('a', 'w') AND EXISTS (
+       SELECT 1 FROM pg_aggregate a JOIN pg_proc f
+         ON f.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn)
+        WHERE a.aggfnoid = p.oid AND f.provolatile = 'v')))
+), vop AS (
+  SELECT o.oid FROM pg_operator o WHERE o.oprcode IN (SELECT oid FROM vf)
+), runs AS (
+  SELECT r.ev_class AS rel FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+   WHERE r.rulename = '_RETURN'
+     AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM vf)) OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM vop)))
+  UNION
+  SELECT pol.polrelid FROM pg_depend d JOIN pg_policy pol ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
+   WHERE (d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM vf)) OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM vop))
+  UNION
+  SELECT r.ev_class FROM runs JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = runs.rel AND d.classid = 'pg_rewrite'::regclass
+    JOIN pg_rewrite r ON r.oid = d.objid AND r.rulename = '_RETURN' AND r.ev_class <> runs.rel
+)
+SELECT json_build_object(
+  'builtins', (SELECT json_agg(DISTINCT p.proname) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname IN ('pg_catalog', 'information_schema')),
+  'user', (SELECT coalesce(json_agg(json_build_array(f.schema, f.name, f.volatile)), '[]') FROM (
+      SELECT n.nspname AS schema, p.proname AS name, bool_or(p.oid IN (SELECT oid FROM vf)) AS volatile
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+       WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') GROUP BY 1, 2) f),
+  'operators', (SELECT coalesce(json_agg(DISTINCT json_build_array(n.nspname, o.oprname)::text), '[]') FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+      WHERE o.oid IN (SELECT oid FROM vop)),
+  'relations', (SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname)), '[]') FROM (SELECT DISTINCT rel FROM runs) x
+      JOIN pg_class c ON c.oid = x.rel JOIN pg_namespace n ON n.oid = c.relnamespace)
+) AS facts`;
+
 interface FactsRow {
   relations: Array<[number, string, string, string, boolean, boolean, Array<[string, string, string]>, number[], number[]]>;
   functions: Array<[string, string, boolean]>;
@@ -139,6 +183,10 @@ export function exposureFactsFrom(d: FactsRow): ExposureFacts {
 }
 
 export interface PgCatalog extends CatalogLookup {
+  /** what volatile-calls.ts judges calls by; cached like the rest, re-read at once when older than `maxAgeMs` */
+  functionFacts(resource: string, maxAgeMs?: number): Promise<FunctionFacts>;
+  /** the cached functionFacts when fresh: the hot path decides without waiting */
+  functionFactsNow(resource: string): FunctionFacts | undefined;
   close(): Promise<void>;
 }
 
@@ -151,7 +199,7 @@ export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
   function cache(resource: string): ResourceCache {
     let c = caches.get(resource);
     if (!c) {
-      c = { attrs: new Map(), relByName: new Map(), viewLineage: new Map(), types: new Map(), columns: new Map() };
+      c = { attrs: new Map(), relByName: new Map(), viewLineage: new Map(), types: new Map(), columns: new Map(), generation: 0 };
       caches.set(resource, c);
     }
     return c;
@@ -263,6 +311,32 @@ export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
     return { uses: out, unknown };
   }
 
+  function functionFacts(resource: string, maxAgeMs = ttl): Promise<FunctionFacts> {
+    const c = cache(resource);
+    const e = c.functionFacts;
+    if (e !== undefined && now() - e.at < Math.min(ttl, maxAgeMs)) return Promise.resolve(e.value);
+    // a read already under way serves this request too (at most one per resource at a time)
+    if (c.functionFactsRead) return c.functionFactsRead;
+    const at = now();
+    const gen = c.generation;
+    const p = q<{ facts: Parameters<typeof functionFactsFrom>[0] }>(resource, FUNCTION_FACTS_SQL, []).then(
+      (rows) => {
+        const f = functionFactsFrom(rows[0]!.facts);
+        if (c.generation === gen) {
+          c.functionFacts = { at, value: f };
+          c.functionFactsRead = undefined;
+        }
+        return f;
+      },
+      (err: unknown) => {
+        if (c.generation === gen) c.functionFactsRead = undefined;
+        throw err;
+      },
+    );
+    c.functionFactsRead = p;
+    return p;
+  }
+
   return {
     async resolveFields(resource, fields) {
       const c = cache(resource);
@@ -368,6 +442,22 @@ export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
       return p;
     },
 
+    functionFacts,
+
+    functionFactsNow(resource) {
+      const e = caches.get(resource)?.functionFacts;
+      if (e === undefined) return undefined;
+      const age = now() - e.at;
+      if (age < ttl) return e.value;
+      // one period past its time it still serves, while a fresh read is made in the background;
+      // a DDL statement through any session flushes it at once (invalidate)
+      if (age < 2 * ttl) {
+        functionFacts(resource).catch(() => undefined);
+        return e.value;
+      }
+      return undefined;
+    },
+
     version(resource) {
       // every invalidation, and every TTL period, makes plans built on older lookups stale
       return (invalidations.get(resource) ?? 0) * 1e9 + Math.floor(now() / ttl);
@@ -383,6 +473,9 @@ export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
       c.types.clear();
       c.columns.clear();
       c.exposure = undefined;
+      c.functionFacts = undefined;
+      c.functionFactsRead = undefined;
+      c.generation++;
     },
 
     async close() {

@@ -223,3 +223,17 @@ test("the statistics views are admin reads: they sample column values, masked on
   }
   assert.equal(one("select * from myapp.pg_stats").class, "read", "a table of that name elsewhere");
 });
+
+test("calls are the functions that run with the statement, operators the operators it uses (for the data plane's pg_proc check)", () => {
+  const s = one("select purge(), public.keep(x) from t where a === 1 and b between 1 and 2 order by c using <<<");
+  assert.deepEqual(s.calls, ["purge", "public.keep"]);
+  assert.deepEqual(s.operators?.sort(), ["<", "<<<", "<=", "===", ">", ">="], "BETWEEN runs the comparisons");
+  assert.deepEqual(one("select 1 where x = any (select y from t)").operators?.sort(), ["="]);
+  assert.deepEqual(one("select operator(myschema.===)(1, 2)").operators, ["myschema.==="]);
+  const body = one("create function f() returns int language sql as $$ select purge() + 1 $$");
+  assert.deepEqual(body.functions, ["purge"], "a body's functions are listed");
+  assert.deepEqual(body.calls, [], "but do not run when the function is created");
+  assert.deepEqual(body.operators, []);
+  assert.deepEqual(one("do $$ begin perform purge(); end $$").calls, ["purge"], "a DO block runs its body");
+  assert.deepEqual(one("prepare p as select purge()").calls, ["purge"], "a prepared statement runs at EXECUTE");
+});

@@ -11,7 +11,7 @@
  * | class   | statements |
  * |---------|------------|
  * | read    | SELECT / VALUES / TABLE without writes or row locks; plain EXPLAIN (of anything: it only plans); DECLARE CURSOR of a read; COPY … TO STDOUT of a table or a read (contract: `read` includes it) |
- * | write   | INSERT, UPDATE, DELETE, MERGE, TRUNCATE (+risk truncate); a SELECT carrying a data-modifying CTE; SELECT … FOR UPDATE/NO KEY UPDATE/SHARE/KEY SHARE (Postgres demands UPDATE privilege for row locks, and a read-only identity must not be able to block writers); LOCK TABLE; CALL (a procedure may write); EXPLAIN ANALYZE of a write (it runs it); any statement calling a built-in with side effects: nextval/setval (the sequence is a written table), advisory locks, index maintenance (function-tables.ts) |
+ * | write   | INSERT, UPDATE, DELETE, MERGE, TRUNCATE (+risk truncate); a SELECT carrying a data-modifying CTE; SELECT … FOR UPDATE/NO KEY UPDATE/SHARE/KEY SHARE (Postgres demands UPDATE privilege for row locks, and a read-only identity must not be able to block writers); LOCK TABLE; CALL (a procedure may write); EXPLAIN ANALYZE of a write (it runs it); any statement calling a built-in with side effects: nextval/setval (the sequence is a written table), advisory locks, index maintenance (function-tables.ts); on the data plane, any statement running a volatile user function (data-plane/src/catalog/volatile-calls.ts, from `calls`, `operators` and the relations read) |
  * | ddl     | CREATE/ALTER/DROP of tables, views, indexes, sequences, types, functions, triggers, schemas, policies, rules; COMMENT; SELECT INTO and CREATE TABLE AS (they create a table); REFRESH MATERIALIZED VIEW; SECURITY LABEL |
  * | admin   | GRANT/REVOKE (+risk grant); reading a superuser-only catalog (pg_authid, pg_shadow, pg_user_mapping, pg_statistic, pg_largeobject, …) or a view of other sessions' SQL (pg_stat_activity, pg_stat_statements, pg_stat_get_activity()); roles (CREATE/ALTER/DROP ROLE); databases and tablespaces; ALTER SYSTEM (+alter-system); VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT, LOAD; extensions, FDWs, servers, user mappings, publications, subscriptions, event triggers, languages; REASSIGN/DROP OWNED; SET ROLE / SET SESSION AUTHORIZATION / RESET ROLE (+risk role-change); any statement calling a superuser function or a function that runs SQL from a string (its effect cannot be bounded by its shape); a DO block / function body in a language other than plpgsql or sql; EXECUTE of a non-constant string inside PL/pgSQL (unknowable) |
  * | utility | SET/RESET/SHOW, BEGIN/COMMIT/ROLLBACK/SAVEPOINT/…, two-phase commit, LISTEN/NOTIFY/UNLISTEN, DEALLOCATE, DISCARD, FETCH/MOVE/CLOSE, SET CONSTRAINTS, a DO block with no SQL inside; pg_notify(), and set_config() of a setting that is not harmless (session-settings.ts), inside any statement. Most of these carry a `baseline` allowance (client-baseline.ts) that every connected identity has: what is left to the class is two-phase commit, LISTEN/NOTIFY/UNLISTEN, pg_notify, DO without SQL and settings outside the harmless list (session_replication_role +session-replication-role, custom `x.y` settings, settings sluice does not know) |
@@ -35,7 +35,9 @@
  * handler does not know, PL/pgSQL nodes and parse modes, nesting beyond the pre-scan's bound.
  *
  * Known limits (documented, not hidden): a user-defined function called by name is judged by the
- * data plane's catalog (pg_proc volatility) — here only its name is reported; functions reached
+ * data plane's catalog (pg_proc volatility: data-plane/src/catalog/volatile-calls.ts makes a
+ * statement calling a volatile one, or one the catalog does not know, at least `write`) — here
+ * only its name is reported, in `calls` when it runs with the statement; functions reached
  * through operators, casts, type input functions, views, defaults, triggers and row-level security
  * policies are not listed.
  */
@@ -75,6 +77,8 @@ function classifyOne(parser: SqlParser, kind: string, node: J, text: string): St
     class: classes[classes.length - 1],
     tables: { read: [...c.reads], write: [...c.writes] },
     functions: [...c.functions],
+    calls: [...c.calls],
+    operators: [...c.operators],
     risks: [...c.risks],
     classes,
   };

@@ -14,6 +14,13 @@ export interface StatementInfo {
   tables: { read: string[]; write: string[] };
   /** functions called, lower-case, schema-qualified when written so */
   functions: string[];
+  /**
+   * The functions of `functions` that run when this statement runs, i.e. all but those only called
+   * in the body of a function it defines (CREATE FUNCTION). Absent = `functions`.
+   */
+  calls?: string[];
+  /** operators used where `calls` counts functions, lower-case (`schema.op` when written OPERATOR(schema.op)) */
+  operators?: string[];
   risks: Risk[];
   /** transaction control statements, for transaction-status bookkeeping */
   txn?: "begin" | "commit" | "rollback" | "savepoint" | "release" | "rollback_to" | "prepare" | "commit_prepared" | "rollback_prepared";

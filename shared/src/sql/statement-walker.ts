@@ -105,6 +105,10 @@ export class Collector {
   readonly reads = new Set<string>();
   readonly writes = new Set<string>();
   readonly functions = new Set<string>();
+  /** the functions that run when the statement runs: all of `functions` but those only in a function body it defines */
+  readonly calls = new Set<string>();
+  /** operators used where `calls` counts functions (a user operator runs its function) */
+  readonly operators = new Set<string>();
   readonly risks = new Set<Risk>();
   readonly classes = new Set<StatementClass>();
   readonly executes: string[] = [];
@@ -175,15 +179,28 @@ export class Collector {
       if (c < 65 || c > 90) this.walk(v, mode, depth); // a field
       else if (k === "RangeVar") this.table(v, mode);
       else if (k === "FuncCall") this.funcCall(v, mode, depth);
-      else if (WALKED_NODES.has(k)) this.walk(v, mode, depth);
+      else if (WALKED_NODES.has(k)) {
+        if (k === "A_Expr" || k === "SubLink" || k === "SortBy") this.operator(v.name ?? v.operName ?? v.useOp);
+        this.walk(v, mode, depth);
+      }
       else if (k in STATEMENT_CLASS && !Array.isArray(v)) this.statement(k, v, "", depth, false);
       else throw new ClassifyError(NEVER_FROM_PARSER.has(k) ? `unexpected node ${k}` : `unmodelled node ${k}`);
     }
   }
 
+  private operator(list: J[] | undefined): void {
+    if (!list || this.bodyDepth > 0) return;
+    const name = nameOf(list).toLowerCase();
+    if (!name) return;
+    // BETWEEN is spelt as keywords in the tree; it runs the comparison operators
+    if (name.includes("between")) for (const op of ["<", "<=", ">", ">="]) this.operators.add(op);
+    else this.operators.add(name);
+  }
+
   funcCall(fc: J, mode: "read" | "write", depth: number): void {
     const name = nameOf(fc.funcname).toLowerCase();
     this.functions.add(name);
+    if (this.bodyDepth === 0) this.calls.add(name);
     const base = lastPart(name);
     // built-ins with side effects: their class counts where a statement's class would (not in a
     // function body being defined)

@@ -1,0 +1,114 @@
+/**
+ * An Enforcer in front of another that holds every statement running a volatile user function (or
+ * reading a relation that runs one) to what a write needs (volatile-calls.ts): the inner decision
+ * is evaluated again with `write` among those statements' classes, so a read-only identity calling
+ * a PL/pgSQL function that deletes rows is denied, and the audit records the statement as a write.
+ *
+ * The catalog's facts are read per resource on its side connection and cached (PgCatalog's TTL,
+ * flushed by a DDL CommandComplete of any session): with fresh facts the decision is synchronous,
+ * and a decision already judged under the same facts is served from a per-decision memo, so the
+ * hot path costs a WeakMap lookup. A name the facts do not know is looked up once more (the
+ * function may be newer than the cache) before it counts as volatile. A catalog that cannot be read
+ * denies the statements that call functions or read relations (57P03), never passes them.
+ */
+import { evaluate, type Decision, type DecisionContext } from "@sluice/shared/policy";
+import { SluiceError } from "@sluice/shared/errors";
+import type { StatementInfo } from "@sluice/shared/sql";
+import type { Enforcer, EnforcerDecision, PreparedStatements, SessionInfo, SnapshotSource } from "../session/session-hooks.js";
+import { asWrite, describeUses, needsFunctionFacts, volatileUses, type FunctionFacts, type VolatileUse } from "./volatile-calls.js";
+
+export interface FunctionFactsSource {
+  functionFacts(resource: string, maxAgeMs?: number): Promise<FunctionFacts>;
+  functionFactsNow(resource: string): FunctionFacts | undefined;
+}
+
+/** a name the facts do not know is looked up again when they are older than this */
+const UNKNOWN_RECHECK_MS = 1000;
+
+const isPromise = <T>(x: T | Promise<T>): x is Promise<T> => typeof (x as { then?: unknown } | null)?.then === "function";
+
+export function volatilityEnforcer(inner: Enforcer, o: { snapshots: SnapshotSource; catalog: FunctionFactsSource }): Enforcer {
+  /** decision → the facts it was judged under and the outcome (cached decisions are shared objects) */
+  const memo = new WeakMap<Decision, { facts: FunctionFacts; out: Decision }>();
+
+  /** the statements whose calls count: the message's own, and the prepared statements its EXECUTEs run */
+  const statementsOf = (d: Decision, prepared: PreparedStatements | undefined): StatementInfo[] => {
+    const out: StatementInfo[] = [];
+    for (const s of d.statements) {
+      out.push(s);
+      for (const n of s.executes ?? []) {
+        const r = prepared?.resolve(n);
+        if (r) out.push(r);
+      }
+    }
+    return out;
+  };
+
+  const judge = (d: Decision, facts: FunctionFacts, session: SessionInfo, prepared: PreparedStatements | undefined, recheck: boolean): EnforcerDecision => {
+    const seen = memo.get(d);
+    if (seen?.facts === facts) return seen.out;
+    const uses = new Map<StatementInfo, VolatileUse[]>();
+    let unknown = false;
+    for (const s of statementsOf(d, prepared)) {
+      const u = volatileUses(facts, s);
+      if (u.length) uses.set(s, u);
+      if (u.some((x) => x.why === "unknown")) unknown = true;
+    }
+    if (uses.size === 0) {
+      memo.set(d, { facts, out: d });
+      return d;
+    }
+    if (unknown && recheck) {
+      // the function may have been created since the facts were read: read them again, once
+      return o.catalog.functionFacts(session.resource, UNKNOWN_RECHECK_MS).then(
+        (f) => judge(d, f, session, prepared, false),
+        (e: unknown) => unavailable(session, e),
+      );
+    }
+    const out = reevaluate(d, uses, session, prepared);
+    memo.set(d, { facts, out });
+    return out;
+  };
+
+  const reevaluate = (d: Decision, uses: Map<StatementInfo, VolatileUse[]>, session: SessionInfo, prepared: PreparedStatements | undefined): Decision => {
+    const snap = o.snapshots.current();
+    if (!snap) return d; // the inner enforcer denied already; nothing to raise
+    const ctx: DecisionContext = { resource: session.resource, groups: session.groups, issuer: session.issuer, subject: session.subject };
+    const statements = d.statements.map((s) => (uses.has(s) ? asWrite(s) : s));
+    const lookup = prepared && {
+      resolve: (n: string) => {
+        const r = prepared.resolve(n);
+        return r && uses.has(r) ? asWrite(r) : r;
+      },
+    };
+    const e = evaluate(snap.bundle, ctx, { ok: true, statements }, lookup);
+    if (e.action === d.action && e.rule === d.rule) return { ...e, reason: d.reason };
+    const all = [...uses.values()].flat();
+    return { ...e, reason: `${e.reason}: ${describeUses(all)}` };
+  };
+
+  const unavailable = (session: SessionInfo, e: unknown): never => {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new SluiceError("unavailable", `the function catalog of "${session.resource}" cannot be read, so statements calling functions are refused (${why})`);
+  };
+
+  const check = (d: Decision, session: SessionInfo, prepared: PreparedStatements | undefined): EnforcerDecision => {
+    if (d.action === "deny") return d;
+    let needs = false;
+    for (const s of statementsOf(d, prepared)) if (needsFunctionFacts(s)) needs = true;
+    if (!needs) return d;
+    const facts = o.catalog.functionFactsNow(session.resource);
+    if (facts) return judge(d, facts, session, prepared, true);
+    return o.catalog.functionFacts(session.resource).then(
+      (f) => judge(d, f, session, prepared, true),
+      (e: unknown) => unavailable(session, e),
+    );
+  };
+
+  return {
+    decide(sql, protocol, session, prepared) {
+      const d = inner.decide(sql, protocol, session, prepared);
+      return isPromise(d) ? d.then((x) => check(x, session, prepared)) : check(d, session, prepared);
+    },
+  };
+}
