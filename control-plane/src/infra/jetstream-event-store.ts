@@ -14,6 +14,8 @@ import { SluiceError } from "@sluice/shared/errors";
 import type { NatsNames } from "@sluice/shared/nats";
 
 const WRONG_LAST_SEQUENCE = 10071;
+/** an aggregate read that has not reached the subject's last event by then fails (the gRPC callers allow 15 s) */
+const READ_TIMEOUT_MS = 10_000;
 
 /** Thrown when another writer appended to the aggregate since it was read. The app layer retries. */
 export class ConcurrencyConflict extends Error {
@@ -112,7 +114,17 @@ export class JetStreamEventStore {
       filter_subjects: subject,
       deliver_policy: DeliverPolicy.All,
     });
-    const it = await consumer.consume({ max_messages: 256 });
+    // A pull that is lost (seen across a gateway, right after the consumer was made: the reply
+    // arrives before the inbox's interest has) is only noticed after two missed heartbeats; with the
+    // default 15 s heartbeat a policy apply then outlived its caller's deadline. 1 s heartbeats make
+    // the client pull again within about 2 s, and a read that still gets nothing fails instead of
+    // hanging.
+    const it = await consumer.consume({ max_messages: 256, expires: 2_000, idle_heartbeat: 1_000 });
+    let timedOut = false;
+    const deadline = setTimeout(() => {
+      timedOut = true;
+      it.stop();
+    }, READ_TIMEOUT_MS);
     try {
       for await (const m of it) {
         const ce = decodeEvent(m.data) as CloudEvent<Omit<E, "type">>;
@@ -122,7 +134,12 @@ export class JetStreamEventStore {
         if (m.seq >= last) break;
       }
     } finally {
+      clearTimeout(deadline);
       it.stop();
+    }
+    // a read that ended before the subject's last event would fold a partial history: never returned
+    if (timedOut || (events.at(-1)?.streamSeq ?? 0) < last) {
+      throw new SluiceError("unavailable", `reading ${subject} did not reach its last event within ${READ_TIMEOUT_MS} ms (NATS failing over?)`);
     }
     return { events, lastStreamSeq: events.at(-1)?.streamSeq ?? 0 };
   }
