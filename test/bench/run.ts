@@ -231,13 +231,18 @@ async function main() {
       const phaseSums: Record<string, Record<string, number>> = {};
       const phaseCounts: Record<string, number> = {};
       const reused: Record<string, { reused: number; opened: number }> = {};
+      // CPU of the proxy process (pgbouncer, a sluice node) per connection of the pgbench -C run
+      const cpuPerConn: Record<string, number[]> = {};
       for (let r = 0; r < repeat; r++) {
         for (const t of targets) {
           log(`3 rep ${r + 1}: ${t.name}`);
           const node = sluiceNodes[t.name];
           try {
             const m0 = node ? await node.metrics() : undefined;
+            const proxyPid = t.pid?.();
+            const cpu0 = proxyPid ? totalCpuSeconds([proxyPid]) : NaN;
             const res = await pgbenchWithRetry(t, { mode: "simple", clients: 4, seconds, connectPerTx: true }, (n) => notes.push(`3 ${n}`));
+            if (proxyPid) (cpuPerConn[t.name] ??= []).push(((totalCpuSeconds([proxyPid]) - cpu0) * 1000) / res.transactions);
             (cps[t.name] ??= []).push(res.tps);
             (lats[t.name] ??= []).push(...(await connectLatencies(t, smoke ? 10 : 100)));
             // TLS targets: the same with a client that offers its last session ticket (pgbouncer and sluice resume)
@@ -261,6 +266,7 @@ async function main() {
       for (const [k, v] of Object.entries(cps)) {
         const extra: Record<string, number> = { connectP50Ms: percentile(lats[k] ?? [], 50), connectP99Ms: percentile(lats[k] ?? [], 99) };
         if (resumedLats[k]) extra.resumedP50Ms = percentile(resumedLats[k]!, 50);
+        if (cpuPerConn[k]) extra.proxyCpuMsPerConn = percentile(cpuPerConn[k]!, 50);
         // mean milliseconds per connection in each phase, inside the node (the client's own work and the network are outside)
         if (phaseSums[k] && phaseCounts[k]) for (const p of CONNECT_PHASES) extra[`${p}Ms`] = (phaseSums[k]![p]! * 1000) / phaseCounts[k]!;
         if (reused[k]) extra.reusedShare = reused[k]!.reused / Math.max(1, phaseCounts[k] ?? 0);
