@@ -51,7 +51,7 @@ function lanes(o: Partial<AuditLanesOptions> = {}) {
 const publishes = (effects: Array<Publish | Lookup>) => effects.filter((e): e is Publish => e.do === "publish");
 const stored = (seq: number, duplicate = false): PublishOutcome => ({ kind: "stored", seq, duplicate });
 
-test("ack: the gates of one turn share one batch, which expects the lane's last message; the next expects this one", () => {
+test("ack: the gates of one turn share one batch; a batch's first attempt goes without an expectation, after the one before is stored", () => {
   const l = lanes();
   l.step(() => {
     l.core.enqueue(0, [ev("a1")], "gate", 0, "a");
@@ -60,14 +60,22 @@ test("ack: the gates of one turn share one batch, which expects the lane's last 
   assert.equal(l.core.wakeAt(), 0, "a gate is due at once (the end of the turn)");
   l.step(() => l.core.tick(0));
   const [p] = publishes(l.sent());
-  assert.deepEqual([p!.msgId, p!.expectedLastSeq, p!.events], ["b1-0:1", 0, [ev("a1").json, ev("b1").json]]);
+  assert.deepEqual([p!.msgId, p!.expectedLastSeq, p!.events], ["b1-0:1", undefined, [ev("a1").json, ev("b1").json]]);
   assert.equal(p!.bytes, ev("a1").bytes + ev("b1").bytes + 3, "the JSON array: brackets and a comma");
   l.step(() => l.core.published(p!.token, stored(17), 1));
   assert.deepEqual(l.settled.map((s) => [s.waiter, s.error]), [["a", undefined], ["b", undefined]]);
   const q = l.gate("a2", 2);
-  assert.deepEqual([q!.msgId, q!.expectedLastSeq], ["b1-0:2", 17]);
-  assert.equal(l.core.stats.messages, 1);
-  assert.equal(l.core.stats.published, 2);
+  assert.deepEqual([q!.msgId, q!.expectedLastSeq], ["b1-0:2", undefined]);
+  // its re-send (no answer in time, the look-up finds batch 1 last) expects batch 1's sequence
+  l.step(() => l.core.tick(1002));
+  const [look] = l.sent();
+  l.step(() => l.core.looked(look!.token, { kind: "found", seq: 17, msgId: p!.msgId }, 1003));
+  const [again] = publishes(l.sent());
+  assert.deepEqual([again!.msgId, again!.expectedLastSeq], ["b1-0:2", 17]);
+  l.step(() => l.core.published(again!.token, stored(18), 1004));
+  assert.equal(l.core.stats.messages, 2);
+  assert.equal(l.core.stats.published, 3);
+  assert.equal(l.core.stats.anomalies, 0);
 });
 
 test("one batch in flight per lane: what queues meanwhile goes next, follow-ups ride with the next gate", () => {
@@ -84,7 +92,7 @@ test("one batch in flight per lane: what queues meanwhile goes next, follow-ups 
   l.step(() => l.core.tick(1));
   const [second] = publishes(l.sent());
   assert.deepEqual(second!.events, [ev("c1").json, ev("s2").json]);
-  assert.equal(second!.expectedLastSeq, 3);
+  assert.deepEqual([second!.msgId, second!.expectedLastSeq], ["b1-0:2", undefined]);
 });
 
 test("group commit: after a batch is stored its sessions' next gates wait for each other, at most groupWaitMs", () => {
@@ -351,7 +359,10 @@ test("a lost PubAck: the look-up finds the batch stored, so it is done, once, an
     l.core.enqueue(0, [ev("y")], "gate", 1003, "y");
     l.core.tick(1003);
   });
-  assert.equal(publishes(l.sent())[0]!.expectedLastSeq, 9);
+  const [next] = publishes(l.sent());
+  assert.deepEqual([next!.msgId, next!.expectedLastSeq], ["b1-0:2", undefined]);
+  l.step(() => l.core.published(next!.token, stored(10), 1004));
+  assert.equal(l.core.stats.anomalies, 0);
 });
 
 test("a publish that never reached the stream: the look-up finds the previous message, the same batch goes again", () => {
@@ -497,7 +508,7 @@ test("lanes are independent: one stalled lane does not hold another", () => {
     l.core.enqueue(1, [ev("b2")], "gate", 2, "b2");
     l.core.tick(2);
   });
-  assert.deepEqual(publishes(l.sent()).map((p) => [p.subject, p.expectedLastSeq]), [["s.1", 2]]);
+  assert.deepEqual(publishes(l.sent()).map((p) => [p.subject, p.msgId]), [["s.1", "b-1:2"]]);
   assert.deepEqual(l.settled.map((s) => s.waiter), ["b"]);
 });
 
@@ -512,7 +523,7 @@ class ModelStream {
     const dup = this.dedupe.get(p.msgId);
     if (dup !== undefined) return { kind: "stored", seq: dup, duplicate: true };
     const last = this.last(p.subject);
-    if ((last?.seq ?? 0) !== p.expectedLastSeq) return { kind: "wrong_last_sequence" };
+    if (p.expectedLastSeq !== undefined && (last?.seq ?? 0) !== p.expectedLastSeq) return { kind: "wrong_last_sequence" };
     const seq = this.stored.length + 1;
     this.stored.push({ seq, subject: p.subject, msgId: p.msgId, events: p.events });
     this.dedupe.set(p.msgId, seq);
@@ -523,8 +534,9 @@ class ModelStream {
     const last = this.last(subject, stale ? this.stored.length - 1 : this.stored.length);
     return last ? { kind: "found", seq: last.seq, msgId: last.msgId } : { kind: "none" };
   }
-  expireDedupe(): void {
-    this.dedupe = new Map();
+  /** the window passes; `keep`: msg ids still inside it (a publish on its way, younger than the window) */
+  expireDedupe(keep: ReadonlySet<string> = new Set()): void {
+    this.dedupe = new Map([...this.dedupe].filter(([id]) => keep.has(id)));
   }
   private last(subject: string, upTo = this.stored.length) {
     for (let i = upTo - 1; i >= 0; i--) if (this.stored[i]!.subject === subject) return this.stored[i];
@@ -532,13 +544,19 @@ class ModelStream {
   }
 }
 
-type Fate = "deliver" | "lose-ack" | "lose-request" | "delay" | "fail-lookup" | "stale-lookup";
+/**
+ * What happens to one request: delivered; its answer lost; lost itself; delayed to the next clock
+ * step; `late`: it reaches the stream only some clock steps later, after its time-out, the look-up
+ * and possibly a re-send of the same batch (a publish stuck in a dead connection's buffer); a
+ * look-up that fails or reads a replica one message behind.
+ */
+type Fate = "deliver" | "lose-ack" | "lose-request" | "delay" | "late" | "fail-lookup" | "stale-lookup";
 
 test("whatever happens to requests and answers, the lane on the stream holds every event once, in order", () => {
   const seen = { recovered: 0, lookups: 0 };
   fc.assert(
     fc.property(
-      fc.array(fc.constantFrom<Fate>("deliver", "deliver", "deliver", "lose-ack", "lose-request", "delay", "fail-lookup", "stale-lookup"), { minLength: 1, maxLength: 60 }),
+      fc.array(fc.constantFrom<Fate>("deliver", "deliver", "deliver", "lose-ack", "lose-request", "delay", "late", "fail-lookup", "stale-lookup"), { minLength: 1, maxLength: 60 }),
       fc.array(fc.constantFrom("event", "gate", "disconnect", "reconnect", "expire-dedupe", "time"), { minLength: 5, maxLength: 80 }),
       (fates, script) => {
         const l = lanes({ bufferEvents: 10_000, ackWaitMs: 1e12, groupWaitMs: 1, groupWaitMaxMs: 5 });
@@ -548,6 +566,15 @@ test("whatever happens to requests and answers, the lane on the stream holds eve
         let fi = 0;
         const fate = (): Fate => fates[fi++ % fates.length]!;
         const delayed: Array<() => void> = [];
+        /** late publishes: when (in clock steps) each reaches the stream */
+        const late: Array<{ step: number; msgId: string; run: () => void }> = [];
+        let steps = 0;
+        const arrive = (upTo: number) => {
+          for (const x of late.filter((x) => x.step <= upTo)) {
+            late.splice(late.indexOf(x), 1);
+            x.run();
+          }
+        };
         const enqueued: string[] = [];
         const run = () => {
           for (const e of l.sent()) {
@@ -563,6 +590,7 @@ test("whatever happens to requests and answers, the lane on the stream holds eve
                 l.step(() => l.core.looked(e.token, f === "fail-lookup" ? { kind: "failed", reason: "timeout" } : stream.lookup(e.subject, f === "stale-lookup"), now));
               };
             if (f === "delay") delayed.push(answer);
+            else if (f === "late" && e.do === "publish") late.push({ step: steps + 1 + (fi % 3), msgId: e.msgId, run: answer });
             else answer();
           }
         };
@@ -577,9 +605,11 @@ test("whatever happens to requests and answers, the lane on the stream holds eve
             }
             case "disconnect": l.step(() => l.core.disconnected(now)); break;
             case "reconnect": l.step(() => l.core.reconnected(now)); break;
-            case "expire-dedupe": stream.expireDedupe(); break;
+            // the stream's duplicate window (120 s) outlives any publish still on its way
+            case "expire-dedupe": stream.expireDedupe(new Set(late.map((x) => x.msgId))); break;
             case "time": {
               for (const d of delayed.splice(0)) d();
+              arrive(++steps);
               now = Math.max(now, Math.min(l.core.wakeAt(), now + 10_000));
               l.step(() => l.core.tick(now));
             }
@@ -588,8 +618,9 @@ test("whatever happens to requests and answers, the lane on the stream holds eve
         }
         // then the network heals: everything is answered, until nothing is pending
         l.step(() => l.core.reconnected(now));
-        for (let i = 0; i < 10_000 && l.core.pending > 0; i++) {
+        for (let i = 0; i < 10_000 && (l.core.pending > 0 || late.length > 0); i++) {
           for (const d of delayed.splice(0)) d();
+          arrive(++steps);
           now = Math.max(now + 1, Math.min(l.core.wakeAt(), now + 10_000));
           l.step(() => l.core.tick(now));
           for (const e of l.sent()) {

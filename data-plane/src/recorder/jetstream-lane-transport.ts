@@ -29,7 +29,8 @@ export interface LaneTransportEvents {
 
 /** What AuditPublisher needs from a transport (tests plug in their own). */
 export interface LaneTransport {
-  publish(token: number, subject: string, payload: Uint8Array, msgId: string, expectedLastSeq: number): void;
+  /** `expectedLastSeq`: Nats-Expected-Last-Subject-Sequence, when the lanes ask for it (re-sends) */
+  publish(token: number, subject: string, payload: Uint8Array, msgId: string, expectedLastSeq: number | undefined): void;
   lookupLast(token: number, subject: string, timeoutMs: number): void;
   close(): void;
 }
@@ -67,10 +68,10 @@ export class JetStreamLaneTransport implements LaneTransport {
     });
   }
 
-  publish(token: number, subject: string, payload: Uint8Array, msgId: string, expectedLastSeq: number): void {
+  publish(token: number, subject: string, payload: Uint8Array, msgId: string, expectedLastSeq: number | undefined): void {
     const h = natsHeaders();
     h.set("Nats-Msg-Id", msgId);
-    h.set("Nats-Expected-Last-Subject-Sequence", String(expectedLastSeq));
+    if (expectedLastSeq !== undefined) h.set("Nats-Expected-Last-Subject-Sequence", String(expectedLastSeq));
     h.set("Content-Type", BATCH_CONTENT_TYPE);
     try {
       this.nc.publish(subject, payload, { reply: `${this.inbox}.${token}`, headers: h });
