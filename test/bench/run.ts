@@ -9,7 +9,10 @@
  * test/bench/results/latest.json and latest.md. Never part of the pass/fail of the suite (a smoke run
  * of this same harness is: `--smoke`).
  *
- * Flags: --smoke (tiny scale, 1 s runs, 1 repetition), --out DIR, --only 1,2,3,4,5,6, --repeat N, --seconds S,
+ * Scenario 7 (policy propagation across a NATS supercluster, propagation.bench.ts) also writes
+ * propagation.json/.md; it is left out of --smoke unless named in --only.
+ *
+ * Flags: --smoke (tiny scale, 1 s runs, 1 repetition), --out DIR, --only 1,2,3,4,5,6,7, --repeat N, --seconds S,
  * --targets a,b (run only these targets, e.g. `sluice-async`: for profiling one of them; no ratio is complete then)
  */
 import { parseArgs } from "node:util";
@@ -44,7 +47,7 @@ const { values: flags } = parseArgs({
 });
 const smoke = flags.smoke!;
 const outDir = flags.out ?? join(here, "results");
-const only = new Set((flags.only ?? "1,2,3,4,5,6").split(",").map((s) => s.trim()));
+const only = new Set((flags.only ?? (smoke ? "1,2,3,4,5,6" : "1,2,3,4,5,6,7")).split(",").map((s) => s.trim()));
 const repeat = Number(flags.repeat ?? (smoke ? 1 : 3));
 const seconds = Number(flags.seconds ?? (smoke ? 1 : 10));
 const scale = smoke ? 1 : 10;
@@ -402,6 +405,26 @@ async function main() {
         }
       } catch (e) {
         s.notes.push(`sluice dev / sessions list: ${(e as Error).message}`);
+      }
+      results.push(s);
+    }
+
+    // 7. Policy propagation: `policy apply` to each node enforcing, on a supercluster (its own process)
+    if (only.has("7")) {
+      const s: ScenarioResult = { id: "7", title: "Policy propagation: from the `policy apply` call to each node enforcing the revision (supercluster of two 3-node clusters, a replica and two nodes per region)", unit: "ms", results: {}, ratios: {}, notes: [] };
+      const rounds = smoke ? 5 : 60;
+      const r = spawnSync(process.execPath, ["--import", "tsx", join(here, "propagation.bench.ts"), "--rounds", String(rounds), "--write", outDir], { encoding: "utf8", timeout: 600_000, env: { ...process.env, SLUICE_LOG_LEVEL: "error" } });
+      try {
+        if (r.status !== 0) throw new Error((r.stderr || "").trim().split("\n").slice(-3).join(" | "));
+        const f = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { enforceMs: Record<string, number[]>; loadAverageAtStart: number };
+        for (const [k, xs] of Object.entries(f.enforceMs)) {
+          s.results[k] = { ...summarize(xs), extra: { p50Ms: percentile(xs, 50), p99Ms: percentile(xs, 99) } };
+        }
+        const all = Object.values(f.enforceMs).flat();
+        s.results["every node"] = { ...summarize(all), extra: { p50Ms: percentile(all, 50), p99Ms: percentile(all, 99) } };
+        s.notes.push(`${rounds} rounds, load average ${f.loadAverageAtStart.toFixed(1)} at start; details in propagation.md`);
+      } catch (e) {
+        s.notes.push(`propagation.bench.ts failed: ${(e as Error).message}`);
       }
       results.push(s);
     }

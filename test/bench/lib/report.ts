@@ -20,6 +20,7 @@ const TARGETS: Record<string, string> = {
   "3": "sluice ≥ 0.5× pgbouncer-tls connections/s, p50 ≤ 2× pgbouncer-tls's; reuse off no worse than before the pool (issue 15; *Ms columns: mean per connection inside the node, by phase)",
   "5": "< 200 MB for 1,000 idle sessions; bounded during a large result",
   "6": "`sluice --help` and `sluice sessions list` against a running stack ≤ 300 ms (issue 15)",
+  "7": "p99 ≤ 250 ms (issue 16)",
 };
 
 export function renderMarkdown(r: Report): string {
