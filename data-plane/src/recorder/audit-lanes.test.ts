@@ -222,6 +222,9 @@ test("group commit at 8 busy sessions on a loaded machine: the wait follows how 
   assert.ok(adaptive.msgsPerStatement <= 0.14, `adaptive: ${adaptive.msgsPerStatement}`);
   const late = adaptive.batches.slice(20);
   assert.ok(late.filter((b) => b.gates === 8).length >= late.length * 0.8, JSON.stringify(late.map((b) => b.gates)));
+  // a wait that starts at nothing (groupWaitMs 0) learns it too
+  const fromZero = busySessions({ sessions: 8, rounds: 200, rttMs: 1, returnMs: (s, r) => 0.4 + 3.6 * jitter(s, r), groupWaitMs: 0, groupWaitMaxMs: 5 });
+  assert.ok(fromZero.msgsPerStatement <= 0.16, `from 0 ms: ${fromZero.msgsPerStatement}`);
   // and no completion went alone while its session was coming back
   assert.ok(adaptive.batches.slice(0, -1).every((b) => b.gates > 0), "no follow-only batch before the end");
   // the price, in a model where a message costs no CPU: a round waits for the slowest session (on

@@ -524,10 +524,11 @@ export class AuditLanes<W> {
     else l.queuedAt = now; // left over: lingers again, unless a gate or its size makes it due
     // group commit: learn how long the released sessions take to come back, from the rounds whose
     // batch carries gates (a follow-only batch says nothing about returns); a wait that ran out
-    // counts as twice its length, so a wait too short for this load grows
+    // counts as its length plus what it waited, so a wait too short for this load grows
     if (l.roundOpen && gates > 0 && this.groupMax > 0) {
       const w = this.groupWait(l);
-      const sample = l.awaiting === 0 ? l.returnedAt - l.releasedAt : now >= l.releasedAt + w ? 2 * w : Number.NaN;
+      const waited = now - l.releasedAt;
+      const sample = l.awaiting === 0 ? l.returnedAt - l.releasedAt : waited >= w ? w + waited : Number.NaN;
       if (!Number.isNaN(sample)) l.returnMs += (Math.min(sample, 2 * this.groupMax) - l.returnMs) / 4;
     }
     l.roundOpen = false;
