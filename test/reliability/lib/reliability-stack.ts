@@ -1,6 +1,6 @@
 /**
  * The room a reliability scenario runs in, every part a real process on loopback: a private
- * nats-server (private-nats.ts), a control plane and a data plane started through bin/sluice.js
+ * nats-server (private-nats.ts) or a 3-server cluster (test/lib/nats-cluster.ts), a control plane and a data plane started through bin/sluice.js
  * with config files (sluice-process.ts), a database of its own on the machine's PostgreSQL or on a
  * private cluster (test/lib/pg-cluster.ts), and a dev OIDC issuer whose tokens the clients use.
  * The policy is applied through the control plane's API as an operator would. Everything is torn
@@ -24,6 +24,7 @@ import { applyBundleText } from "../../../bin/lib/dev-policy-client.js";
 import { runSluice, type CliResult } from "../../lib/run-sluice.js";
 import { selfSignedCert } from "../../lib/self-signed.js";
 import { readStream, type StoredEvent } from "../../e2e/audit-recording-support.js";
+import { startNatsCluster, type NatsCluster } from "../../lib/nats-cluster.js";
 import { startPrivateNats, type PrivateNats } from "./private-nats.js";
 import { SluiceProcess } from "./sluice-process.js";
 import { stablePort } from "./stable-port.js";
@@ -47,7 +48,9 @@ export interface ReliabilityStackOptions {
   adminServer?: UpstreamServer;
   /** without a control plane the harness writes nothing: the node then has no snapshot (default true) */
   controlPlane?: boolean;
-  /** lines inside the nats-server jetstream block, and its store directory */
+  /** a 3-server NATS cluster (test/lib/nats-cluster.ts; every stream and bucket with 3 replicas) instead of one server */
+  natsCluster?: boolean;
+  /** lines inside the nats-server jetstream block, and its store directory (one server only) */
   natsJetstream?: string[];
   natsStoreDir?: string;
   /** extra policies (group `ci` may read, write and run utility statements already) */
@@ -58,7 +61,10 @@ export interface ReliabilityStackOptions {
 
 export interface ReliabilityStack {
   dir: string;
+  /** the one nats-server (unless natsCluster) */
   nats: PrivateNats;
+  /** the cluster (natsCluster) */
+  cluster: NatsCluster | undefined;
   /** the scenario's own connection to NATS (reconnects forever) */
   nc: NatsConnection;
   names: NatsNames;
@@ -112,9 +118,19 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const nats = await startPrivateNats(join(dir, "nats"), { storeDir: o.natsStoreDir, jetstream: o.natsJetstream });
-  cleanups.push(() => nats.kill());
-  const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  let nats: PrivateNats | undefined;
+  let cluster: NatsCluster | undefined;
+  if (o.natsCluster) {
+    cluster = await startNatsCluster(undefined, { clusters: [{ name: "rel", size: 3 }], timeoutMs: 90_000 });
+    cleanups.push(() => cluster!.stop());
+    await cluster.waitForJetStream();
+  } else {
+    nats = await startPrivateNats(join(dir, "nats"), { storeDir: o.natsStoreDir, jetstream: o.natsJetstream });
+    cleanups.push(() => nats!.kill());
+  }
+  const natsUrl = cluster ? cluster.urls() : nats!.url;
+  const replicas = cluster ? 3 : 1;
+  const nc = await connect({ servers: natsUrl.split(","), maxReconnectAttempts: -1, reconnectTimeWait: 250 });
   cleanups.push(() => nc.close());
   const names = natsNames("");
 
@@ -157,7 +173,7 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
     const cfg = defaultConfig();
     cfg.node = "cp-1";
     cfg.region = "rel";
-    cfg.nats = { ...cfg.nats, url: nats.url };
+    cfg.nats = { ...cfg.nats, url: natsUrl, replicas };
     cfg.controlPlane.grpcListen = cpAddress;
     cfg.controlPlane.httpListen = `127.0.0.1:${await stablePort()}`;
     cfg.controlPlane.adminGroups = [ADMIN_GROUP];
@@ -184,7 +200,7 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
   const dcfg = defaultConfig();
   dcfg.node = "dp-1";
   dcfg.region = "rel";
-  dcfg.nats = { ...dcfg.nats, url: nats.url };
+  dcfg.nats = { ...dcfg.nats, url: natsUrl, replicas };
   dcfg.dataPlane.listen = `127.0.0.1:${dpPort}`;
   dcfg.dataPlane.httpListen = `127.0.0.1:${dpHttpPort}`;
   dcfg.dataPlane.tls = { mode: "required", certFile: cert.certFile, keyFile: cert.keyFile };
@@ -221,7 +237,9 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
 
   return {
     dir,
-    nats,
+    // (a cluster stack has no single server: touching `nats` there is a scenario's mistake)
+    nats: nats ?? (undefined as unknown as PrivateNats),
+    cluster,
     nc,
     names,
     database,
