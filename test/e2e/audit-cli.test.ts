@@ -13,6 +13,8 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { generateSigningKey, lastCheckpoint, signCheckpoint, checkpointHash, SEALED_STREAM, type AuditApi } from "@sluice/control-plane";
 import { startStack, type Stack } from "./harness.js";
 import { runSluice, type CliResult } from "../lib/run-sluice.js";
+import { SessionEventType, type StatementAllowedData, type StatementCompletedData } from "@sluice/shared/events";
+import { readStream } from "./audit-recording-support.js";
 
 function sluice(stack: Stack, args: string[]): Promise<CliResult> {
   return runSluice(args, {
@@ -138,4 +140,50 @@ test("sessions and audit CLI over real recorded sessions: list, show, replay, ve
   assert.equal(forgedRun.code, 1);
   assert.match(forgedRun.stdout, /FAILED: checkpoint \[\d+\.\.\d+\]: signed by key ed25519:[0-9a-f]{16}, not the pinned key/);
   assert.match(forgedRun.stderr, /audit verification failed at stream seq \d+ \(checkpoint-key\)/);
+});
+
+test("a multi-statement Query is recorded and replayed statement by statement: its own decision, completion, tag and exact rows (issue 13, finding 020)", async (t) => {
+  const stack = await startStack(t, { setupSql: "CREATE TABLE customers (id int PRIMARY KEY, email text); INSERT INTO customers VALUES (1, 'ann@example.com')" });
+  const audit = stack.controlPlane.api<AuditApi>("audit")!;
+  const client = await stack.connect({ sub: "repo:acme/multi", groups: ["dev"] });
+  // three statements: one row, 150 rows (more than the 100 captured), a write
+  const sql = "SELECT 1 AS a; SELECT g FROM generate_series(1, 150) g; INSERT INTO customers VALUES (2, 'bo@example.com')";
+  const results = (await client.query(sql)) as unknown as Array<{ rowCount: number }>;
+  assert.deepEqual(results.map((r) => r.rowCount), [1, 150, 1]);
+  // a failing statement in the middle: the one after it never runs
+  await assert.rejects(client.query("SELECT 2 AS b; SELECT 1/0; SELECT 3 AS c"), { code: "22012" });
+  await client.end();
+  const session = await until("the ended session in the read model", async () => {
+    await audit.projector.catchUp();
+    const [row] = await audit.model.listSessions({ identity: "repo:acme/multi" });
+    return row?.status === "ended" ? row : undefined;
+  });
+  const detail = (await audit.model.getSession(session.session_id))!;
+  assert.deepEqual(
+    detail.statements.map((s) => [s.statement_id, s.sql, s.outcome, s.command_tag, s.rows]),
+    [
+      [1, "SELECT 1 AS a", "completed", "SELECT 1", 1],
+      [2, "SELECT g FROM generate_series(1, 150) g", "completed", "SELECT 150", 150],
+      [3, "INSERT INTO customers VALUES (2, 'bo@example.com')", "completed", "INSERT 0 1", 1],
+      [4, "SELECT 2 AS b", "completed", "SELECT 1", 1],
+      [5, "SELECT 1/0", "failed", null, 0],
+      [6, "SELECT 3 AS c", "failed", null, 0],
+    ],
+  );
+  // on the stream: two events per statement, the capped capture says how many rows there were
+  const evs = (await readStream(stack.nc, stack.names.auditStream)).map((s) => s.ev).filter((e) => e.subject === session.session_id);
+  const ofType = (n: string) => evs.filter((e) => e.type === SessionEventType[n as keyof typeof SessionEventType]);
+  assert.deepEqual(ofType("statement.allowed").map((e) => [(e.data as StatementAllowedData).statementId, (e.data as StatementAllowedData).part, (e.data as StatementAllowedData).parts]), [[1, 1, 3], [2, 2, 3], [3, 3, 3], [4, 1, 3], [5, 2, 3], [6, 3, 3]]);
+  const done = ofType("statement.completed").map((e) => e.data as StatementCompletedData);
+  assert.deepEqual(done.map((d) => d.statementId), [1, 2, 3, 4, 5, 6]);
+  const big = done[1]!.results![0]!;
+  assert.deepEqual([big.rows, big.recorded, big.truncated], [150, 100, true]);
+  assert.match(done[5]!.error!.message, /an earlier statement of its Query failed/);
+  // the replay shows each statement with its own completion
+  const replay = await sluice(stack, ["sessions", "replay", session.session_id]);
+  assert.equal(replay.code, 0, replay.stderr);
+  assert.match(replay.stdout, /#2 \[simple, read, statement 2 of 3 of one Query\]\n\s+SELECT g FROM generate_series\(1, 150\) g/);
+  assert.match(replay.stdout, /#1 SELECT 1: 1 row in/);
+  assert.match(replay.stdout, /#2 SELECT 150: 150 rows in/);
+  assert.match(replay.stdout, /#3 INSERT 0 1: 1 row in/);
 });

@@ -57,6 +57,12 @@ interface Stmt {
   rowsEvents?: CapturedResult[];
   /** how many statement.completed events (default 1) */
   completions?: number;
+  /** a statement of a multi-statement Query */
+  part?: number;
+  parts?: number;
+  /** the completion's rows (default: the first captured set's) and tag */
+  rows?: number;
+  tag?: string;
 }
 
 /** A session's events as the recorder writes them: session.started, per statement its decision and completion, session.ended. */
@@ -70,11 +76,12 @@ function events(...statements: Stmt[]): CloudEvent[] {
   add("session.started", { applicationName: "fz-x" });
   statements.forEach((s, i) => {
     const statementId = i + 1;
-    add("statement.allowed", { statementId, sql: s.sql, protocol: s.protocol ?? "simple", ...(s.params ? { params: s.params } : {}), decision: "allow" });
+    add("statement.allowed", { statementId, sql: s.sql, protocol: s.protocol ?? "simple", ...(s.params ? { params: s.params } : {}), ...(s.parts ? { part: s.part, parts: s.parts } : {}), decision: "allow" });
     for (const r of s.rowsEvents ?? []) add("result.rows", { ...r, statementId });
     const results = s.results ?? (s.sql === "SELECT 1" && s.ok !== false && !s.rowsEvents ? [captured([["1"]])] : undefined);
     for (let n = 0; n < (s.completions ?? 1); n++) {
-      add("statement.completed", { statementId, rows: 0, durationMs: 0, ...(s.ok === false ? { error: { sqlstate: "22012", message: "x" } } : { commandTag: "SELECT 1" }), ...(results?.length ? { results } : {}) });
+      const rows = s.rows ?? [...(results ?? []), ...(s.rowsEvents ?? [])][0]?.rows ?? 0;
+      add("statement.completed", { statementId, rows, durationMs: 0, ...(s.ok === false ? { error: { sqlstate: "22012", message: "x" } } : { commandTag: s.tag ?? "SELECT 1" }), ...(results?.length ? { results } : {}) });
     }
   });
   add("session.ended", {});
@@ -205,6 +212,27 @@ test("oracle 2: what a simple Query's completion captured is what the client got
   const twice: Op[] = [{ t: "Q", sql }, { t: "Q", sql }, { t: "S" }];
   const both = [...client.slice(0, 5), ...client.slice(0, 5), z()];
   assert.deepEqual(kinds(evidence({ ops: twice, proxyMsgs: both, executed: [{ kind: "simple", text: sql }, { kind: "simple", text: sql }], events: events({ sql, results: [] }, { sql, results: [] }) })), []);
+});
+
+test("oracle 2: each statement of a multi-statement Query is a statement of its own, with its own completion and exact rows (finding 020)", async () => {
+  await loadSqlParser();
+  const sql = "SELECT 1 AS a; SELECT generate_series(1, 3) AS n; SELECT 2 AS b WHERE false";
+  const ops: Op[] = [{ t: "Q", sql }, { t: "S" }];
+  const client = [desc("a"), row("1"), cc("SELECT 1"), desc("n"), row("1"), row("2"), row("3"), cc("SELECT 3"), desc("b"), cc("SELECT 0"), z(), z()];
+  const three = (n: Partial<Stmt>[] = []) => [
+    { sql: "SELECT 1 AS a", part: 1, parts: 3, results: [captured([["1"]])], ...n[0] },
+    { sql: "SELECT generate_series(1, 3) AS n", part: 2, parts: 3, results: [captured([["1"], ["2"]], { rows: 3, truncated: true })], tag: "SELECT 3", ...n[1] },
+    { sql: "SELECT 2 AS b WHERE false", part: 3, parts: 3, results: [], rows: 0, tag: "SELECT 0", ...n[2] },
+  ];
+  const run = (st: Stmt[]) => kinds(evidence({ ops, proxyMsgs: client, executed: [{ kind: "simple", text: sql }], events: events(...st) }));
+  assert.deepEqual(run(three()), [], "the server's one logged Query is the run of its statements' events");
+  assert.deepEqual(run(three([{}, { rows: 2 }])), ["2:recorded-rows-differ"], "a completion's rows are the rows the client got");
+  assert.deepEqual(run(three([{}, { results: [captured([["1"], ["2"]])] }])), ["2:recorded-rows-differ"], "a capped set says how many rows there were");
+  assert.deepEqual(run(three([{}, {}, { results: [captured([["1"]])] }])), ["2:recorded-rows-differ"], "rows captured for a statement that returned none");
+  // the whole Query recorded as one statement is not what the server ran statement by statement
+  assert.deepEqual(run([{ sql, results: [captured([["1"]]), captured([["1"], ["2"], ["3"]])], rows: 5 }]), ["2:recorded-rows-differ"]);
+  // a run that lacks a statement does not record the Query
+  assert.deepEqual(run(three().slice(0, 2)), ["2:executed-not-recorded"]);
 });
 
 test("oracle 2: an audit message that is not a CloudEvents batch is a failure of the case it came in", async () => {

@@ -238,21 +238,68 @@ function sameParams(server: ReadonlyArray<string | null> | undefined, audit: Rea
 
 const T = SessionEventType;
 
+/**
+ * The statement.allowed events as the messages they record: one event, or the run of events of a
+ * multi-statement Query's statements (part 1 … parts, consecutive statementIds), which the server
+ * logs as one statement (the whole Query).
+ */
+interface AllowedMessage {
+  first: StatementAllowedData;
+  /** a multi-statement Query: its statements' texts, in order */
+  texts?: string[];
+  statementIds: number[];
+}
+
+export function allowedMessages(allowed: readonly StatementAllowedData[]): AllowedMessage[] {
+  const out: AllowedMessage[] = [];
+  for (let j = 0; j < allowed.length; j++) {
+    const d = allowed[j]!;
+    const n = d.parts ?? 0;
+    if (d.part === 1 && n > 1) {
+      const run = allowed.slice(j, j + n);
+      if (run.length === n && run.every((x, i) => x.part === i + 1 && x.parts === n && x.statementId === d.statementId + i && x.protocol === "simple")) {
+        out.push({ first: d, texts: run.map((x) => x.sql), statementIds: run.map((x) => x.statementId) });
+        j += n - 1;
+        continue;
+      }
+    }
+    // a part outside a whole run stands alone, and so matches no message the server ran
+    out.push({ first: d, texts: d.parts ? [d.sql] : undefined, statementIds: [d.statementId] });
+  }
+  return out;
+}
+
+/** whether the server's text of a simple Query is the message recorded by `m` */
+const splits = new Map<string, Classification>();
+function sameMessage(text: string, m: AllowedMessage): boolean {
+  if (!m.texts) return m.first.sql === text;
+  let c = splits.get(text);
+  if (c === undefined) {
+    if (splits.size > 10_000) splits.clear();
+    splits.set(text, (c = classifySql(text)));
+  }
+  return c.ok && c.statements.length === m.texts.length && c.statements.every((s, i) => s.text === m.texts![i]);
+}
+
 function recordedOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
   const masked = masksParams(o.bundle, o.ctx.resource);
-  const allowed = (ev.events.filter((e) => e.type === T["statement.allowed"]) as CloudEvent<StatementAllowedData>[]).map((e) => e.data);
+  const messages = allowedMessages((ev.events.filter((e) => e.type === T["statement.allowed"]) as CloudEvent<StatementAllowedData>[]).map((e) => e.data));
+  const allowed = messages.map((m) => m.first);
   const completed = new Map<number, StatementCompletedData>();
   for (const e of ev.events) if (e.type === T["statement.completed"]) completed.set((e.data as StatementCompletedData).statementId, e.data as StatementCompletedData);
-  const claimsSuccess = allowed.map((d) => {
-    const done = completed.get(d.statementId);
-    return done !== undefined && !done.error && done.commandTag !== undefined;
-  });
+  const claimsSuccess = messages.map((m) =>
+    m.statementIds.some((id) => {
+      const done = completed.get(id);
+      return done !== undefined && !done.error && done.commandTag !== undefined;
+    }),
+  );
   // an Execute of a portal that already ran to completion is logged, then refused: nothing ran
   const ex = ev.executed.filter((st) => !(st.error?.code === "55000" && /cannot be run/.test(st.error.message)));
   const fits = (i: number, j: number): boolean => {
     const st = ex[i]!, d = allowed[j]!;
     const protocol = st.kind === "simple" ? "simple" : "extended";
-    return d.protocol === protocol && d.sql === st.text && (protocol === "simple" || sameParams(st.params, d.params, masked, o.hashKey));
+    if (d.protocol !== protocol) return false;
+    return protocol === "simple" ? sameMessage(st.text, messages[j]!) : d.sql === st.text && sameParams(st.params, d.params, masked, o.hashKey);
   };
   v.checks[2] += ex.length + allowed.length;
   // The embedding of the executed statements into the allowed events (in order, each event used
@@ -280,7 +327,7 @@ function recordedOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
       for (let j = cursor; j < A; j++) if (fits(i, j)) { found = j; break; }
       if (found >= 0) { cursor = found + 1; continue; }
       if (st.fetch && cursor > 0 && fits(i, cursor - 1)) continue;
-      const near = allowed.slice(cursor).find((d) => d.sql === st.text);
+      const near = allowed.slice(cursor).find((d) => d.protocol !== "simple" && d.sql === st.text);
       v.failures.push({
         oracle: 2,
         kind: near ? "recorded-params-differ" : "executed-not-recorded",
@@ -365,9 +412,9 @@ function lifecycle(ev: Evidence, v: Verdicts): Map<number, Completion> {
   return out;
 }
 
-/** A client's result sets of one op that ended with CommandComplete and had rows, rendered as the audit renders values. */
-function clientSets(msgs: readonly BackendMessage[]): Array<Array<Array<string | null>>> {
-  const sets: Array<Array<Array<string | null>>> = [];
+/** What the client got for each statement of one op, in order: its rows (undefined: no row description) and whether it completed. */
+function clientStatements(msgs: readonly BackendMessage[]): Array<{ rows?: Array<Array<string | null>>; completed: boolean }> {
+  const out: Array<{ rows?: Array<Array<string | null>>; completed: boolean }> = [];
   let formats: number[] = [];
   let rows: Array<Array<string | null>> | undefined;
   for (const m of msgs) {
@@ -377,48 +424,58 @@ function clientSets(msgs: readonly BackendMessage[]): Array<Array<Array<string |
     } else if (m.code === "D" && rows) {
       rows.push(dataRow(m).map((x, i) => (x === null ? null : formats[i] === 1 ? "\\x" + x.toString("hex") : x.toString("utf8"))));
     } else if (m.code === "C" || m.code === "E" || m.code === "I") {
-      if (m.code === "C" && rows?.length) sets.push(rows);
+      out.push({ rows, completed: m.code !== "E" });
       rows = undefined;
-    }
+    } else if (m.code === "Z") break;
   }
-  return sets;
+  return out;
 }
 
 /**
- * What a simple Query's completion captured is what the client received for it: one captured set
- * per result set with rows, its values the first rows the client got, its `rows` the exact count.
- * Judged only for a Query whose text no other Query of the case has, recorded by exactly one
- * statement.allowed event, so an event cannot be paired with the wrong Query.
+ * What a simple Query's completions captured is what the client received: each statement (of a
+ * multi-statement Query, each its own statement) that completed has one captured set when it
+ * returned rows and none otherwise, the set's values the first rows the client got, its `rows` and
+ * the completion's `rows` the exact count. Judged only for a Query whose text no other Query of the
+ * case has, recorded by exactly one message of statement.allowed events, so an event cannot be
+ * paired with the wrong Query.
  */
 function capturedRows(ev: Evidence, completions: ReadonlyMap<number, Completion>, v: Verdicts): void {
   const allowed = joinChunks(ev.events).filter((e) => e.type === T["statement.allowed"]).map((e) => e.data as StatementAllowedData).filter((d) => d.protocol === "simple");
+  const messages = allowedMessages(allowed);
   const denied = new Set(ev.denied);
   const queries = ev.c.ops.flatMap((op, k) => (op.t === "Q" ? [{ sql: op.sql, k }] : []));
   for (const { sql, k } of queries) {
     if (denied.has(k) || queries.filter((q) => q.sql === sql).length !== 1) continue;
-    const events = allowed.filter((d) => d.sql === sql);
-    const done = events.length === 1 ? completions.get(events[0]!.statementId) : undefined;
+    const ms = messages.filter((m) => sameMessage(sql, m));
     const msgs = ev.proxy.walk.perOp[k];
-    if (!done || !msgs?.length) continue;
-    v.checks[2]++;
-    const got = clientSets(msgs);
-    const id = events[0]!.statementId;
-    const fail = (message: string) => v.failures.push({ oracle: 2, kind: "recorded-rows-differ", message: `statement #${id} ${JSON.stringify(sql)}: ${message}` });
-    if (done.sets.length !== got.length) {
-      fail(`the audit captured ${done.sets.length} result sets, the client got ${got.length} with rows`);
-      continue;
-    }
-    for (let i = 0; i < got.length; i++) {
-      const c = done.sets[i]!, g = got[i]!;
-      if (c.rows !== g.length) {
-        fail(`set ${i + 1}: the audit says ${c.rows} rows, the client got ${g.length}`);
-        break;
+    if (ms.length !== 1 || !msgs?.length) continue;
+    const got = clientStatements(msgs);
+    const ids = ms[0]!.statementIds;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      const done = completions.get(id);
+      const g = got[i];
+      if (!done || !g?.completed) continue;
+      v.checks[2]++;
+      const text = ms[0]!.texts?.[i] ?? sql;
+      const fail = (message: string) => v.failures.push({ oracle: 2, kind: "recorded-rows-differ", message: `statement #${id} ${JSON.stringify(text)}: ${message}` });
+      const want = g.rows?.length ? 1 : 0;
+      if (done.sets.length !== want) {
+        fail(`the audit captured ${done.sets.length} result sets, the client got ${want} with rows`);
+        continue;
       }
-      const at = c.values.findIndex((row, r) => JSON.stringify(row) !== JSON.stringify(g[r]));
-      if (at >= 0) {
-        fail(`set ${i + 1} row ${at + 1}: the audit captured ${JSON.stringify(c.values[at]).slice(0, 120)}, the client got ${JSON.stringify(g[at] ?? null).slice(0, 120)}`);
-        break;
+      if (g.rows && done.completed.rows !== g.rows.length) {
+        fail(`the completion says ${done.completed.rows} rows, the client got ${g.rows.length}`);
+        continue;
       }
+      if (!want) continue;
+      const c = done.sets[0]!, r = g.rows!;
+      if (c.rows !== r.length) {
+        fail(`the captured set says ${c.rows} rows, the client got ${r.length}`);
+        continue;
+      }
+      const at = c.values.findIndex((row, x) => JSON.stringify(row) !== JSON.stringify(r[x]));
+      if (at >= 0) fail(`row ${at + 1}: the audit captured ${JSON.stringify(c.values[at]).slice(0, 120)}, the client got ${JSON.stringify(r[at] ?? null).slice(0, 120)}`);
     }
   }
 }

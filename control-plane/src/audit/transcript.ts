@@ -104,7 +104,8 @@ export class TranscriptRenderer {
       case "statement.blocked":
       case "statement.approval_requested": {
         const d = ev.data as StatementData;
-        const lines = [`${at}  #${d.statementId} [${d.protocol}, ${d.class}]`, indent(clip(d.sql, this.o.maxSqlChars), "    ")];
+        const part = d.part !== undefined && d.parts !== undefined ? `, statement ${d.part} of ${d.parts} of one Query` : "";
+        const lines = [`${at}  #${d.statementId} [${d.protocol}, ${d.class}${part}]`, indent(clip(d.sql, this.o.maxSqlChars), "    ")];
         if (d.params?.length) lines.push(`    params: ${JSON.stringify(d.params)}`);
         if (name === "statement.allowed") lines.push(`    allowed by ${ruleText(d.rule)}${rev}`);
         else if (name === "statement.blocked") {

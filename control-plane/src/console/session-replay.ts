@@ -33,6 +33,8 @@ export interface ReplayResult {
 export interface ReplayStatement {
   statementId: number;
   sql: string;
+  /** a statement of a multi-statement simple Query: its position from 1 and how many it has */
+  part?: { index: number; of: number };
   params?: Array<string | null>;
   protocol: string;
   statementClass: string;
@@ -115,6 +117,11 @@ export function buildReplay(sessionId: string, events: readonly CloudEvent[]): S
           if (name === "statement.allowed") {
             existing.decision = d.decision;
             existing.rule = d.rule;
+            // a multi-statement Query approved as a whole: this row is its first statement now
+            if (d.part !== undefined && d.parts !== undefined) {
+              existing.sql = d.sql;
+              existing.part = { index: d.part, of: d.parts };
+            }
             if (existing.outcome === "held") existing.outcome = "approved";
           }
           break;
@@ -122,6 +129,7 @@ export function buildReplay(sessionId: string, events: readonly CloudEvent[]): S
         const st: ReplayStatement = {
           statementId: d.statementId,
           sql: d.sql,
+          ...(d.part !== undefined && d.parts !== undefined ? { part: { index: d.part, of: d.parts } } : {}),
           ...(d.params ? { params: d.params } : {}),
           protocol: d.protocol,
           statementClass: d.class,

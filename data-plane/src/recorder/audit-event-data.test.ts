@@ -40,6 +40,8 @@ const record = fc.record({
   statementName: fc.option(text, { nil: undefined }),
   portalName: fc.option(text, { nil: undefined }),
   params: fc.option(fc.array(fc.record({ format: fc.constantFrom("text", "binary"), value: fc.option(fc.uint8Array({ maxLength: 8 }).map((u) => Buffer.from(u)), { nil: null }) }), { maxLength: 4 }), { nil: undefined }),
+  part: fc.option(fc.integer({ min: 1, max: 9 }), { nil: undefined }),
+  parts: fc.option(fc.integer({ min: 2, max: 9 }), { nil: undefined }),
   decision,
 }, { requiredKeys: ["seq", "protocol", "sql", "decision"] });
 

@@ -85,6 +85,8 @@ export function statementEventData(masker: InputMasker, session: SessionInfo, st
   const sum = summaryOf(d);
   const data = { class: d.statementClass, decision: d.action } as StatementData;
   if (stmt.params) data.params = masker.params(session, stmt.params.map(renderParam));
+  if (stmt.part !== undefined) data.part = stmt.part;
+  if (stmt.parts !== undefined) data.parts = stmt.parts;
   if (d.policy !== undefined) data.policy = d.policy;
   if (stmt.portalName) data.portal = stmt.portalName;
   if (stmt.statementName) data.preparedName = stmt.statementName;
@@ -141,8 +143,10 @@ function decisionText(decision: StatementRecord["decision"]): DecisionText {
 export function statementEventJson(masker: InputMasker, session: SessionInfo, stmt: StatementRecord): string {
   const t = decisionText(stmt.decision);
   let s = t.head;
-  // member order is RFC 8785's: class, decision, params, policy, portal, preparedName, protocol, reason, risks, rule, sql, statementId, statements, tables
+  // member order is RFC 8785's: class, decision, params, part, parts, policy, portal, preparedName, protocol, reason, risks, rule, sql, statementId, statements, tables
   if (stmt.params) s += `,"params":${JSON.stringify(masker.params(session, stmt.params.map(renderParam)))}`;
+  if (stmt.part !== undefined) s += `,"part":${num(stmt.part)}`;
+  if (stmt.parts !== undefined) s += `,"parts":${num(stmt.parts)}`;
   s += t.policy;
   if (stmt.portalName) s += `,"portal":${JSON.stringify(stmt.portalName)}`;
   if (stmt.statementName) s += `,"preparedName":${JSON.stringify(stmt.statementName)}`;

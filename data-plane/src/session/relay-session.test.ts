@@ -582,3 +582,18 @@ test("a message that waits for the server's answer to a pipelined message asks t
   assert.equal(codes(h.toUpstream), "PBEHPS", "then the Describe (unknown portal: its poison) and the Sync");
   assert.equal(h.closed.length, 0);
 });
+
+test("each statement of a multi-statement Query is a statement of its own: its record, its completion; the server completing more than it has is a desync", async () => {
+  await loadSqlParser();
+  const h = completing(classifying);
+  h.s.onClientData(query("SELECT 1; INSERT INTO t VALUES (1)"));
+  h.s.onUpstreamData(Buffer.concat([rowDesc, dataRow, cmdComplete, frame("C", Buffer.from("INSERT 0 1\0")), readyForQuery("I")]));
+  assert.deepEqual(h.records.map((r) => [r.seq, r.sql, r.part, r.parts]), [[1, "SELECT 1", 1, 2], [2, "INSERT INTO t VALUES (1)", 2, 2]]);
+  assert.deepEqual(h.completions.map((d) => [d.seq, d.commandTag, d.rows]), [[1, "SELECT 1", 1], [2, "INSERT 0 1", 1]]);
+  assert.equal(codes(h.toClient), "TDCCZ");
+  h.s.onClientData(query("SELECT 2"));
+  assert.equal(h.records.at(-1)!.seq, 3, "the next statement takes the next number");
+  h.s.onUpstreamData(Buffer.concat([cmdComplete, cmdComplete]));
+  assert.equal(h.closed.length, 1);
+  assert.match(h.closed[0]!.fatal!.M!, /a completion of statement 2 of a Query of 1/);
+});

@@ -34,6 +34,7 @@ import { pinnedSettingViolation } from "./pinned-settings.js";
 import { ReservedNames } from "./reserved-names.js";
 import { BIND, CLOSE, DESCRIBE_P, DESCRIBE_S, K, opOf, PARSE, ResponseQueue, SYNC, type Described, type Pending } from "./response-queue.js";
 import { ResultPath } from "./result-path.js";
+import { statementParts } from "./statement-parts.js";
 import { isPromise, settledDecision, StatementGate, type Verdict } from "./statement-gate.js";
 import { nameKey, StatementNamespace, type Portal, type Slot, type SqlEffect, type Statement } from "./statement-namespace.js";
 import type { ApprovalGate, AuditFeatures, AuditSink, BoundParam, CompletionListener, Enforcer, ResultMasker, RowField, SessionInfo, StatementRecord } from "./session-hooks.js";
@@ -443,14 +444,17 @@ export class RelaySession {
     }
     if (checked?.refused !== undefined) return this.apply(this.gate.deny(this.record("simple", text, maskingRefusal(decision, checked.refused))), K.PoisonQuery, () => undefined);
     const rec = this.record("simple", text, decision);
-    return this.apply(this.gate.admit(rec), K.PoisonQuery, () => {
-      this.stats.statements++;
+    // each statement of a multi-statement Query is recorded as a statement of its own
+    let parts: readonly StatementRecord[] | undefined;
+    const split = () => (parts ??= statementParts(rec, () => ++this.seq));
+    return this.apply(this.gate.admit(rec, split), K.PoisonQuery, () => {
+      this.stats.statements += split().length;
       const at = this.forwardedAt(decision, readAt);
       this.ns.query();
       const effects = target ? [this.ns.deallocateProtocol(target)] : this.ns.sqlEffects(decision.statements, false);
-      this.queue.push({ kind: K.Query, rec, startedAt: at, rows: 0, mask: this.results.maskActive(), effects });
+      this.queue.push({ kind: K.Query, rec, parts: decision.statements.length ? split() : undefined, startedAt: at, rows: 0, mask: this.results.maskActive(), effects });
       this.toUpstream.push(target ? encodeQuery(text) : f);
-    }, false, rec);
+    }, false, rec, split);
   }
 
   private onParse(f: Buffer): boolean {
@@ -675,10 +679,10 @@ export class RelaySession {
    * Carries out the gate's verdict: `forward` runs at once, `poison` replaces the message by its
    * poison of `kind`, `hold` waits and applies what it resolves to. False: scanning paused (a hold).
    */
-  private apply(v: Verdict, kind: K.PoisonQuery | K.PoisonParse, forward: () => void, unnamedParse = false, rec?: StatementRecord): boolean {
+  private apply(v: Verdict, kind: K.PoisonQuery | K.PoisonParse, forward: () => void, unnamedParse = false, rec?: StatementRecord, parts?: () => readonly StatementRecord[]): boolean {
     if (this.skipUntilSync && v.do !== "hold") {
       // the server began skipping to Sync while this message was held: it never runs
-      if (v.do === "forward" && rec) this.results.completed({ kind: K.Execute, rec, startedAt: this.o.now(), error: NOT_RUN });
+      if (v.do === "forward" && rec) for (const r of parts?.() ?? [rec]) this.results.completed({ kind: K.Execute, rec: r, startedAt: this.o.now(), error: NOT_RUN });
       return true;
     }
     switch (v.do) {
@@ -691,7 +695,7 @@ export class RelaySession {
         else this.poisonExtended(v.error, unnamedParse);
         return true;
       case "hold":
-        return this.hold(v.until.then((next) => () => this.apply(next, kind, forward, unnamedParse, rec)), !v.long);
+        return this.hold(v.until.then((next) => () => this.apply(next, kind, forward, unnamedParse, rec, parts)), !v.long);
     }
   }
 
@@ -875,6 +879,8 @@ export class RelaySession {
       case B.PortalSuspended: {
         const k = p?.kind;
         this.expect(code, k === K.Execute || (k === K.Query && code !== B.PortalSuspended), p);
+        // the server and the classifier split the Query differently: what ran is not what was decided
+        if (k === K.Query && p!.parts && (p!.stmtIndex ?? 0) >= p!.parts.length) throw desync(`a completion of statement ${(p!.stmtIndex ?? 0) + 1} of a Query of ${p!.parts.length}`);
         if (code === B.CommandComplete && p!.effects?.length) this.statementRan(p!, f);
         p!.copy = 0;
         if (this.results.complete(p, code, f)) {

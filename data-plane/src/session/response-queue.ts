@@ -53,7 +53,13 @@ export interface Pending {
   mask?: boolean;
   /** simple query: how many of its statements have completed (the index of the one running) */
   stmtIndex?: number;
-  /** simple query: rows summed over the command tags of its statements */
+  /**
+   * simple query: the records of its statements, each completed at its own CommandComplete (one,
+   * `rec`, for a Query of one statement); absent when the decision does not say what the
+   * statements are, and then `rec` is completed once at ReadyForQuery with `tagRows`
+   */
+  parts?: readonly StatementRecord[];
+  /** simple query without `parts`: rows summed over the command tags of its statements */
   tagRows?: number;
   /** Describe: the slot whose server object the answer describes (row capture labels columns with it) */
   slot?: Slot<Statement> | Slot<Portal>;

@@ -116,7 +116,38 @@ test("what cannot be masked is known before the statement runs: the masker's ref
   assert.equal(plain.rp.refusal("x", d(["CopyStmt"])), undefined, "a resource without masking rules is not asked");
 });
 
-test("a simple query's statements: tags summed, the completion recorded once at the end with the last tag", () => {
+test("a simple Query's statements each get their own completion, tag, exact rows and captured rows; after a failed one the rest did not run", () => {
+  const captured: Array<[number, number]> = [];
+  const audit: AuditSink = { ...noopAudit, resultRows: (_s, seq, _f, rows) => void captured.push([seq, rows.length]) };
+  const { rp, done } = path({ audit, captureRows: 2 });
+  const rec = execute().rec!;
+  const part = (seq: number, text: string) => ({ ...rec, seq, sql: text });
+  const p: Pending = { kind: K.Query, rec, parts: [part(7, "SELECT a"), part(8, "INSERT"), part(9, "EXPLAIN"), part(10, "SELECT b"), part(11, "SELECT c")], rows: 0, startedAt: 1, mask: false };
+  for (const v of ["a", "b", "c"]) {
+    rp.rowWhole(p);
+    rp.dataRow(p, row(v));
+  }
+  rp.complete(p, 0x43, cc("SELECT 3"));
+  rp.complete(p, 0x43, cc("INSERT 0 2"));
+  // a statement whose tag counts no rows: the rows the client got
+  for (const v of ["plan", "cost"]) {
+    rp.rowWhole(p);
+    rp.dataRow(p, row(v));
+  }
+  rp.complete(p, 0x43, cc("EXPLAIN"));
+  rp.rowWhole(p);
+  rp.dataRow(p, row("x"));
+  rp.error(p, { sqlstate: "22012", message: "division by zero" });
+  rp.completed(p);
+  rp.completed(p);
+  assert.deepEqual(done.map((d) => [d.seq, d.commandTag, d.rows, d.error?.sqlstate]), [
+    [7, "SELECT 3", 3, undefined], [8, "INSERT 0 2", 2, undefined], [9, "EXPLAIN", 2, undefined], [10, undefined, 1, "22012"], [11, undefined, 0, "08P01"],
+  ]);
+  assert.match(done[4]!.error!.message, /an earlier statement of its Query failed/);
+  assert.deepEqual(captured, [[7, 2], [9, 2]], "each statement's rows under its own number, capped per statement");
+});
+
+test("a simple query whose decision does not name its statements: tags summed, the completion recorded once at the end with the last tag", () => {
   const { rp, done } = path();
   const p: Pending = { ...execute(), kind: K.Query, mask: false };
   assert.equal(rp.complete(p, 0x43, cc("INSERT 0 2")), false);

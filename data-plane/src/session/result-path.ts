@@ -42,6 +42,21 @@ export interface ResultPathOptions {
 
 const COPY_OUT_MASKED = "COPY TO STDOUT of a result with masking rules is not allowed";
 
+/** the completion of a Query's statement after the one that failed: the server never ran it */
+const NOT_RUN_IN_QUERY = { sqlstate: "08P01", message: "not run: an earlier statement of its Query failed" } as const;
+/** the completion of a Query's statement the server said nothing of (it completed fewer than the Query has) */
+const NO_COMPLETION = { sqlstate: "08P01", message: "not run: the server completed no such statement of the Query" } as const;
+
+/**
+ * The exact rows of a statement: the rows the client got (`dataRows`, counted as they passed), or
+ * for a command the rows its tag says it affected; a tag's count never exceeds the rows it
+ * returned, and a statement that returns rows without counting them in its tag (EXPLAIN, SHOW) has
+ * them counted here.
+ */
+function exactRows(dataRows: number | undefined, tag: string | undefined): number {
+  return Math.max(dataRows ?? 0, tag ? rowsFromTag(tag) : 0);
+}
+
 /** a masker's failure as the reason a statement is refused: its own message when it refused (42501) */
 function unplannable(e: unknown): string {
   const err = SluiceError.from(e, "internal");
@@ -179,16 +194,27 @@ export class ResultPath {
     let done = false;
     if (p?.kind === K.Execute) {
       p.tag = tag;
-      if (tag) p.rows = rowsFromTag(tag);
+      p.rows = exactRows(p.rows, tag);
       this.flushCapture(p);
       this.completed(p);
       done = true;
     } else if (p?.kind === K.Query) {
-      // one of possibly several statements of a simple query: keep the last tag, sum the rows
-      p.tag = tag;
-      if (tag) p.tagRows = (p.tagRows ?? 0) + rowsFromTag(tag);
-      p.stmtIndex = (p.stmtIndex ?? 0) + 1;
-      this.flushCapture(p);
+      const i = p.stmtIndex ?? 0;
+      const part = p.parts?.[i];
+      if (part !== undefined) {
+        // one statement of the Query: its own completion, tag and rows, now
+        this.flushCapture(p, part.seq);
+        const now = this.o.now();
+        this.finish({ seq: part.seq, commandTag: tag, rows: exactRows(p.rows, tag), durationMs: now - (p.startedAt ?? 0) });
+        p.startedAt = now;
+      } else {
+        // the decision did not say what the statements are: one completion at ReadyForQuery, rows summed
+        p.tag = tag;
+        if (tag) p.tagRows = (p.tagRows ?? 0) + rowsFromTag(tag);
+        this.flushCapture(p);
+      }
+      p.stmtIndex = i + 1;
+      p.rows = 0;
       p.plan = undefined;
       p.fields = undefined;
     }
@@ -282,31 +308,54 @@ export class ResultPath {
     this.executedOverflow = false;
   }
 
-  /** records the statement of `p` as finished (once) */
+  /**
+   * Records the statement of `p` as finished (once). A Query's statements that have no completion
+   * yet get theirs: the running one with the Query's error (or, the server having said nothing of
+   * it, as not run), the ones after it as not run.
+   */
   completed(p: Pending): void {
     if (!p.rec) return;
+    if (p.kind === K.Query && p.parts) {
+      const now = this.o.now();
+      // after a failed statement the server runs none of the Query's others; a Query the server
+      // skipped whole ran none; with no error the server completed fewer statements than it had
+      const later = p.error === undefined ? NO_COMPLETION : p.error.message.startsWith("not run") ? p.error : NOT_RUN_IN_QUERY;
+      for (let i = p.stmtIndex ?? 0; i < p.parts.length; i++) {
+        const part = p.parts[i]!;
+        const running = i === (p.stmtIndex ?? 0) && p.error !== undefined;
+        this.finish({ seq: part.seq, rows: running ? p.rows ?? 0 : 0, durationMs: running ? now - (p.startedAt ?? 0) : 0, error: running ? p.error : later });
+      }
+      p.stmtIndex = p.parts.length;
+      p.rec = undefined;
+      return;
+    }
     if (p.kind === K.Execute && this.maskActive()) {
       for (const st of p.rec.decision.statements) {
         if (this.executed.size >= RECENT_MAX && !this.executed.has(st.text)) this.executedOverflow = true;
         else this.executed.set(st.text, st);
       }
     }
-    const done: StatementCompletion = {
+    this.finish({
       seq: p.rec.seq,
       commandTag: p.error ? undefined : p.tag,
       rows: p.kind === K.Query ? p.tagRows ?? 0 : p.rows ?? 0,
       durationMs: this.o.now() - (p.startedAt ?? 0),
       error: p.error,
-    };
-    this.o.audit.statementCompleted(this.o.info, done);
-    for (const l of this.o.listeners) l(this.o.info, done);
+    });
     p.rec = undefined;
   }
 
-  private flushCapture(p: Pending): void {
-    if (p.captured && p.captured.length && p.rec) {
+  /** the completion of one statement of `p` goes to the audit and the listeners */
+  private finish(done: StatementCompletion): void {
+    this.o.audit.statementCompleted(this.o.info, done);
+    for (const l of this.o.listeners) l(this.o.info, done);
+  }
+
+  /** the rows captured for the statement running in `p` (`seq`: a Query's statement) go to the audit */
+  private flushCapture(p: Pending, seq = p.rec?.seq): void {
+    if (p.captured && p.captured.length && p.rec && seq !== undefined) {
       const masks = p.plan ? this.o.masker?.describe?.(p.plan) : undefined;
-      this.o.audit.resultRows(this.o.info, p.rec.seq, p.fields ?? [], p.captured, masks);
+      this.o.audit.resultRows(this.o.info, seq, p.fields ?? [], p.captured, masks);
     }
     p.captured = undefined;
   }

@@ -95,6 +95,13 @@ export interface StatementRecord {
   readonly portalName?: string;
   /** extended protocol: the parameters bound at Execute (raw; the recorder masks them) */
   readonly params?: readonly BoundParam[];
+  /**
+   * A statement of a multi-statement simple Query: its position from 1 and how many the Query has.
+   * Each such statement is recorded as a statement of its own (its text, its rule, its completion),
+   * with consecutive `seq`s; the message was decided (and approved) as a whole.
+   */
+  readonly part?: number;
+  readonly parts?: number;
   readonly decision: Decision;
 }
 

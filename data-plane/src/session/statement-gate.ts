@@ -83,8 +83,12 @@ export class StatementGate {
 
   constructor(private readonly o: StatementGateOptions) {}
 
-  /** A statement about to be forwarded: recorded as allowed (and approved first when it must be). */
-  admit(rec: StatementRecord): Verdict {
+  /**
+   * A statement about to be forwarded: recorded as allowed (and approved first when it must be).
+   * `parts`: the records of a multi-statement Query's statements, each recorded as allowed in its
+   * place once the message as a whole may go (asked only then: they take statement numbers).
+   */
+  admit(rec: StatementRecord, parts?: () => readonly StatementRecord[]): Verdict {
     const action = rec.decision.action;
     if (action === "deny" || (action === "approve" && !this.o.approvals)) return this.deny(rec);
     const { audit, info } = this.o;
@@ -97,16 +101,41 @@ export class StatementGate {
         .finally(() => this.approvalAborts.delete(abort))
         .then(async (r): Promise<Verdict> => {
           if (r !== "approved") throw new SluiceError("permission_denied", `statement ${r === "timeout" ? "approval timed out" : "was rejected by an approver"}`);
-          await audit.statementAllowed(info, rec);
+          await this.allowed(rec, parts);
           return FORWARD;
         })
         .catch((e: unknown): Verdict => ({ do: "poison", error: refusalError(e) }));
       return { do: "hold", until, long: true };
     }
-    const p = audit.statementAllowed(info, rec);
+    const p = this.allowed(rec, parts);
     if (!isPromise(p)) return FORWARD;
     // an audit ack takes about a NATS round trip: hold lightly
     return { do: "hold", until: p.then((): Verdict => FORWARD, (e: unknown): Verdict => ({ do: "poison", error: refusalError(e) })), long: false };
+  }
+
+  /**
+   * statement.allowed of `rec`, or of each of its parts. When the record of one part is refused the
+   * message does not run: every part already recorded gets a completion saying so (the recorder
+   * ignores those it has no allowed event of).
+   */
+  private allowed(rec: StatementRecord, parts?: () => readonly StatementRecord[]): void | Promise<void> {
+    const { audit, info } = this.o;
+    const list = parts?.() ?? [rec];
+    if (list.length === 1) return audit.statementAllowed(info, list[0]!);
+    let pending: Array<void | Promise<void>> | undefined;
+    for (const part of list) {
+      const p = audit.statementAllowed(info, part);
+      if (isPromise(p)) (pending ??= []).push(p);
+    }
+    if (pending === undefined) return undefined;
+    return Promise.all(pending).then(
+      () => undefined,
+      (e: unknown) => {
+        const err = SluiceError.from(e, "unavailable");
+        for (const part of list) audit.statementCompleted(info, { seq: part.seq, rows: 0, durationMs: 0, error: { sqlstate: toSqlState(err.code), message: err.message } });
+        throw err;
+      },
+    );
   }
 
   /** A denied statement: recorded as blocked first, then its 42501 (a failing recorder still denies). */

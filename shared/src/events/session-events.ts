@@ -131,8 +131,16 @@ export interface StatementData {
    * statement's allowed/blocked/approval events with its statement.completed and result.rows.
    */
   statementId: number;
-  /** the SQL text as sent (the whole Query string, or the Parse text) */
+  /**
+   * the SQL text as sent: the Query string, or the Parse text; for a statement of a multi-statement
+   * Query, that statement's own text (each statement of such a Query is a statement of its own,
+   * with consecutive statementIds, `part` and `parts`)
+   */
   sql: string;
+  /** a statement of a multi-statement simple Query: its position in the Query, from 1 */
+  part?: number;
+  /** a statement of a multi-statement simple Query: how many statements the Query has */
+  parts?: number;
   /** bound parameters (extended protocol), MASKED by the same rules as result values; text form, binary as `\x<hex>` */
   params?: Array<string | null>;
   protocol: StatementProtocol;
@@ -240,7 +248,7 @@ export const INLINE_RESULT_BYTES = 64 * 1024;
 /** `statement.completed`: the upstream finished the statement (CommandComplete or ErrorResponse). */
 export interface StatementCompletedData {
   statementId: number;
-  /** CommandComplete tag, e.g. `SELECT 5`, `INSERT 0 1` (one per statement of a multi-statement message, joined by `;`) */
+  /** CommandComplete tag, e.g. `SELECT 5`, `INSERT 0 1` (each statement of a multi-statement Query has its own completion) */
   commandTag?: string;
   /** rows returned or affected, exact */
   rows: number;

@@ -127,7 +127,15 @@ export interface StatementEventData {
   approvalId?: string | undefined;
   approvers: string[];
   timeoutMs?: number | undefined;
-  fingerprint?: string | undefined;
+  fingerprint?:
+    | string
+    | undefined;
+  /**
+   * a statement of a multi-statement simple Query (each is a statement of its own, with
+   * consecutive statement ids): its position from 1, and how many statements the Query has
+   */
+  part?: number | undefined;
+  parts?: number | undefined;
 }
 
 /** dev.sluice.statement.approved.v1 */
@@ -1235,6 +1243,8 @@ function createBaseStatementEventData(): StatementEventData {
     approvers: [],
     timeoutMs: undefined,
     fingerprint: undefined,
+    part: undefined,
+    parts: undefined,
   };
 }
 
@@ -1296,6 +1306,12 @@ export const StatementEventData: MessageFns<StatementEventData> = {
     }
     if (message.fingerprint !== undefined) {
       writer.uint32(154).string(message.fingerprint);
+    }
+    if (message.part !== undefined) {
+      writer.uint32(160).int32(message.part);
+    }
+    if (message.parts !== undefined) {
+      writer.uint32(168).int32(message.parts);
     }
     return writer;
   },
@@ -1465,6 +1481,22 @@ export const StatementEventData: MessageFns<StatementEventData> = {
             message.fingerprint = reader.string();
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.part = reader.int32();
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.parts = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1518,6 +1550,8 @@ export const StatementEventData: MessageFns<StatementEventData> = {
         ? globalThis.Number(object.timeout_ms)
         : undefined,
       fingerprint: isSet(object.fingerprint) ? globalThis.String(object.fingerprint) : undefined,
+      part: isSet(object.part) ? globalThis.Number(object.part) : undefined,
+      parts: isSet(object.parts) ? globalThis.Number(object.parts) : undefined,
     };
   },
 
@@ -1580,6 +1614,12 @@ export const StatementEventData: MessageFns<StatementEventData> = {
     if (message.fingerprint !== undefined) {
       obj.fingerprint = message.fingerprint;
     }
+    if (message.part !== undefined) {
+      obj.part = Math.round(message.part);
+    }
+    if (message.parts !== undefined) {
+      obj.parts = Math.round(message.parts);
+    }
     return obj;
   },
 
@@ -1609,6 +1649,8 @@ export const StatementEventData: MessageFns<StatementEventData> = {
     message.approvers = object.approvers?.map((e) => e) || [];
     message.timeoutMs = object.timeoutMs ?? undefined;
     message.fingerprint = object.fingerprint ?? undefined;
+    message.part = object.part ?? undefined;
+    message.parts = object.parts ?? undefined;
     return message;
   },
 };
