@@ -189,6 +189,7 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       enforcer: hooks.enforcer,
       maxStatementBytes: cfg.dataPlane.maxStatementBytes,
       classifier: cfg.dataPlane.classifier,
+      failedHandshakes: cfg.dataPlane.failedHandshakes,
       audit,
       // what the recorder records: bound parameters, and result rows up to the configured cap
       auditFeatures: hooks.auditFeatures ?? { decodeParams: true, captureRows: Math.max(0, cfg.dataPlane.audit.maxRowsPerStatement) },

@@ -28,6 +28,7 @@ import { createDataPlaneMasker } from "./catalog/data-plane-masker.js";
 import { ddlInvalidationListener } from "./catalog/ddl-invalidation.js";
 import { createPgCatalog, pgCatalogConnector, type PgCatalog } from "./catalog/pg-catalog.js";
 import { volatilityEnforcer } from "./catalog/volatility-enforcer.js";
+import { HandshakeLimiter, type HandshakeLimiterOptions } from "./net/handshake-limiter.js";
 import {
   defaultAuditFeatures,
   noopAudit,
@@ -92,6 +93,11 @@ export interface DataPlaneOptions {
    * `workers`, default 2), each within `timeoutMs` (default 5000; denied with 57014 beyond)
    */
   classifier?: { workers?: number; timeoutMs?: number };
+  /**
+   * failed handshakes per source address (net/handshake-limiter.ts; default 20 in a row, 1 more per
+   * second, 100 recorded node-wide in a row and 10 per second); `false`: no limit
+   */
+  failedHandshakes?: HandshakeLimiterOptions | false;
 }
 
 export interface DataPlaneStats {
@@ -153,6 +159,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   // observed once per allowed statement by the relay: a FixedHistogram allocates nothing on observe
   const addedLatency = new FixedHistogram(LATENCY_SECONDS_BUCKETS);
   const connectPhases = new ConnectPhases();
+  const handshakes = options.failedHandshakes === false ? undefined : new HandshakeLimiter(options.failedHandshakes ?? {}, () => performance.now());
   const metrics = options.metrics ?? newMetricsRegistry();
   // masking is always wired: results of resources without masking rules take the raw path
   const ownMasker = options.masker
@@ -216,6 +223,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     approvals: options.approvals && countingApprovals(options.approvals, counters),
     addedLatency,
     connectPhases,
+    handshakes,
     maxFrameBytes: options.maxFrameBytes ?? 64 * 1024 * 1024,
     authTimeoutMs,
     poisonToken: newPoisonToken(),
@@ -303,7 +311,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   };
 
   const poolStats = (): UpstreamPoolStats => pool.stats();
-  registerProxyMetrics(metrics, { stats, counters, addedLatency, pool: poolStats, connectPhases, revision: () => options.snapshots.current()?.revision ?? 0 });
+  registerProxyMetrics(metrics, { stats, counters, addedLatency, pool: poolStats, connectPhases, handshakes: handshakes && (() => handshakes.stats), revision: () => options.snapshots.current()?.revision ?? 0 });
 
   /** drain() was called: no new connections, /readyz 503 */
   let draining = false;

@@ -38,6 +38,8 @@ export function registerProxyMetrics(
     pool: () => UpstreamPoolStats;
     revision: () => number;
     connectPhases: ConnectPhases;
+    /** the failed-handshake limiter's counts (net/handshake-limiter.ts), when it runs */
+    handshakes?: () => { failed: number; limited: number; dropped: number; unrecorded: number };
   },
 ): void {
   const stats = oncePerScrape(o.stats);
@@ -52,6 +54,10 @@ export function registerProxyMetrics(
   counterFrom(registry, "sluice_dp_client_bytes_in_total", "bytes received from clients", () => stats().bytesIn);
   counterFrom(registry, "sluice_dp_client_bytes_out_total", "bytes sent to clients", () => stats().bytesOut);
   counterFrom(registry, "sluice_dp_cancels_total", "cancel requests sent upstream", () => stats().cancels);
+  const hs = o.handshakes;
+  if (hs) {
+    countersFrom(registry, "sluice_dp_failed_handshakes_total", "failed handshakes (failed: the client's fault, recorded within the budget; unrecorded: beyond it; limited: refused 53300 for their source; dropped: closed at accept)", "kind", () => ({ ...hs() }));
+  }
   gaugesFrom(registry, "sluice_dp_upstream_connections", "upstream connections by state (in_use, idle: reset or warm spare, opening: a spare connecting, resetting)", "state", () => {
     const p = pool();
     return { in_use: p.inUse, idle: p.idle, opening: p.opening, resetting: p.resetting };

@@ -23,6 +23,7 @@ import { mayConnect } from "../session/may-connect.js";
 import { filterStartupParams, startupRefusalMessage } from "../session/startup-params.js";
 import { pinnedSettingViolation } from "../session/pinned-settings.js";
 import type { ConnectPhase, ConnectPhases } from "../metrics/connect-phases.js";
+import type { HandshakeGuard } from "./handshake-limiter.js";
 import type { ApprovalGate, AuditFeatures, AuditSink, CompletionListener, ConnectionInfo, Enforcer, ResultMasker, SessionInfo, SnapshotSource } from "../session/session-hooks.js";
 
 export interface VerifiedIdentity {
@@ -48,6 +49,8 @@ export interface ConnectionContext {
   addedLatency?: { observe(seconds: number): void };
   /** where connection set-up spends its time (metrics/connect-phases.ts) */
   connectPhases?: ConnectPhases;
+  /** failed handshakes per source address (handshake-limiter.ts): refuses a source that used them up, bounds what is recorded */
+  handshakes?: HandshakeGuard;
   maxFrameBytes: number;
   authTimeoutMs: number;
   poisonToken: string;
@@ -148,6 +151,11 @@ class Refusal extends Error {
 }
 
 export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext): void {
+  // a source that used up its failed handshakes and was told so: closed before any TLS work
+  if (ctx.handshakes?.drop(raw.remoteAddress ?? "")) {
+    raw.destroy();
+    return;
+  }
   const sessionId = uuidv7();
   const clientAddress = `${raw.remoteAddress ?? "?"}:${raw.remotePort ?? 0}`;
   let socket: net.Socket = raw;
@@ -212,10 +220,17 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
     }
   };
 
+  /** set when the source had no failed handshakes left: such a refusal is not recorded */
+  let limited = false;
   const refuse = (sqlstate: string, message: string, logReason?: string) => {
     ctx.logger?.info({ sessionId, clientAddress, sqlstate, reason: logReason ?? message }, "connection refused");
     try {
-      if (conn.resource !== undefined || sqlstate !== "08P01") ctx.audit.sessionDenied(conn, { sqlstate, reason: message, subject: info?.subject });
+      // session.started is recorded with the outcome of the handshake: here a refusal, within the
+      // limiter's budget (a connection that sent no StartupMessage is not recorded at all)
+      if ((conn.resource !== undefined || sqlstate !== "08P01") && !limited && (ctx.handshakes?.failed(raw.remoteAddress ?? "", sqlstate, message) ?? true)) {
+        ctx.audit.sessionStarted(conn);
+        ctx.audit.sessionDenied(conn, { sqlstate, reason: message, subject: info?.subject });
+      }
     } catch (e) {
       ctx.logger?.error({ sessionId, err: e }, "audit sessionDenied failed");
     }
@@ -285,15 +300,14 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
           : !params.user
             ? new Refusal("28000", "no user name specified in the startup packet")
             : null;
-    // 2. the JWT as cleartext password (inside TLS), asked for before session.started is recorded so
-    // that the client's round trip overlaps the recording; a refusal still follows session.started
-    if (!early) socket.write(authCleartextPassword());
-    const auditStart = ctx.now();
-    ctx.audit.sessionStarted(conn);
-    // recording session.started is the audit phase's, not the client's round trip
-    const startedMs = ctx.now() - auditStart;
-    phaseStart += startedMs;
     if (early) throw early;
+    const tooMany = ctx.handshakes?.admit(raw.remoteAddress ?? "");
+    if (tooMany !== undefined) {
+      limited = true;
+      throw new Refusal("53300", tooMany);
+    }
+    // 2. the JWT as cleartext password (inside TLS); session.started is recorded with the outcome
+    socket.write(authCleartextPassword());
     const pf = await reader.read(passwordFrame);
     phase("password");
     if (pf[0] !== F.Password) throw new WireError("expected a password message");
@@ -365,10 +379,11 @@ export function handleClientConnection(raw: net.Socket, ctx: ConnectionContext):
       const why = pinnedSettingViolation(name, value);
       if (why !== undefined) throw new Refusal("0A000", why);
     }
+    // the handshake's outcome: session.started (refused at connect when the audit buffer is full) with session.authenticated
+    ctx.audit.sessionStarted(conn);
     const ack = ctx.audit.sessionAuthenticated(info);
     if (ack) await ack;
     if (ended) return;
-    phaseStart -= startedMs;
     phase("audit");
 
     // 4. hand the client what the upstream said, with our own cancel key

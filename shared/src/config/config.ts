@@ -42,6 +42,11 @@ export interface SluiceConfig {
      * takes longer than `timeoutMs` is denied (57014) and its worker replaced
      */
     classifier: { workers: number; timeoutMs: number };
+    /**
+     * failed handshakes (a rejected token, no policy, …) a source address may have in a row and
+     * regains per second; with none left its connections are refused with 53300 and not recorded
+     */
+    failedHandshakes: { burst: number; perSecond: number };
     /** the upstream connection pool (data-plane/src/upstream/upstream-pool.ts) */
     upstreamPool: UpstreamPoolConfig;
     audit: {
@@ -176,6 +181,7 @@ export function defaultConfig(): SluiceConfig {
       maxFrameBytes: 64 * 1024 * 1024,
       maxStatementBytes: 1024 * 1024,
       classifier: { workers: 2, timeoutMs: 5000 },
+      failedHandshakes: { burst: 20, perSecond: 1 },
       upstreamPool: { reuse: true, spares: 4, maxIdlePerResource: 20, maxIdle: 100, idleSeconds: 30, maxLifetimeSeconds: 3600, healthCheckAfterSeconds: 5 },
       audit: { durability: "ack", bufferEvents: 10_000, maxRowsPerStatement: 100, maxBytesPerStatement: 64 * 1024 },
       controlPlaneUrl: "127.0.0.1:7400",

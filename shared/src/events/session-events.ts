@@ -50,7 +50,12 @@ export function sessionEventName(type: string): SessionEventName | undefined {
 // Payloads
 // ---------------------------------------------------------------------------------------------
 
-/** `session.started`: a client connection was accepted (before authentication). */
+/**
+ * `session.started`: a client connection, recorded with the outcome of its handshake: just before
+ * session.authenticated, or session.denied. A source out of failed handshakes is refused without
+ * any event (data-plane/src/net/handshake-limiter.ts), and failed handshakes are recorded within a
+ * node-wide budget, so unauthenticated connections cannot fill the audit buffer.
+ */
 export interface SessionStartedData {
   /** remote address of the client, as seen by the listener */
   clientAddress: string;

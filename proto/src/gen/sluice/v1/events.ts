@@ -8,7 +8,10 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { ListValue, Struct } from "../../google/protobuf/struct.js";
 
-/** dev.sluice.session.started.v1: a client connection was accepted (before authentication). */
+/**
+ * dev.sluice.session.started.v1: a client connection, recorded with the outcome of its handshake
+ * (just before session.authenticated or session.denied).
+ */
 export interface SessionStartedData {
   clientAddress: string;
   clientPort?:
