@@ -168,6 +168,18 @@ test("oracle 2: an executed statement missing from the audit, recorded with othe
   assert.ok(kinds(evidence({ events: broken })).includes("2:chain-broken"));
 });
 
+test("oracle 2: an Execute of a statement a multi-statement Query PREPAREd is recorded with the PREPARE's own text (finding 025)", async () => {
+  await loadSqlParser();
+  const source = "SELECT 1; PREPARE p1 AS SELECT id FROM items WHERE id = 3";
+  const prepare = "PREPARE p1 AS SELECT id FROM items WHERE id = 3";
+  const run = (recorded: string) => kinds(evidence({
+    executed: [{ kind: "execute", text: source, statement: "p1", portal: "", params: [] }],
+    events: events({ sql: recorded, protocol: "extended", params: [] }),
+  }));
+  assert.deepEqual(run(prepare), [], "the server logs the whole Query as the source; the audit has the PREPARE");
+  assert.deepEqual(run("PREPARE p1 AS SELECT id FROM items"), ["2:executed-not-recorded"], "another statement is still not a match");
+});
+
 test("oracle 2: a statement is two events, its decision and one completion carrying rows up to 64 KiB; result.rows only for more", async () => {
   await loadSqlParser();
   const q = (sql: string, rows: string[], ev: CloudEvent[]) => kinds(evidence({

@@ -239,6 +239,19 @@ function sameParams(server: ReadonlyArray<string | null> | undefined, audit: Rea
 const T = SessionEventType;
 
 /**
+ * The text the audit records for an Execute the server logged. The server logs a protocol Execute
+ * of a statement made by SQL PREPARE with that statement's source text, which is the whole Query
+ * when the PREPARE was one statement of several; the proxy records the PREPARE's own text, cut from
+ * that Query (finding 025).
+ */
+function recordedText(st: Evidence["executed"][number]): string {
+  if (st.kind !== "execute" || !st.statement) return st.text;
+  const c = classifySql(st.text);
+  if (!c.ok || c.statements.length < 2) return st.text;
+  return c.statements.filter((s) => s.prepares === st.statement).at(-1)?.text ?? st.text;
+}
+
+/**
  * The statement.allowed events as the messages they record: one event, or the run of events of a
  * multi-statement Query's statements (part 1 … parts, consecutive statementIds), which the server
  * logs as one statement (the whole Query).
@@ -299,7 +312,7 @@ function recordedOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
     const st = ex[i]!, d = allowed[j]!;
     const protocol = st.kind === "simple" ? "simple" : "extended";
     if (d.protocol !== protocol) return false;
-    return protocol === "simple" ? sameMessage(st.text, messages[j]!) : d.sql === st.text && sameParams(st.params, d.params, masked, o.hashKey);
+    return protocol === "simple" ? sameMessage(st.text, messages[j]!) : d.sql === recordedText(st) && sameParams(st.params, d.params, masked, o.hashKey);
   };
   v.checks[2] += ex.length + allowed.length;
   // The embedding of the executed statements into the allowed events (in order, each event used
@@ -327,7 +340,7 @@ function recordedOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
       for (let j = cursor; j < A; j++) if (fits(i, j)) { found = j; break; }
       if (found >= 0) { cursor = found + 1; continue; }
       if (st.fetch && cursor > 0 && fits(i, cursor - 1)) continue;
-      const near = allowed.slice(cursor).find((d) => d.protocol !== "simple" && d.sql === st.text);
+      const near = allowed.slice(cursor).find((d) => d.protocol !== "simple" && d.sql === recordedText(st));
       v.failures.push({
         oracle: 2,
         kind: near ? "recorded-params-differ" : "executed-not-recorded",
