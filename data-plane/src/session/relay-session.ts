@@ -549,6 +549,10 @@ export class RelaySession {
    */
   private execute(f: Buffer, portal: Portal, decision: Decision, readAt: number, pre: { checked?: boolean; described?: Described } = {}): boolean {
     const st = portal.statement;
+    // a Parse of `DEALLOCATE name` whose name is (by now) a Parse's statement, the Parse's own name
+    // included: the server knows that statement under the proxy's name, so as sent it would fail
+    // where the client's server would succeed; refused as a Query of it is (MIXED_DEALLOCATE)
+    if (!st.sqlLevel && this.protocolDeallocate(decision) !== undefined) decision = MIXED_DEALLOCATE;
     // a Parse of `PREPARE name …` runs a SQL PREPARE at Execute: the server refuses one whose name a Parse took
     const clash = st.sqlLevel ? undefined : this.prepareClash(decision);
     if (clash !== undefined) return this.refuse(K.PoisonParse, clash);
