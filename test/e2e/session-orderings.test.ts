@@ -1,0 +1,95 @@
+/**
+ * The orderings of issue 11's "the response queue follows the server exactly" that the fuzz
+ * generator does not produce: portal suspension with Execute's row limit then Close (and a rebind
+ * of the name, a Describe of the suspended portal, the unnamed portal across Sync), pipelines that
+ * only Flush (answers wanted before any Sync, an error among them), COPY inside a pipeline without
+ * Sync (TO and FROM, a row limit on a COPY), a binary-format Execute under masking rules without
+ * Sync, and a message that waits for the server's answers while no Sync is behind it.
+ *
+ * Each is sent as raw frames through the proxy and straight to the server; the proxy's answers
+ * must be the server's, message for message, with masked values in place of the raw ones (which
+ * must reach the client nowhere).
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { Bundle } from "@sluice/shared/policy";
+import { bind, close, copyData, copyDone, describe, execute, flush, parse, query, sync } from "../../data-plane/src/wire/encode.js";
+import { rawConnect, show, type RawClient, type RawMessage } from "../lib/raw-pg-client.js";
+import { ADMIN_URL, startProxyStack } from "./proxy-stack.js";
+
+const EMAILS = ["ann.private@example.com", "bob.hidden@example.org", "cy.secret@example.net"];
+
+/** what the client is told, NoticeResponse and ParameterStatus left out, masked values as one token */
+function seen(ms: readonly RawMessage[]): string[] {
+  return ms.filter((m) => m.type !== "N" && m.type !== "S").map((m) => show(m).replace(/\[REDACTED\]/g, "MASKED"));
+}
+
+test("the proxy answers pipelines that Flush, suspend, Close and COPY without Sync exactly as the server does", { timeout: 240_000 }, async (t) => {
+  const s = await startProxyStack(t, {
+    dp: { enforcer: undefined, maskingHashKey: Buffer.from("orderings") },
+    bundle: (b): Bundle => ({
+      ...b,
+      policies: [{ name: "w", groups: ["w"], resources: ["app"], allow: ["read", "write", "copy", "utility"] }],
+      masking: [{ resources: ["app"], columns: ["customers.email"], strategy: "redact" }],
+    }),
+  });
+  await s.direct(`CREATE TABLE customers (id int, email text); CREATE TABLE items (id int);
+    INSERT INTO customers VALUES ${EMAILS.map((e, i) => `(${i + 1}, '${e}')`).join(", ")}`);
+  const admin = new URL(ADMIN_URL);
+  const connect = async (proxied: boolean): Promise<RawClient> => {
+    const c = proxied
+      ? await rawConnect({ port: s.dp.port, database: "app", user: "w", password: await s.token({ sub: "w", groups: ["w"] }), tls: true })
+      : await rawConnect({ host: admin.hostname, port: Number(admin.port || 5432), database: s.database, user: decodeURIComponent(admin.username) || "postgres" });
+    t.after(() => c.end());
+    return c;
+  };
+  /** everything that arrives until nothing more does for `quietMs` (the server's answers to a step) */
+  const settle = async (c: RawClient, quietMs: number): Promise<RawMessage[]> => {
+    const out: RawMessage[] = [];
+    for (;;) {
+      const got = await c.readFor(quietMs);
+      if (got.length === 0) return out;
+      out.push(...got);
+    }
+  };
+  /** the proxy's answer to a step: as many messages as the server gave (generous: the machine may be loaded), then nothing more */
+  const answer = async (c: RawClient, n: number): Promise<RawMessage[]> => {
+    let k = 0;
+    const out = n === 0 ? [] : await c.until((m) => m.type !== "N" && m.type !== "S" && ++k === n, 30_000);
+    out.push(...(await settle(c, 300)));
+    return out;
+  };
+
+  const cases: Array<[string, Buffer[][]]> = [
+    ["a suspended portal closed, then executed", [[query("BEGIN"), parse("", "SELECT id FROM customers ORDER BY id"), bind("p", ""), execute("p", 1), close("P", "p"), execute("p", 1), sync(), query("ROLLBACK")]]],
+    ["a suspended portal closed and its name bound to another statement", [[query("BEGIN"), parse("s", "SELECT email FROM customers ORDER BY id"), bind("p", "s"), execute("p", 1), close("P", "p"), parse("t", "SELECT id FROM customers"), bind("p", "t"), execute("p", 1), sync(), query("ROLLBACK")]]],
+    ["the unnamed portal suspended, a Sync outside a transaction, executed again", [[parse("", "SELECT email FROM customers ORDER BY id"), bind("", ""), execute("", 1), sync(), execute("", 1), sync()]]],
+    ["a suspended portal described, then resumed", [[query("BEGIN"), parse("", "SELECT email FROM customers ORDER BY id"), bind("p", ""), execute("p", 1), describe("P", "p"), execute("p", 1), sync(), query("ROLLBACK")]]],
+    ["a pipeline that only flushes, then its Sync", [[parse("", "SELECT email FROM customers WHERE id = 1"), bind("", ""), execute(""), flush()], [sync()]]],
+    ["a flushed pipeline that fails, more behind it, then Sync", [[parse("", "SELECT 1 / (id - id) FROM customers"), bind("", ""), execute(""), flush()], [parse("", "SELECT email FROM customers"), bind("", ""), execute(""), flush()], [sync()]]],
+    ["COPY TO in a pipeline without Sync, a statement behind it, Flush", [[parse("", "COPY (SELECT email FROM customers ORDER BY id) TO STDOUT"), bind("", ""), execute(""), parse("", "SELECT 2"), bind("", ""), execute(""), flush()], [sync()]]],
+    ["COPY FROM in a pipeline, its data after a Flush", [[parse("", "COPY items FROM STDIN"), bind("", ""), execute(""), flush()], [copyData("7\n"), copyDone(), sync()]]],
+    ["a row limit on a COPY", [[parse("", "COPY (SELECT email FROM customers ORDER BY id) TO STDOUT"), bind("", ""), execute("", 1), sync()]]],
+    ["two COPY TO in one simple Query", [[query("COPY (SELECT id FROM customers ORDER BY id) TO STDOUT; COPY (SELECT email FROM customers ORDER BY id) TO STDOUT")]]],
+    ["a binary-format Execute under masking rules, flushed, then resumed", [[query("BEGIN"), parse("", "SELECT email FROM customers ORDER BY id"), bind("p", "", [], [], [1]), execute("p", 1), flush()], [execute("p", 1), close("P", "p"), execute("p", 1), sync(), query("ROLLBACK")]]],
+    ["a Describe of a named portal waiting for DEALLOCATE ALL, no Sync behind it", [[parse("s2", "DEALLOCATE ALL"), bind("c1", "s2"), execute("c1", 1), describe("P", "s1"), flush()], [sync()]]],
+  ];
+  for (const [name, steps] of cases) {
+    await t.test(name, async () => {
+      const server = await connect(false);
+      const proxy = await connect(true);
+      for (const [i, step] of steps.entries()) {
+        server.send(...step);
+        const want = await settle(server, 1_000);
+        proxy.send(...step);
+        const got = await answer(proxy, seen(want).length);
+        const raw = Buffer.concat(got.map((m) => m.raw)).toString("latin1");
+        for (const e of EMAILS) assert.ok(!raw.includes(e), `${name}, step ${i + 1}: a raw masked value reached the client`);
+        const masked = seen(want).map((x) => EMAILS.reduce((y, e) => y.split(e).join("MASKED"), x));
+        // binary DataRows are shown as bytes: compare their count and kind, not their text
+        const norm = (xs: string[]) => xs.map((x) => (x.startsWith("D:") && /[^\x20-\x7e]/.test(x) ? "D:<binary>" : x));
+        assert.deepEqual(norm(seen(got)), norm(masked), `${name}, step ${i + 1}`);
+      }
+    });
+  }
+});
