@@ -10,7 +10,7 @@
  * Prints one JSON object (the issue's target: ≤ 4 µs per event).
  */
 import { parseArgs } from "node:util";
-import { encodeBatch } from "@sluice/shared/events";
+import { batchBytes, encodeBatch } from "@sluice/shared/events";
 import type { Decision } from "@sluice/shared/policy";
 import { createAuditObserver, type AuditPublisher } from "@sluice/data-plane";
 import type { RowField, SessionInfo, StatementRecord } from "../../data-plane/src/session/session-hooks.js";
@@ -23,17 +23,23 @@ let bytes = 0;
 let events = 0;
 let batches = 0;
 let pending: string[] = [];
+let pendingBytes = 0;
 const sink = {
   laneFor: () => 0,
   laneSubject: () => "sluice.audit.bench.node-1.b-0",
   assertCapacity() {},
   enqueue(_lane: number, evs: ReadonlyArray<{ json: string; bytes: number }>) {
     events += evs.length;
-    for (const e of evs) pending.push(e.json);
+    for (const e of evs) {
+      pending.push(e.json);
+      pendingBytes += e.bytes;
+    }
     if (pending.length >= perBatch) {
-      bytes += encodeBatch(pending).length;
+      // as the publisher does: the lanes know the batch's size
+      bytes += encodeBatch(pending, batchBytes(pendingBytes, pending.length)).length;
       batches++;
       pending = [];
+      pendingBytes = 0;
     }
     return undefined;
   },
@@ -75,6 +81,7 @@ let seq = 0;
 for (let i = 0; i < 20_000; i++) statement(++seq); // warm-up: JIT
 bytes = events = batches = 0;
 pending = [];
+pendingBytes = 0;
 // CPU time, not wall time: on a shared 2-core machine the wall clock also counts other processes' turns
 const c0 = process.cpuUsage();
 for (let i = 0; i < n; i++) statement(++seq);

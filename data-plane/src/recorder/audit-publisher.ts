@@ -275,7 +275,7 @@ export class AuditPublisher {
     for (const e of effects) {
       switch (e.do) {
         case "publish":
-          this.transport.publish(e.token, e.subject, encodeBatch(e.events), e.msgId, e.expectedLastSeq);
+          this.transport.publish(e.token, e.subject, encodeBatch(e.events, e.bytes), e.msgId, e.expectedLastSeq);
           break;
         case "lookup":
           this.transport.lookupLast(e.token, e.subject, this.publishTimeoutMs);
