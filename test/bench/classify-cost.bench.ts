@@ -7,12 +7,20 @@
  *     costs every session of the node when it is classified inline.
  *   - handoff: the same pgbench statement classified inline and through a worker (wall time per
  *     statement, and CPU of the calling thread, which is what every other session waits for).
+ *   - enforcer: the data plane's decision per pgbench SELECT (a new literal each time, and the same
+ *     text again) through snapshotEnforcer alone and with what the node puts around it (the
+ *     classifier pool and the volatile-function check with the catalog's facts at hand).
  * Prints one JSON object. Not a test (no thresholds):
  * `node --import tsx test/bench/classify-cost.bench.ts [--rounds N]`.
  */
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
 import { classifySql, loadSqlParser, loadedParser, ClassifierPool } from "@sluice/shared/sql";
+import type { PolicySnapshot } from "@sluice/shared/policy";
+import { snapshotEnforcer } from "../../data-plane/src/session/snapshot-enforcer.js";
+import { staticSnapshots, type Enforcer, type SessionInfo } from "../../data-plane/src/session/session-hooks.js";
+import { volatilityEnforcer } from "../../data-plane/src/catalog/volatility-enforcer.js";
+import { functionFactsFrom } from "../../data-plane/src/catalog/volatile-calls.js";
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "7" } } });
 const rounds = Math.max(1, Number(values.rounds));
@@ -96,6 +104,8 @@ async function main(): Promise<void> {
   const handoff = { wallUs: ((performance.now() - wallStart) * 1000) / n, callingThreadBusyUs: (performance.eventLoopUtilization(elu).active * 1000) / n };
   await pool.close();
 
+  const enforcer = await enforcerCost();
+
   process.stdout.write(
     JSON.stringify(
       {
@@ -106,11 +116,52 @@ async function main(): Promise<void> {
         worstInlineShapeBySize: worstAt,
         shapes,
         pgbenchSelect: { inline, worker: handoff, workerStartMs: Number(workerStartMs.toFixed(1)) },
+        enforcer,
       },
       null,
       2,
     ) + "\n",
   );
+}
+
+/** CPU ns per decision of pgbench's SELECT through the bare enforcer and the node's composition */
+async function enforcerCost(): Promise<Record<string, { newLiteralNs: number; sameTextNs: number }>> {
+  const snap: PolicySnapshot = {
+    revision: 1, hash: "h", appliedBy: "bench", appliedAt: new Date(0).toISOString(),
+    bundle: { issuers: [], groups: ["app"], resources: [], masking: [], policies: [{ name: "app", groups: ["app"], resources: ["bench"], allow: ["read", "write"] }] },
+  };
+  const session: SessionInfo = {
+    sessionId: "s", nodeId: "n", region: "r", resource: "bench", clientUser: "u", clientAddress: "127.0.0.1:1",
+    subject: "s", issuer: "dev", groups: ["app"], claims: {}, policyRevision: 1,
+  };
+  const facts = functionFactsFrom({ builtins: ["count", "now"], user: [], operators: [], relations: [] });
+  const pool = await ClassifierPool.create({ workers: 1 });
+  const variants: Record<string, Enforcer> = {
+    bare: snapshotEnforcer(staticSnapshots(snap)),
+    node: volatilityEnforcer(snapshotEnforcer(staticSnapshots(snap), undefined, { classify: (sql) => pool.classify(sql) }), {
+      snapshots: staticSnapshots(snap),
+      catalog: { functionFactsNow: () => facts, functionFacts: async () => facts },
+    }),
+  };
+  const out: Record<string, { newLiteralNs: number; sameTextNs: number }> = {};
+  for (const name of Object.keys(variants)) out[name] = { newLiteralNs: Infinity, sameTextNs: Infinity };
+  const n = 20_000;
+  let k = 0;
+  // the variants take turns, the least of the rounds counts (warm-up and neighbours weigh on one round, not on the result)
+  for (let r = 0; r < 3 * rounds; r++) {
+    for (const [name, e] of Object.entries(variants)) {
+      // CPU time, not wall time: on a shared machine the wall clock measures the neighbours too
+      let at = process.cpuUsage();
+      for (let i = 0; i < n; i++) e.decide(`SELECT abalance FROM pgbench_accounts WHERE aid = ${k++}`, "simple", session);
+      const fresh = (cpuUs(process.cpuUsage(at)) * 1000) / n;
+      at = process.cpuUsage();
+      for (let i = 0; i < n; i++) e.decide("SELECT abalance FROM pgbench_accounts WHERE aid = 7", "simple", session);
+      const same = (cpuUs(process.cpuUsage(at)) * 1000) / n;
+      out[name] = { newLiteralNs: Math.round(Math.min(out[name]!.newLiteralNs, fresh)), sameTextNs: Math.round(Math.min(out[name]!.sameTextNs, same)) };
+    }
+  }
+  await pool.close();
+  return out;
 }
 
 function cpuUs(u: NodeJS.CpuUsage): number {

@@ -96,3 +96,18 @@ test("EXECUTE of a prepared statement that calls a volatile function is a write 
   assert.equal(d.action, "deny");
   assert.equal((e.decide("EXECUTE p", "simple", rw, prepared) as Decision).action, "allow");
 });
+
+test("statements sharing a decision by shape keep their own text, clean or raised to a write", () => {
+  const e = enforcer(source({ now: facts() }));
+  for (const [a, b, action] of [
+    ["SELECT count(*) FROM t WHERE id = 1", "SELECT count(*) FROM t WHERE id = 2", "allow"],
+    ["SELECT purge() FROM t WHERE id = 1", "SELECT purge() FROM t WHERE id = 2", "deny"],
+  ] as const) {
+    const da = e.decide(a, "simple", ro) as Decision;
+    const db = e.decide(b, "simple", ro) as Decision;
+    assert.equal(da.action, action, a);
+    assert.equal(db.action, action, b);
+    assert.equal(da.statements[0]!.text, a);
+    assert.equal(db.statements[0]!.text, b);
+  }
+});

@@ -28,8 +28,15 @@ const UNKNOWN_RECHECK_MS = 1000;
 const isPromise = <T>(x: T | Promise<T>): x is Promise<T> => typeof (x as { then?: unknown } | null)?.then === "function";
 
 export function volatilityEnforcer(inner: Enforcer, o: { snapshots: SnapshotSource; catalog: FunctionFactsSource }): Enforcer {
-  /** decision → the facts it was judged under and the outcome (cached decisions are shared objects) */
-  const memo = new WeakMap<Decision, { facts: FunctionFacts; out: Decision }>();
+  /**
+   * decision → the facts it was judged under and the outcome. Cached decisions are shared objects,
+   * and a decision shared by statement shape (literal-shape.ts) points to the one it was made as
+   * (`decidedAs`): statements of one shape call the same functions, so "nothing volatile" holds for
+   * all of them; an outcome that differs from the decision is kept for that decision object only.
+   */
+  const memo = new WeakMap<Decision, { facts: FunctionFacts; clean: boolean; out?: Decision }>();
+  const memoKey = (d: Decision): Decision => (d as { decidedAs?: Decision }).decidedAs ?? d;
+  const executes = (d: Decision): boolean => d.statements.some((s) => s.executes !== undefined);
 
   /** the statements whose calls count: the message's own, and the prepared statements its EXECUTEs run */
   const statementsOf = (d: Decision, prepared: PreparedStatements | undefined): StatementInfo[] => {
@@ -45,8 +52,8 @@ export function volatilityEnforcer(inner: Enforcer, o: { snapshots: SnapshotSour
   };
 
   const judge = (d: Decision, facts: FunctionFacts, session: SessionInfo, prepared: PreparedStatements | undefined, recheck: boolean): EnforcerDecision => {
-    const seen = memo.get(d);
-    if (seen?.facts === facts) return seen.out;
+    // EXECUTE resolves the session's prepared statements: never judged from the memo
+    const remember = !executes(d);
     const uses = new Map<StatementInfo, VolatileUse[]>();
     let unknown = false;
     for (const s of statementsOf(d, prepared)) {
@@ -55,7 +62,7 @@ export function volatilityEnforcer(inner: Enforcer, o: { snapshots: SnapshotSour
       if (u.some((x) => x.why === "unknown")) unknown = true;
     }
     if (uses.size === 0) {
-      memo.set(d, { facts, out: d });
+      if (remember) memo.set(memoKey(d), { facts, clean: true });
       return d;
     }
     if (unknown && recheck) {
@@ -66,7 +73,7 @@ export function volatilityEnforcer(inner: Enforcer, o: { snapshots: SnapshotSour
       );
     }
     const out = reevaluate(d, uses, session, prepared);
-    memo.set(d, { facts, out });
+    if (remember) memo.set(d, { facts, clean: false, out });
     return out;
   };
 
@@ -82,7 +89,6 @@ export function volatilityEnforcer(inner: Enforcer, o: { snapshots: SnapshotSour
       },
     };
     const e = evaluate(snap.bundle, ctx, { ok: true, statements }, lookup);
-    if (e.action === d.action && e.rule === d.rule) return { ...e, reason: d.reason };
     const all = [...uses.values()].flat();
     return { ...e, reason: `${e.reason}: ${describeUses(all)}` };
   };
@@ -94,11 +100,18 @@ export function volatilityEnforcer(inner: Enforcer, o: { snapshots: SnapshotSour
 
   const check = (d: Decision, session: SessionInfo, prepared: PreparedStatements | undefined): EnforcerDecision => {
     if (d.action === "deny") return d;
+    const now = o.catalog.functionFactsNow(session.resource);
+    if (now) {
+      // the hot path: a decision (or its shape) already found clean under these facts
+      const seen = memo.get(memoKey(d));
+      if (seen?.facts === now && seen.clean && !executes(d)) return d;
+      const own = memo.get(d);
+      if (own?.facts === now && own.out && !executes(d)) return own.out;
+    }
     let needs = false;
     for (const s of statementsOf(d, prepared)) if (needsFunctionFacts(s)) needs = true;
     if (!needs) return d;
-    const facts = o.catalog.functionFactsNow(session.resource);
-    if (facts) return judge(d, facts, session, prepared, true);
+    if (now) return judge(d, now, session, prepared, true);
     return o.catalog.functionFacts(session.resource).then(
       (f) => judge(d, f, session, prepared, true),
       (e: unknown) => unavailable(session, e),
