@@ -51,7 +51,7 @@ export function countingAudit(inner: AuditSink, c: ProxyCounters): AuditSink {
     sessionStarted: (conn) => inner.sessionStarted(conn),
     sessionAuthenticated: (session) => inner.sessionAuthenticated(session),
     sessionDenied(conn, denial) {
-      if (deniedAtConnect(denial.sqlstate)) c.sessions.denied++;
+      if ((denial.outcome ?? (deniedAtConnect(denial.sqlstate) ? "denied" : "failed")) === "denied") c.sessions.denied++;
       else c.sessions.failed++;
       inner.sessionDenied(conn, denial);
     },

@@ -13,7 +13,7 @@ import {
   type StatementCompletedData, type StatementData, type StatementPart,
 } from "@sluice/shared/events";
 import type {
-  BoundParam, ColumnMask, ConnectionInfo, RowField, SessionInfo, StatementCompletion, StatementRecord,
+  BoundParam, ColumnMask, ConnectDenial, ConnectionInfo, RowField, SessionInfo, StatementCompletion, StatementRecord,
 } from "../session/session-hooks.js";
 import { decodeDataRow } from "../wire/decode.js";
 import type { InputMasker } from "./input-masker.js";
@@ -178,8 +178,9 @@ function denyStage(sqlstate: string, reason: string): { stage: SessionDenyStage;
   }
 }
 
-export function sessionDeniedData(denial: { sqlstate: string; reason: string; subject?: string; issuer?: string }): SessionDeniedData {
-  const { stage, code } = denyStage(denial.sqlstate, denial.reason);
+export function sessionDeniedData(denial: ConnectDenial): SessionDeniedData {
+  // the refusal table's code and stage (net/refusals.ts); read back from the SQLSTATE only for a caller that gives none
+  const { stage, code } = denial.code !== undefined && denial.stage !== undefined ? { stage: denial.stage, code: denial.code } : denyStage(denial.sqlstate, denial.reason);
   const d = {} as SessionDeniedData;
   if (denial.issuer !== undefined) d.issuer = denial.issuer;
   d.message = denial.reason;

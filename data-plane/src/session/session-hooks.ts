@@ -18,6 +18,7 @@
  *  - Nothing handed to these hooks contains the JWT or the upstream credential.
  */
 import type { Decision, PolicySnapshot } from "@sluice/shared/policy";
+import type { SessionDenyStage } from "@sluice/shared/events";
 import type { StatementInfo } from "@sluice/shared/sql";
 
 /** Who is connected to what. Built once the client is authenticated; immutable for the session. */
@@ -129,13 +130,27 @@ export interface RowField {
   readonly format: number;
 }
 
+/**
+ * A connection refused before it relayed: `reason` the client-safe message, and from the refusal
+ * table (net/refusals.ts) its `code` (the event's reason code), `stage`, and whose doing it was.
+ */
+export interface ConnectDenial {
+  sqlstate: string;
+  reason: string;
+  subject?: string;
+  issuer?: string;
+  code?: string;
+  stage?: SessionDenyStage;
+  outcome?: "denied" | "failed";
+}
+
 /** The session lifecycle events (session.started, authenticated, denied, ended). */
 export interface SessionAudit {
   sessionStarted(conn: ConnectionInfo): void;
   /** the JWT verified and the identity may connect to the resource; await = `ack` durability */
   sessionAuthenticated(session: SessionInfo): void | Promise<void>;
   /** connection refused (auth or policy at connect); `sqlstate` is what the client got */
-  sessionDenied(conn: ConnectionInfo, denial: { sqlstate: string; reason: string; subject?: string; issuer?: string }): void;
+  sessionDenied(conn: ConnectionInfo, denial: ConnectDenial): void;
   sessionEnded(info: ConnectionInfo | SessionInfo, end: { reason: string; statements: number; bytesIn: number; bytesOut: number }): void;
 }
 

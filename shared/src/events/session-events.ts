@@ -96,7 +96,7 @@ export type SessionDenyStage = "startup" | "authentication" | "authorization" | 
 /** `session.denied`: authentication or connect-time policy refused the session. */
 export interface SessionDeniedData {
   stage: SessionDenyStage;
-  /** machine-readable reason code, e.g. `token_invalid`, `token_expired`, `unknown_issuer`, `no_policy`, `unknown_resource`, `tls_required` */
+  /** machine-readable reason code from the data plane's refusal table (data-plane/src/net/refusals.ts), e.g. `token_rejected`, `no_policy`, `unknown_resource`, `tls_required` */
   reason: string;
   /** human-readable, secret-free message as sent to the client */
   message: string;
