@@ -15,6 +15,16 @@ test("a syntax error is reported as such and leaves the instance in use", async 
   assert.ok(p.parsePlpgsql("CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$").plpgsql_funcs);
 });
 
+test("a client's unfinished literal, identifier, dollar quote or comment is a scan error, never a parser failure", async () => {
+  // a client could otherwise retire an instance per message and leave every session without a parser
+  const p = await WasmParser.create();
+  for (const sql of ["SELECT 'abc", 'SELECT U&"x', "SELECT $$abc", "SELECT /* x", "SELECT E'\\", 'SELECT "x']) {
+    assert.throws(() => p.scan(sql), SqlSyntaxError, sql);
+  }
+  assert.equal(p.failures, 0);
+  assert.deepEqual(p.scan("SELECT 1").map((t) => t.text), ["SELECT", "1"]);
+});
+
 test("the shared-instance failure: dozens of stack overflows used to break every later parse; here each retires one instance", async () => {
   const p = await WasmParser.create();
   for (let i = 0; i < 60; i++) {

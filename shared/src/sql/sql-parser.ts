@@ -231,7 +231,9 @@ export class WasmParser implements SqlParser {
   scan(sql: string): ScanToken[] {
     return this.run((m) => {
       const out = this.stringResult(m, (p) => m._wasm_scan(p), sql);
-      if (ERROR_RESULT.test(out)) throw new SqlSyntaxError(out);
+      // the tokens are a JSON object; anything else is the scanner's own report ("unterminated
+      // quoted string …" for a client's unfinished literal), never a reason to retire the instance
+      if (!out.startsWith("{")) throw new SqlSyntaxError(out);
       return (JSON.parse(out) as { tokens: ScanToken[] }).tokens;
     });
   }
