@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what the tests and the demo need is installed and running: PostgreSQL on 127.0.0.1:5432
 # (trust auth for local connections), NATS with JetStream on 127.0.0.1:4222, psql/pgbench, pgbouncer,
-# openssl, and headless Chromium with a font for the console's browser tests. Idempotent: on a
+# openssl, and headless Chromium with a font for the console's browser tests; in the background,
+# the client tests' drivers and migration tools (ensure-client-tools.sh). Idempotent: on a
 # machine that already runs them it only checks. Debian packages only.
 set -euo pipefail
 
@@ -73,3 +74,10 @@ if ! nats_up; then
   nats_up || { log "nats-server did not come up"; exit 1; }
 fi
 log "PostgreSQL and NATS are up"
+
+# --- the real clients and migration tools of the client tests -------------------------------
+# In the background: on a fresh machine their install takes a minute or more, which overlaps the
+# unit tests; those tests run the same script in the foreground and wait for it (a lock).
+if [ -z "${SLUICE_NO_CLIENT_TOOLS:-}" ]; then
+  setsid bash "$(dirname "$0")/ensure-client-tools.sh" >>"${SLUICE_CLIENT_TOOLS_LOG:-/tmp/sluice-client-tools.log}" 2>&1 </dev/null &
+fi

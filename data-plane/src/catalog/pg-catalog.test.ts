@@ -99,6 +99,11 @@ test("a ResultMasker over the real catalog masks the table, a view, an expressio
   const copyPlan = await masker.planForCopyOut({ session, sql: "COPY customers TO STDOUT", statements: [] });
   assert.ok(copyPlan && copyPlan !== "deny");
   assert.equal(await masker.planForCopyOut({ session, sql: "COPY customers TO STDOUT (FORMAT csv)", statements: [] }), "deny");
+  // the text format's own delimiter and NULL string spelled out (PHP's pg_copy_to): still text
+  const spelled = await masker.planForCopyOut({ session, sql: "COPY customers TO STDOUT DELIMITER E'\\t' NULL AS E'\\\\N'", statements: [] });
+  assert.ok(spelled && spelled !== "deny");
+  assert.equal(await masker.planForCopyOut({ session, sql: "COPY customers TO STDOUT DELIMITER ','", statements: [] }), "deny");
+  assert.equal(await masker.planForCopyOut({ session, sql: "COPY customers TO STDOUT NULL AS ''", statements: [] }), "deny");
   assert.equal(await masker.planForCopyOut({ session, sql: "COPY (SELECT * FROM generate_series(1, 3) g) TO STDOUT", statements: [] }), "deny");
   // the same, asked before the statement runs: the reason the session refuses it with (a statement error)
   assert.match((await masker.refusal({ session, sql: "COPY customers TO STDOUT (FORMAT csv)", statements: [] }))!, /not allowed in csv format/);

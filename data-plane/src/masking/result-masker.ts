@@ -209,6 +209,10 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
     for (const o of copy.options ?? []) {
       const d = o.DefElem;
       if (d?.defname === "format") format = String(d.arg?.String?.sval ?? "text").toLowerCase();
+      // the text format's own delimiter and NULL string, spelled out (PHP's pg_copy_to always
+      // sends DELIMITER E'\t' NULL AS E'\\N'), keep the row syntax this masker parses
+      else if (d?.defname === "delimiter" && d.arg?.String?.sval === "\t") continue;
+      else if (d?.defname === "null" && d.arg?.String?.sval === "\\N") continue;
       // other delimiters / NULL strings change the row syntax this masker parses
       else if (d && ["delimiter", "null", "quote", "escape", "encoding", "force_quote"].includes(d.defname)) plainText = false;
     }

@@ -5,7 +5,7 @@
  * Pure: no sockets, no clock; the socket adapter (client-connection.ts) runs the I/O around it.
  */
 import { SluiceError } from "@sluice/shared/errors";
-import { tablePatternsApply, type PolicySnapshot, type ResourceSpec } from "@sluice/shared/policy";
+import { searchPathRestricted, type PolicySnapshot, type ResourceSpec } from "@sluice/shared/policy";
 import { decodeParameterStatus } from "../wire/decode.js";
 import { mayConnect } from "../session/may-connect.js";
 import { filterStartupParams, startupRefusalMessage } from "../session/startup-params.js";
@@ -70,7 +70,7 @@ export function admit(conn: ConnectionInfo, params: Readonly<Record<string, stri
   };
   if (!mayConnect(snapshot.bundle, resourceName, id.groups, id.issuer))
     return { ok: false, info, refusal: refusal("no_policy", `no policy allows "${id.subject}" to connect to "${resourceName}"`) };
-  const restrictsTables = tablePatternsApply(snapshot.bundle, { resource: resourceName, groups: id.groups, issuer: id.issuer });
+  const restrictsTables = searchPathRestricted(snapshot.bundle, { resource: resourceName, groups: id.groups, issuer: id.issuer });
   const fp = filterStartupParams(params, { restrictsTables });
   if (!fp.ok) {
     const code = fp.refusal === "parser-setting" ? "parser_setting" : fp.refusal === "identity" ? "identity_setting" : "search_path_setting";

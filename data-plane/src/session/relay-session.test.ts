@@ -579,7 +579,8 @@ test("a message that waits for the server's answer to a pipelined message asks t
   assert.equal(codes(h.toUpstream), "PBEH", "the Describe of a named portal waits for DEALLOCATE ALL to complete, behind a Flush");
   h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, frame("C", Buffer.from("DEALLOCATE ALL\0"))]));
   await tick();
-  assert.equal(codes(h.toUpstream), "PBEHPS", "then the Describe (unknown portal: its poison) and the Sync");
+  // no Bind made portal s1: only an SQL cursor could have that name, so the Describe goes to the server as spelled
+  assert.equal(codes(h.toUpstream), "PBEHDS", "then the Describe and the Sync");
   assert.equal(h.closed.length, 0);
 });
 
@@ -596,4 +597,31 @@ test("each statement of a multi-statement Query is a statement of its own: its r
   h.s.onUpstreamData(Buffer.concat([cmdComplete, cmdComplete]));
   assert.equal(h.closed.length, 1);
   assert.match(h.closed[0]!.fatal!.M!, /a completion of statement 2 of a Query of 1/);
+});
+
+test("a Describe of a portal no Bind made (an SQL cursor, as psycopg's named cursors ask) goes to the server as spelled; a name of the proxy's own does not", () => {
+  const h = recording();
+  const describePortal = (name: string) => frame("D", Buffer.from(`P${name}\0`));
+  h.s.onClientData(query("DECLARE orders_cur CURSOR WITH HOLD FOR SELECT 1"));
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("DECLARE CURSOR\0")), readyForQuery("I")]));
+  h.toUpstream.length = 0;
+  h.toClient.length = 0;
+  h.s.onClientData(Buffer.concat([describePortal("orders_cur"), sync()]));
+  const [d] = sent(h.toUpstream);
+  assert.equal(String.fromCharCode(d!.code), "D");
+  assert.equal(cstrAt(d!.raw, 6), "orders_cur", "the client's spelling: the cursor's own name on the server");
+  h.s.onUpstreamData(Buffer.concat([rowDesc, readyForQuery("I")]));
+  assert.equal(codes(h.toClient), "TZ", "the cursor's columns reach the client");
+
+  // the proxy's own portal names (its prefix) are never described for a client
+  h.s.onClientData(Buffer.concat([parseFrame("s1", "SELECT 1"), bindFrame("p1", "s1"), sync()]));
+  const own = cstrAt(sent(h.toUpstream).find((f) => String.fromCharCode(f.code) === "B")!.raw, 5);
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, readyForQuery("T")]));
+  h.toUpstream.length = 0;
+  h.toClient.length = 0;
+  h.s.onClientData(Buffer.concat([describePortal(own), sync()]));
+  assert.ok(!sent(h.toUpstream).some((f) => String.fromCharCode(f.code) === "D" && cstrAt(f.raw, 6) === own), "not forwarded");
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "42601", message: `syntax error at or near "${TOKEN}"` }), readyForQuery("T")]));
+  const err = decodeErrorFields(sent(h.toClient)[0]!.raw);
+  assert.equal(err.C, "34000");
 });

@@ -633,6 +633,17 @@ export class RelaySession {
   private onDescribe(f: Buffer): boolean {
     const t = this.target(f);
     if (!t.ready()) return this.waitFor(t.ready, F.Describe, f);
+    if (t.server === null && !t.statement && t.name !== "" && this.reserved.check(t.name) === undefined) {
+      // a portal name no Bind of this client made: on the server only an SQL cursor can have it
+      // (DECLARE, judged as its query), since every client Bind is renamed. libpq's
+      // PQdescribePortal asks for its columns so (psycopg's named cursors): a Describe reads only
+      // column names and types, so it goes to the server as the client spelled it, and the server
+      // answers for the cursor or says there is none. A name that could be the proxy's own is not.
+      if (this.results.captureRows > 0) this.queue.push({ kind: K.DescribeP, slot: undefined });
+      else this.queue.push(DESCRIBE_P);
+      this.toUpstream.push(f);
+      return true;
+    }
     if (t.server === null) return this.refuse(K.PoisonParse, t.statement ? { sqlstate: "26000", message: missingStatement(t.name) } : { sqlstate: "34000", message: missingPortal(t.name) });
     if (this.results.captureRows > 0) this.queue.push({ kind: t.statement ? K.DescribeS : K.DescribeP, slot: t.slot });
     else this.queue.push(t.statement ? DESCRIBE_S : DESCRIBE_P);

@@ -45,7 +45,7 @@ export type StartupParamsResult =
   | { ok: false; setting: string; refusal: StartupRefusal; value?: string };
 
 export interface StartupParamsOptions {
-  /** the identity's policies restrict tables: a startup search_path is refused */
+  /** the identity's policies depend on the default search_path (evaluate's searchPathRestricted): a startup search_path is refused */
   restrictsTables?: boolean;
 }
 

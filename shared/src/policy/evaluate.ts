@@ -13,8 +13,10 @@
  *     (rule `parser-setting`): no policy or approval can make the classifier read SQL another way.
  *  1. deny — any policy's `deny` item (a class the statement exercises, or a risk it carries), any
  *     `tables.deny` pattern matching a table it reads or writes, or a `SET search_path` under a
- *     policy with table patterns (bare names would no longer mean what the patterns assume):
- *     rules `<policy>/deny:<item>`, `<policy>/tables.deny:<pattern>`, `<policy>/tables:search_path`.
+ *     policy whose table patterns depend on the default search_path (an allow list, or a deny
+ *     pattern with a glob in its table part: bare names would no longer mean what the patterns
+ *     assume): rules `<policy>/deny:<item>`, `<policy>/tables.deny:<pattern>`, `<policy>/tables:search_path`.
+ *     Elsewhere a search_path change is the named risk `search-path`, which a policy may deny or hold.
  *  2. permission — some policy must permit it: every class it exercises is in that policy's `allow`
  *     or `requireApproval`, and (when the policy has `tables.allow`) every table matches one of the
  *     patterns. Otherwise `default-deny` (or `<policy>/tables.allow:<table>` when only a table was
@@ -37,10 +39,11 @@
  * a policy must not be evaded by a quoted spelling). A bare pattern `t` matches the references
  * `t` and `public.t`. A qualified pattern `s.t` matches `s.t`, and matches a bare reference `t` when
  * `s` matches `public`: a bare name resolves through the default search_path, which a client under
- * a policy with table patterns may not change (step 1 refuses `SET search_path` and
- * set_config('search_path', …)). Defence in depth against a search_path set server-side (ALTER ROLE
- * … SET search_path): a DENY pattern with a literal table name (`private.secrets`) also matches the
- * bare reference `secrets`, whatever the schema.
+ * a policy whose patterns depend on it may not change (step 1 refuses `SET search_path` and
+ * set_config('search_path', …)). A DENY pattern with a literal table name (`private.secrets`) also
+ * matches the bare reference `secrets`, whatever the schema: so it holds under any search_path (one
+ * a client chose, or one set server-side with ALTER ROLE … SET search_path), and a policy with only
+ * such patterns lets clients choose their search_path (migration tools do: sqitch, Flyway).
  *
  * SYSTEM CATALOGS: a `tables.allow` list does not need to name them. References qualified with
  * `pg_catalog.` or `information_schema.`, and bare `pg_*` names (pg_catalog is searched first), pass
@@ -70,7 +73,8 @@ interface Compiled {
   deny: readonly string[];
   tablesAllow?: readonly TablePattern[];
   tablesDeny: readonly TablePattern[];
-  hasTablePatterns: boolean;
+  /** bare table names must keep their default meaning for this policy's patterns (see searchPathRestricted) */
+  searchPathMatters: boolean;
   approvalInfo: { approvers: string[]; timeoutMs: number };
 }
 
@@ -124,14 +128,18 @@ function durationMs(s: string | undefined): number {
 function compile(p: PolicySpec): Compiled {
   let c = compiledCache.get(p);
   if (c) return c;
+  const tablesDeny = (p.tables?.deny ?? []).map(compilePattern);
   c = {
     spec: p,
     allow: new Set(p.allow),
     approval: p.requireApproval ?? [],
     deny: p.deny ?? [],
     tablesAllow: p.tables?.allow ? p.tables.allow.map(compilePattern) : undefined,
-    tablesDeny: (p.tables?.deny ?? []).map(compilePattern),
-    hasTablePatterns: !!(p.tables?.allow?.length || p.tables?.deny?.length),
+    tablesDeny,
+    // an allow list resolves bare names as public.; a deny pattern with a glob in its table part
+    // (`vault.*`) matches a bare name only through the default search_path. A deny pattern naming
+    // its table literally matches the bare name in any schema, so it holds whatever the path.
+    searchPathMatters: !!p.tables?.allow?.length || tablesDeny.some((t) => !t.tableIsLiteral && !t.everything),
     approvalInfo: {
       approvers: [...(p.approval?.approvers ?? [])],
       timeoutMs: durationMs(p.approval?.timeout),
@@ -191,12 +199,16 @@ export function canConnect(bundle: Bundle, ctx: DecisionContext): boolean {
 }
 
 /**
- * Whether any policy that applies to the identity has table patterns: then bare table names must
- * keep their default meaning, so the session's search_path may not be chosen (SET search_path is
- * denied in step 1; the data plane refuses a search_path asked for at connect).
+ * Whether the identity may not choose its session's search_path: some policy that applies to it
+ * has table patterns that depend on what bare names mean (an allow list, or a deny pattern with a
+ * glob in its table part; SET search_path is then denied in step 1), or denies or holds the
+ * `search-path` risk. The data plane refuses a search_path asked for at connect when this is true
+ * (a start-up parameter cannot wait for an approval).
  */
-export function tablePatternsApply(bundle: Bundle, ctx: DecisionContext): boolean {
-  for (const p of applicable(bundle, ctx)) if (p.hasTablePatterns) return true;
+export function searchPathRestricted(bundle: Bundle, ctx: DecisionContext): boolean {
+  for (const p of applicable(bundle, ctx)) {
+    if (p.searchPathMatters || p.deny.includes("search-path") || p.approval.includes("search-path")) return true;
+  }
   return false;
 }
 
@@ -268,12 +280,12 @@ function judge(e: Effective, policies: readonly Compiled[], ctx: DecisionContext
         }
       }
     }
-    if (p.hasTablePatterns && e.setsSearchPath) {
+    if (p.searchPathMatters && e.setsSearchPath) {
       return {
         action: "deny",
         rule: `${name(p)}/tables:search_path`,
         policy: name(p),
-        reason: `policy ${name(p)} restricts tables, so the search_path may not be changed`,
+        reason: `policy ${name(p)} restricts tables by patterns that depend on the default search_path, so the search_path may not be changed`,
       };
     }
   }

@@ -111,8 +111,14 @@ test("DO blocks are parsed with the PL/pgSQL parser, nested and EXECUTEd SQL inc
   assert.ok(n.risks.includes("drop-table") && n.risks.includes("dynamic-sql"));
   const f = one("DO $$ BEGIN EXECUTE format('DROP TABLE %I', 'x'); END $$");
   assert.equal(f.class, "admin"); // computed SQL: unknowable
+  // no SQL of any class inside: it computes like a SELECT of expressions
   const none = one("DO $$ BEGIN RAISE NOTICE 'hi'; END $$");
-  assert.equal(none.class, "utility");
+  assert.equal(none.class, "read");
+  // a harmless SET LOCAL inside adds no class (as at top level); SET ROLE inside does
+  assert.deepEqual(one("DO $$ BEGIN SET LOCAL client_min_messages = 'ERROR'; RAISE WARNING 'x'; END $$").classes, ["read"]);
+  assert.deepEqual(one("DO $$ BEGIN SET LOCAL ROLE postgres; END $$").classes, ["admin"]);
+  assert.deepEqual(one("DO $$ BEGIN SET LOCAL myapp.tenant = '1'; END $$").classes, ["utility"]);
+  assert.deepEqual(one("DO $$ BEGIN SET LOCAL search_path = x; END $$").risks, ["search-path"]);
   assert.equal(one("DO LANGUAGE plpython3u $$ import os $$").class, "admin");
   assert.equal(classifySql("DO $$ BEGIN this is not plpgsql; END $$").ok, false);
 });

@@ -142,10 +142,16 @@ test("given the built-in allowances, when a statement changes privileges or what
   // the pinned reading of SQL: never, for anyone, whatever the policy
   ci.when("SET client_encoding = 'SJIS'").denies("parser-setting");
   ci.when("SET standard_conforming_strings = off").denies("parser-setting");
-  // search_path: free where no table pattern depends on it, refused where one does
+  // search_path: free where no table pattern depends on it (a literal deny pattern such as the
+  // deployers' public.secrets matches a bare `secrets` in any schema), refused where one does
   ci.when("SET search_path = reporting, public").allows("implicit:session-setting");
-  given(b, ["deployers"]).when("SET search_path = reporting, public").denies("deployers/tables:search_path");
-  given(b, ["deployers"]).when("SELECT set_config('search_path', 'x', false)").denies("deployers/tables:search_path");
+  given(b, ["deployers"]).when("SET search_path = sqitch").allows("implicit:session-setting");
+  given(b, ["deployers"]).when("SET search_path = sqitch; SELECT * FROM secrets").denies("deployers/tables.deny:public.secrets");
+  const patterns = withPolicy(b, { name: "reports", groups: ["reports"], resources: ["orders"], allow: ["read"], tables: { allow: ["public.orders"] } });
+  given(patterns, ["reports"]).when("SET search_path = reporting, public").denies("reports/tables:search_path");
+  given(patterns, ["reports"]).when("SELECT set_config('search_path', 'x', false)").denies("reports/tables:search_path");
+  const globs = withPolicy(b, { name: "vaulted", groups: ["vaulted"], resources: ["orders"], allow: ["read"], tables: { deny: ["vault.*"] } });
+  given(globs, ["vaulted"]).when("SET search_path = vault").denies("vaulted/tables:search_path");
 
   // a policy can deny or hold each of them by its risk
   const strict = withPolicy(b, {

@@ -34,6 +34,7 @@ import {
 import { NEVER_FROM_PARSER, STATEMENT_CLASS, WALKED_NODES } from "./node-model.js";
 import { HARMLESS_SETTINGS, isPinnedSetting, keepsPinnedReading } from "./session-settings.js";
 import { walkPlpgsql } from "./plpgsql-walker.js";
+import { baselineOf } from "./client-baseline.js";
 import type { SqlParser } from "./sql-parser.js";
 
 /** Severity order, used to pick `class` among `classes`. */
@@ -296,7 +297,9 @@ export class Collector {
     if (depth > MAX_NESTING) throw new ClassifyError("statement nesting too deep");
     checkFields(kind, b);
     const own = this.classifyKind(kind, b, text, depth);
-    if (top) this.addClass(own);
+    // inside a DO body or an EXECUTE string, what every client may do (a SET LOCAL of a harmless
+    // setting, COMMIT) adds no class, as at top level; its risks still count
+    if (top && !(own === "utility" && baselineOf(kind, b) !== undefined)) this.addClass(own);
     return own;
   }
 
@@ -477,8 +480,10 @@ export class Collector {
       return "admin";
     }
     this.plpgsql(wrapDoBody(body), depth + 1);
-    // the DO block's own class: the most privileged class its body exercised, utility if none
-    return maxClass(this.classes);
+    // the DO block's own class: the most privileged class its body exercised. A body that runs no
+    // SQL of a class (RAISE, assignments of expressions, SET LOCAL of a harmless setting) computes
+    // like a SELECT of expressions: read (sqitch's registry check is such a block)
+    return this.classes.size ? maxClass(this.classes) : "read";
   }
 
   private functionBody(b: J, text: string, depth: number): void {
