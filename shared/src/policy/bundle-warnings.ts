@@ -16,7 +16,7 @@ export interface BundleWarning {
  * a policy that lists it for a driver's start-up statements grants these too, for nothing.
  */
 const UTILITY_REMAINDER =
-  "LISTEN/NOTIFY/UNLISTEN, pg_notify(), two-phase commit, DO blocks without SQL and settings outside sluice's harmless list (custom x.y settings, session_replication_role)";
+  "LISTEN/NOTIFY/UNLISTEN, pg_notify(), two-phase commit and settings outside sluice's harmless list (custom x.y settings, session_replication_role)";
 const BASELINE =
   "transaction control, SHOW, settings that change no privilege, FETCH/MOVE/CLOSE, DEALLOCATE and DISCARD are allowed to every connected identity without it";
 

@@ -7,7 +7,7 @@
  * |---------------------|------------|
  * | transaction-control | BEGIN/START, COMMIT, ROLLBACK, SAVEPOINT, RELEASE, ROLLBACK TO, SET TRANSACTION (… SNAPSHOT), SET CONSTRAINTS |
  * | show                | SHOW name, SHOW ALL |
- * | session-setting     | SET / SET LOCAL / RESET / SET … TO DEFAULT of a setting that changes no privilege (HARMLESS_SETTINGS), SET SESSION CHARACTERISTICS, RESET ALL, search_path (a named risk, `search-path`, and refused where table patterns apply), a pinned setting set to its pinned value (any other value is `parser-setting`, always denied) |
+ * | session-setting     | SET / SET LOCAL / RESET / SET … TO DEFAULT of a setting that changes no privilege (HARMLESS_SETTINGS), SET SESSION CHARACTERISTICS, RESET ALL, search_path (a named risk, `search-path`, and refused where table patterns depend on it: evaluate.ts), a pinned setting set to its pinned value (any other value is `parser-setting`, always denied) |
  * | cursor              | FETCH, MOVE, CLOSE (a cursor exists only if a statement the identity ran made it: DECLARE is judged as its query) |
  * | prepared-statement  | DEALLOCATE (PREPARE is judged as what it prepares, EXECUTE as what it runs) |
  * | discard             | DISCARD ALL / PLANS / SEQUENCES / TEMP |
@@ -21,6 +21,7 @@
  *
  * A statement carrying an allowance still goes through the deny and approval rules for its named
  * risks (evaluate.ts); the classes of the statement (`utility`) are not what a policy judges it by.
+ * Inside a DO body or an EXECUTE string such a statement adds no class either (statement-walker.ts).
  */
 import type { BaselineAllowance } from "../policy/bundle.js";
 import type { J } from "./ast-util.js";
