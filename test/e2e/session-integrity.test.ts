@@ -267,6 +267,19 @@ async function attacks(t: TestContext, cluster: PgCluster): Promise<void> {
     assert.deepEqual(shown(await c.untilReady(4)), ["E:26000", "Z:I", "1", "Z:I", "E:42501", "Z:I", "2", "D:2", "C:SELECT 1", "Z:I"]);
   });
 
+  await t.test("a statement the server will skip after an error is never put before an approver (finding 026)", async () => {
+    const c = await connect("deployers");
+    const asked = approvalsAsked.length;
+    c.send(parse("", "SELECT 1 / (id - id) FROM items"), bind("", ""), execute(""), parse("", "UPDATE items SET name = 'x'"), bind("", ""), execute(""), sync());
+    assert.deepEqual(shown(await c.untilReady(1, 20_000)), ["1", "2", "E:22012", "Z:I"]);
+    assert.equal(approvalsAsked.length, asked, "no approval request for the skipped UPDATE");
+    // the same UPDATE behind statements that succeed is put before the approver (who rejects it)
+    c.send(parse("", "SELECT 1"), bind("", ""), execute(""), parse("", "UPDATE items SET name = 'x'"), bind("", ""), execute(""), sync());
+    assert.deepEqual(shown(await c.untilReady(1, 20_000)), ["1", "2", "D:1", "C:SELECT 1", "1", "2", "E:42501", "Z:I"]);
+    assert.equal(approvalsAsked.length, asked + 1);
+    assert.deepEqual(log.ran(/^UPDATE items SET name = 'x'/), []);
+  });
+
   await t.test("a message that waits for the server's answer to a pipelined one, with no Sync behind it yet, does not wait forever", async () => {
     const c = await connect("apps");
     // the Describe of a named portal waits until DEALLOCATE ALL (which drops names) has completed;

@@ -13,7 +13,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Bundle } from "@sluice/shared/policy";
-import { bind, close, copyData, copyDone, describe, execute, flush, parse, query, sync } from "../../data-plane/src/wire/encode.js";
+import { bind, close, copyData, copyDone, copyFail, describe, execute, flush, parse, query, sync } from "../../data-plane/src/wire/encode.js";
 import { rawConnect, show, type RawClient, type RawMessage } from "../lib/raw-pg-client.js";
 import { ADMIN_URL, startProxyStack } from "./proxy-stack.js";
 
@@ -72,6 +72,11 @@ test("the proxy answers pipelines that Flush, suspend, Close and COPY without Sy
     ["a row limit on a COPY", [[parse("", "COPY (SELECT email FROM customers ORDER BY id) TO STDOUT"), bind("", ""), execute("", 1), sync()]]],
     ["two COPY TO in one simple Query", [[query("COPY (SELECT id FROM customers ORDER BY id) TO STDOUT; COPY (SELECT email FROM customers ORDER BY id) TO STDOUT")]]],
     ["a binary-format Execute under masking rules, flushed, then resumed", [[query("BEGIN"), parse("", "SELECT email FROM customers ORDER BY id"), bind("p", "", [], [], [1]), execute("p", 1), flush()], [execute("p", 1), close("P", "p"), execute("p", 1), sync(), query("ROLLBACK")]]],
+    // finding 026: the server fails the COPY and skips to Sync; so does the proxy, deciding nothing behind it
+    ["CopyFail behind an extended COPY FROM, a write behind it", [[parse("", "COPY items FROM STDIN"), bind("", ""), execute(""), copyFail("no"), parse("w", "UPDATE items SET id = 0"), bind("", "w"), execute(""), sync(), query("SELECT count(*) FROM items WHERE id = 0")]]],
+    // finding 024: in an aborted transaction a Parse of a name SQL PREPARE took gets the server's 25P02, not 42P05
+    ["a clashing Parse in an aborted transaction", [[query("BEGIN READ ONLY; PREPARE p1 AS SELECT 1"), query("COPY items FROM STDIN"), parse("p1", "SELECT 2"), sync(), query("ROLLBACK")]]],
+    ["a clashing Parse, and a clashing PREPARE, outside one", [[query("PREPARE p2 AS SELECT 1"), parse("p2", "SELECT 2"), sync(), parse("p3", "SELECT 3"), sync(), query("PREPARE p3 AS SELECT 4"), query("DEALLOCATE ALL")]]],
     ["a Describe of a named portal waiting for DEALLOCATE ALL, no Sync behind it", [[parse("s2", "DEALLOCATE ALL"), bind("c1", "s2"), execute("c1", 1), describe("P", "s1"), flush()], [sync()]]],
   ];
   for (const [name, steps] of cases) {

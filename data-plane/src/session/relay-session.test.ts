@@ -219,8 +219,43 @@ test("a statement that needs approval is bound with its parameters even when the
   const h = harness(approve, noopAudit, { decodeParams: false, captureRows: 0 }, approvals);
   h.s.onClientData(Buffer.concat([parse("", "DELETE FROM t WHERE id = $1"), bindWith("42"), execute, sync()]));
   await tick();
+  // asked only once the server answered what comes before it in its batch (it could yet skip it)
+  assert.equal(asked.length, 0);
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete]));
+  await tick();
   assert.equal(asked.length, 1);
   assert.equal(asked[0]!.params?.[0]?.value?.toString(), "42");
+});
+
+test("a statement the server will skip after an error is never put before an approver: behind a failed Execute, behind CopyFail", async () => {
+  await loadSqlParser();
+  const approving: Enforcer = {
+    decide: (sql) => {
+      const c = classifySql(sql);
+      const approve = /^UPDATE/.test(sql);
+      return { action: approve ? "approve" : "allow", rule: "t", reason: "t", statementClass: "write", statementIndex: 0, statements: c.ok ? c.statements : [], ...(approve ? { approval: { approvers: ["dba"], timeoutMs: 1000 } } : {}) };
+    },
+  };
+  const asked: StatementRecord[] = [];
+  const approvals: ApprovalGate = { request: async (_s, rec) => (asked.push(rec), "approved") };
+  const h = harness(approving, noopAudit, undefined, approvals);
+  h.s.onClientData(Buffer.concat([parseFrame("", "SELECT 1/0"), bindFrame("", ""), executeFrame(""), parseFrame("u", "UPDATE t SET a = 0"), bindFrame("", "u"), executeFrame(""), sync()]));
+  await tick();
+  assert.equal(codes(h.toUpstream), "PBEPBH", "the UPDATE's Execute waits, behind a Flush");
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, errorResponse({ severity: "ERROR", sqlstate: "22012", message: "division by zero" })]));
+  await tick();
+  assert.equal(asked.length, 0, "the server skips it: nobody is asked");
+  assert.equal(codes(h.toUpstream), "PBEPBHS");
+  h.s.onUpstreamData(readyForQuery("I"));
+  // CopyFail behind an extended COPY FROM: the server fails the COPY and skips to Sync
+  h.toUpstream.length = 0;
+  h.s.onClientData(Buffer.concat([parseFrame("", "COPY t FROM STDIN"), bindFrame("", ""), executeFrame(""), frame("f", Buffer.from("no\0")), parseFrame("v", "UPDATE t SET a = 1"), bindFrame("", "v"), executeFrame(""), sync()]));
+  await tick();
+  assert.equal(codes(h.toUpstream), "PBEfS", "nothing behind the CopyFail until Sync");
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, frame("G", Buffer.from([0, 0, 0])), errorResponse({ severity: "ERROR", sqlstate: "57014", message: "COPY from stdin failed: no" }), readyForQuery("I")]));
+  await tick();
+  assert.equal(asked.length, 0);
+  assert.equal(codes(h.toClient), "12EZ12GEZ");
 });
 
 // ------------------------------------------------------------------ the proxy's namespace and the server's answers

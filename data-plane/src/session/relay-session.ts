@@ -162,6 +162,8 @@ export class RelaySession {
   private released = false;
   private seq = 0;
   private closed = false;
+  /** waiting until the server has answered every extended-protocol message of the current Sync batch */
+  private batchWaiters: Array<() => void> = [];
   /** the server reported an error to the client: its connection is not handed to another session */
   private serverError = false;
   private readonly needParams: boolean;
@@ -249,6 +251,8 @@ export class RelaySession {
   private guard(fn: () => unknown, fromUpstream = false): void {
     try {
       fn();
+      // answers are read here, and where a held upstream resumes (a mask plan, a screened message)
+      if (this.batchWaiters.length && this.batchAnswered()) for (const w of this.batchWaiters.splice(0)) w();
       // during a short hold the frames before the held statement wait for it (one write, see `hold`)
       if (this.holding !== "short") {
         this.toUpstream.flush();
@@ -328,6 +332,7 @@ export class RelaySession {
         // CopyInResponse has not arrived yet (see onCopyIn)
         this.copyEnds.push(this.queue.pushed);
         this.toUpstream.push(f);
+        if (code === F.CopyFail) this.copyFailed();
         return true;
       case F.Terminate:
         if (!(this.reusable() && this.o.io.release?.() === true)) this.toUpstream.push(f);
@@ -355,6 +360,7 @@ export class RelaySession {
         this.copyIn = false;
         this.copyEnds.push(this.queue.pushed);
         this.toUpstream.push(f);
+        if (code === F.CopyFail) this.copyFailed();
         return true;
       case F.Sync:
         // ignored by the server during COPY, so it owes no ReadyForQuery for it
@@ -366,6 +372,17 @@ export class RelaySession {
       default:
         throw unmodelled(`a message of type '${String.fromCharCode(code)}' during COPY FROM STDIN`);
     }
+  }
+
+  /**
+   * CopyFail right behind an extended-protocol Execute of COPY FROM STDIN: the COPY fails (or the
+   * Execute already did), and either way the server skips everything up to Sync, so the client's
+   * messages until then are not decided, recorded or put before an approver (finding 026). Behind
+   * a simple Query's COPY the server goes on after its ReadyForQuery; elsewhere it ignores CopyFail.
+   */
+  private copyFailed(): void {
+    const last = this.queue.at(this.queue.length - 1);
+    if (last?.kind === K.Execute && last.rec?.decision.statements.some((s) => s.kind === "CopyStmt" && /\bFROM\s+STDIN\b/i.test(s.text))) this.skipUntilSync = true;
   }
 
   private record(protocol: "simple" | "parse", sql: string, decision: Decision, extra?: Partial<StatementRecord>): StatementRecord {
@@ -403,6 +420,32 @@ export class RelaySession {
   }
 
   /**
+   * Whether the server has answered every extended-protocol message of the current Sync batch: a
+   * message sent now cannot be skipped any more because of an error of one of them (a simple
+   * Query's error makes the server skip nothing).
+   */
+  private batchAnswered(): boolean {
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const k = this.queue.at(i)!.kind;
+      if (k === K.Sync) return true;
+      if (k !== K.Query && k !== K.PoisonQuery) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Resolves once `batchAnswered()`. A statement that needs approval waits for it before the request
+   * is filed: the server skips what follows an error until Sync, and a statement it will skip must
+   * not be put before an approver (finding 026). A Flush goes first, or the server would answer
+   * only at the Sync that waits behind the statement.
+   */
+  private whenBatchAnswered(): Promise<void> {
+    if (this.batchAnswered()) return Promise.resolve();
+    this.toUpstream.push(encodeFlush());
+    return new Promise((resolve) => this.batchWaiters.push(resolve));
+  }
+
+  /**
    * Resolves once `ready()` holds, which takes the server's answers to messages already forwarded.
    * The server sends its answers only at a Sync or a Flush, and the client's Sync is behind the
    * message that waits: a Flush goes upstream with what was forwarded (it has no answer of its own),
@@ -430,7 +473,7 @@ export class RelaySession {
    */
   private queryDecided(f: Buffer, sql: string, decision: Decision, readAt: number, checked?: { refused: string | undefined }): boolean {
     const clash = this.prepareClash(decision);
-    if (clash !== undefined) return this.refuse(K.PoisonQuery, clash);
+    if (clash !== undefined) return this.refuse(K.PoisonQuery, clash, true);
     // DEALLOCATE of a name the client made with Parse (as psycopg and Rails evict their caches):
     // the server knows that statement under the proxy's name, so that is the name it is sent
     const target = this.protocolDeallocate(decision);
@@ -443,6 +486,9 @@ export class RelaySession {
       checked = { refused: why };
     }
     if (checked?.refused !== undefined) return this.apply(this.gate.deny(this.record("simple", text, maskingRefusal(decision, checked.refused))), K.PoisonQuery, () => undefined);
+    if (decision.action === "approve" && this.o.approvals && !this.batchAnswered()) {
+      return this.hold(this.whenBatchAnswered().then(() => () => this.skipUntilSync || this.queryDecided(f, sql, decision, readAt, checked)), false);
+    }
     const rec = this.record("simple", text, decision);
     // each statement of a multi-statement Query is recorded as a statement of its own
     let parts: readonly StatementRecord[] | undefined;
@@ -468,7 +514,7 @@ export class RelaySession {
         // a name taken by SQL PREPARE: the server would refuse this Parse
         const sqlSlot = this.ns.sqlSlot(name);
         if (!this.ns.certain(sqlSlot, true)) return this.waitFor(() => this.ns.certain(sqlSlot, true), F.Parse, f);
-        if (this.ns.projected(sqlSlot) !== null) return this.refuse(K.PoisonParse, { sqlstate: "42P05", message: `prepared statement "${name}" already exists` });
+        if (this.ns.projected(sqlSlot) !== null) return this.refuse(K.PoisonParse, { sqlstate: "42P05", message: `prepared statement "${name}" already exists` }, true);
       }
       if (this.protocolDeallocate(decision) !== undefined) decision = MIXED_DEALLOCATE;
       if (decision.action === "allow" || (decision.action === "approve" && this.o.approvals)) {
@@ -555,7 +601,7 @@ export class RelaySession {
     if (!st.sqlLevel && this.protocolDeallocate(decision) !== undefined) decision = MIXED_DEALLOCATE;
     // a Parse of `PREPARE name …` runs a SQL PREPARE at Execute: the server refuses one whose name a Parse took
     const clash = st.sqlLevel ? undefined : this.prepareClash(decision);
-    if (clash !== undefined) return this.refuse(K.PoisonParse, clash);
+    if (clash !== undefined) return this.refuse(K.PoisonParse, clash, true);
     const mask = this.results.maskActive();
     if (mask && decision.action !== "deny") {
       if (!pre.checked) {
@@ -571,6 +617,9 @@ export class RelaySession {
     if (d === "skipped") return true;
     const extra = { statementName: st.name, portalName: portal.name, params: portal.params };
     if (d !== undefined && "refused" in d) return this.apply(this.gate.deny(this.record("parse", st.sql, maskingRefusal(decision, d.refused), extra)), K.PoisonParse, () => undefined);
+    if (decision.action === "approve" && this.o.approvals && !this.batchAnswered()) {
+      return this.hold(this.whenBatchAnswered().then(() => () => this.skipUntilSync || this.execute(f, portal, decision, readAt, pre)), false);
+    }
     const rec = this.record("parse", st.sql, decision, extra);
     return this.apply(this.gate.admit(rec), K.PoisonParse, () => {
       this.stats.statements++;
@@ -714,19 +763,30 @@ export class RelaySession {
     }
   }
 
-  /** answers a message in order with the server's own error for it (not a policy decision: nothing is recorded) */
-  private refuse(kind: K.PoisonQuery | K.PoisonParse, e: Omit<ErrorFields, "severity"> & { severity?: ErrorFields["severity"] }): boolean {
+  /**
+   * Answers a message in order with the server's own error for it (not a policy decision: nothing
+   * is recorded). `afterAbortCheck`: an error the server gives only once it has checked that the
+   * transaction is not aborted (a name clash found by a Parse or by the PREPARE it runs): the poison
+   * then fails in analysis, not in parsing, so in an aborted transaction the server's 25P02 comes
+   * first, as it would for the message itself, and the client gets that.
+   */
+  private refuse(kind: K.PoisonQuery | K.PoisonParse, e: Omit<ErrorFields, "severity"> & { severity?: ErrorFields["severity"] }, afterAbortCheck = false): boolean {
     const err = errorResponse({ severity: "ERROR", ...e });
-    if (kind === K.PoisonQuery) this.poisonQuery(err);
-    else this.poisonExtended(err, false);
+    if (kind === K.PoisonQuery) this.poisonQuery(err, afterAbortCheck);
+    else this.poisonExtended(err, false, afterAbortCheck);
     return true;
   }
 
+  /** the poison's SQL: the token alone (a syntax error), or a SELECT of it (an unknown column, found in analysis) */
+  private poisonSql(analysis: boolean): string {
+    return analysis ? `SELECT ${this.o.poisonToken}` : this.o.poisonToken;
+  }
+
   /** Query(token) fails with a syntax error naming the token; the client gets `replacement` instead */
-  private poisonQuery(replacement: Buffer): void {
+  private poisonQuery(replacement: Buffer, analysis = false): void {
     this.ns.query();
     this.queue.push({ kind: K.PoisonQuery, replacement });
-    this.toUpstream.push(encodeQuery(this.o.poisonToken));
+    this.toUpstream.push(encodeQuery(this.poisonSql(analysis)));
   }
 
   /**
@@ -734,11 +794,11 @@ export class RelaySession {
    * for any failed extended-protocol message. For a denied unnamed Parse the poison is unnamed too:
    * the server then drops the previous unnamed statement, as a failed Parse does.
    */
-  private poisonExtended(replacement: Buffer, unnamedParse: boolean): void {
+  private poisonExtended(replacement: Buffer, unnamedParse: boolean, analysis = false): void {
     const t = this.o.poisonToken;
     this.ns.poison(unnamedParse);
     this.queue.push({ kind: K.PoisonParse, replacement });
-    this.toUpstream.push(encodeParse(unnamedParse ? "" : t, t));
+    this.toUpstream.push(encodeParse(unnamedParse ? "" : t, this.poisonSql(analysis)));
     this.skipUntilSync = true;
   }
 
