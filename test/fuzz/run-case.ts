@@ -66,6 +66,9 @@ export interface Evidence {
 export const IDLE_MS = 8000;
 
 /** An ErrorResponse the proxy made itself: a policy denial, an approval refusal, or an audit refusal. */
+/** the analysis poison of relay-session.ts (`SELECT <token>`), as the server logs it */
+const POISON_SELECT = /^SELECT sluice_denied_[0-9a-f]+$/;
+
 export function isSluiceError(m: BackendMessage): boolean {
   if (m.code !== "E") return false;
   const f = errorFields(m);
@@ -182,7 +185,9 @@ export async function runCase(world: FuzzWorld, c: FuzzCase): Promise<Evidence> 
   const records = world.log.records;
   let pid: number | undefined;
   for (const [p, app] of backendsByApplication(records)) if (app === appName) pid = p;
-  const executed = pid === undefined ? [] : executedStatements(records, pid);
+  // the proxy's poison for a refusal that emulates a name clash parses (it fails in analysis, so
+  // an aborted transaction answers 25P02 first): the server logs it, and it ran nothing
+  const executed = pid === undefined ? [] : executedStatements(records, pid).filter((st) => !POISON_SELECT.test(st.text));
   const plans = pid === undefined ? [] : executedPlans(records, pid);
 
   let sessionId: string | undefined;
