@@ -161,27 +161,29 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const connectPhases = new ConnectPhases();
   const handshakes = options.failedHandshakes === false ? undefined : new HandshakeLimiter(options.failedHandshakes ?? {}, () => performance.now());
   const metrics = options.metrics ?? newMetricsRegistry();
+  // a long statement is parsed off this thread, within a deadline: it cannot stall other sessions
+  // (the default enforcer's statements, and the definitions the function catalog reads)
+  const classifier = options.enforcer ? undefined : await ClassifierPool.create({ workers: options.classifier?.workers, deadlineMs: options.classifier?.timeoutMs });
+  const classify = classifier && ((sql: string) => classifier.classify(sql));
   // masking is always wired: results of resources without masking rules take the raw path
   const ownMasker = options.masker
     ? null
-    : createDataPlaneMasker({ snapshots: options.snapshots, resolveSecret: options.resolveSecret ?? defaultResolveSecret, hashKey: options.maskingHashKey });
+    : createDataPlaneMasker({ snapshots: options.snapshots, resolveSecret: options.resolveSecret ?? defaultResolveSecret, hashKey: options.maskingHashKey, classify });
   if (ownMasker?.ephemeralHashKey) log?.info("no masking hash key configured: hashed values are random per process");
 
   // default: the real policy over the current snapshot (deny without one); never an implicit allow
-  let enforcer = options.enforcer;
-  let classifier: ClassifierPool | undefined;
+  let enforcer: Enforcer | undefined = options.enforcer;
   let functionCatalog: PgCatalog | undefined;
   let stopWatchingSnapshots: (() => void) | undefined;
   if (!enforcer) {
-    // a long statement is parsed off this thread, within a deadline: it cannot stall other sessions
-    classifier = await ClassifierPool.create({ workers: options.classifier?.workers, deadlineMs: options.classifier?.timeoutMs });
-    const cp = classifier;
+    const cp = classifier!;
     const policy = snapshotEnforcer(options.snapshots, undefined, { maxStatementBytes: options.maxStatementBytes, classify: (sql) => cp.classify(sql) });
     // a statement running a volatile user function is a write (pg_proc, on the masking catalog's side connection)
     const catalog =
       ownMasker?.catalog ??
       (functionCatalog = createPgCatalog({
         connect: pgCatalogConnector((r) => options.snapshots.current()?.bundle.resources.find((x) => x.name === r)?.upstream, options.resolveSecret ?? defaultResolveSecret),
+        classify,
       }));
     // a new snapshot may point a resource at another upstream (the masker's catalog does the same)
     if (functionCatalog) {

@@ -134,7 +134,7 @@ async function enforcerCost(): Promise<Record<string, { newLiteralNs: number; sa
     sessionId: "s", nodeId: "n", region: "r", resource: "bench", clientUser: "u", clientAddress: "127.0.0.1:1",
     subject: "s", issuer: "dev", groups: ["app"], claims: {}, policyRevision: 1,
   };
-  const facts = functionFactsFrom({ builtins: ["count", "now"], user: [], operators: [], relations: [] });
+  const facts = await functionFactsFrom({ builtins: ["count", "now"], functions: [], operators: [], views: [], policies: [] }, classifySql);
   const pool = await ClassifierPool.create({ workers: 1 });
   const variants: Record<string, Enforcer> = {
     bare: snapshotEnforcer(staticSnapshots(snap)),

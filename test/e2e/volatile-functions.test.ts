@@ -30,6 +30,10 @@ CREATE FUNCTION purge() RETURNS int LANGUAGE plpgsql AS $$ BEGIN DELETE FROM ite
 CREATE FUNCTION purge_rows() RETURNS SETOF int LANGUAGE plpgsql AS $$ BEGIN DELETE FROM items; RETURN; END $$;
 CREATE FUNCTION item_count() RETURNS int LANGUAGE sql STABLE AS $$ SELECT count(*)::int FROM items $$;
 CREATE FUNCTION sneaky_stable() RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 1 $$;
+CREATE FUNCTION stable_wrapper() RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN purge(); END $$;
+CREATE FUNCTION stable_sql_wrapper() RETURNS int LANGUAGE sql STABLE AS $$ SELECT stable_wrapper() $$;
+CREATE SEQUENCE s;
+CREATE VIEW numbered AS SELECT nextval('s') AS n;
 CREATE VIEW purging AS SELECT purge() AS p;
 CREATE VIEW purging_too AS SELECT * FROM purging;
 CREATE FUNCTION purge_op(int, int) RETURNS bool LANGUAGE plpgsql AS $$ BEGIN DELETE FROM items; RETURN true; END $$;
@@ -75,6 +79,12 @@ test("a read-only identity cannot run a volatile function that deletes rows, whi
     await denied("SELECT (SELECT purge()) AS p");
     await denied("SELECT 1; SELECT purge()");
     await denied("COPY (SELECT purge()) TO STDOUT");
+  });
+
+  await t.test("a STABLE function is not taken at its word: one whose body calls a volatile one may write (Postgres lets it)", async () => {
+    await denied("SELECT stable_wrapper()");
+    await denied("SELECT stable_sql_wrapper()");
+    await assert.rejects(ro.query("SELECT * FROM numbered"), { code: "42501" }, "a view whose definition advances a sequence");
   });
 
   await t.test("the denial names the function", async () => {

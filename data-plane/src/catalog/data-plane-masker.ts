@@ -4,6 +4,7 @@
  * resolved by the caller's resolver), the hash strategy's key from configuration.
  */
 import { randomBytes } from "node:crypto";
+import type { StatementClassifier } from "@sluice/shared/sql";
 import type { SnapshotSource } from "../session/session-hooks.js";
 import { createResultMasker, type SluiceResultMasker } from "../masking/result-masker.js";
 import { createPgCatalog, pgCatalogConnector, type PgCatalog } from "./pg-catalog.js";
@@ -19,6 +20,8 @@ export interface DataPlaneMaskerOptions {
   hashKey?: Buffer;
   /** catalog cache lifetime (default 60 s) */
   catalogTtlMs?: number;
+  /** classifies the definitions the catalog's functionFacts reads (default classifySql on this thread) */
+  classify?: StatementClassifier;
 }
 
 export interface DataPlaneMasker {
@@ -33,6 +36,7 @@ export function createDataPlaneMasker(o: DataPlaneMaskerOptions): DataPlaneMaske
   const catalog = createPgCatalog({
     connect: pgCatalogConnector((resource) => o.snapshots.current()?.bundle.resources.find((r) => r.name === resource)?.upstream, o.resolveSecret),
     ttlMs: o.catalogTtlMs,
+    classify: o.classify,
   });
   // a new snapshot may point a resource at another upstream: drop side connections and caches
   const unsubscribe = o.snapshots.onChange(() => void catalog.close());

@@ -195,9 +195,14 @@ test("functionFacts: user functions by volatility (aggregates by their support f
     CREATE VIEW ff_view AS SELECT ff_purge() AS p;
     CREATE VIEW ff_view2 AS SELECT * FROM ff_view;
     CREATE VIEW ff_opview AS SELECT 1 ##> 2 AS b;
-    CREATE VIEW ff_quiet AS SELECT ff_stable() AS s;
+    CREATE FUNCTION ff_only_stable() RETURNS int LANGUAGE sql STABLE AS 'SELECT 1';
+    CREATE VIEW ff_quiet AS SELECT ff_only_stable() AS s;
     CREATE TABLE ff_rls (id int); ALTER TABLE ff_rls ENABLE ROW LEVEL SECURITY;
     CREATE POLICY ff_p ON ff_rls USING (ff_opf(id, id));
+    CREATE FUNCTION ff_wrap() RETURNS int LANGUAGE sql STABLE AS 'SELECT ff_purge()';
+    CREATE FUNCTION ff_atomic() RETURNS int LANGUAGE sql STABLE BEGIN ATOMIC SELECT ff_wrap(); END;
+    CREATE SEQUENCE ff_s;
+    CREATE VIEW ff_seqview AS SELECT nextval('ff_s') AS n;
   `);
   catalog.invalidate("db");
   assert.equal(catalog.functionFactsNow("db"), undefined, "nothing read yet");
@@ -209,10 +214,13 @@ test("functionFacts: user functions by volatility (aggregates by their support f
   assert.equal(f.user.get("ff_stable"), true, "unqualified: one of that name is volatile");
   assert.equal(f.user.get("ff_agg"), true, "an aggregate with a volatile transition function");
   assert.equal(f.user.get("ff_iagg"), false);
+  assert.equal(f.user.get("ff_wrap"), true, "a STABLE function whose body calls a volatile one");
+  assert.equal(f.user.get("ff_atomic"), true, "… through another, in a BEGIN ATOMIC body");
   assert.ok(f.builtins.has("count") && f.builtins.has("nextval") && !f.builtins.has("ff_purge"));
   assert.ok(f.volatileOperators.has("##>") && f.volatileOperators.has("public.##>"));
-  for (const v of ["ff_view", "public.ff_view2", "ff_opview", "ff_rls"]) assert.ok(f.volatileReads.has(v), v);
-  assert.ok(!f.volatileReads.has("ff_quiet"));
+  for (const v of ["ff_view", "public.ff_view2", "ff_opview", "ff_rls", "ff_seqview"]) assert.ok(f.volatileReads.has(v), v);
+  assert.ok(!f.volatileReads.has("ff_quiet"), "a view calling only a stable function (whose name no volatile one has)");
+  assert.equal(f.user.get("ff_only_stable"), false);
   // one read serves concurrent callers; a DDL invalidation forgets it
   assert.equal(await catalog.functionFacts("db"), f);
   catalog.invalidate("db");

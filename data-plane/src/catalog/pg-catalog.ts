@@ -8,14 +8,14 @@
  */
 import pg from "pg";
 import { readFileSync } from "node:fs";
-import { loadParser, parseSql } from "@sluice/shared/sql";
+import { classifySql, loadParser, parseSql, type StatementClassifier } from "@sluice/shared/sql";
 import { SluiceError } from "@sluice/shared/errors";
 import type { UpstreamSpec } from "@sluice/shared/policy";
 import type { CatalogLookup, FieldOrigin } from "../masking/catalog-lookup.js";
 import { queryLineage, type OutputLineage, type SourceUse } from "../masking/lineage.js";
 import type { ResolvedColumn } from "../masking/mask-rules.js";
 import type { ExposureFacts } from "../masking/exposure.js";
-import { functionFactsFrom, type FunctionFacts } from "./volatile-calls.js";
+import { functionFactsFrom, type FunctionFacts, type FunctionFactsDoc } from "./volatile-calls.js";
 
 /** The part of pg.Client the catalog uses. */
 export interface CatalogConnection {
@@ -31,6 +31,8 @@ export interface PgCatalogOptions {
   ttlMs?: number;
   /** monotonic-enough milliseconds; default Date.now */
   now?: () => number;
+  /** classifies the definitions functionFacts reads (default classifySql; the node gives its classifier pool) */
+  classify?: StatementClassifier;
 }
 
 interface Entry<T> {
@@ -116,42 +118,32 @@ SELECT json_build_object(
 ) AS facts`;
 
 /**
- * One round trip for functionFacts (volatile-calls.ts): the built-in function names, each user
- * function name with whether one of that name is volatile (an aggregate when a support function
- * is), the operators whose function is a volatile user function, and the relations whose read runs a volatile user function or operator — a view's
- * definition, a row security policy, and views reading those, transitively.
+ * One round trip for functionFacts (volatile-calls.ts): the built-in function names; every user
+ * function with its volatility, kind and language, the definition of the non-volatile SQL and
+ * PL/pgSQL ones (whose bodies may call volatile ones) and an aggregate's support functions; the
+ * operators of user functions; the definitions of views and of row security policies (what a read
+ * of them runs).
  */
 const FUNCTION_FACTS_SQL = `
-WITH RECURSIVE vf AS (
-  SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WITH uf AS (
+  SELECT p.oid, n.nspname AS schema, p.proname AS name, p.provolatile::text AS vol, p.prokind::text AS kind, l.lanname AS lang
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-     AND (p.provolatile = 'v' OR (p.prokind IN ('a', 'w') AND EXISTS (
-       SELECT 1 FROM pg_aggregate a JOIN pg_proc f
-         ON f.oid IN (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn)
-        WHERE a.aggfnoid = p.oid AND f.provolatile = 'v')))
-), vop AS (
-  SELECT o.oid FROM pg_operator o WHERE o.oprcode IN (SELECT oid FROM vf)
-), runs AS (
-  SELECT r.ev_class AS rel FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-   WHERE r.rulename = '_RETURN'
-     AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM vf)) OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM vop)))
-  UNION
-  SELECT pol.polrelid FROM pg_depend d JOIN pg_policy pol ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
-   WHERE (d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM vf)) OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM vop))
-  UNION
-  SELECT r.ev_class FROM runs JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = runs.rel AND d.classid = 'pg_rewrite'::regclass
-    JOIN pg_rewrite r ON r.oid = d.objid AND r.rulename = '_RETURN' AND r.ev_class <> runs.rel
 )
 SELECT json_build_object(
   'builtins', (SELECT json_agg(DISTINCT p.proname) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname IN ('pg_catalog', 'information_schema')),
-  'user', (SELECT coalesce(json_agg(json_build_array(f.schema, f.name, f.volatile)), '[]') FROM (
-      SELECT n.nspname AS schema, p.proname AS name, bool_or(p.oid IN (SELECT oid FROM vf)) AS volatile
-        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-       WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') GROUP BY 1, 2) f),
-  'operators', (SELECT coalesce(json_agg(DISTINCT json_build_array(n.nspname, o.oprname)::text), '[]') FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
-      WHERE o.oid IN (SELECT oid FROM vop)),
-  'relations', (SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname)), '[]') FROM (SELECT DISTINCT rel FROM runs) x
-      JOIN pg_class c ON c.oid = x.rel JOIN pg_namespace n ON n.oid = c.relnamespace)
+  'functions', (SELECT coalesce(json_agg(json_build_array(
+      uf.oid::int, uf.schema, uf.name, uf.vol, uf.kind, uf.lang,
+      CASE WHEN uf.vol <> 'v' AND uf.kind IN ('f', 'p') AND uf.lang IN ('sql', 'plpgsql') THEN pg_get_functiondef(uf.oid) END,
+      (SELECT array_remove(ARRAY[a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn]::oid[]::int[], 0)
+         FROM pg_aggregate a WHERE a.aggfnoid = uf.oid))), '[]') FROM uf),
+  'operators', (SELECT coalesce(json_agg(json_build_array(n.nspname, o.oprname, o.oprcode::oid::int)), '[]')
+      FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE o.oprcode::oid IN (SELECT oid FROM uf)),
+  'views', (SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, pg_get_viewdef(c.oid))), '[]')
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')),
+  'policies', (SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, pg_get_expr(pol.polqual, pol.polrelid))), '[]')
+      FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace)
 ) AS facts`;
 
 interface FactsRow {
@@ -192,6 +184,7 @@ export interface PgCatalog extends CatalogLookup {
 
 export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
   const ttl = opts.ttlMs ?? 60_000;
+  const classify: StatementClassifier = opts.classify ?? ((sql) => classifySql(sql));
   const now = opts.now ?? Date.now;
   const caches = new Map<string, ResourceCache>();
   const invalidations = new Map<string, number>();
@@ -319,9 +312,11 @@ export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
     if (c.functionFactsRead) return c.functionFactsRead;
     const at = now();
     const gen = c.generation;
-    const p = q<{ facts: Parameters<typeof functionFactsFrom>[0] }>(resource, FUNCTION_FACTS_SQL, []).then(
-      (rows) => {
-        const f = functionFactsFrom(rows[0]!.facts);
+    const p = q<{ facts: FunctionFactsDoc }>(resource, FUNCTION_FACTS_SQL, []).then(async (rows) => {
+        await (parserReady ??= loadParser().then(() => undefined));
+        return functionFactsFrom(rows[0]!.facts, classify);
+      }).then(
+      (f) => {
         if (c.generation === gen) {
           c.functionFacts = { at, value: f };
           c.functionFactsRead = undefined;

@@ -1,20 +1,22 @@
-import { test } from "node:test";
+import { before, test } from "node:test";
 import assert from "node:assert/strict";
-import type { StatementInfo } from "@sluice/shared/sql";
-import { asWrite, describeUses, functionFactsFrom, needsFunctionFacts, volatileUses } from "./volatile-calls.js";
+import { classifySql, loadSqlParser, type StatementInfo } from "@sluice/shared/sql";
+import { asWrite, describeUses, functionFactsFrom, needsFunctionFacts, volatileUses, type FunctionFacts, type FunctionFactsDoc } from "./volatile-calls.js";
 
-const facts = functionFactsFrom({
-  builtins: ["count", "lower", "now", "nextval"],
-  user: [
-    ["public", "purge", true],
-    ["public", "item_count", false],
-    ["app", "lower", true], // a user function shadowing a built-in's name
-    ["app", "report", false],
-    ["public", "report", true], // overloads in two schemas: unqualified, one of them is volatile
-  ],
-  operators: [JSON.stringify(["public", "==="])],
-  relations: [["public", "purging"]],
-});
+before(loadSqlParser);
+
+/** facts as functionFactsFrom would give them */
+const facts: FunctionFacts = {
+  builtins: new Set(["count", "lower", "now", "nextval"]),
+  user: new Map([
+    ["purge", true], ["public.purge", true],
+    ["item_count", false], ["public.item_count", false],
+    ["lower", true], ["app.lower", true], // a user function shadowing a built-in's name
+    ["report", true], ["app.report", false], ["public.report", true], // overloads in two schemas
+  ]),
+  volatileOperators: new Set(["===", "public.==="]),
+  volatileReads: new Set(["purging", "public.purging"]),
+};
 
 const info = (o: Partial<StatementInfo>): StatementInfo => ({
   text: "", kind: "SelectStmt", class: "read", classes: ["read"], tables: { read: [], write: [] }, functions: [], risks: [], ...o,
@@ -51,4 +53,44 @@ test("asWrite adds write (dropping read), keeps more privileged classes on top; 
   assert.equal(asWrite(w), w);
   assert.match(describeUses([{ name: "purge", why: "volatile" }, { name: "x", why: "unknown" }]), /^it calls purge\(\), a function pg_proc marks volatile \(it may write\), and 1 more$/);
   assert.match(describeUses([{ name: "v", why: "reads-volatile" }]), /reads v/);
+});
+
+test("functionFactsFrom: what may write, to a fixed point — a stable function calling a volatile one, built-ins with effects in a body, views, policies, aggregates, operators", async () => {
+  const def = (name: string, body: string, lang = "plpgsql", vol = "STABLE") =>
+    `CREATE OR REPLACE FUNCTION public.${name}() RETURNS integer LANGUAGE ${lang} ${vol} AS $function$${body}$function$`;
+  const doc: FunctionFactsDoc = {
+    builtins: ["count", "nextval", "lower"],
+    functions: [
+      [1, "public", "purge", "v", "f", "plpgsql", null, null],
+      [2, "public", "wrap", "s", "f", "sql", def("wrap", "SELECT purge()", "sql"), null],
+      [3, "public", "wrap_wrap", "s", "f", "plpgsql", def("wrap_wrap", "BEGIN RETURN wrap(); END"), null],
+      [4, "public", "counter", "s", "f", "sql", def("counter", "SELECT nextval('s')::int", "sql"), null],
+      [5, "public", "honest", "s", "f", "sql", def("honest", "SELECT count(*)::int FROM items WHERE lower(name) = 'x'", "sql"), null],
+      [6, "public", "dyn", "s", "f", "plpgsql", def("dyn", "BEGIN EXECUTE 'SELECT ' || 1; RETURN 0; END"), null],
+      [7, "public", "garbled", "s", "f", "plpgsql", "not a definition", null],
+      [8, "public", "c_thing", "s", "f", "c", null, null],
+      [9, "public", "step", "i", "f", "sql", def("step", "SELECT wrap()", "sql", "IMMUTABLE"), null],
+      [10, "public", "agg", "i", "a", "internal", null, [9]],
+      [11, "public", "clean_step", "i", "f", "sql", def("clean_step", "SELECT 1", "sql", "IMMUTABLE"), null],
+      [12, "public", "clean_agg", "i", "a", "internal", null, [11]],
+      [13, "public", "opfn", "s", "f", "sql", def("opfn", "SELECT wrap_wrap()", "sql"), null],
+      [14, "public", "uses_op", "s", "f", "sql", def("uses_op", "SELECT (1 ### 2)::int", "sql"), null],
+      [15, "public", "reads_view", "s", "f", "sql", def("reads_view", "SELECT count(*)::int FROM v_purge", "sql"), null],
+    ],
+    operators: [["public", "###", 13]],
+    views: [
+      ["public", "v_purge", "SELECT wrap() AS w"],
+      ["public", "v_on_v", "SELECT w FROM v_purge"],
+      ["public", "v_seq", "SELECT nextval('s'::regclass) AS n"],
+      ["public", "v_clean", "SELECT honest() AS h"],
+    ],
+    policies: [["public", "guarded", "(agg(1) > 0)"], ["public", "fine", "(id > 0)"]],
+  };
+  const f = await functionFactsFrom(doc, (sql) => classifySql(sql));
+  const writes = (n: string) => f.user.get(n);
+  for (const n of ["purge", "wrap", "wrap_wrap", "counter", "dyn", "garbled", "step", "agg", "opfn", "uses_op", "reads_view"]) assert.equal(writes(n), true, n);
+  for (const n of ["honest", "c_thing", "clean_step", "clean_agg"]) assert.equal(writes(n), false, n);
+  assert.ok(f.volatileOperators.has("###"));
+  for (const r of ["v_purge", "public.v_on_v", "v_seq", "guarded"]) assert.ok(f.volatileReads.has(r), r);
+  for (const r of ["v_clean", "fine"]) assert.ok(!f.volatileReads.has(r), r);
 });

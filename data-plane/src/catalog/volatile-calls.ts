@@ -1,40 +1,46 @@
 /**
  * Which functions a statement runs that may change the database, according to the upstream's
- * pg_proc (issue 11: "functions with side effects called from a read are not read"). Pure.
+ * catalog (issue 11: "functions with side effects called from a read are not read"). Pure but for
+ * the classifier it is given.
  *
- * PostgreSQL itself refuses INSERT/UPDATE/DELETE and utility statements inside a function marked
- * IMMUTABLE or STABLE (SQL and PL/pgSQL: "… is not allowed in a non-volatile function"), so only a
- * VOLATILE function can write when called — the default for CREATE FUNCTION, so most user functions
- * are. A statement that runs one is at least `write`: the class of a CALL of a procedure (whose
- * body may write), rather than ddl or admin, because what such a function does with the upstream
- * role's privileges is what a write of the same identity could do (its DDL in a body is a
+ * A user function MAY WRITE when pg_proc marks it VOLATILE (the default of CREATE FUNCTION, so most
+ * are), or when its body may: PostgreSQL refuses INSERT/UPDATE/DELETE directly inside an IMMUTABLE or
+ * STABLE SQL or PL/pgSQL function, but not a volatile function called from one (tried: a STABLE
+ * wrapper around a PL/pgSQL DELETE deletes). So the bodies of the non-volatile SQL and PL/pgSQL
+ * functions are classified like statements, and a function whose body calls one that may write (or
+ * a built-in with side effects, or one the catalog does not list), uses such an operator, reads a
+ * view or table that runs one, writes, or runs dynamic SQL, may write too — to a fixed point over
+ * every user function, view and row security policy. C and internal functions are taken at their
+ * pg_proc word (creating them takes a superuser). An aggregate may write when one of its support
+ * functions may; a view when its definition runs something that may; a table with a row security
+ * policy whose expression does.
+ *
+ * A statement that runs such a function is at least `write`: the class of a CALL of a procedure
+ * (whose body may write), rather than ddl or admin, because what such a function does with the
+ * upstream role's privileges is what a write of the same identity could do (its DDL in a body is a
  * possibility the class cannot bound, as for CALL). A name the catalog does not know counts the
- * same (fail closed). Built-ins (pg_catalog, information_schema) are judged by name in
- * shared/src/sql/function-tables.ts (sequence setters, advisory locks, notifications, set_config).
+ * same (fail closed). Built-ins called by the statement itself (pg_catalog, information_schema)
+ * are judged by name in shared/src/sql/function-tables.ts.
  *
  * Names as written are matched loosely where that can only err towards `write`: an unqualified
- * name is volatile if any user function of that name in any schema is (the search_path may reach
- * it, and overload resolution may prefer it to a built-in); a user aggregate counts as volatile
- * when one of its support functions is. A read of a view whose definition (or a view it reads)
- * calls a volatile user function or operator, or of a table whose row security policy does, runs
- * that function too, and counts the same.
- *
- * An operator whose function is a volatile user function counts like a call of it.
+ * name may write if any user function of that name in any schema may (the search_path may reach it,
+ * and overload resolution may prefer it to a built-in).
  *
  * Known gaps: user-defined casts and type input functions, functions inside a default expression
- * or trigger (those run on writes, which are `write` already).
+ * or trigger (those run on writes, which are `write` already), a function changed on the server
+ * behind sluice's back until the catalog is read again.
  */
 import type { StatementClass } from "@sluice/shared/policy";
-import type { StatementInfo } from "@sluice/shared/sql";
+import { isDynamicSqlFunction, isSuperuserFunction, sideEffectClass, type Classification, type StatementInfo } from "@sluice/shared/sql";
 
 export interface FunctionFacts {
   /** lower-case names of the functions in pg_catalog and information_schema */
   readonly builtins: ReadonlySet<string>;
-  /** user function names (`name` and `schema.name`, lower-case) → whether one of them (any overload) is volatile */
+  /** user function names (`name` and `schema.name`, lower-case) → whether one of them (any overload) may write */
   readonly user: ReadonlyMap<string, boolean>;
-  /** operators (`op` and `schema.op`) whose function is a volatile user function */
+  /** operators (`op` and `schema.op`) whose function may write */
   readonly volatileOperators: ReadonlySet<string>;
-  /** relations (`name` and `schema.name`) whose read runs a volatile user function */
+  /** relations (`name` and `schema.name`) whose read runs something that may write */
   readonly volatileReads: ReadonlySet<string>;
 }
 
@@ -69,7 +75,8 @@ export function volatileUses(f: FunctionFacts, s: StatementInfo): VolatileUse[] 
     const why = judgeFunction(f, name);
     if (why) out.push({ name, why });
   }
-  for (const op of s.operators ?? []) if (f.volatileOperators.has(op)) out.push({ name: op, why: "operator" });
+  // a function being defined does not run its body's operators (its calls are `calls` already)
+  if (s.kind !== "CreateFunctionStmt") for (const op of s.operators ?? []) if (f.volatileOperators.has(op)) out.push({ name: op, why: "operator" });
   for (const t of s.tables.read) {
     const k = t.toLowerCase();
     if (f.volatileReads.has(k)) out.push({ name: t, why: "reads-volatile" });
@@ -108,25 +115,97 @@ export function describeUses(uses: readonly VolatileUse[]): string {
   return uses.length > 1 ? `${what}, and ${uses.length - 1} more` : what;
 }
 
-/** The catalog's JSON document → FunctionFacts (the query is in pg-catalog.ts). */
-export function functionFactsFrom(d: { builtins: string[] | null; user: Array<[string, string, boolean]>; operators: string[]; relations: Array<[string, string]> }): FunctionFacts {
+/** What the catalog query reads (pg-catalog.ts FUNCTION_FACTS_SQL). */
+export interface FunctionFactsDoc {
+  builtins: string[] | null;
+  /** oid, schema, name, provolatile, prokind, language, definition (non-volatile SQL and PL/pgSQL functions), an aggregate's support function oids */
+  functions: Array<[number, string, string, string, string, string, string | null, number[] | null]>;
+  /** schema, name, function oid: operators whose function is a user function */
+  operators: Array<[string, string, number]>;
+  /** schema, name, definition: views */
+  views: Array<[string, string, string | null]>;
+  /** schema, table, USING expression: row security policies */
+  policies: Array<[string, string, string | null]>;
+}
+
+type Classify = (sql: string) => Classification | Promise<Classification>;
+
+/** A built-in whose call has effects beyond its result (function-tables.ts), as a function body may call it. */
+function builtinWrites(name: string): boolean {
+  const base = name.slice(name.lastIndexOf(".") + 1);
+  return sideEffectClass(base) !== undefined || isSuperuserFunction(base) || isDynamicSqlFunction(base) || base === "set_config";
+}
+
+const key2 = (schema: string, name: string) => [name.toLowerCase(), `${schema.toLowerCase()}.${name.toLowerCase()}`];
+
+/**
+ * The catalog's document → FunctionFacts: the definitions of non-volatile functions, views and row
+ * security policies classified with `classify`, then what may write found to a fixed point.
+ */
+export async function functionFactsFrom(d: FunctionFactsDoc, classify: Classify): Promise<FunctionFacts> {
+  const builtins = new Set((d.builtins ?? []).map((b) => b.toLowerCase()));
+  /** the statements a definition consists of; null when it cannot be classified (then it may write) */
+  const read = async (sql: string | null): Promise<StatementInfo[] | null> => {
+    if (sql === null) return null;
+    try {
+      const c = await classify(sql);
+      return c.ok ? c.statements : null;
+    } catch {
+      return null;
+    }
+  };
+  interface Fn { oid: number; keys: string[]; writes: boolean; body?: StatementInfo[] | null; support: number[] }
+  const fns = await Promise.all(
+    d.functions.map(async ([oid, schema, name, vol, kind, lang, def, support]): Promise<Fn> => {
+      const f: Fn = { oid, keys: key2(schema, name), writes: vol === "v", support: (support ?? []).filter((x) => x !== 0) };
+      if (!f.writes && (kind === "f" || kind === "p") && (lang === "sql" || lang === "plpgsql")) f.body = await read(def);
+      return f;
+    }),
+  );
+  const ops = d.operators.map(([schema, name, fn]) => ({ keys: [name, `${schema.toLowerCase()}.${name}`], fn }));
+  const views = await Promise.all(d.views.map(async ([schema, name, def]) => ({ keys: key2(schema, name), code: await read(def) })));
+  const policies = await Promise.all(d.policies.map(async ([schema, table, expr]) => ({ keys: key2(schema, table), code: expr === null ? [] : await read(`SELECT (${expr})`) })));
+
+  const byOid = new Map(fns.map((f) => [f.oid, f]));
   const user = new Map<string, boolean>();
-  for (const [schema, name, volatile] of d.user) {
-    const n = name.toLowerCase();
-    user.set(n, (user.get(n) ?? false) || volatile);
-    const q = `${schema.toLowerCase()}.${n}`;
-    user.set(q, (user.get(q) ?? false) || volatile);
-  }
-  const volatileReads = new Set<string>();
-  for (const [schema, name] of d.relations) {
-    volatileReads.add(name.toLowerCase());
-    volatileReads.add(`${schema.toLowerCase()}.${name.toLowerCase()}`);
-  }
   const volatileOperators = new Set<string>();
-  for (const o of d.operators) {
-    const [schema, name] = JSON.parse(o) as [string, string];
-    volatileOperators.add(name);
-    volatileOperators.add(`${schema.toLowerCase()}.${name}`);
+  const volatileReads = new Set<string>();
+  const facts: FunctionFacts = { builtins, user, volatileOperators, volatileReads };
+  const refresh = () => {
+    user.clear();
+    for (const f of fns) for (const k of f.keys) user.set(k, (user.get(k) ?? false) || f.writes);
+    for (const o of ops) if (byOid.get(o.fn)?.writes) for (const k of o.keys) volatileOperators.add(k);
+  };
+  /** whether code (a body's statements, a view's or policy's query) may write, as the facts stand */
+  const codeWrites = (code: StatementInfo[] | null | undefined, body: boolean): boolean => {
+    if (code === null || code === undefined) return true;
+    for (const s of code) {
+      if (s.risks.includes("dynamic-sql") || s.tables.write.length > 0) return true;
+      // a view or policy that notifies or sets a setting has effects beyond its rows too
+      if (!body && (s.classes ?? [s.class]).some((c) => c !== "read")) return true;
+      if (body && s.functions.some(builtinWrites)) return true;
+      if (body && s.operators?.some((op) => volatileOperators.has(op))) return true;
+      const probe: StatementInfo = body ? { ...s, kind: "SelectStmt", calls: s.functions } : s;
+      if (volatileUses(facts, probe).length > 0) return true;
+    }
+    return false;
+  };
+  refresh();
+  for (let changed = true, round = 0; changed && round <= fns.length + views.length + policies.length; round++) {
+    changed = false;
+    for (const f of fns) {
+      if (f.writes) continue;
+      const w = f.support.length > 0 ? f.support.some((o) => byOid.get(o)?.writes ?? true) : f.body !== undefined && codeWrites(f.body, true);
+      if (w) f.writes = changed = true;
+    }
+    refresh();
+    for (const r of [...views, ...policies]) {
+      if (r.keys.every((k) => volatileReads.has(k))) continue;
+      if (codeWrites(r.code, false)) {
+        for (const k of r.keys) volatileReads.add(k);
+        changed = true;
+      }
+    }
   }
-  return { builtins: new Set((d.builtins ?? []).map((b) => b.toLowerCase())), user, volatileOperators, volatileReads };
+  return facts;
 }

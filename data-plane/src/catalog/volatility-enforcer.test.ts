@@ -5,7 +5,7 @@ import { SluiceError } from "@sluice/shared/errors";
 import type { Decision, PolicySnapshot } from "@sluice/shared/policy";
 import { snapshotEnforcer } from "../session/snapshot-enforcer.js";
 import { staticSnapshots, type SessionInfo } from "../session/session-hooks.js";
-import { functionFactsFrom, type FunctionFacts } from "./volatile-calls.js";
+import type { FunctionFacts } from "./volatile-calls.js";
 import { volatilityEnforcer, type FunctionFactsSource } from "./volatility-enforcer.js";
 
 before(loadSqlParser);
@@ -27,8 +27,11 @@ const session = (groups: string[]): SessionInfo => ({
 const ro = session(["ro"]);
 const rw = session(["rw"]);
 
-const facts = (extra: Array<[string, string, boolean]> = []): FunctionFacts =>
-  functionFactsFrom({ builtins: ["count", "now"], user: [["public", "purge", true], ["public", "item_count", false], ...extra], operators: [], relations: [] });
+const facts = (extra: Array<[string, boolean]> = []): FunctionFacts => {
+  const user = new Map<string, boolean>([["purge", true], ["public.purge", true], ["item_count", false], ["public.item_count", false]]);
+  for (const [name, w] of extra) user.set(name, w).set(`public.${name}`, w);
+  return { builtins: new Set(["count", "now"]), user, volatileOperators: new Set(), volatileReads: new Set() };
+};
 
 /** a catalog whose facts are `now` (or none), and `load` answers reads */
 function source(o: { now?: FunctionFacts; load?: (maxAgeMs?: number) => Promise<FunctionFacts> }): FunctionFactsSource & { reads: number[] } {
@@ -74,7 +77,7 @@ test("without facts the decision waits for one read of the catalog; a catalog th
 });
 
 test("a name the facts do not know is read again once (it may be new); still unknown, it is a write", async () => {
-  const later = facts([["public", "created_since", false]]);
+  const later = facts([["created_since", false]]);
   const src = source({ now: facts(), load: async () => later });
   const e = enforcer(src);
   const ok = await e.decide("SELECT created_since()", "simple", ro);

@@ -239,7 +239,7 @@ test("calls are the functions that run with the statement, operators the operato
   const body = one("create function f() returns int language sql as $$ select purge() + 1 $$");
   assert.deepEqual(body.functions, ["purge"], "a body's functions are listed");
   assert.deepEqual(body.calls, [], "but do not run when the function is created");
-  assert.deepEqual(body.operators, []);
+  assert.deepEqual(body.operators, ["+"], "a body's operators are listed like its functions");
   assert.deepEqual(one("do $$ begin perform purge(); end $$").calls, ["purge"], "a DO block runs its body");
   assert.deepEqual(one("prepare p as select purge()").calls, ["purge"], "a prepared statement runs at EXECUTE");
 });

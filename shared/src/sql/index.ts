@@ -12,3 +12,4 @@ export * from "./session-settings.js";
 export * from "./pre-scan.js";
 export * from "./classifier-pool.js";
 export * from "./literal-shape.js";
+export { sideEffectClass, isSuperuserFunction, isDynamicSqlFunction } from "./function-tables.js";

@@ -19,7 +19,7 @@ export interface StatementInfo {
    * in the body of a function it defines (CREATE FUNCTION). Absent = `functions`.
    */
   calls?: string[];
-  /** operators used where `calls` counts functions, lower-case (`schema.op` when written OPERATOR(schema.op)) */
+  /** operators used, lower-case (`schema.op` when written OPERATOR(schema.op)); like `functions`, a defined function body's included */
   operators?: string[];
   risks: Risk[];
   /** transaction control statements, for transaction-status bookkeeping */

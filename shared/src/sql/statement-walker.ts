@@ -108,7 +108,7 @@ export class Collector {
   readonly functions = new Set<string>();
   /** the functions that run when the statement runs: all of `functions` but those only in a function body it defines */
   readonly calls = new Set<string>();
-  /** operators used where `calls` counts functions (a user operator runs its function) */
+  /** operators used, a function body's included like `functions` (a user operator runs its function) */
   readonly operators = new Set<string>();
   readonly risks = new Set<Risk>();
   readonly classes = new Set<StatementClass>();
@@ -190,7 +190,7 @@ export class Collector {
   }
 
   private operator(list: J[] | undefined): void {
-    if (!list || this.bodyDepth > 0) return;
+    if (!list) return;
     const name = nameOf(list).toLowerCase();
     if (!name) return;
     // BETWEEN is spelt as keywords in the tree; it runs the comparison operators
