@@ -119,7 +119,9 @@ test("while one session's statements take seconds to classify, another session's
     const overflow = await during(attacker, victim, "SELECT " + "(SELECT ".repeat(990) + "1 + 1".repeat(1000) + ")".repeat(990) + " + " + Array(20_000).fill("1").join("+"));
     assert.notEqual(overflow.hostile, "ok");
     const ifs = await during(attacker, victim, "DO $$ BEGIN " + "IF true THEN ".repeat(3000) + "NULL;" + " END IF;".repeat(3000) + " END $$");
-    assert.notEqual(ifs.hostile, "ok", "3000 nested IFs are not run");
+    // a DO block that runs no SQL is a read (4e7a3fd): the worker's stack walks these 3000 IFs, so it
+    // is classified in full and the server answers it; what must not happen is a guess, or a stall
+    if (ifs.hostile !== "ok") deniedWith(ifs, "42501");
     figures.nesting = Math.max(brackets.victimMs, subqueries.victimMs, overflow.victimMs, ifs.victimMs);
   });
 
