@@ -53,6 +53,10 @@ test("each builtin classifier finds its values inside text and leaves look-alike
   assert.deepEqual(kinds("card 4111 1111 1111 1111 ok"), ["credit-card:4111 1111 1111 1111"]);
   assert.deepEqual(kinds("card 4111-1111-1111-1112 bad luhn"), []);
   assert.deepEqual(kinds("order 1234567890123"), []); // 13 digits, Luhn fails
+  // a timestamped migration name passing Luhn is no card: no issuer's number begins 20…
+  assert.ok(luhnValid("20261201000100"));
+  assert.deepEqual(kinds("20261201000100_gadget_colour.cjs"), []);
+  assert.deepEqual(kinds("mc 2221 0000 0000 0009 and mir 2200 0000 0000 0004"), ["credit-card:2221 0000 0000 0009", "credit-card:2200 0000 0000 0004"]);
   assert.deepEqual(kinds("pay DE89 3704 0044 0532 0130 00."), ["iban:DE89 3704 0044 0532 0130 00"]);
   assert.deepEqual(kinds("ssn 123-45-6789"), ["us-ssn:123-45-6789"]);
   assert.deepEqual(kinds("not ssn 000-12-3456 or 2024-01-15"), []);
