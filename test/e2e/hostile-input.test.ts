@@ -5,7 +5,8 @@
  * strings, deep nesting, pathological PL/pgSQL, a parse that overruns the classifier's deadline),
  * another session's statement that no cache knows is answered, and for the slow inputs it is
  * answered while the hostile one is still being worked on. The latencies are reported as test
- * diagnostics (not asserted: the machine's load decides them).
+ * diagnostics (not asserted: the machine's load decides them). A storm of failed handshakes is
+ * handshake-storm.test.ts.
  */
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
