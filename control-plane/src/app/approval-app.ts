@@ -76,7 +76,11 @@ export function viewOf(state: ApprovalState): ApprovalView | undefined {
   const d = state.decision;
   if (d) {
     v.decidedAt = d.at;
-    if (d.type !== "ApprovalExpired") {
+    if (d.type === "ApprovalCancelled") {
+      // who cancelled (the node or the control plane) and why, in the fields a list already shows
+      v.decidedBy = d.by;
+      v.reason = d.detail ? `${d.reason}: ${d.detail}` : d.reason;
+    } else if (d.type !== "ApprovalExpired") {
       v.decidedBy = d.approver;
       v.reason = d.reason;
     }

@@ -15,7 +15,7 @@ export interface ApprovalNotice {
   eventId: string;
   time: string;
   approvalId: string;
-  status: "pending" | "approved" | "rejected" | "expired";
+  status: "pending" | "approved" | "rejected" | "expired" | "cancelled";
   resource: string;
   sessionId: string;
   statementId: number;
@@ -40,6 +40,7 @@ const STATUS: Record<ApprovalEvent["type"], ApprovalNotice["status"]> = {
   ApprovalGranted: "approved",
   ApprovalRejected: "rejected",
   ApprovalExpired: "expired",
+  ApprovalCancelled: "cancelled",
 };
 
 /** The notice of `event` (the request itself, or its decision) on the request `req`. */
@@ -71,7 +72,10 @@ export function approvalNotice(req: ApprovalRequested, event: ApprovalEvent, met
   };
   if (event.type !== "ApprovalRequested") {
     n.decidedAt = event.at;
-    if (event.type !== "ApprovalExpired") {
+    if (event.type === "ApprovalCancelled") {
+      n.decidedBy = { subject: event.by.subject, issuer: event.by.issuer };
+      n.reason = event.detail ? `${event.reason}: ${event.detail}` : event.reason;
+    } else if (event.type !== "ApprovalExpired") {
       n.decidedBy = { subject: event.approver.subject, issuer: event.approver.issuer };
       if (event.reason) n.reason = event.reason;
     }

@@ -10,7 +10,9 @@ import {
   evolveApproval,
   foldApproval,
   initialApprovalState,
+  nodeActor,
   type ApprovalCommand,
+  type CancelReason,
   type ApprovalEvent,
   type ApprovalRequested,
   type ApprovalSubjectMatter,
@@ -142,4 +144,79 @@ test("ids are short, typeable and deterministic per digest", () => {
   assert.equal(id.length, 14);
   assert.equal(approvalIdFor(d), id);
   assert.notEqual(approvalIdFor(createHash("sha256").update("key2").digest("hex")), id);
+});
+
+// ---- cancellation: a held statement that can no longer run ----------------------------------
+
+const controlPlane: Actor = { subject: "control-plane", issuer: "sluice", groups: [] };
+const cancel = (actor: Actor, reason: CancelReason = "node_gone", now = at(2000), detail = "no fleet heartbeat from dp-1 for 31 s"): ApprovalCommand => ({
+  type: "Cancel",
+  approvalId: ID,
+  reason,
+  detail,
+  meta: meta(actor, now),
+});
+
+test("cancel of a pending request: by the control plane (node gone) or by the node that filed it (client left)", () => {
+  spec.given([requested()]).when(cancel(controlPlane)).then((evs) => {
+    assert.equal(evs.length, 1);
+    const ev = evs[0]!;
+    assert.equal(ev.type, "ApprovalCancelled");
+    if (ev.type !== "ApprovalCancelled") return;
+    assert.deepEqual(ev.by, controlPlane);
+    assert.equal(ev.reason, "node_gone");
+    assert.equal(ev.detail, "no fleet heartbeat from dp-1 for 31 s");
+    assert.equal(ev.at, at(2000).toISOString());
+  });
+  spec.given([requested()]).when(cancel(nodeActor("dp-1"), "client_left", at(2000), "")).then((evs) => {
+    assert.equal(evs[0]!.type, "ApprovalCancelled");
+  });
+  const cancelled = first(cancel(controlPlane), [requested()]);
+  assert.equal(foldApproval([requested(), cancelled]).status, "cancelled");
+  // a detail is one line and short, whatever the caller sent
+  spec.given([requested()]).when(cancel(controlPlane, "node_gone", at(2000), `line one\nline two${"x".repeat(1000)}`)).then((evs) => {
+    const ev = evs[0]!;
+    assert.ok(ev.type === "ApprovalCancelled" && ev.detail === "line one");
+  });
+});
+
+test("only the control plane or the filing node may cancel; humans (approvers, the requester) and other nodes may not", () => {
+  spec.given([requested()]).when(cancel(dba)).thenThrows("permission_denied", /only the control plane or the node that filed apr-0123456789 \(dp-1\) may cancel it/);
+  spec.given([requested()]).when(cancel(pipeline)).thenThrows("permission_denied");
+  spec.given([requested()]).when(cancel(nodeActor("dp-2"), "client_left")).thenThrows("permission_denied");
+  // the same subject under a token issuer is not the node
+  spec.given([requested()]).when(cancel({ subject: "data-plane:dp-1", issuer: "dev", groups: [] })).thenThrows("permission_denied");
+  spec.given([requested()]).when(cancel({ subject: "control-plane", issuer: "dev", groups: ["dba"] })).thenThrows("permission_denied");
+  spec.given([requested()]).when(cancel(controlPlane, "because" as CancelReason)).thenThrows("invalid_argument", /cancel reason/);
+  spec.given([]).when(cancel(controlPlane)).thenThrows("not_found");
+});
+
+test("approve or reject after cancel is refused with failed_precondition, saying it was cancelled and why", () => {
+  const cancelled = first(cancel(controlPlane), [requested()]);
+  spec.given([requested(), cancelled]).when(approve(dba)).thenThrows("failed_precondition", /apr-0123456789 was cancelled \(node_gone: no fleet heartbeat from dp-1 for 31 s\); the held statement will never run/);
+  spec.given([requested(), cancelled]).when(reject(dba)).thenThrows("failed_precondition", /was cancelled/);
+  spec.given([requested(), cancelled]).when(expire(at(700_000))).thenThrows("failed_precondition", /was cancelled/);
+  // the error carries the status for clients that branch on it
+  assert.throws(() => decideApproval(approve(dba), foldApproval([requested(), cancelled])), (e: unknown) => (e as { details?: { status?: string } }).details?.status === "cancelled");
+  // a stranger still learns nothing beyond permission_denied
+  spec.given([requested(), cancelled]).when(approve(stranger)).thenThrows("permission_denied");
+});
+
+test("cancel after cancel is a no-op (the node and the control plane race to cancel the same request)", () => {
+  const cancelled = first(cancel(nodeActor("dp-1"), "session_ended"), [requested()]);
+  spec.given([requested(), cancelled]).when(cancel(controlPlane)).then([]);
+  spec.given([requested(), cancelled]).when(cancel(nodeActor("dp-1"), "client_left")).then([]);
+  // the no-op is not a way around who may cancel
+  spec.given([requested(), cancelled]).when(cancel(dba)).thenThrows("permission_denied");
+});
+
+test("cancel after a decision is refused: the decision stands (a grant may have run the statement) and is not rewritten", () => {
+  const granted = first(approve(dba), [requested()]);
+  const rejected = first(reject(dba), [requested()]);
+  const expired = first(expire(at(600_000)), [requested()]);
+  spec.given([requested(), granted]).when(cancel(controlPlane)).thenThrows("failed_precondition", /already approved/);
+  spec.given([requested(), rejected]).when(cancel(nodeActor("dp-1"), "client_left")).thenThrows("failed_precondition", /already rejected/);
+  spec.given([requested(), expired]).when(cancel(controlPlane)).thenThrows("failed_precondition", /already expired/);
+  // past the deadline but not yet marked: it is expired, not cancelled
+  spec.given([requested()]).when(cancel(controlPlane, "node_gone", at(600_000))).thenThrows("failed_precondition", /expired at/);
 });

@@ -7,7 +7,15 @@
  *  - only members of the request's approver groups may approve or reject;
  *  - the requester (same subject AND issuer) can never approve or reject its own request;
  *  - a decided or expired request cannot be decided again; nothing is decided at or after expiry;
- *  - expiry happens once the request's timeout has passed (the expirer sends Expire with its clock).
+ *  - expiry happens once the request's timeout has passed (the expirer sends Expire with its clock);
+ *  - a request whose statement can no longer run is cancelled: by the node that filed it (its client
+ *    left or its session ended while held) or by the control plane (that node is gone: its fleet
+ *    heartbeat expired, or it restarted). Only those two may cancel — a human decides with approve or
+ *    reject. A cancelled request can never be approved: the node holding it is gone, so a grant would
+ *    record an approval for a statement nobody can run, or worse, one a restarted session could match.
+ *  - cancel twice is a no-op (no event): the node and the control plane race to cancel the same
+ *    request, and both want the same outcome. Cancel after a decision (approved, rejected, expired) is
+ *    refused: the decision is what happened (a grant may have run the statement) and is not rewritten.
  * One command → at most one event, so each append is safe on its own (nats-server 2.9: no batches).
  */
 import { SluiceError } from "@sluice/shared/errors";
@@ -45,7 +53,20 @@ export type ApprovalCommand =
   | { type: "RequestApproval"; approvalId: string; requester: Actor; request: ApprovalSubjectMatter; meta: CommandMeta }
   | { type: "Approve"; approvalId: string; reason: string; meta: CommandMeta }
   | { type: "Reject"; approvalId: string; reason: string; meta: CommandMeta }
-  | { type: "Expire"; approvalId: string; meta: CommandMeta };
+  | { type: "Expire"; approvalId: string; meta: CommandMeta }
+  | { type: "Cancel"; approvalId: string; reason: CancelReason; detail?: string; meta: CommandMeta };
+
+/** Why a held statement was abandoned. */
+export type CancelReason = "client_left" | "session_ended" | "node_gone" | "node_restarted";
+export const CANCEL_REASONS: readonly CancelReason[] = ["client_left", "session_ended", "node_gone", "node_restarted"];
+
+/** The identities that may cancel (issuer `sluice` is never a configured token issuer's name). */
+export const SYSTEM_ISSUER = "sluice";
+export const CONTROL_PLANE_SUBJECT = "control-plane";
+/** The data plane `node` as an actor: it may cancel the requests it filed, nothing else. */
+export function nodeActor(node: string): Actor {
+  return { subject: `data-plane:${node}`, issuer: SYSTEM_ISSUER, groups: [] };
+}
 
 export interface ApprovalRequested extends ApprovalSubjectMatter {
   type: "ApprovalRequested";
@@ -83,14 +104,26 @@ export interface ApprovalExpired {
   at: string;
 }
 
-export type ApprovalEvent = ApprovalRequested | ApprovalGranted | ApprovalRejected | ApprovalExpired;
+export interface ApprovalCancelled {
+  type: "ApprovalCancelled";
+  approvalId: string;
+  commandId: string;
+  /** the node that filed the request, or the control plane */
+  by: Actor;
+  reason: CancelReason;
+  /** one line for humans, e.g. which heartbeat was missed */
+  detail: string;
+  at: string;
+}
 
-export type ApprovalStatus = "none" | "pending" | "approved" | "rejected" | "expired";
+export type ApprovalEvent = ApprovalRequested | ApprovalGranted | ApprovalRejected | ApprovalExpired | ApprovalCancelled;
+
+export type ApprovalStatus = "none" | "pending" | "approved" | "rejected" | "expired" | "cancelled";
 
 export interface ApprovalState {
   status: ApprovalStatus;
   request?: ApprovalRequested;
-  decision?: ApprovalGranted | ApprovalRejected | ApprovalExpired;
+  decision?: ApprovalGranted | ApprovalRejected | ApprovalExpired | ApprovalCancelled;
 }
 
 export const initialApprovalState = (): ApprovalState => ({ status: "none" });
@@ -129,9 +162,23 @@ export function refusalToDecide(req: Pick<ApprovalRequested, "requester" | "appr
   return undefined;
 }
 
+/** Who may cancel: the control plane, or the node that filed the request. Undefined when `actor` may. */
+function refusalToCancel(req: ApprovalRequested, actor: Actor): string | undefined {
+  if (actor.issuer === SYSTEM_ISSUER && actor.subject === CONTROL_PLANE_SUBJECT) return undefined;
+  if (sameIdentity(actor, nodeActor(req.node))) return undefined;
+  return `only the control plane or the node that filed ${req.approvalId} (${req.node}) may cancel it`;
+}
+
+function notPending(state: ApprovalState, approvalId: string): string {
+  const d = state.decision;
+  // a cancel says why: the approver should know the statement is gone, not just that it is too late
+  if (d?.type === "ApprovalCancelled") return `approval request ${approvalId} was cancelled (${d.reason}: ${d.detail}); the held statement will never run`;
+  return `approval request ${approvalId} is already ${state.status}`;
+}
+
 function assertPending(state: ApprovalState, approvalId: string, now: Date): void {
   if (state.status === "none") throw new SluiceError("not_found", `no approval request ${approvalId}`);
-  if (state.status !== "pending") throw new SluiceError("failed_precondition", `approval request ${approvalId} is already ${state.status}`);
+  if (state.status !== "pending") throw new SluiceError("failed_precondition", notPending(state, approvalId), { status: state.status });
   if (now.getTime() >= Date.parse(state.request!.expiresAt)) {
     throw new SluiceError("failed_precondition", `approval request ${approvalId} expired at ${state.request!.expiresAt}`);
   }
@@ -169,11 +216,22 @@ export function decideApproval(cmd: ApprovalCommand, state: ApprovalState): Appr
     }
     case "Expire": {
       if (state.status === "none") throw new SluiceError("not_found", `no approval request ${cmd.approvalId}`);
-      if (state.status !== "pending") throw new SluiceError("failed_precondition", `approval request ${cmd.approvalId} is already ${state.status}`);
+      if (state.status !== "pending") throw new SluiceError("failed_precondition", notPending(state, cmd.approvalId), { status: state.status });
       if (cmd.meta.now.getTime() < Date.parse(state.request!.expiresAt)) {
         throw new SluiceError("failed_precondition", `approval request ${cmd.approvalId} does not expire before ${state.request!.expiresAt}`);
       }
       return [{ type: "ApprovalExpired", approvalId: cmd.approvalId, commandId: cmd.meta.commandId, at }];
+    }
+    case "Cancel": {
+      if (state.status === "none") throw new SluiceError("not_found", `no approval request ${cmd.approvalId}`);
+      const refusal = refusalToCancel(state.request!, cmd.meta.actor);
+      if (refusal) throw new SluiceError("permission_denied", refusal);
+      if (!CANCEL_REASONS.includes(cmd.reason)) throw new SluiceError("invalid_argument", `cancel reason must be one of ${CANCEL_REASONS.join(", ")}`);
+      if (state.status === "cancelled") return [];
+      // past the deadline the request is expired, whether or not the expirer has marked it yet
+      assertPending(state, cmd.approvalId, cmd.meta.now);
+      const detail = (cmd.detail ?? "").split("\n")[0]!.slice(0, 300);
+      return [{ type: "ApprovalCancelled", approvalId: cmd.approvalId, commandId: cmd.meta.commandId, by: cmd.meta.actor, reason: cmd.reason, detail, at }];
     }
     default: {
       const never: never = cmd;
@@ -192,6 +250,8 @@ export function evolveApproval(state: ApprovalState, ev: ApprovalEvent): Approva
       return { ...state, status: "rejected", decision: ev };
     case "ApprovalExpired":
       return { ...state, status: "expired", decision: ev };
+    case "ApprovalCancelled":
+      return { ...state, status: "cancelled", decision: ev };
   }
 }
 
