@@ -15,7 +15,7 @@ import { BATCH_CONTENT_TYPE, decodeBatch, SessionEventType, type CloudEvent, typ
 
 export interface AuditCollector {
   /** the events (stream order) of the session whose client connected with this application_name, once it ended (or what there is at the timeout) */
-  sessionEvents(applicationName: string, timeoutMs?: number): Promise<{ sessionId: string; events: CloudEvent[] }>;
+  sessionEvents(applicationName: string, timeoutMs?: number): Promise<{ sessionId: string; events: CloudEvent[]; ended: boolean }>;
   /** messages that were not CloudEvents batches since the last call (and why), then forgets them */
   takeProblems(): string[];
   stop(): Promise<void>;
@@ -71,11 +71,11 @@ export async function startAuditCollector(nc: NatsConnection, stream: string): P
       const until = Date.now() + timeoutMs;
       for (;;) {
         const id = sessionOfApp.get(app);
-        if (id !== undefined && ended.has(id)) return { sessionId: id, events: [...bySession.get(id)!] };
+        if (id !== undefined && ended.has(id)) return { sessionId: id, events: [...bySession.get(id)!], ended: true };
         const left = until - Date.now();
         if (left <= 0) {
           if (id === undefined) throw new Error(`audit: no session.started for application_name ${app} within ${timeoutMs} ms`);
-          return { sessionId: id, events: [...(bySession.get(id) ?? [])] };
+          return { sessionId: id, events: [...(bySession.get(id) ?? [])], ended: false };
         }
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, Math.min(left, 200));

@@ -1,13 +1,19 @@
 /**
  * One call per case for the test, the replay and the long run: run it in the world, judge it, keep
  * the tallies REPORT.md prints; and an op-level minimiser for a failing case.
+ *
+ * A case runs with waits stretched by the machine's load (patience.ts); a case that failed while a
+ * wait ran out is run again at once, alone, with waits RERUN_FACTOR times longer, and the re-run's
+ * verdict is the case's: a time-out of a loaded machine is not a finding, a hang still is.
  */
+import { availableParallelism, loadavg } from "node:os";
 import type { Bundle } from "@sluice/shared/policy";
 import type { FuzzWorld } from "./fuzz-world.js";
 import { IDENTITIES } from "./fuzz-policy.js";
 import { judge, type Failure, type OracleId, type Verdicts } from "./oracles.js";
 import { runCase, type Evidence, type FuzzCase } from "./run-case.js";
 import type { Op } from "./ops.js";
+import { BASE_PATIENCE, loadFactor, needsRerunForTime, rerunPatience, scaled, type Patience, type Wait } from "./patience.js";
 
 export interface Tally {
   cases: number;
@@ -23,29 +29,48 @@ export interface Tally {
   skipped: number;
   checks: Record<OracleId, number>;
   inconclusive: Map<string, number>;
+  /** cases that failed while a wait ran out and were run again with long waits */
+  rerunForTime: number;
+  /** of those, the ones whose re-run failed too (judged on the re-run) */
+  rerunStillFailing: number;
+  /** the waits that ran out in first runs that were re-run, by wait */
+  ranOut: Map<Wait, number>;
+  /** the largest stretch a first run had (load per core), and the longest stall wait used */
+  maxLoadFactor: number;
+  maxIdleMs: number;
 }
 
-export const newTally = (): Tally => ({ cases: 0, messages: 0, executed: 0, denied: 0, approvals: 0, refused: 0, answered: 0, skipped: 0, checks: { 1: 0, 2: 0, 3: 0, 4: 0, 5: 0 }, inconclusive: new Map() });
+export const newTally = (): Tally => ({
+  cases: 0, messages: 0, executed: 0, denied: 0, approvals: 0, refused: 0, answered: 0, skipped: 0, checks: { 1: 0, 2: 0, 3: 0, 4: 0, 5: 0 }, inconclusive: new Map(),
+  rerunForTime: 0, rerunStillFailing: 0, ranOut: new Map(), maxLoadFactor: 1, maxIdleMs: 0,
+});
 
 export interface Checked {
   ev: Evidence;
   v: Verdicts;
 }
 
-export function checker(world: FuzzWorld, tally: Tally = newTally()) {
+/** the first run's waits for the machine's load now */
+export const patienceNow = (): Patience => scaled(BASE_PATIENCE, loadFactor(loadavg()[0]!, availableParallelism()));
+
+export function checker(world: FuzzWorld, tally: Tally = newTally(), patience: () => Patience = patienceNow) {
   const bundle = (): Bundle => world.stack.bundle();
+  const runAndJudge = async (c: FuzzCase, p: Patience): Promise<Checked> => {
+    const ev = await runCase(world, c, p);
+    const b = bundle();
+    const id = IDENTITIES[c.identity];
+    const v = judge(ev, {
+      bundle: b,
+      ctx: { resource: world.stack.resource, groups: id.groups, issuer: b.issuers[0]!.name, subject: id.sub },
+      secrets: world.secrets,
+      hashKey: world.hashKey,
+    });
+    return { ev, v };
+  };
   return {
     tally,
     async check(c: FuzzCase): Promise<Checked> {
-      const ev = await runCase(world, c);
-      const b = bundle();
-      const id = IDENTITIES[c.identity];
-      const v = judge(ev, {
-        bundle: b,
-        ctx: { resource: world.stack.resource, groups: id.groups, issuer: b.issuers[0]!.name, subject: id.sub },
-        secrets: world.secrets,
-        hashKey: world.hashKey,
-      });
+      const { ev, v } = await patientCheck((p) => runAndJudge(c, p), patience(), tally);
       tally.cases++;
       tally.messages += c.ops.length;
       tally.executed += ev.executed.length;
@@ -66,6 +91,28 @@ export function checker(world: FuzzWorld, tally: Tally = newTally()) {
 }
 
 export type Checker = ReturnType<typeof checker>;
+
+/**
+ * Runs a case with the first run's waits and, when it failed while a wait ran out, once more with
+ * the re-run's; returns the verdict that counts and keeps the re-run tallies.
+ */
+export async function patientCheck(run: (p: Patience) => Promise<Checked>, p: Patience, tally: Tally): Promise<Checked> {
+  tally.maxLoadFactor = Math.max(tally.maxLoadFactor, p.idleMs / BASE_PATIENCE.idleMs);
+  tally.maxIdleMs = Math.max(tally.maxIdleMs, p.idleMs);
+  const first = await run(p);
+  if (!needsRerunForTime(first.ev.ranOut, { failures: first.v.failures, referenceIncomplete: referenceIncomplete(first.ev) })) return first;
+  tally.rerunForTime++;
+  for (const w of new Set(first.ev.ranOut)) tally.ranOut.set(w, (tally.ranOut.get(w) ?? 0) + 1);
+  const rp = rerunPatience(p);
+  tally.maxIdleMs = Math.max(tally.maxIdleMs, rp.idleMs);
+  const again = await run(rp);
+  if (again.v.failures.length) tally.rerunStillFailing++;
+  return again;
+}
+
+/** the direct run did not give every answer: oracle 4 could not compare (inconclusive) */
+export const referenceIncomplete = (ev: Pick<Evidence, "reference" | "proxy">): boolean =>
+  !ev.proxy.connectError && (!ev.reference || !!ev.reference.walk.violation || !ev.reference.walk.complete);
 
 /** Messages that get an answer of their own (not Sync, Flush, the client's wait or COPY data). */
 const ANSWERED = new Set(["Q", "P", "B", "D", "E", "C"]);
@@ -91,11 +138,15 @@ export const signature = (f: Pick<Failure, "oracle" | "kind">): string => `${f.o
 /**
  * Removes ops (never the final Sync) and statements of multi-statement Queries while a failure with
  * the same signature still occurs; `budget` bounds the runs. Greedy, one element at a time, repeated
- * until nothing more can go: the result is 1-minimal for a deterministic failure.
+ * until nothing more can go: the result is 1-minimal for a deterministic failure (and stops
+ * shrinking at the time `until`).
  */
-export async function minimise(ck: Checker, c: FuzzCase, sig: string, budget = 150): Promise<{ c: FuzzCase; failure: Failure; runs: number }> {
+export async function minimise(ck: Checker, c: FuzzCase, sig: string, budget = 150, until = Infinity): Promise<{ c: FuzzCase; failure: Failure; runs: number }> {
   let runs = 0;
   const fails = async (x: FuzzCase): Promise<Failure | undefined> => {
+    // past `until` (a hang costs a re-run's long waits per run) every step is taken as passing:
+    // what is kept so far still fails
+    if (Date.now() > until) return undefined;
     runs++;
     const { v } = await ck.check(x);
     return v.failures.find((f) => signature(f) === sig);

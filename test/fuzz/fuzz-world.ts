@@ -56,11 +56,11 @@ export interface FuzzWorld {
   /** restores schema and seed in both databases */
   reset(): Promise<void>;
   /** a raw-frame session through the proxy (TLS) as one of the fuzz identities */
-  connectProxy(identity: IdentityName, applicationName: string): Promise<PgWireClient>;
+  connectProxy(identity: IdentityName, applicationName: string, timeoutMs?: number): Promise<PgWireClient>;
   /** a raw-frame session straight to the reference database, as the upstream role */
-  connectReference(applicationName: string): Promise<PgWireClient>;
+  connectReference(applicationName: string, timeoutMs?: number): Promise<PgWireClient>;
   /** waits until everything logged before now is in the statement log */
-  syncLog(): Promise<void>;
+  syncLog(timeoutMs?: number): Promise<void>;
   approve(id: string): Promise<void>;
   reject(id: string): Promise<void>;
   /** the statement text the control plane holds for an approval request */
@@ -220,18 +220,19 @@ export async function startFuzzWorld(t: TestContext): Promise<FuzzWorld> {
     async reset() {
       await Promise.all([stack.pgAdmin.query(seed), ref.query(seed)]);
     },
-    async connectProxy(identity, applicationName) {
+    async connectProxy(identity, applicationName, timeoutMs) {
       return PgWireClient.connect({
+        timeoutMs,
         port: stack.port,
         tls: { ca, servername: "localhost" },
         params: { user: IDENTITIES[identity].sub, database: stack.resource, application_name: applicationName },
         password: await tokenFor(identity),
       });
     },
-    connectReference(applicationName) {
-      return PgWireClient.connect({ port: cluster.port, params: { user: UPSTREAM_ROLE, database: REFERENCE_DB, application_name: applicationName } });
+    connectReference(applicationName, timeoutMs) {
+      return PgWireClient.connect({ timeoutMs, port: cluster.port, params: { user: UPSTREAM_ROLE, database: REFERENCE_DB, application_name: applicationName } });
     },
-    syncLog: () => log.sync((tok) => marker.query(`SELECT '${tok}'`)),
+    syncLog: (timeoutMs) => log.sync((tok) => marker.query(`SELECT '${tok}'`), timeoutMs),
     async usePolicy(yaml) {
       if (yaml === policy) return;
       await stack.apply(yaml);

@@ -20,6 +20,7 @@ import { judge, leakNeedles, type OracleContext, type Verdicts } from "./oracles
 import { walkResponses } from "./response-walk.js";
 import { isApprovalNotice, isSluiceError, POISON_SQL, referenceOps, type Evidence, type FuzzCase } from "./run-case.js";
 import type { Op } from "./ops.js";
+import { BASE_PATIENCE } from "./patience.js";
 
 const z = (s: "I" | "T" | "E" = "I") => backend.ready(s);
 const cc = (tag: string) => backend.commandComplete(tag);
@@ -109,6 +110,8 @@ function evidence(over: Partial<Evidence> & { ops?: Op[]; proxyMsgs?: BackendMes
     auditProblems: over.auditProblems ?? [],
     approvals: over.approvals ?? [],
     health: over.health ?? { ok: true },
+    ranOut: over.ranOut ?? [],
+    patience: BASE_PATIENCE,
     ...(over.c ? { c: over.c } : {}),
   };
 }

@@ -622,7 +622,7 @@ function protocolOracle(ev: Evidence, v: Verdicts): void {
     upTo = p.walk.fatal.at + 1;
   } else if (!p.walk.complete) {
     const k = p.walk.waitingFor ?? -1;
-    v.failures.push({ oracle: 4, kind: p.stalled ? "no-answer" : "closed-early", message: `op ${k} (${ev.c.ops[k]?.t}) was never answered: ${p.stalled ? `nothing for ${IDLE_MS / 1000} s` : `connection ${p.closed}`}` });
+    v.failures.push({ oracle: 4, kind: p.stalled ? "no-answer" : "closed-early", message: `op ${k} (${ev.c.ops[k]?.t}) was never answered: ${p.stalled ? `nothing for ${(p.idleMs ?? IDLE_MS) / 1000} s` : `connection ${p.closed}`}` });
     upTo = k + 1;
   }
   const r = ev.reference;

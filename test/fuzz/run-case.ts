@@ -13,6 +13,7 @@ import type { FuzzWorld } from "./fuzz-world.js";
 import type { IdentityName } from "./fuzz-policy.js";
 import { writeParts, type Op } from "./ops.js";
 import { walkResponses, type Walk } from "./response-walk.js";
+import { BASE_PATIENCE, type Patience, type Wait } from "./patience.js";
 
 export interface FuzzCase {
   identity: IdentityName;
@@ -31,6 +32,8 @@ export interface StreamEvidence {
   closed?: string;
   /** the connection could not even be opened */
   connectError?: string;
+  /** the silence after which the stream counted as stalled */
+  idleMs?: number;
 }
 
 export interface ApprovalAnswer {
@@ -60,10 +63,14 @@ export interface Evidence {
   auditProblems: string[];
   approvals: ApprovalAnswer[];
   health: { ok: boolean; error?: string };
+  /** the waits that ran out during the case (a `W` may run out by design: an answer held back) */
+  ranOut: Wait[];
+  /** the waits the case ran with */
+  patience: Patience;
 }
 
-/** how long a stream may stay silent before it counts as stalled */
-export const IDLE_MS = 8000;
+/** how long a stream may stay silent before it counts as stalled, on an idle machine (see patience.ts) */
+export const IDLE_MS = BASE_PATIENCE.idleMs;
 
 /** An ErrorResponse the proxy made itself: a policy denial, an approval refusal, or an audit refusal. */
 /** the analysis poison of relay-session.ts (`SELECT <token>`), as the server logs it */
@@ -83,10 +90,7 @@ const lastIsTerminal = (c: PgWireClient) => {
   return m !== undefined && (m.code === "Z" || m.code === "E");
 };
 
-/** how long a `W` waits for the answers so far before the client writes on anyway */
-const WAIT_OP_MS = 2000;
-
-async function drive(client: PgWireClient, ops: Op[]): Promise<StreamEvidence> {
+async function drive(client: PgWireClient, ops: Op[], p: Patience, side: "proxy" | "reference", ranOut: Wait[]): Promise<StreamEvidence> {
   for (const part of writeParts(ops)) {
     client.send(part.bytes);
     const last = part.end === ops.length;
@@ -94,16 +98,17 @@ async function drive(client: PgWireClient, ops: Op[]): Promise<StreamEvidence> {
     // server skips after an error have none, and messages held back without a Flush never come:
     // a W after them waits its time and goes on
     const prefix = ops.slice(0, part.end);
-    await client.waitFor(() => {
+    const answered = await client.waitFor(() => {
       if (last && !lastIsTerminal(client)) return false;
       return walkResponses(prefix, client.messages).complete;
-    }, last ? IDLE_MS : WAIT_OP_MS);
+    }, last ? p.idleMs : p.waitOpMs);
+    if (!answered && !client.closed) ranOut.push(`${side}-${last ? "idle" : "wait-op"}`);
   }
   // anything the server or proxy sends after the last answer is a violation too: give it a moment
   await new Promise((r) => setTimeout(r, 20));
   const walk = walkResponses(ops, client.messages);
   const stalled = !walk.complete && !client.closed;
-  const ev: StreamEvidence = { ops, messages: [...client.messages], bytes: client.bytes(), walk, stalled, closed: client.closed };
+  const ev: StreamEvidence = { ops, messages: [...client.messages], bytes: client.bytes(), walk, stalled, closed: client.closed, idleMs: p.idleMs };
   await client.end();
   return ev;
 }
@@ -136,7 +141,11 @@ export function referenceOps(ops: readonly Op[], denied: readonly number[]): Op[
   });
 }
 
-export async function runCase(world: FuzzWorld, c: FuzzCase): Promise<Evidence> {
+/** PgWireClient.connect's own words when start-up did not finish in time */
+const CONNECT_TIMED_OUT = /^no ReadyForQuery within \d+ ms/;
+
+export async function runCase(world: FuzzWorld, c: FuzzCase, patience: Patience = BASE_PATIENCE): Promise<Evidence> {
+  const ranOut: Wait[] = [];
   await world.reset();
   world.log.read();
   world.log.records.length = 0;
@@ -145,7 +154,7 @@ export async function runCase(world: FuzzWorld, c: FuzzCase): Promise<Evidence> 
   const pendingApprovals: Promise<void>[] = [];
   let proxy: StreamEvidence;
   try {
-    const client = await world.connectProxy(c.identity, appName);
+    const client = await world.connectProxy(c.identity, appName, patience.connectMs);
     let asked = 0;
     client.onMessage = (m) => {
       if (!isApprovalNotice(m)) return;
@@ -162,8 +171,9 @@ export async function runCase(world: FuzzWorld, c: FuzzCase): Promise<Evidence> 
         }
       })());
     };
-    proxy = await drive(client, c.ops);
+    proxy = await drive(client, c.ops, patience, "proxy", ranOut);
   } catch (e) {
+    if (CONNECT_TIMED_OUT.test((e as Error).message)) ranOut.push("proxy-connect");
     const walk = walkResponses(c.ops, []);
     proxy = { ops: c.ops, messages: [], bytes: Buffer.alloc(0), walk, stalled: false, connectError: (e as Error).message };
   }
@@ -177,11 +187,24 @@ export async function runCase(world: FuzzWorld, c: FuzzCase): Promise<Evidence> 
   let reference: StreamEvidence | undefined;
   if (!proxy.connectError) {
     const rops = referenceOps(c.ops, denied);
-    const rc = await world.connectReference(world.nextAppName("fz-ref"));
-    reference = await drive(rc, rops);
+    try {
+      const rc = await world.connectReference(world.nextAppName("fz-ref"), patience.connectMs);
+      reference = await drive(rc, rops, patience, "reference", ranOut);
+    } catch (e) {
+      // no reference answers: oracle 4 is inconclusive (never passed), and a re-run for time follows
+      if (!CONNECT_TIMED_OUT.test((e as Error).message)) throw e;
+      ranOut.push("reference-connect");
+    }
   }
 
-  await world.syncLog();
+  try {
+    await world.syncLog(patience.logMs);
+  } catch (e) {
+    // what the log holds so far is judged; oracles 1 and 2 then miss statements, which a re-run
+    // with a longer wait tells apart from a server that did not run them
+    if (!/^statement log: marker /.test((e as Error).message)) throw e;
+    ranOut.push("statement-log");
+  }
   const records = world.log.records;
   let pid: number | undefined;
   for (const [p, app] of backendsByApplication(records)) if (app === appName) pid = p;
@@ -193,11 +216,13 @@ export async function runCase(world: FuzzWorld, c: FuzzCase): Promise<Evidence> 
   let sessionId: string | undefined;
   let events: CloudEvent[] = [];
   try {
-    const s = await world.audit.sessionEvents(appName);
+    const s = await world.audit.sessionEvents(appName, patience.auditMs);
     sessionId = s.sessionId;
     events = s.events;
+    if (!s.ended) ranOut.push("audit-session-ended");
   } catch {
     // no session.started: the oracles report what is missing
+    ranOut.push("audit-session-ended");
   }
   const auditRaw = events.map((e) => JSON.stringify(e));
   const auditProblems = world.audit.takeProblems();
@@ -210,5 +235,5 @@ export async function runCase(world: FuzzWorld, c: FuzzCase): Promise<Evidence> 
   } catch (e) {
     health = { ok: false, error: (e as Error).message };
   }
-  return { c, appName, proxy, denied, reference, executed, plans, pid, sessionId, events, auditRaw, auditProblems, approvals, health };
+  return { c, appName, proxy, denied, reference, executed, plans, pid, sessionId, events, auditRaw, auditProblems, approvals, health, ranOut, patience };
 }

@@ -11,6 +11,9 @@
  * Each seed runs until its first failure whose signature is neither an open finding nor already
  * found in this run; that case is minimised (fuzz-check.ts) and the run goes on with the next seed.
  * Failures with known signatures are counted. Exit code 0 when nothing new was found, 1 otherwise.
+ *
+ * Waits stretch with the machine's load, and a case that failed while a wait ran out is re-run
+ * alone with far longer waits before it counts (patience.ts); REPORT.md says how many were.
  */
 import { execFileSync } from "node:child_process";
 import { loadavg } from "node:os";
@@ -18,6 +21,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import fc from "fast-check";
 import { standaloneContext, startFuzzWorld } from "./fuzz-world.js";
 import { checker, minimise, signature } from "./fuzz-check.js";
+import { BASE_PATIENCE, MAX_LOAD_FACTOR, RERUN_FACTOR } from "./patience.js";
 import { loadFindings, openSignatures, writeFinding } from "./findings.js";
 import { FUZZ_POLICY } from "./fuzz-policy.js";
 import { fuzzCase } from "./generate.js";
@@ -94,6 +98,9 @@ const open = openSignatures(findings);
 const known = new Map<string, number>();
 const found: Found[] = [];
 const seeds: number[] = [];
+/** seeds whose failing case did not fail again when checked once more (timing-dependent) */
+const unrepeated: Array<{ seed: number; sigs: string[] }> = [];
+const threw: Array<{ seed: number; error: string }> = [];
 let base = onlySeed ?? Math.floor(Math.random() * 2 ** 31);
 try {
   while (Date.now() < deadline) {
@@ -114,10 +121,21 @@ try {
     );
     if (r.failed && r.counterexample) {
       const c = r.counterexample[0];
-      const first = (await ck.check(c)).v.failures.find((f) => !open.has(signature(f)) && !found.some((x) => x.sig === signature(f)));
+      const again = await ck.check(c).catch((e: Error) => e);
+      if (again instanceof Error) {
+        threw.push({ seed, error: again.message });
+        console.log(`seed ${seed}: the case threw when checked again: ${again.message}`);
+        continue;
+      }
+      const first = again.v.failures.find((f) => !open.has(signature(f)) && !found.some((x) => x.sig === signature(f)));
+      if (!first) {
+        unrepeated.push({ seed, sigs: [...new Set(again.v.failures.map(signature))] });
+        console.log(`seed ${seed}: the failing case passed when checked again (timing-dependent)`);
+      }
       if (first) {
         const sig = signature(first);
-        const m = await minimise(ck, c, sig).catch(() => ({ c, failure: first, runs: 0 }));
+        // a minimisation may not run the hour over by more than a few minutes
+        const m = await minimise(ck, c, sig, 150, Math.max(deadline, Date.now()) + 5 * 60_000).catch(() => ({ c, failure: first, runs: 0 }));
         const entry: Found = { sig, seed, failure: m.failure, c: m.c, runs: m.runs };
         found.push(entry);
         console.log(`seed ${seed}: NEW ${sig}: ${m.failure.message}`);
@@ -139,11 +157,12 @@ try {
         }
       }
     } else if (r.failed) {
+      threw.push({ seed, error: String(r.errorInstance) });
       console.log(`seed ${seed}: the property threw: ${String(r.errorInstance)}`);
     }
     if (onlySeed !== undefined) break;
     const s = ck.tally;
-    console.log(`${Math.round((Date.now() - started) / 1000)} s: ${s.cases} cases, ${s.executed} executed, ${found.length} new signatures, ${[...known.values()].reduce((a, b) => a + b, 0)} known failures`);
+    console.log(`${Math.round((Date.now() - started) / 1000)} s: ${s.cases} cases, ${s.executed} executed, ${found.length} new signatures, ${[...known.values()].reduce((a, b) => a + b, 0)} known failures, ${s.rerunForTime} re-run for time (${s.rerunStillFailing} failed again), load ${loadavg()[0]!.toFixed(1)}`);
   }
 } finally {
   await world.stop();
@@ -159,6 +178,10 @@ lines.push(`- duration: ${durationS} s (asked: ${onlySeed !== undefined ? `seed 
 lines.push(`- seeds: ${seeds.length <= 20 ? seeds.join(", ") : `${seeds[0]} … ${seeds[seeds.length - 1]} (${seeds.length} consecutive)`}; ${runsPerSeed} cases per seed at most`);
 lines.push(`- tried: ${s.cases} sequences, ${s.messages} frontend messages; the server executed ${s.executed} statements; the proxy denied ${s.denied} messages; ${s.approvals} approval requests answered; ${s.refused} sequences refused by the proxy (FATAL 08P01)`);
 lines.push(`- the server answered ${s.answered} of those messages itself and skipped ${s.skipped} after an error until Sync (in the direct run)`);
+lines.push(`- waits: ${BASE_PATIENCE.idleMs / 1000} s of silence before a stream counts as stalled on an idle machine, stretched by the load per core up to ${MAX_LOAD_FACTOR}x (at most ${s.maxLoadFactor.toFixed(2)}x in this run); a case that failed while a wait ran out is re-run alone with ${RERUN_FACTOR}x longer waits (the longest silence waited for in this run: ${s.maxIdleMs / 1000} s) and judged on the re-run`);
+lines.push(`- re-run for time: ${s.rerunForTime} cases${s.ranOut.size ? ` (waits that ran out: ${[...s.ranOut].map(([w, n]) => `${w} ${n}`).join(", ")})` : ""}; ${s.rerunStillFailing} of them failed again (judged as failures), ${s.rerunForTime - s.rerunStillFailing} passed with the longer waits`);
+if (unrepeated.length) lines.push(`- failing cases that passed when checked once more (not counted as found): ${unrepeated.map((u) => `seed ${u.seed}${u.sigs.length ? ` (${u.sigs.join(", ")} only)` : ""}`).join("; ")}`);
+if (threw.length) lines.push(`- cases that threw (the harness, not a verdict): ${threw.map((x) => `seed ${x.seed}: ${x.error.replace(/\n/g, " ")}`).join("; ")}`);
 lines.push("", "## What each oracle checked", "");
 lines.push("| oracle | checks | what |", "|---|---|---|");
 lines.push(`| 1 allowed | ${s.checks[1]} | each statement in the server's log (\`log_statement = all\`) of the fuzzed session's backend, re-decided with classifySql + evaluate for the identity; SQL EXECUTE resolved from the server's own \`prepare:\` detail; approval-needing ones must match an approval the fuzz approver granted |`);
@@ -197,4 +220,4 @@ lines.push("");
 const report = lines.join("\n");
 if (!flag("no-report")) writeFileSync(reportFile, report);
 console.log(report);
-process.exit(found.length ? 1 : 0);
+process.exit(found.length || threw.length ? 1 : 0);
