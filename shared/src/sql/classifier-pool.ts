@@ -19,6 +19,7 @@
 import { Worker } from "node:worker_threads";
 import { SluiceError } from "../errors/sluice-error.js";
 import { classifySql, loadSqlParser } from "./classify-sql.js";
+import { compiledParserModule } from "./sql-parser.js";
 import type { Classification } from "./statement-info.js";
 import type { ClassifyReply, ClassifyRequest } from "./classify-worker.js";
 
@@ -79,7 +80,7 @@ interface Slot {
  * dist/ runs the compiled worker. The sources run through tsx, which does not register itself in
  * worker threads on Node 20: there the worker registers it first, then imports the TypeScript entry.
  */
-function newWorker(o: { resourceLimits: { maxOldGenerationSizeMb: number } }): Worker {
+function newWorker(o: { resourceLimits: { maxOldGenerationSizeMb: number }; workerData: { parserModule: object } }): Worker {
   if (!import.meta.url.endsWith(".ts")) return new Worker(new URL("./classify-worker.js", import.meta.url), o);
   const api = import.meta.resolve("tsx/esm/api");
   const entry = new URL("./classify-worker.ts", import.meta.url).href;
@@ -102,7 +103,7 @@ export class ClassifierPool {
   private readonly maxQueued: number;
   private readonly heapMb: number;
 
-  private constructor(o: ClassifierPoolOptions) {
+  private constructor(o: ClassifierPoolOptions, private readonly parserModule: object) {
     this.maxWorkers = Math.max(1, o.workers ?? 2);
     this.deadlineMs = o.deadlineMs ?? DEFAULT_CLASSIFY_TIMEOUT_MS;
     this.inlineMaxBytes = o.inlineMaxBytes ?? INLINE_MAX_BYTES;
@@ -113,7 +114,9 @@ export class ClassifierPool {
   /** A pool on the process's parser (loaded here) for the inline statements. */
   static async create(o: ClassifierPoolOptions = {}): Promise<ClassifierPool> {
     await loadSqlParser();
-    return new ClassifierPool(o);
+    // every worker, replacements included, makes its instances of this thread's compiled module
+    // instead of reading and compiling 1.7 MB of wasm again
+    return new ClassifierPool(o, await compiledParserModule());
   }
 
   /** Whether `sql` is classified inline (synchronously). UTF-8 takes at most 3 bytes per UTF-16 unit. */
@@ -230,7 +233,7 @@ export class ClassifierPool {
 
   private start(): void {
     this.stats.started++;
-    const worker = newWorker({ resourceLimits: { maxOldGenerationSizeMb: this.heapMb } });
+    const worker = newWorker({ resourceLimits: { maxOldGenerationSizeMb: this.heapMb }, workerData: { parserModule: this.parserModule } });
     // a worker keeps the process alive only while it starts or works on a statement
     const s: Slot = { worker, ready: false };
     this.slots.add(s);

@@ -2,12 +2,12 @@
  * The entry point of a classifier worker thread (classifier-pool.ts): classifySql for each message,
  * on a parser of the worker's own. A worker is only ever given one statement at a time, so a
  * statement that takes too long holds nothing but itself: the pool terminates the thread and makes
- * another. Messages: in `{ id, sql }`, out `{ id, result: Classification }`; `{ ready: true }` once
+ * another. `workerData.parserModule` is the parent's compiled parser module. Messages: in `{ id, sql }`, out `{ id, result: Classification }`; `{ ready: true }` once
  * the parser is loaded.
  */
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 import { classifySql, loadSqlParser } from "./classify-sql.js";
-import { loadParser } from "./sql-parser.js";
+import { loadParser, useCompiledParserModule } from "./sql-parser.js";
 import type { Classification } from "./statement-info.js";
 
 export interface ClassifyRequest {
@@ -22,6 +22,10 @@ export interface ClassifyReply {
 
 const port = parentPort;
 if (port) {
+  // the parent's compiled parser module (classifier-pool.ts): instances of it take milliseconds,
+  // compiling the wasm again would take most of the worker's start
+  const given = (workerData as { parserModule?: object } | null)?.parserModule;
+  if (given) useCompiledParserModule(given);
   await loadSqlParser();
   const parser = await loadParser();
   port.on("message", (m: ClassifyRequest) => {

@@ -93,15 +93,31 @@ type ModuleFactory = (o: { instantiateWasm: (imports: object, receive: (i: WasmI
 const require = createRequire(import.meta.url);
 
 let compiled: { factory: ModuleFactory; module: WasmModule } | undefined;
+/** a module compiled by another thread of the process (a classifier worker is given its parent's) */
+let given: WasmModule | undefined;
 
 async function compile(): Promise<{ factory: ModuleFactory; module: WasmModule }> {
   if (compiled) return compiled;
   // libpg-query's emscripten glue, used as a factory of independent instances of one compiled module
   const gluePath = require.resolve("libpg-query/wasm/libpg-query.js");
   const factory = require(gluePath) as ModuleFactory;
-  const module = await wasm.compile(readFileSync(gluePath.replace(/\.js$/, ".wasm")));
+  const module = given ?? (await wasm.compile(readFileSync(gluePath.replace(/\.js$/, ".wasm"))));
   compiled = { factory, module };
   return compiled;
+}
+
+/**
+ * The compiled parser module, to hand to a worker thread (a WebAssembly.Module is shared between
+ * the threads of a process when posted): compiling libpg-query's wasm is most of what a worker's
+ * start costs, and every worker would compile the same bytes again.
+ */
+export async function compiledParserModule(): Promise<object> {
+  return (await compile()).module;
+}
+
+/** Makes this thread's parser instances of `module` (compiledParserModule's, from another thread) instead of compiling its own. */
+export function useCompiledParserModule(module: object): void {
+  if (!compiled) given = module;
 }
 
 function instantiate(c: { factory: ModuleFactory; module: WasmModule }): Promise<PgQueryModule> {
