@@ -16,7 +16,7 @@
  * alone with far longer waits before it counts (patience.ts); REPORT.md says how many were.
  */
 import { execFileSync } from "node:child_process";
-import { loadavg } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
 import { readFileSync, writeFileSync } from "node:fs";
 import fc from "fast-check";
 import { standaloneContext, startFuzzWorld } from "./fuzz-world.js";
@@ -101,6 +101,8 @@ const seeds: number[] = [];
 /** seeds whose failing case did not fail again when checked once more (timing-dependent) */
 const unrepeated: Array<{ seed: number; sigs: string[] }> = [];
 const threw: Array<{ seed: number; error: string }> = [];
+/** the 1-minute load average after each seed: the run shares the machine */
+const loadSamples: number[] = [];
 let base = onlySeed ?? Math.floor(Math.random() * 2 ** 31);
 try {
   while (Date.now() < deadline) {
@@ -160,6 +162,7 @@ try {
       threw.push({ seed, error: String(r.errorInstance) });
       console.log(`seed ${seed}: the property threw: ${String(r.errorInstance)}`);
     }
+    loadSamples.push(loadavg()[0]!);
     if (onlySeed !== undefined) break;
     const s = ck.tally;
     console.log(`${Math.round((Date.now() - started) / 1000)} s: ${s.cases} cases, ${s.executed} executed, ${found.length} new signatures, ${[...known.values()].reduce((a, b) => a + b, 0)} known failures, ${s.rerunForTime} re-run for time (${s.rerunStillFailing} failed again), load ${loadavg()[0]!.toFixed(1)}`);
@@ -174,7 +177,7 @@ const s = ck.tally;
 const lines: string[] = [];
 lines.push("# Differential fuzz report", "");
 lines.push(`Written by \`npm run fuzz\` (test/fuzz/run-fuzz.ts). Commit \`${git("rev-parse", "--short", "HEAD")}\`${git("status", "--porcelain").length ? " (with uncommitted changes)" : ""}, ${new Date().toISOString()}.`, "");
-lines.push(`- duration: ${durationS} s (asked: ${onlySeed !== undefined ? `seed ${onlySeed}` : `${minutes} min`}); load average at start ${loadStart.map((x) => x.toFixed(2)).join(" ")}, at end ${loadavg().map((x) => x.toFixed(2)).join(" ")} (2 cores)`);
+lines.push(`- duration: ${durationS} s (asked: ${onlySeed !== undefined ? `seed ${onlySeed}` : `${minutes} min`}); load average at start ${loadStart.map((x) => x.toFixed(2)).join(" ")}, at end ${loadavg().map((x) => x.toFixed(2)).join(" ")}${loadSamples.length ? `; 1-minute load after each seed min ${Math.min(...loadSamples).toFixed(1)}, mean ${(loadSamples.reduce((a, b) => a + b, 0) / loadSamples.length).toFixed(1)}, max ${Math.max(...loadSamples).toFixed(1)}` : ""} (${availableParallelism()} cores)`);
 lines.push(`- seeds: ${seeds.length <= 20 ? seeds.join(", ") : `${seeds[0]} … ${seeds[seeds.length - 1]} (${seeds.length} consecutive)`}; ${runsPerSeed} cases per seed at most`);
 lines.push(`- tried: ${s.cases} sequences, ${s.messages} frontend messages; the server executed ${s.executed} statements; the proxy denied ${s.denied} messages; ${s.approvals} approval requests answered; ${s.refused} sequences refused by the proxy (FATAL 08P01)`);
 lines.push(`- the server answered ${s.answered} of those messages itself and skipped ${s.skipped} after an error until Sync (in the direct run)`);
