@@ -36,6 +36,9 @@ test("the benchmark harness runs end to end and writes latest.json and latest.md
   assert.ok(ax.auditMsgsPerStmt! > 0 && ax.auditMsgsPerStmt! <= ax.auditEventsPerStmt!, `messages per statement ${ax.auditMsgsPerStmt}, events ${ax.auditEventsPerStmt}`);
   assert.ok(ax.auditEventsPerStmt! >= 2, `events per statement ${ax.auditEventsPerStmt}`);
   assert.ok(ax.auditBytesPerStmt! > 0, `bytes per statement ${ax.auditBytesPerStmt}`);
+  // nats-server CPU is read from the bench's own server's pid (a number, 0 if a short run saw no tick)
+  assert.ok(Number.isFinite(ax.natsCpuUsPerTx) && ax.natsCpuUsPerTx! >= 0, `nats-server CPU per transaction ${ax.natsCpuUsPerTx}`);
+  assert.ok(Number.isFinite(ax.load1Min), "no load average recorded with scenario 1");
   const s2 = report.scenarios.find((x) => x.id === "2")!;
   assert.ok((s2.results["sluice-masked"]?.median ?? 0) > 0, "no masked sluice measurement in scenario 2");
   const s4 = report.scenarios.find((x) => x.id === "4")!;

@@ -3,7 +3,8 @@
  *
  * Starts its own PostgreSQL cluster (max_connections high enough for 1,000 idle sessions), a pgbench
  * database, pgbouncer in session mode with client TLS (as sluice does) and once more without TLS, and
- * sluice data-plane nodes as child processes (audit `ack` and `async`, unmasked and masked), and for
+ * sluice data-plane nodes as child processes (audit `ack` and `async`, unmasked and masked) on a
+ * nats-server of the bench's own (free port, own store: its pid's CPU is the nats-server figure), and for
  * scenario 1 a whole `sluice dev` stack with its default settings (target sluice-dev). Each
  * scenario runs against every target in alternation, repeated, and the medians go to
  * test/bench/results/latest.json and latest.md. Never part of the pass/fail of the suite (a smoke run
@@ -17,10 +18,10 @@
  */
 import { parseArgs } from "node:util";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync, existsSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { startPgCluster } from "../lib/pg-cluster.js";
 import { selfSignedCert } from "../lib/self-signed.js";
 import { startPgBouncer, type PgBouncer } from "./lib/pgbouncer.js";
@@ -28,7 +29,8 @@ import { pgbenchWithRetry, bigResult, connectLatencies, openIdle, rssMb, type Ta
 import { summarize, ratio, percentile, type Summary } from "./lib/stats.js";
 import { startSluiceNode, type SluiceNode } from "./lib/sluice-node.js";
 import { startSluiceDev } from "./lib/sluice-dev.js";
-import { pidsNamed, totalCpuSeconds } from "./lib/cpu.js";
+import { descendantsNamed, totalCpuSeconds } from "./lib/cpu.js";
+import { startNatsServer } from "../../bin/lib/dev-nats-server.js";
 import { startTlsPipe } from "./lib/tls-pipe.js";
 import { renderMarkdown } from "./lib/report.js";
 import { dataPlaneStartup, startDevStack, timeCommand, timeNode } from "./lib/startup.js";
@@ -96,6 +98,18 @@ async function main() {
     const pipe = smoke ? undefined : await startTlsPipe({ upstreamPort: cluster.port, database: db, cert });
     if (pipe) cleanup.push(() => pipe.stop());
 
+    // the sluice nodes' own nats-server (free port, own store): the nats-server CPU figures are its
+    // pid's alone, not those of every nats-server on a machine where other test runs start theirs
+    const natsDir = mkdtempSync(join(tmpdir(), "sluice-bench-nats-"));
+    const nats = await startNatsServer({ storeDir: natsDir, timeoutMs: 30_000 });
+    cleanup.push(async () => {
+      await nats.stop();
+      rmSync(natsDir, { recursive: true, force: true });
+    });
+    const natsPids = descendantsNamed(nats.child.pid!, "nats-server");
+    if (natsPids.length !== 1) throw new Error(`the bench's nats-server: expected one process under pid ${nats.child.pid}, found ${natsPids.length}`);
+    log(`private nats-server ${nats.url} (pid ${natsPids[0]})`);
+
     const sluiceNodes: Record<string, SluiceNode | undefined> = {};
     for (const [name, o] of [
       ["sluice-ack", { durability: "ack" as const, masked: false }],
@@ -108,7 +122,7 @@ async function main() {
       if (smoke && (name === "sluice-async" || name === "sluice-noreuse")) continue;
       if (name === "sluice-noreuse" && !only.has("3")) continue;
       try {
-        const node = await startSluiceNode({ name, upstreamPort: cluster.port, database: db, cert, ...o });
+        const node = await startSluiceNode({ name, upstreamPort: cluster.port, database: db, cert, natsUrl: nats.url, ...o });
         sluiceNodes[name] = node;
         cleanup.push(() => node.stop());
       } catch (e) {
@@ -119,11 +133,13 @@ async function main() {
     const sluice = (n: string): Target[] => (sluiceNodes[n] ? [sluiceNodes[n]!.target(n)] : []);
     // scenario 1 also runs through `sluice dev` with its default settings (ack), against sluice-ack
     let devTarget: Target | undefined;
+    let devPid: number | undefined;
     if (!smoke && only.has("1") && (!onlyTargets || onlyTargets.has("sluice-dev"))) {
       try {
         const dev = await startSluiceDev({ upstreamPort: cluster.port, database: db });
         cleanup.push(() => dev.stop());
         devTarget = dev.target("sluice-dev");
+        devPid = dev.pid;
       } catch (e) {
         notes.push(`sluice-dev: could not start (${(e as Error).message.split("\n")[0]}); its column is empty`);
       }
@@ -142,7 +158,12 @@ async function main() {
         const natsCpu: Record<string, number[]> = {};
         // the audit stream per statement (sluice targets): messages, events (session events included), bytes
         const audit: Record<string, { messages: number[]; events: number[]; bytes: number[] }> = {};
-        const natsPids = pidsNamed("nats-server");
+        const natsPerMsg: Record<string, number[]> = {};
+        const batchMs: Record<string, number[]> = {};
+        // the 1-minute load average as each sample starts: the machine is shared, read figures with it
+        const load: Record<string, number[]> = {};
+        // sluice-dev stores its audit on the nats-server of its own stack; every other target's is the bench's
+        const natsOf = (t: Target): number[] => (t.name === "sluice-dev" && devPid ? descendantsNamed(devPid, "nats-server") : natsPids);
         for (let r = 0; r < repeat; r++) {
           for (const t of targets) {
             log(`1/${mode} rep ${r + 1}: ${t.name}`);
@@ -150,9 +171,11 @@ async function main() {
               const proxyPid = t.pid?.();
               const node = sluiceNodes[t.name];
               const m0 = node ? await node.metrics() : undefined;
-              const cpu0 = [proxyPid ? totalCpuSeconds([proxyPid]) : NaN, totalCpuSeconds(natsPids)];
+              const np = natsOf(t);
+              (load[t.name] ??= []).push(loadavg()[0]!);
+              const cpu0 = [proxyPid ? totalCpuSeconds([proxyPid]) : NaN, np.length ? totalCpuSeconds(np) : NaN];
               const res = await pgbenchWithRetry(t, { mode, clients: 8, seconds }, (n) => notes.push(`1/${mode} ${n}`));
-              const cpu1 = [proxyPid ? totalCpuSeconds([proxyPid]) : NaN, totalCpuSeconds(natsPids)];
+              const cpu1 = [proxyPid ? totalCpuSeconds([proxyPid]) : NaN, np.length ? totalCpuSeconds(np) : NaN];
               if (node && m0) {
                 // the last follow-up events (completions, session ends) linger a few ms before they are stored
                 await new Promise((r) => setTimeout(r, 200));
@@ -162,6 +185,10 @@ async function main() {
                 a.messages.push(per("sluice_dp_audit_messages_total"));
                 a.events.push(per("sluice_dp_audit_events_total"));
                 a.bytes.push(per("sluice_dp_audit_bytes_total"));
+                // nats-server CPU per stored message: what one round trip costs the server at this pace
+                // from a batch forming to its PubAck: the round trip every ack statement waits for (plus the group wait)
+                (batchMs[t.name] ??= []).push((1000 * (m1.sluice_dp_audit_batch_seconds_sum! - m0.sluice_dp_audit_batch_seconds_sum!)) / (m1.sluice_dp_audit_batch_seconds_count! - m0.sluice_dp_audit_batch_seconds_count!));
+                (natsPerMsg[t.name] ??= []).push(((cpu1[1]! - cpu0[1]!) * 1e6) / (m1.sluice_dp_audit_messages_total! - m0.sluice_dp_audit_messages_total!));
               }
               (tps[t.name] ??= []).push(res.tps);
               (lat[t.name] ??= []).push(res.latencyMs);
@@ -178,8 +205,9 @@ async function main() {
             ...summarize(v),
             extra: {
               latencyMsMedian: percentile(lat[k]!, 50), proxyCpuUsPerTx: percentile(proxyCpu[k]!, 50), natsCpuUsPerTx: percentile(natsCpu[k]!, 50),
+              load1Min: Math.min(...load[k]!), load1Max: Math.max(...load[k]!),
               ...(audit[k] ? {
-                auditMsgsPerStmt: percentile(audit[k]!.messages, 50), auditEventsPerStmt: percentile(audit[k]!.events, 50), auditBytesPerStmt: percentile(audit[k]!.bytes, 50),
+                auditMsgsPerStmt: percentile(audit[k]!.messages, 50), auditEventsPerStmt: percentile(audit[k]!.events, 50), auditBytesPerStmt: percentile(audit[k]!.bytes, 50), natsCpuUsPerMsg: percentile(natsPerMsg[k]!, 50), auditBatchMs: percentile(batchMs[k]!, 50),
               } : {}),
             },
           };

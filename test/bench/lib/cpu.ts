@@ -38,3 +38,25 @@ export function pidsNamed(name: string): number[] {
 export function totalCpuSeconds(pids: number[]): number {
   return pids.reduce((s, p) => s + (cpuSeconds(p) || 0), 0);
 }
+
+/** Parent pid of a process, or undefined if it is gone. */
+function parentPid(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Pids of the processes named `name` that descend from `root` (e.g. the nats-server a guard shell or
+ * a `sluice dev` stack started), so a figure counts that server alone and not every nats-server on
+ * a machine shared with other test runs.
+ */
+export function descendantsNamed(root: number, name: string): number[] {
+  return pidsNamed(name).filter((pid) => {
+    for (let p: number | undefined = pid, hops = 0; p && p > 1 && hops < 64; p = parentPid(p), hops++) if (p === root) return true;
+    return false;
+  });
+}

@@ -35,6 +35,8 @@ export interface SluiceNodeOptions {
   masked: boolean;
   /** default a fresh bench prefix */
   prefix?: string;
+  /** the NATS server (default SLUICE_NATS_URL, else 127.0.0.1:4222); the bench gives its private one */
+  natsUrl?: string;
   /** dataPlane.audit.bufferEvents (default the config's): the audit crash test makes its bound tight */
   bufferEvents?: number;
   /** dataPlane.upstreamPool.reuse (default the config's: on) */
@@ -45,7 +47,7 @@ export async function startSluiceNode(o: SluiceNodeOptions): Promise<SluiceNode>
   const dir = mkdtempSync(join(tmpdir(), "sluice-bench-node-"));
   const readyFile = join(dir, "ready.json");
   const prefix = o.prefix ?? `bench${randomBytes(4).toString("hex")}`;
-  const natsUrl = process.env.SLUICE_NATS_URL ?? "nats://127.0.0.1:4222";
+  const natsUrl = o.natsUrl ?? process.env.SLUICE_NATS_URL ?? "nats://127.0.0.1:4222";
   let stderr = "";
   // SLUICE_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the node (issue 7: profile the hot path)
   const extra = (process.env.SLUICE_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
