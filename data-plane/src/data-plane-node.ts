@@ -104,6 +104,9 @@ function poolOptions(p: UpstreamPoolConfig): DataPlaneOptions["upstreamPool"] {
 export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataPlaneNode> {
   const cfg = o.config;
   const log = o.logger ?? createLogger({ level: cfg.logLevel, name: "data-plane" });
+  // this process's start, in the fleet heartbeat and in every approval request it files: the control
+  // plane cancels a held request whose node's heartbeat shows another start (the node restarted)
+  const startedAt = new Date().toISOString();
   const tls = o.tls ?? tlsFromConfig(cfg);
   const listen = parseHostPort(cfg.dataPlane.listen, "0.0.0.0");
   const httpListen = parseHostPort(cfg.dataPlane.httpListen);
@@ -198,7 +201,7 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       // held statements go to the control plane over NATS; the approval events join the session's audit chain
       approvals:
         hooks.approvals ??
-        createNodeApprovalGate({ nc, names, snapshots, hashKey, logger: log, ...(hooks.audit ? {} : { observer: audit as AuditObserver }) }),
+        createNodeApprovalGate({ nc, names, snapshots, hashKey, logger: log, nodeStartedAt: startedAt, ...(hooks.audit ? {} : { observer: audit as AuditObserver }) }),
       verify: hooks.verify,
       resolveSecret: hooks.resolveSecret,
       cancelRouter,
@@ -224,6 +227,7 @@ export async function startDataPlaneNode(o: DataPlaneNodeOptions): Promise<DataP
       },
       listen: `${listen.host}:${p.port}`,
       publicAddress: cfg.dataPlane.publicAddress,
+      startedAt,
       logger: log,
     });
     stops.push(() => heartbeat.stop());

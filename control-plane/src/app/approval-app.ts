@@ -8,15 +8,22 @@
  *    NATS is the trust boundary they already live in.
  *  - the expirer: an ordered consumer over every approval subject keeps the pending requests and
  *    sends Expire when a deadline passes. Every replica does it; concurrency control lets one win.
+ *  - the data planes' cancels (approvalCancelSubject(node), queue group): the node that filed a request
+ *    cancels it when its client left or its session ended. The node is read from the subject, which
+ *    NATS permissions pin to the sender, never from the body.
+ *  - the reaper (given the fleet bucket): a pending request whose node is gone — no heartbeat for
+ *    `goneAfterMs`, or a heartbeat of another process start (it restarted) — is cancelled, so the
+ *    statement of a dead node can never be approved. Every replica does it; a second cancel is a no-op.
  */
 import { createHash } from "node:crypto";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { KV } from "@nats-io/kv";
 import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from "@nats-io/jetstream";
-import { NatsApprovalReply, NatsApprovalRequest } from "@sluice/proto";
+import { NatsApprovalCancel, NatsApprovalReply, NatsApprovalRequest } from "@sluice/proto";
 import { SluiceError } from "@sluice/shared/errors";
 import { decodeEvent, uuidv7, type CloudEvent } from "@sluice/shared/events";
 import type { Logger } from "@sluice/shared/logging";
-import type { NatsNames } from "@sluice/shared/nats";
+import { decodeSubjectToken, type NatsNames } from "@sluice/shared/nats";
 import { actorLabel, type Actor } from "../domain/command-meta.js";
 import {
   APPROVAL_AGGREGATE,
@@ -25,7 +32,9 @@ import {
   evolveApproval,
   foldApproval,
   initialApprovalState,
+  nodeActor,
   type ApprovalCommand,
+  type CancelReason,
   type ApprovalEvent,
   type ApprovalState,
   type ApprovalStatus,
@@ -63,6 +72,12 @@ export interface ApprovalAppOptions {
   now?: () => Date;
   /** attempts on a concurrent append before giving up (default 5) */
   maxAttempts?: number;
+  /** the fleet bucket (data planes' heartbeats): without it no request is cancelled for a gone node */
+  fleet?: KV;
+  /** a node without a heartbeat for this long is gone (default 30 s: the fleet bucket's default TTL) */
+  goneAfterMs?: number;
+  /** how often the reaper looks at the fleet (default 2 s) */
+  reapEveryMs?: number;
 }
 
 /** Command ids are event ids and Nats-Msg-Ids (de-duplicated stream-wide): UUIDs only. */
@@ -99,6 +114,12 @@ export class ApprovalApp {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   /** the expirer's fold of every approval still pending (decided ones are dropped) */
   private readonly open = new Map<string, ApprovalState>();
+  private cancelSub: Subscription | undefined;
+  private reaper: NodeJS.Timeout | undefined;
+  private reaping = false;
+  /** the reaper's watch: node → its heartbeat entry's revision (undefined: absent) and since when it has not changed */
+  private readonly watched = new Map<string, { revision: number | undefined; since: number }>();
+  private lastLook: number | undefined;
 
   constructor(private readonly o: ApprovalAppOptions) {
     this.now = o.now ?? (() => new Date());
@@ -150,6 +171,19 @@ export class ApprovalApp {
     const r = await this.run(id, (meta) => ({ type: "Expire", approvalId: id, meta }), uuidv7(this.now().getTime()), CONTROL_PLANE_ACTOR);
     if (r === "collision") throw new SluiceError("internal", "unexpected collision");
     this.log.info({ approvalId: id }, "approval expired");
+    return r;
+  }
+
+  /**
+   * Cancels a pending request whose statement will never run, as `actor` (the filing node, or the
+   * control plane). Already cancelled: no new event (the node and the reaper race to the same end).
+   */
+  async cancel(id: string, reason: CancelReason, detail: string, actor: Actor, commandId?: string): Promise<{ view: ApprovalView; duplicate: boolean }> {
+    if (commandId && !UUID.test(commandId)) throw new SluiceError("invalid_argument", "command id must be a UUID");
+    const r = await this.run(id, (meta) => ({ type: "Cancel", approvalId: id, reason, detail, meta }), commandId || uuidv7(this.now().getTime()), actor);
+    if (r === "collision") throw new SluiceError("internal", "unexpected collision");
+    this.clear(id);
+    this.log.info({ approvalId: id, reason, by: actorLabel(actor), duplicate: r.duplicate }, "approval cancelled");
     return r;
   }
 
@@ -258,6 +292,88 @@ export class ApprovalApp {
     this.timers.delete(id);
   }
 
+  // ---- reaper -------------------------------------------------------------------------------
+
+  /**
+   * One look at the fleet for every pending request: cancels those whose node is gone or restarted.
+   * Gone is judged by what this replica saw, not by clocks: the node's heartbeat entry (its KV
+   * revision) has not changed, or has stayed absent, for `goneAfterMs` of continuous watching. After a
+   * gap in watching (this replica lost NATS, a look failed) it watches afresh, so a node whose beats
+   * could not land while NATS was away gets a whole window to beat again.
+   */
+  async reap(): Promise<number> {
+    const fleet = this.o.fleet;
+    if (!fleet || this.reaping) return 0;
+    this.reaping = true;
+    let cancelled = 0;
+    try {
+      const goneAfter = this.o.goneAfterMs ?? 30_000;
+      const every = this.o.reapEveryMs ?? 2000;
+      const now = this.now().getTime();
+      if (this.lastLook === undefined || now - this.lastLook > 3 * every + 5000) this.watched.clear();
+      const byNode = new Map<string, ApprovalState[]>();
+      for (const st of this.open.values()) {
+        if (st.status !== "pending" || !st.request) continue;
+        const list = byNode.get(st.request.node) ?? [];
+        list.push(st);
+        byNode.set(st.request.node, list);
+      }
+      for (const node of [...this.watched.keys()]) if (!byNode.has(node)) this.watched.delete(node);
+      const seen = new Map<string, { startedAt?: string }>();
+      for (const node of byNode.keys()) {
+        let e;
+        try {
+          e = await fleet.get(node);
+        } catch (err) {
+          this.watched.clear();
+          throw err;
+        }
+        const revision = e && e.operation === "PUT" ? e.revision : undefined;
+        const w = this.watched.get(node);
+        if (!w || w.revision !== revision) this.watched.set(node, { revision, since: now });
+        let startedAt: string | undefined;
+        if (revision !== undefined) {
+          try {
+            const v = e!.json<{ startedAt?: unknown }>().startedAt;
+            if (typeof v === "string") startedAt = v;
+          } catch {
+            // unreadable: no start to compare
+          }
+        }
+        seen.set(node, { startedAt });
+      }
+      this.lastLook = now;
+      for (const [node, states] of byNode) {
+        const w = this.watched.get(node)!;
+        const silentMs = now - w.since;
+        const { startedAt } = seen.get(node)!;
+        for (const st of states) {
+          const req = st.request!;
+          let why: { reason: CancelReason; detail: string } | undefined;
+          if (startedAt && req.nodeStartedAt && startedAt !== req.nodeStartedAt) {
+            why = { reason: "node_restarted", detail: `${node} started again at ${startedAt}; the request was filed by its process of ${req.nodeStartedAt}` };
+          } else if (silentMs >= goneAfter) {
+            const secs = Math.round(silentMs / 1000);
+            why = { reason: "node_gone", detail: w.revision === undefined ? `${node} has no fleet heartbeat (none for ${secs} s)` : `no fleet heartbeat from ${node} for ${secs} s` };
+          }
+          if (!why) continue;
+          try {
+            await this.cancel(req.approvalId, why.reason, why.detail, CONTROL_PLANE_ACTOR);
+            cancelled++;
+          } catch (err) {
+            // decided or expired just now, or another replica was first: nothing to do
+            if (!SluiceError.is(err, "failed_precondition") && !SluiceError.is(err, "not_found")) {
+              this.log.warn({ approvalId: req.approvalId, err: (err as Error).message }, "could not cancel the approval request of a gone node; retrying");
+            }
+          }
+        }
+      }
+    } finally {
+      this.reaping = false;
+    }
+    return cancelled;
+  }
+
   /** Requests waiting for a decision, as this replica's expirer has read them from the stream (metrics). */
   get pendingCount(): number {
     return this.open.size;
@@ -315,6 +431,7 @@ export class ApprovalApp {
                 node: req.node,
                 region: req.region,
                 statementId: req.statementId,
+                ...(req.nodeStartedAt ? { nodeStartedAt: req.nodeStartedAt } : {}),
               },
             });
             reply = { id: r.view.id, expiresAt: r.view.expiresAt, errorCode: "", errorMessage: "" };
@@ -327,11 +444,53 @@ export class ApprovalApp {
         })();
       },
     });
+
+    const cancelPrefix = names.approvalCancelSubject("").slice(0, -1);
+    this.cancelSub = this.o.nc.subscribe(names.approvalCancelAll, {
+      queue: "sluice-control-plane-approvals",
+      callback: (err, msg) => {
+        if (err) {
+          this.log.warn({ err: err.message }, "approval cancel subscription error");
+          return;
+        }
+        void (async () => {
+          let reply: NatsApprovalReply;
+          try {
+            // who sent it is the subject's node token (permissions pin each node to its own)
+            const node = decodeSubjectToken(msg.subject.slice(cancelPrefix.length));
+            const c = NatsApprovalCancel.decode(msg.data);
+            if (c.reason !== "client_left" && c.reason !== "session_ended") throw new SluiceError("invalid_argument", "a data plane cancels with reason client_left or session_ended");
+            const r = await this.cancel(c.id, c.reason, c.reason === "client_left" ? "the client disconnected while the statement was held" : "the session ended while the statement was held", nodeActor(node), c.commandId || undefined);
+            reply = { id: r.view.id, expiresAt: r.view.expiresAt, errorCode: "", errorMessage: "" };
+          } catch (e) {
+            const se = SluiceError.from(e);
+            if (se.code === "internal" || se.code === "unavailable") this.log.error({ err: se.message }, "approval cancel failed");
+            reply = { id: "", expiresAt: "", errorCode: se.code, errorMessage: se.message.split("\n")[0]!.slice(0, 300) };
+          }
+          if (msg.reply) msg.respond(NatsApprovalReply.encode(reply).finish());
+        })();
+      },
+    });
     await this.o.nc.flush();
+
+    if (this.o.fleet) {
+      const every = this.o.reapEveryMs ?? 2000;
+      const tick = () => {
+        if (this.stopped) return;
+        this.reap()
+          .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, "approval reaper could not read the fleet"))
+          .finally(() => {
+            if (!this.stopped) this.reaper = setTimeout(tick, every).unref();
+          });
+      };
+      this.reaper = setTimeout(tick, every).unref();
+    }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.reaper) clearTimeout(this.reaper);
+    this.cancelSub?.unsubscribe();
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     this.sub?.unsubscribe();

@@ -50,6 +50,7 @@ async function ask(h: TestControlPlane, over: Partial<NatsApprovalRequest> = {})
     node: "dp-1",
     region: "local",
     statementId: 1,
+    nodeStartedAt: "",
     ...over,
   };
   const m = await h.nc.request(h.names.approvalRequestSubject, NatsApprovalRequest.encode(req).finish(), { timeout: 10_000 });

@@ -90,7 +90,8 @@ export const approvalComponent: ControlPlaneComponent = {
   name: "approvals",
   async start(ctx) {
     const logger = ctx.logger.child({ component: "approvals" });
-    const app = new ApprovalApp({ store: ctx.store, nc: ctx.nc, names: ctx.names, logger, now: ctx.now });
+    // with the fleet bucket: the requests of a node that died or restarted are cancelled (never approvable)
+    const app = new ApprovalApp({ store: ctx.store, nc: ctx.nc, names: ctx.names, logger, now: ctx.now, fleet: ctx.kv.fleet });
     await app.start();
     gaugeFrom(ctx.metrics, "sluice_control_approvals_pending", "approval requests waiting for a decision", () => app.pendingCount);
     return {

@@ -12,11 +12,14 @@
  *     ApprovalGranted / ApprovalRejected / ApprovalExpired. A grant counts only when its binding
  *     (fingerprint + parameters hash + session + resource) is exactly the held statement's.
  *  4. If the control plane is silent past the deadline (+ grace), the gate times out by itself.
+ *  5. A held statement that will never run (the client left, the session ended) is cancelled on the
+ *     control plane too (natsNames().approvalCancelSubject(node)), so nobody can approve it later; a
+ *     cancel the control plane made (it took this node for gone) ends the hold as a refusal.
  */
 import { createHash } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
-import { NatsApprovalReply, NatsApprovalRequest, type ApprovalBinding } from "@sluice/proto";
+import { NatsApprovalCancel, NatsApprovalReply, NatsApprovalRequest, type ApprovalBinding } from "@sluice/proto";
 import { SluiceError, isErrorCode } from "@sluice/shared/errors";
 import { decodeEvent, eventType, uuidv7 } from "@sluice/shared/events";
 import type { NatsNames } from "@sluice/shared/nats";
@@ -51,11 +54,14 @@ export interface NatsApprovalGateOptions {
   requestTimeoutMs?: number;
   /** how long after the request's deadline the gate gives up on its own (default 3000 ms) */
   graceMs?: number;
+  /** this node process's start (its fleet heartbeat's `startedAt`): the control plane cancels a request whose node restarted */
+  nodeStartedAt?: string;
 }
 
 const GRANTED = eventType("control.approval.approval_granted");
 const REJECTED = eventType("control.approval.approval_rejected");
 const EXPIRED = eventType("control.approval.approval_expired");
+const CANCELLED = eventType("control.approval.approval_cancelled");
 
 /**
  * What the approval binds to beyond fingerprint/session/resource: the bound parameters (extended
@@ -116,7 +122,30 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
    * Watches the request's subject until a decision or the deadline. The ordered consumer replays the
    * subject from its start, so a watch re-created after a NATS outage misses nothing.
    */
-  async function await_(id: string, expiresAt: string, binding: ApprovalBinding, signal?: AbortSignal): Promise<{ outcome: ApprovalOutcome; approver?: string }> {
+  /**
+   * Tells the control plane the held statement of `id` will never run. Fire and forget: the session's
+   * end never waits for it; if it is lost (NATS down, node stopping) the control plane still cancels
+   * the request once this node's heartbeat says it is gone or restarted.
+   */
+  function cancelOnControlPlane(node: string, id: string, reason: "client_left" | "session_ended"): void {
+    if (o.nc.isClosed()) return;
+    const body = NatsApprovalCancel.encode({ id, reason, commandId: uuidv7() }).finish();
+    void (async () => {
+      for (let attempt = 1; attempt <= 3 && !o.nc.isClosed(); attempt++) {
+        try {
+          const r = NatsApprovalReply.decode((await o.nc.request(o.names.approvalCancelSubject(node), body, { timeout: attemptMs })).data);
+          // refused because it was decided or expired meanwhile: nothing left to cancel
+          if (r.errorCode && r.errorCode !== "failed_precondition") o.logger?.warn({ approvalId: id, code: r.errorCode, err: r.errorMessage }, "approval cancel refused");
+          return;
+        } catch {
+          await new Promise((res) => setTimeout(res, 200 * attempt));
+        }
+      }
+      o.logger?.warn({ approvalId: id }, "could not cancel the approval request on the control plane; it cancels it when this node's heartbeat shows it gone");
+    })();
+  }
+
+  async function await_(id: string, expiresAt: string, binding: ApprovalBinding, signal?: AbortSignal): Promise<{ outcome: ApprovalOutcome; approver?: string; cancelled?: string }> {
     const deadline = Date.parse(expiresAt) + graceMs;
     for (let round = 0; ; round++) {
       if (signal?.aborted) throw clientGone();
@@ -157,6 +186,11 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
           }
           if (ev.type === REJECTED) return { outcome: "rejected", approver: label(ev.data.approver) };
           if (ev.type === EXPIRED) return { outcome: "timeout" };
+          if (ev.type === CANCELLED) {
+            // the control plane took this node for gone (or this node cancelled it): never run it
+            const d = ev.data as { reason?: string; detail?: string };
+            return { outcome: "rejected", cancelled: `${d.reason ?? "cancelled"}${d.detail ? `: ${d.detail}` : ""}` };
+          }
         }
       } catch {
         // the iterator failed (connection lost): watch again below
@@ -190,6 +224,7 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
         node: session.nodeId,
         region: session.region,
         statementId: stmt.seq,
+        nodeStartedAt: o.nodeStartedAt ?? "",
       });
       await o.events?.requested?.(session, stmt, { approvalId: id, approvers: [...approval.approvers], timeoutMs: approval.timeoutMs, fingerprint: binding.fingerprint });
       o.logger?.info({ sessionId: session.sessionId, approvalId: id, rule: stmt.decision.rule }, "statement held for approval");
@@ -199,12 +234,13 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
       const cancel = () => {
         if (cancelled) return;
         cancelled = true;
+        cancelOnControlPlane(session.nodeId, id, signal?.aborted ? "client_left" : "session_ended");
         // synchronously on abort: the session's end is recorded right after, and this belongs before it
         void Promise.resolve(o.events?.rejected?.(session, stmt, { approvalId: id, reason: "cancelled" })).catch(() => undefined);
       };
       if (signal?.aborted) cancel();
       signal?.addEventListener("abort", cancel, { once: true });
-      let r: { outcome: ApprovalOutcome; approver?: string };
+      let r: { outcome: ApprovalOutcome; approver?: string; cancelled?: string };
       try {
         if (cancelled) throw clientGone();
         r = await await_(id, expiresAt, binding, signal);
@@ -215,6 +251,11 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
         signal?.removeEventListener("abort", cancel);
       }
       if (cancelled) throw clientGone();
+      if (r.cancelled !== undefined) {
+        await o.events?.rejected?.(session, stmt, { approvalId: id, reason: "cancelled" });
+        o.logger?.warn({ sessionId: session.sessionId, approvalId: id, why: r.cancelled }, "approval request cancelled on the control plane");
+        throw new SluiceError("permission_denied", `approval request ${id} was cancelled (${r.cancelled}); the statement was not run`);
+      }
       if (r.outcome === "approved") {
         await o.events?.approved?.(session, stmt, { approvalId: id, approver: r.approver ?? "" });
       } else {

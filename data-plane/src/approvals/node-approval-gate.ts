@@ -21,6 +21,7 @@ export interface NodeApprovalGateOptions {
   hashKey: Buffer;
   masker?: InputMasker;
   logger?: NatsApprovalGateOptions["logger"];
+  nodeStartedAt?: string;
 }
 
 export function createNodeApprovalGate(o: NodeApprovalGateOptions): ApprovalGate {
@@ -29,6 +30,7 @@ export function createNodeApprovalGate(o: NodeApprovalGateOptions): ApprovalGate
     nc: o.nc,
     names: o.names,
     logger: o.logger,
+    ...(o.nodeStartedAt ? { nodeStartedAt: o.nodeStartedAt } : {}),
     maskSql: (session, sql) => masker.text(session, sql),
     ...(o.observer ? { events: approvalAuditEvents({ observer: o.observer, masker }) } : {}),
   });

@@ -44,6 +44,8 @@ export interface FleetHeartbeatOptions {
   logger?: Logger;
   /** injectable clock (tests) */
   now?: () => Date;
+  /** this node process's start (default: now); the approval gate sends the same, so a restart is told apart */
+  startedAt?: string;
 }
 
 export interface FleetHeartbeat {
@@ -74,7 +76,7 @@ export function dataPlaneVersion(): string {
 export function startFleetHeartbeat(o: FleetHeartbeatOptions): FleetHeartbeat {
   const names = natsNames(o.prefix ?? "");
   const now = o.now ?? (() => new Date());
-  const startedAt = now().toISOString();
+  const startedAt = o.startedAt ?? now().toISOString();
   let kv: KV | undefined;
   let stopped = false;
   let inflight: Promise<void> = Promise.resolve();

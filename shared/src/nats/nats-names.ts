@@ -22,6 +22,14 @@ export interface NatsNames {
   /** core-NATS request/reply subject: data planes ask the control plane to open an approval request */
   readonly approvalRequestSubject: string;
   /**
+   * core-NATS request/reply subject `sluice.approvals.cancel.<node>`: the node cancels a request it
+   * filed whose statement will never run. The node is in the subject so a permission can pin each
+   * node to its own (the control plane then knows who sent a cancel without trusting the body).
+   */
+  approvalCancelSubject(node: string): string;
+  /** every node's cancel subject (the control plane's queue subscription) */
+  readonly approvalCancelAll: string;
+  /**
    * `sluice.audit.<region>.<node>.<lane>`: one publisher lane of a node (contract: batches), e.g.
    * lane `<boot id>-<n>`. Every event of a session goes through one lane.
    */
@@ -54,6 +62,7 @@ export interface NatsNames {
     /** `sluice.audit.<region>.<node>.>`: every lane of one node */
     auditLanes(region: string, node: string): string;
     cancel(node: string): string;
+    approvalCancel(node: string): string;
     dataPlaneInbox(region: string, node: string): string;
     controlPlaneInbox(node: string): string;
     auditorInbox(user: string): string;
@@ -95,6 +104,7 @@ export function natsNames(prefix = ""): NatsNames {
   const raw: NatsNames["patterns"] = {
     auditLanes: (region, node) => `${aud}.${region}.${node}.>`,
     cancel: (node) => `${s}sluice.cancel.${node}`,
+    approvalCancel: (node) => `${s}sluice.approvals.cancel.${node}`,
     dataPlaneInbox: (region, node) => `${inbox}.dp.${region}.${node}`,
     controlPlaneInbox: (node) => `${inbox}.cp.${node}`,
     auditorInbox: (user) => `${inbox}.auditor.${user}`,
@@ -113,6 +123,8 @@ export function natsNames(prefix = ""): NatsNames {
     controlAll: `${ctl}.>`,
     controlAggregateFilter: (aggregate) => `${ctl}.${subjectToken(aggregate)}.*`,
     approvalRequestSubject: `${s}sluice.approvals.request`,
+    approvalCancelSubject: (node) => raw.approvalCancel(subjectToken(node)),
+    approvalCancelAll: raw.approvalCancel("*"),
     auditSubject: (region, node, lane) => `${aud}.${subjectToken(region)}.${subjectToken(node)}.${subjectToken(lane)}`,
     auditAll: `${aud}.>`,
     auditNodeFilter: (region, node) => `${aud}.${subjectToken(region)}.${subjectToken(node)}.>`,

@@ -20,6 +20,9 @@ test("a data plane may publish to its own audit lanes and fleet key only, throug
   assert.deepEqual(p.pub.allow.filter((s) => s.includes("CONSUMER.CREATE.SLUICE_CONTROL")), ["$JS.API.CONSUMER.CREATE.SLUICE_CONTROL.*.sluice.control.approval.*"]);
   assert.deepEqual(p.sub.allow, [`_INBOX.sluice.dp.${TEMPLATE.region}.${TEMPLATE.node}.>`, `sluice.cancel.${TEMPLATE.cancel}`]);
   assert.equal(p.allowResponses, false);
+  // approval cancels only on its own subject: the subject is how the control plane knows which node sent one
+  assert.deepEqual(p.pub.allow.filter((s) => s.startsWith("sluice.approvals.cancel.")), [`sluice.approvals.cancel.${TEMPLATE.node}`]);
+  assert.ok(rolePermissions(names, "control-plane").sub.allow.includes("sluice.approvals.cancel.*"));
 });
 
 test("an auditor publishes only read-only JetStream requests about the audit and checkpoint streams", () => {

@@ -7,7 +7,7 @@
  *
  *  - data-plane: publishes its own audit lanes `sluice.audit.<region>.<node>.>` (and looks up their last
  *    stored message with a direct get by subject), reads the snapshot
- *    bucket, puts its own fleet key, files approval requests and watches their decisions on
+ *    bucket, puts its own fleet key, files (and cancels) approval requests and watches their decisions on
  *    SLUICE_CONTROL (consumers filtered to `sluice.control.approval.*`), routes cancels to any node
  *    and hears its own. Nothing else: no other node's lanes, no control or checkpoint subject, no
  *    stream or consumer management, no delete or purge.
@@ -84,6 +84,8 @@ export function rolePermissions(names: NatsNames, role: NatsRole): RolePermissio
             names.patterns.auditLanes(TEMPLATE.region, TEMPLATE.node),
             `$KV.${names.fleetBucket}.${TEMPLATE.node}`,
             names.approvalRequestSubject,
+            // cancels of the requests it filed, on its own subject only (the control plane checks the request is that node's)
+            names.patterns.approvalCancel(TEMPLATE.node),
             cancelAny,
             `${API}.INFO`,
             `${API}.STREAM.INFO.${names.auditStream}`,
@@ -119,7 +121,7 @@ export function rolePermissions(names: NatsNames, role: NatsRole): RolePermissio
         },
         sub: {
           // the replicas share one inbox space: they are one principal (one credentials file for all of them)
-          allow: [`${names.patterns.controlPlaneInbox("*")}.>`, names.approvalRequestSubject],
+          allow: [`${names.patterns.controlPlaneInbox("*")}.>`, names.approvalRequestSubject, names.approvalCancelAll],
           deny: [],
         },
         allowResponses: true,

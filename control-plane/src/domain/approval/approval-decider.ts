@@ -47,6 +47,11 @@ export interface ApprovalSubjectMatter {
   region: string;
   /** per-session statement number */
   statementId: number;
+  /**
+   * when the filing node process started, as its fleet heartbeat says (`startedAt`): another start
+   * in the heartbeat means the node restarted, so the held statement is gone (absent from old nodes)
+   */
+  nodeStartedAt?: string;
 }
 
 export type ApprovalCommand =

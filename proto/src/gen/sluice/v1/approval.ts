@@ -33,7 +33,7 @@ export interface ApprovalBinding {
 export interface ApprovalRequestView {
   /** short id, e.g. apr-7k2m9q4x1z */
   id: string;
-  /** pending | approved | rejected | expired */
+  /** pending | approved | rejected | expired | cancelled */
   status: string;
   requester?: Actor | undefined;
   binding?:
@@ -47,7 +47,10 @@ export interface ApprovalRequestView {
   approvers: string[];
   requestedAt: string;
   expiresAt: string;
-  /** when decided or expired */
+  /**
+   * when decided, expired or cancelled (decided_by: the node or the control plane that cancelled;
+   * reason: why, e.g. `node_gone: no fleet heartbeat from dp-1 for 31 s`)
+   */
   decidedAt: string;
   decidedBy?: Actor | undefined;
   reason: string;
@@ -103,6 +106,11 @@ export interface NatsApprovalRequest {
   node: string;
   region: string;
   statementId: number;
+  /**
+   * when the filing node process started (its fleet heartbeat's started_at, the node's own clock):
+   * a heartbeat with another start means the node restarted and the held statement is gone
+   */
+  nodeStartedAt: string;
 }
 
 export interface NatsApprovalReply {
@@ -112,6 +120,22 @@ export interface NatsApprovalReply {
   /** set on refusal: a sluice error code (invalid_argument, unavailable, …) and a one-line message */
   errorCode: string;
   errorMessage: string;
+}
+
+/**
+ * Data plane → control plane over NATS request/reply (subject natsNames().approvalCancelSubject(node),
+ * which NATS permissions pin to the node itself): the
+ * held statement of request `id` will never run (its client left or its session ended), so the
+ * request must not be approvable. Only the node that filed the request may cancel it this way; the
+ * control plane cancels the requests of a node whose fleet heartbeat expired itself. Answered with a
+ * NatsApprovalReply (error_code set when refused; a request already cancelled is no error).
+ */
+export interface NatsApprovalCancel {
+  id: string;
+  /** client_left | session_ended */
+  reason: string;
+  /** a UUID: a retried cancel appends nothing */
+  commandId: string;
 }
 
 function createBaseApprovalBinding(): ApprovalBinding {
@@ -1094,6 +1118,7 @@ function createBaseNatsApprovalRequest(): NatsApprovalRequest {
     node: "",
     region: "",
     statementId: 0,
+    nodeStartedAt: "",
   };
 }
 
@@ -1134,6 +1159,9 @@ export const NatsApprovalRequest: MessageFns<NatsApprovalRequest> = {
     }
     if (message.statementId !== 0) {
       writer.uint32(96).int64(message.statementId);
+    }
+    if (message.nodeStartedAt !== "") {
+      writer.uint32(106).string(message.nodeStartedAt);
     }
     return writer;
   },
@@ -1247,6 +1275,14 @@ export const NatsApprovalRequest: MessageFns<NatsApprovalRequest> = {
             message.statementId = longToNumber(reader.int64());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.nodeStartedAt = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1291,6 +1327,11 @@ export const NatsApprovalRequest: MessageFns<NatsApprovalRequest> = {
         : isSet(object.statement_id)
         ? globalThis.Number(object.statement_id)
         : 0,
+      nodeStartedAt: isSet(object.nodeStartedAt)
+        ? globalThis.String(object.nodeStartedAt)
+        : isSet(object.node_started_at)
+        ? globalThis.String(object.node_started_at)
+        : "",
     };
   },
 
@@ -1332,6 +1373,9 @@ export const NatsApprovalRequest: MessageFns<NatsApprovalRequest> = {
     if (message.statementId !== 0) {
       obj.statementId = Math.round(message.statementId);
     }
+    if (message.nodeStartedAt !== "") {
+      obj.nodeStartedAt = message.nodeStartedAt;
+    }
     return obj;
   },
 
@@ -1356,6 +1400,7 @@ export const NatsApprovalRequest: MessageFns<NatsApprovalRequest> = {
     message.node = object.node ?? "";
     message.region = object.region ?? "";
     message.statementId = object.statementId ?? 0;
+    message.nodeStartedAt = object.nodeStartedAt ?? "";
     return message;
   },
 };
@@ -1485,6 +1530,111 @@ export const NatsApprovalReply: MessageFns<NatsApprovalReply> = {
     message.expiresAt = object.expiresAt ?? "";
     message.errorCode = object.errorCode ?? "";
     message.errorMessage = object.errorMessage ?? "";
+    return message;
+  },
+};
+
+function createBaseNatsApprovalCancel(): NatsApprovalCancel {
+  return { id: "", reason: "", commandId: "" };
+}
+
+export const NatsApprovalCancel: MessageFns<NatsApprovalCancel> = {
+  encode(message: NatsApprovalCancel, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    if (message.commandId !== "") {
+      writer.uint32(26).string(message.commandId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NatsApprovalCancel {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNatsApprovalCancel();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.commandId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NatsApprovalCancel {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      commandId: isSet(object.commandId)
+        ? globalThis.String(object.commandId)
+        : isSet(object.command_id)
+        ? globalThis.String(object.command_id)
+        : "",
+    };
+  },
+
+  toJSON(message: NatsApprovalCancel): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.commandId !== "") {
+      obj.commandId = message.commandId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NatsApprovalCancel>, I>>(base?: I): NatsApprovalCancel {
+    return NatsApprovalCancel.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NatsApprovalCancel>, I>>(object: I): NatsApprovalCancel {
+    const message = createBaseNatsApprovalCancel();
+    message.id = object.id ?? "";
+    message.reason = object.reason ?? "";
+    message.commandId = object.commandId ?? "";
     return message;
   },
 };
