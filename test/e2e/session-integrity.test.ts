@@ -288,6 +288,44 @@ async function attacks(t: TestContext, cluster: PgCluster): Promise<void> {
     assert.deepEqual(shown(await c.untilReady(1, 20_000)), ["1", "2", "C:DEALLOCATE ALL", "E:34000", "Z:I"]);
   });
 
+  await t.test("a Query's PREPARE of a Parse's name: the statements before it run and are rolled back with it, nothing after it runs, a denial wins (finding 023)", async () => {
+    await s.direct("CREATE SEQUENCE after_seq");
+    const c = await connect("deployers");
+    const before = records.length;
+    // nextval is not rolled back: had it run, the sequence would say so
+    c.send(parse("s2", "SELECT 1"), sync(), query("UPDATE items SET name = 'before' WHERE id = 1; PREPARE s2 AS DELETE FROM items WHERE id = 0; SELECT nextval('after_seq')"));
+    const got = await c.untilReady(2);
+    assert.deepEqual(shown(got), ["1", "Z:I", "C:UPDATE 1", "E:42P05", "Z:I"]);
+    assert.equal(firstError(got)!.M, 'prepared statement "s2" already exists', "the server's error, in the client's name");
+    assert.equal((await s.direct("SELECT count(*)::int AS n FROM items WHERE name = 'before'")).rows[0].n, 0, "the implicit transaction rolled the UPDATE back");
+    assert.equal((await s.direct("SELECT is_called FROM after_seq")).rows[0].is_called, false, "nothing after the failed PREPARE ran");
+    const parts = records.slice(before).filter((r) => r.parts === 3);
+    assert.deepEqual(parts.map((r) => r.sql.replace(/"_[0-9a-f]{12}_s\d+"/, "<server name>")), ["UPDATE items SET name = 'before' WHERE id = 1", "PREPARE <server name> AS DELETE FROM items WHERE id = 0", "SELECT nextval('after_seq')"], "recorded as the server ran it");
+    // s2 is still the Parse's statement
+    c.send(bind("", "s2"), execute(""), sync());
+    assert.deepEqual(shown(await c.untilReady()), ["2", "D:1", "C:SELECT 1", "Z:I"]);
+    // what policy denies never reaches the server: the client gets the denial, not the clash
+    const ci = await connect("ci");
+    ci.send(parse("s2", "SELECT 1"), sync(), query("PREPARE s2 AS SELECT 2; DELETE FROM items WHERE id = 1"));
+    const denied = await ci.untilReady(2);
+    assert.deepEqual(shown(denied), ["1", "Z:I", "E:42501", "Z:I"]);
+    assert.equal(await items(), 5);
+  });
+
+  await t.test("names the server does not have are answered by the server under names it cannot have, with the client's names (finding 028)", async () => {
+    const c = await connect("deployers");
+    c.send(bind("", "nosuch"), sync(), bind("", ""), sync(), execute("nop"), sync(), describe("S", "nosuch"), sync());
+    const got = await c.untilReady(4);
+    assert.deepEqual(shown(got), ["E:26000", "Z:I", "E:26000", "Z:I", "E:34000", "Z:I", "E:26000", "Z:I"]);
+    assert.deepEqual(got.filter((m) => m.type === "E").map((m) => firstError([m])!.M), [
+      'prepared statement "nosuch" does not exist', "unnamed prepared statement does not exist", 'portal "nop" does not exist', 'prepared statement "nosuch" does not exist',
+    ]);
+    // the failed portal a simple Query leaves in a READ ONLY block: the server's 25P02, not the proxy's 34000
+    c.send(parse("p1", "BEGIN READ ONLY"), bind("c1", "p1"), execute("c1"), query("UPDATE items SET name = 'ro' WHERE id = 1"), execute("", 1), sync(), query("ROLLBACK"));
+    assert.deepEqual(shown(await c.untilReady(3)), ["1", "2", "C:BEGIN", "E:25006", "Z:E", "E:25P02", "Z:E", "C:ROLLBACK", "Z:I"]);
+    assert.equal(await items(), 5);
+  });
+
   void show;
 }
 

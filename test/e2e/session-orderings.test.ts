@@ -4,7 +4,9 @@
  * of the name, a Describe of the suspended portal, the unnamed portal across Sync), pipelines that
  * only Flush (answers wanted before any Sync, an error among them), COPY inside a pipeline without
  * Sync (TO and FROM, a row limit on a COPY), a binary-format Execute under masking rules without
- * Sync, and a message that waits for the server's answers while no Sync is behind it.
+ * Sync, a message that waits for the server's answers while no Sync is behind it, a SQL PREPARE of
+ * a Parse's name among other statements (finding 023), the portals failing simple Queries leave in
+ * a transaction block and names the server does not have (finding 028).
  *
  * Each is sent as raw frames through the proxy and straight to the server; the proxy's answers
  * must be the server's, message for message, with masked values in place of the raw ones (which
@@ -77,6 +79,33 @@ test("the proxy answers pipelines that Flush, suspend, Close and COPY without Sy
     // finding 024: in an aborted transaction a Parse of a name SQL PREPARE took gets the server's 25P02, not 42P05
     ["a clashing Parse in an aborted transaction", [[query("BEGIN READ ONLY; PREPARE p1 AS SELECT 1"), query("COPY items FROM STDIN"), parse("p1", "SELECT 2"), sync(), query("ROLLBACK")]]],
     ["a clashing Parse, and a clashing PREPARE, outside one", [[query("PREPARE p2 AS SELECT 1"), parse("p2", "SELECT 2"), sync(), parse("p3", "SELECT 3"), sync(), query("PREPARE p3 AS SELECT 4"), query("DEALLOCATE ALL")]]],
+    // finding 023: the statements before a PREPARE of a Parse's name run, the PREPARE fails where the server fails it (after
+    // its own analysis, behind 25P02), the implicit transaction rolls them back and nothing after it runs
+    ["a Query's PREPARE of a name a Parse took, statements before and after it", [
+      [parse("s2", "SELECT 1"), sync()],
+      [query("SET statement_timeout = 5000; PREPARE s2 AS SELECT 2; SELECT 3")],
+      [query("SHOW statement_timeout")],
+      [query("SELECT 1; PREPARE s2 AS SELECT nocol")],
+      [query("BEGIN; SET statement_timeout = 7000; PREPARE s2 AS SELECT 2; SELECT 3"), query("SHOW statement_timeout"), query("PREPARE s2 AS SELECT 4"), query("ROLLBACK")],
+      [query("DEALLOCATE ALL; PREPARE s2 AS SELECT 5"), query("EXECUTE s2"), query("DEALLOCATE ALL")],
+    ]],
+    // finding 028: what portals a failing simple Query leaves in a transaction block, and who answers an Execute of them
+    ["the failed portal a Query leaves in a READ ONLY block", [
+      [parse("p1", "BEGIN READ ONLY"), bind("c1", "p1"), execute("c1"), query("UPDATE items SET id = 1"), execute("", 1), sync()],
+      [describe("P", ""), sync()], [execute(""), sync()], [query("ROLLBACK")], [execute(""), sync()],
+    ]],
+    ["a runtime error leaves its portal; one before the first statement runs leaves a Bind's", [
+      [query("BEGIN")], [query("SELECT 1 / (id - id) FROM customers")], [describe("P", ""), sync()], [execute(""), sync()], [query("ROLLBACK")],
+      [query("BEGIN")], [parse("", "ROLLBACK"), bind("", ""), sync()], [query("SELECT nocol")], [describe("P", ""), sync()], [execute(""), sync()], [query("ROLLBACK")],
+    ]],
+    ["a ROLLBACK bound in an aborted block survives a Query's 25P02 and runs; a completed Query drops the unnamed portal, an empty one keeps it", [
+      [query("BEGIN")], [query("SELECT 1 / (id - id) FROM customers")], [parse("", "ROLLBACK"), bind("", ""), sync()], [query("SELECT 1")], [execute(""), sync()],
+      [query("BEGIN")], [parse("", "SELECT 7"), bind("", ""), sync()], [query("")], [execute(""), sync()], [query("SELECT 8")], [execute(""), sync()], [query("ROLLBACK")],
+    ]],
+    ["names the server does not have, in and out of an aborted block", [
+      [bind("", "nosuch"), execute(""), sync()], [execute("nop"), sync()], [describe("S", "nosuch"), sync()], [describe("P", "nop"), sync()], [bind("", ""), sync()], [execute(""), sync()],
+      [query("BEGIN"), query("SELECT 1 / (id - id) FROM customers"), bind("", "nosuch"), sync(), execute("nop"), sync(), execute(""), sync(), query("ROLLBACK")],
+    ]],
     ["a Describe of a named portal waiting for DEALLOCATE ALL, no Sync behind it", [[parse("s2", "DEALLOCATE ALL"), bind("c1", "s2"), execute("c1", 1), describe("P", "s1"), flush()], [sync()]]],
   ];
   for (const [name, steps] of cases) {

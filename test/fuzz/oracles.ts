@@ -306,8 +306,9 @@ function recordedOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
       return done !== undefined && !done.error && done.commandTag !== undefined;
     }),
   );
-  // an Execute of a portal that already ran to completion is logged, then refused: nothing ran
-  const ex = ev.executed.filter((st) => !(st.error?.code === "55000" && /cannot be run/.test(st.error.message)));
+  // an Execute of a portal that already ran to completion is logged, then refused: nothing ran; so
+  // is one in an aborted transaction (25P02), e.g. of the failed portal a simple Query left behind
+  const ex = ev.executed.filter((st) => !(st.kind === "execute" && ((st.error?.code === "55000" && /cannot be run/.test(st.error.message)) || st.error?.code === "25P02")));
   const fits = (i: number, j: number): boolean => {
     const st = ex[i]!, d = allowed[j]!;
     const protocol = st.kind === "simple" ? "simple" : "extended";

@@ -13,6 +13,8 @@ const info: SessionInfo = {
   subject: "sub", issuer: "dev", groups: ["ci"], claims: {}, policyRevision: 1,
 };
 const TOKEN = "sluice_denied_test";
+/** the session's server-name prefix (relay-session.ts) */
+const PREFIX = `_${Buffer.from(TOKEN).toString("hex").slice(-12)}_`;
 
 function harness(enforcer: Enforcer = allowAllEnforcerForTests, audit: AuditSink = noopAudit, features: AuditFeatures = { decodeParams: true, captureRows: 0 }, approvals?: ApprovalGate, masker?: ResultMasker) {
   const toClient: Buffer[] = [];
@@ -306,19 +308,82 @@ test("an Execute is decided from the statement bound into the portal, not from w
   assert.deepEqual(h.records.map((r) => r.sql), ["SELECT 'bound'"]);
 });
 
-test("Bind of a name the client never prepared and Execute of a portal it never bound: the server's errors, in order, nothing of them upstream", () => {
+test("Bind of a name the client never prepared and Execute of a portal it never bound: sent under names the server cannot have, its errors with the client's names", () => {
   const h = recording();
   h.s.onClientData(Buffer.concat([bindFrame("", "nosuch"), executeFrame(""), sync()]));
-  assert.equal(codes(h.toUpstream), "PS", "a poison in the Bind's place, the Execute after it dropped");
-  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "42601", message: `syntax error at or near "${TOKEN}"` }), readyForQuery("I")]));
+  assert.equal(codes(h.toUpstream), "BS", "the Bind under unallocated names, the Execute after it dropped");
+  const [b] = sent(h.toUpstream);
+  assert.deepEqual([cstrAt(b!.raw, 5), cstrAt(b!.raw, 6 + PREFIX.length + 2)], [`${PREFIX}p0`, `${PREFIX}s0`]);
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "26000", message: `prepared statement "${PREFIX}s0" does not exist` }), readyForQuery("I")]));
   assert.equal(decodeErrorFields(sent(h.toClient)[0]!.raw).C, "26000");
   assert.equal(decodeErrorFields(sent(h.toClient)[0]!.raw).M, 'prepared statement "nosuch" does not exist');
   h.toClient.length = 0;
   h.toUpstream.length = 0;
+  h.s.onClientData(Buffer.concat([bindFrame("", ""), sync()]));
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "26000", message: `prepared statement "${PREFIX}s0" does not exist` }), readyForQuery("I")]));
+  assert.equal(decodeErrorFields(sent(h.toClient)[0]!.raw).M, "unnamed prepared statement does not exist");
+  h.toClient.length = 0;
+  h.toUpstream.length = 0;
   h.s.onClientData(Buffer.concat([executeFrame("nop"), sync()]));
-  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "42601", message: `syntax error at or near "${TOKEN}"` }), readyForQuery("I")]));
+  assert.equal(cstrAt(sent(h.toUpstream)[0]!.raw, 5), `${PREFIX}p0`);
+  // in an aborted transaction the server's order of checks is its own (here: the name first)
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "34000", message: `portal "${PREFIX}p0" does not exist` }), readyForQuery("E")]));
   assert.equal(decodeErrorFields(sent(h.toClient)[0]!.raw).M, 'portal "nop" does not exist');
   assert.deepEqual(h.records, [], "nothing was recorded as allowed");
+  // anything but an error for such a message: the proxy lost track of the server
+  h.s.onClientData(Buffer.concat([executeFrame("nop"), sync()]));
+  h.s.onUpstreamData(cmdComplete);
+  assert.equal(h.closed.length, 1);
+});
+
+test("the unnamed portal a failed simple Query may leave in a transaction block (finding 028): its Execute goes as it is and the server answers; a completed Query leaves none", async () => {
+  const h = recording();
+  h.s.onClientData(query("BEGIN"));
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("BEGIN\0")), readyForQuery("T")]));
+  h.s.onClientData(query("UPDATE t SET a = 1"));
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "25006", message: "cannot execute UPDATE in a read-only transaction" }), readyForQuery("E")]));
+  assert.equal(h.s["ns"].unnamedPortal.confirmed?.leftover, true);
+  h.toUpstream.length = 0;
+  h.toClient.length = 0;
+  h.s.onClientData(Buffer.concat([executeFrame("", 1), sync()]));
+  await tick();
+  const [e] = sent(h.toUpstream);
+  assert.equal(String.fromCharCode(e!.code), "E");
+  assert.equal(cstrAt(e!.raw, 5), "", "the unnamed portal, which nothing can run");
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "25P02", message: "current transaction is aborted, commands ignored until end of transaction block" }), readyForQuery("E")]));
+  assert.deepEqual(sent(h.toClient).map((f) => (f.code === 0x45 ? decodeErrorFields(f.raw).C : String.fromCharCode(f.code))), ["25P02", "Z"]);
+  assert.deepEqual(h.records.map((r) => r.sql), ["BEGIN", "UPDATE t SET a = 1"], "nothing recorded for it");
+  // ROLLBACK ends the block and every portal
+  h.s.onClientData(query("ROLLBACK"));
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("ROLLBACK\0")), readyForQuery("I")]));
+  assert.equal(h.s["ns"].unnamedPortal.confirmed, null);
+  assert.equal(h.closed.length, 0);
+});
+
+test("the unnamed portal across simple Queries in a block: an empty Query keeps it, a completed one drops it, one failing at its first statement keeps it", () => {
+  const h = recording();
+  const ns = h.s["ns"];
+  h.s.onClientData(Buffer.concat([query("BEGIN"), parseFrame("", "SELECT 1"), bindFrame("", ""), sync()]));
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("BEGIN\0")), readyForQuery("T"), parseComplete, bindComplete, readyForQuery("T")]));
+  const bound = ns.unnamedPortal.confirmed;
+  assert.ok(bound && !bound.leftover);
+  h.s.onClientData(query(""));
+  h.s.onUpstreamData(Buffer.concat([frame("I", Buffer.alloc(0)), readyForQuery("T")]));
+  assert.equal(ns.unnamedPortal.confirmed, bound, "EmptyQueryResponse: nothing ran");
+  assert.equal(ns.unnamedStatement.confirmed, null, "every Query drops the unnamed statement");
+  h.s.onClientData(query("SELECT nocol"));
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "42703", message: 'column "nocol" does not exist' }), readyForQuery("E")]));
+  assert.equal(ns.unnamedPortal.confirmed, bound, "failed before its first statement ran: the Bind's portal (failed now) may be there");
+  h.s.onClientData(query("ROLLBACK"));
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("ROLLBACK\0")), readyForQuery("I")]));
+  h.s.onClientData(Buffer.concat([query("BEGIN"), parseFrame("", "SELECT 1"), bindFrame("", ""), sync(), query("SELECT 2; SELECT 1/0")]));
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("BEGIN\0")), readyForQuery("T"), parseComplete, bindComplete, readyForQuery("T")]));
+  h.s.onUpstreamData(Buffer.concat([rowDesc, dataRow, cmdComplete, errorResponse({ severity: "ERROR", sqlstate: "22012", message: "division by zero" }), readyForQuery("E")]));
+  assert.equal(ns.unnamedPortal.confirmed?.leftover, true, "its first statement replaced the Bind's portal");
+  h.s.onClientData(query("ROLLBACK; BEGIN; SELECT 3"));
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("ROLLBACK\0")), frame("C", Buffer.from("BEGIN\0")), rowDesc, dataRow, cmdComplete, readyForQuery("T")]));
+  assert.equal(ns.unnamedPortal.confirmed, null, "completed: its last portal was dropped");
+  assert.equal(h.closed.length, 0);
 });
 
 test("a Bind in the next Sync batch of an unnamed Parse waits until the server answered that Parse", async () => {
@@ -406,6 +471,8 @@ test("a portal suspended by a row limit is executed again with its own statement
 // ------------------------------------------------------------------ what the server skips, and DEALLOCATE of a Parse's name
 
 const poisonError = () => errorResponse({ severity: "ERROR", sqlstate: "42601", message: `syntax error at or near "${TOKEN}"` });
+/** the server's answer to a Bind sent under the unallocated statement name */
+const missingError = () => errorResponse({ severity: "ERROR", sqlstate: "26000", message: `prepared statement "${PREFIX}s0" does not exist` });
 
 /** allows everything and says what the real classifier says of each statement (PREPARE, DEALLOCATE, …) */
 const classifying: Enforcer = {
@@ -444,9 +511,9 @@ test("an error before the client's Sync: what the client sends until that Sync i
   // and the session goes on: the skipped Parse made nothing
   h.toUpstream.length = 0;
   h.s.onClientData(Buffer.concat([bindFrame("", "s"), executeFrame(""), sync()]));
-  assert.equal(codes(h.toUpstream), "PS", "a poison for the Bind of a name the server never got");
-  h.s.onUpstreamData(Buffer.concat([poisonError(), readyForQuery("I")]));
-  assert.equal(decodeErrorFields(sent(h.toClient).at(-2)!.raw).C, "26000");
+  assert.equal(codes(h.toUpstream), "BS", "the Bind of a name the server never got, under a name it cannot have");
+  h.s.onUpstreamData(Buffer.concat([missingError(), readyForQuery("I")]));
+  assert.equal(decodeErrorFields(sent(h.toClient).at(-2)!.raw).M, 'prepared statement "s" does not exist');
   assert.equal(h.closed.length, 0);
 });
 
@@ -486,10 +553,10 @@ test("DEALLOCATE of a name made with Parse goes to the server under the proxy's 
   // the name is gone: a Bind of it gets the server's error without reaching the server
   h.toUpstream.length = 0;
   h.s.onClientData(Buffer.concat([bindFrame("", "s1"), executeFrame(""), sync()]));
-  assert.equal(codes(h.toUpstream), "PS");
-  assert.ok(sent(h.toUpstream)[0]!.raw.includes(TOKEN));
-  h.s.onUpstreamData(Buffer.concat([poisonError(), readyForQuery("I")]));
-  assert.equal(decodeErrorFields(sent(h.toClient).at(-2)!.raw).C, "26000");
+  assert.equal(codes(h.toUpstream), "BS");
+  assert.ok(sent(h.toUpstream)[0]!.raw.includes(`${PREFIX}s0`));
+  h.s.onUpstreamData(Buffer.concat([missingError(), readyForQuery("I")]));
+  assert.equal(decodeErrorFields(sent(h.toClient).at(-2)!.raw).M, 'prepared statement "s1" does not exist');
   // the client's own name reaches the server as it is only when no Parse made it (the server's error is its own)
   h.toUpstream.length = 0;
   h.s.onClientData(query("DEALLOCATE s1"));
@@ -510,6 +577,64 @@ test("DEALLOCATE of a name made with Parse goes to the server under the proxy's 
   h.s.onClientData(Buffer.concat([bindFrame("", "s2"), executeFrame(""), sync()]));
   assert.equal(codes(h.toUpstream), "BES");
   assert.equal(h.closed.length, 0);
+});
+
+test("a Query's PREPARE of a name a Parse took goes to the server under that statement's server name, so the server fails it where it gets there (finding 023)", async () => {
+  await loadSqlParser();
+  const h = completing(classifying);
+  h.s.onClientData(Buffer.concat([parseFrame("s2", "SELECT 1"), sync()]));
+  const server = cstrAt(sent(h.toUpstream)[0]!.raw, 5);
+  h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
+  h.toUpstream.length = 0;
+  h.toClient.length = 0;
+  // a Bind of s2 right behind the Query waits for its answer: until then the server's s2 is in question
+  h.s.onClientData(Buffer.concat([query("SET a = 1; PREPARE s2 AS DELETE FROM t; SELECT 3"), bindFrame("", "s2"), executeFrame(""), sync()]));
+  assert.deepEqual(sent(h.toUpstream).map((f) => decodeQuery(f.raw)), [`SET a = 1; PREPARE "${server}" AS DELETE FROM t; SELECT 3`], "only the name changes");
+  assert.deepEqual(h.records.map((r) => r.sql), ["SET a = 1", `PREPARE "${server}" AS DELETE FROM t`, "SELECT 3"], "each statement recorded as the server runs it");
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("SET\0")), errorResponse({ severity: "ERROR", sqlstate: "42P05", message: `prepared statement "${server}" already exists` }), readyForQuery("I")]));
+  await tick();
+  const got = sent(h.toClient);
+  assert.deepEqual(got.map((f) => String.fromCharCode(f.code)).slice(0, 3), ["C", "E", "Z"]);
+  assert.equal(decodeErrorFields(got[1]!.raw).M, 'prepared statement "s2" already exists');
+  assert.deepEqual(h.completions.slice(0, 3).map((d) => d.commandTag ?? d.error?.sqlstate), ["SET", "42P05", "08P01"], "each statement has its completion; the one after the failure did not run");
+  assert.equal(codes(h.toUpstream), "QBES", "the Bind went once the Query was answered");
+  h.s.onUpstreamData(Buffer.concat([bindComplete, dataRow, cmdComplete, readyForQuery("I")]));
+  assert.deepEqual(h.records.at(-1)!.sql, "SELECT 1", "s2 is still the Parse's statement");
+
+  // after DEALLOCATE ALL in the same message nothing clashes: sent as it is
+  h.toUpstream.length = 0;
+  h.s.onClientData(query("DEALLOCATE ALL; PREPARE s2 AS SELECT 5"));
+  assert.deepEqual(sent(h.toUpstream).map((f) => decodeQuery(f.raw)), ["DEALLOCATE ALL; PREPARE s2 AS SELECT 5"]);
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("DEALLOCATE ALL\0")), frame("C", Buffer.from("PREPARE\0")), readyForQuery("I")]));
+  assert.equal(h.closed.length, 0);
+
+  // should the server ever complete the renamed PREPARE, the proxy lost track: the session ends
+  h.s.onClientData(Buffer.concat([parseFrame("s3", "SELECT 1"), sync()]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
+  h.s.onClientData(query("PREPARE s3 AS SELECT 2"));
+  h.s.onUpstreamData(frame("C", Buffer.from("PREPARE\0")));
+  assert.equal(h.closed.length, 1);
+  assert.equal(h.closed[0]!.fatal?.C, "08P01");
+});
+
+test("a denied Query that also clashes gets its denial: the server never sees it, so it never fails the PREPARE", async () => {
+  await loadSqlParser();
+  const denyDelete: Enforcer = {
+    decide: (sql) => {
+      const c = classifySql(sql);
+      const deny = /DELETE FROM t$/.test(sql);
+      return { action: deny ? "deny" : "allow", rule: "t/deny:write", reason: "test", statementClass: "write", statementIndex: 0, statements: c.ok ? c.statements : [] };
+    },
+  };
+  const h = completing(denyDelete);
+  h.s.onClientData(Buffer.concat([parseFrame("s2", "SELECT 1"), sync()]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
+  h.toUpstream.length = 0;
+  h.toClient.length = 0;
+  h.s.onClientData(query("SELECT 0; PREPARE s2 AS SELECT 1; DELETE FROM t"));
+  assert.deepEqual(sent(h.toUpstream).map((f) => decodeQuery(f.raw)), [TOKEN]);
+  h.s.onUpstreamData(Buffer.concat([poisonError(), readyForQuery("I")]));
+  assert.deepEqual([decodeErrorFields(sent(h.toClient)[0]!.raw).C, decodeErrorFields(sent(h.toClient)[0]!.raw).D], ["42501", "sluice rule: t/deny:write"]);
 });
 
 // ------------------------------------------------------------------ masking refusals before the statement runs
@@ -656,7 +781,8 @@ test("a Describe of a portal no Bind made (an SQL cursor, as psycopg's named cur
   h.toClient.length = 0;
   h.s.onClientData(Buffer.concat([describePortal(own), sync()]));
   assert.ok(!sent(h.toUpstream).some((f) => String.fromCharCode(f.code) === "D" && cstrAt(f.raw, 6) === own), "not forwarded");
-  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "42601", message: `syntax error at or near "${TOKEN}"` }), readyForQuery("T")]));
+  assert.equal(cstrAt(sent(h.toUpstream)[0]!.raw, 6), `${PREFIX}p0`, "a name the server cannot have instead");
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "34000", message: `portal "${PREFIX}p0" does not exist` }), readyForQuery("T")]));
   const err = decodeErrorFields(sent(h.toClient)[0]!.raw);
-  assert.equal(err.C, "34000");
+  assert.deepEqual([err.C, err.M], ["34000", `portal "${own}" does not exist`]);
 });

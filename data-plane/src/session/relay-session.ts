@@ -36,7 +36,8 @@ import { BIND, CLOSE, DESCRIBE_P, DESCRIBE_S, K, opOf, PARSE, ResponseQueue, SYN
 import { ResultPath } from "./result-path.js";
 import { statementParts } from "./statement-parts.js";
 import { isPromise, settledDecision, StatementGate, type Verdict } from "./statement-gate.js";
-import { nameKey, StatementNamespace, type Portal, type Slot, type SqlEffect, type Statement } from "./statement-namespace.js";
+import { nameKey, StatementNamespace, type Portal, type PrepareClash, type QueryEnd, type Slot, type SqlEffect, type Statement } from "./statement-namespace.js";
+import { renamedPrepare } from "./clash-rename.js";
 import type { ApprovalGate, AuditFeatures, AuditSink, BoundParam, CompletionListener, Enforcer, ResultMasker, RowField, SessionInfo, StatementRecord } from "./session-hooks.js";
 
 export interface RelayIo {
@@ -126,7 +127,6 @@ const NOT_RUN = { sqlstate: "08P01", message: "not run: an earlier message of it
 
 /** the server's message for a name it does not have */
 const missingStatement = (name: string) => (name === "" ? "unnamed prepared statement does not exist" : `prepared statement "${name}" does not exist`);
-const missingPortal = (name: string) => `portal "${name}" does not exist`;
 
 export class RelaySession {
   private readonly o: RelaySessionOptions;
@@ -472,13 +472,11 @@ export class RelaySession {
    * (COPY TO STDOUT in CSV/binary, a BINARY cursor) and said why not, or undefined.
    */
   private queryDecided(f: Buffer, sql: string, decision: Decision, readAt: number, checked?: { refused: string | undefined }): boolean {
-    const clash = this.prepareClash(decision);
-    if (clash !== undefined) return this.refuse(K.PoisonQuery, clash, true);
     // DEALLOCATE of a name the client made with Parse (as psycopg and Rails evict their caches):
     // the server knows that statement under the proxy's name, so that is the name it is sent
     const target = this.protocolDeallocate(decision);
     if (target === "mixed") return this.apply(this.gate.deny(this.record("simple", sql, MIXED_DEALLOCATE)), K.PoisonQuery, () => undefined);
-    const text = target ? `DEALLOCATE "${target.server}"` : sql;
+    let text = target ? `DEALLOCATE "${target.server}"` : sql;
     if (checked === undefined && decision.action !== "deny") {
       // a result that cannot be masked is refused before the statement runs: a statement error, the session goes on
       const why = this.results.refusal(text, decision);
@@ -486,20 +484,37 @@ export class RelaySession {
       checked = { refused: why };
     }
     if (checked?.refused !== undefined) return this.apply(this.gate.deny(this.record("simple", text, maskingRefusal(decision, checked.refused))), K.PoisonQuery, () => undefined);
+    // a SQL PREPARE of a name the client's Parse took: the server is to refuse it where it gets
+    // there (finding 023). What policy denies never reaches the server, so it keeps its denial.
+    let clash: PrepareClash | undefined;
+    let renamed: ReturnType<typeof renamedPrepare>;
+    if (decision.action !== "deny") {
+      clash = this.ns.prepareClash(decision.statements);
+      if (clash !== undefined) {
+        const slot = clash.slot;
+        // sent under the Parse's server name, which the server must have when it gets there
+        if (!this.ns.certain(slot, true)) return this.hold(this.serverAnswers(() => this.ns.certain(slot, true)).then(() => () => this.skipUntilSync || this.queryDecided(f, sql, decision, readAt, checked)), false);
+        renamed = renamedPrepare(sql, decision.statements, clash.index, slot.server);
+        // a text the proxy cannot rewrite exactly is refused whole, as the server refuses the PREPARE
+        if (renamed === undefined) return this.refuse(K.PoisonQuery, { sqlstate: "42P05", message: `prepared statement "${decision.statements[clash.index]!.prepares}" already exists` }, true);
+        text = renamed.text;
+      }
+    }
     if (decision.action === "approve" && this.o.approvals && !this.batchAnswered()) {
       return this.hold(this.whenBatchAnswered().then(() => () => this.skipUntilSync || this.queryDecided(f, sql, decision, readAt, checked)), false);
     }
+    // recorded as the server runs it (with the proxy's names where it runs them)
     const rec = this.record("simple", text, decision);
     // each statement of a multi-statement Query is recorded as a statement of its own
     let parts: readonly StatementRecord[] | undefined;
-    const split = () => (parts ??= statementParts(rec, () => ++this.seq));
+    const split = () => (parts ??= renamedPart(statementParts(rec, () => ++this.seq), clash, renamed));
     return this.apply(this.gate.admit(rec, split), K.PoisonQuery, () => {
       this.stats.statements += split().length;
       const at = this.forwardedAt(decision, readAt);
       this.ns.query();
-      const effects = target ? [this.ns.deallocateProtocol(target)] : this.ns.sqlEffects(decision.statements, false);
+      const effects = target ? [this.ns.deallocateProtocol(target)] : this.ns.sqlEffects(decision.statements, false, clash);
       this.queue.push({ kind: K.Query, rec, parts: decision.statements.length ? split() : undefined, startedAt: at, rows: 0, mask: this.results.maskActive(), effects });
-      this.toUpstream.push(target ? encodeQuery(text) : f);
+      this.toUpstream.push(text === sql ? f : encodeQuery(text));
     }, false, rec, split);
   }
 
@@ -550,7 +565,7 @@ export class RelaySession {
         );
       }
     }
-    if (st === null) return this.refuse(K.PoisonParse, { sqlstate: "26000", message: missingStatement(stmtName) });
+    if (st === null) return this.serverRefuses(withNames(f, 5, 2, [this.unallocated("p"), this.unallocated("s")]), { server: this.unallocated("s"), client: stmtName, statement: true });
     return this.bindTo(f, portalKey, portalEnd, stmtEnd, st);
   }
 
@@ -578,7 +593,9 @@ export class RelaySession {
     const slot = this.ns.portalSlot(key);
     if (!this.ns.certain(slot, key !== "")) return this.waitFor(() => this.ns.certain(slot, key !== ""), F.Execute, f);
     const portal = this.ns.projected(slot);
-    if (portal === null) return this.refuse(K.PoisonParse, { sqlstate: "34000", message: missingPortal(f.toString("utf8", 5, portalEnd)) });
+    if (portal === null) return this.serverRefuses(withNames(f, 5, 1, [this.unallocated("p")]), { server: this.unallocated("p"), client: f.toString("utf8", 5, portalEnd), statement: false });
+    // what a failed simple Query left (or nothing): it cannot run, and the server says why (25P02, 34000, 55000)
+    if (portal.leftover) return this.serverRefuses(f);
     const st = portal.statement;
     const readAt = this.o.now();
     // a statement that EXECUTEs a SQL-level name means what that name means now
@@ -599,9 +616,10 @@ export class RelaySession {
     // included: the server knows that statement under the proxy's name, so as sent it would fail
     // where the client's server would succeed; refused as a Query of it is (MIXED_DEALLOCATE)
     if (!st.sqlLevel && this.protocolDeallocate(decision) !== undefined) decision = MIXED_DEALLOCATE;
-    // a Parse of `PREPARE name …` runs a SQL PREPARE at Execute: the server refuses one whose name a Parse took
-    const clash = st.sqlLevel ? undefined : this.prepareClash(decision);
-    if (clash !== undefined) return this.refuse(K.PoisonParse, clash, true);
+    // a Parse of `PREPARE name …` runs a SQL PREPARE at Execute: the server refuses one whose name
+    // a Parse took (what policy denies keeps its denial: the server never sees it)
+    const clash = st.sqlLevel || decision.action === "deny" ? undefined : this.ns.prepareClash(decision.statements);
+    if (clash !== undefined) return this.refuse(K.PoisonParse, { sqlstate: "42P05", message: `prepared statement "${decision.statements[clash.index]!.prepares}" already exists` }, true);
     const mask = this.results.maskActive();
     if (mask && decision.action !== "deny") {
       if (!pre.checked) {
@@ -693,7 +711,10 @@ export class RelaySession {
       this.toUpstream.push(f);
       return true;
     }
-    if (t.server === null) return this.refuse(K.PoisonParse, t.statement ? { sqlstate: "26000", message: missingStatement(t.name) } : { sqlstate: "34000", message: missingPortal(t.name) });
+    if (t.server === null) {
+      const server = this.unallocated(t.statement ? "s" : "p");
+      return this.serverRefuses(withNames(f, 6, 1, [server]), { server, client: t.name, statement: t.statement });
+    }
     if (this.results.captureRows > 0) this.queue.push({ kind: t.statement ? K.DescribeS : K.DescribeP, slot: t.slot });
     else this.queue.push(t.statement ? DESCRIBE_S : DESCRIBE_P);
     this.toUpstream.push(t.server === "" ? f : withNames(f, 6, 1, [t.server]));
@@ -707,18 +728,29 @@ export class RelaySession {
     const slot = t.server === null ? null : typeof t.server === "string" ? t.slot! : this.ns.sqlSlot(t.name)!;
     this.ns.close(slot);
     this.queue.push(CLOSE);
-    this.toUpstream.push(t.server === "" ? f : withNames(f, 6, 1, [t.server ?? `${this.ns.prefix}${t.statement ? "s" : "p"}0`]));
+    this.toUpstream.push(t.server === "" ? f : withNames(f, 6, 1, [t.server ?? this.unallocated(t.statement ? "s" : "p")]));
     return true;
   }
 
-  /** SQL PREPARE of a name the client's Parse already uses: the server would refuse it (42P05) */
-  private prepareClash(decision: Decision): ErrorFields | undefined {
-    for (const s of decision.statements) {
-      if (s.prepares === undefined) continue;
-      const slot = this.ns.statementSlot(nameKey(Buffer.from(s.prepares, "utf8"), 0, Buffer.byteLength(s.prepares, "utf8")));
-      if (slot !== undefined && this.ns.projected(slot) !== null) return { severity: "ERROR", sqlstate: "42P05", message: `prepared statement "${s.prepares}" already exists` };
-    }
-    return undefined;
+  /** a server name of this session's that is never allocated (the counter starts at 1): the server has nothing under it */
+  private unallocated(space: "s" | "p"): string {
+    return `${this.ns.prefix}${space}0`;
+  }
+
+  /**
+   * A message naming a statement or portal that the server does not have (as the proxy knows), or
+   * the unnamed portal a failed Query left, which cannot run: sent under a name the server cannot
+   * have (`unallocated`), or as it is for that portal, so the server answers it with its own error,
+   * in its own order of checks (in an aborted transaction 25P02 may come first: finding 028), and
+   * skips to Sync. Nothing it could run is named; anything but an error means the proxy lost track
+   * (the entry is a poison's). `names`: the server name in the answer is the client's.
+   */
+  private serverRefuses(frame: Buffer, names?: { server: string; client: string; statement: boolean }): boolean {
+    this.ns.poison(false);
+    this.queue.push({ kind: K.PoisonParse, rename: names });
+    this.toUpstream.push(frame);
+    this.skipUntilSync = true;
+    return true;
   }
 
   /**
@@ -873,6 +905,20 @@ export class RelaySession {
     return p;
   }
 
+  /**
+   * The oldest entry, a simple Query or its poison, is answered (its ReadyForQuery): how it ended
+   * tells what became of the unnamed portal (see statement-namespace.ts).
+   */
+  private queryAnswered(): Pending {
+    const p = this.queue.pop()!;
+    let end: QueryEnd;
+    if (p.kind === K.PoisonQuery) end = "failed-first";
+    else if (p.error !== undefined) end = (p.stmtIndex ?? 0) === 0 ? "failed-first" : "failed-later";
+    else end = p.empty ? "empty" : "completed";
+    this.ns.answerQuery(end);
+    return p;
+  }
+
   private upstreamHead(code: number): Mode {
     const p = this.queue.peek();
     const k = p?.kind;
@@ -936,7 +982,7 @@ export class RelaySession {
         const k = p?.kind;
         this.expect(code, k === K.Sync || k === K.Query || k === K.PoisonQuery, p);
         this.stats.txStatus = decodeReadyForQuery(f);
-        const q = this.answered("ok");
+        const q = k === K.Sync ? this.answered("ok") : this.queryAnswered();
         if (this.stats.txStatus === "I") this.ns.transactionEnded();
         while (this.copyEnds.length && this.copyEnds[0]! <= this.queue.popped) this.copyEnds.shift();
         if (q.kind === K.Query) {
@@ -957,6 +1003,8 @@ export class RelaySession {
         // the server and the classifier split the Query differently: what ran is not what was decided
         if (k === K.Query && p!.parts && (p!.stmtIndex ?? 0) >= p!.parts.length) throw desync(`a completion of statement ${(p!.stmtIndex ?? 0) + 1} of a Query of ${p!.parts.length}`);
         if (code === B.CommandComplete && p!.effects?.length) this.statementRan(p!, f);
+        // an empty Query: nothing ran, the unnamed portal stays
+        if (code === B.EmptyQueryResponse && k === K.Query) p!.empty = true;
         p!.copy = 0;
         if (this.results.complete(p, code, f)) {
           this.queue.pop();
@@ -1024,9 +1072,10 @@ export class RelaySession {
   }
 
   private onUpstreamError(p: Pending | undefined, raw: Buffer): boolean {
-    const f = this.clientNames(raw);
+    let f = this.clientNames(raw);
+    if (p?.rename) f = renamedBack(f, p.rename);
     const fields = decodeErrorFields(f);
-    if (p !== undefined && (p.kind === K.PoisonParse || p.kind === K.PoisonQuery) && (fields.M ?? "").includes(this.o.poisonToken)) {
+    if (p?.replacement !== undefined && (p.kind === K.PoisonParse || p.kind === K.PoisonQuery) && (fields.M ?? "").includes(this.o.poisonToken)) {
       // the poison failed as it should: the client gets the error meant for its message, in order
       if (p.kind === K.PoisonParse) {
         this.answered("failed");
@@ -1085,6 +1134,8 @@ export class RelaySession {
     if (e.index !== index) return;
     const tag = f.toString("utf8", 5, f.length - 1);
     if (tag !== e.tag) throw desync(`${tag} where the statement ${e.tag} completes`);
+    // sent under a name the server has, so that it fails: the server does not hold what the proxy thinks
+    if (e.clash) throw desync("a PREPARE sent under a name the server has completed");
     p.effects!.shift();
     this.ns.settle(e, true);
   }
@@ -1144,6 +1195,28 @@ const MIXED_DEALLOCATE: Decision = {
 /** A decision refused by masking: its results could not be masked (`why`), so the statement never runs. */
 function maskingRefusal(d: Decision, why: string): Decision {
   return { action: "deny", rule: "masking", reason: why, statementClass: d.statementClass, statementIndex: d.statementIndex, statements: d.statements };
+}
+
+/**
+ * An error the server gave for a name the proxy sent in place of the client's (`unallocated`), as
+ * the client's server gives it: the client's name, and the unnamed statement's own wording.
+ */
+function renamedBack(f: Buffer, names: { server: string; client: string; statement: boolean }): Buffer {
+  if (f.indexOf(names.server, 5, "utf8") < 0) return f;
+  const fields = decodeErrorFields(f);
+  const quoted = `"${names.server}"`;
+  for (const k of Object.keys(fields)) {
+    const v = fields[k]!;
+    if (names.statement && names.client === "" && v === `prepared statement ${quoted} does not exist`) fields[k] = missingStatement("");
+    else fields[k] = v.split(quoted).join(`"${names.client}"`);
+  }
+  return encodeErrorFields(f[0]!, fields);
+}
+
+/** A Query's statement records, the clashing PREPARE's as the server runs it (under the Parse's server name). */
+function renamedPart(parts: readonly StatementRecord[], clash: PrepareClash | undefined, renamed: { statement: string } | undefined): readonly StatementRecord[] {
+  if (clash === undefined || renamed === undefined || parts.length < 2) return parts;
+  return parts.map((p, i) => (i === clash.index ? { ...p, sql: renamed.statement } : p));
 }
 
 /** The names a decision's statements EXECUTE (SQL level), or undefined when none. */

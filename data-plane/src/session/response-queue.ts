@@ -43,6 +43,8 @@ export interface Pending {
   error?: { sqlstate: string; message: string };
   /** poison: the ErrorResponse to show instead of the upstream's */
   replacement?: Buffer;
+  /** a message the server answers itself under a name of the proxy's (`server`), which its answer puts back */
+  rename?: { readonly server: string; readonly client: string; readonly statement: boolean };
   /** Describe / Execute: names for field bookkeeping */
   name?: string;
   fields?: RowField[];
@@ -53,6 +55,8 @@ export interface Pending {
   mask?: boolean;
   /** simple query: how many of its statements have completed (the index of the one running) */
   stmtIndex?: number;
+  /** simple query: answered with EmptyQueryResponse (no statement) */
+  empty?: boolean;
   /**
    * simple query: the records of its statements, each completed at its own CommandComplete (one,
    * `rec`, for a Query of one statement); absent when the decision does not say what the

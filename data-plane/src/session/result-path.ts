@@ -281,6 +281,9 @@ export class ResultPath {
       case K.DescribeP:
       case K.InjectedDescribe:
       case K.Close:
+      // a poison's error never gets here (it is swapped); one without a replacement is a message the
+      // server refuses itself (relay-session.ts `serverRefuses`): a name it does not have, a failed portal — nothing runs
+      case K.PoisonParse:
         return { session, source: "analysis" };
       case K.Sync:
         if (this.executedOverflow || this.executed.size === 0) break;

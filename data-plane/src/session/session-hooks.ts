@@ -225,9 +225,10 @@ export interface ResultContext {
 /**
  * Where an ErrorResponse / NoticeResponse came from, for masking its fields: a statement the
  * session decided (`statement`, with its classification), a message the server only parses and
- * analyses (`analysis`: Parse, Describe, Close), no statement at all (`none`: the queue is empty), or
+ * analyses (`analysis`: Parse, Describe, Close, and a message sent for the server to refuse, naming
+ * what it does not have or a failed portal), no statement at all (`none`: the queue is empty), or
  * something the session cannot tie to a decided statement (`unattributed`: a Bind, which may plan
- * and so run functions; a Sync, which commits; an Execute of an unknown portal).
+ * and so run functions; a Sync, which commits).
  */
 export interface MessageContext {
   readonly session: SessionInfo;

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Decision } from "@sluice/shared/policy";
 import type { StatementInfo } from "@sluice/shared/sql";
-import { nameKey, StatementNamespace, type Statement } from "./statement-namespace.js";
+import { nameKey, StatementNamespace, type Portal, type Statement } from "./statement-namespace.js";
 
 const allow: Decision = { action: "allow", rule: "r", reason: "", statementClass: "read", statementIndex: 0, statements: [] };
 const stmt = (sql: string) => (server: string): Statement => ({ sql, decision: allow, name: "n", server });
@@ -129,4 +129,61 @@ test("names compare on their first 63 bytes, as the server's tables do", () => {
   assert.equal(nameKey(long, 0, 64), nameKey(long, 0, 70));
   const multi = Buffer.from("é".repeat(40)); // 80 bytes
   assert.equal(Buffer.from(nameKey(multi, 0, 80), "latin1").length, 63);
+});
+
+test("a simple Query drops the unnamed statement; the unnamed portal goes only when a statement of it ran to completion, a failed one may leave a failed portal", () => {
+  const ns = new StatementNamespace("_abc_");
+  // read anew each time (not narrowed by the assertions before)
+  const unnamed = (): Portal | null => ns.unnamedPortal.confirmed;
+  const st = ns.parse("", stmt("SELECT 1"));
+  ns.answer("ok", "set");
+  const bound = ns.bind("", (server) => ({ statement: st, name: "", server }));
+  ns.answer("ok", "set");
+  ns.query();
+  assert.equal(ns.certain(ns.unnamedPortal, false), false, "until the Query is answered the unnamed portal is in question");
+  ns.answerQuery("empty");
+  assert.equal(ns.unnamedStatement.confirmed, null, "every Query drops the unnamed statement first");
+  assert.equal(unnamed(), bound, "an empty Query runs nothing");
+  ns.query();
+  ns.answerQuery("failed-first");
+  assert.equal(unnamed(), bound, "failed before its first statement ran: the Bind's portal may still be there");
+  ns.query();
+  ns.answerQuery("failed-later");
+  assert.equal(unnamed()?.leftover, true, "its first statement replaced the portal; the failed one may be left");
+  ns.query();
+  ns.answerQuery("failed-first");
+  assert.equal(unnamed()?.leftover, true);
+  ns.query();
+  ns.answerQuery("completed");
+  assert.equal(unnamed(), null);
+  ns.query();
+  ns.answerQuery("failed-first");
+  assert.equal(unnamed()?.leftover, true, "none before, and the failed statement's may be left");
+  ns.transactionEnded();
+  assert.equal(unnamed(), null, "the block's end drops it");
+  ns.query();
+  ns.answer("skipped", "query");
+  assert.equal(unnamed(), null, "a skipped Query changes nothing");
+});
+
+test("a SQL PREPARE of a Parse's name clashes, unless a DEALLOCATE ALL before it in the message dropped the Parse's; its effect waits on the Parse's name and keeps it", () => {
+  const ns = new StatementNamespace("_abc_");
+  const a = ns.parse("s2", stmt("SELECT 1"));
+  ns.answer("ok", "set");
+  const set = info({ kind: "VariableSetStmt", text: "SET a = 1" });
+  const prepare = info({ prepares: "s2", text: "PREPARE s2 AS SELECT 2" });
+  const clash = ns.prepareClash([set, prepare, info({ prepares: "s3" })]);
+  assert.equal(clash?.index, 1);
+  assert.equal(clash?.slot, ns.statementSlot("s2"));
+  assert.equal(ns.prepareClash([info({ kind: "DeallocateStmt", deallocates: { all: true } }), prepare]), undefined);
+  assert.equal(ns.prepareClash([info({ prepares: "other" })]), undefined);
+  ns.query();
+  const effects = ns.sqlEffects([set, prepare, info({ prepares: "s4" })], false, clash)!;
+  assert.deepEqual(effects.map((e) => [e.index, e.clash ?? false]), [[1, true]], "nothing after the failing PREPARE");
+  assert.equal(ns.sqlSlot("s2"), undefined, "no SQL-level statement of that name is expected");
+  assert.equal(ns.certain(ns.statementSlot("s2"), true), false, "a Bind of s2 waits for the Query");
+  ns.settle(effects[0]!, false);
+  ns.answerQuery("failed-later");
+  assert.equal(ns.statementSlot("s2")!.confirmed, a);
+  assert.equal(ns.certain(ns.statementSlot("s2"), true), true);
 });

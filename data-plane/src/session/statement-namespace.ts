@@ -21,6 +21,18 @@
  * SQL-level PREPARE/DEALLOCATE and DISCARD ALL/DEALLOCATE ALL are ops too, resolved by their
  * command's completion: a protocol Bind of a name made by SQL PREPARE is decided with that
  * statement, and DEALLOCATE ALL drops the renamed protocol statements as it does on the server.
+ *
+ * A simple Query drops the unnamed statement first thing, and the unnamed portal only when one of
+ * its statements gets as far as running (each runs in a fresh unnamed portal, dropped when it
+ * completes). So (as measured against PG 15 with raw frames): an empty Query keeps the unnamed
+ * portal; one that fails inside a transaction block may leave the portal of the statement that
+ * failed (an error at executor start or while running) or the previous portal (an error before,
+ * in parsing, analysis or planning, or 25P02), and the transaction's abort marks every portal of
+ * the transaction failed, so none of them can run again until the block ends. That is
+ * `answerQuery`: the previous portal is kept as it was (the only one that may run, and only when
+ * the transaction was already aborted and it is a ROLLBACK), or where there was none, or the
+ * Query's first statement had already replaced it, the slot holds a `leftover` portal: "a failed
+ * portal, or none", which nothing can run and whose Execute the server answers itself.
  */
 import type { Decision } from "@sluice/shared/policy";
 import type { StatementInfo } from "@sluice/shared/sql";
@@ -54,8 +66,24 @@ export interface Portal {
   readonly params?: readonly BoundParam[];
   /** the Bind asked for some result column in binary format */
   readonly binary?: boolean;
+  /**
+   * Not a Bind's: the unnamed portal after a failed simple Query in a transaction block, which the
+   * server may keep, failed, until the block ends (see the header). It can never run.
+   */
+  readonly leftover?: true;
   fields?: RowField[];
 }
+
+/** How a simple Query ended, as far as its unnamed statement and portal go (see the header). */
+export type QueryEnd =
+  /** every statement completed */
+  | "completed"
+  /** EmptyQueryResponse: nothing ran, the unnamed portal is kept */
+  | "empty"
+  /** failed (or a poison in its place) before its first statement completed */
+  | "failed-first"
+  /** failed after some statement completed: that statement's portal replaced the previous one */
+  | "failed-later";
 
 /** One name's server object and the changes to it still in flight. */
 export interface Slot<T> {
@@ -98,9 +126,21 @@ export interface SqlEffect {
   /** a SQL-level name, or a Parse's statement deallocated under the server's name */
   readonly slot: Slot<SqlStatement> | Slot<Statement> | null;
   /** null: DEALLOCATE name; a statement: PREPARE name; "all": DEALLOCATE ALL / DISCARD ALL */
-  readonly value: SqlStatement | null | "all";
+  readonly value: SqlStatement | Statement | null | "all";
   /** DISCARD ALL also drops every portal */
   readonly portals: boolean;
+  /**
+   * A SQL PREPARE of a name a protocol Parse took, sent under that statement's server name so that
+   * the server refuses it (42P05) itself: `slot` is the Parse's, `value` what it holds, unchanged.
+   * Until the server has answered, that name waits; its completion would mean the proxy lost track.
+   */
+  readonly clash?: true;
+}
+
+/** A SQL PREPARE of a Query that names a Parse's statement (see SqlEffect.clash). */
+export interface PrepareClash {
+  readonly index: number;
+  readonly slot: Slot<Statement>;
 }
 
 export type Outcome = "ok" | "failed" | "skipped";
@@ -117,6 +157,17 @@ const MAX_NAMES = 65_536;
 export function nameKey(raw: Buffer, start: number, end: number): string {
   return raw.toString("latin1", start, Math.min(end, start + NAME_BYTES));
 }
+
+/** the statement of a `leftover` portal: nothing is decided for it, as nothing of it can run */
+const LEFTOVER_STATEMENT: Statement = {
+  sql: "",
+  decision: { action: "deny", rule: "leftover-portal", reason: "a failed portal cannot run", statementClass: "unknown", statementIndex: 0, statements: [] },
+  name: "",
+  server: "",
+};
+
+/** a fresh one each time: a Describe's answer may set its fields */
+const leftoverPortal = (): Portal => ({ statement: LEFTOVER_STATEMENT, name: "", server: "", leftover: true });
 
 export class StatementNamespace {
   /** the current Sync batch: messages of one batch are skipped together after an error */
@@ -222,7 +273,7 @@ export class StatementNamespace {
     this.push({ kind: OpKind.Clear, slots: slot ? [slot] : [], value: null, clearOnFailure: false }, true);
   }
 
-  /** a simple Query (or the poison in its place) is forwarded */
+  /** a simple Query (or the poison in its place) is forwarded; `answerQuery` resolves it */
   query(): void {
     this.push({ kind: OpKind.Query, slots: [this.unnamedStatement, this.unnamedPortal], value: null, clearOnFailure: false }, false);
   }
@@ -234,9 +285,39 @@ export class StatementNamespace {
 
   /**
    * The server answered, failed or skipped the oldest op, which was forwarded as a message of kind
-   * `of` (a mismatch means the proxy lost track of the server: the caller ends the session).
+   * `of` (a mismatch means the proxy lost track of the server: the caller ends the session). A
+   * simple Query the server ran is answered with `answerQuery`; "ok" here stands for "completed".
    */
   answer(outcome: Outcome, of: "set" | "clear" | "query" | "poison"): void {
+    if (of === "query" && outcome !== "skipped") return this.answerQuery("completed");
+    const op = this.take(of);
+    for (const slot of op.slots) {
+      slot.pending.shift();
+      if (outcome === "ok") slot.confirmed = op.kind === OpKind.Set ? op.value : null;
+      else if (outcome === "failed" && op.clearOnFailure) slot.confirmed = null;
+      this.release(slot);
+    }
+    this.wake();
+  }
+
+  /**
+   * The server ran the oldest op, a simple Query (or its poison), which ended as `end`: the unnamed
+   * statement is gone; the unnamed portal as the header says. The transaction's end, if the Query
+   * ended it, is told after this (`transactionEnded`).
+   */
+  answerQuery(end: QueryEnd): void {
+    this.take("query");
+    const st = this.unnamedStatement;
+    const portal = this.unnamedPortal;
+    st.pending.shift();
+    portal.pending.shift();
+    st.confirmed = null;
+    if (end === "completed") portal.confirmed = null;
+    else if (end === "failed-later" || (end === "failed-first" && portal.confirmed === null)) portal.confirmed = leftoverPortal();
+    this.wake();
+  }
+
+  private take(of: "set" | "clear" | "query" | "poison"): Op {
     const op = this.ops[this.opHead];
     if (op === undefined || op.kind !== OP_OF[of]) throw new Error(`the server answered a ${of} message the proxy does not expect`);
     this.ops[this.opHead] = undefined as unknown as Op;
@@ -248,26 +329,24 @@ export class StatementNamespace {
       this.ops = this.ops.slice(this.opHead);
       this.opHead = 0;
     }
-    for (const slot of op.slots) {
-      slot.pending.shift();
-      if (outcome === "ok") slot.confirmed = op.kind === OpKind.Set ? op.value : null;
-      else if (outcome === "failed" && op.clearOnFailure) slot.confirmed = null;
-      this.release(slot);
-    }
-    this.wake();
+    return op;
   }
 
   /**
    * SQL-level effects of a statement about to be forwarded (PREPARE / DEALLOCATE / DISCARD ALL),
    * applied by `settle` at its completion. `skips`: an extended-protocol Execute (a failure skips
-   * the rest of the batch); a simple Query's does not.
+   * the rest of the batch); a simple Query's does not. `clash`: the PREPARE sent to fail under a
+   * Parse's server name (the server runs nothing after it).
    */
-  sqlEffects(statements: readonly StatementInfo[], skips: boolean): SqlEffect[] | undefined {
+  sqlEffects(statements: readonly StatementInfo[], skips: boolean, clash?: PrepareClash): SqlEffect[] | undefined {
     let out: SqlEffect[] | undefined;
-    for (let index = 0; index < statements.length; index++) {
+    const n = clash ? clash.index + 1 : statements.length;
+    for (let index = 0; index < n; index++) {
       const s = statements[index]!;
       let e: SqlEffect | undefined;
-      if (s.prepares !== undefined) {
+      if (index === clash?.index) {
+        e = { index, tag: "PREPARE", slot: clash.slot, value: this.projected(clash.slot), portals: false, clash: true };
+      } else if (s.prepares !== undefined) {
         e = { index, tag: "PREPARE", slot: this.slot(this.sql, "q", s.prepares), value: { text: s.text, info: s }, portals: false };
       } else if (s.deallocates) {
         const discard = s.kind === "DiscardStmt";
@@ -308,6 +387,23 @@ export class StatementNamespace {
       }
     }
     this.wake();
+  }
+
+  /**
+   * The first SQL PREPARE among `statements` whose name a protocol Parse holds (as the server
+   * will have it when it gets there): the server refuses it, since on the client's server the two
+   * share one namespace. A DEALLOCATE ALL (or DISCARD ALL) before it in the same message drops the
+   * Parse's statement first, so nothing after it clashes. `slot` may be uncertain.
+   */
+  prepareClash(statements: readonly StatementInfo[]): PrepareClash | undefined {
+    for (let index = 0; index < statements.length; index++) {
+      const s = statements[index]!;
+      if (s.deallocates?.all) return undefined;
+      if (s.prepares === undefined) continue;
+      const slot = this.statementSlot(nameKey(Buffer.from(s.prepares, "utf8"), 0, Buffer.byteLength(s.prepares, "utf8")));
+      if (slot !== undefined && this.projected(slot) !== null) return { index, slot };
+    }
+    return undefined;
   }
 
   /**
