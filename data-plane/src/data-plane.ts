@@ -89,7 +89,8 @@ export interface DataPlaneOptions {
   /** the default enforcer denies statements above this size unparsed (snapshotEnforcer; default 1 MiB) */
   maxStatementBytes?: number;
   /**
-   * the default enforcer classifies statements longer than 4 KiB in worker threads (at most
+   * the default enforcer classifies statements longer than 4 KiB (1 KiB for DO blocks and function
+   * definitions, whose bodies are parsed too) in worker threads (at most
    * `workers`, default 2), each within `timeoutMs` (default 5000; denied with 57014 beyond)
    */
   classifier?: { workers?: number; timeoutMs?: number };

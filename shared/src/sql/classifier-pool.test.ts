@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SluiceError } from "../errors/sluice-error.js";
 import { classifySql } from "./classify-sql.js";
-import { ClassifierPool, INLINE_MAX_BYTES } from "./classifier-pool.js";
+import { BODY_INLINE_MAX_BYTES, ClassifierPool, INLINE_MAX_BYTES } from "./classifier-pool.js";
 
 /** about `bytes` of one INSERT … VALUES: a parse of hundreds of milliseconds even on an idle machine */
 const bulkInsert = (bytes: number) => "INSERT INTO t VALUES " + Array(Math.floor(bytes / 10)).fill("(1,'abc')").join(",");
@@ -26,6 +26,34 @@ test("short statements are classified inline (synchronously); long ones in a wor
   assert.equal((await multibyte).ok, true);
   assert.equal(pool.stats.offloaded, 2);
   assert.equal(pool.stats.inline, 1);
+});
+
+test("a statement that may carry a PL/pgSQL body goes to a worker above BODY_INLINE_MAX_BYTES, a plain one of the same length stays inline", async (t) => {
+  const pool = await ClassifierPool.create({ workers: 1 });
+  t.after(() => pool.close());
+  const block = (bytes: number) => {
+    const head = "DO $$ BEGIN ", tail = " END $$";
+    return head + "PERFORM 1; ".repeat(Math.floor((bytes - head.length - tail.length) / 11)) + tail;
+  };
+  const small = block(BODY_INLINE_MAX_BYTES);
+  assert.ok(Buffer.byteLength(small) <= BODY_INLINE_MAX_BYTES);
+  assert.ok(!(pool.classify(small) instanceof Promise), "a short DO block stays inline");
+  const cases = [
+    block(2 * BODY_INLINE_MAX_BYTES),
+    `CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN ${"PERFORM 1; ".repeat(150)} END $$`,
+    `create procedure p() language plpgsql as $b$ begin ${"perform 1; ".repeat(150)} end $b$`,
+    // a DO after another statement of the message
+    `SELECT 1; DO $$ BEGIN ${"PERFORM 1; ".repeat(150)} END $$`,
+  ];
+  for (const sql of cases) {
+    assert.ok(Buffer.byteLength(sql) > BODY_INLINE_MAX_BYTES && Buffer.byteLength(sql) <= INLINE_MAX_BYTES);
+    const c = pool.classify(sql);
+    assert.ok(c instanceof Promise, `offloaded: ${sql.slice(0, 30)}`);
+    assert.deepEqual(await c, classifySql(sql));
+  }
+  const plain = longSelect(2 * BODY_INLINE_MAX_BYTES);
+  assert.ok(!(pool.classify(plain) instanceof Promise), "a plain statement of that length stays inline");
+  assert.equal(pool.stats.offloaded, cases.length);
 });
 
 test("a statement that overruns the deadline is denied (deadline_exceeded), the thread stays free meanwhile, and the next statement gets a new worker", async (t) => {

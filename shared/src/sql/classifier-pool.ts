@@ -7,6 +7,9 @@
  *    and below the bound even the most expensive shapes measured stay within a millisecond or two
  *    (test/bench/classify-cost.bench.ts), while a hand-off to a thread would cost more than the
  *    parse itself for the statements clients send most;
+ *    A statement that may carry a PL/pgSQL body (a DO block, CREATE FUNCTION or PROCEDURE) stays
+ *    inline only up to `bodyInlineMaxBytes`: its body is parsed and walked too, so it costs several
+ *    times a plain statement of its length (a 4 KiB DO of PERFORMs took 12 ms on the main thread);
  *  - otherwise in a worker thread of the pool, one statement at a time per worker, with a
  *    deadline: a statement still being classified when it passes is denied (57014) and its worker
  *    terminated and replaced, so it holds nothing but itself. A worker that dies on a statement (out
@@ -29,6 +32,17 @@ import type { ClassifyReply, ClassifyRequest } from "./classify-worker.js";
  */
 export const INLINE_MAX_BYTES = 4096;
 /**
+ * Longest statement classified on the calling thread when its text names DO, FUNCTION or
+ * PROCEDURE (a PL/pgSQL body is parsed and walked as well as the statement), in UTF-8 bytes.
+ */
+export const BODY_INLINE_MAX_BYTES = 1024;
+/**
+ * What a statement with a PL/pgSQL or SQL body must say. A word anywhere (a comment, a string, `ON
+ * CONFLICT DO`) only sends a statement to a worker that did not need one: keywords cannot be
+ * escaped or split, so a body never hides from this.
+ */
+const BODY_KEYWORD = /\b(?:do|function|procedure)\b/i;
+/**
  * Default deadline of one classification in a worker (config dataPlane.classifier.timeoutMs). The
  * slowest statement shape found within the default size limit (1 MiB of INSERT … VALUES rows) took
  * 2.4 s here at a load of 14 on two cores: an honest bulk statement passes on a busy node, and a
@@ -43,6 +57,8 @@ export interface ClassifierPoolOptions {
   deadlineMs?: number;
   /** statements up to this many UTF-8 bytes are classified inline (default INLINE_MAX_BYTES) */
   inlineMaxBytes?: number;
+  /** statements naming DO, FUNCTION or PROCEDURE up to this many UTF-8 bytes are classified inline (default BODY_INLINE_MAX_BYTES) */
+  bodyInlineMaxBytes?: number;
   /** statements waiting for a worker at most; more are refused at once (default 256) */
   maxQueued?: number;
   /** a worker's JavaScript heap limit (default 512 MiB): a statement whose tree needs more is denied */
@@ -86,6 +102,12 @@ function newWorker(o: { resourceLimits: { maxOldGenerationSizeMb: number }; work
   const entry = new URL("./classify-worker.ts", import.meta.url).href;
   return new Worker(`import(${JSON.stringify(api)}).then((a) => { a.register(); return import(${JSON.stringify(entry)}); })`, { ...o, eval: true });
 }
+/** Whether `sql` is at most `bytes` long in UTF-8, which takes at most 3 bytes per UTF-16 unit. */
+function within(sql: string, bytes: number): boolean {
+  if (sql.length * 3 <= bytes) return true;
+  return sql.length <= bytes && Buffer.byteLength(sql, "utf8") <= bytes;
+}
+
 /** after a worker failed to start, the next start waits this long (no spawn loop on a broken install) */
 const RESTART_BACKOFF_MS = 1000;
 
@@ -100,6 +122,7 @@ export class ClassifierPool {
   private readonly maxWorkers: number;
   readonly deadlineMs: number;
   readonly inlineMaxBytes: number;
+  readonly bodyInlineMaxBytes: number;
   private readonly maxQueued: number;
   private readonly heapMb: number;
 
@@ -107,6 +130,7 @@ export class ClassifierPool {
     this.maxWorkers = Math.max(1, o.workers ?? 2);
     this.deadlineMs = o.deadlineMs ?? DEFAULT_CLASSIFY_TIMEOUT_MS;
     this.inlineMaxBytes = o.inlineMaxBytes ?? INLINE_MAX_BYTES;
+    this.bodyInlineMaxBytes = Math.min(this.inlineMaxBytes, o.bodyInlineMaxBytes ?? BODY_INLINE_MAX_BYTES);
     this.maxQueued = o.maxQueued ?? 256;
     this.heapMb = o.workerHeapMb ?? 512;
   }
@@ -119,10 +143,10 @@ export class ClassifierPool {
     return new ClassifierPool(o, await compiledParserModule());
   }
 
-  /** Whether `sql` is classified inline (synchronously). UTF-8 takes at most 3 bytes per UTF-16 unit. */
+  /** Whether `sql` is classified inline (synchronously). */
   inline(sql: string): boolean {
-    if (sql.length * 3 <= this.inlineMaxBytes) return true;
-    return sql.length <= this.inlineMaxBytes && Buffer.byteLength(sql, "utf8") <= this.inlineMaxBytes;
+    if (!within(sql, this.inlineMaxBytes)) return false;
+    return within(sql, this.bodyInlineMaxBytes) || !BODY_KEYWORD.test(sql);
   }
 
   /**
