@@ -22,7 +22,7 @@ export function registerAuditMetrics(registry: Registry, o: { stats: () => Audit
   const s = oncePerScrape(o.stats);
   gaugeFrom(registry, "sluice_dp_audit_up", "1 while the audit stream takes this node's batches, 0 while it buffers", () => (s().state === "up" ? 1 : 0));
   gaugeFrom(registry, "sluice_dp_audit_pending_events", "audit events queued or in flight (the buffer's depth)", () => s().pending);
-  gaugeFrom(registry, "sluice_dp_audit_buffer_events", "the buffer's size (dataPlane.audit.bufferEvents): new work is refused beyond it", () => o.bufferEvents);
+  gaugeFrom(registry, "sluice_dp_audit_buffer_events", "the buffer's size (dataPlane.audit.bufferEvents): beyond it new sessions are refused, and new statements unless, in async with the stream taking batches, they wait for their own (up to 1.5 times it); follow-ups of admitted work have room up to twice it", () => o.bufferEvents);
   counterFrom(registry, "sluice_dp_audit_events_total", "audit events stored on the stream", () => s().published);
   counterFrom(registry, "sluice_dp_audit_messages_total", "audit batches (stream messages) stored", () => s().messages);
   counterFrom(registry, "sluice_dp_audit_bytes_total", "bytes of the audit batches stored", () => s().bytes);
