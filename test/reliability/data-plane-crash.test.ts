@@ -4,12 +4,14 @@
  * stream all the same (ack: it was stored before it ran), each session's stored events a gap-free
  * beginning of its chain, and the restarted node serves the same clients again. A statement held
  * for approval at the moment of the kill must end recorded as cancelled and can never be approved
- * (and so never run) afterwards.
+ * (and so never run) afterwards: the control plane cancels it once the restarted node's heartbeat
+ * shows another process start (ApprovalCancelled on SLUICE_CONTROL). One whose client left before
+ * the kill is cancelled by the node itself, on the control plane and in its session's audit chain.
  */
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SessionEventType, type CloudEvent } from "@sluice/shared/events";
-import { APPROVAL_POLICY, approvalNotice } from "./lib/approvals.js";
+import { APPROVAL_POLICY, approvalNotice, controlEventsOf } from "./lib/approvals.js";
 import { budget } from "./lib/budget.js";
 import { LEDGER_DDL, Load } from "./lib/load.js";
 import { startReliabilityStack } from "./lib/reliability-stack.js";
@@ -63,18 +65,26 @@ test("the data plane killed with SIGKILL under load and restarted (ack), with a 
     r.figure("outage seen by clients: kill → every session succeeded again (ms)", rec !== undefined ? readyAt + rec - killedAt : "never");
     r.check("statements succeed after the restart", await load.waitForAcks(budget(40, 2000), 60_000), `${load.total} acknowledged`);
 
-    // the held statement, afterwards: the request can no longer be approved, nothing ran
+    // the held statement, afterwards: an approver tries at once — refused, recorded cancelled, nothing ran
     const dbaToken = await s.token({ sub: "carol-dba", groups: ["dba"] });
     const approve = await s.cli(["approvals", "approve", approvalId, "--reason", "reliability: after the kill"], { SLUICE_TOKEN: dbaToken });
-    const shown = await s.cli(["approvals", "show", approvalId, "--json"]);
-    const status = shown.code === 0 ? (JSON.parse(shown.stdout) as { status: string }).status : `show failed: ${shown.stderr.trim()}`;
     r.figure("approve attempt after the restart", approve.code === 0 ? `accepted: ${approve.stdout.trim()}` : `refused (exit ${approve.code}): ${approve.stderr.trim()}`);
-    r.figure("approval request status afterwards", status);
+    r.check("an approver cannot approve the held request after the node died", approve.code === 1 && /was cancelled \(node_restarted/.test(approve.stderr), `exit ${approve.code}: ${approve.stderr.trim()}`);
+    const shown = await s.cli(["approvals", "show", approvalId, "--json"]);
+    const view = shown.code === 0 ? (JSON.parse(shown.stdout) as { status: string; reason?: string; decidedAt?: string; decided_at?: string }) : undefined;
+    const status = view?.status ?? `show failed: ${shown.stderr.trim()}`;
+    r.figure("approval request status afterwards", `${status}${view?.reason ? ` (${view.reason})` : ""}`);
+    r.check("the held request is recorded as cancelled", status === "cancelled", status);
+    const listed = await s.cli(["approvals", "list", "--all"]);
+    const line = listed.stdout.split("\n").find((l) => l.includes(approvalId)) ?? "";
+    r.check("the CLI list shows it cancelled", listed.code === 0 && /cancelled/.test(line), line.trim() || `exit ${listed.code}: ${listed.stderr.trim()}`);
+    const control = await controlEventsOf(s, approvalId);
+    r.figure("the request's events on SLUICE_CONTROL", control.map((e) => e.type.replace(/^dev\.sluice\.control\.approval\./, "").replace(/\.v1$/, "")).join(", "));
+    const cancelledEv = control.find((e) => e.type.endsWith("approval_cancelled.v1"));
+    r.check("the cancellation is recorded on the control stream by the control plane, and no grant", !!cancelledEv && !control.some((e) => e.type.endsWith("approval_granted.v1")) && (cancelledEv.data as { by?: { subject?: string } }).by?.subject === "control-plane");
+    if (cancelledEv) r.figure("kill → request recorded cancelled (ms)", Date.parse(cancelledEv.time) - killedAt);
     const ran = (await s.direct("SELECT to_regclass('public.held_at_kill') IS NOT NULL AS present")).rows[0].present as boolean;
     r.check("the held statement never ran", !ran);
-    const defect = "a request held by a node that died stays pending on the control plane: nothing records it cancelled, and an approver can still approve it (see the progress note)";
-    r.check("an approver cannot approve the held request after the node died", approve.code !== 0, `exit ${approve.code}`, { knownDefect: defect });
-    r.check("the held request is recorded as cancelled", status === "cancelled", status, { knownDefect: defect });
 
     // the one whose client left before the kill: recorded cancelled in its session, and on the control plane?
     const approveLeft = await s.cli(["approvals", "approve", leftId, "--reason", "reliability: client gone"], { SLUICE_TOKEN: dbaToken });
@@ -84,9 +94,8 @@ test("the data plane killed with SIGKILL under load and restarted (ack), with a 
     r.figure("held request whose client left before the kill: status afterwards", statusLeft);
     const leftRan = (await s.direct("SELECT to_regclass('public.held_then_left') IS NOT NULL AS present")).rows[0].present as boolean;
     r.check("the statement whose client left never ran", !leftRan);
-    r.check("an approver cannot approve a held request whose client has left", approveLeft.code !== 0, `exit ${approveLeft.code}`, {
-      knownDefect: "the data plane records the cancellation in the session's audit chain only; the control plane's request stays pending and approvable",
-    });
+    r.check("an approver cannot approve a held request whose client has left", approveLeft.code === 1 && /was cancelled \(client_left/.test(approveLeft.stderr), `exit ${approveLeft.code}: ${approveLeft.stderr.trim()}`);
+    r.check("the request whose client left is cancelled by its node", statusLeft === "cancelled" && (await controlEventsOf(s, leftId)).some((e) => e.type.endsWith("approval_cancelled.v1") && (e.data as { by?: { subject?: string } }).by?.subject === "data-plane:dp-1"), statusLeft);
 
     r.figure("data plane peak RSS after the restart (MiB)", s.dp.memory().peakMb);
     await load.stop();
@@ -95,11 +104,19 @@ test("the data plane killed with SIGKILL under load and restarted (ack), with a 
     r.check("control plane never exited", !!s.cp?.running && s.cp.starts === 1);
     await s.dp.stop(30_000);
     r.check("the restarted data plane stopped cleanly at the end (exit 0)", s.dp.ended === 0, `ended ${s.dp.ended}`);
-    const { ev } = await recordEvidence(r, s, load, { wholeChains: true });
+    // the held sessions' events, gathered in the same bounded pass over the stream
+    const held_: CloudEvent[] = [];
+    const { ev } = await recordEvidence(r, s, load, {
+      wholeChains: true,
+      visit: (e) => {
+        if (e.type === SessionEventType["statement.allowed"] && !/held_/.test(JSON.stringify(e.data))) return;
+        if (e.type.includes("statement.") && !e.type.includes("completed")) held_.push(e);
+      },
+    });
     r.figure("sessions on the stream without session.ended (ended by the kill)", ev.unended);
 
     // the held statement on the stream: requested, and never approved or run
-    const stored = (await s.audit()).map((x) => x.ev);
+    const stored = held_;
     const requested = stored.find((e) => e.type === SessionEventType["statement.approval_requested"] && JSON.stringify(e.data).includes(approvalId));
     const session: CloudEvent[] = requested ? stored.filter((e) => e.subject === requested.subject) : [];
     r.check("the approval request is on the stream, in the held session's chain", !!requested);

@@ -156,6 +156,9 @@ export class ApprovalApp {
   async decide(id: string, verdict: "approve" | "reject", actor: Actor, reason = "", commandId?: string): Promise<{ view: ApprovalView; duplicate: boolean }> {
     if (commandId && !UUID.test(commandId)) throw new SluiceError("invalid_argument", "command id must be a UUID");
     const cid = commandId || uuidv7(this.now().getTime());
+    // a grant for a statement whose node restarted would approve what nobody can run: cancel first
+    // (the reaper would within a period; this closes the window for the approver who is quicker)
+    if (verdict === "approve") await this.cancelIfNodeRestarted(id);
     const r = await this.run(id, (meta) => ({ type: verdict === "approve" ? "Approve" : "Reject", approvalId: id, reason, meta }), cid, actor);
     if (r === "collision") throw new SluiceError("internal", "unexpected collision");
     this.clear(id);
@@ -185,6 +188,26 @@ export class ApprovalApp {
     this.clear(id);
     this.log.info({ approvalId: id, reason, by: actorLabel(actor), duplicate: r.duplicate }, "approval cancelled");
     return r;
+  }
+
+  /** Cancels `id` when its node's heartbeat shows another process start than the one that filed it. */
+  private async cancelIfNodeRestarted(id: string): Promise<void> {
+    if (!this.o.fleet) return;
+    const req = foldApproval((await this.load(id)).events.map((e) => e.event));
+    if (req.status !== "pending" || !req.request?.nodeStartedAt) return;
+    const { node, nodeStartedAt } = req.request;
+    let startedAt: unknown;
+    try {
+      const e = await this.o.fleet.get(node);
+      if (!e || e.operation !== "PUT") return; // absent: the reaper's window decides, not one look
+      startedAt = e.json<{ startedAt?: unknown }>().startedAt;
+    } catch {
+      return; // the fleet unreadable: the decision goes on as before, the reaper looks again
+    }
+    if (typeof startedAt !== "string" || startedAt === nodeStartedAt) return;
+    await this.cancel(id, "node_restarted", `${node} started again at ${startedAt}; the request was filed by its process of ${nodeStartedAt}`, CONTROL_PLANE_ACTOR).catch((e: unknown) => {
+      if (!SluiceError.is(e, "failed_precondition")) throw e;
+    });
   }
 
   async get(id: string): Promise<ApprovalView> {

@@ -20,14 +20,14 @@ import { NATS_URL, randomPrefix } from "../testing/test-control-plane.js";
 const dba = { subject: "carol", issuer: "dev", groups: ["dba"] };
 const GONE_AFTER_MS = 1500;
 
-async function setup(t: TestContext) {
+async function setup(t: TestContext, o: { reapEveryMs?: number } = {}) {
   const prefix = randomPrefix();
   const names = natsNames(prefix);
   const nc = await connect({ servers: NATS_URL });
   await ensureControlStream(nc, names, { storage: "memory" });
   const fleet = await ensureFleetBucket(nc, names, { storage: "memory" });
   const store = new JetStreamEventStore(nc, names);
-  const app = new ApprovalApp({ store, nc, names, logger: createLogger({ level: "silent" }), fleet, goneAfterMs: GONE_AFTER_MS, reapEveryMs: 200 });
+  const app = new ApprovalApp({ store, nc, names, logger: createLogger({ level: "silent" }), fleet, goneAfterMs: GONE_AFTER_MS, reapEveryMs: o.reapEveryMs ?? 200 });
   await app.start();
   t.after(async () => {
     await app.stop();
@@ -126,6 +126,23 @@ test("a node cannot cancel another node's request, nor cancel with a reason of t
   const late = await h.cancelAs("dp-1", id);
   assert.equal(late.errorCode, "failed_precondition");
   assert.equal((await h.app.get(id)).status, "approved");
+});
+
+test("an approve of a request whose node restarted is refused at once, before the reaper's next look", { timeout: 60_000 }, async (t) => {
+  const h = await setup(t, { reapEveryMs: 3_600_000 });
+  const first = new Date(Date.now() - 60_000).toISOString();
+  await h.beat("dp-q", first);
+  const id = await h.file("dp-q", first);
+  await h.beat("dp-q", new Date().toISOString());
+  const e = await refusal(h.app.decide(id, "approve", dba, "quick"));
+  assert.equal(e.code, "failed_precondition");
+  assert.match(e.message, /was cancelled \(node_restarted: dp-q started again at/);
+  assert.equal((await h.app.get(id)).status, "cancelled");
+  // the same process still beating: an approve goes through
+  const now = new Date().toISOString();
+  await h.beat("dp-p", now);
+  const ok = await h.file("dp-p", now);
+  assert.equal((await h.app.decide(ok, "approve", dba, "fine")).view.status, "approved");
 });
 
 test("the reaper cancels the request of a node that restarted (another process start in its heartbeat)", { timeout: 60_000 }, async (t) => {

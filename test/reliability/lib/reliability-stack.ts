@@ -23,7 +23,8 @@ import type { Bundle, PolicySpec } from "@sluice/shared/policy";
 import { applyBundleText } from "../../../bin/lib/dev-policy-client.js";
 import { runSluice, type CliResult } from "../../lib/run-sluice.js";
 import { selfSignedCert } from "../../lib/self-signed.js";
-import { readStream, type StoredEvent } from "../../e2e/audit-recording-support.js";
+import type { CloudEvent } from "@sluice/shared/events";
+import { scanAudit, type ScanFigures } from "./audit-scan.js";
 import { startNatsCluster, type NatsCluster } from "../../lib/nats-cluster.js";
 import { startPrivateNats, type PrivateNats } from "./private-nats.js";
 import { SluiceProcess } from "./sluice-process.js";
@@ -89,8 +90,8 @@ export interface ReliabilityStack {
   bundleText(policies: PolicySpec[]): string;
   /** `sluice <args>` against this stack's control plane as the admin */
   cli(args: string[], env?: Record<string, string>): Promise<CliResult>;
-  /** every event on the audit stream, in stream order */
-  audit(): Promise<StoredEvent[]>;
+  /** every event on the audit stream to `visit`, in stream order, read in bounded fetches (audit-scan.ts) */
+  scanAudit(visit: (ev: CloudEvent) => void): Promise<ScanFigures>;
   /** /readyz of the data plane: its status code, or 0 when it does not answer */
   readyz(): Promise<number>;
   /** the data plane's /metrics: name → value (labelled series summed), and `name{labels}` → value */
@@ -279,7 +280,7 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
     cli(args, extra = {}) {
       return runSluice(args, { SLUICE_CONTROL_PLANE: cpAddress, SLUICE_TOKEN: adminToken, SLUICE_CONTEXT: join(dir, "no-context.json"), ...extra });
     },
-    audit: () => readStream(nc, names.auditStream),
+    scanAudit: (visit) => scanAudit(nc, names.auditStream, visit),
     readyz: () => httpStatus(`http://127.0.0.1:${dpHttpPort}/readyz`),
     async metrics() {
       const text = await (await fetch(`http://127.0.0.1:${dpHttpPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();

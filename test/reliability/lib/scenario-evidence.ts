@@ -4,7 +4,8 @@
  */
 import type { Load } from "./load.js";
 import { percentile } from "./load.js";
-import { compareAcked, streamEvidence, type AckComparison, type StreamEvidence } from "./evidence.js";
+import type { CloudEvent } from "@sluice/shared/events";
+import { compareAcked, EvidenceFold, type AckComparison, type StreamEvidence } from "./evidence.js";
 import type { ReliabilityStack } from "./reliability-stack.js";
 import type { ScenarioReport } from "./scenario-report.js";
 
@@ -18,9 +19,16 @@ export async function recordEvidence(
   r: ScenarioReport,
   s: ReliabilityStack,
   load: Load,
-  o: { wholeChains: boolean; database?: boolean },
+  o: { wholeChains: boolean; database?: boolean; /** sees every event of the same pass (a scenario's own checks) */ visit?: (ev: CloudEvent) => void },
 ): Promise<{ ev: StreamEvidence; cmp: AckComparison }> {
-  const ev = streamEvidence(await s.audit());
+  const fold = new EvidenceFold();
+  const scanStarted = Date.now();
+  const scan = await s.scanAudit((e) => {
+    fold.add(e);
+    o.visit?.(e);
+  });
+  const ev = fold.result();
+  r.figure("audit stream read: messages in bounded fetches (time)", `${scan.messages} in ${scan.fetches} fetches (${((Date.now() - scanStarted) / 1000).toFixed(1)} s)`);
   const rows = o.database === false ? new Set<string>() : await ledgerRows(s);
   const cmp = compareAcked(load.acked, ev, rows);
   r.figure("statements acknowledged to clients", cmp.acknowledged);
