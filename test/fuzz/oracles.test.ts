@@ -308,6 +308,15 @@ test("oracle 4: a response stream out of protocol, or one that differs from the 
   assert.deepEqual(kinds(deny("SELECT * FROM secrets")), []);
   // but not a denial policy does not call for
   assert.deepEqual(kinds(deny("SELECT 1")), ["4:denied-allowed-statement"]);
+  // a setting the server reports: the masker may empty (or mask) its value, never change it otherwise
+  const ps = (name: string, value: string) => backend.parameterStatus(name, value);
+  const refS = [desc("?column?"), row("1"), cc("SELECT 1"), ps("application_name", "fz-renamed"), z(), z()];
+  const withS = (s: BackendMessage) => evidence({ proxyMsgs: [desc("?column?"), row("1"), cc("SELECT 1"), s, z(), z()], refMsgs: refS });
+  assert.deepEqual(kinds(withS(ps("application_name", "fz-renamed"))), []);
+  assert.deepEqual(kinds(withS(ps("application_name", ""))), [], "emptied by the masker (finding 029)");
+  assert.deepEqual(kinds(withS(ps("application_name", hash("fz-renamed")))), [], "masked");
+  assert.deepEqual(kinds(withS(ps("application_name", "other"))), ["4:differs-from-server@Q"]);
+  assert.deepEqual(kinds(withS(ps("TimeZone", "fz-renamed"))), ["4:differs-from-server@Q"]);
 });
 
 test("oracle 5: another session's statement failing afterwards", async () => {

@@ -31,7 +31,7 @@ import {
 } from "@sluice/shared/events";
 import { evaluate, tableMatches, type Bundle, type Decision, type DecisionContext, type PreparedLookup } from "@sluice/shared/policy";
 import { classifySql, type Classification, type StatementInfo } from "@sluice/shared/sql";
-import { commandTag, dataRow, errorFields, readyStatus, rowDescription, type BackendMessage } from "../lib/pg-frames.js";
+import { commandTag, dataRow, errorFields, parameterStatus, readyStatus, rowDescription, type BackendMessage } from "../lib/pg-frames.js";
 import type { ExecutedStatement } from "../lib/statement-log.js";
 import type { Secrets } from "./fuzz-world.js";
 import { IDLE_MS, isApprovalNotice, isSluiceError, type Evidence } from "./run-case.js";
@@ -563,6 +563,10 @@ function describeMsg(m: BackendMessage | undefined): string {
     case "Z": return `ReadyForQuery ${readyStatus(m)}`;
     case "T": return `RowDescription [${rowDescription(m).map((f) => f.name).join(",")}]`;
     case "D": return `DataRow(${dataRow(m).length})`;
+    case "S": {
+      const [name, value] = parameterStatus(m);
+      return `ParameterStatus ${name}=${JSON.stringify(value)}`;
+    }
     default: return `'${m.code}'`;
   }
 }
@@ -600,6 +604,15 @@ function differs(p: BackendMessage, r: BackendMessage, deniedOp: boolean): strin
     }
     case "d":
       return p.raw.equals(r.raw) || MASKED_VALUE.test(p.raw.toString("latin1")) ? undefined : "different COPY data";
+    case "S": {
+      // a free-form setting the server reports after statements that may have read masked data is
+      // emptied by the masker (result-masker.ts screenParameter: set_config could carry a value, and
+      // the server reports changes only before ReadyForQuery, so not tied to one statement); a
+      // classified value in it is masked. Oracle 3 searches the value either way.
+      const [pn, pv] = parameterStatus(p), [rn, rv] = parameterStatus(r);
+      if (pn !== rn) return "a different setting";
+      return pv === rv || pv === "" || MASKED_VALUE.test(pv) ? undefined : "a different value of the setting";
+    }
     default:
       return p.raw.equals(r.raw) ? undefined : "different content";
   }
