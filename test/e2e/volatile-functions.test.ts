@@ -4,7 +4,8 @@
  * function that deletes rows, called from a SELECT in every way a client can (plain, qualified,
  * in FROM, in a CTE, through a view, a view on that view, a row security policy, an operator, a
  * user aggregate, PREPARE/EXECUTE, the extended protocol, a DO block, a function created after the
- * catalog was read). Each is denied with 42501 and the rows stay; a STABLE function stays a read;
+ * catalog was read), and through coercions (a user cast, a domain CHECK). Each is denied with 42501
+ * and the rows stay; a STABLE function stays a read;
  * an identity that may write runs it, recorded as a write.
  */
 import { test } from "node:test";
@@ -129,5 +130,85 @@ test("a read-only identity cannot run a volatile function that deletes rows, whi
     assert.ok(rec, "the statement was recorded");
     assert.equal(rec.decision.statements[0]!.class, "write");
     assert.match(rec.decision.reason, /purge\(\)/);
+  });
+});
+
+const COERCIONS = `
+CREATE TABLE items (id int PRIMARY KEY, name text);
+INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 5) g;
+CREATE FUNCTION purge_text(x text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN DELETE FROM items; RETURN true; END $$;
+CREATE DOMAIN purging_text AS text CHECK (purge_text(VALUE));
+CREATE DOMAIN purging_too AS purging_text;
+CREATE DOMAIN honest_text AS text CHECK (length(VALUE) < 100);
+CREATE TYPE pair AS (a int);
+CREATE FUNCTION purge_pair(x int) RETURNS pair LANGUAGE plpgsql AS $$ BEGIN DELETE FROM items; RETURN ROW(x)::pair; END $$;
+CREATE CAST (int AS pair) WITH FUNCTION purge_pair(int);
+CREATE FUNCTION takes_checked(x purging_text) RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 $$;
+CREATE FUNCTION stable_assigning() RETURNS int LANGUAGE plpgsql STABLE AS $$ DECLARE v purging_text; BEGIN v := 'x'; RETURN 1; END $$;
+`;
+
+test("a read-only identity cannot write through a user cast or a domain's CHECK, whichever way it coerces", { timeout: 120_000 }, async (t) => {
+  const recorded: StatementRecord[] = [];
+  const audit: AuditSink = { ...noopAudit, statementAllowed: (_s, r) => void recorded.push(r) };
+  const s = await startProxyStack(t, { dp: { enforcer: undefined, audit }, bundle: policies });
+  await s.direct(COERCIONS);
+  const count = async () => (await s.direct("SELECT count(*)::int AS n FROM items")).rows[0].n as number;
+  // the server itself: each of these deletes (what the proxy must not let a reader run)
+  await s.direct("SELECT 5::pair");
+  assert.equal(await count(), 0, "the cast's function deleted the rows on the server");
+  await s.direct("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 5) g");
+  const ro = await s.pgClient(await s.token({ sub: "reader", groups: ["ro"] }));
+  const denied = async (q: string | pg.QueryConfig) => {
+    try {
+      await assert.rejects(ro.query(q as string), (e: pg.DatabaseError) => {
+        assert.equal(e.code, "42501", `${JSON.stringify(q)}: ${e.message}`);
+        return true;
+      });
+    } finally {
+      const n = await count();
+      if (n !== 5) await s.direct("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 5) g ON CONFLICT DO NOTHING");
+      assert.equal(n, 5, `${JSON.stringify(q)} deleted nothing`);
+    }
+  };
+
+  await t.test("a cast, a typed literal, an array, a domain over the domain, a qualified name", async () => {
+    await denied("SELECT 'x'::purging_text");
+    await denied("SELECT CAST('x' AS purging_text)");
+    await denied("SELECT purging_text 'x'");
+    await denied("SELECT ARRAY['x']::purging_text[]");
+    await denied("SELECT 'x'::purging_too");
+    await denied("SELECT 'x'::public.purging_text");
+    await denied("SELECT 5::pair");
+    await denied("SELECT id::pair FROM items");
+  });
+
+  await t.test("the denial names the type", async () => {
+    await assert.rejects(ro.query("SELECT 5::pair"), /names the type pair, whose coercion/);
+  });
+
+  await t.test("without naming it: a function taking the domain, a STABLE function assigning to it, a DO block", async () => {
+    await denied("SELECT takes_checked('x')");
+    await denied("SELECT stable_assigning()");
+    await denied("DO $$ DECLARE v purging_text; BEGIN v := 'x'; END $$");
+  });
+
+  await t.test("prepared and extended", async () => {
+    await denied("PREPARE q AS SELECT 'x'::purging_text");
+    await denied({ text: "SELECT $1::purging_text", values: ["x"] } as pg.QueryConfig);
+  });
+
+  await t.test("casts to types whose coercion runs nothing that writes stay reads, and so does the name in a string", async () => {
+    assert.equal((await ro.query("SELECT 'x'::honest_text AS v")).rows[0].v, "x");
+    assert.equal((await ro.query("SELECT 'x'::text AS v, 1::int AS n")).rows[0].n, 1);
+    assert.equal((await ro.query("SELECT 'purging_text' AS v")).rows[0].v, "purging_text");
+    assert.equal(await count(), 5);
+  });
+
+  await t.test("an identity that may write runs it, recorded as a write", async () => {
+    const rw = await s.pgClient(await s.token({ sub: "writer", groups: ["rw"] }));
+    await rw.query("SELECT 5::pair");
+    assert.equal(await count(), 0);
+    const rec = recorded.find((r) => r.sql === "SELECT 5::pair");
+    assert.equal(rec?.decision.statements[0]!.class, "write");
   });
 });

@@ -122,13 +122,18 @@ SELECT json_build_object(
  * function with its volatility, kind and language, the definition of the non-volatile SQL and
  * PL/pgSQL ones (whose bodies may call volatile ones) and an aggregate's support functions; the
  * operators of user functions; the definitions of views and of row security policies (what a read
- * of them runs).
+ * of them runs); the types whose coercion may run user code (domains with their CHECK expressions,
+ * types with a user input or receive function, targets of casts by user functions), those casts,
+ * and the table columns of a type such an implicit cast targets.
  */
 const FUNCTION_FACTS_SQL = `
 WITH uf AS (
-  SELECT p.oid, n.nspname AS schema, p.proname AS name, p.provolatile::text AS vol, p.prokind::text AS kind, l.lanname AS lang
+  SELECT p.oid, n.nspname AS schema, p.proname AS name, p.provolatile::text AS vol, p.prokind::text AS kind, l.lanname AS lang,
+         ARRAY(SELECT unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) UNION SELECT p.prorettype)::int[] AS types
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+), uc AS (
+  SELECT castsource, casttarget, castfunc, castcontext FROM pg_cast WHERE castfunc IN (SELECT oid FROM uf)
 )
 SELECT json_build_object(
   'builtins', (SELECT json_agg(DISTINCT p.proname) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname IN ('pg_catalog', 'information_schema')),
@@ -136,7 +141,17 @@ SELECT json_build_object(
       uf.oid::int, uf.schema, uf.name, uf.vol, uf.kind, uf.lang,
       CASE WHEN uf.vol <> 'v' AND uf.kind IN ('f', 'p') AND uf.lang IN ('sql', 'plpgsql') THEN pg_get_functiondef(uf.oid) END,
       (SELECT array_remove(ARRAY[a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn]::oid[]::int[], 0)
-         FROM pg_aggregate a WHERE a.aggfnoid = uf.oid))), '[]') FROM uf),
+         FROM pg_aggregate a WHERE a.aggfnoid = uf.oid), uf.types)), '[]') FROM uf),
+  'types', (SELECT coalesce(json_agg(json_build_array(t.oid::int, n.nspname, t.typname, t.typtype::text, t.typbasetype::int, t.typinput::oid::int, t.typreceive::oid::int,
+      (SELECT json_agg(pg_get_expr(con.conbin, 0)) FROM pg_constraint con WHERE con.contypid = t.oid AND con.contype = 'c'))), '[]')
+      FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE (n.nspname NOT IN ('pg_catalog', 'information_schema') AND (t.typtype = 'd' OR t.typinput::oid IN (SELECT oid FROM uf) OR t.typreceive::oid IN (SELECT oid FROM uf)))
+        OR t.oid IN (SELECT casttarget FROM uc)),
+  'casts', (SELECT coalesce(json_agg(json_build_array(castsource::int, casttarget::int, castfunc::int, castcontext::text)), '[]') FROM uc),
+  'typedColumns', (SELECT coalesce(json_agg(DISTINCT jsonb_build_array(n.nspname, c.relname, a.atttypid::int)), '[]')
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+       AND a.atttypid IN (SELECT casttarget FROM uc WHERE castcontext = 'i')),
   'operators', (SELECT coalesce(json_agg(json_build_array(n.nspname, o.oprname, o.oprcode::oid::int)), '[]')
       FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE o.oprcode::oid IN (SELECT oid FROM uf)),
   'views', (SELECT coalesce(json_agg(json_build_array(n.nspname, c.relname, pg_get_viewdef(c.oid))), '[]')

@@ -1,7 +1,7 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import { classifySql, loadSqlParser, type StatementInfo } from "@sluice/shared/sql";
-import { asWrite, describeUses, functionFactsFrom, needsFunctionFacts, volatileUses, type FunctionFacts, type FunctionFactsDoc } from "./volatile-calls.js";
+import { asWrite, describeUses, functionFactsFrom, mentionsAny, needsFunctionFacts, volatileUses, type FunctionFacts, type FunctionFactsDoc } from "./volatile-calls.js";
 
 before(loadSqlParser);
 
@@ -93,4 +93,54 @@ test("functionFactsFrom: what may write, to a fixed point — a stable function 
   assert.ok(f.volatileOperators.has("###"));
   for (const r of ["v_purge", "public.v_on_v", "v_seq", "guarded"]) assert.ok(f.volatileReads.has(r), r);
   for (const r of ["v_clean", "fine"]) assert.ok(!f.volatileReads.has(r), r);
+});
+
+test("functionFactsFrom: types whose coercion may write — a domain's CHECK, a domain over one, an input function, a cast's function; functions taking or returning them; tables a writing implicit cast reaches", async () => {
+  const def = (name: string, body: string) => `CREATE OR REPLACE FUNCTION public.${name}() RETURNS integer LANGUAGE plpgsql STABLE AS $function$${body}$function$`;
+  const doc: FunctionFactsDoc = {
+    builtins: ["length", "textin"],
+    functions: [
+      [1, "public", "purge", "v", "f", "plpgsql", null, null, [25, 16]],
+      [2, "public", "honest_in", "i", "f", "c", null, null, [2275, 900]],
+      [3, "public", "sloppy_in", "v", "f", "c", null, null, [2275, 901]],
+      [4, "public", "takes_checked", "s", "f", "sql", "CREATE FUNCTION public.takes_checked(x checked) RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 $$", null, [800, 23]],
+      [5, "public", "assigning", "s", "f", "plpgsql", def("assigning", "DECLARE v Checked; BEGIN v := 'x'; RETURN 1; END"), null, [23]],
+      [6, "public", "mentions_other", "s", "f", "plpgsql", def("mentions_other", "DECLARE v checked_not; BEGIN RETURN 1; END"), null, [23]],
+      [7, "public", "to_pair", "v", "f", "plpgsql", null, null, [23, 902]],
+      [8, "public", "honest_cast", "i", "f", "sql", "CREATE FUNCTION public.honest_cast(x int) RETURNS mild LANGUAGE sql IMMUTABLE AS $$ SELECT NULL::mild $$", null, [23, 903]],
+    ],
+    operators: [],
+    views: [],
+    policies: [],
+    types: [
+      [800, "public", "checked", "d", 25, 0, 0, ["purge(VALUE)"]],
+      [801, "public", "checked_too", "d", 800, 0, 0, null],
+      [802, "public", "honest", "d", 25, 0, 0, ["(length(VALUE) < 100)"]],
+      [900, "public", "fine_base", "b", 0, 2, 0, null],
+      [901, "public", "sloppy_base", "b", 0, 3, 0, null],
+      [902, "public", "pair", "c", 0, 0, 0, null],
+      [903, "public", "mild", "c", 0, 0, 0, null],
+    ],
+    casts: [[23, 902, 7, "i"], [23, 903, 8, "e"]],
+    typedColumns: [["public", "pairs", 902], ["public", "milds", 903]],
+  };
+  const f = await functionFactsFrom(doc, (sql) => classifySql(sql));
+  for (const t of ["checked", "public.checked", "checked_too", "sloppy_base", "pair"]) assert.ok(f.volatileTypes?.has(t), t);
+  for (const t of ["honest", "fine_base", "mild"]) assert.ok(!f.volatileTypes?.has(t), t);
+  assert.equal(f.user.get("takes_checked"), true, "its call coerces its argument to the domain");
+  assert.equal(f.user.get("assigning"), true, "its body names the type (a variable of it is assigned)");
+  assert.equal(f.user.get("mentions_other"), false, "a name that merely begins the same is another");
+  assert.equal(f.user.get("honest_cast"), false);
+  assert.ok(f.volatileReads.has("pairs"), "a writing implicit cast targets a column's type");
+  assert.ok(!f.volatileReads.has("milds"));
+  assert.deepEqual(volatileUses(f, info({}), ["checked", "honest"]).map((u) => `${u.name}:${u.why}`), ["checked:type"]);
+  assert.match(describeUses([{ name: "pair", why: "type" }]), /names the type pair/);
+});
+
+test("mentionsAny: whole words only, any case, qualified or not", () => {
+  const names = new Set(["checked", "public.checked"]);
+  assert.equal(mentionsAny("DECLARE v CHECKED;", names), true);
+  assert.equal(mentionsAny("v public.checked := 'x'", names), true);
+  assert.equal(mentionsAny("v checked_not; unchecked; checked2", names), false);
+  assert.equal(mentionsAny("", names), false);
 });

@@ -26,9 +26,22 @@
  * name may write if any user function of that name in any schema may (the search_path may reach it,
  * and overload resolution may prefer it to a built-in).
  *
- * Known gaps: user-defined casts and type input functions, functions inside a default expression
- * or trigger (those run on writes, which are `write` already), a function changed on the server
- * behind sluice's back until the catalog is read again.
+ * Coercions run code too: a cast to a type runs the cast's function (CREATE CAST … WITH FUNCTION),
+ * a literal's input runs the type's input function (typinput, typreceive for a binary parameter),
+ * a domain's CHECK constraints run on every value coerced to it (creating a domain takes no
+ * privilege). A type whose coercion may run something that may write is a "volatile type" (to the
+ * same fixed point; a domain over one is one), and a statement naming one (`'x'::t`, CAST(… AS t),
+ * `t 'x'`, an array of it, a DO block or function body that mentions the name at all, which is
+ * where a PL/pgSQL variable of the type would be assigned) may write. Coercions without a name
+ * written: a function (or operator) whose argument or result is of a volatile type may write, and
+ * so does a read of a table with a column of a type that a writing implicit cast targets (a
+ * comparison with its column casts to it). A cast to a type counts whatever its source: which cast
+ * applies is the server's analysis, so a writing cast to text makes every `::text` a write.
+ *
+ * Known gaps: functions inside a default expression or trigger (those run on writes, which are
+ * `write` already), implicit and assignment casts to a type the statement neither names nor takes
+ * through a function, operator or table column, a function changed on the server behind sluice's
+ * back until the catalog is read again.
  */
 import type { StatementClass } from "@sluice/shared/policy";
 import { isDynamicSqlFunction, isSuperuserFunction, sideEffectClass, type Classification, type StatementInfo } from "@sluice/shared/sql";
@@ -42,12 +55,14 @@ export interface FunctionFacts {
   readonly volatileOperators: ReadonlySet<string>;
   /** relations (`name` and `schema.name`) whose read runs something that may write */
   readonly volatileReads: ReadonlySet<string>;
+  /** types (`name` and `schema.name`, lower-case) whose coercion may run something that may write (absent: none) */
+  readonly volatileTypes?: ReadonlySet<string>;
 }
 
 /** The reason a statement runs code that may write: a call or a relation read, and why. */
 export interface VolatileUse {
   name: string;
-  why: "volatile" | "unknown" | "operator" | "reads-volatile";
+  why: "volatile" | "unknown" | "operator" | "reads-volatile" | "type";
 }
 
 const BUILTIN_SCHEMAS = new Set(["pg_catalog", "information_schema"]);
@@ -68,9 +83,13 @@ function judgeFunction(f: FunctionFacts, name: string): VolatileUse["why"] | und
   return v ? "volatile" : undefined;
 }
 
-/** The functions and relations of one statement that run volatile (or unknown) user code. */
-export function volatileUses(f: FunctionFacts, s: StatementInfo): VolatileUse[] {
+/**
+ * The functions, relations and types of one statement that run volatile (or unknown) user code.
+ * `types`: the type names the statement's text names (type-names.ts), when the facts have volatile types.
+ */
+export function volatileUses(f: FunctionFacts, s: StatementInfo, types?: readonly string[]): VolatileUse[] {
   const out: VolatileUse[] = [];
+  if (types && f.volatileTypes?.size) for (const t of types) if (f.volatileTypes.has(t)) out.push({ name: t, why: "type" });
   for (const name of s.calls ?? s.functions) {
     const why = judgeFunction(f, name);
     if (why) out.push({ name, why });
@@ -105,7 +124,9 @@ export function asWrite(s: StatementInfo): StatementInfo {
 export function describeUses(uses: readonly VolatileUse[]): string {
   const u = uses[0]!;
   const what =
-    u.why === "reads-volatile"
+    u.why === "type"
+      ? `it names the type ${u.name}, whose coercion (a cast, input function or domain CHECK) runs a volatile function`
+      : u.why === "reads-volatile"
       ? `it reads ${u.name}, whose definition or row security policy calls a volatile function`
       : u.why === "operator"
         ? `it uses the operator ${u.name}, whose function pg_proc marks volatile (it may write)`
@@ -118,8 +139,17 @@ export function describeUses(uses: readonly VolatileUse[]): string {
 /** What the catalog query reads (pg-catalog.ts FUNCTION_FACTS_SQL). */
 export interface FunctionFactsDoc {
   builtins: string[] | null;
-  /** oid, schema, name, provolatile, prokind, language, definition (non-volatile SQL and PL/pgSQL functions), an aggregate's support function oids */
-  functions: Array<[number, string, string, string, string, string, string | null, number[] | null]>;
+  /**
+   * oid, schema, name, provolatile, prokind, language, definition (non-volatile SQL and PL/pgSQL
+   * functions), an aggregate's support function oids, its argument and result type oids
+   */
+  functions: Array<[number, string, string, string, string, string, string | null, number[] | null, (number[] | null)?]>;
+  /** oid, schema, name, typtype, base type oid (a domain's), input and receive function oids, a domain's CHECK expressions: types whose coercion may run user code */
+  types?: Array<[number, string, string, string, number, number, number, string[] | null]>;
+  /** source type oid, target type oid, function oid, castcontext: casts by user functions */
+  casts?: Array<[number, number, number, string]>;
+  /** schema, table, type oid: columns of a type that an implicit cast by a user function targets */
+  typedColumns?: Array<[string, string, number]>;
   /** schema, name, function oid: operators whose function is a user function */
   operators: Array<[string, string, number]>;
   /** schema, name, definition: views */
@@ -138,6 +168,26 @@ function builtinWrites(name: string): boolean {
 
 const key2 = (schema: string, name: string) => [name.toLowerCase(), `${schema.toLowerCase()}.${name.toLowerCase()}`];
 
+/** an identifier character of the scanner's (ASCII letters, digits, _, $ and every non-ASCII byte) */
+const IDENT_CHAR = /[a-z0-9_$\u0080-\uffff]/;
+
+/**
+ * Whether `text` contains one of `names` (lower-case, unqualified ones) as a whole word, anywhere:
+ * in code, a string or a comment alike (a body's PL/pgSQL is not parsed here; erring towards write).
+ */
+export function mentionsAny(text: string, names: ReadonlySet<string>): boolean {
+  const t = text.toLowerCase();
+  for (const n of names) {
+    if (n.includes(".")) continue;
+    for (let i = t.indexOf(n); i >= 0; i = t.indexOf(n, i + 1)) {
+      const before = i === 0 ? "" : t[i - 1]!;
+      const after = t[i + n.length] ?? "";
+      if (!IDENT_CHAR.test(before) && !IDENT_CHAR.test(after)) return true;
+    }
+  }
+  return false;
+}
+
 /**
  * The catalog's document → FunctionFacts: the definitions of non-volatile functions, views and row
  * security policies classified with `classify`, then what may write found to a fixed point.
@@ -154,14 +204,26 @@ export async function functionFactsFrom(d: FunctionFactsDoc, classify: Classify)
       return null;
     }
   };
-  interface Fn { oid: number; keys: string[]; writes: boolean; body?: StatementInfo[] | null; support: number[] }
+  interface Fn { oid: number; keys: string[]; writes: boolean; body?: StatementInfo[] | null; def?: string | null; support: number[]; types: number[] }
   const fns = await Promise.all(
-    d.functions.map(async ([oid, schema, name, vol, kind, lang, def, support]): Promise<Fn> => {
-      const f: Fn = { oid, keys: key2(schema, name), writes: vol === "v", support: (support ?? []).filter((x) => x !== 0) };
-      if (!f.writes && (kind === "f" || kind === "p") && (lang === "sql" || lang === "plpgsql")) f.body = await read(def);
+    d.functions.map(async ([oid, schema, name, vol, kind, lang, def, support, types]): Promise<Fn> => {
+      const f: Fn = { oid, keys: key2(schema, name), writes: vol === "v", support: (support ?? []).filter((x) => x !== 0), types: types ?? [] };
+      if (!f.writes && (kind === "f" || kind === "p") && (lang === "sql" || lang === "plpgsql")) {
+        f.body = await read(def);
+        f.def = def;
+      }
       return f;
     }),
   );
+  interface Ty { oid: number; keys: string[]; writes: boolean; base: number; fns: number[]; checks: Array<StatementInfo[] | null> }
+  const types = await Promise.all(
+    (d.types ?? []).map(async ([oid, schema, name, _kind, base, input, receive, checks]): Promise<Ty> => ({
+      oid, keys: key2(schema, name), writes: false, base, fns: [input, receive].filter((x) => x !== 0),
+      checks: await Promise.all((checks ?? []).map((e) => read(`SELECT (${e})`))),
+    })),
+  );
+  const typeByOid = new Map(types.map((t) => [t.oid, t]));
+  const casts = d.casts ?? [];
   const ops = d.operators.map(([schema, name, fn]) => ({ keys: [name, `${schema.toLowerCase()}.${name}`], fn }));
   const views = await Promise.all(d.views.map(async ([schema, name, def]) => ({ keys: key2(schema, name), code: await read(def) })));
   const policies = await Promise.all(d.policies.map(async ([schema, table, expr]) => ({ keys: key2(schema, table), code: expr === null ? [] : await read(`SELECT (${expr})`) })));
@@ -170,7 +232,13 @@ export async function functionFactsFrom(d: FunctionFactsDoc, classify: Classify)
   const user = new Map<string, boolean>();
   const volatileOperators = new Set<string>();
   const volatileReads = new Set<string>();
-  const facts: FunctionFacts = { builtins, user, volatileOperators, volatileReads };
+  const volatileTypes = new Set<string>();
+  const facts: FunctionFacts = { builtins, user, volatileOperators, volatileReads, volatileTypes };
+  /** a function of the catalog's that may write (one it does not list is a built-in: taken at its name) */
+  const fnWrites = (oid: number) => byOid.get(oid)?.writes ?? false;
+  const typeWrites = (oid: number) => typeByOid.get(oid)?.writes ?? false;
+  /** whether a definition's text names a volatile type (a PL/pgSQL variable of it is coerced on assignment) */
+  const namesVolatileType = (def: string | null | undefined) => volatileTypes.size > 0 && typeof def === "string" && mentionsAny(def, volatileTypes);
   const refresh = () => {
     user.clear();
     for (const f of fns) for (const k of f.keys) user.set(k, (user.get(k) ?? false) || f.writes);
@@ -191,14 +259,34 @@ export async function functionFactsFrom(d: FunctionFactsDoc, classify: Classify)
     return false;
   };
   refresh();
-  for (let changed = true, round = 0; changed && round <= fns.length + views.length + policies.length; round++) {
+  for (let changed = true, round = 0; changed && round <= fns.length + views.length + policies.length + types.length; round++) {
     changed = false;
+    for (const t of types) {
+      if (t.writes) continue;
+      const w = t.fns.some(fnWrites) || typeWrites(t.base) || t.checks.some((c) => codeWrites(c, false)) || casts.some(([, target, fn]) => target === t.oid && fnWrites(fn));
+      if (w) {
+        t.writes = changed = true;
+        for (const k of t.keys) volatileTypes.add(k);
+      }
+    }
     for (const f of fns) {
       if (f.writes) continue;
-      const w = f.support.length > 0 ? f.support.some((o) => byOid.get(o)?.writes ?? true) : f.body !== undefined && codeWrites(f.body, true);
+      const w =
+        f.support.length > 0
+          ? f.support.some((o) => byOid.get(o)?.writes ?? true)
+          : f.types.some(typeWrites) || (f.body !== undefined && (codeWrites(f.body, true) || namesVolatileType(f.def)));
       if (w) f.writes = changed = true;
     }
     refresh();
+    // a column of a type that a writing implicit cast targets: comparing it with another type casts to it
+    for (const [schema, table, type] of d.typedColumns ?? []) {
+      const keys = key2(schema, table);
+      if (keys.every((k) => volatileReads.has(k))) continue;
+      if (casts.some(([, target, fn, context]) => target === type && context === "i" && fnWrites(fn))) {
+        for (const k of keys) volatileReads.add(k);
+        changed = true;
+      }
+    }
     for (const r of [...views, ...policies]) {
       if (r.keys.every((k) => volatileReads.has(k))) continue;
       if (codeWrites(r.code, false)) {

@@ -114,3 +114,23 @@ test("statements sharing a decision by shape keep their own text, clean or raise
     assert.equal(db.statements[0]!.text, b);
   }
 });
+
+test("a statement naming a type whose coercion may write is a write, with no function call in sight; without such types nothing changes, and facts not at hand are read first", async () => {
+  const typed: FunctionFacts = { ...facts(), volatileTypes: new Set(["checked", "public.checked"]) };
+  const e = enforcer(source({ now: typed }));
+  const d = e.decide("SELECT 'x'::checked", "simple", ro) as Decision;
+  assert.equal(d.action, "deny");
+  assert.match(d.reason, /names the type checked, whose coercion/);
+  assert.equal((e.decide("SELECT 'checked'::text", "simple", ro) as Decision).action, "allow");
+  assert.equal((e.decide("SELECT 'x'::checked", "simple", rw) as Decision).action, "allow");
+  // no volatile types: a cast alone does not even look at the catalog
+  const plain = source({ now: facts() });
+  assert.equal((enforcer(plain).decide("SELECT 'x'::checked", "simple", ro) as Decision).action, "allow");
+  assert.deepEqual(plain.reads, []);
+  // facts not at hand: a statement that may coerce waits for them
+  const cold = source({ load: async () => typed });
+  const waited = enforcer(cold).decide("SELECT checked 'x'", "simple", ro);
+  assert.ok(waited instanceof Promise);
+  assert.equal((await waited).action, "deny");
+  assert.equal(cold.reads.length, 1);
+});

@@ -1,6 +1,7 @@
 /**
  * An Enforcer in front of another that holds every statement running a volatile user function (or
- * reading a relation that runs one) to what a write needs (volatile-calls.ts): the inner decision
+ * reading a relation that runs one, or naming a type whose coercion runs one) to what a write
+ * needs (volatile-calls.ts): the inner decision
  * is evaluated again with `write` among those statements' classes, so a read-only identity calling
  * a PL/pgSQL function that deletes rows is denied, and the audit records the statement as a write.
  *
@@ -16,6 +17,7 @@ import { SluiceError } from "@sluice/shared/errors";
 import type { StatementInfo } from "@sluice/shared/sql";
 import type { Enforcer, EnforcerDecision, PreparedStatements, SessionInfo, SnapshotSource } from "../session/session-hooks.js";
 import { asWrite, describeUses, needsFunctionFacts, volatileUses, type FunctionFacts, type VolatileUse } from "./volatile-calls.js";
+import { volatileTypeNames } from "./type-names.js";
 
 export interface FunctionFactsSource {
   functionFacts(resource: string, maxAgeMs?: number): Promise<FunctionFacts>;
@@ -24,6 +26,15 @@ export interface FunctionFactsSource {
 
 /** a name the facts do not know is looked up again when they are older than this */
 const UNKNOWN_RECHECK_MS = 1000;
+
+/**
+ * Whether a statement's text may coerce a value to a type it names: `::`, CAST(, a typed literal
+ * or string prefix (a word right before a quote), a DO block. Loose on purpose: it only decides
+ * whether the catalog is asked.
+ */
+function mayCoerce(s: StatementInfo): boolean {
+  return s.kind === "DoStmt" || s.text.includes("::") || /\bcast\s*\(|[a-z0-9_"$]\s*'/i.test(s.text);
+}
 
 const isPromise = <T>(x: T | Promise<T>): x is Promise<T> => typeof (x as { then?: unknown } | null)?.then === "function";
 
@@ -56,8 +67,11 @@ export function volatilityEnforcer(inner: Enforcer, o: { snapshots: SnapshotSour
     const remember = !executes(d);
     const uses = new Map<StatementInfo, VolatileUse[]>();
     let unknown = false;
+    const typed = (facts.volatileTypes?.size ?? 0) > 0;
     for (const s of statementsOf(d, prepared)) {
-      const u = volatileUses(facts, s);
+      // the upstream has types whose coercion may write: which of them the statement names
+      const types = typed ? volatileTypeNames(s.text, facts.volatileTypes!) : [];
+      const u = types === undefined ? [{ name: "(a statement sluice cannot read for its types)", why: "type" as const }] : volatileUses(facts, s, types);
       if (u.length) uses.set(s, u);
       if (u.some((x) => x.why === "unknown")) unknown = true;
     }
@@ -108,8 +122,12 @@ export function volatilityEnforcer(inner: Enforcer, o: { snapshots: SnapshotSour
       const own = memo.get(d);
       if (own?.facts === now && own.out && !executes(d)) return own.out;
     }
+    // a statement that calls, uses operators or reads relations looks at the catalog; so does one
+    // that may coerce to a type (a cast, a typed literal, a DO block) when the facts are not at hand
+    // or have volatile types
     let needs = false;
-    for (const s of statementsOf(d, prepared)) if (needsFunctionFacts(s)) needs = true;
+    const typed = now === undefined || (now.volatileTypes?.size ?? 0) > 0;
+    for (const s of statementsOf(d, prepared)) if (needsFunctionFacts(s) || (typed && mayCoerce(s))) needs = true;
     if (!needs) return d;
     if (now) return judge(d, now, session, prepared, true);
     return o.catalog.functionFacts(session.resource).then(
