@@ -365,9 +365,22 @@ async function main() {
           a.results[`one event stored, ${k}: nats-server`] = { ...summarize([v.natsUsPerEvent]), ...batched };
           a.results[`one event stored, ${k}: publishing process`] = summarize([v.clientUsPerEvent]);
         }
-        a.notes.push("nats-server and the publisher alone on a private server, without other load; in scenario 1 the same event costs nats-server several times more (see natsCpuUsPerTx there)");
+        a.notes.push("nats-server and the publisher alone on a private server, messages back to back; at scenario 1's pace a message costs nats-server more (its wake-ups from idle: see the paced rows and natsCpuUsPerMsg there)");
       } catch (e) {
         a.notes.push(`nats-cost.bench.ts failed: ${(e as Error).message}`);
+      }
+      // what one message at the lanes' pace (250/s, 13 KB, one in flight) costs nats-server, one piece taken away at a time
+      if (!smoke) {
+        const paced = spawnSync(process.execPath, ["--import", "tsx", join(here, "nats-paced.bench.ts"), "--rounds", "1", "--seconds", "3"], { encoding: "utf8", timeout: 180_000 });
+        try {
+          if (paced.status !== 0) throw new Error((paced.stderr || "").trim().split("\n").slice(-1)[0]);
+          const j = JSON.parse(paced.stdout) as { results: Record<string, Array<{ natsUsPerMsg: number; load1: number }>> };
+          for (const [k, xs] of Object.entries(j.results)) {
+            a.results[`one 13 KB message at 250/s, ${k}: nats-server µs/message`] = { ...summarize(xs.map((x) => x.natsUsPerMsg)), extra: { load1: xs[0]!.load1 } };
+          }
+        } catch (e) {
+          a.notes.push(`nats-paced.bench.ts failed: ${(e as Error).message}`);
+        }
       }
       results.push(a);
     }
