@@ -30,6 +30,7 @@ import { createPgCatalog, pgCatalogConnector, type PgCatalog } from "./catalog/p
 import { volatilityEnforcer } from "./catalog/volatility-enforcer.js";
 import { HandshakeLimiter, type HandshakeLimiterOptions } from "./net/handshake-limiter.js";
 import {
+
   defaultAuditFeatures,
   noopAudit,
   type ApprovalGate,
@@ -40,6 +41,9 @@ import {
   type ResultMasker,
   type SnapshotSource,
 } from "./session/session-hooks.js";
+
+/** the masker's StatementAnnotator, as a URL a classifier worker imports (the sources' .ts under tsx, dist's .js) */
+const STATEMENT_ANNOTATOR = new URL(`./masking/statement-annotation${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url).href;
 
 export interface DataPlaneOptions {
   /** where the policy comes from (B2's KV watcher, or staticSnapshots in tests) */
@@ -164,7 +168,11 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const metrics = options.metrics ?? newMetricsRegistry();
   // a long statement is parsed off this thread, within a deadline: it cannot stall other sessions
   // (the default enforcer's statements, and the definitions the function catalog reads)
-  const classifier = options.enforcer ? undefined : await ClassifierPool.create({ workers: options.classifier?.workers, deadlineMs: options.classifier?.timeoutMs });
+  // each statement's result lineage is read off the tree where it is classified (a long one in a
+  // worker), so the masker never parses it again on this thread
+  const classifier = options.enforcer
+    ? undefined
+    : await ClassifierPool.create({ workers: options.classifier?.workers, deadlineMs: options.classifier?.timeoutMs, annotator: STATEMENT_ANNOTATOR });
   const classify = classifier && ((sql: string) => classifier.classify(sql));
   // masking is always wired: results of resources without masking rules take the raw path
   const ownMasker = options.masker

@@ -13,6 +13,7 @@ import { SluiceError } from "@sluice/shared/errors";
 import type { UpstreamSpec } from "@sluice/shared/policy";
 import type { CatalogLookup, FieldOrigin } from "../masking/catalog-lookup.js";
 import { queryLineage, type OutputLineage, type SourceUse } from "../masking/lineage.js";
+import type { ResultAnnotation } from "../masking/statement-annotation.js";
 import type { ResolvedColumn } from "../masking/mask-rules.js";
 import type { ExposureFacts } from "../masking/exposure.js";
 import { functionFactsFrom, type FunctionFacts, type FunctionFactsDoc } from "./volatile-calls.js";
@@ -272,17 +273,33 @@ export function createPgCatalog(opts: PgCatalogOptions): PgCatalog {
     const rows = await q<{ def: string }>(resource, "SELECT pg_get_viewdef($1::oid) AS def", [oid]);
     let v: OutputLineage[] | null = null;
     if (rows[0]?.def) {
-      await (parserReady ??= loadParser().then(() => undefined));
-      try {
-        const stmt = parseSql(rows[0].def).stmts?.[0]?.stmt as any;
-        v = stmt ? queryLineage(stmt) : null;
-      } catch {
-        v = null;
-      }
+      v = await definitionLineage(rows[0].def);
       if (v?.some((x) => x.star)) v = null; // the stored definition has stars expanded; if not, give up
     }
     c.viewLineage.set(oid, { at: now(), value: v });
     return v;
+  }
+
+  /**
+   * A view definition's lineage: from its classification's annotation (the node's classifier pool
+   * reads it in a worker when the definition is long, so a view with a huge definition costs the
+   * relay's thread nothing), else parsed here. null: not traceable.
+   */
+  async function definitionLineage(def: string): Promise<OutputLineage[] | null> {
+    await (parserReady ??= loadParser().then(() => undefined));
+    try {
+      const c = await classify(def);
+      const a = c.ok && c.statements.length === 1 ? (c.statements[0]!.annotation as ResultAnnotation | undefined) : undefined;
+      if (a !== undefined) return a.ok ? a.lineage : null;
+    } catch {
+      return null;
+    }
+    try {
+      const stmt = parseSql(def).stmts?.[0]?.stmt as any;
+      return stmt ? queryLineage(stmt) : null;
+    } catch {
+      return null;
+    }
   }
 
   /** Replaces sources that name views by what the view columns read, recursively. */

@@ -247,12 +247,18 @@ export function statementExposure(
   }
 }
 
-/** The operators and cast target types of a libpg-query statement AST (everything below it). */
-export function syntaxUses(ast: unknown): SyntaxUses {
+/** The operators and cast target types of a libpg-query statement AST (everything below it); undefined when it nests too deep to list. */
+export function syntaxUses(ast: unknown): SyntaxUses | undefined {
   const operators = new Set<string>();
   const castTypes = new Set<string>();
+  let tooDeep = false;
   const walk = (n: unknown, depth: number): void => {
-    if (depth > 200 || n === null || typeof n !== "object") return;
+    if (n === null || typeof n !== "object") return;
+    // what lies deeper is not listed, so the statement's syntax is not known (never "none")
+    if (depth > 200) {
+      tooDeep = true;
+      return;
+    }
     if (Array.isArray(n)) {
       for (const x of n) walk(x, depth + 1);
       return;
@@ -267,5 +273,5 @@ export function syntaxUses(ast: unknown): SyntaxUses {
     for (const v of Object.values(o)) walk(v, depth + 1);
   };
   walk(ast, 0);
-  return { operators: [...operators], castTypes: [...castTypes] };
+  return tooDeep ? undefined : { operators: [...operators], castTypes: [...castTypes] };
 }

@@ -3,8 +3,15 @@
  * bundle's `masking` entries per resource, plans each result from (B) RowDescription + catalog +
  * the statement's lineage, and rewrites (B) DataRow / CopyData frames. Pure apart from awaiting
  * the injected CatalogLookup; no buffering: each frame is rewritten on its own.
+ *
+ * A statement's lineage, COPY and cursor facts come from its classification's annotation
+ * (statement-annotation.ts, read off the tree where it was classified: a long statement's in a
+ * classifier worker). Only a statement without one (a decision shared by shape, a hand-built
+ * StatementInfo, a message without statements) is parsed here, and only up to INLINE_MAX_BYTES,
+ * the length the classifier parses on this thread too: a longer one is not analysed, and its
+ * results are refused rather than guessed.
  */
-import { loadParser, parseSql } from "@sluice/shared/sql";
+import { INLINE_MAX_BYTES, loadParser, parseSql } from "@sluice/shared/sql";
 import type { MaskingSpec } from "@sluice/shared/policy";
 import { SluiceError } from "@sluice/shared/errors";
 import type { StatementInfo } from "@sluice/shared/sql";
@@ -12,10 +19,11 @@ import type { MaskPlan, MessageContext, ResultContext, ResultMasker, RowField } 
 import type { CatalogLookup } from "./catalog-lookup.js";
 import { maskCopyDataFrame } from "./copy-text.js";
 import { maskDataRowFrame } from "./data-row.js";
-import { alignLineage, queryLineage, type OutputLineage, type SourceUse } from "./lineage.js";
+import { alignLineage, type OutputLineage, type SourceUse } from "./lineage.js";
+import { annotateStatement, type CopyOutFacts, type ResultAnnotation } from "./statement-annotation.js";
 import { compileMasking, maskLooseText, planMask, summarizePlan, type MaskSummary, type CompiledMasking, type FieldFacts, type MaskPlanData, type ResolvedColumn } from "./mask-rules.js";
 import { isBuiltinType } from "./type-codecs.js";
-import { CLEAN, indexExposure, statementExposure, syntaxUses, type Exposure, type ExposureIndex, type SyntaxUses } from "./exposure.js";
+import { CLEAN, indexExposure, statementExposure, type Exposure, type ExposureIndex, type SyntaxUses } from "./exposure.js";
 import { screenMessageFields, type MessageKind } from "./message-fields.js";
 
 export interface ResultMaskerOptions {
@@ -55,39 +63,50 @@ const ENUMERATED_PARAMETERS = new Set([
 /** what COPY TO STDOUT of masked columns is refused with, whatever else the reason says */
 export const COPY_OUT_MASKED = "COPY TO STDOUT of a result with masking rules is not allowed";
 const UNATTRIBUTED = { deny: `${COPY_OUT_MASKED}: sluice cannot tell which columns it copies` } as const;
-/** DeclareCursorStmt.options: the BINARY option (parsenodes.h CURSOR_OPT_BINARY) */
-const CURSOR_OPT_BINARY = 0x0001;
-
 let parserReady: Promise<void> | undefined;
-const parseCache = new Map<string, any>();
+const parsedHere = new Map<string, ResultAnnotation[]>();
 
-async function parseStatement(sql: string): Promise<any | null> {
-  const hit = parseCache.get(sql);
-  if (hit !== undefined) return hit;
-  // the guarded parser: a statement that breaks it retires its instance, not the node's masking
-  await (parserReady ??= loadParser().then(() => undefined));
-  let stmts: any[] | null;
-  try {
-    stmts = (parseSql(sql).stmts ?? []).map((s: any) => s.stmt);
-  } catch {
-    stmts = null;
-  }
-  if (parseCache.size > 2000) parseCache.clear();
-  parseCache.set(sql, stmts);
-  return stmts;
+/** Whether the classifier parses `sql` on this thread too (UTF-8 takes at most 3 bytes per UTF-16 unit). */
+function parsedInline(sql: string): boolean {
+  return sql.length * 3 <= INLINE_MAX_BYTES || (sql.length <= INLINE_MAX_BYTES && Buffer.byteLength(sql, "utf8") <= INLINE_MAX_BYTES);
 }
 
-/** Lineage of a statement's result columns: SELECT targets, or a DML statement's RETURNING list. */
-function statementLineage(stmt: any): OutputLineage[] | null {
-  if (!stmt) return null;
-  if (stmt.SelectStmt) return queryLineage(stmt);
-  const dml = stmt.InsertStmt ?? stmt.UpdateStmt ?? stmt.DeleteStmt;
-  if (dml?.returningList && dml.relation) {
-    // RETURNING reads the target table (and an UPDATE's FROM list) like a SELECT would
-    const fromClause = [{ RangeVar: dml.relation }, ...(dml.fromClause ?? []), ...(dml.usingClause ?? [])];
-    return queryLineage({ SelectStmt: { targetList: dml.returningList, fromClause } });
+const NOT_ANALYSED: ResultAnnotation = {
+  ok: false,
+  why: `it was not analysed where it was classified, and sluice parses no statement longer than ${INLINE_MAX_BYTES} bytes on the relay's thread`,
+};
+
+/**
+ * The annotations of the statements of a text without one, parsed here: a text that does not parse
+ * has none (it gets no lineage; the server refuses it), one too long to parse here is NOT_ANALYSED.
+ */
+async function annotateText(sql: string): Promise<ResultAnnotation[]> {
+  const hit = parsedHere.get(sql);
+  if (hit !== undefined) return hit;
+  if (!parsedInline(sql)) return [NOT_ANALYSED];
+  // the guarded parser: a statement that breaks it retires its instance, not the node's masking
+  await (parserReady ??= loadParser().then(() => undefined));
+  let out: ResultAnnotation[];
+  try {
+    out = (parseSql(sql).stmts ?? []).map((s: any) => {
+      const kind = Object.keys(s.stmt)[0]!;
+      return annotateStatement(kind, s.stmt[kind]);
+    });
+  } catch {
+    out = [];
   }
-  return null;
+  if (parsedHere.size > 2000) parsedHere.clear();
+  parsedHere.set(sql, out);
+  return out;
+}
+
+function isAnnotation(a: unknown): a is ResultAnnotation {
+  return typeof a === "object" && a !== null && typeof (a as { ok?: unknown }).ok === "boolean";
+}
+
+/** A statement's annotation from its classification, or read off its text here. */
+function annotationsOf(s: StatementInfo): ResultAnnotation[] | Promise<ResultAnnotation[]> {
+  return isAnnotation(s.annotation) ? [s.annotation] : annotateText(s.text);
 }
 
 function mergeLineages(all: OutputLineage[][]): OutputLineage[] | null {
@@ -128,18 +147,12 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
     return c;
   }
 
-  async function candidateStatements(ctx: ResultContext): Promise<any[]> {
-    const texts: string[] =
-      ctx.statementIndex !== undefined && ctx.statements[ctx.statementIndex]
-        ? [ctx.statements[ctx.statementIndex]!.text]
-        : ctx.statements.length
-          ? ctx.statements.map((s: StatementInfo) => s.text)
-          : [ctx.sql];
-    const out: any[] = [];
-    for (const t of texts) {
-      const stmts = await parseStatement(t);
-      if (stmts) out.push(...stmts);
-    }
+  /** the annotations of the statements that may have produced the result */
+  async function candidates(ctx: ResultContext): Promise<ResultAnnotation[]> {
+    const own = ctx.statementIndex !== undefined ? ctx.statements[ctx.statementIndex] : undefined;
+    if (!own && !ctx.statements.length) return annotateText(ctx.sql);
+    const out: ResultAnnotation[] = [];
+    for (const s of own ? [own] : ctx.statements) out.push(...(await annotationsOf(s)));
     return out;
   }
 
@@ -154,13 +167,18 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
     const resource = ctx.session.resource;
     const c = rulesFor(resource);
     if (!c) return null;
-    const stmts = await candidateStatements(ctx);
-    const lineages = stmts
-      .map(statementLineage)
-      .filter((l): l is OutputLineage[] => l !== null)
-      .map((l) => alignLineage(l, fields.length))
-      .filter((l): l is OutputLineage[] => l !== null);
-    const lineage = mergeLineages(lineages);
+    const found = await candidates(ctx);
+    // one statement that could not be traced leaves every column's lineage unknown
+    const lineages: OutputLineage[][] = [];
+    let traced = true;
+    for (const a of found) {
+      if (!a.ok) traced = false;
+      else if (a.lineage) {
+        const l = alignLineage(a.lineage, fields.length);
+        if (l) lineages.push(l);
+      }
+    }
+    const lineage = traced ? mergeLineages(lineages) : null;
     const origins = await opts.catalog.resolveFields(resource, fields);
     const custom = [...new Set(fields.map((f) => f.typeOid).filter((o) => !isBuiltinType(o)))];
     const typeNames = custom.length ? await opts.catalog.typeNames(resource, custom) : new Map<number, string>();
@@ -197,35 +215,34 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
     const resource = ctx.session.resource;
     const c = rulesFor(resource);
     if (!c) return null;
-    const copy = (await candidateStatements(ctx)).map((s) => s?.CopyStmt).find((s) => s && !s.is_from);
-    if (!copy) return UNATTRIBUTED; // a CopyOutResponse we cannot attribute to a statement: fail closed
-    return copyPlanOf(c, resource, copy);
+    const copy = (await candidates(ctx)).find((a) => a.ok && a.copyOut);
+    if (!copy?.ok || !copy.copyOut) return UNATTRIBUTED; // a CopyOutResponse we cannot attribute to a statement: fail closed
+    return copyPlanOf(c, resource, copy.copyOut);
   }
 
-  async function copyPlanOf(c: CompiledMasking, resource: string, copy: any): Promise<MaskPlanData | null | { deny: string }> {
+  async function copyPlanOf(c: CompiledMasking, resource: string, copy: CopyOutFacts): Promise<MaskPlanData | null | { deny: string }> {
     const unattributed = UNATTRIBUTED;
     let format = "text";
     let plainText = true;
-    for (const o of copy.options ?? []) {
-      const d = o.DefElem;
-      if (d?.defname === "format") format = String(d.arg?.String?.sval ?? "text").toLowerCase();
+    for (const o of copy.options) {
+      if (o.name === "format") format = (o.value ?? "text").toLowerCase();
       // the text format's own delimiter and NULL string, spelled out (PHP's pg_copy_to always
       // sends DELIMITER E'\t' NULL AS E'\\N'), keep the row syntax this masker parses
-      else if (d?.defname === "delimiter" && d.arg?.String?.sval === "\t") continue;
-      else if (d?.defname === "null" && d.arg?.String?.sval === "\\N") continue;
+      else if (o.name === "delimiter" && o.value === "\t") continue;
+      else if (o.name === "null" && o.value === "\\N") continue;
       // other delimiters / NULL strings change the row syntax this masker parses
-      else if (d && ["delimiter", "null", "quote", "escape", "encoding", "force_quote"].includes(d.defname)) plainText = false;
+      else if (["delimiter", "null", "quote", "escape", "encoding", "force_quote"].includes(o.name)) plainText = false;
     }
     let lineage: OutputLineage[] | null = null;
     if (copy.relation) {
       const rv = copy.relation;
-      const cols: ResolvedColumn[] | null = copy.attlist
-        ? copy.attlist.map((a: any) => ({ schema: rv.schemaname, table: rv.relname, column: a.String.sval }))
-        : await opts.catalog.tableColumns(resource, rv.schemaname, rv.relname);
+      const cols: ResolvedColumn[] | null = copy.columns
+        ? copy.columns.map((column) => ({ schema: rv.schema, table: rv.table, column }))
+        : await opts.catalog.tableColumns(resource, rv.schema, rv.table);
       if (!cols) return unattributed;
       lineage = cols.map((col) => ({ name: col.column, sources: [{ col: { schema: col.schema, table: col.table, column: col.column } }], unknown: false }));
-    } else if (copy.query) {
-      const items = queryLineage(copy.query);
+    } else if (copy.query !== undefined) {
+      const items = copy.query;
       if (!items) return unattributed;
       lineage = [];
       for (const it of items) {
@@ -256,15 +273,16 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
   async function refusal(ctx: ResultContext): Promise<string | undefined> {
     const c = rulesFor(ctx.session.resource);
     if (!c) return undefined;
-    for (const stmt of await candidateStatements(ctx)) {
-      if (stmt?.CopyStmt && !stmt.CopyStmt.is_from) {
-        const r = await copyPlanOf(c, ctx.session.resource, stmt.CopyStmt);
+    for (const a of await candidates(ctx)) {
+      // what could not be read might be a COPY TO or a BINARY cursor: it does not run unmasked
+      if (!a.ok) return `the results of this statement cannot be masked on a resource with masking rules: ${a.why}`;
+      if (a.copyOut) {
+        const r = await copyPlanOf(c, ctx.session.resource, a.copyOut);
         if (r !== null && "deny" in r) return r.deny;
       }
       // FETCH from a BINARY cursor in a simple Query returns binary rows the masker may not be able
       // to rewrite, and only once the FETCH has run; in the extended protocol Bind chooses the format
-      if (stmt?.DeclareCursorStmt && (Number(stmt.DeclareCursorStmt.options ?? 0) & CURSOR_OPT_BINARY) !== 0)
-        return "a BINARY cursor is not allowed on a resource with masking rules (its rows could not be masked): declare it without BINARY";
+      if (a.binaryCursor) return "a BINARY cursor is not allowed on a resource with masking rules (its rows could not be masked): declare it without BINARY";
     }
     return undefined;
   }
@@ -293,11 +311,16 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
   }
 
   /** the operators and casts of each statement, when the database has some that run user code */
-  async function syntaxOf(texts: readonly string[]): Promise<Array<SyntaxUses | undefined>> {
+  async function syntaxOf(statements: readonly StatementInfo[]): Promise<Array<SyntaxUses | undefined>> {
     const out: Array<SyntaxUses | undefined> = [];
-    for (const t of texts) {
-      const stmts = await parseStatement(t);
-      out.push(stmts ? syntaxUses(stmts) : undefined);
+    for (const s of statements) {
+      const found = await annotationsOf(s);
+      let u: SyntaxUses | undefined = found.length ? { operators: [], castTypes: [] } : undefined;
+      for (const a of found) {
+        const x = a.ok ? a.syntax : undefined;
+        u = u && x ? { operators: [...u.operators, ...x.operators], castTypes: [...u.castTypes, ...x.castTypes] } : undefined;
+      }
+      out.push(u);
     }
     return out;
   }
@@ -317,7 +340,7 @@ export function createResultMasker(opts: ResultMaskerOptions): SluiceResultMaske
           statementExposure(statements, index, syntax ? (i) => syntax[i] : undefined);
         const withIndex = (index: ExposureIndex | undefined) => {
           if (index && (index.userOperators.size || index.userCastTypes.size) && statements.length)
-            return syntaxOf(statements.map((x) => x.text)).then((syntax) => judge(index, syntax));
+            return syntaxOf(statements).then((syntax) => judge(index, syntax));
           return judge(index);
         };
         const index = exposureIndex(ctx.session.resource, c);

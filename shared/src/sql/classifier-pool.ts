@@ -23,7 +23,7 @@ import { Worker } from "node:worker_threads";
 import { SluiceError } from "../errors/sluice-error.js";
 import { classifySql, loadSqlParser } from "./classify-sql.js";
 import { compiledParserModule } from "./sql-parser.js";
-import type { Classification } from "./statement-info.js";
+import type { Classification, StatementAnnotator } from "./statement-info.js";
 import type { ClassifyReply, ClassifyRequest } from "./classify-worker.js";
 
 /**
@@ -63,6 +63,12 @@ export interface ClassifierPoolOptions {
   maxQueued?: number;
   /** a worker's JavaScript heap limit (default 512 MiB): a statement whose tree needs more is denied */
   workerHeapMb?: number;
+  /**
+   * URL of a module exporting `annotateStatement` (a StatementAnnotator): every classification, inline
+   * or in a worker, carries its annotation of each statement, read off the tree the classifier
+   * parsed. (A URL, not a function: a worker imports it for itself.)
+   */
+  annotator?: string;
 }
 
 export interface ClassifierPoolStats {
@@ -96,7 +102,7 @@ interface Slot {
  * dist/ runs the compiled worker. The sources run through tsx, which does not register itself in
  * worker threads on Node 20: there the worker registers it first, then imports the TypeScript entry.
  */
-function newWorker(o: { resourceLimits: { maxOldGenerationSizeMb: number }; workerData: { parserModule: object } }): Worker {
+function newWorker(o: { resourceLimits: { maxOldGenerationSizeMb: number }; workerData: { parserModule: object; annotator?: string } }): Worker {
   if (!import.meta.url.endsWith(".ts")) return new Worker(new URL("./classify-worker.js", import.meta.url), o);
   const api = import.meta.resolve("tsx/esm/api");
   const entry = new URL("./classify-worker.ts", import.meta.url).href;
@@ -125,14 +131,20 @@ export class ClassifierPool {
   readonly bodyInlineMaxBytes: number;
   private readonly maxQueued: number;
   private readonly heapMb: number;
+  private readonly annotatorUrl: string | undefined;
 
-  private constructor(o: ClassifierPoolOptions, private readonly parserModule: object) {
+  private constructor(
+    o: ClassifierPoolOptions,
+    private readonly parserModule: object,
+    private readonly annotate: StatementAnnotator | undefined,
+  ) {
     this.maxWorkers = Math.max(1, o.workers ?? 2);
     this.deadlineMs = o.deadlineMs ?? DEFAULT_CLASSIFY_TIMEOUT_MS;
     this.inlineMaxBytes = o.inlineMaxBytes ?? INLINE_MAX_BYTES;
     this.bodyInlineMaxBytes = Math.min(this.inlineMaxBytes, o.bodyInlineMaxBytes ?? BODY_INLINE_MAX_BYTES);
     this.maxQueued = o.maxQueued ?? 256;
     this.heapMb = o.workerHeapMb ?? 512;
+    this.annotatorUrl = o.annotator;
   }
 
   /** A pool on the process's parser (loaded here) for the inline statements. */
@@ -140,7 +152,9 @@ export class ClassifierPool {
     await loadSqlParser();
     // every worker, replacements included, makes its instances of this thread's compiled module
     // instead of reading and compiling 1.7 MB of wasm again
-    return new ClassifierPool(o, await compiledParserModule());
+    const annotate = o.annotator ? ((await import(o.annotator)) as { annotateStatement: StatementAnnotator }).annotateStatement : undefined;
+    if (o.annotator && typeof annotate !== "function") throw new Error(`${o.annotator} exports no annotateStatement`);
+    return new ClassifierPool(o, await compiledParserModule(), annotate);
   }
 
   /** Whether `sql` is classified inline (synchronously). */
@@ -157,7 +171,7 @@ export class ClassifierPool {
   classify(sql: string): Classification | Promise<Classification> {
     if (this.inline(sql)) {
       this.stats.inline++;
-      return classifySql(sql);
+      return classifySql(sql, undefined, this.annotate);
     }
     if (this.closed) return Promise.reject(new SluiceError("unavailable", "the SQL classifier is shutting down"));
     if (this.queue.length >= this.maxQueued) {
@@ -257,7 +271,7 @@ export class ClassifierPool {
 
   private start(): void {
     this.stats.started++;
-    const worker = newWorker({ resourceLimits: { maxOldGenerationSizeMb: this.heapMb }, workerData: { parserModule: this.parserModule } });
+    const worker = newWorker({ resourceLimits: { maxOldGenerationSizeMb: this.heapMb }, workerData: { parserModule: this.parserModule, annotator: this.annotatorUrl } });
     // a worker keeps the process alive only while it starts or works on a statement
     const s: Slot = { worker, ready: false };
     this.slots.add(s);

@@ -41,7 +41,7 @@
  * through operators, casts, type input functions, views, defaults, triggers and row-level security
  * policies are not listed.
  */
-import type { StatementInfo, Classification } from "./statement-info.js";
+import type { StatementInfo, Classification, StatementAnnotator } from "./statement-info.js";
 import { ClassifyError, constantReadCount, cutText, firstKey, type J } from "./ast-util.js";
 import { Collector } from "./statement-walker.js";
 import { baselineOf } from "./client-baseline.js";
@@ -66,7 +66,7 @@ const TXN: Readonly<Record<string, StatementInfo["txn"]>> = {
   TRANS_STMT_COMMIT_PREPARED: "commit_prepared", TRANS_STMT_ROLLBACK_PREPARED: "rollback_prepared",
 };
 
-function classifyOne(parser: SqlParser, kind: string, node: J, text: string): StatementInfo {
+function classifyOne(parser: SqlParser, kind: string, node: J, text: string, annotate: StatementAnnotator | undefined): StatementInfo {
   const c = new Collector(parser);
   const reads = constantReadCount();
   const own = c.statement(kind, node, text, 0, false);
@@ -92,6 +92,13 @@ function classifyOne(parser: SqlParser, kind: string, node: J, text: string): St
   const allowance = baselineOf(kind, node);
   if (allowance !== undefined && classes.every((k) => k === "utility")) info.baseline = allowance;
   if (constantReadCount() !== reads) info.readsConstants = true;
+  if (annotate) {
+    try {
+      info.annotation = annotate(kind, node);
+    } catch {
+      // none: what reads the annotation treats a statement without one as unanalysed
+    }
+  }
   return info;
 }
 
@@ -99,9 +106,9 @@ function classifyOne(parser: SqlParser, kind: string, node: J, text: string): St
  * Classifies a client message: every statement of a (possibly multi-statement) string. A parse
  * failure, or anything the classifier cannot analyse, is `{ ok: false }`: the caller denies.
  * An empty or comment-only string is `{ ok: true, statements: [] }` (Postgres answers EmptyQueryResponse).
- * `parser` defaults to the process's (loadSqlParser).
+ * `parser` defaults to the process's (loadSqlParser); `annotate` adds each statement's `annotation`.
  */
-export function classifySql(sql: string, parser: SqlParser = parserOrThrow()): Classification {
+export function classifySql(sql: string, parser: SqlParser = parserOrThrow(), annotate?: StatementAnnotator): Classification {
   if (sql.trim() === "") return { ok: true, statements: [] };
   const depth = bracketDepth(sql);
   if (depth > MAX_BRACKET_DEPTH) {
@@ -123,7 +130,7 @@ export function classifySql(sql: string, parser: SqlParser = parserOrThrow()): C
     for (const s of stmts) {
       const kind = firstKey(s.stmt);
       const text = stmts.length === 1 ? sql.trim() : cutText(sql, bytes, s.stmt_location, s.stmt_len);
-      statements.push(classifyOne(parser, kind, s.stmt[kind], text));
+      statements.push(classifyOne(parser, kind, s.stmt[kind], text, annotate));
     }
   } catch (e) {
     // anything the walk cannot analyse (including a stack overflow on a pathological tree) denies

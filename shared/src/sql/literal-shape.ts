@@ -109,11 +109,15 @@ export function decidedByShape(c: Classification): boolean {
 /**
  * The decision `decided` (made for another statement of the same shape) as the decision for
  * `sql`: the same outcome, with this statement's own text (as classifySql cuts a one-statement
- * message: trimmed), and `decidedAs` pointing at the shared decision.
+ * message: trimmed), and `decidedAs` pointing at the shared decision. The statement's annotation
+ * is not shared: it was read off the other statement's tree and may hold its literals (the data
+ * plane's result lineage keeps `json_build_object('key', …)`'s keys), so whoever needs one reads
+ * it off this text (at most SHAPE_MAX_BYTES).
  */
 export function decisionForText(decided: Decision, sql: string): Decision {
   const s = decided.statements[0];
   const text = sql.trim();
   if (s === undefined || s.text === text) return decided;
-  return { ...decided, statements: [{ ...s, text }], decidedAs: decided.decidedAs ?? decided };
+  const { annotation: _theirs, ...own } = s;
+  return { ...decided, statements: [{ ...own, text }], decidedAs: decided.decidedAs ?? decided };
 }

@@ -52,7 +52,20 @@ export interface StatementInfo {
    * (literal-shape.ts).
    */
   readsConstants?: true;
+  /**
+   * What the node's statement annotator (StatementAnnotator) read off this statement's parse tree,
+   * on the thread that classified it: the data plane's masker reads result lineage from here
+   * instead of parsing the text again. Opaque to this room. Absent: no annotator, or it failed.
+   */
+  annotation?: unknown;
 }
+
+/**
+ * Reads something more off one statement's parse tree (`kind`, and the node under that key of the
+ * raw statement) while the classifier has it; pure and synchronous. Given to the classifier pool
+ * as the URL of a module exporting it as `annotateStatement`, so its workers run it too.
+ */
+export type StatementAnnotator = (kind: string, node: unknown) => unknown;
 
 export type Classification =
   | { ok: true; statements: StatementInfo[] }
