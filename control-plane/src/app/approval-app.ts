@@ -18,12 +18,12 @@
 import { createHash } from "node:crypto";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
-import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from "@nats-io/jetstream";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { NatsApprovalCancel, NatsApprovalReply, NatsApprovalRequest } from "@sluice/proto";
 import { SluiceError } from "@sluice/shared/errors";
 import { decodeEvent, uuidv7, type CloudEvent } from "@sluice/shared/events";
 import type { Logger } from "@sluice/shared/logging";
-import { decodeSubjectToken, type NatsNames } from "@sluice/shared/nats";
+import { decodeSubjectToken, readToEnd, startLiveConsumer, type LiveConsumer, type NatsNames } from "@sluice/shared/nats";
 import { actorLabel, type Actor } from "../domain/command-meta.js";
 import {
   APPROVAL_AGGREGATE,
@@ -108,7 +108,7 @@ export class ApprovalApp {
   private readonly maxAttempts: number;
   private readonly log: Logger;
   private sub: Subscription | undefined;
-  private watch: ConsumerMessages | undefined;
+  private watch: LiveConsumer | undefined;
   private stopped = false;
   /** pending requests known to the expirer: id → timer */
   private readonly timers = new Map<string, NodeJS.Timeout>();
@@ -225,17 +225,16 @@ export class ApprovalApp {
     const total = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
     const states = new Map<string, ApprovalState>();
     if (total > 0) {
-      const c = await jetstream(this.o.nc).consumers.get(this.o.names.controlStream, { filter_subjects: filter, deliver_policy: DeliverPolicy.All });
-      const it = await c.consume({ max_messages: 512 });
-      let seen = 0;
-      try {
-        for await (const m of it) {
-          this.foldInto(states, m.subject, m.data);
-          if (++seen >= total) break;
-        }
-      } finally {
-        it.stop();
-      }
+      // read up to the last approval event as the stream info gave it (a consumer whose first pull is
+      // lost is replaced rather than waited on)
+      await readToEnd({
+        nc: this.o.nc,
+        stream: this.o.names.controlStream,
+        filter,
+        count: total,
+        what: "approval list",
+        onMessage: (m) => void this.foldInto(states, m.subject, m.data),
+      });
     }
     const views = [...states.values()].map(viewOf).filter((v): v is ApprovalView => !!v);
     views.sort((a, b) => a.requestedAt.localeCompare(b.requestedAt));
@@ -406,17 +405,18 @@ export class ApprovalApp {
   async start(): Promise<void> {
     const names = this.o.names;
     const states = this.open;
-    const c = await jetstream(this.o.nc).consumers.get(names.controlStream, {
-      filter_subjects: names.controlAggregateFilter(APPROVAL_AGGREGATE),
-      deliver_policy: DeliverPolicy.All,
-    });
-    this.watch = await c.consume();
-    const watch = this.watch;
-    void (async () => {
-      for await (const m of watch) {
+    // a live consumer: when the NATS server holding it dies, or its first pull is lost, it is
+    // replaced after the last event folded instead of leaving this replica's expirer deaf
+    this.watch = await startLiveConsumer({
+      nc: this.o.nc,
+      stream: names.controlStream,
+      filter: names.controlAggregateFilter(APPROVAL_AGGREGATE),
+      what: "approval expirer",
+      logger: this.log,
+      onMessage: (m) => {
         try {
           const r = this.foldInto(states, m.subject, m.data);
-          if (!r) continue;
+          if (!r) return;
           if (r.state.status === "pending") this.schedule(r.id, r.state.request!.expiresAt);
           else {
             this.clear(r.id);
@@ -425,8 +425,8 @@ export class ApprovalApp {
         } catch (e) {
           this.log.error({ subject: m.subject, err: (e as Error).message }, "unreadable approval event");
         }
-      }
-    })();
+      },
+    });
 
     this.sub = this.o.nc.subscribe(names.approvalRequestSubject, {
       queue: "sluice-control-plane-approvals",
@@ -517,6 +517,6 @@ export class ApprovalApp {
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     this.sub?.unsubscribe();
-    this.watch?.stop();
+    await this.watch?.stop();
   }
 }

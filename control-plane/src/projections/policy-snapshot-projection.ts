@@ -5,10 +5,10 @@
  * are compare-and-set, so replicas never move the snapshot backwards.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from "@nats-io/jetstream";
+import { jetstreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { decodeEvent, type CloudEvent } from "@sluice/shared/events";
-import type { NatsNames } from "@sluice/shared/nats";
+import { startLiveConsumer, type LiveConsumer, type NatsNames } from "@sluice/shared/nats";
 import type { PolicySnapshot } from "@sluice/shared/policy";
 import type { Logger } from "@sluice/shared/logging";
 import { SluiceError } from "@sluice/shared/errors";
@@ -52,8 +52,6 @@ export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: N
   let state = initialPolicyState();
   let written = 0;
   let projected: ProjectedRevision | undefined;
-  let messages: ConsumerMessages | undefined;
-  let loop: Promise<void> | undefined;
   let stopped = false;
   const waiters = new Set<{ rev: number; resolve: () => void }>();
 
@@ -72,8 +70,6 @@ export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: N
     notify();
   }
 
-  /** stream sequence of the last event folded: a new consumer starts after it */
-  let lastSeq = 0;
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
   async function fold(m: { data: Uint8Array; seq: number; time: Date; info: { pending: number } }, lastAtStart: number): Promise<void> {
@@ -108,53 +104,7 @@ export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: N
     }
   }
 
-  /**
-   * One ordered consumer from the event after `lastSeq` until it ends or goes deaf. An ordered
-   * consumer is a single-copy consumer on one NATS server: when that server dies while this
-   * connection stays on another, the client library only probes the consumer it cannot reach, for as
-   * long as the server is down and sometimes after it is back (issue 16's failover test saw a
-   * replica project nothing for more than 25 s). Two missed heartbeats (5 s) end this consumer, and
-   * the caller places a new one on a live server.
-   */
-  async function open(): Promise<ConsumerMessages> {
-    const consumer = await jetstream(o.nc).consumers.get(o.names.controlStream, {
-      filter_subjects: subject,
-      ...(lastSeq > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 } : { deliver_policy: DeliverPolicy.All }),
-    });
-    messages = await consumer.consume({ max_messages: 256, expires: 5_000, idle_heartbeat: 2_500 });
-    return messages;
-  }
-
-  async function consume(msgs: ConsumerMessages, caughtUp: () => void, lastAtStart: number): Promise<void> {
-    if (stopped) msgs.stop();
-    void (async () => {
-      for await (const st of msgs.status()) {
-        if ((st.type === "heartbeats_missed" && st.count >= 2) || st.type === "consumer_not_found" || st.type === "consumer_deleted") {
-          o.logger.warn({ reason: st.type }, "policy snapshot consumer lost; placing a new one");
-          msgs.stop();
-          return;
-        }
-      }
-    })().catch(() => undefined);
-    for await (const m of msgs) {
-      await fold(m, lastAtStart);
-      lastSeq = m.seq;
-      if (m.seq >= lastAtStart) caughtUp();
-    }
-  }
-
-  async function run(first: ConsumerMessages, caughtUp: () => void, lastAtStart: number): Promise<void> {
-    let msgs: ConsumerMessages | undefined = first;
-    while (!stopped) {
-      try {
-        await consume(msgs ?? (await open()), caughtUp, lastAtStart);
-      } catch (e) {
-        if (!stopped) o.logger.warn({ err: (e as Error).message }, "policy snapshot consumer failed; retrying");
-      }
-      msgs = undefined;
-      if (!stopped) await sleep(500);
-    }
-  }
+  let consumer: LiveConsumer | undefined;
 
   return {
     async start() {
@@ -168,16 +118,27 @@ export function createPolicySnapshotProjection(o: { nc: NatsConnection; names: N
       let caughtUp!: () => void;
       const ready = new Promise<void>((r) => (caughtUp = r));
       if (lastAtStart === 0) caughtUp();
-      // the first consumer is placed here, so a start without a reachable stream fails at once
-      loop = run(await open(), caughtUp, lastAtStart).catch((e) => {
-        if (!stopped) o.logger.error({ err: (e as Error).message }, "policy snapshot projection stopped");
+      // An ordered consumer lives on one NATS server; when that server dies (or the connection moves
+      // and the library never hears from it again) the live consumer notices the silence and places a
+      // new one after the last event folded (issue 16: a replica projected nothing for > 60 s). The
+      // first consumer is placed here, so a start without a reachable stream fails at once.
+      consumer = await startLiveConsumer({
+        nc: o.nc,
+        stream: o.names.controlStream,
+        filter: subject,
+        what: "policy snapshot",
+        logger: o.logger,
+        heartbeatMs: 1_000,
+        async onMessage(m) {
+          await fold(m, lastAtStart);
+          if (m.seq >= lastAtStart) caughtUp();
+        },
       });
       await ready;
     },
     async stop() {
       stopped = true;
-      messages?.stop();
-      await loop;
+      await consumer?.stop();
       for (const w of waiters) w.resolve();
       waiters.clear();
     },
