@@ -8,14 +8,17 @@
  * duplicate window is acknowledged as a duplicate and stores nothing).
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import { JetStreamApiError, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { CONTROL_PLANE_SOURCE, HashChain, GENESIS_HASH, decodeEvent, encodeEvent, eventType, makeEvent, type CloudEvent } from "@sluice/shared/events";
 import { SluiceError } from "@sluice/shared/errors";
-import type { NatsNames } from "@sluice/shared/nats";
+import { natsUnavailable, type NatsNames } from "@sluice/shared/nats";
 
 const WRONG_LAST_SEQUENCE = 10071;
+const NO_MESSAGE = 10037;
 /** an aggregate read that has not reached the subject's last event by then fails (the gRPC callers allow 15 s) */
 const READ_TIMEOUT_MS = 10_000;
+/** aggregates whose events are kept between reads (the policy bundle, recent approvals) */
+const KEPT_AGGREGATES = 256;
 
 /** Thrown when another writer appended to the aggregate since it was read. The app layer retries. */
 export class ConcurrencyConflict extends Error {
@@ -78,6 +81,7 @@ export function eventNameOf(type: string, aggregate: string): string | undefined
 export class JetStreamEventStore {
   private readonly js: JetStreamClient;
   private jsmP: Promise<JetStreamManager> | undefined;
+  private readonly kept = new Map<string, StoredEvent[]>();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -87,7 +91,11 @@ export class JetStreamEventStore {
   }
 
   private jsm(): Promise<JetStreamManager> {
-    this.jsmP ??= jetstreamManager(this.nc);
+    // a manager that could not be made (JetStream not answering yet) is not kept: the next call tries again
+    this.jsmP ??= jetstreamManager(this.nc).catch((e: unknown) => {
+      this.jsmP = undefined;
+      throw natsUnavailable(e, "reaching JetStream");
+    });
     return this.jsmP;
   }
 
@@ -95,53 +103,75 @@ export class JetStreamEventStore {
     return this.names.controlSubject(aggregate, id);
   }
 
-  /** Reads every event of one aggregate, in order. */
+  /**
+   * Reads every event of one aggregate, in order, with one stream-message request per event and no
+   * consumer: a consumer's first pull could be lost (across a supercluster's gateway the us replica's
+   * policy applies waited ~3 s for it, now and then). Events already read are kept (they never change
+   * on a stream that denies deletes), so a read fetches only the ones appended since; the hash chain
+   * tells whether the kept ones still lead to what the stream holds (a reset stream starts over).
+   */
   async read<E extends DomainEvent>(aggregate: string, id: string): Promise<AggregateStream<E>> {
     const subject = this.subject(aggregate, id);
+    const what = `reading ${subject}`;
     const jsm = await this.jsm();
-    // the last message on the subject tells both whether there is anything to read and where to stop
-    let last: number;
-    try {
-      const m = await jsm.streams.getMessage(this.names.controlStream, { last_by_subj: subject });
-      last = m?.seq ?? 0;
-    } catch (e) {
-      if (e instanceof JetStreamApiError && e.code === 10037) last = 0; // no message found
-      else throw e;
-    }
-    if (last === 0) return { events: [], lastStreamSeq: 0 };
-    const events: StoredEvent<E>[] = [];
-    const consumer = await this.js.consumers.get(this.names.controlStream, {
-      filter_subjects: subject,
-      deliver_policy: DeliverPolicy.All,
-    });
-    // A pull that is lost (seen across a gateway, right after the consumer was made: the reply
-    // arrives before the inbox's interest has) is only noticed after two missed heartbeats; with the
-    // default 15 s heartbeat a policy apply then outlived its caller's deadline. 1 s heartbeats make
-    // the client pull again within about 2 s, and a read that still gets nothing fails instead of
-    // hanging.
-    const it = await consumer.consume({ max_messages: 256, expires: 2_000, idle_heartbeat: 1_000 });
-    let timedOut = false;
-    const deadline = setTimeout(() => {
-      timedOut = true;
-      it.stop();
-    }, READ_TIMEOUT_MS);
-    try {
-      for await (const m of it) {
-        const ce = decodeEvent(m.data) as CloudEvent<Omit<E, "type">>;
-        const name = eventNameOf(ce.type, aggregate);
-        if (!name) throw new SluiceError("internal", `unexpected event type ${ce.type} on ${subject}`);
-        events.push({ streamSeq: m.seq, cloudEvent: ce, event: { ...(ce.data as object), type: name } as E });
-        if (m.seq >= last) break;
+    const deadline = Date.now() + READ_TIMEOUT_MS;
+    const get = async (q: { last_by_subj: string } | { next_by_subj: string; seq: number }) => {
+      if (Date.now() > deadline) throw new SluiceError("unavailable", `${what} did not reach its last event within ${READ_TIMEOUT_MS} ms: NATS may be failing over; retry`);
+      try {
+        // next_by_subj is nats-server 2.9's STREAM.MSG.GET (the client's types only name it for direct gets)
+        return await jsm.streams.getMessage(this.names.controlStream, q as { last_by_subj: string });
+      } catch (e) {
+        if (e instanceof JetStreamApiError && e.code === NO_MESSAGE) return null;
+        throw natsUnavailable(e, what);
       }
-    } finally {
-      clearTimeout(deadline);
-      it.stop();
+    };
+    const toStored = (m: { seq: number; data: Uint8Array }): StoredEvent<E> => {
+      const ce = decodeEvent(m.data) as CloudEvent<Omit<E, "type">>;
+      const name = eventNameOf(ce.type, aggregate);
+      if (!name) throw new SluiceError("internal", `unexpected event type ${ce.type} on ${subject}`);
+      return { streamSeq: m.seq, cloudEvent: ce, event: { ...(ce.data as object), type: name } as E };
+    };
+    const lastMsg = await get({ last_by_subj: subject });
+    if (!lastMsg) {
+      this.kept.delete(subject);
+      return { events: [], lastStreamSeq: 0 };
     }
-    // a read that ended before the subject's last event would fold a partial history: never returned
-    if (timedOut || (events.at(-1)?.streamSeq ?? 0) < last) {
-      throw new SluiceError("unavailable", `reading ${subject} did not reach its last event within ${READ_TIMEOUT_MS} ms (NATS failing over?)`);
+    const last = toStored(lastMsg);
+    let kept = this.kept.get(subject) as StoredEvent<E>[] | undefined;
+    const keptLast = kept?.at(-1);
+    if (keptLast && keptLast.streamSeq === last.streamSeq && keptLast.cloudEvent.sluicehash === last.cloudEvent.sluicehash) {
+      return this.keep(subject, kept!);
     }
-    return { events, lastStreamSeq: events.at(-1)?.streamSeq ?? 0 };
+    if (!keptLast || keptLast.streamSeq > last.streamSeq) kept = undefined;
+    for (let fresh = !kept; ; fresh = true) {
+      const events = kept ? [...kept] : [];
+      let broken = false;
+      while ((events.at(-1)?.streamSeq ?? 0) < last.streamSeq) {
+        const m = await get({ next_by_subj: subject, seq: (events.at(-1)?.streamSeq ?? 0) + 1 });
+        if (!m) break;
+        const ev = m.seq === last.streamSeq ? last : toStored(m);
+        const prev = events.at(-1);
+        if (prev && ev.cloudEvent.sluiceprevhash !== undefined && ev.cloudEvent.sluiceprevhash !== prev.cloudEvent.sluicehash) {
+          broken = true; // what was kept is not this stream's history: read it whole
+          break;
+        }
+        events.push(ev);
+      }
+      if (!broken && events.at(-1)?.streamSeq === last.streamSeq) return this.keep(subject, events);
+      if (fresh) {
+        // a read that ended before the subject's last event would fold a partial history: never returned
+        throw new SluiceError("unavailable", `${what} did not reach its last event (stream sequence ${last.streamSeq}): NATS may be failing over; retry`);
+      }
+      kept = undefined;
+    }
+  }
+
+  /** Keeps an aggregate's events for the next read (the most recently read aggregates only). */
+  private keep<E extends DomainEvent>(subject: string, events: StoredEvent<E>[]): AggregateStream<E> {
+    this.kept.delete(subject);
+    this.kept.set(subject, events as StoredEvent[]);
+    while (this.kept.size > KEPT_AGGREGATES) this.kept.delete(this.kept.keys().next().value!);
+    return { events: [...events], lastStreamSeq: events.at(-1)?.streamSeq ?? 0 };
   }
 
   /**
@@ -169,7 +199,7 @@ export class JetStreamEventStore {
       return { streamSeq: ack.seq, duplicate: ack.duplicate, cloudEvent: ce };
     } catch (e) {
       if (e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE) throw new ConcurrencyConflict(subject, o.expectedLastStreamSeq);
-      throw SluiceError.from(e, "unavailable");
+      throw SluiceError.from(natsUnavailable(e, `appending to ${subject}`), "unavailable");
     }
   }
 
@@ -180,8 +210,8 @@ export class JetStreamEventStore {
     try {
       m = await jsm.streams.getMessage(this.names.controlStream, { last_by_subj: this.subject(aggregate, id) });
     } catch (e) {
-      if (e instanceof JetStreamApiError && e.code === 10037) return undefined;
-      throw e;
+      if (e instanceof JetStreamApiError && e.code === NO_MESSAGE) return undefined;
+      throw natsUnavailable(e, `reading ${this.subject(aggregate, id)}`);
     }
     if (!m) return undefined;
     const ce = decodeEvent(m.data) as CloudEvent<Omit<E, "type">>;
@@ -193,7 +223,9 @@ export class JetStreamEventStore {
   /** Reads one stored event by stream sequence (used to answer a duplicate append). */
   async at(streamSeq: number): Promise<CloudEvent | undefined> {
     const jsm = await this.jsm();
-    const m = await jsm.streams.getMessage(this.names.controlStream, { seq: streamSeq });
+    const m = await jsm.streams.getMessage(this.names.controlStream, { seq: streamSeq }).catch((e: unknown) => {
+      throw natsUnavailable(e, `reading stream sequence ${streamSeq}`);
+    });
     return m ? decodeEvent(m.data) : undefined;
   }
 }
