@@ -8,7 +8,8 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { KV } from "@nats-io/kv";
 import type { SluiceConfig } from "@sluice/shared/config";
 import type { Logger } from "@sluice/shared/logging";
-import { natsNames, ensureAll, natsConnectOptions, openAll, setupOptionsFromConfig, type NatsNames, type JetStreamSetupOptions } from "@sluice/shared/nats";
+import { SluiceError } from "@sluice/shared/errors";
+import { natsNames, ensureAll, isPassingNatsFailure, natsConnectOptions, openAll, setupOptionsFromConfig, type NatsNames, type JetStreamSetupOptions } from "@sluice/shared/nats";
 import { parseBundle, type IssuerSpec } from "@sluice/shared/policy";
 import { PolicyServiceService } from "@sluice/proto";
 import { JetStreamEventStore } from "./infra/jetstream-event-store.js";
@@ -84,6 +85,11 @@ export interface ControlPlaneOptions {
   now?: () => Date;
   /** applied to every bundle submitted to PolicyService/Apply (`sluice dev` keeps its issuer and resource) */
   amendBundle?: BundleAmender;
+  /**
+   * How long a start waits for a NATS cluster that is still forming (JetStream not answering, streams
+   * without leaders yet) before it fails (ms); default 60 s.
+   */
+  natsStartupMs?: number;
 }
 
 export interface RunningControlPlane {
@@ -164,35 +170,64 @@ export async function startControlPlane(config: SluiceConfig, options: ControlPl
   };
   if (ownsNc) stops.push(() => nc.close());
   try {
-    // the control plane owns the layout: streams and buckets with the configured replicas and placement
-    const js = config.nats.manageStreams
-      ? await ensureAll(nc, names, { ...setupOptionsFromConfig(config.nats), ...options.jetstream })
-      : await openAll(nc, names);
     const trusted = () => [...config.controlPlane.issuers, ...(options.issuers ?? [])];
-    const metrics = newMetricsRegistry();
-    const inProcess = new InProcessCalls();
+    // made again for each attempt: a failed attempt's components registered their gauges and calls
+    let metrics = newMetricsRegistry();
+    let inProcess = new InProcessCalls();
     let httpAddress = "";
-    const ctx: ComponentContext = {
-      config,
-      logger,
-      nc,
-      names,
-      store: new JetStreamEventStore(nc, names),
-      kv: { snapshots: js.snapshots, fleet: js.fleet, leases: js.leases },
-      auth: inProcess.authenticator(createAuthenticator({ issuers: trusted })),
-      adminGroups: () => config.controlPlane.adminGroups,
-      metrics,
-      now: options.now ?? (() => new Date()),
-      inProcess,
-      grpcService: (definition) => started.flatMap((s) => s.c.grpcServices ?? []).find((r) => r.definition === definition)?.implementation,
-      httpAddress: () => httpAddress,
-      amendBundle: options.amendBundle,
-    };
-    for (const comp of [...BUILTIN_COMPONENTS, ...(options.components ?? [])]) {
-      const c = await comp.start(ctx);
-      started.push({ name: comp.name, c });
-      if (c.stop) stops.push(c.stop);
-      logger.debug({ component: comp.name }, "component started");
+    const startedBefore = stops.length;
+    // A replica started with (or just after) its NATS cluster meets a JetStream still electing its
+    // meta and stream leaders: requests time out or find no responders for a few seconds. Those
+    // failures pass, so the NATS part of the start is tried again for a bounded time (what was
+    // started is stopped first); anything else, or the same after the bound, fails the start as one line.
+    const boundMs = options.natsStartupMs ?? 60_000;
+    const until = Date.now() + boundMs;
+    for (let attempt = 1; ; attempt++) {
+      let step = "ensuring the streams and buckets";
+      try {
+        // the control plane owns the layout: streams and buckets with the configured replicas and placement
+        const js = config.nats.manageStreams
+          ? await ensureAll(nc, names, { ...setupOptionsFromConfig(config.nats), ...options.jetstream })
+          : await openAll(nc, names);
+        const ctx: ComponentContext = {
+          config,
+          logger,
+          nc,
+          names,
+          store: new JetStreamEventStore(nc, names),
+          kv: { snapshots: js.snapshots, fleet: js.fleet, leases: js.leases },
+          auth: inProcess.authenticator(createAuthenticator({ issuers: trusted })),
+          adminGroups: () => config.controlPlane.adminGroups,
+          metrics,
+          now: options.now ?? (() => new Date()),
+          inProcess,
+          grpcService: (definition) => started.flatMap((s) => s.c.grpcServices ?? []).find((r) => r.definition === definition)?.implementation,
+          httpAddress: () => httpAddress,
+          amendBundle: options.amendBundle,
+        };
+        for (const comp of [...BUILTIN_COMPONENTS, ...(options.components ?? [])]) {
+          step = `starting the ${comp.name} component`;
+          const c = await comp.start(ctx);
+          started.push({ name: comp.name, c });
+          if (c.stop) stops.push(c.stop);
+          logger.debug({ component: comp.name }, "component started");
+        }
+        break;
+      } catch (e) {
+        // what this attempt started goes, the connection stays
+        for (const stop of stops.splice(startedBefore).reverse()) await stop().catch(() => undefined);
+        started.length = 0;
+        metrics = newMetricsRegistry();
+        inProcess = new InProcessCalls();
+        const wait = Math.min(5_000, 250 * 2 ** Math.min(attempt, 4));
+        if (!isPassingNatsFailure(e)) throw e;
+        const reason = (e as Error).message.split("\n")[0];
+        if (Date.now() + wait > until) {
+          throw new SluiceError("unavailable", `NATS JetStream not ready within ${Math.round(boundMs / 1000)} s (${step}: ${reason})`, undefined, { cause: e });
+        }
+        logger.warn({ attempt, step, reason }, "NATS JetStream not ready (cluster forming?); trying again");
+        await new Promise((r) => setTimeout(r, wait));
+      }
     }
     const grpc = await startGrpcServer(config.controlPlane.grpcListen, started.flatMap((s) => s.c.grpcServices ?? []), { interceptors: [grpcCallMetrics(metrics)] });
     stops.push(() => grpc.stop());
