@@ -6,10 +6,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { DeliverPolicy, jetstream, type ConsumerMessages } from "@nats-io/jetstream";
 import { ApprovalServiceService, AuditServiceService, PolicyServiceService, SessionServiceService } from "@sluice/proto";
 import { parseDuration, type SluiceConfig } from "@sluice/shared/config";
 import { SluiceError } from "@sluice/shared/errors";
+import { startLiveConsumer } from "@sluice/shared/nats";
 import { CONSOLE_ASSETS_DIR } from "@sluice/web";
 import type { ControlPlaneComponent } from "../control-plane.js";
 import { APPROVAL_AGGREGATE } from "../domain/approval/approval-decider.js";
@@ -70,22 +70,22 @@ export const consoleComponent: ControlPlaneComponent = {
     const auth = new ConsoleAuth({ box, clients, publicUrl, sessionTtlMs: parseDuration(cc.sessionTtl), logger, now: ctx.now });
     const api = new ConsoleApi({ calls: ctx.inProcess, services, nc: ctx.nc, fleet: { bucket: ctx.names.fleetBucket, kv: ctx.kv.fleet }, adminGroups: ctx.adminGroups, now: ctx.now });
 
-    // "an approval changed": one ordered consumer from now on, fanned out to the open pages
+    // "an approval changed": one live consumer from now on, fanned out to the open pages; when the
+    // NATS server holding it dies (or its first pull is lost) it is replaced after the last event
+    // seen, so open pages do not go quiet for the rest of the outage
     const listeners = new Set<() => void>();
-    let watch: ConsumerMessages | undefined;
     let stopped = false;
-    const startWatch = async () => {
-      const c = await jetstream(ctx.nc).consumers.get(ctx.names.controlStream, {
-        filter_subjects: ctx.names.controlAggregateFilter(APPROVAL_AGGREGATE),
-        deliver_policy: DeliverPolicy.New,
-      });
-      watch = await c.consume();
-      const w = watch;
-      void (async () => {
-        for await (const _m of w) for (const l of listeners) l();
-      })().catch((e: unknown) => logger.warn({ err: (e as Error).message }, "console: approval watch ended"));
-    };
-    await startWatch();
+    const watch = await startLiveConsumer({
+      nc: ctx.nc,
+      stream: ctx.names.controlStream,
+      filter: ctx.names.controlAggregateFilter(APPROVAL_AGGREGATE),
+      start: "new",
+      what: "console approval watch",
+      logger,
+      onMessage: () => {
+        for (const l of listeners) l();
+      },
+    });
 
     const handle = consoleHttpHandler({
       auth,
@@ -103,7 +103,7 @@ export const consoleComponent: ControlPlaneComponent = {
       stop: async () => {
         stopped = true;
         listeners.clear();
-        watch?.stop();
+        await watch.stop();
       },
       api,
     };

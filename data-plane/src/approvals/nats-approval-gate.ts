@@ -7,8 +7,8 @@
  *     retried with the same idempotency key, so a lost reply never opens a second request.
  *  2. Tell the client with a NoticeResponse naming the id and the command to approve it (never the
  *     parameters or any secret).
- *  3. Watch the request's own subject on SLUICE_CONTROL with an ordered consumer (it re-creates itself
- *     after a reconnect and replays from the start of the subject, so no decision is missed) until
+ *  3. Watch the request's own subject on SLUICE_CONTROL with a live consumer (replaced when it goes
+ *     silent: its server died, its first pull was lost; it replays the subject, so no decision is missed) until
  *     ApprovalGranted / ApprovalRejected / ApprovalExpired. A grant counts only when its binding
  *     (fingerprint + parameters hash + session + resource) is exactly the held statement's.
  *  4. If the control plane is silent past the deadline (+ grace), the gate times out by itself.
@@ -18,11 +18,10 @@
  */
 import { createHash } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { NatsApprovalCancel, NatsApprovalReply, NatsApprovalRequest, type ApprovalBinding } from "@sluice/proto";
 import { SluiceError, isErrorCode } from "@sluice/shared/errors";
 import { decodeEvent, eventType, uuidv7 } from "@sluice/shared/events";
-import type { NatsNames } from "@sluice/shared/nats";
+import { startLiveConsumer, type LiveConsumer, type NatsNames } from "@sluice/shared/nats";
 import { fingerprint } from "@sluice/shared/sql";
 import type { ApprovalGate, SessionInfo, StatementRecord } from "../session/session-hooks.js";
 
@@ -95,7 +94,6 @@ function sameBinding(a: Partial<ApprovalBinding> | undefined, b: ApprovalBinding
 }
 
 export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate {
-  const js = jetstream(o.nc);
   const attemptMs = o.requestTimeoutMs ?? 5000;
   const graceMs = o.graceMs ?? 3000;
 
@@ -119,10 +117,6 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
   }
 
   /**
-   * Watches the request's subject until a decision or the deadline. The ordered consumer replays the
-   * subject from its start, so a watch re-created after a NATS outage misses nothing.
-   */
-  /**
    * Tells the control plane the held statement of `id` will never run. Fire and forget: the session's
    * end never waits for it; if it is lost (NATS down, node stopping) the control plane still cancels
    * the request once this node's heartbeat says it is gone or restarted.
@@ -145,62 +139,64 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
     })();
   }
 
+  /**
+   * Watches the request's subject until a decision or the deadline. The consumer replays the subject
+   * from its start, and a live consumer replaces one whose NATS server died or whose first pull was
+   * lost (nobody noticed before: the held statement waited out its whole timeout), so a decision is
+   * never missed.
+   */
   async function await_(id: string, expiresAt: string, binding: ApprovalBinding, signal?: AbortSignal): Promise<{ outcome: ApprovalOutcome; approver?: string; cancelled?: string }> {
     const deadline = Date.parse(expiresAt) + graceMs;
-    for (let round = 0; ; round++) {
-      if (signal?.aborted) throw clientGone();
-      if (round > 0) {
-        o.logger?.warn({ approvalId: id, round }, "approval watch interrupted (NATS reconnect?); watching again");
-        await new Promise((r) => setTimeout(r, Math.min(1000, 100 * round)));
+    type Ending = { outcome: ApprovalOutcome; approver?: string; cancelled?: string } | "aborted" | "closed";
+    let settle!: (r: Ending) => void;
+    const ended = new Promise<Ending>((r) => (settle = r));
+    const onMessage = (m: { data: Uint8Array }) => {
+      const ev = decodeEvent(m.data) as { type: string; data: { approver?: { subject?: string; issuer?: string }; binding?: ApprovalBinding } };
+      if (ev.type === GRANTED) {
+        if (!sameBinding(ev.data.binding, binding)) {
+          o.logger?.error({ approvalId: id }, "approval grant does not match the held statement; treated as rejected");
+          settle({ outcome: "rejected" });
+        } else settle({ outcome: "approved", approver: label(ev.data.approver) });
+      } else if (ev.type === REJECTED) settle({ outcome: "rejected", approver: label(ev.data.approver) });
+      else if (ev.type === EXPIRED) settle({ outcome: "timeout" });
+      else if (ev.type === CANCELLED) {
+        // the control plane took this node for gone (or this node cancelled it): never run it
+        const d = ev.data as { reason?: string; detail?: string };
+        settle({ outcome: "rejected", cancelled: `${d.reason ?? "cancelled"}${d.detail ? `: ${d.detail}` : ""}` });
       }
+    };
+    let watch: LiveConsumer | undefined;
+    for (let round = 0; !watch; round++) {
+      if (signal?.aborted) throw clientGone();
       if (Date.now() >= deadline) return { outcome: "timeout" };
       // a closed connection (node stopping) never reconnects: stop watching instead of retrying until
       // the deadline, which for a 10-minute approval would keep a stopped node's timers alive
-      if (o.nc.isClosed()) throw new SluiceError("unavailable", "the data plane is shutting down; the held statement was not run");
-      let it: Awaited<ReturnType<Awaited<ReturnType<typeof js.consumers.get>>["consume"]>>;
-      try {
-        const consumer = await js.consumers.get(o.names.controlStream, {
-          filter_subjects: o.names.controlSubject("approval", id),
-          deliver_policy: DeliverPolicy.All,
-        });
-        it = await consumer.consume();
-      } catch {
-        continue;
+      if (o.nc.isClosed()) throw shuttingDown();
+      if (round > 0) {
+        o.logger?.warn({ approvalId: id, round }, "cannot watch the approval request (NATS failing over?); trying again");
+        await new Promise((r) => setTimeout(r, Math.min(1000, 100 * round)));
       }
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        it.stop();
-      }, Math.max(0, deadline - Date.now()));
-      const stopWatch = () => it.stop();
-      signal?.addEventListener("abort", stopWatch, { once: true });
       try {
-        for await (const m of it) {
-          const ev = decodeEvent(m.data) as { type: string; data: { approver?: { subject?: string; issuer?: string }; binding?: ApprovalBinding } };
-          if (ev.type === GRANTED) {
-            if (!sameBinding(ev.data.binding, binding)) {
-              o.logger?.error({ approvalId: id }, "approval grant does not match the held statement; treated as rejected");
-              return { outcome: "rejected" };
-            }
-            return { outcome: "approved", approver: label(ev.data.approver) };
-          }
-          if (ev.type === REJECTED) return { outcome: "rejected", approver: label(ev.data.approver) };
-          if (ev.type === EXPIRED) return { outcome: "timeout" };
-          if (ev.type === CANCELLED) {
-            // the control plane took this node for gone (or this node cancelled it): never run it
-            const d = ev.data as { reason?: string; detail?: string };
-            return { outcome: "rejected", cancelled: `${d.reason ?? "cancelled"}${d.detail ? `: ${d.detail}` : ""}` };
-          }
-        }
+        watch = await startLiveConsumer({ nc: o.nc, stream: o.names.controlStream, filter: o.names.controlSubject("approval", id), what: `approval ${id}`, logger: o.logger, onMessage });
       } catch {
-        // the iterator failed (connection lost): watch again below
-      } finally {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", stopWatch);
-        it.stop();
+        // placed again next round
       }
-      if (signal?.aborted) throw clientGone();
-      if (timedOut) return { outcome: "timeout" };
+    }
+    const timer = setTimeout(() => settle({ outcome: "timeout" }), Math.max(0, deadline - Date.now()));
+    const closedCheck = setInterval(() => o.nc.isClosed() && settle("closed"), 1_000);
+    const onAbort = () => settle("aborted");
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (signal?.aborted) settle("aborted");
+    try {
+      const r = await ended;
+      if (r === "aborted") throw clientGone();
+      if (r === "closed") throw shuttingDown();
+      return r;
+    } finally {
+      clearTimeout(timer);
+      clearInterval(closedCheck);
+      signal?.removeEventListener("abort", onAbort);
+      await watch.stop();
     }
   }
 
@@ -265,6 +261,10 @@ export function createNatsApprovalGate(o: NatsApprovalGateOptions): ApprovalGate
       return r.outcome;
     },
   };
+}
+
+function shuttingDown(): SluiceError {
+  return new SluiceError("unavailable", "the data plane is shutting down; the held statement was not run");
 }
 
 /** the held statement's client went away (the request's AbortSignal) */

@@ -1,8 +1,8 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import type { NatsConnection, QueuedIterator } from "@nats-io/nats-core";
-import { Kvm, type KvWatchEntry } from "@nats-io/kv";
-import { natsNames } from "@sluice/shared/nats";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { Kvm } from "@nats-io/kv";
+import { kvStreamName, natsNames, startLiveConsumer, type LiveConsumer } from "@sluice/shared/nats";
 import type { PolicySnapshot } from "@sluice/shared/policy";
 import type { Logger } from "@sluice/shared/logging";
 import type { SnapshotSource } from "./snapshot-source.js";
@@ -71,8 +71,8 @@ export function parseSnapshot(raw: unknown): PolicySnapshot {
  * A SnapshotSource backed by the `sluice_snapshots` KV bucket, key `policy`.
  *
  * It never forgets what it has: when NATS or the control plane is down the last snapshot keeps being
- * served; the watch is re-created after every reconnect (a restarted server may have lost the
- * ephemeral consumer) and whenever it ends, and a periodic read covers a watch that stalls silently.
+ * served; the watch is a live consumer, replaced when it goes silent (its server died, its first pull
+ * was lost) and after every reconnect, and a periodic read covers anything else that stalls.
  * Snapshots with a revision not above the applied one are ignored, so a replayed or older value can
  * never roll policy back.
  */
@@ -84,12 +84,11 @@ export function startKvSnapshotWatcher(opts: KvSnapshotWatcherOptions): KvSnapsh
   const listeners = new Set<(s: PolicySnapshot) => void>();
   let current: PolicySnapshot | undefined;
   let origin: SnapshotWatcherStatus["origin"] = "none";
-  let watching = false;
   let lastError: string | undefined;
   let appliedAt: string | undefined;
   let publishedAt: string | undefined;
   let stopped = false;
-  let iter: QueuedIterator<KvWatchEntry> | undefined;
+  let watch: LiveConsumer | undefined;
   let wake: (() => void) | undefined;
   const waiters = new Set<{ rev: number; resolve: (s: PolicySnapshot) => void }>();
 
@@ -175,22 +174,32 @@ export function startKvSnapshotWatcher(opts: KvSnapshotWatcherOptions): KvSnapsh
       };
     });
 
+  /**
+   * The watch: a live consumer on the bucket's stream, from the key's last value. A consumer whose
+   * NATS server died, or whose first pull was lost, goes silent without the client library saying
+   * so; the live consumer replaces it after the last entry seen (the poll below is the second net).
+   */
   async function watchLoop(): Promise<void> {
-    const kvm = new Kvm(opts.nc);
-    while (!stopped) {
+    while (!stopped && !opts.nc.isClosed()) {
       try {
-        if (opts.nc.isClosed()) return;
-        const kv = await kvm.open(names.snapshotBucket);
-        iter = await kv.watch({ key: names.snapshotKey });
-        watching = true;
-        lastError = undefined;
-        for await (const e of iter) fromEntry(e);
+        watch = await startLiveConsumer({
+          nc: opts.nc,
+          stream: kvStreamName(names.snapshotBucket),
+          filter: `$KV.${names.snapshotBucket}.${names.snapshotKey}`,
+          start: "last-per-subject",
+          what: "policy snapshot watch",
+          logger: log,
+          heartbeatMs: 1_000,
+          onMessage(m) {
+            const op = m.headers?.get("KV-Operation") || "PUT";
+            fromEntry({ operation: op, value: m.data, created: m.time });
+          },
+        });
+        if (stopped) await watch.stop();
+        return;
       } catch (e) {
         lastError = (e as Error).message;
         log?.debug({ err: e }, "snapshot watch failed; retrying");
-      } finally {
-        watching = false;
-        iter = undefined;
       }
       if (!stopped) await sleep(retryMs);
     }
@@ -199,14 +208,8 @@ export function startKvSnapshotWatcher(opts: KvSnapshotWatcherOptions): KvSnapsh
   async function statusLoop(): Promise<void> {
     for await (const s of opts.nc.status()) {
       if (stopped) return;
-      if (s.type === "disconnect") {
-        // Keep serving `current`; the watch is re-created once the connection is back.
-        iter?.stop();
-      } else if (s.type === "reconnect") {
-        // The server may have restarted without our consumer: re-create the watch now.
-        iter?.stop();
-        wake?.();
-      }
+      // the server may have restarted without our consumer: place a new one now
+      if (s.type === "reconnect") watch?.renew();
     }
   }
 
@@ -255,15 +258,15 @@ export function startKvSnapshotWatcher(opts: KvSnapshotWatcherOptions): KvSnapsh
       return () => listeners.delete(cb);
     },
     revision: () => current?.revision ?? 0,
-    status: () => ({ revision: current?.revision ?? 0, origin, watching, lastError, appliedAt, publishedAt }),
+    status: () => ({ revision: current?.revision ?? 0, origin, watching: watch?.live() ?? false, lastError: watch?.lastError() ?? lastError, appliedAt, publishedAt }),
     ready: (timeoutMs = 30_000) => waitFor(1, timeoutMs, "available"),
     waitForRevision: (rev, timeoutMs = 30_000) => waitFor(rev, timeoutMs, `at revision ${rev}`),
     async stop() {
       stopped = true;
       if (pollTimer) clearInterval(pollTimer);
-      iter?.stop();
       wake?.();
       await loop;
+      await watch?.stop();
     },
   };
 }
