@@ -225,8 +225,8 @@ export class ApprovalApp {
     const total = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
     const states = new Map<string, ApprovalState>();
     if (total > 0) {
-      // read up to the last approval event as the stream info gave it (a consumer whose first pull is
-      // lost is replaced rather than waited on)
+      // read as many approval events as the stream info counted (a consumer whose first pull is lost
+      // is replaced rather than waited on)
       await readToEnd({
         nc: this.o.nc,
         stream: this.o.names.controlStream,
