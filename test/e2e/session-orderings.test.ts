@@ -89,6 +89,11 @@ test("the proxy answers pipelines that Flush, suspend, Close and COPY without Sy
       [query("BEGIN; SET statement_timeout = 7000; PREPARE s2 AS SELECT 2; SELECT 3"), query("SHOW statement_timeout"), query("PREPARE s2 AS SELECT 4"), query("ROLLBACK")],
       [query("DEALLOCATE ALL; PREPARE s2 AS SELECT 5"), query("EXECUTE s2"), query("DEALLOCATE ALL")],
     ]],
+    // a Parse of DEALLOCATE of a Parse's statement: its Execute deallocates that statement (the server's name for it)
+    ["a Parse of DEALLOCATE of a Parse's statement, executed, then the statement used", [
+      [parse("s1", "SELECT 1"), parse("d", "DEALLOCATE s1"), sync()], [bind("c", "d"), execute("c"), sync()], [bind("", "s1"), execute(""), sync()],
+      [parse("s1", "SELECT 2"), bind("", "s1"), execute(""), sync()],
+    ]],
     // finding 028: what portals a failing simple Query leaves in a transaction block, and who answers an Execute of them
     ["the failed portal a Query leaves in a READ ONLY block", [
       [parse("p1", "BEGIN READ ONLY"), bind("c1", "p1"), execute("c1"), query("UPDATE items SET id = 1"), execute("", 1), sync()],

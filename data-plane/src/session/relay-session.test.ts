@@ -637,6 +637,36 @@ test("a denied Query that also clashes gets its denial: the server never sees it
   assert.deepEqual([decodeErrorFields(sent(h.toClient)[0]!.raw).C, decodeErrorFields(sent(h.toClient)[0]!.raw).D], ["42501", "sluice rule: t/deny:write"]);
 });
 
+test("a Parse of DEALLOCATE of a Parse's statement is sent under that statement's server name; its Execute deallocates it, unless the name means another statement by then", async () => {
+  await loadSqlParser();
+  const h = completing(classifying);
+  h.s.onClientData(Buffer.concat([parseFrame("s1", "SELECT 1"), sync()]));
+  const server = cstrAt(sent(h.toUpstream)[0]!.raw, 5);
+  h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
+  h.toUpstream.length = 0;
+  h.s.onClientData(Buffer.concat([parseFrame("d", "DEALLOCATE s1"), bindFrame("c", "d"), executeFrame("c"), sync()]));
+  const [p] = sent(h.toUpstream);
+  assert.equal(cstrAt(p!.raw, 5 + cstrAt(p!.raw, 5).length + 1), `DEALLOCATE "${server}"`);
+  assert.equal(codes(h.toUpstream), "PBES");
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, frame("C", Buffer.from("DEALLOCATE\0")), readyForQuery("I")]));
+  assert.equal(h.records.at(-1)!.sql, `DEALLOCATE "${server}"`, "recorded as the server runs it");
+  assert.equal(h.s["ns"].statementSlot("s1"), undefined, "s1 is gone, as on the server");
+  // s1 made again under a new server name: the old DEALLOCATE would not reach it, so it is refused
+  h.s.onClientData(Buffer.concat([parseFrame("s1", "SELECT 2"), parseFrame("e", "DEALLOCATE s1"), sync()]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, parseComplete, readyForQuery("I")]));
+  h.s.onClientData(Buffer.concat([frame("C", Buffer.from("Ss1\0")), sync()]));
+  h.s.onUpstreamData(Buffer.concat([closeComplete, readyForQuery("I")]));
+  h.s.onClientData(Buffer.concat([parseFrame("s1", "SELECT 3"), sync()]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
+  h.toUpstream.length = 0;
+  h.toClient.length = 0;
+  h.s.onClientData(Buffer.concat([bindFrame("c", "e"), executeFrame("c"), sync()]));
+  assert.equal(codes(h.toUpstream), "BPS", "the Execute is replaced by the poison");
+  h.s.onUpstreamData(Buffer.concat([bindComplete, poisonError(), readyForQuery("I")]));
+  assert.equal(decodeErrorFields(sent(h.toClient)[1]!.raw).D, "sluice rule: deallocate-protocol-statement");
+  assert.equal(h.closed.length, 0);
+});
+
 // ------------------------------------------------------------------ masking refusals before the statement runs
 
 /** refuses binary fields (as the real masker does for types it cannot rewrite) and COPY in any format but text */

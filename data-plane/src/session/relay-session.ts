@@ -531,13 +531,21 @@ export class RelaySession {
         if (!this.ns.certain(sqlSlot, true)) return this.waitFor(() => this.ns.certain(sqlSlot, true), F.Parse, f);
         if (this.ns.projected(sqlSlot) !== null) return this.refuse(K.PoisonParse, { sqlstate: "42P05", message: `prepared statement "${name}" already exists` }, true);
       }
-      if (this.protocolDeallocate(decision) !== undefined) decision = MIXED_DEALLOCATE;
+      // DEALLOCATE of a statement the client made with Parse (as the Query path sends it): the
+      // server knows that statement under the proxy's name, so the Parse is of that name, and its
+      // Execute deallocates it if the name still means that statement then (see execute)
+      const found = this.protocolDeallocate(decision);
+      if (found === "mixed") decision = MIXED_DEALLOCATE;
+      const target = found === "mixed" ? undefined : found;
+      if (target !== undefined && !this.ns.certain(target, true)) return this.waitFor(() => this.ns.certain(target, true), F.Parse, f);
       if (decision.action === "allow" || (decision.action === "approve" && this.o.approvals)) {
         // approval binds to the parameters too, so it is asked at Execute; until then the statement
         // exists only under a name of the proxy's, which nothing but the approved Execute can run
-        const st = this.ns.parse(key, (server) => ({ sql, decision, name, server }));
+        const text = target ? `DEALLOCATE "${target.server}"` : sql;
+        const st = this.ns.parse(key, (server) => (target ? { sql: text, decision, name, server, deallocates: target.server } : { sql, decision, name, server }));
         this.queue.push(PARSE);
-        this.toUpstream.push(key === "" ? f : withNames(f, 5, 1, [st.server]));
+        if (target) this.toUpstream.push(withNames(f, 5, 2, [st.server, text]));
+        else this.toUpstream.push(key === "" ? f : withNames(f, 5, 1, [st.server]));
         return true;
       }
       const rec = this.record("parse", sql, decision, { statementName: name });
@@ -612,10 +620,13 @@ export class RelaySession {
    */
   private execute(f: Buffer, portal: Portal, decision: Decision, readAt: number, pre: { checked?: boolean; described?: Described } = {}): boolean {
     const st = portal.statement;
-    // a Parse of `DEALLOCATE name` whose name is (by now) a Parse's statement, the Parse's own name
-    // included: the server knows that statement under the proxy's name, so as sent it would fail
-    // where the client's server would succeed; refused as a Query of it is (MIXED_DEALLOCATE)
-    if (!st.sqlLevel && this.protocolDeallocate(decision) !== undefined) decision = MIXED_DEALLOCATE;
+    // a Parse of `DEALLOCATE name` whose name is (by now) a Parse's statement: sent to the server
+    // under that statement's server name when the name meant the same statement at the Parse, else
+    // (the Parse's own name, or one made again since) the server would fail it where the client's
+    // server would succeed, so it is refused as a Query of it is (MIXED_DEALLOCATE)
+    const dealloc = st.sqlLevel ? undefined : this.protocolDeallocate(decision);
+    const deallocates = dealloc !== undefined && dealloc !== "mixed" && st.deallocates === dealloc.server && this.ns.certain(dealloc, true) ? dealloc : undefined;
+    if (dealloc !== undefined && deallocates === undefined) decision = MIXED_DEALLOCATE;
     // a Parse of `PREPARE name …` runs a SQL PREPARE at Execute: the server refuses one whose name
     // a Parse took (what policy denies keeps its denial: the server never sees it)
     const clash = st.sqlLevel || decision.action === "deny" ? undefined : this.ns.prepareClash(decision.statements);
@@ -647,7 +658,7 @@ export class RelaySession {
         this.queue.push({ kind: K.InjectedDescribe });
         this.toUpstream.push(encodeDescribe("P", portal.server));
       }
-      const effects = st.sqlLevel ? undefined : this.ns.sqlEffects(decision.statements, true);
+      const effects = st.sqlLevel ? undefined : deallocates ? [this.ns.deallocateProtocol(deallocates, true)] : this.ns.sqlEffects(decision.statements, true);
       // the shape of the rows, when a Describe already told it (audit row capture labels columns with it), and their plan when made ahead
       const e: Pending = { kind: K.Execute, rec, startedAt: at, rows: 0, mask, fields: d?.fields ?? portal.fields ?? st.fields, effects };
       if (d !== undefined) e.plan = d.plan;

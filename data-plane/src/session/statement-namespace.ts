@@ -47,6 +47,8 @@ export interface Statement {
   readonly server: string;
   /** made by SQL PREPARE and bound by a protocol Bind: its Execute runs what it prepares (no PREPARE of its own) */
   readonly sqlLevel?: boolean;
+  /** a Parse of `DEALLOCATE name` of a Parse's statement, sent as `DEALLOCATE <this server name>` */
+  readonly deallocates?: string;
   fields?: RowField[];
 }
 
@@ -362,9 +364,9 @@ export class StatementNamespace {
     return out;
   }
 
-  /** a simple Query `DEALLOCATE <server name>` of a Parse's statement is forwarded */
-  deallocateProtocol(slot: Slot<Statement>): SqlEffect {
-    slot.pending.push({ gen: this.gen, skips: false, value: null });
+  /** `DEALLOCATE <server name>` of a Parse's statement is forwarded: a simple Query, or an Execute (`skips`) */
+  deallocateProtocol(slot: Slot<Statement>, skips = false): SqlEffect {
+    slot.pending.push({ gen: this.gen, skips, value: null });
     return { index: 0, tag: "DEALLOCATE", slot, value: null, portals: false };
   }
 
