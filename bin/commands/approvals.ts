@@ -4,10 +4,10 @@
  * or SLUICE_TOKEN. Approving needs membership in one of the request's approver groups, and is never
  * possible for the identity that made the request.
  */
-import { ApprovalServiceClient, type ApprovalRequestView, type DecideApprovalResponse, type GetApprovalResponse, type ListApprovalsResponse } from "@sluice/proto";
+import type { ApprovalRequestView, DecideApprovalResponse, GetApprovalResponse, ListApprovalsResponse } from "@sluice/proto";
 import { uuidv7 } from "@sluice/shared/events";
 import { TARGET_FLAGS, UsageError, fail, parse, printJson } from "../lib/cli-kit.js";
-import { withClient } from "../lib/grpc-client.js";
+import { loadGrpc } from "../lib/grpc-api.js";
 
 const USAGE = `usage: sluice approvals <command> [flags]
   list [--all] [--json]           pending requests (every request with --all) you may see
@@ -49,7 +49,8 @@ function oneLine(s: string, max = 60): string {
 }
 
 async function list(flags: Record<string, unknown>): Promise<number> {
-  const res = await withClient(ApprovalServiceClient, flags, (c) => c.call<unknown, ListApprovalsResponse>("list", { all: !!flags.all }));
+  const { withClient, proto } = await loadGrpc();
+  const res = await withClient(proto.ApprovalServiceClient, flags, (c) => c.call<unknown, ListApprovalsResponse>("list", { all: !!flags.all }));
   if (flags.json) {
     printJson(res.approvals.map(jsonOf));
     return 0;
@@ -66,7 +67,8 @@ async function list(flags: Record<string, unknown>): Promise<number> {
 }
 
 async function show(id: string, flags: Record<string, unknown>): Promise<number> {
-  const res = await withClient(ApprovalServiceClient, flags, (c) => c.call<unknown, GetApprovalResponse>("get", { id }));
+  const { withClient, proto } = await loadGrpc();
+  const res = await withClient(proto.ApprovalServiceClient, flags, (c) => c.call<unknown, GetApprovalResponse>("get", { id }));
   const v = res.approval!;
   if (flags.json) {
     printJson(jsonOf(v));
@@ -92,7 +94,8 @@ async function show(id: string, flags: Record<string, unknown>): Promise<number>
 
 async function decide(verdict: "approve" | "reject", id: string, flags: Record<string, unknown>): Promise<number> {
   const reason = typeof flags.reason === "string" ? flags.reason : "";
-  const res = await withClient(ApprovalServiceClient, flags, (c) =>
+  const { withClient, proto } = await loadGrpc();
+  const res = await withClient(proto.ApprovalServiceClient, flags, (c) =>
     c.call<unknown, DecideApprovalResponse>(verdict, { id, reason, commandId: uuidv7() }),
   );
   const v = res.approval!;

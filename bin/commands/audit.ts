@@ -6,17 +6,20 @@
  */
 import { readFileSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
-import { AuditServiceClient, type GetSealerResponse } from "@sluice/proto";
-import {
-  AuditVerifier, ChunkJoiner, OcsfMapper, checkpointEvent, exportMessage, parseAuditJsonl, publicKeyFromPem, summarizeReport,
-  verifyAudit, type VerifyReport,
-} from "@sluice/control-plane/audit-client";
-import { parseDuration } from "@sluice/shared/config";
+import type { GetSealerResponse } from "@sluice/proto";
+import type * as AuditClient from "@sluice/control-plane/audit-client";
+import type { VerifyReport } from "@sluice/control-plane/audit-client";
 import { sessionEventName, type CloudEvent } from "@sluice/shared/events";
 import { SluiceError } from "@sluice/shared/errors";
 import { TARGET_FLAGS, UsageError, fail, parse, printJson } from "../lib/cli-kit.js";
-import { withClient } from "../lib/grpc-client.js";
-import { parseTimeFlag, readAudit } from "../lib/audit-read.js";
+import { loadGrpc } from "../lib/grpc-api.js";
+import { parseTimeFlags } from "../lib/time-flag.js";
+
+/** What every subcommand but `key` works with, loaded once the arguments are known to be good. */
+interface Deps {
+  ac: typeof AuditClient;
+  readAudit: typeof import("../lib/audit-read.js").readAudit;
+}
 
 const USAGE = `usage:
   sluice audit verify [--public-key FILE] [--file EVENTS.jsonl] [--wait D] [--json]
@@ -31,7 +34,7 @@ function out(line: string): Promise<void> {
   return new Promise((resolve) => (process.stdout.write(line + "\n") ? resolve() : process.stdout.once("drain", resolve)));
 }
 
-function printReport(r: VerifyReport, json: boolean | undefined): number {
+function printReport(r: VerifyReport, json: boolean | undefined, summarizeReport: (r: VerifyReport) => string): number {
   if (json) printJson(r);
   else {
     process.stdout.write(summarizeReport(r) + "\n");
@@ -47,8 +50,9 @@ function printReport(r: VerifyReport, json: boolean | undefined): number {
   return 0;
 }
 
-function sealer(values: Record<string, string | boolean | undefined>): Promise<GetSealerResponse> {
-  return withClient(AuditServiceClient, values, (c) => c.call<object, GetSealerResponse>("getSealer", {}));
+async function sealer(values: Record<string, string | boolean | undefined>): Promise<GetSealerResponse> {
+  const { withClient, proto } = await loadGrpc();
+  return withClient(proto.AuditServiceClient, values, (c) => c.call<object, GetSealerResponse>("getSealer", {}));
 }
 
 /**
@@ -57,7 +61,7 @@ function sealer(values: Record<string, string | boolean | undefined>): Promise<G
  * covers what was stored, else what was stored (whose tail then shows as unsealed).
  */
 async function sealedEnd(values: Record<string, string | boolean | undefined>): Promise<{ toSeq: number; sealer: GetSealerResponse }> {
-  const waitMs = values.wait === undefined ? 15_000 : values.wait === "0" ? 0 : parseDuration(values.wait as string);
+  const waitMs = values.wait === undefined ? 15_000 : values.wait === "0" ? 0 : (await import("@sluice/shared/config")).parseDuration(values.wait as string);
   let s = await sealer(values);
   const target = Number(s.auditLastSeq);
   const until = Date.now() + waitMs;
@@ -69,7 +73,8 @@ async function sealedEnd(values: Record<string, string | boolean | undefined>): 
   return { toSeq: sealed >= target ? sealed : target, sealer: s };
 }
 
-async function verify(values: Record<string, string | boolean | undefined>): Promise<number> {
+async function verify(values: Record<string, string | boolean | undefined>, { ac, readAudit }: Deps): Promise<number> {
+  const { AuditVerifier, parseAuditJsonl, publicKeyFromPem, summarizeReport, verifyAudit } = ac;
   const keyFile = values["public-key"] as string | undefined;
   let publicKey: KeyObject | undefined;
   if (keyFile) {
@@ -91,7 +96,7 @@ async function verify(values: Record<string, string | boolean | undefined>): Pro
       return fail(new SluiceError("failed_precondition", `${values.file}:${copy.badCheckpointLines[0]}: malformed checkpoint (forged or damaged)`));
     }
     // a copy proves something only against a key pinned beforehand: without one the report fails
-    return printReport(verifyAudit(copy.messages, copy.checkpoints, { publicKey }), values.json as boolean);
+    return printReport(verifyAudit(copy.messages, copy.checkpoints, { publicKey }), values.json as boolean, summarizeReport);
   }
   const { toSeq, sealer: s } = await sealedEnd(values);
   // live: without a pinned key, check against the key the control plane reports, and say so
@@ -106,7 +111,7 @@ async function verify(values: Record<string, string | boolean | undefined>): Pro
   }
   const report = v.finish();
   if (keyFromServer && report.ok) process.stderr.write("sluice: warning: checkpoint signatures were checked against the key the control plane reports; pin it (sluice audit key > sealer.pem) and pass --public-key\n");
-  return printReport(report, values.json as boolean);
+  return printReport(report, values.json as boolean, summarizeReport);
 }
 
 function inRange(ev: CloudEvent, since?: string, until?: string): boolean {
@@ -114,12 +119,12 @@ function inRange(ev: CloudEvent, since?: string, until?: string): boolean {
   return (!since || t >= since) && (!until || t <= until);
 }
 
-async function exportCmd(values: Record<string, string | boolean | undefined>): Promise<number> {
+async function exportCmd(values: Record<string, string | boolean | undefined>, { ac, readAudit }: Deps): Promise<number> {
+  const { ChunkJoiner, OcsfMapper, checkpointEvent, exportMessage } = ac;
   const format = values.format;
   if (format !== "ocsf" && format !== "cloudevents") throw new UsageError("--format must be ocsf or cloudevents");
-  const now = new Date();
-  const since = parseTimeFlag(values.since as string | undefined, now, parseDuration);
-  const until = parseTimeFlag(values.until as string | undefined, now, parseDuration);
+  const times = await parseTimeFlags(values, new Date());
+  const [since, until] = [times.since || undefined, times.until || undefined];
   if (format === "cloudevents") {
     // one event a line exactly as stored plus its message's stream sequence; checkpoints after the
     // message ending their range. Without --since/--until the copy ends at a checkpoint (after
@@ -171,7 +176,8 @@ function tailLine(ev: CloudEvent): string {
   return `${ev.time}  ${ev.subject}  ${name}  ${detail}`.trimEnd();
 }
 
-async function tail(values: Record<string, string | boolean | undefined>): Promise<number> {
+async function tail(values: Record<string, string | boolean | undefined>, { ac: client, readAudit }: Deps): Promise<number> {
+  const { exportMessage } = client;
   const ac = new AbortController();
   const stop = () => ac.abort();
   process.once("SIGINT", stop);
@@ -216,11 +222,13 @@ export async function run(args: string[]): Promise<number> {
   const [sub, ...rest] = positionals;
   if (rest.length) throw new UsageError(USAGE);
   const v = values as Record<string, string | boolean | undefined>;
+  if (sub === "key") return key(v);
+  if (sub !== "verify" && sub !== "export" && sub !== "tail") throw new UsageError(USAGE);
+  const [ac, { readAudit }] = await Promise.all([import("@sluice/control-plane/audit-client"), import("../lib/audit-read.js")]);
+  const deps: Deps = { ac, readAudit };
   switch (sub) {
-    case "verify": return verify(v);
-    case "export": return exportCmd(v);
-    case "tail": return tail(v);
-    case "key": return key(v);
-    default: throw new UsageError(USAGE);
+    case "verify": return verify(v, deps);
+    case "export": return exportCmd(v, deps);
+    case "tail": return tail(v, deps);
   }
 }

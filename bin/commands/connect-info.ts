@@ -7,7 +7,6 @@
  */
 import { connect as tcpConnect } from "node:net";
 import { performance } from "node:perf_hooks";
-import { readFleet } from "@sluice/data-plane";
 import { SluiceError } from "@sluice/shared/errors";
 import { UsageError, fail, parse, printJson } from "../lib/cli-kit.js";
 import { NATS_FLAGS, connectCliNats } from "../lib/cli-nats.js";
@@ -76,6 +75,8 @@ export async function run(args: string[]): Promise<number> {
     return fail(e);
   }
   try {
+    // the fleet's reader alone, not the data plane's whole entry point (its proxy, parser, masking)
+    const { readFleet } = await import("@sluice/data-plane/fleet");
     const fleet = await readFleet(conn.nc, conn.prefix);
     await conn.nc.close();
     const candidates: NodeCandidate[] = await Promise.all(

@@ -3,9 +3,6 @@
  * SIGTERM. Config: defaults ← FILE ← environment (SLUICE_*). Prints one `sluice control-plane ready`
  * line on stdout once it serves.
  */
-import { loadConfig } from "@sluice/shared/config";
-import { createLogger } from "@sluice/shared/logging";
-import { startControlPlane } from "@sluice/control-plane";
 import { parse } from "../lib/cli-kit.js";
 
 const USAGE = `usage: sluice control-plane [--config FILE]
@@ -22,6 +19,10 @@ export async function run(args: string[]): Promise<number> {
     process.stdout.write(USAGE + "\n");
     return 0;
   }
+  // the control plane's modules after the flags: --help and a usage error load none of them
+  const [{ loadConfig }, { createLogger }, { startControlPlane }] = await Promise.all([
+    import("@sluice/shared/config"), import("@sluice/shared/logging"), import("@sluice/control-plane"),
+  ]);
   const config = loadConfig(values.config ?? process.env.SLUICE_CONFIG);
   const logger = createLogger({ level: config.logLevel, name: "control-plane" });
   const cp = await startControlPlane(config, { logger });

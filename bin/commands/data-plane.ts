@@ -4,9 +4,8 @@
  * finish (up to the grace period), then stop.
  */
 import { join } from "node:path";
-import { startDataPlaneNode, type DataPlaneNode } from "@sluice/data-plane";
-import { loadConfig } from "@sluice/shared/config";
-import { createLogger, type Logger } from "@sluice/shared/logging";
+import type { DataPlaneNode } from "@sluice/data-plane";
+import type { Logger } from "@sluice/shared/logging";
 import { fail, parse } from "../lib/cli-kit.js";
 
 const USAGE = `usage: sluice data-plane [--config FILE] [--grace SECONDS]
@@ -27,6 +26,10 @@ export async function run(args: string[]): Promise<number> {
   let node: DataPlaneNode;
   let log: Logger;
   try {
+    // the node's modules after the flags: --help and a usage error load none of them
+    const [{ startDataPlaneNode }, { loadConfig }, { createLogger }] = await Promise.all([
+      import("@sluice/data-plane"), import("@sluice/shared/config"), import("@sluice/shared/logging"),
+    ]);
     const cfg = loadConfig(values.config);
     log = createLogger({ level: cfg.logLevel, name: "data-plane" });
     // the `hash` masking strategy must give the same output on every node: share the key

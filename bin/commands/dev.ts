@@ -11,24 +11,34 @@
  */
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { parse as parseYaml } from "yaml";
-import { startControlPlane, type RunningControlPlane } from "@sluice/control-plane";
-import { createDevIssuer, createDevOidcProvider, devConsoleIssuer, devIssuerSpec } from "@sluice/shared/auth";
+import type { RunningControlPlane } from "@sluice/control-plane";
 import { defaultConfig, probeListen } from "@sluice/shared/config";
-import { createLogger } from "@sluice/shared/logging";
 import { formatProblem, locateProblems, validateBundle, type Bundle } from "@sluice/shared/policy";
 import { SluiceError } from "@sluice/shared/errors";
 import { UsageError, fail, parse, writeContext } from "../lib/cli-kit.js";
 import { DEV_PASSWORD_ENV, devBundle, devResource, keepDevParts, parseUpstreamUrl, withDevParts } from "../lib/dev-bundle.js";
 import { freePort, startNatsServer } from "../lib/dev-nats-server.js";
 import { Teardown, startStep, within } from "../lib/dev-lifecycle.js";
-import { applyBundleText } from "../lib/dev-policy-client.js";
 import { DevDataPlane } from "../lib/dev-data-plane.js";
 import { ensureDevCertificate } from "../lib/dev-tls.js";
-import { ensureUpstreamDatabase } from "../lib/dev-upstream.js";
-import { afterDemo } from "../lib/demo/after-demo.js";
-import { isAborted, runDemo } from "../lib/demo/run-demo.js";
+
+/**
+ * The stack's heavy modules (control plane, NATS and gRPC clients, the issuer, the logger, pg: ~0.8 s
+ * of CPU, seconds on a loaded machine), loaded once the flags, the --policy file and the ports have
+ * been checked, so that a bad start says why at once (contract: within 10 s) and --help loads none.
+ */
+async function loadStack() {
+  const [nats, cp, auth, logging, policyClient, upstream] = await Promise.all([
+    import("@nats-io/transport-node"), import("@sluice/control-plane"), import("@sluice/shared/auth"), import("@sluice/shared/logging"),
+    import("../lib/dev-policy-client.js"), import("../lib/dev-upstream.js"),
+  ]);
+  return {
+    connect: nats.connect, startControlPlane: cp.startControlPlane, ...auth,
+    createLogger: logging.createLogger, applyBundleText: policyClient.applyBundleText, ensureUpstreamDatabase: upstream.ensureUpstreamDatabase,
+  };
+}
 
 const USAGE = `usage: sluice dev [--upstream postgres://USER:PASS@HOST:PORT/DB] [--resource NAME] [--policy FILE]
                   [--nats URL] [--demo] [--state-dir DIR] [--port N] [--http-port N] [--grpc-port N] [--cp-http-port N]
@@ -112,11 +122,6 @@ export async function run(args: string[]): Promise<number> {
 
   // the log goes to stderr until a start-up failure: then the one line saying why is all that is printed
   let muted = false;
-  const log = createLogger({
-    level: process.env.SLUICE_LOG_LEVEL ?? "warn",
-    name: "dev",
-    destination: { write: (chunk: string) => (muted ? true : process.stderr.write(chunk)) } as unknown as NodeJS.WritableStream,
-  });
   const stateDir = resolve(values["state-dir"] ?? process.env.SLUICE_DEV_DIR ?? ".sluice");
   const parts = new Teardown();
   let dataPlane: DevDataPlane | undefined;
@@ -160,6 +165,13 @@ export async function run(args: string[]): Promise<number> {
     await probeListen("data plane HTTP listener (--http-port)", "127.0.0.1", dpHttpPort);
     await probeListen("control plane gRPC listener (--grpc-port)", "127.0.0.1", grpcPort);
     await probeListen("control plane HTTP listener (--cp-http-port)", "127.0.0.1", cpHttpPort);
+
+    const { connect, startControlPlane, createDevIssuer, createDevOidcProvider, devConsoleIssuer, devIssuerSpec, createLogger, applyBundleText, ensureUpstreamDatabase } = await loadStack();
+    const log = createLogger({
+      level: process.env.SLUICE_LOG_LEVEL ?? "warn",
+      name: "dev",
+      destination: { write: (chunk: string) => (muted ? true : process.stderr.write(chunk)) } as unknown as NodeJS.WritableStream,
+    });
 
     // the upstream next: the most likely thing to be missing
     await ensureUpstreamDatabase(up, values.upstream === undefined);
@@ -284,7 +296,7 @@ export async function run(args: string[]): Promise<number> {
       devParts: { issuer: issuerSpec, resource },
       pid: process.pid,
     });
-    return { controlPlane, dp, cert, issuer, issuerSpec, bundle, adminToken, resourceName, up, contextFile, applied };
+    return { controlPlane, dp, cert, issuer, issuerSpec, bundle, adminToken, resourceName, up, contextFile, applied, applyBundleText };
   })();
 
   let undelivered = 0;
@@ -319,7 +331,7 @@ export async function run(args: string[]): Promise<number> {
     return fail(e);
   }
 
-  const { controlPlane, dp, cert, issuer, issuerSpec, bundle, adminToken, resourceName, up, contextFile, applied } = started;
+  const { controlPlane, dp, cert, issuer, issuerSpec, bundle, adminToken, resourceName, up, contextFile, applied, applyBundleText } = started;
   const psql =
     `PGPASSWORD=$(sluice token --sub me --groups dev) psql ` +
     `"host=127.0.0.1 port=${dp.port} dbname=${resourceName} user=me sslmode=require"`;
@@ -331,6 +343,7 @@ export async function run(args: string[]): Promise<number> {
   process.stdout.write(`  console: http://127.0.0.1:${controlPlane.httpPort}/console/\n`);
 
   if (values.demo) {
+    const [{ afterDemo }, { isAborted, runDemo }] = await Promise.all([import("../lib/demo/after-demo.js"), import("../lib/demo/run-demo.js")]);
     const ac = new AbortController();
     interrupted = () => ac.abort();
     const sink = { write: (t: string) => void process.stdout.write(t), isTTY: process.stdout.isTTY === true };

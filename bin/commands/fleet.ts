@@ -6,9 +6,6 @@
  * read it, else the fleet's highest), how long it took to apply it, and whether it is stale (silent
  * for more than three heartbeat periods).
  */
-import { Kvm } from "@nats-io/kv";
-import { readFleet } from "@sluice/data-plane";
-import { natsNames } from "@sluice/shared/nats";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { UsageError, fail, parse, printJson } from "../lib/cli-kit.js";
 import { NATS_FLAGS, connectCliNats } from "../lib/cli-nats.js";
@@ -27,6 +24,7 @@ function age(ms: number): string {
 
 /** The snapshot bucket's revision, or undefined when it cannot be read (no bucket, or no permission). */
 async function currentRevision(nc: NatsConnection, prefix: string): Promise<number | undefined> {
+  const [{ Kvm }, { natsNames }] = await Promise.all([import("@nats-io/kv"), import("@sluice/shared/nats")]);
   const names = natsNames(prefix);
   try {
     const kv = await new Kvm(nc).open(names.snapshotBucket);
@@ -53,6 +51,8 @@ export async function run(args: string[]): Promise<number> {
   }
   const { nc, prefix } = conn;
   try {
+    // the fleet's reader alone, not the data plane's whole entry point (its proxy, parser, masking)
+    const { readFleet } = await import("@sluice/data-plane/fleet");
     const fleet = await readFleet(nc, prefix, new Date(), await currentRevision(nc, prefix));
     if (values.json) {
       printJson(fleet);

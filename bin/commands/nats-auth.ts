@@ -13,8 +13,8 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { nodeNumberFromId } from "@sluice/data-plane";
-import { parseDuration } from "@sluice/shared/config";
+// the data plane's cancel-key numbering alone, not its whole entry point
+import { nodeNumberFromId } from "@sluice/data-plane/cancel-keys";
 import { SluiceError } from "@sluice/shared/errors";
 import { createNatsAuth, issueWithRoleSigner, natsNames, NATS_ROLES, type NatsAuthSeeds, type NatsRole, type RoleSigner } from "@sluice/shared/nats";
 import { UsageError, fail, parse } from "../lib/cli-kit.js";
@@ -63,13 +63,15 @@ export async function run(args: string[]): Promise<number> {
   const sub = positionals[0];
   if (positionals.length !== 1 || !["init", "server-config", "user", "signer"].includes(sub ?? "") || (!values.dir && !(sub === "user" && values.signer))) throw new UsageError(USAGE);
   const dir = values.dir ?? "";
+  // the duration parser comes with the configuration module (and YAML): only for --expires
+  const parseDuration = values.expires ? (await import("@sluice/shared/config")).parseDuration : undefined;
   /** the user the flags describe (its role comes from --role or the signer file) */
   const userOf = (name: string) => ({
     name,
     region: values.region,
     node: values.node,
     cancel: values.node ? nodeNumberFromId(values.node) : undefined,
-    expiresInSec: values.expires ? Math.round(parseDuration(values.expires) / 1000) : undefined,
+    expiresInSec: values.expires && parseDuration ? Math.round(parseDuration(values.expires) / 1000) : undefined,
   });
   const emit = (creds: string) => {
     if (values.out) writeSecret(values.out, creds);

@@ -5,13 +5,11 @@
  */
 import { existsSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { PolicyServiceClient, type ApplyPolicyResponse, type GetPolicyResponse, type PolicyChange, type PolicyDiffResponse, type PolicyHistoryResponse } from "@sluice/proto";
+import type { ApplyPolicyResponse, GetPolicyResponse, PolicyChange, PolicyDiffResponse, PolicyHistoryResponse } from "@sluice/proto";
 import { SluiceError } from "@sluice/shared/errors";
 import { uuidv7 } from "@sluice/shared/events";
-import { formatProblem, parseBundleFile } from "@sluice/shared/policy";
 import { TARGET_FLAGS, UsageError, fail, parse, printJson, readContext } from "../lib/cli-kit.js";
-import { keepDevParts } from "../lib/dev-bundle.js";
-import { withClient, problemsOf } from "../lib/grpc-client.js";
+import { loadGrpc } from "../lib/grpc-api.js";
 
 const USAGE = `usage: sluice policy <command> [flags]
   apply FILE [--expected-revision N] [--json]   validate locally, then apply (exit 1 with path:line:col on a bad file)
@@ -30,7 +28,7 @@ function summary(changes: PolicyChange[]): string {
 }
 
 /** Re-throws a failed apply with the server's first located problem as the one line. */
-function located(e: unknown): never {
+function located<P>(e: unknown, problemsOf: (err: unknown) => P[], formatProblem: (p: P) => string): never {
   const problems = problemsOf((e as { cause?: unknown }).cause ?? e);
   if (problems.length) {
     const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : "";
@@ -42,6 +40,8 @@ function located(e: unknown): never {
 async function apply(file: string | undefined, flags: Record<string, unknown>): Promise<number> {
   if (!file) throw new UsageError("usage: sluice policy apply FILE");
   // against the dev stack, checked as the stack will see it: with its issuer and resource kept
+  // the bundle parser and validator only here: the other subcommands never read a bundle
+  const [{ formatProblem, parseBundleFile }, { keepDevParts }] = await Promise.all([import("@sluice/shared/policy"), import("../lib/dev-bundle.js")]);
   const ctx = readContext();
   const server = (flags.server as string | undefined) ?? process.env.SLUICE_CONTROL_PLANE ?? ctx?.controlPlane;
   const dev = ctx?.devParts && server === ctx.controlPlane ? ctx.devParts : undefined;
@@ -54,8 +54,10 @@ async function apply(file: string | undefined, flags: Record<string, unknown>): 
   if (!Number.isInteger(expected) || expected < 0) throw new UsageError("--expected-revision must be a non-negative integer");
   const { readFile } = await import("node:fs/promises");
   const text = await readFile(file, "utf8");
-  const res = await withClient(PolicyServiceClient, flags as { server?: string; token?: string }, (c) =>
-    c.call<unknown, ApplyPolicyResponse>("apply", { bundleYaml: text, sourcePath: file, expectedRevision: expected, commandId: uuidv7() }).catch(located),
+  const { withClient, problemsOf, proto } = await loadGrpc();
+  const res = await withClient(proto.PolicyServiceClient, flags as { server?: string; token?: string }, (c) =>
+    c.call<unknown, ApplyPolicyResponse>("apply", { bundleYaml: text, sourcePath: file, expectedRevision: expected, commandId: uuidv7() })
+      .catch((e: unknown) => located(e, problemsOf, formatProblem)),
   );
   if (flags.json) printJson(res);
   else if (res.unchanged) process.stdout.write(`unchanged: revision ${res.revision} already is this bundle${res.duplicate ? " (re-sent command)" : ""}\n`);
@@ -65,7 +67,8 @@ async function apply(file: string | undefined, flags: Record<string, unknown>): 
 }
 
 async function get(flags: Record<string, unknown>): Promise<number> {
-  const res = await withClient(PolicyServiceClient, flags, (c) => c.call<unknown, GetPolicyResponse>("get", {}));
+  const { withClient, proto } = await loadGrpc();
+  const res = await withClient(proto.PolicyServiceClient, flags, (c) => c.call<unknown, GetPolicyResponse>("get", {}));
   const s = res.snapshot;
   if (!s) {
     if (flags.json) printJson(null);
@@ -83,7 +86,8 @@ async function get(flags: Record<string, unknown>): Promise<number> {
 async function history(flags: Record<string, unknown>): Promise<number> {
   const limit = flags.limit === undefined ? 0 : Number(flags.limit);
   if (!Number.isInteger(limit) || limit < 0) throw new UsageError("--limit must be a non-negative integer");
-  const res = await withClient(PolicyServiceClient, flags, (c) => c.call<unknown, PolicyHistoryResponse>("history", { limit }));
+  const { withClient, proto } = await loadGrpc();
+  const res = await withClient(proto.PolicyServiceClient, flags, (c) => c.call<unknown, PolicyHistoryResponse>("history", { limit }));
   if (flags.json) {
     printJson(res.revisions);
     return 0;
@@ -107,7 +111,8 @@ async function diff(positionals: string[], flags: Record<string, unknown>): Prom
   });
   if (nums.length > 2) throw new UsageError("usage: sluice policy diff [FROM] [TO]");
   const [from = 0, to = 0] = nums.length === 1 ? [nums[0]!, 0] : nums;
-  const res = await withClient(PolicyServiceClient, flags, (c) => c.call<unknown, PolicyDiffResponse>("diff", { fromRevision: from, toRevision: to }));
+  const { withClient, proto } = await loadGrpc();
+  const res = await withClient(proto.PolicyServiceClient, flags, (c) => c.call<unknown, PolicyDiffResponse>("diff", { fromRevision: from, toRevision: to }));
   if (flags.json) printJson(res);
   else process.stdout.write(res.diff || `no difference between revision ${res.fromRevision} and ${res.toRevision}\n`);
   return 0;

@@ -2,9 +2,9 @@
  * `sluice projections rebuild [--json]`: drops the control plane's read model and rebuilds it from the
  * audit stream (SessionService.RebuildReadModel); answers once it has caught up.
  */
-import { SessionServiceClient, type RebuildReadModelResponse } from "@sluice/proto";
+import type { RebuildReadModelResponse } from "@sluice/proto";
 import { TARGET_FLAGS, UsageError, parse, printJson } from "../lib/cli-kit.js";
-import { withClient } from "../lib/grpc-client.js";
+import { loadGrpc } from "../lib/grpc-api.js";
 
 const USAGE = `usage: sluice projections rebuild [--json] [--server ADDR] [--token JWT]
 
@@ -18,7 +18,8 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length !== 1 || positionals[0] !== "rebuild") throw new UsageError(USAGE);
-  const r = await withClient(SessionServiceClient, values, (c) =>
+  const { withClient, proto } = await loadGrpc();
+  const r = await withClient(proto.SessionServiceClient, values, (c) =>
     c.call<object, RebuildReadModelResponse>("rebuildReadModel", {}, { timeoutMs: 15 * 60_000 }));
   if (values.json) printJson(r);
   else {

@@ -2,12 +2,10 @@
  * `sluice sessions list|show|replay`: sessions from the control plane's read model (SessionService),
  * and a readable transcript replayed from the audit stream itself (AuditService.Read).
  */
-import { SessionServiceClient, type GetSessionResponse, type ListSessionsRequest, type ListSessionsResponse, type SessionSummary } from "@sluice/proto";
-import { ChunkJoiner, TranscriptRenderer } from "@sluice/control-plane/audit-client";
-import { parseDuration } from "@sluice/shared/config";
+import type { GetSessionResponse, ListSessionsRequest, ListSessionsResponse, SessionSummary } from "@sluice/proto";
 import { TARGET_FLAGS, UsageError, parse, printJson } from "../lib/cli-kit.js";
-import { withClient } from "../lib/grpc-client.js";
-import { parseTimeFlag, readAudit } from "../lib/audit-read.js";
+import { loadGrpc } from "../lib/grpc-api.js";
+import { parseTimeFlags } from "../lib/time-flag.js";
 
 const USAGE = `usage:
   sluice sessions list [--identity S] [--resource R] [--node N] [--since T] [--until T] [--decision allow|deny|approve|approved|rejected] [--status S] [--limit N] [--json]
@@ -34,14 +32,14 @@ async function list(values: Record<string, string | boolean | undefined>): Promi
   const req: ListSessionsRequest = {
     identity: (values.identity as string) ?? "",
     resource: (values.resource as string) ?? "",
-    since: parseTimeFlag(values.since as string | undefined, now, parseDuration) ?? "",
-    until: parseTimeFlag(values.until as string | undefined, now, parseDuration) ?? "",
+    ...(await parseTimeFlags(values, now)),
     decision: (values.decision as string) ?? "",
     status: (values.status as string) ?? "",
     node: (values.node as string) ?? "",
     limit,
   };
-  const r = await withClient(SessionServiceClient, values, (c) => c.call<ListSessionsRequest, ListSessionsResponse>("list", req));
+  const { withClient, proto } = await loadGrpc();
+  const r = await withClient(proto.SessionServiceClient, values, (c) => c.call<ListSessionsRequest, ListSessionsResponse>("list", req));
   if (values.json) {
     printJson(r.sessions);
     return 0;
@@ -76,7 +74,8 @@ function describe(s: SessionSummary): string {
 }
 
 async function show(id: string, values: Record<string, string | boolean | undefined>): Promise<number> {
-  const r = await withClient(SessionServiceClient, values, (c) => c.call<{ sessionId: string }, GetSessionResponse>("get", { sessionId: id }));
+  const { withClient, proto } = await loadGrpc();
+  const r = await withClient(proto.SessionServiceClient, values, (c) => c.call<{ sessionId: string }, GetSessionResponse>("get", { sessionId: id }));
   if (values.json) {
     printJson(r);
     return 0;
@@ -102,6 +101,7 @@ async function replay(id: string, values: Record<string, string | boolean | unde
   const ac = new AbortController();
   const stop = () => ac.abort();
   process.once("SIGINT", stop);
+  const [{ ChunkJoiner, TranscriptRenderer }, { readAudit }] = await Promise.all([import("@sluice/control-plane/audit-client"), import("../lib/audit-read.js")]);
   const joiner = new ChunkJoiner();
   const renderer = new TranscriptRenderer();
   let seen = 0;

@@ -3,8 +3,6 @@
  * token with the dev issuer key that `sluice dev` wrote into the context, and prints ONLY the token on
  * stdout (so `PGPASSWORD=$(sluice token --sub ci --groups ci) psql …` works).
  */
-import { createDevIssuer } from "@sluice/shared/auth";
-import { parseDuration } from "@sluice/shared/config";
 import { UsageError, fail, parse, readContext } from "../lib/cli-kit.js";
 
 const USAGE = `usage: sluice token --sub SUB [--groups a,b] [--claim k=v]... [--ttl 10m] [--aud AUDIENCE]
@@ -39,6 +37,8 @@ export async function run(args: string[]): Promise<number> {
 
   let ttlSec = 600;
   if (values.ttl !== undefined) {
+    // the duration parser comes with the configuration module (and YAML): only for --ttl
+    const { parseDuration } = await import("@sluice/shared/config");
     try {
       ttlSec = Math.round(parseDuration(values.ttl) / 1000);
     } catch {
@@ -61,6 +61,7 @@ export async function run(args: string[]): Promise<number> {
 
   const ctx = readContext();
   if (!ctx?.devIssuerKeyFile || !ctx.devIssuer || !ctx.devAudience) return fail(new Error("no dev issuer: start `sluice dev` first"));
+  const { createDevIssuer } = await import("@sluice/shared/auth");
   let dev;
   try {
     dev = await createDevIssuer({ issuer: ctx.devIssuer, audience: ctx.devAudience, keyFile: ctx.devIssuerKeyFile, create: false });

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { startTestControlPlane } from "../../control-plane/src/testing/test-control-plane.js";
 import { publishInterleaved, SessionScript } from "../../control-plane/src/audit/testing.js";
 import { publishBatches } from "../../control-plane/src/audit/testing.js";
-import { readAudit, parseTimeFlag } from "./audit-read.js";
+import { readAudit } from "./audit-read.js";
+import { parseTimeFlag } from "./time-flag.js";
 
 test("readAudit follows new records from the end (audit tail) and one session's (replay --follow); needs an admin token", async (t) => {
   const h = await startTestControlPlane(t);

@@ -7,7 +7,7 @@ import { credentials } from "@grpc/grpc-js";
 import { AuditServiceClient, type AuditRecord as AuditRecordMsg, type ReadAuditRequest } from "@sluice/proto";
 import { messageFromWire, parseCheckpoint, type AuditMessage, type Checkpoint } from "@sluice/control-plane/audit-client";
 import { bearerMetadata, fromServiceError } from "./grpc-client.js";
-import { UsageError, resolveTarget } from "./cli-kit.js";
+import { resolveTarget } from "./cli-kit.js";
 
 export type ReadItem = { message: AuditMessage; checkpoint?: undefined } | { checkpoint: Checkpoint; message?: undefined };
 
@@ -47,13 +47,4 @@ export async function* readAudit(
     if (!cancelled) call.cancel();
     client.close();
   }
-}
-
-/** since/until flags: an ISO time, or a duration back from now (`30m`, `2h`, `7d`). */
-export function parseTimeFlag(v: string | undefined, now: Date, parseDuration: (s: string) => number): string | undefined {
-  if (v === undefined || v === "") return undefined;
-  if (/^\d+(\.\d+)?(ms|s|m|h|d)$/.test(v.trim())) return new Date(now.getTime() - parseDuration(v)).toISOString();
-  const t = Date.parse(v);
-  if (Number.isNaN(t)) throw new UsageError(`not a time (ISO 8601) or a duration like 2h: ${JSON.stringify(v)}`);
-  return new Date(t).toISOString();
 }

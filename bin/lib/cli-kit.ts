@@ -2,8 +2,8 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { mkdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
-import { SluiceError } from "@sluice/shared/errors";
-import { scrubSecrets } from "@sluice/shared/logging";
+// every command imports this file: nothing heavy here (the errors' scrubbing, not the logger's pino)
+import { SluiceError, scrubSecrets } from "@sluice/shared/errors";
 import type { IssuerSpec, ResourceSpec } from "@sluice/shared/policy";
 
 export interface CommandModule {

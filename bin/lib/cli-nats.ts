@@ -5,9 +5,8 @@
  * user's role may subscribe to (read from the credentials' role tag).
  */
 import { readFileSync } from "node:fs";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { SluiceError } from "@sluice/shared/errors";
-import { credsIdentity, inboxFor, natsConnectOptions, natsNames } from "@sluice/shared/nats";
 import { readContext } from "./cli-kit.js";
 
 export const NATS_FLAGS = {
@@ -24,6 +23,8 @@ export interface CliNats {
 }
 
 export async function connectCliNats(values: { nats?: string; prefix?: string; creds?: string; "nats-ca"?: string }, name: string): Promise<CliNats> {
+  // the NATS client only once a command connects (its flags and --help parse without it)
+  const [{ connect }, { credsIdentity, inboxFor, natsConnectOptions, natsNames }] = await Promise.all([import("@nats-io/transport-node"), import("@sluice/shared/nats")]);
   const ctx = readContext();
   const url = values.nats ?? (process.env.SLUICE_NATS_URL || ctx?.nats || "nats://127.0.0.1:4222");
   const prefix = values.prefix ?? (process.env.SLUICE_NATS_PREFIX || ctx?.natsPrefix || "");

@@ -12,7 +12,7 @@ import { groupsFromClaims, pickIssuer } from "@sluice/shared/auth";
 import { SluiceError } from "@sluice/shared/errors";
 import { bundleWarnings, formatProblem, formatWarning, parseBundleFile, type Bundle } from "@sluice/shared/policy";
 import { loadSqlParser, simulateSql, type StatementInfo } from "@sluice/shared/sql";
-import { scrubSecrets } from "@sluice/shared/logging";
+import { scrubSecrets } from "@sluice/shared/errors";
 import { TARGET_FLAGS, UsageError, parse } from "./cli-kit.js";
 import { withClient } from "./grpc-client.js";
 

@@ -1,11 +1,12 @@
 import { pino, destination, type Logger, type LoggerOptions } from "pino";
+import { scrubSecrets } from "../errors/scrub-secrets.js";
 
 export type { Logger };
 
 /**
  * Paths pino censors wherever they appear. Secrets must never reach a log line: tokens (JWTs), upstream
  * passwords and any unmasked value. Redaction by path is a second line of defence; the first is to never
- * pass a secret to the logger at all. `scrubSecrets` below catches JWT-shaped strings in messages.
+ * pass a secret to the logger at all. `scrubSecrets` (errors/scrub-secrets.ts) catches JWT-shaped strings in messages.
  */
 export const REDACT_PATHS = [
   "password", "*.password", "*.*.password",
@@ -18,13 +19,8 @@ export const REDACT_PATHS = [
   "params", "*.params",
 ];
 
-const JWT_RE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
-const URL_PASSWORD_RE = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/\s@]+:)[^@\s]+@/gi;
-
-/** Replaces JWT-shaped substrings and URL passwords in a string. */
-export function scrubSecrets(s: string): string {
-  return s.replace(JWT_RE, "[jwt]").replace(URL_PASSWORD_RE, "$1[redacted]@");
-}
+// the logger's scrubbing is the errors' (one definition; importing it costs no pino)
+export { scrubSecrets };
 
 export interface LoggerConfig {
   level?: string;
