@@ -25,19 +25,21 @@ import { DevDataPlane } from "../lib/dev-data-plane.js";
 import { ensureDevCertificate } from "../lib/dev-tls.js";
 
 /**
- * The stack's heavy modules (control plane, NATS and gRPC clients, the issuer, the logger, pg: ~0.8 s
- * of CPU, seconds on a loaded machine), loaded once the flags, the --policy file and the ports have
- * been checked, so that a bad start says why at once (contract: within 10 s) and --help loads none.
+ * The stack's heavy modules (~0.8 s of CPU, seconds on a loaded machine) load in two steps, each when
+ * it is needed: what reaches the upstream and NATS once the flags, the --policy file and the ports
+ * have been checked, the control plane and its gRPC client once those answered. A bad start says why
+ * before most of it is loaded (contract: within 10 s), and --help loads none of it.
  */
-async function loadStack() {
-  const [nats, cp, auth, logging, policyClient, upstream] = await Promise.all([
-    import("@nats-io/transport-node"), import("@sluice/control-plane"), import("@sluice/shared/auth"), import("@sluice/shared/logging"),
-    import("../lib/dev-policy-client.js"), import("../lib/dev-upstream.js"),
+async function loadClients() {
+  const [nats, auth, logging, upstream] = await Promise.all([
+    import("@nats-io/transport-node"), import("@sluice/shared/auth"), import("@sluice/shared/logging"), import("../lib/dev-upstream.js"),
   ]);
-  return {
-    connect: nats.connect, startControlPlane: cp.startControlPlane, ...auth,
-    createLogger: logging.createLogger, applyBundleText: policyClient.applyBundleText, ensureUpstreamDatabase: upstream.ensureUpstreamDatabase,
-  };
+  return { connect: nats.connect, ...auth, createLogger: logging.createLogger, ensureUpstreamDatabase: upstream.ensureUpstreamDatabase };
+}
+
+async function loadControlPlane() {
+  const [cp, policyClient] = await Promise.all([import("@sluice/control-plane"), import("../lib/dev-policy-client.js")]);
+  return { startControlPlane: cp.startControlPlane, applyBundleText: policyClient.applyBundleText };
 }
 
 const USAGE = `usage: sluice dev [--upstream postgres://USER:PASS@HOST:PORT/DB] [--resource NAME] [--policy FILE]
@@ -166,7 +168,7 @@ export async function run(args: string[]): Promise<number> {
     await probeListen("control plane gRPC listener (--grpc-port)", "127.0.0.1", grpcPort);
     await probeListen("control plane HTTP listener (--cp-http-port)", "127.0.0.1", cpHttpPort);
 
-    const { connect, startControlPlane, createDevIssuer, createDevOidcProvider, devConsoleIssuer, devIssuerSpec, createLogger, applyBundleText, ensureUpstreamDatabase } = await loadStack();
+    const { connect, createDevIssuer, createDevOidcProvider, devConsoleIssuer, devIssuerSpec, createLogger, ensureUpstreamDatabase } = await loadClients();
     const log = createLogger({
       level: process.env.SLUICE_LOG_LEVEL ?? "warn",
       name: "dev",
@@ -214,6 +216,7 @@ export async function run(args: string[]): Promise<number> {
     }
 
     // control plane
+    const { startControlPlane, applyBundleText } = await loadControlPlane();
     const cpConfig = defaultConfig();
     cpConfig.node = "dev-control-plane";
     cpConfig.nats = { ...cpConfig.nats, url, prefix };
