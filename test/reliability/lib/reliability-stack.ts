@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { createDevIssuer, devIssuerSpec, type DevIssuer } from "@sluice/shared/auth";
 import { defaultConfig, type SluiceConfig } from "@sluice/shared/config";
 import { natsNames, type NatsNames } from "@sluice/shared/nats";
@@ -94,6 +95,12 @@ export interface ReliabilityStack {
   scanAudit(visit: (ev: CloudEvent) => void): Promise<ScanFigures>;
   /** /readyz of the data plane: its status code, or 0 when it does not answer */
   readyz(): Promise<number>;
+  /**
+   * How quickly the control plane and the NATS server answer now: the control plane's /healthz (its
+   * event loop) and a JetStream API request of the scenario's own (the server's API queue). Tells a
+   * control plane starved by the machine's load from one that is stuck. -1: no answer within 30 s.
+   */
+  probe(): Promise<{ controlPlaneHealthzMs: number; natsApiMs: number }>;
   /** the data plane's /metrics: name → value (labelled series summed), and `name{labels}` → value */
   metrics(): Promise<Record<string, number>>;
 }
@@ -170,13 +177,15 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
   const cpGrpcPort = await stablePort();
   const cpAddress = `127.0.0.1:${cpGrpcPort}`;
   let cp: SluiceProcess | undefined;
+  let cpHttpPort = 0;
   if (o.controlPlane !== false) {
     const cfg = defaultConfig();
     cfg.node = "cp-1";
     cfg.region = "rel";
     cfg.nats = { ...cfg.nats, url: natsUrl, replicas };
     cfg.controlPlane.grpcListen = cpAddress;
-    cfg.controlPlane.httpListen = `127.0.0.1:${await stablePort()}`;
+    cpHttpPort = await stablePort();
+    cfg.controlPlane.httpListen = `127.0.0.1:${cpHttpPort}`;
     cfg.controlPlane.adminGroups = [ADMIN_GROUP];
     cfg.controlPlane.issuers = [issuer];
     cfg.controlPlane.readModel = { dialect: "sqlite", url: join(dir, "read-model.sqlite") };
@@ -282,6 +291,26 @@ export async function startReliabilityStack(t: TestContext, o: ReliabilityStackO
     },
     scanAudit: (visit) => scanAudit(nc, names.auditStream, visit),
     readyz: () => httpStatus(`http://127.0.0.1:${dpHttpPort}/readyz`),
+    async probe() {
+      const timed = async (f: () => Promise<unknown>) => {
+        const t0 = Date.now();
+        try {
+          await f();
+          return Date.now() - t0;
+        } catch {
+          return -1;
+        }
+      };
+      const controlPlaneHealthzMs = cpHttpPort
+        ? await timed(async () => {
+            const r = await fetch(`http://127.0.0.1:${cpHttpPort}/healthz`, { signal: AbortSignal.timeout(30_000) });
+            await r.text();
+          })
+        : -1;
+      const jsm = await jetstreamManager(nc, { timeout: 30_000 });
+      const natsApiMs = await timed(() => jsm.streams.info(names.controlStream));
+      return { controlPlaneHealthzMs, natsApiMs };
+    },
     async metrics() {
       const text = await (await fetch(`http://127.0.0.1:${dpHttpPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
       const out: Record<string, number> = {};
