@@ -1,8 +1,8 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { decodeBatch, type CloudEvent } from "@sluice/shared/events";
-import type { NatsNames } from "@sluice/shared/nats";
+import { startLiveConsumer, type LiveConsumer, type NatsNames } from "@sluice/shared/nats";
 import type { Logger } from "@sluice/shared/logging";
 import { SluiceError } from "@sluice/shared/errors";
 import { checkpointSignatureValid, parseCheckpoint, signCheckpoint, type Checkpoint } from "./checkpoint.js";
@@ -57,7 +57,7 @@ export async function lastCheckpoint(nc: NatsConnection, names: NatsNames): Prom
 
 /**
  * The sealer: one leader among control-plane replicas (KV lease) reads SLUICE_AUDIT in stream order
- * with an ordered consumer, extends the stream-wide hash chain (one link per stored message, over the
+ * with a live consumer (shared/src/nats/live-consumer.ts), extends the stream-wide hash chain (one link per stored message, over the
  * digests of the events of its batch), and stores an Ed25519-signed checkpoint every N messages or T
  * seconds. A checkpoint is published with the expected last sequence of the
  * checkpoint subject, so a deposed leader that still believes it leads cannot fork the checkpoint
@@ -213,31 +213,44 @@ export class Sealer {
     };
 
     this.flushNow = flush;
-    const consumer = await js.consumers.get(names.auditStream, {
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: this.sealed.lastSeq + 1,
-    });
-    const messages: ConsumerMessages = await consumer.consume({ max_messages: 512 });
+    // A live consumer: when the NATS server holding it dies (or its first pull is lost), it is
+    // replaced after the last message added, where an ordered consumer alone went deaf and the
+    // stream stopped being sealed for the rest of the outage (issue 16).
+    let finish!: () => void;
+    const ended = new Promise<void>((r) => (finish = r));
     const timer = setInterval(() => {
-      if (core.due(Date.now())) flush().catch(() => messages.stop());
+      if (core.due(Date.now())) flush().catch(() => finish());
     }, Math.min(everyMs, 1000));
-    onAbort(() => messages.stop());
+    onAbort(() => finish());
+    let live: LiveConsumer | undefined;
     try {
-      for await (const m of messages) {
-        let events: CloudEvent[] | undefined;
-        try {
-          events = decodeBatch(m.data);
-        } catch {
-          events = undefined; // sealed by its raw bytes; verify reports the malformed message
-        }
-        core.add(m.seq, messageDigest(events, m.data));
-        if (core.pending >= this.o.everyEvents) await flush();
-        if (aborted()) break;
-      }
+      live = await startLiveConsumer({
+        nc,
+        stream: names.auditStream,
+        afterSeq: this.sealed.lastSeq,
+        what: "sealer",
+        logger: this.o.logger,
+        maxMessages: 512,
+        onMessage: async (m) => {
+          if (failure || aborted()) return finish();
+          let events: CloudEvent[] | undefined;
+          try {
+            events = decodeBatch(m.data);
+          } catch {
+            events = undefined; // sealed by its raw bytes; verify reports the malformed message
+          }
+          core.add(m.seq, messageDigest(events, m.data));
+          // a failed flush ends this run (failure is set): never thrown, which would deliver it again
+          if (core.pending >= this.o.everyEvents) await flush().catch(() => finish());
+          if (aborted()) finish();
+        },
+      });
+      if (aborted()) finish();
+      await ended;
     } finally {
       this.flushNow = undefined;
       clearInterval(timer);
-      messages.stop();
+      await live?.stop();
       // seal what was read before giving up the lease (a graceful stop or step-down)
       if (!failure && this.lease.isLeader) await flush().catch(() => undefined);
       else await chain.catch(() => undefined);

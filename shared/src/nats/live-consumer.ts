@@ -27,8 +27,8 @@ export interface LiveConsumerLogger {
 export interface LiveConsumerOptions {
   nc: NatsConnection;
   stream: string;
-  /** the subject filter (one subject or wildcard: nats-server 2.9 has one filter per consumer) */
-  filter: string;
+  /** the subject filter (one subject or wildcard: nats-server 2.9 has one filter per consumer); none: the whole stream */
+  filter?: string;
   /** where the first consumer starts when `afterSeq` is 0: every message (default), new ones, or each subject's last */
   start?: "all" | "new" | "last-per-subject";
   /** resume after this stream sequence (0: use `start`) */
@@ -87,7 +87,7 @@ export async function startLiveConsumer(o: LiveConsumerOptions): Promise<LiveCon
       lastSeq > 0
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 }
         : { deliver_policy: o.start === "new" ? DeliverPolicy.New : o.start === "last-per-subject" ? DeliverPolicy.LastPerSubject : DeliverPolicy.All };
-    const consumer = await js.consumers.get(o.stream, { filter_subjects: o.filter, ...from });
+    const consumer = await js.consumers.get(o.stream, { ...(o.filter ? { filter_subjects: o.filter } : {}), ...from });
     name = (await consumer.info(true)).name;
     if (lastSeq === 0 && o.start === "new") {
       // "new" means after what the stream held when the first consumer was placed: a replacement
