@@ -145,6 +145,7 @@ CREATE FUNCTION purge_pair(x int) RETURNS pair LANGUAGE plpgsql AS $$ BEGIN DELE
 CREATE CAST (int AS pair) WITH FUNCTION purge_pair(int);
 CREATE FUNCTION takes_checked(x purging_text) RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 $$;
 CREATE FUNCTION stable_assigning() RETURNS int LANGUAGE plpgsql STABLE AS $$ DECLARE v purging_text; BEGIN v := 'x'; RETURN 1; END $$;
+CREATE VIEW casting AS SELECT 'x'::purging_text AS v;
 `;
 
 test("a read-only identity cannot write through a user cast or a domain's CHECK, whichever way it coerces", { timeout: 120_000 }, async (t) => {
@@ -186,10 +187,11 @@ test("a read-only identity cannot write through a user cast or a domain's CHECK,
     await assert.rejects(ro.query("SELECT 5::pair"), /names the type pair, whose coercion/);
   });
 
-  await t.test("without naming it: a function taking the domain, a STABLE function assigning to it, a DO block", async () => {
+  await t.test("without naming it: a function taking the domain, a STABLE function assigning to it, a DO block, a view casting to it", async () => {
     await denied("SELECT takes_checked('x')");
     await denied("SELECT stable_assigning()");
     await denied("DO $$ DECLARE v purging_text; BEGIN v := 'x'; END $$");
+    await denied("SELECT * FROM casting");
   });
 
   await t.test("prepared and extended", async () => {

@@ -7,7 +7,6 @@
  * Pure (the parser is computation, loaded by the composition root).
  */
 import { parseSql } from "@sluice/shared/sql";
-import { mentionsAny } from "./volatile-calls.js";
 
 const MAX_DEPTH = 400;
 
@@ -55,4 +54,24 @@ export function volatileTypeNames(sql: string, types: ReadonlySet<string>): stri
 function firstMentioned(sql: string, types: ReadonlySet<string>): string {
   for (const t of types) if (!t.includes(".") && mentionsAny(sql, new Set([t]))) return t;
   return [...types][0]!;
+}
+
+/** an identifier character of the scanner's (ASCII letters, digits, _, $ and every non-ASCII byte) */
+const IDENT_CHAR = /[a-z0-9_$\u0080-\uffff]/;
+
+/**
+ * Whether `text` contains one of `names` (lower-case, unqualified ones) as a whole word, anywhere:
+ * in code, a string or a comment alike (a body's PL/pgSQL is not parsed here; erring towards write).
+ */
+export function mentionsAny(text: string, names: ReadonlySet<string>): boolean {
+  const t = text.toLowerCase();
+  for (const n of names) {
+    if (n.includes(".")) continue;
+    for (let i = t.indexOf(n); i >= 0; i = t.indexOf(n, i + 1)) {
+      const before = i === 0 ? "" : t[i - 1]!;
+      const after = t[i + n.length] ?? "";
+      if (!IDENT_CHAR.test(before) && !IDENT_CHAR.test(after)) return true;
+    }
+  }
+  return false;
 }

@@ -1,7 +1,8 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import { classifySql, loadSqlParser, type StatementInfo } from "@sluice/shared/sql";
-import { asWrite, describeUses, functionFactsFrom, mentionsAny, needsFunctionFacts, volatileUses, type FunctionFacts, type FunctionFactsDoc } from "./volatile-calls.js";
+import { asWrite, describeUses, functionFactsFrom, needsFunctionFacts, volatileUses, type FunctionFacts, type FunctionFactsDoc } from "./volatile-calls.js";
+import { mentionsAny } from "./type-names.js";
 
 before(loadSqlParser);
 
@@ -110,10 +111,11 @@ test("functionFactsFrom: types whose coercion may write — a domain's CHECK, a 
       [8, "public", "honest_cast", "i", "f", "sql", "CREATE FUNCTION public.honest_cast(x int) RETURNS mild LANGUAGE sql IMMUTABLE AS $$ SELECT NULL::mild $$", null, [23, 903]],
     ],
     operators: [],
-    views: [],
-    policies: [],
+    views: [["public", "v_casting", " SELECT 'x'::checked AS v;"], ["public", "v_naming", " SELECT checked FROM t;"]],
+    policies: [["public", "p_casting", "((name)::checked IS NOT NULL)"]],
     types: [
       [800, "public", "checked", "d", 25, 0, 0, ["purge(VALUE)"]],
+      [804, "public", "via_cast", "d", 25, 0, 0, ["((VALUE)::checked IS NOT NULL)"]],
       [801, "public", "checked_too", "d", 800, 0, 0, null],
       [802, "public", "honest", "d", 25, 0, 0, ["(length(VALUE) < 100)"]],
       [900, "public", "fine_base", "b", 0, 2, 0, null],
@@ -125,7 +127,10 @@ test("functionFactsFrom: types whose coercion may write — a domain's CHECK, a 
     typedColumns: [["public", "pairs", 902], ["public", "milds", 903]],
   };
   const f = await functionFactsFrom(doc, (sql) => classifySql(sql));
-  for (const t of ["checked", "public.checked", "checked_too", "sloppy_base", "pair"]) assert.ok(f.volatileTypes?.has(t), t);
+  for (const t of ["checked", "public.checked", "checked_too", "via_cast", "sloppy_base", "pair"]) assert.ok(f.volatileTypes?.has(t), t);
+  assert.ok(f.volatileReads.has("v_casting"), "a view whose query casts to the domain");
+  assert.ok(f.volatileReads.has("p_casting"), "a policy whose expression does");
+  assert.ok(!f.volatileReads.has("v_naming"), "a column of the type's name is not a cast");
   for (const t of ["honest", "fine_base", "mild"]) assert.ok(!f.volatileTypes?.has(t), t);
   assert.equal(f.user.get("takes_checked"), true, "its call coerces its argument to the domain");
   assert.equal(f.user.get("assigning"), true, "its body names the type (a variable of it is assigned)");

@@ -30,9 +30,10 @@
  * a literal's input runs the type's input function (typinput, typreceive for a binary parameter),
  * a domain's CHECK constraints run on every value coerced to it (creating a domain takes no
  * privilege). A type whose coercion may run something that may write is a "volatile type" (to the
- * same fixed point; a domain over one is one), and a statement naming one (`'x'::t`, CAST(… AS t),
- * `t 'x'`, an array of it, a DO block or function body that mentions the name at all, which is
- * where a PL/pgSQL variable of the type would be assigned) may write. Coercions without a name
+ * same fixed point; a domain over one is one, and so is one whose CHECK casts to one), and a
+ * statement naming one (`'x'::t`, CAST(… AS t), `t 'x'`, an array of it, a DO block or function
+ * body that mentions the name at all, which is where a PL/pgSQL variable of the type would be
+ * assigned) may write, as does a read of a view or a table whose policy casts to one. Coercions without a name
  * written: a function (or operator) whose argument or result is of a volatile type may write, and
  * so does a read of a table with a column of a type that a writing implicit cast targets (a
  * comparison with its column casts to it). A cast to a type counts whatever its source: which cast
@@ -45,6 +46,7 @@
  */
 import type { StatementClass } from "@sluice/shared/policy";
 import { isDynamicSqlFunction, isSuperuserFunction, sideEffectClass, type Classification, type StatementInfo } from "@sluice/shared/sql";
+import { mentionsAny, volatileTypeNames } from "./type-names.js";
 
 export interface FunctionFacts {
   /** lower-case names of the functions in pg_catalog and information_schema */
@@ -168,25 +170,6 @@ function builtinWrites(name: string): boolean {
 
 const key2 = (schema: string, name: string) => [name.toLowerCase(), `${schema.toLowerCase()}.${name.toLowerCase()}`];
 
-/** an identifier character of the scanner's (ASCII letters, digits, _, $ and every non-ASCII byte) */
-const IDENT_CHAR = /[a-z0-9_$\u0080-\uffff]/;
-
-/**
- * Whether `text` contains one of `names` (lower-case, unqualified ones) as a whole word, anywhere:
- * in code, a string or a comment alike (a body's PL/pgSQL is not parsed here; erring towards write).
- */
-export function mentionsAny(text: string, names: ReadonlySet<string>): boolean {
-  const t = text.toLowerCase();
-  for (const n of names) {
-    if (n.includes(".")) continue;
-    for (let i = t.indexOf(n); i >= 0; i = t.indexOf(n, i + 1)) {
-      const before = i === 0 ? "" : t[i - 1]!;
-      const after = t[i + n.length] ?? "";
-      if (!IDENT_CHAR.test(before) && !IDENT_CHAR.test(after)) return true;
-    }
-  }
-  return false;
-}
 
 /**
  * The catalog's document → FunctionFacts: the definitions of non-volatile functions, views and row
@@ -215,18 +198,21 @@ export async function functionFactsFrom(d: FunctionFactsDoc, classify: Classify)
       return f;
     }),
   );
-  interface Ty { oid: number; keys: string[]; writes: boolean; base: number; fns: number[]; checks: Array<StatementInfo[] | null> }
+  interface Ty { oid: number; keys: string[]; writes: boolean; base: number; fns: number[]; checks: Array<StatementInfo[] | null>; checkTexts: string[] }
   const types = await Promise.all(
-    (d.types ?? []).map(async ([oid, schema, name, _kind, base, input, receive, checks]): Promise<Ty> => ({
-      oid, keys: key2(schema, name), writes: false, base, fns: [input, receive].filter((x) => x !== 0),
-      checks: await Promise.all((checks ?? []).map((e) => read(`SELECT (${e})`))),
-    })),
+    (d.types ?? []).map(async ([oid, schema, name, _kind, base, input, receive, checks]): Promise<Ty> => {
+      const checkTexts = (checks ?? []).map((e) => `SELECT (${e})`);
+      return { oid, keys: key2(schema, name), writes: false, base, fns: [input, receive].filter((x) => x !== 0), checks: await Promise.all(checkTexts.map(read)), checkTexts };
+    }),
   );
   const typeByOid = new Map(types.map((t) => [t.oid, t]));
   const casts = d.casts ?? [];
   const ops = d.operators.map(([schema, name, fn]) => ({ keys: [name, `${schema.toLowerCase()}.${name}`], fn }));
-  const views = await Promise.all(d.views.map(async ([schema, name, def]) => ({ keys: key2(schema, name), code: await read(def) })));
-  const policies = await Promise.all(d.policies.map(async ([schema, table, expr]) => ({ keys: key2(schema, table), code: expr === null ? [] : await read(`SELECT (${expr})`) })));
+  const views = await Promise.all(d.views.map(async ([schema, name, def]) => ({ keys: key2(schema, name), code: await read(def), text: def })));
+  const policies = await Promise.all(d.policies.map(async ([schema, table, expr]) => {
+    const text = expr === null ? null : `SELECT (${expr})`;
+    return { keys: key2(schema, table), code: text === null ? [] : await read(text), text };
+  }));
 
   const byOid = new Map(fns.map((f) => [f.oid, f]));
   const user = new Map<string, boolean>();
@@ -237,8 +223,10 @@ export async function functionFactsFrom(d: FunctionFactsDoc, classify: Classify)
   /** a function of the catalog's that may write (one it does not list is a built-in: taken at its name) */
   const fnWrites = (oid: number) => byOid.get(oid)?.writes ?? false;
   const typeWrites = (oid: number) => typeByOid.get(oid)?.writes ?? false;
-  /** whether a definition's text names a volatile type (a PL/pgSQL variable of it is coerced on assignment) */
+  /** whether a function body's text names a volatile type (a PL/pgSQL variable of it is coerced on assignment) */
   const namesVolatileType = (def: string | null | undefined) => volatileTypes.size > 0 && typeof def === "string" && mentionsAny(def, volatileTypes);
+  /** whether a query or expression (a view's, a policy's, a CHECK's) casts to a volatile type; unreadable: it may */
+  const castsVolatileType = (text: string | null) => volatileTypes.size > 0 && text !== null && (volatileTypeNames(text, volatileTypes)?.length ?? 1) > 0;
   const refresh = () => {
     user.clear();
     for (const f of fns) for (const k of f.keys) user.set(k, (user.get(k) ?? false) || f.writes);
@@ -263,7 +251,9 @@ export async function functionFactsFrom(d: FunctionFactsDoc, classify: Classify)
     changed = false;
     for (const t of types) {
       if (t.writes) continue;
-      const w = t.fns.some(fnWrites) || typeWrites(t.base) || t.checks.some((c) => codeWrites(c, false)) || casts.some(([, target, fn]) => target === t.oid && fnWrites(fn));
+      const w =
+        t.fns.some(fnWrites) || typeWrites(t.base) || t.checks.some((c) => codeWrites(c, false)) || t.checkTexts.some(castsVolatileType) ||
+        casts.some(([, target, fn]) => target === t.oid && fnWrites(fn));
       if (w) {
         t.writes = changed = true;
         for (const k of t.keys) volatileTypes.add(k);
@@ -289,7 +279,7 @@ export async function functionFactsFrom(d: FunctionFactsDoc, classify: Classify)
     }
     for (const r of [...views, ...policies]) {
       if (r.keys.every((k) => volatileReads.has(k))) continue;
-      if (codeWrites(r.code, false)) {
+      if (codeWrites(r.code, false) || castsVolatileType(r.text)) {
         for (const k of r.keys) volatileReads.add(k);
         changed = true;
       }

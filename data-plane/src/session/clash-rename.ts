@@ -34,14 +34,13 @@ export function renamedPrepare(sql: string, statements: readonly StatementInfo[]
   const parser = loadedParser();
   if (parser === undefined || index >= statements.length) return undefined;
   // each statement's text is a cut of `sql`, in order: the first occurrence after the previous
-  // one is the statement unless a comment between them repeats it (then the parse below says no)
+  // one is the statement unless a comment or string before it repeats it; the parse below tells,
+  // and the next occurrences of the PREPARE's text are tried (a few: past that it is refused)
   let pos = 0;
-  let start = 0;
-  for (let i = 0; i <= index; i++) {
+  for (let i = 0; i < index; i++) {
     const t = statements[i]!.text;
     const at = t === "" ? -1 : sql.indexOf(t, pos);
     if (at < 0) return undefined;
-    start = at;
     pos = at + t.length;
   }
   const own = statements[index]!.text;
@@ -51,12 +50,17 @@ export function renamedPrepare(sql: string, statements: readonly StatementInfo[]
     if (words[0]?.text.toUpperCase() !== "PREPARE" || name === undefined) return undefined;
     const bytes = Buffer.from(own, "utf8");
     const statement = `${bytes.toString("utf8", 0, name.start)}"${server}"${bytes.toString("utf8", name.end)}`;
-    const text = sql.slice(0, start) + statement + sql.slice(pos);
-    // the server must read the same statements, the one at `index` a PREPARE of that name
-    const stmts = (parser.parse(text) as { stmts?: Array<{ stmt?: { PrepareStmt?: { name?: string } } }> }).stmts ?? [];
-    if (stmts.length !== statements.length || stmts[index]!.stmt?.PrepareStmt?.name !== server) return undefined;
-    return { text, statement };
+    for (let tries = 0, at = sql.indexOf(own, pos); at >= 0 && tries < MAX_TRIES; tries++, at = sql.indexOf(own, at + 1)) {
+      const text = sql.slice(0, at) + statement + sql.slice(at + own.length);
+      // the server must read the same statements, the one at `index` a PREPARE of that name
+      const stmts = (parser.parse(text) as { stmts?: Array<{ stmt?: { PrepareStmt?: { name?: string } } }> }).stmts ?? [];
+      if (stmts.length === statements.length && stmts[index]!.stmt?.PrepareStmt?.name === server) return { text, statement };
+    }
+    return undefined;
   } catch {
     return undefined;
   }
 }
+
+/** occurrences of the PREPARE's text tried before the message is refused instead */
+const MAX_TRIES = 4;
