@@ -5,7 +5,7 @@
  * check, masking of two columns, audit to JetStream) in front of the shared Postgres; one session
  * sends each hostile input of test/e2e/hostile-input.test.ts (and a few shapes just under the
  * inline bound, and large statements the policy allows, whose results go through the masker),
- * while a second session sends statements no cache knows, one after another with a short pause,
+ * (each round a new text: no cache knows it) while a second session sends statements no cache knows, one after another with a short pause,
  * from before the hostile statement is sent until a while after it was answered. Each victim
  * statement reads the masked table (a new column alias each time: a new text, a new plan).
  *
@@ -52,7 +52,7 @@ const INPUTS: Record<string, () => string> = {
   // just under the 4 KiB inline bound: the most a statement costs the relay's own thread
   "do-perform-4KiB": () => "DO $$ BEGIN " + Array(Math.floor(4000 / 11)).fill("PERFORM 1;").join(" ") + " END $$",
   "do-plus-4KiB": () => "DO $$ BEGIN PERFORM " + Array(1990).fill("1").join("+") + "; END $$",
-  "plus-chain-4KiB": () => "SELECT " + Array(2040).fill("1").join("+"),
+  "plus-chain-4KiB": () => "SELECT " + Array(2030).fill("1").join("+"),
   // allowed, and read from the masked table: the result's plan is made for a large statement
   "masked-in-list-256KiB": () => "SELECT aid, abalance, filler FROM pgbench_accounts WHERE aid IN (" + Array.from({ length: 256 * 1024 / 7 }, (_, i) => 100000 + i).join(",") + ")",
   "masked-union-64KiB": () => Array.from({ length: 64 * 1024 / 70 }, (_, i) => `SELECT aid, abalance, filler FROM pgbench_accounts WHERE aid = ${i}`).join(" UNION ALL "),
@@ -124,6 +124,8 @@ async function main() {
       const sql = make();
       outcomes[name] = [];
       for (let r = 0; r < rounds; r++) {
+        // a new text each round: no decision cache knows the attacker's statement either
+        const text = `${sql} -- round ${r}`;
         let done = false;
         const victimLoop = (async () => {
           let after = 0;
@@ -134,7 +136,7 @@ async function main() {
           }
         })();
         await sleep(10);
-        const outcome = await attacker.query(sql).then(
+        const outcome = await attacker.query(text).then(
           () => "ok",
           (e: pg.DatabaseError) => e.code ?? `error: ${e.message}`,
         );

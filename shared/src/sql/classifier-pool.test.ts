@@ -56,6 +56,26 @@ test("a statement that may carry a PL/pgSQL body goes to a worker above BODY_INL
   assert.equal(pool.stats.offloaded, cases.length);
 });
 
+test("a long chain of operators or casts goes to a worker above BODY_INLINE_MAX_BYTES; a statement of that length with a few stays inline", async (t) => {
+  const pool = await ClassifierPool.create({ workers: 1 });
+  t.after(() => pool.close());
+  const chains = [
+    "SELECT " + Array(1500).fill("1").join("+"),
+    "SELECT " + Array(600).fill("'a'").join("||"),
+    "SELECT 1" + "::int".repeat(500),
+  ];
+  for (const sql of chains) {
+    assert.ok(Buffer.byteLength(sql) > BODY_INLINE_MAX_BYTES && Buffer.byteLength(sql) <= INLINE_MAX_BYTES);
+    const c = pool.classify(sql);
+    assert.ok(c instanceof Promise, `offloaded: ${sql.slice(0, 20)}`);
+    assert.deepEqual(await c, classifySql(sql));
+  }
+  const columns = `SELECT ${Array.from({ length: 200 }, (_, i) => `c${i} + 1 AS x${i}`).join(", ")} FROM t WHERE a = 1`;
+  assert.ok(Buffer.byteLength(columns) > BODY_INLINE_MAX_BYTES);
+  assert.ok(!(pool.classify(columns) instanceof Promise), "200 operators in a 3 KiB select list stay inline");
+  assert.ok(!(pool.classify("SELECT 1+1+1+1 -- " + "x".repeat(2000)) instanceof Promise));
+});
+
 test("a statement that overruns the deadline is denied (deadline_exceeded), the thread stays free meanwhile, and the next statement gets a new worker", async (t) => {
   const pool = await ClassifierPool.create({ workers: 1, deadlineMs: 40 });
   t.after(() => pool.close());

@@ -108,6 +108,27 @@ function newWorker(o: { resourceLimits: { maxOldGenerationSizeMb: number }; work
   const entry = new URL("./classify-worker.ts", import.meta.url).href;
   return new Worker(`import(${JSON.stringify(api)}).then((a) => { a.register(); return import(${JSON.stringify(entry)}); })`, { ...o, eval: true });
 }
+/**
+ * Operator characters a statement longer than BODY_INLINE_MAX_BYTES may have and still be
+ * classified inline. A chain of binary operators or casts (`1+1+…`, `'a'||'a'||…`, `1::int::int…`)
+ * is a tree as deep as it is long: its parse, walk and lineage recurse once per operator, and on a
+ * thread whose code has not run that deep before a 4 KiB chain took 0.15–0.6 s (a victim's
+ * statement waited that long, test/bench/hostile-latency.bench.ts). Counted over the whole text,
+ * literals and comments included: a miscount only sends a statement to a worker.
+ */
+const CHAIN_INLINE_MAX_OPERATORS = 256;
+const OPERATOR_CHARACTER = new Uint8Array(128);
+for (const c of "+-*/<>=~!@#%^&|`?:") OPERATOR_CHARACTER[c.charCodeAt(0)] = 1;
+
+function operatorCharacters(sql: string): number {
+  let n = 0;
+  for (let i = 0; i < sql.length; i++) {
+    const c = sql.charCodeAt(i);
+    if (c < 128 && OPERATOR_CHARACTER[c]) n++;
+  }
+  return n;
+}
+
 /** Whether `sql` is at most `bytes` long in UTF-8, which takes at most 3 bytes per UTF-16 unit. */
 function within(sql: string, bytes: number): boolean {
   if (sql.length * 3 <= bytes) return true;
@@ -160,7 +181,8 @@ export class ClassifierPool {
   /** Whether `sql` is classified inline (synchronously). */
   inline(sql: string): boolean {
     if (!within(sql, this.inlineMaxBytes)) return false;
-    return within(sql, this.bodyInlineMaxBytes) || !BODY_KEYWORD.test(sql);
+    if (within(sql, this.bodyInlineMaxBytes)) return true;
+    return !BODY_KEYWORD.test(sql) && operatorCharacters(sql) <= CHAIN_INLINE_MAX_OPERATORS;
   }
 
   /**

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { classifySql, loadSqlParser } from "./classify-sql.js";
 import { decideSql } from "./decide-sql.js";
 import { decidedByShape, decisionForText, literalShape, SHAPE_MAX_BYTES } from "./literal-shape.js";
-import { INLINE_MAX_BYTES } from "./classifier-pool.js";
+import { BODY_INLINE_MAX_BYTES, INLINE_MAX_BYTES } from "./classifier-pool.js";
 import { loadedParser } from "./sql-parser.js";
 import { SqlPrepared } from "./sql-prepared.js";
 import { evaluate } from "../policy/evaluate.js";
@@ -95,8 +95,9 @@ test("no shape: no constants, a parameter-like $, unparseable, too long, too dee
   ]) {
     assert.equal(literalShape(sql), undefined, sql);
   }
-  // what the classifier pool sends to a worker is never parsed on the relay's thread for its shape
-  assert.equal(SHAPE_MAX_BYTES, INLINE_MAX_BYTES);
+  // no more is normalized on the relay's thread than the classifier pool parses there for statements that recurse deeply
+  assert.equal(SHAPE_MAX_BYTES, BODY_INLINE_MAX_BYTES);
+  assert.ok(SHAPE_MAX_BYTES <= INLINE_MAX_BYTES);
 });
 
 test("the classifier says when it read a constant; only plain DML with unread constants is decided by shape", () => {

@@ -32,10 +32,15 @@ import { loadedParser } from "./sql-parser.js";
 import type { Classification } from "./statement-info.js";
 
 /**
- * Longer statements (UTF-8 bytes) are decided by their text only: their parse belongs in the
- * classifier pool's workers (classifier-pool.ts INLINE_MAX_BYTES; a test holds the two equal).
+ * Longer statements (UTF-8 bytes) are decided by their text only. Normalize runs on the relay's
+ * thread before the classifier pool decides where the statement is parsed, and it recurses deeper
+ * than a parse: a 4 KiB chain of `1+1+…` overflowed the thread's stack in it (retiring the parser
+ * instance, which is made again on this thread; two such in one turn leave every session without
+ * a parser until then) and stalled other sessions 0.6 s (test/bench/hostile-latency.bench.ts).
+ * The pool's bound for statements that recurse deeply (classifier-pool.ts BODY_INLINE_MAX_BYTES;
+ * a test holds the two equal); pgbench's statements, what shapes are for, are a tenth of it.
  */
-export const SHAPE_MAX_BYTES = 4096;
+export const SHAPE_MAX_BYTES = 1024;
 
 /** The statement kinds whose decisions are shared by shape: their literals are values, never names or code. */
 const SHAPED_KINDS: ReadonlySet<string> = new Set(["SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"]);
