@@ -142,7 +142,8 @@ export class JetStreamEventStore {
     if (keptLast && keptLast.streamSeq === last.streamSeq && keptLast.cloudEvent.sluicehash === last.cloudEvent.sluicehash) {
       return this.keep(subject, kept!);
     }
-    if (!keptLast || keptLast.streamSeq > last.streamSeq) kept = undefined;
+    // kept events at or beyond the last one that is not the same event: another stream now
+    if (!keptLast || keptLast.streamSeq >= last.streamSeq) kept = undefined;
     for (let fresh = !kept; ; fresh = true) {
       const events = kept ? [...kept] : [];
       let broken = false;
