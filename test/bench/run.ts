@@ -345,13 +345,13 @@ async function main() {
 
       // 4b. what recording a statement costs: building its events, and storing them in JetStream batches
       const a: ScenarioResult = { id: "4b", title: "Per-statement audit cost (CPU)", unit: "µs", results: {}, ratios: {}, notes: [] };
-      const microArgs = smoke ? { audit: ["--statements", "5000"], nats: ["--events", "2000"] } : { audit: [], nats: [] };
+      const microArgs = smoke ? { audit: ["--statements", "5000"], nats: ["--events", "2000"] } : { audit: ["--statements", "100000", "--rounds", "9"], nats: [] };
       const audit = spawnSync(process.execPath, ["--import", "tsx", join(here, "audit-cost.bench.ts"), ...microArgs.audit], { encoding: "utf8" });
       try {
         if (audit.status !== 0) throw new Error(audit.stderr.trim().split("\n").slice(-1)[0]);
-        const j = JSON.parse(audit.stdout) as { usPerStatement: number; usPerEvent: number; eventsPerStatement: number; bytesPerStatement: number };
+        const j = JSON.parse(audit.stdout) as { usPerStatement: number; usPerEvent: number; usPerEventMin: number; eventsPerStatement: number; bytesPerStatement: number };
         a.results["build + hash-chain + encode the events of a pgbench statement (in batches)"] = {
-          ...summarize([j.usPerStatement]), extra: { usPerEvent: j.usPerEvent, events: j.eventsPerStatement, bytes: j.bytesPerStatement },
+          ...summarize([j.usPerStatement]), extra: { usPerEvent: j.usPerEvent, usPerEventMin: j.usPerEventMin, events: j.eventsPerStatement, bytes: j.bytesPerStatement },
         };
       } catch (e) {
         a.notes.push(`audit-cost.bench.ts failed: ${(e as Error).message}`);
