@@ -21,8 +21,13 @@ export interface ReadModelProjectorOptions {
   logger?: Logger;
 }
 
-/** events folded per transaction at most (a message of the stream holds a batch of them) */
-const EVENTS_PER_TRANSACTION = 20_000;
+/**
+ * events folded per transaction at most (a message of the stream holds a batch of them): on SQLite a
+ * fold runs synchronously on the control plane's thread, so one of 1,000 events holds it for a few
+ * milliseconds, not the best part of a second, and its gRPC calls and NATS traffic are served between
+ * folds (issue 14)
+ */
+const EVENTS_PER_TRANSACTION = 1_000;
 
 export interface RebuildResult {
   position: number;
@@ -218,6 +223,8 @@ export class ReadModelProjector {
         this.pos = await model.applyBatch(batch.map((x) => ({ seq: x.m.seq, events: x.events })));
         for (const x of batch) x.m.ack();
         for (const w of this.waiters.splice(0)) w();
+        // a turn of the event loop between folds: what waits for the thread goes first
+        await new Promise<void>((r) => setImmediate(r));
       }
     } finally {
       messages.stop();

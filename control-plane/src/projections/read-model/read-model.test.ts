@@ -10,7 +10,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { decodeBatch } from "@sluice/shared/events";
 import { ensureAuditStream } from "@sluice/shared/nats";
 import { natsFixture, publishInterleaved, SessionScript } from "../../audit/testing.js";
-import { ReadModel } from "./read-model.js";
+import { ReadModel, openReadModelDb } from "./read-model.js";
 import { ReadModelProjector } from "./read-model-projector.js";
 
 const PG_ADMIN = process.env.SLUICE_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -227,4 +227,40 @@ test("read model: a model from before stream identities were recorded, positione
   await projector.start();
   assert.equal(await projector.catchUp(), n);
   assert.deepEqual((await model.listSessions()).map((x) => x.subject), ["now"]);
+});
+
+test("read model on sqlite: the prepared write path writes exactly what the kysely path writes, batch by batch", async (t) => {
+  const f = await natsFixture(t);
+  const sessions = traffic();
+  // completions after their decisions, in later batches: rows are updated, not only inserted
+  sessions.push(new SessionScript("0190eeee-0000-7000-8000-00000000000e", T0 + 240_000).start("late").allowed("SELECT 3", 3).allowed("SELECT 4", 4).end());
+  const published = await publishInterleaved(f.nc, f.names, sessions);
+  const jsm = await jetstreamManager(f.nc);
+  const messages: Array<{ seq: number; events: ReturnType<typeof decodeBatch> }> = [];
+  for (let seq = 1; seq <= published; seq++) messages.push({ seq, events: decodeBatch((await jsm.streams.getMessage(f.names.auditStream, { seq }))!.data) });
+
+  const prepared = await sqliteModel(t);
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rm-kysely-"));
+  const cfg = { dialect: "sqlite" as const, url: join(dir, "read-model.sqlite") };
+  // no SQLite handle of its own: every batch through kysely, as before the prepared path
+  const viaKysely = new ReadModel(openReadModelDb(cfg), "sqlite");
+  t.after(async () => {
+    await viaKysely.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await prepared.migrate();
+  await viaKysely.migrate();
+  for (let i = 0, size = 1; i < messages.length; i += size, size = (size % 4) + 1) {
+    const batch = messages.slice(i, i + size);
+    assert.equal(await prepared.applyBatch(batch), await viaKysely.applyBatch(batch));
+    assert.deepEqual(await prepared.dump(), await viaKysely.dump(), `after seq ${batch.at(-1)!.seq}`);
+  }
+  // a redelivery and a gap: the same answers
+  assert.equal(await prepared.applyBatch(messages.slice(0, 3)), published);
+  await assert.rejects(prepared.applyBatch([{ seq: published + 2, events: [] }]), /does not follow/);
+  await assert.rejects(viaKysely.applyBatch([{ seq: published + 2, events: [] }]), /does not follow/);
+  assert.deepEqual(await prepared.dump(), await viaKysely.dump());
+  const d = await prepared.dump();
+  assert.equal(d.sessions!.length, 4);
+  assert.ok((d.statements as Array<{ outcome: string }>).every((x) => x.outcome !== "allowed"), "every allowed statement got its completion");
 });

@@ -1,4 +1,4 @@
-import Database from "better-sqlite3";
+import Database, { type Database as Sqlite } from "better-sqlite3";
 import pg from "pg";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -7,6 +7,7 @@ import { isChunkData, reassembleChunks, sessionEventName, type CloudEvent } from
 import { SluiceError } from "@sluice/shared/errors";
 import { createSchema, dropSchema, READ_MODEL_TABLES, type ReadModelDb } from "./schema.js";
 import { foldEvents, statementKey, touchedKeys, type ExistingRows, type FoldEvent, type FoldResult } from "./read-model-fold.js";
+import { SqliteBatchWriter } from "./sqlite-batch-writer.js";
 
 /** A stream as a projection knows it: a name alone is not enough (a fresh server has a stream of the same name). */
 export interface StreamIdentity {
@@ -41,7 +42,17 @@ function* chunked<T>(list: readonly T[], size: number): Generator<T[]> {
   for (let i = 0; i < list.length; i += size) yield list.slice(i, i + size);
 }
 
-export function openReadModelDb(cfg: ReadModelConfig): Kysely<ReadModelDb> {
+/** SQLite's database for the read model: the file (and its directory) created when absent, WAL. */
+function openSqlite(url: string): Sqlite {
+  if (url !== ":memory:") mkdirSync(dirname(url), { recursive: true });
+  const d = new Database(url);
+  d.pragma("journal_mode = WAL");
+  d.pragma("synchronous = NORMAL");
+  d.pragma("busy_timeout = 5000");
+  return d;
+}
+
+export function openReadModelDb(cfg: ReadModelConfig, sqlite?: Sqlite): Kysely<ReadModelDb> {
   if (cfg.dialect === "postgres") {
     const pool = new pg.Pool({ connectionString: cfg.url, max: 4 });
     // An IDLE pooled connection that the server ends (restart, pg_terminate_backend, DROP DATABASE
@@ -53,16 +64,7 @@ export function openReadModelDb(cfg: ReadModelConfig): Kysely<ReadModelDb> {
   }
   if (cfg.dialect !== "sqlite") throw new SluiceError("invalid_argument", `controlPlane.readModel.dialect must be sqlite or postgres, got ${JSON.stringify(cfg.dialect)}`);
   return new Kysely<ReadModelDb>({
-    dialect: new SqliteDialect({
-      database: () => {
-        if (cfg.url !== ":memory:") mkdirSync(dirname(cfg.url), { recursive: true });
-        const d = new Database(cfg.url);
-        d.pragma("journal_mode = WAL");
-        d.pragma("synchronous = NORMAL");
-        d.pragma("busy_timeout = 5000");
-        return Promise.resolve(d as unknown as SqliteDatabase);
-      },
-    }),
+    dialect: new SqliteDialect({ database: () => Promise.resolve((sqlite ?? openSqlite(cfg.url)) as unknown as SqliteDatabase) }),
   });
 }
 
@@ -88,10 +90,19 @@ export type SessionRow = ReadModelDb["sessions"] & { groupsList: string[] };
  * before the stored position are skipped, so a redelivered message changes nothing.
  */
 export class ReadModel {
-  constructor(readonly db: Kysely<ReadModelDb>, readonly dialect: ReadModelDialect) {}
+  /** SQLite's write path: the fold's rows through statements prepared once (kysely for everything else) */
+  private readonly sqliteWriter: SqliteBatchWriter | undefined;
+
+  constructor(readonly db: Kysely<ReadModelDb>, readonly dialect: ReadModelDialect, sqlite?: Sqlite) {
+    this.sqliteWriter = sqlite ? new SqliteBatchWriter(sqlite, { session: normalizeSessionRow, statement: normalizeStatement, approval: normalizeApproval }) : undefined;
+  }
 
   static open(cfg: ReadModelConfig): ReadModel {
-    return new ReadModel(openReadModelDb(cfg), cfg.dialect);
+    if (cfg.dialect !== "sqlite") return new ReadModel(openReadModelDb(cfg), cfg.dialect);
+    // one connection, kysely's and the writer's: the writer's transaction is synchronous, so no
+    // query of kysely's can run inside it
+    const sqlite = openSqlite(cfg.url);
+    return new ReadModel(openReadModelDb(cfg, sqlite), cfg.dialect, sqlite);
   }
 
   async migrate(): Promise<void> {
@@ -134,6 +145,7 @@ export class ReadModel {
    * stored position (a gap): the caller repositions its consumer.
    */
   async applyBatch(batch: ReadonlyArray<{ seq: number; events: readonly CloudEvent[] | undefined }>, name = AUDIT_PROJECTION): Promise<number> {
+    if (this.sqliteWriter) return this.sqliteWriter.applyBatch(batch, name);
     return await this.db.transaction().execute(async (trx) => {
       let q = trx.selectFrom("projection_position").select("stream_seq").where("name", "=", name);
       if (this.dialect === "postgres") q = q.forUpdate();
@@ -207,7 +219,7 @@ export class ReadModel {
     }
     const approvals = new Map<string, ReadModelDb["approvals"]>();
     for (const part of chunked(keys.approvals, IN_LIST)) {
-      for (const r of await trx.selectFrom("approvals").selectAll().where("approval_id", "in", part).execute()) approvals.set(r.approval_id, { ...r, timeout_ms: num(r.timeout_ms) });
+      for (const r of await trx.selectFrom("approvals").selectAll().where("approval_id", "in", part).execute()) approvals.set(r.approval_id, normalizeApproval(r));
     }
     return { sessions, statements, approvals };
   }
@@ -313,6 +325,10 @@ function normalizeSessionRow(s: ReadModelDb["sessions"]): ReadModelDb["sessions"
 
 function normalizeSession(s: ReadModelDb["sessions"]): SessionRow {
   return { ...normalizeSessionRow(s), groupsList: s.groups ? (JSON.parse(s.groups) as string[]) : [] };
+}
+
+function normalizeApproval(a: ReadModelDb["approvals"]): ReadModelDb["approvals"] {
+  return { ...a, timeout_ms: num(a.timeout_ms) };
 }
 
 function normalizeStatement(s: ReadModelDb["statements"]): ReadModelDb["statements"] {
