@@ -105,7 +105,8 @@ test("while one session's statements take seconds to classify, another session's
     const o = await during(attacker, victim, sql);
     figures.statements = o.victimMs;
     assert.ok(o.hostilePending, "the victim was answered while the hostile statement was still being classified");
-    deniedOrTimedOut(o, /\(write\)/);
+    // refused for its count once parsed: its 116 000 statements are never walked, evaluated or recorded one by one
+    deniedOrTimedOut(o, /at most 1000 in one message/);
   });
 
   await t.test("a 1 MiB PL/pgSQL block of many statements", async () => {

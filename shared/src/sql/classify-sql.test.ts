@@ -1,6 +1,6 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
-import { classifySql, fingerprint, loadSqlParser } from "./classify-sql.js";
+import { classifySql, fingerprint, loadSqlParser, MAX_STATEMENTS_PER_MESSAGE } from "./classify-sql.js";
 import type { StatementInfo } from "./statement-info.js";
 
 before(loadSqlParser);
@@ -242,4 +242,14 @@ test("calls are the functions that run with the statement, operators the operato
   assert.deepEqual(body.operators, ["+"], "a body's operators are listed like its functions");
   assert.deepEqual(one("do $$ begin perform purge(); end $$").calls, ["purge"], "a DO block runs its body");
   assert.deepEqual(one("prepare p as select purge()").calls, ["purge"], "a prepared statement runs at EXECUTE");
+});
+
+test("a message of more than MAX_STATEMENTS_PER_MESSAGE statements is refused before it is walked; that many is classified", async () => {
+  await loadSqlParser();
+  const many = classifySql("SELECT 1;".repeat(MAX_STATEMENTS_PER_MESSAGE) + "DELETE FROM t");
+  assert.equal(many.ok, false);
+  if (!many.ok) assert.match(many.error, new RegExp(`${MAX_STATEMENTS_PER_MESSAGE + 1} statements; sluice decides at most ${MAX_STATEMENTS_PER_MESSAGE}`));
+  const enough = classifySql("SELECT 1;".repeat(MAX_STATEMENTS_PER_MESSAGE - 1) + "DELETE FROM t");
+  assert.ok(enough.ok);
+  if (enough.ok) assert.equal(enough.statements.length, MAX_STATEMENTS_PER_MESSAGE);
 });
