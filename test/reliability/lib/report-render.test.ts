@@ -48,3 +48,16 @@ test("client errors are counted by SQLSTATE, else by what happened to the connec
   assert.equal(percentile([5, 1, 3, 2, 4], 50), 3);
   assert.equal(percentile([5, 1, 3, 2, 4], 99), 5);
 });
+
+test("a person's reading of a failure is shown only with the run it reads, never with a later one", () => {
+  const failed = result({ id: "slow-one", title: "Slow", status: "failed", startedAt: "2026-12-01T19:40:00Z", checks: [{ what: "fast enough", ok: false }] });
+  const reading = { "slow-one": { run: "2026-12-01T19:40:00Z", verdict: "load" as const, text: "the load generator could not keep its rate at load 20" } };
+  const md = renderReport([failed], info, reading);
+  assert.match(md, /failing: slow-one \(load: see its section\)/);
+  assert.match(md, /\*\*Reading of this failure\*\* \(written after the run, test\/reliability\/assessment\.json\): \*\*the machine's load\*\* — the load generator could not keep its rate at load 20/);
+  const later = renderReport([{ ...failed, startedAt: "2026-12-01T21:00:00Z" }], info, reading);
+  assert.doesNotMatch(later, /Reading of this failure/);
+  assert.match(later, /failing: slow-one\n/);
+  // a passing scenario carries no reading even if one is left over
+  assert.doesNotMatch(renderReport([{ ...failed, status: "passed" }], info, reading), /Reading of this failure/);
+});

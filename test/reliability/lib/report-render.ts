@@ -13,6 +13,19 @@ export interface RunInfo {
   seconds: number;
 }
 
+/**
+ * A person's reading of a scenario that did not pass (test/reliability/assessment.json): was it the
+ * machine's load or a defect, and why. Bound to one run by its start time, so a later run of the
+ * scenario never carries a reading of an earlier one.
+ */
+export interface Assessment {
+  /** the `startedAt` of the result it reads */
+  run: string;
+  /** unclear: neither shown (say what would tell them apart) */
+  verdict: "load" | "defect" | "unclear";
+  text: string;
+}
+
 const STATUS = { passed: "passed", failed: "**FAILED**", error: "**ERROR** (did not finish)" } as const;
 
 const cell = (v: unknown) => String(v ?? "–").replace(/\|/g, "\\|").replace(/\n/g, " ");
@@ -31,9 +44,10 @@ function errorsLine(r: ScenarioResult): string {
   return e.length ? e.map(([c, n]) => `${c} ×${n}`).join(", ") : "none";
 }
 
-export function renderReport(results: readonly ScenarioResult[], info: RunInfo): string {
+export function renderReport(results: readonly ScenarioResult[], info: RunInfo, assessments: Readonly<Record<string, Assessment>> = {}): string {
   const out: string[] = [];
   const failed = results.filter((r) => r.status !== "passed");
+  const reading = (r: ScenarioResult) => (r.status !== "passed" && assessments[r.id]?.run === r.startedAt ? assessments[r.id] : undefined);
   out.push("# sluice reliability report", "");
   out.push(
     "Written by `npm run reliability` (test/reliability/run.ts) from the results of its scenarios; do not edit by hand.",
@@ -44,7 +58,7 @@ export function renderReport(results: readonly ScenarioResult[], info: RunInfo):
     `- last run: \`${info.command}\`, ${Math.round(info.seconds)} s, commit ${info.commit}`,
     `- machine: ${info.machine}`,
     `- versions: ${info.versions}`,
-    `- outcome: ${results.length - failed.length} of ${results.length} scenarios passed${failed.length ? `; failing: ${failed.map((r) => r.id).join(", ")}` : ""}`,
+    `- outcome: ${results.length - failed.length} of ${results.length} scenarios passed${failed.length ? `; failing: ${failed.map((r) => `${r.id}${reading(r) ? ` (${reading(r)!.verdict}: see its section)` : ""}`).join(", ")}` : ""}`,
     "",
     "## Summary",
     "",
@@ -72,6 +86,8 @@ export function renderReport(results: readonly ScenarioResult[], info: RunInfo):
       out.push("", "**Notes**", "");
       for (const n of r.notes) out.push(`- ${n}`);
     }
+    const a = reading(r);
+    if (a) out.push("", `**Reading of this failure** (written after the run, test/reliability/assessment.json): **${{ load: "the machine's load", defect: "a defect", unclear: "not established" }[a.verdict]}** — ${a.text}`);
   }
   return out.join("\n") + "\n";
 }
