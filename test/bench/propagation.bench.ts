@@ -161,11 +161,11 @@ function markdown(f: PropagationFigures, machine: string): string {
     "|---|---|---|---|---|",
     ...Object.entries(f.kvToNodeMs).map(([k, xs]) => row(k, xs)),
     "",
-    "Where the time goes: the call reads the policy aggregate (a fresh ordered consumer on the control",
-    "stream), appends the event, and its replica's projection writes the snapshot into KV, which every",
-    "node's watch receives. A replica whose first pull is lost (across a gateway, now and then) pulls",
-    "again after 2 s of missed heartbeats (control-plane/src/infra/jetstream-event-store.ts): such rounds",
-    "are the ~2 s outliers.",
+    "Where the time goes: the call reads the policy aggregate (one stream-message request per event,",
+    "next_by_subj, no consumer; what was read before is kept for the next read:",
+    "control-plane/src/infra/jetstream-event-store.ts), appends the event, and its replica's projection",
+    "(on a live consumer that is replaced when it goes silent: shared/src/nats/live-consumer.ts) writes",
+    "the snapshot into KV, which every node's watch receives.",
     "",
   ].join("\n");
 }
