@@ -10,10 +10,10 @@ import { availableParallelism, loadavg } from "node:os";
 import type { Bundle } from "@sluice/shared/policy";
 import type { FuzzWorld } from "./fuzz-world.js";
 import { IDENTITIES } from "./fuzz-policy.js";
-import { judge, type Failure, type OracleId, type Verdicts } from "./oracles.js";
+import { judge, serverWaitsToo, type Failure, type OracleId, type Verdicts } from "./oracles.js";
 import { runCase, type Evidence, type FuzzCase } from "./run-case.js";
 import type { Op } from "./ops.js";
-import { BASE_PATIENCE, loadFactor, needsRerunForTime, rerunPatience, scaled, type Patience, type Wait } from "./patience.js";
+import { BASE_PATIENCE, firstRunPatience, needsRerunForTime, rerunPatience, type Patience, type Wait } from "./patience.js";
 
 export interface Tally {
   cases: number;
@@ -51,7 +51,7 @@ export interface Checked {
 }
 
 /** the first run's waits for the machine's load now */
-export const patienceNow = (): Patience => scaled(BASE_PATIENCE, loadFactor(loadavg()[0]!, availableParallelism()));
+export const patienceNow = (): Patience => firstRunPatience(loadavg()[0]!, availableParallelism());
 
 export function checker(world: FuzzWorld, tally: Tally = newTally(), patience: () => Patience = patienceNow) {
   const bundle = (): Bundle => world.stack.bundle();
@@ -112,7 +112,7 @@ export async function patientCheck(run: (p: Patience) => Promise<Checked>, p: Pa
 
 /** the direct run did not give every answer: oracle 4 could not compare (inconclusive) */
 export const referenceIncomplete = (ev: Pick<Evidence, "reference" | "proxy">): boolean =>
-  !ev.proxy.connectError && (!ev.reference || !!ev.reference.walk.violation || !ev.reference.walk.complete);
+  !ev.proxy.connectError && (!ev.reference || !!ev.reference.walk.violation || (!ev.reference.walk.complete && !serverWaitsToo(ev)));
 
 /** Messages that get an answer of their own (not Sync, Flush, the client's wait or COPY data). */
 const ANSWERED = new Set(["Q", "P", "B", "D", "E", "C"]);

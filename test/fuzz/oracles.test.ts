@@ -16,7 +16,7 @@ import { readBatchMessage } from "./audit-collector.js";
 import { answeredOps, minimise, newTally, type Checker } from "./fuzz-check.js";
 import { fuzzBundle, IDENTITIES } from "./fuzz-policy.js";
 import { makeSecrets } from "./fuzz-world.js";
-import { judge, leakNeedles, type OracleContext, type Verdicts } from "./oracles.js";
+import { judge, leakNeedles, serverWaitsToo, type OracleContext, type Verdicts } from "./oracles.js";
 import { walkResponses } from "./response-walk.js";
 import { isApprovalNotice, isSluiceError, POISON_SQL, referenceOps, type Evidence, type FuzzCase } from "./run-case.js";
 import type { Op } from "./ops.js";
@@ -317,6 +317,26 @@ test("oracle 4: a response stream out of protocol, or one that differs from the 
   assert.deepEqual(kinds(withS(ps("application_name", hash("fz-renamed")))), [], "masked");
   assert.deepEqual(kinds(withS(ps("application_name", "other"))), ["4:differs-from-server@Q"]);
   assert.deepEqual(kinds(withS(ps("TimeZone", "fz-renamed"))), ["4:differs-from-server@Q"]);
+});
+
+test("oracle 4: a stall the server shares (a COPY FROM STDIN left open) is not the proxy's; a stall of the proxy alone is", async () => {
+  await loadSqlParser();
+  const ops: Op[] = [{ t: "Q", sql: "COPY items FROM STDIN" }, { t: "S" }];
+  const open = [backend.copyInResponse(3)];
+  const stalled = (refStalls: boolean) => {
+    const e = evidence({ ops, executed: [], events: events(), proxyMsgs: open, refMsgs: refStalls ? open : [err("22P04", "missing data"), z(), z()] });
+    e.proxy.stalled = true;
+    e.reference!.stalled = refStalls;
+    return e;
+  };
+  const both = stalled(true);
+  assert.equal(serverWaitsToo(both), true);
+  const v = judge(both, ctxOf("writer"));
+  assert.deepEqual(v.failures.filter((f) => f.oracle === 4).map((f) => f.kind), []);
+  assert.ok(v.inconclusive.some((i) => /the server itself waits for the client from op 0/.test(i)), JSON.stringify(v.inconclusive));
+  const alone = stalled(false);
+  assert.equal(serverWaitsToo(alone), false);
+  assert.ok(kinds(alone).includes("4:no-answer"));
 });
 
 test("oracle 5: another session's statement failing afterwards", async () => {

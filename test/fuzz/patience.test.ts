@@ -6,7 +6,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { newTally, patientCheck, referenceIncomplete, type Checked } from "./fuzz-check.js";
-import { BASE_PATIENCE, loadFactor, MAX_LOAD_FACTOR, needsRerunForTime, RERUN_FACTOR, rerunPatience, scaled, type Patience, type Wait } from "./patience.js";
+import { BASE_PATIENCE, firstRunPatience, loadFactor, MAX_LOAD_FACTOR, needsRerunForTime, RERUN_FACTOR, rerunPatience, scaled, type Patience, type Wait } from "./patience.js";
 import { walkResponses } from "./response-walk.js";
 import type { Evidence } from "./run-case.js";
 import type { Failure, Verdicts } from "./oracles.js";
@@ -35,6 +35,15 @@ test("scaled and rerunPatience: every wait grows; a re-run waits RERUN_FACTOR ti
   // a first run with waits below the base (a caller's choice) still gets a long re-run
   const short: Patience = { idleMs: 100, waitOpMs: 100, connectMs: 100, logMs: 100, auditMs: 100 };
   assert.equal(rerunPatience(short).idleMs, BASE_PATIENCE.idleMs * RERUN_FACTOR);
+});
+
+test("firstRunPatience: a loaded machine stretches every wait but a W's, which a re-run still stretches", () => {
+  const p = firstRunPatience(20, 2);
+  assert.equal(p.idleMs, BASE_PATIENCE.idleMs * MAX_LOAD_FACTOR);
+  assert.equal(p.auditMs, BASE_PATIENCE.auditMs * MAX_LOAD_FACTOR);
+  assert.equal(p.waitOpMs, BASE_PATIENCE.waitOpMs);
+  assert.equal(rerunPatience(p).waitOpMs, BASE_PATIENCE.waitOpMs * RERUN_FACTOR);
+  assert.deepEqual(firstRunPatience(0.3, 2), BASE_PATIENCE);
 });
 
 test("needsRerunForTime: only a failure (or an incomplete direct run) while a wait ran out", () => {

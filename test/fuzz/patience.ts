@@ -50,6 +50,17 @@ export function scaled(p: Patience, factor: number): Patience {
   };
 }
 
+/**
+ * The first run's waits at this load: every wait stretched by loadFactor except a `W`'s. A W runs
+ * out by design where the server has nothing to say yet (a COPY FROM STDIN waiting for data after
+ * a Flush), so stretching it costs each such case its whole length, twice (proxy and direct run),
+ * and a minimisation of such a case that many times over; a W that ran out under load in a case
+ * that then failed is re-run with the long waits anyway.
+ */
+export function firstRunPatience(load1: number, cores: number): Patience {
+  return { ...scaled(BASE_PATIENCE, loadFactor(load1, cores)), waitOpMs: BASE_PATIENCE.waitOpMs };
+}
+
 /** the waits of a re-run for time: RERUN_FACTOR times the first run's, and never less than that times the base */
 export function rerunPatience(first: Patience): Patience {
   const a = scaled(first, RERUN_FACTOR), b = scaled(BASE_PATIENCE, RERUN_FACTOR);
