@@ -35,6 +35,7 @@ import { startTlsPipe } from "./lib/tls-pipe.js";
 import { renderMarkdown } from "./lib/report.js";
 import { dataPlaneStartup, startDevStack, timeCommand, timeNode } from "./lib/startup.js";
 import { CONNECT_PHASES } from "../../data-plane/src/metrics/connect-phases.js";
+import { staleReason } from "../../scripts/build-state.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: flags } = parseArgs({
@@ -399,6 +400,9 @@ async function main() {
         s.results[`sluice with ${idleSessions} idle sessions`] = summarize([during]);
         s.ratios["MB per idle session"] = (during - before) / idleSessions;
       } else s.notes.push("no sluice node");
+      // what a deployed node runs (issue 15): the compiled output, not the sources through tsx
+      const stale = staleReason(join(here, "..", ".."));
+      s.notes.push(`the nodes run \`sluice data-plane\` from ${stale === null ? "the compiled dist/" : `the TypeScript sources through tsx (dist/: ${stale}; npm run bench builds first)`}`);
       for (const [k, v] of Object.entries(rssDuringBig)) s.results[`${k} peak during scenario 2`] = summarize([v]);
       results.push(s);
     }
