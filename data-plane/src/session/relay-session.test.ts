@@ -816,3 +816,29 @@ test("a Describe of a portal no Bind made (an SQL cursor, as psycopg's named cur
   const err = decodeErrorFields(sent(h.toClient)[0]!.raw);
   assert.deepEqual([err.C, err.M], ["34000", `portal "${own}" does not exist`]);
 });
+
+test("the session ends with statements unanswered (the client left mid-COPY, mid-Query): each gets a completion of unknown outcome, before the session's end (finding 031)", () => {
+  const h = completing(allowAllEnforcerForTests);
+  // an extended COPY FROM STDIN the server has begun (Parse/Bind answered, no CommandComplete yet) …
+  h.s.onClientData(Buffer.concat([parseFrame("", "COPY t FROM STDIN"), bindFrame("", ""), executeFrame("")]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete]));
+  assert.deepEqual(h.records.map((r) => r.sql), ["COPY t FROM STDIN"]);
+  assert.equal(h.completions.length, 0, "nothing is answered yet");
+  // … and the client vanishes: the proxy never learns how the server ended it
+  h.s.dispose();
+  assert.equal(h.completions.length, 1);
+  assert.equal(h.completions[0]!.seq, h.records[0]!.seq);
+  assert.equal(h.completions[0]!.error?.sqlstate, "08006");
+  assert.match(h.completions[0]!.error!.message, /unknown outcome/);
+
+  // a multi-statement Query the server is running: its running statement and the ones after it
+  const q = completing(classifying);
+  q.s.onClientData(query("SELECT 1; SELECT 2; SELECT 3"));
+  q.s.onUpstreamData(Buffer.concat([rowDesc, dataRow, cmdComplete]));
+  q.s.dispose();
+  assert.deepEqual(q.completions.map((d) => d.commandTag ?? d.error?.sqlstate), ["SELECT 1", "08006", "08006"], "the first completed, the rest unknown");
+  // a session that ends with nothing pending adds nothing
+  const idle = completing(allowAllEnforcerForTests);
+  idle.s.dispose();
+  assert.equal(idle.completions.length, 0);
+});

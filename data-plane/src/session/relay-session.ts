@@ -235,6 +235,11 @@ export class RelaySession {
   dispose(): void {
     this.closed = true;
     this.gate.dispose();
+    // what the server still owed answers for: recorded with an unknown outcome, before session.ended
+    for (let i = 0; i < this.queue.length; i++) {
+      const p = this.queue.at(i);
+      if (p?.rec) this.results.abandoned(p);
+    }
   }
 
   /**

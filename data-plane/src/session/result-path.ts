@@ -46,6 +46,8 @@ const COPY_OUT_MASKED = "COPY TO STDOUT of a result with masking rules is not al
 const NOT_RUN_IN_QUERY = { sqlstate: "08P01", message: "not run: an earlier statement of its Query failed" } as const;
 /** the completion of a Query's statement the server said nothing of (it completed fewer than the Query has) */
 const NO_COMPLETION = { sqlstate: "08P01", message: "not run: the server completed no such statement of the Query" } as const;
+/** a statement the server had not answered when the session ended: its outcome is unknown to the proxy */
+const SESSION_ENDED = { sqlstate: "08006", message: "unknown outcome: the session ended before the server answered" } as const;
 
 /**
  * The exact rows of a statement: the rows the client got (`dataRows`, counted as they passed), or
@@ -345,6 +347,29 @@ export class ResultPath {
       durationMs: this.o.now() - (p.startedAt ?? 0),
       error: p.error,
     });
+    p.rec = undefined;
+  }
+
+  /**
+   * The session ended with `p` still unanswered (the client left mid-COPY or mid-statement, the
+   * proxy closed it): the proxy never learns how it ended, since the server may have run it, or part
+   * of its Query, before it saw the connection go. Each of its statements without a completion gets
+   * one saying so, so no allowed statement is left in the record without an outcome (finding 031).
+   */
+  abandoned(p: Pending): void {
+    if (!p.rec) return;
+    const now = this.o.now();
+    if (p.kind === K.Query && p.parts) {
+      const running = p.stmtIndex ?? 0;
+      this.flushCapture(p, p.parts[running]?.seq);
+      for (let i = running; i < p.parts.length; i++) {
+        this.finish({ seq: p.parts[i]!.seq, rows: i === running ? p.rows ?? 0 : 0, durationMs: i === running ? now - (p.startedAt ?? now) : 0, error: SESSION_ENDED });
+      }
+      p.stmtIndex = p.parts.length;
+    } else {
+      this.flushCapture(p);
+      this.finish({ seq: p.rec.seq, rows: p.rows ?? 0, durationMs: p.startedAt === undefined ? 0 : now - p.startedAt, error: SESSION_ENDED });
+    }
     p.rec = undefined;
   }
 
