@@ -91,7 +91,18 @@ for (const where of ["on the server the reader is connected to", "on another ser
 
     // a bounded read to a known end works with the server still down
     const read: string[] = [];
-    await readToEnd({ nc: reader, stream, filter: subject, untilSeq: (await jsm.streams.info(stream)).state.last_seq, what: "the test stream", onMessage: (m) => void read.push(m.string()) });
+    // (placing its consumer can meet the cluster still electing after the kill: unavailable says retry, so retry)
+    const untilSeq = (await jsm.streams.info(stream)).state.last_seq;
+    for (let attempt = 1; ; attempt++) {
+      read.length = 0;
+      try {
+        await readToEnd({ nc: reader, stream, filter: subject, untilSeq, what: "the test stream", onMessage: (m) => void read.push(m.string()) });
+        break;
+      } catch (e) {
+        if (attempt >= 10 || (e as { code?: string }).code !== "unavailable") throw e;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
     assert.deepEqual(read, handled);
 
     await nats.server(holder).start();

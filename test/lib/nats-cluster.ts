@@ -113,7 +113,7 @@ function serverConf(o: {
   return lines.join("\n") + "\n";
 }
 
-export async function startNatsCluster(t: TestContext | undefined, o: NatsClusterOptions): Promise<NatsCluster> {
+async function startOnce(o: NatsClusterOptions): Promise<NatsCluster> {
   const base = mkdtempSync(join(tmpdir(), "sluice-nats-cluster-"));
   const multi = o.clusters.length > 1;
   type Plan = { name: string; cluster: string; port: number; monitorPort: number; routePort: number; gatewayPort?: number; storeDir: string; conf: string };
@@ -229,7 +229,6 @@ export async function startNatsCluster(t: TestContext | undefined, o: NatsCluste
       rmSync(base, { recursive: true, force: true });
     },
   };
-  t?.after(() => cluster.stop());
   try {
     await Promise.all(servers.map((s) => s.start()));
   } catch (e) {
@@ -237,4 +236,21 @@ export async function startNatsCluster(t: TestContext | undefined, o: NatsCluste
     throw e;
   }
   return cluster;
+}
+
+/**
+ * Starts the cluster (stopped after `t`). The ports are found free, then bound by the servers a
+ * moment later: on a busy machine another process (or an outgoing connection's ephemeral port) can
+ * take one in between, so a start that fails binding is made again on fresh ports.
+ */
+export async function startNatsCluster(t: TestContext | undefined, o: NatsClusterOptions): Promise<NatsCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const cluster = await startOnce(o);
+      t?.after(() => cluster.stop());
+      return cluster;
+    } catch (e) {
+      if (attempt >= 3 || !/address already in use/.test(String((e as Error)?.message ?? e))) throw e;
+    }
+  }
 }
