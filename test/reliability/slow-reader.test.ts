@@ -13,8 +13,15 @@ import { onlyErrors, recordEvidence } from "./lib/scenario-evidence.js";
 import { ScenarioReport } from "./lib/scenario-report.js";
 import { startSlowReader } from "./lib/slow-reader.js";
 
-/** growth of the node's RSS while the client does not read, beyond which it is buffering the result */
-const BOUND_MB = 96;
+/**
+ * Growth of the node's RSS while the client does not read, beyond which it is buffering the result.
+ * The growth also holds what the other sessions' load does meanwhile (tens of thousands of audited
+ * statements in the stall: V8's heap and TLS buffers growing toward their steady state): measured
+ * 79–109 MiB on 2026-12-01, idle and loaded, while the stalled session was sent only ~170 KB more and
+ * its backend waited on ClientWrite (checked below: the proxy had stopped reading it). Buffering the
+ * short budget's 200 MB result (or the full 1 GB) would pass this bound by far.
+ */
+const BOUND_MB = 128;
 
 test("a client that stops reading a 1 GB result (short budget: 200 MB)", async (t) => {
   const rowsWanted = budget(200_000, 1_000_000);
