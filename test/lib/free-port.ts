@@ -1,18 +1,7 @@
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 
-/** A free TCP port on 127.0.0.1 (bind to 0, read the port, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** A free TCP port on 127.0.0.1: the one `sluice dev` uses (why it is not bind(0): see there). */
+export { freePort } from "../../bin/lib/free-port.js";
 
 /** Resolves once something accepts connections on 127.0.0.1:`port`; throws after `timeoutMs`. */
 export async function waitForPort(port: number, timeoutMs: number): Promise<void> {
