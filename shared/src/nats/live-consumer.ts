@@ -88,11 +88,12 @@ export async function startLiveConsumer(o: LiveConsumerOptions): Promise<LiveCon
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 }
         : { deliver_policy: o.start === "new" ? DeliverPolicy.New : o.start === "last-per-subject" ? DeliverPolicy.LastPerSubject : DeliverPolicy.All };
     const consumer = await js.consumers.get(o.stream, { ...(o.filter ? { filter_subjects: o.filter } : {}), ...from });
-    name = (await consumer.info(true)).name;
+    const info = await consumer.info(true);
+    name = info.name;
     if (lastSeq === 0 && o.start === "new") {
       // "new" means after what the stream held when the first consumer was placed: a replacement
       // resumes from there, not from whatever is new by then
-      lastSeq = (await consumer.info(true)).delivered.stream_seq;
+      lastSeq = info.delivered.stream_seq;
     }
     return consumer.consume({ max_messages: o.maxMessages ?? 256, expires: Math.max(5_000, 2 * heartbeatMs), idle_heartbeat: heartbeatMs });
   }
