@@ -45,7 +45,9 @@ export async function signIn(browser: Browser, base: string, sub: string, groups
     if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(m.text());
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  await page.goto(`${base}/console/`);
+  const first = await page.goto(`${base}/console/`);
+  // a checkout whose web/dist is missing gets the server's 503 page: say so instead of timing out on a link
+  if (first?.status() === 503) throw new Error("the console is not built: run node scripts/build-web.mjs (npm test does)");
   await page.getByRole("link", { name: "Sign in with dev" }).click();
   await page.getByLabel("Subject").fill(sub);
   await page.getByLabel("Groups (comma-separated)").fill(groups.join(","));
