@@ -41,7 +41,8 @@ test("readAudit follows new records from the end (audit tail) and one session's 
   await publish(later.events.slice(0, 4));
   await new Promise((r) => setTimeout(r, 200)); // the session is live for a moment, then ends
   await publish(later.events.slice(4));
-  await Promise.race([Promise.all([tailing, replaying]), new Promise((_, rej) => setTimeout(() => rej(new Error("follow timed out")), 20_000))]);
+  // unref'd: a pending 20 s timer kept the file's process alive 20 s after its tests had passed
+  await Promise.race([Promise.all([tailing, replaying]), new Promise((_, rej) => setTimeout(() => rej(new Error("follow timed out")), 20_000).unref())]);
   assert.deepEqual(tail, ["dev.sluice.session.started.v1", "dev.sluice.session.authenticated.v1", "dev.sluice.statement.allowed.v1", "dev.sluice.statement.completed.v1"]);
   assert.equal(replayed.length, 5);
   assert.equal(replayed.at(-1), "dev.sluice.session.ended.v1");
