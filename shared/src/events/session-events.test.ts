@@ -1,8 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { HashChain, MAX_EVENT_DATA_BYTES, verifyChain, uuidv7 } from "./index.js";
+import fc from "fast-check";
+import { HashChain, MAX_EVENT_DATA_BYTES, canonicalJson, dataPlaneSource, verifyChain, uuidv7 } from "./index.js";
 import {
-  SessionEventType, buildSessionEvent, chunkSessionEvent, joinChunks, sessionEventName, dataBytes, isChunkData,
+  SessionEventType, buildSessionEvent, chunkDataTexts, chunkSessionEvent, joinChunks, sessionEventName, dataBytes, isChunkData,
 } from "./session-events.js";
 
 const ctx = { sessionId: "s-1", region: "eu", node: "n1" };
@@ -44,6 +45,31 @@ test("a payload above 512 KiB splits into chained chunks that reassemble exactly
   const [joined] = joinChunks(parts);
   assert.deepEqual(joined!.data, ev.data);
   assert.deepEqual(chunkSessionEvent({ ...ev, data: { ...ev.data, sql: "SELECT 1" } }, () => "x").length, 1);
+});
+
+test("chunks cut from a payload's canonical text are chunkSessionEvent's chunks, linked to the same hashes", () => {
+  // a unit of any UTF-16 (lone surrogates, quotes, backslashes, controls) repeated past the cap
+  fc.assert(
+    fc.property(fc.string({ unit: "binary", minLength: 1, maxLength: 8 }), fc.integer({ min: 0, max: 3 }), fc.option(fc.integer({ min: 1, max: 2 ** 31 }), { nil: undefined }), (unit, extra, statementId) => {
+      const sql = unit.repeat(Math.ceil((MAX_EVENT_DATA_BYTES * (1 + extra / 2)) / unit.length));
+      const data: Record<string, unknown> = { decision: "deny", rule: "default-deny", sql, sqlstate: "42501" };
+      if (statementId !== undefined) data.statementId = statementId;
+      const ev = buildSessionEvent(ctx, "statement.blocked", data as never, { time, policyRev: 4 });
+      const ids: string[] = [];
+      const chunked = chunkSessionEvent(ev, () => (ids.push(uuidv7(time.getTime())), ids.at(-1)!));
+      const texts = chunkDataTexts(canonicalJson(ev.data), statementId);
+      assert.deepEqual(texts, chunked.map((c) => canonicalJson(c.data)));
+      // linked as the recorder links them: the same hashes as linking the chunk events themselves
+      const a = new HashChain(), b = new HashChain();
+      const env = { time: ev.time, policyRev: 4, sourceJson: JSON.stringify(dataPlaneSource(ctx.region, ctx.node)), subjectJson: JSON.stringify(ctx.sessionId), typeJson: JSON.stringify(SessionEventType["statement.blocked"]) };
+      texts.forEach((text, i) => {
+        const linked = a.linkCanonical({ ...env, id: chunked[i]!.id }, text);
+        assert.equal(linked.json, b.linkJson(chunked[i]!));
+      });
+      assert.equal((joinChunks(chunked)[0]!.data as { sql: string }).sql, sql);
+    }),
+    { numRuns: 12 },
+  );
 });
 
 test("payloads are the proto3 JSON mapping of proto/sluice/v1/events.proto", async () => {

@@ -387,6 +387,20 @@ export function dataBytes(data: unknown): number {
 }
 
 /**
+ * The canonical JSON texts (RFC 8785) of the chunk payloads a payload of canonical text `dataText`
+ * splits into: equal, text for text, to canonicalJson of chunkSessionEvent's chunk data (a property
+ * test holds it). The recorder's path for a payload above the cap (a 1 MiB statement): the text is
+ * encoded once and each part escaped once, instead of the payload being parsed back, serialized
+ * again and each chunk event canonicalized as an object on the relay's thread.
+ */
+export function chunkDataTexts(dataText: string, statementId?: number): string[] {
+  const parts = chunkString(dataText, CHUNK_PART_BYTES);
+  // members in RFC 8785 order: chunk, chunks, part, statementId
+  const tail = statementId === undefined ? "}" : `,"statementId":${canonicalJson(statementId)}}`;
+  return parts.map((part, i) => `{"chunk":${i + 1},"chunks":${parts.length},"part":${JSON.stringify(part)}${tail}`);
+}
+
+/**
  * Splits an event whose payload exceeds MAX_EVENT_DATA_BYTES into chunk events (same type, subject,
  * source, time and policy revision; fresh ids). Returns `[ev]` unchanged when it fits. `newId` makes
  * the ids (pure: the caller brings the id source).
