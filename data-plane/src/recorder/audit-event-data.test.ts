@@ -4,7 +4,9 @@ import fc from "fast-check";
 import { canonicalJson, INLINE_RESULT_BYTES, type StatementCompletedData } from "@sluice/shared/events";
 import type { Decision } from "@sluice/shared/policy";
 import type { SessionInfo, StatementRecord } from "../session/session-hooks.js";
-import { completionEvents, completionJson, statementEventData, statementEventJson, type ResultCapture } from "./audit-event-data.js";
+import type { RowField } from "../session/session-hooks.js";
+import { WireError } from "../wire/frame-scanner.js";
+import { captureRows, completionEvents, completionJson, completionText, statementEventData, statementEventJson, type ResultCapture } from "./audit-event-data.js";
 import type { InputMasker } from "./input-masker.js";
 
 const session: SessionInfo = {
@@ -99,4 +101,84 @@ test("a statement's captured rows ride inside statement.completed up to 64 KiB, 
   // the error message of a failed statement passes the masker (it can quote values)
   const failed = completionEvents(masker, session, { seq: 6, rows: 0, durationMs: 1, error: { sqlstate: "23505", message: "duplicate secret" } }, undefined);
   assert.deepEqual(failed.completed.error, { message: "duplicate ******", sqlstate: "23505" });
+});
+
+const capture = fc.record({
+  columns: fc.array(column, { maxLength: 3 }),
+  values: fc.array(fc.array(fc.option(text, { nil: null }), { maxLength: 3 }), { maxLength: 3 }),
+  recordedBytes: fc.oneof(fc.nat({ max: 100 }), fc.constant(INLINE_RESULT_BYTES), fc.constant(INLINE_RESULT_BYTES + 1)),
+}) as fc.Arbitrary<ResultCapture>;
+const completion = fc.record({
+  seq: fc.integer({ min: 1, max: 2 ** 40 }),
+  commandTag: fc.option(text, { nil: undefined }),
+  rows: fc.nat(),
+  durationMs: fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e9, max: 1e9 }),
+  error: fc.option(fc.record({ sqlstate: text, message: text }), { nil: undefined }),
+}, { requiredKeys: ["seq", "rows", "durationMs"] });
+
+test("completionText writes exactly completionJson of completionEvents' payload, with the same result.rows", () => {
+  fc.assert(
+    fc.property(completion, fc.option(fc.array(capture, { maxLength: 3 }), { nil: undefined }), (done, sets) => {
+      const expected = completionEvents(masker, session, done, sets);
+      const got = completionText(masker, session, done, sets);
+      assert.equal(got.json, completionJson(expected.completed));
+      assert.deepEqual(got.rows, expected.rows);
+    }),
+    { numRuns: 500 },
+  );
+});
+
+/** A DataRow frame (B 'D') of these values; null is the SQL NULL (length -1). */
+function dataRow(values: ReadonlyArray<Buffer | null>): Buffer {
+  const parts = values.map((v) => {
+    const len = Buffer.alloc(4);
+    len.writeInt32BE(v === null ? -1 : v.length);
+    return v === null ? len : Buffer.concat([len, v]);
+  });
+  const body = Buffer.concat(parts);
+  const head = Buffer.alloc(7);
+  head[0] = 0x44;
+  head.writeInt32BE(6 + body.length, 1);
+  head.writeInt16BE(values.length, 5);
+  return Buffer.concat([head, body]);
+}
+
+test("captureRows renders each value as the decoded row would, text as UTF-8 and binary as \\x hex, within the budget", () => {
+  const value = fc.option(fc.uint8Array({ maxLength: 12 }).map((u) => Buffer.from(u)), { nil: null });
+  fc.assert(
+    fc.property(fc.array(fc.array(value, { minLength: 2, maxLength: 2 }), { maxLength: 5 }), fc.constantFrom(0, 1), fc.nat({ max: 60 }), (rows, format, budget) => {
+      const fields = [{ name: "a", format: 0 }, { name: "b", format }] as unknown as RowField[];
+      const into: ResultCapture = { columns: [], values: [], recordedBytes: 0 };
+      const left = captureRows(into, fields, rows.map(dataRow), budget);
+      // the reference: rows in order while their value bytes fit what is left
+      const want: Array<Array<string | null>> = [];
+      let room = budget;
+      for (const r of rows) {
+        const size = r.reduce((n, v) => n + (v ? v.length : 0), 0);
+        if (size > room) break;
+        room -= size;
+        want.push(r.map((v, i) => (v === null ? null : (i === 1 && format === 1) ? "\\x" + v.toString("hex") : v.toString("utf8"))));
+      }
+      assert.deepEqual(into.values, want);
+      assert.equal(left, room);
+      assert.equal(into.recordedBytes, budget - room);
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test("captureRows refuses a DataRow that does not hold together, as the wire decoder does", () => {
+  const good = dataRow([Buffer.from("abc"), null]);
+  const fields = [{ name: "a", format: 0 }, { name: "b", format: 0 }] as unknown as RowField[];
+  const bad = [
+    good.subarray(0, good.length - 1), // shorter than its length says
+    Buffer.concat([good.subarray(0, 1), Buffer.from([0, 0, 0, 99]), good.subarray(5)]), // length word wrong
+    (() => { const b = Buffer.from(good); b.writeInt32BE(50, 7); return b; })(), // a value longer than the frame
+    (() => { const b = Buffer.from(good); b.writeInt16BE(1, 5); return b; })(), // trailing bytes
+    (() => { const b = Buffer.from(good); b[0] = 0x43; return b; })(), // not a DataRow
+  ];
+  for (const f of bad) assert.throws(() => captureRows({ columns: [], values: [], recordedBytes: 0 }, fields, [f], 1000), WireError);
+  const ok: ResultCapture = { columns: [], values: [], recordedBytes: 0 };
+  captureRows(ok, fields, [good], 1000);
+  assert.deepEqual(ok.values, [["abc", null]]);
 });

@@ -216,21 +216,54 @@ export function resultColumns(fields: readonly RowField[], masks: readonly Colum
 /**
  * Captures (masked) DataRow frames into `into` until the statement's byte budget is spent; returns
  * the bytes still left. Rows past the budget are counted by the completion, not recorded.
+ *
+ * Each value is read from the frame straight into its text, without decodeDataRow's array of
+ * Buffer views per row (garbage on the hot path, a row per statement at least); a frame that does
+ * not hold together is handed to decodeDataRow, whose WireError says what is wrong with it.
  */
 export function captureRows(into: ResultCapture, fields: readonly RowField[], frames: readonly Buffer[], budgetBytes: number): number {
   let left = budgetBytes;
   for (const frame of frames) {
-    const vals = decodeDataRow(frame);
-    let size = 0;
-    for (const v of vals) size += v ? v.length : 0;
+    const size = dataRowValueBytes(frame);
+    if (size < 0) {
+      // a frame that does not hold together: decodeDataRow says why (it throws)
+      const vals = decodeDataRow(frame);
+      throw new Error(`DataRow of ${vals.length} values not read`);
+    }
     if (size > left) break;
     left -= size;
     into.recordedBytes += size;
-    const row = new Array<string | null>(vals.length);
-    for (let i = 0; i < vals.length; i++) row[i] = renderValue(vals[i]!, fields[i]?.format ?? 0);
+    const n = frame.readInt16BE(5);
+    const row = new Array<string | null>(n > 0 ? n : 0);
+    let at = 7;
+    for (let i = 0; i < n; i++) {
+      const len = frame.readInt32BE(at);
+      at += 4;
+      if (len < 0) { row[i] = null; continue; }
+      row[i] = (fields[i]?.format ?? 0) === 1 ? "\\x" + frame.toString("hex", at, at + len) : frame.toString("utf8", at, at + len);
+      at += len;
+    }
     into.values.push(row);
   }
   return left;
+}
+
+/** The bytes of a DataRow frame's values, or -1 when the frame does not hold together (what decodeDataRow checks). */
+function dataRowValueBytes(f: Buffer): number {
+  if (f.length < 7 || f[0] !== 0x44 || f.readInt32BE(1) + 1 !== f.length) return -1;
+  const n = f.readInt16BE(5);
+  let at = 7;
+  let size = 0;
+  for (let i = 0; i < n; i++) {
+    if (at + 4 > f.length) return -1;
+    const len = f.readInt32BE(at);
+    at += 4;
+    if (len < 0) continue;
+    if (at + len > f.length) return -1;
+    size += len;
+    at += len;
+  }
+  return at === f.length ? size : -1;
 }
 
 /** The canonical JSON text of a result column (RFC 8785 member order). */
@@ -250,9 +283,13 @@ function num(n: number): string {
 }
 
 function capturedJson(r: CapturedResult): string {
+  return capturedText(r.columns, r.recorded, r.recordedBytes, r.rows, r.truncated, r.values);
+}
+
+function capturedText(columns: readonly ResultColumn[], recorded: number, recordedBytes: number, rows: number, truncated: boolean, values: ResultCapture["values"]): string {
   let cols = "[";
-  for (let i = 0; i < r.columns.length; i++) cols += (i ? "," : "") + columnJson(r.columns[i]!);
-  return `{"columns":${cols}],"recorded":${num(r.recorded)},"recordedBytes":${num(r.recordedBytes)},"rows":${num(r.rows)},"truncated":${r.truncated ? "true" : "false"},"values":${JSON.stringify(r.values)}}`;
+  for (let i = 0; i < columns.length; i++) cols += (i ? "," : "") + columnJson(columns[i]!);
+  return `{"columns":${cols}],"recorded":${num(recorded)},"recordedBytes":${num(recordedBytes)},"rows":${num(rows)},"truncated":${truncated ? "true" : "false"},"values":${JSON.stringify(values)}}`;
 }
 
 /**
@@ -303,4 +340,40 @@ export function completionEvents(
   completed.rows = done.rows;
   completed.statementId = seq;
   return { rows, completed };
+}
+
+/**
+ * The hot path's statement completion: the result.rows events (only for captures above
+ * INLINE_RESULT_BYTES) and the canonical JSON text of the statement.completed payload, exactly
+ * completionJson(completionEvents(…).completed), written straight from the captures: no
+ * CapturedResult or payload object per statement (they were garbage as soon as written). A
+ * property test holds the two equal.
+ */
+export function completionText(
+  masker: InputMasker, session: SessionInfo, done: StatementCompletion, sets: readonly ResultCapture[] | undefined,
+): { rows: ResultRowsData[]; json: string } {
+  const captured = sets !== undefined && sets.length > 0;
+  if (captured) {
+    let bytes = 0;
+    for (const rs of sets) bytes += rs.recordedBytes;
+    if (bytes > INLINE_RESULT_BYTES) {
+      const { rows, completed } = completionEvents(masker, session, done, sets);
+      return { rows, json: completionJson(completed) };
+    }
+  }
+  let s = "{";
+  if (done.commandTag !== undefined) s += `"commandTag":${JSON.stringify(done.commandTag)},`;
+  s += `"durationMs":${num(Math.round(done.durationMs * 1000) / 1000)}`;
+  if (done.error) s += `,"error":{"message":${JSON.stringify(masker.text(session, done.error.message))},"sqlstate":${JSON.stringify(done.error.sqlstate)}}`;
+  if (captured) {
+    s += `,"results":[`;
+    const single = sets.length === 1;
+    for (let i = 0; i < sets.length; i++) {
+      const rs = sets[i]!;
+      const n = single ? Math.max(done.rows, rs.values.length) : rs.values.length;
+      s += (i ? "," : "") + capturedText(rs.columns, rs.values.length, rs.recordedBytes, n, n > rs.values.length, rs.values);
+    }
+    s += "]";
+  }
+  return { rows: [], json: `${s},"rows":${num(done.rows)},"statementId":${num(done.seq)}}` };
 }

@@ -18,7 +18,7 @@ import { SluiceError } from "@sluice/shared/errors";
 import type { StatementData } from "@sluice/shared/events";
 import type { AuditSink, ConnectionInfo, SessionInfo, SnapshotSource, StatementCompletion, StatementRecord } from "../session/session-hooks.js";
 import {
-  captureRows, completionEvents, completionJson, resultColumns, selectClaims, sessionDeniedData, sessionStartedData, statementEventData, statementEventJson,
+  captureRows, completionText, resultColumns, selectClaims, sessionDeniedData, sessionStartedData, statementEventData, statementEventJson,
   type ResultCapture,
 } from "./audit-event-data.js";
 import { rulesInputMasker, type InputMasker } from "./input-masker.js";
@@ -62,12 +62,14 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
   const sessions = new Map<string, SessionState>();
   const log = o.logger;
   const now = o.now ?? (() => new Date());
+  // the recorders read the clock per event: Date.now unless a test pins it
+  const recorderNow = o.now;
   let lost = 0;
 
   const state = (c: ConnectionInfo | SessionInfo): SessionState => {
     let s = sessions.get(c.sessionId);
     if (!s) {
-      const rec = new SessionRecorder(o.publisher, { sessionId: c.sessionId, region: c.region, node: c.nodeId, now });
+      const rec = new SessionRecorder(o.publisher, { sessionId: c.sessionId, region: c.region, node: c.nodeId, now: recorderNow });
       s = { rec, startedAt: now().getTime(), open: new Set(), results: new Map() };
       sessions.set(c.sessionId, s);
     }
@@ -91,9 +93,9 @@ export function createAuditObserver(o: AuditObserverOptions): AuditObserver {
     s.open.delete(done.seq);
     const sets = s.results.get(done.seq);
     s.results.delete(done.seq);
-    const { rows, completed } = completionEvents(masker, session, done, sets);
+    const { rows, json } = completionText(masker, session, done, sets);
     for (const r of rows) follow(s.rec.sessionId, () => s.rec.record("result.rows", r));
-    follow(s.rec.sessionId, () => s.rec.recordJson("statement.completed", completionJson(completed), {}, completed));
+    follow(s.rec.sessionId, () => s.rec.recordJson("statement.completed", json));
   };
 
   const observer: AuditObserver = {

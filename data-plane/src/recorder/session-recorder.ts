@@ -22,10 +22,9 @@ const SURELY_FITS_CHARS = Math.floor((MAX_EVENT_DATA_BYTES - 1024) / 3);
  */
 let isoMs = Number.NaN;
 let isoText = "";
-function isoTime(t: Date): string {
-  const ms = t.getTime();
+function isoTime(ms: number): string {
   if (ms !== isoMs) {
-    isoText = t.toISOString();
+    isoText = new Date(ms).toISOString();
     isoMs = ms;
   }
   return isoText;
@@ -70,7 +69,8 @@ export class SessionRecorder {
   /** the publisher lane every event of this session goes through */
   readonly lane: number;
   private readonly chain = new HashChain();
-  private readonly now: () => Date;
+  /** the clock in ms: Date.now unless a test pins `now` (no Date object per event on the hot path) */
+  private readonly nowMs: () => number;
   private readonly sourceJson: string;
   private readonly subjectJson: string;
   policyRev: number | undefined;
@@ -79,7 +79,8 @@ export class SessionRecorder {
     this.sessionId = o.sessionId;
     this.lane = publisher.laneFor(o.sessionId);
     this.policyRev = o.policyRev;
-    this.now = o.now ?? (() => new Date());
+    const now = o.now;
+    this.nowMs = now ? () => now().getTime() : Date.now;
     this.sourceJson = JSON.stringify(dataPlaneSource(o.region, o.node));
     this.subjectJson = JSON.stringify(o.sessionId);
   }
@@ -108,16 +109,16 @@ export class SessionRecorder {
    * in the rare case it must be split into chunks.
    */
   recordJson<N extends SessionEventName>(name: N, dataText: string, o: RecordOptions = {}, data?: SessionEventPayloads[N]): Promise<void> | undefined {
-    const time = o.time ?? this.now();
+    const ms = o.time !== undefined ? o.time.getTime() : this.nowMs();
     const mode = admitModeOf(name);
     const policyRev = o.policyRev ?? this.policyRev;
     if (dataText.length <= SURELY_FITS_CHARS || Buffer.byteLength(dataText, "utf8") <= MAX_EVENT_DATA_BYTES - 1024) {
       this.publisher.assertCapacity(1, mode); // before linking: a refused event takes no sequence number
       const linked = this.chain.linkCanonical(
-        { id: uuidv7(time.getTime()), time: isoTime(time), policyRev, sourceJson: this.sourceJson, subjectJson: this.subjectJson, typeJson: TYPE_JSON[name] },
+        { id: uuidv7(ms), time: isoTime(ms), policyRev, sourceJson: this.sourceJson, subjectJson: this.subjectJson, typeJson: TYPE_JSON[name] },
         dataText,
       );
-      return this.publisher.enqueue(this.lane, [{ json: linked.json, bytes: Buffer.byteLength(linked.json, "utf8") }], mode);
+      return this.publisher.enqueue(this.lane, [{ json: linked.json, bytes: linked.bytes }], mode);
     }
     // above the cap: numbered chunk events cut from this one text (a hostile 1 MiB statement comes
     // here; it used to be parsed back, serialized twice more and canonicalized chunk by chunk as
@@ -126,13 +127,13 @@ export class SessionRecorder {
     const parts = chunkDataTexts(dataText, typeof statementId === "number" ? statementId : undefined);
     // check before linking: a refused event must not consume a sequence number
     this.publisher.assertCapacity(parts.length, mode);
-    const iso = isoTime(time);
+    const iso = isoTime(ms);
     const encoded = parts.map((part): LaneEvent => {
       const linked = this.chain.linkCanonical(
-        { id: uuidv7(time.getTime()), time: iso, policyRev, sourceJson: this.sourceJson, subjectJson: this.subjectJson, typeJson: TYPE_JSON[name] },
+        { id: uuidv7(ms), time: iso, policyRev, sourceJson: this.sourceJson, subjectJson: this.subjectJson, typeJson: TYPE_JSON[name] },
         part,
       );
-      return { json: linked.json, bytes: Buffer.byteLength(linked.json, "utf8") };
+      return { json: linked.json, bytes: linked.bytes };
     });
     return this.publisher.enqueue(this.lane, encoded, mode);
   }

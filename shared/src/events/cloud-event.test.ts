@@ -98,6 +98,7 @@ test("linkCanonical writes exactly the text linkJson writes for the same event, 
             canonicalJson(e.data),
           );
           assert.equal(got.json, expected);
+          assert.equal(got.bytes, Buffer.byteLength(expected, "utf8"));
           assert.equal(got.hash, ev.sluicehash);
           assert.equal(got.seq, ev.sluicesessionseq);
         }

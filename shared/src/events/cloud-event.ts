@@ -93,6 +93,8 @@ export interface LinkedEvent {
   hash: string;
   /** the event's JSON text (structured mode), `sluicehash` included: what goes into a batch */
   json: string;
+  /** `json`'s size in UTF-8 bytes */
+  bytes: number;
 }
 
 /**
@@ -139,7 +141,10 @@ export class HashChain {
       `"specversion":"1.0","subject":${env.subjectJson},"time":"${env.time}","type":${env.typeJson}}`;
     const hash = sha256Hex(text);
     this.prev = hash;
-    return { seq: this.seq, hash, json: `${text.slice(0, -1)},"sluicehash":"${hash}"}` };
+    const json = `${text.slice(0, -1)},"sluicehash":"${hash}"}`;
+    // measured on `text`, which hashing left flat, not on `json`, a rope that measuring would copy
+    // whole: the hash member is ASCII, so it adds as many bytes as characters
+    return { seq: this.seq, hash, json, bytes: Buffer.byteLength(text, "utf8") + (json.length - text.length) };
   }
   /** stamps seq, prevhash and hash; returns the canonical text of the event without its hash */
   private linkText<D>(ev: CloudEvent<D>): string {
