@@ -26,7 +26,7 @@ function seen(ms: readonly RawMessage[]): string[] {
   return ms.filter((m) => m.type !== "N" && m.type !== "S").map((m) => show(m).replace(/\[REDACTED\]/g, "MASKED"));
 }
 
-test("the proxy answers pipelines that Flush, suspend, Close and COPY without Sync exactly as the server does", { timeout: 240_000 }, async (t) => {
+test("the proxy answers pipelines that Flush, suspend, Close and COPY without Sync exactly as the server does", { timeout: 480_000 }, async (t) => {
   const s = await startProxyStack(t, {
     dp: { enforcer: undefined, maskingHashKey: Buffer.from("orderings") },
     bundle: (b): Bundle => ({
@@ -93,6 +93,32 @@ test("the proxy answers pipelines that Flush, suspend, Close and COPY without Sy
     ["a Parse of DEALLOCATE of a Parse's statement, executed, then the statement used", [
       [parse("s1", "SELECT 1"), parse("d", "DEALLOCATE s1"), sync()], [bind("c", "d"), execute("c"), sync()], [bind("", "s1"), execute(""), sync()],
       [parse("s1", "SELECT 2"), bind("", "s1"), execute(""), sync()],
+    ]],
+    // finding 030: a Query's DEALLOCATE of a Parse's statement among other statements is the server's to run or skip: the
+    // statement is gone once that DEALLOCATE ran (an error after it does not bring it back), and stays when an error before it
+    // skipped it; after it the name is free for a SQL PREPARE; DEALLOCATE ALL before it leaves nothing to deallocate
+    ["a Query's DEALLOCATE of a Parse's statement first and last among other statements", [
+      [parse("p1", "SELECT 1"), sync()], [query("DEALLOCATE p1; SELECT 1/0")], [bind("", "p1"), execute(""), sync()],
+      [parse("p1", "SELECT 2"), sync()], [query("SELECT 3; deallocate prepare p1")], [bind("", "p1"), execute(""), sync()],
+      [parse("p1", "SELECT 4"), parse("p2", "SELECT 5"), sync()], [query("DEALLOCATE p1; DEALLOCATE p2; DEALLOCATE p1")], [bind("", "p2"), execute(""), sync()],
+    ]],
+    ["an error before a Query's DEALLOCATE of a Parse's statement: the statement stays usable", [
+      [parse("p1", "SELECT 1"), sync()], [query("SELECT 1/0; DEALLOCATE p1")], [bind("", "p1"), execute(""), sync()],
+      [query("SELECT nocol; DEALLOCATE p1")], [query("DEALLOCATE nosuch; DEALLOCATE p1")], [bind("", "p1"), execute(""), sync()],
+      [query("DEALLOCATE p1")],
+    ]],
+    ["a Query's DEALLOCATE of a Parse's statement in a transaction block", [
+      [parse("p1", "SELECT 1"), parse("p2", "SELECT 2"), sync()],
+      [query("BEGIN; DEALLOCATE p1; SELECT 1/0")], [query("DEALLOCATE p2; SELECT 1")], [query("ROLLBACK")],
+      [bind("", "p1"), execute(""), sync()], [bind("", "p2"), execute(""), sync()],
+      [query("BEGIN")], [query("SELECT 1; DEALLOCATE p2")], [query("COMMIT")], [bind("", "p2"), execute(""), sync()],
+    ]],
+    ["a Query's DEALLOCATE of a Parse's name next to SQL PREPARE names, and DEALLOCATE ALL", [
+      [parse("p1", "SELECT 1"), sync()], [query("PREPARE q1 AS SELECT 11")],
+      [query("DEALLOCATE q1; DEALLOCATE p1; PREPARE p1 AS SELECT 12; EXECUTE p1")], [bind("", "p1"), execute(""), sync()], [bind("", "q1"), execute(""), sync()],
+      [query("SELECT 13; DEALLOCATE p1; DEALLOCATE p1")], [bind("", "p1"), execute(""), sync()],
+      [parse("p2", "SELECT 2"), sync()], [query("SELECT 1; DEALLOCATE ALL; DEALLOCATE p2")], [bind("", "p2"), execute(""), sync()],
+      [parse("p3", "SELECT 3"), sync()], [query("DEALLOCATE p3; PREPARE p3 AS SELECT 14; DEALLOCATE p3; PREPARE p3 AS SELECT 15")], [bind("", "p3"), execute(""), sync()], [query("DEALLOCATE ALL")],
     ]],
     // finding 028: what portals a failing simple Query leaves in a transaction block, and who answers an Execute of them
     ["the failed portal a Query leaves in a READ ONLY block", [

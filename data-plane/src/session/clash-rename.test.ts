@@ -1,7 +1,7 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import { classifySql, loadSqlParser } from "@sluice/shared/sql";
-import { renamedPrepare } from "./clash-rename.js";
+import { renamedNames, renamedPrepare } from "./clash-rename.js";
 
 before(loadSqlParser);
 
@@ -27,4 +27,24 @@ test("what is not a PREPARE at that index is not rewritten", () => {
   assert.ok(c.ok);
   assert.equal(renamedPrepare("SELECT 1; SELECT 2", c.statements, 1, "_abc_s1"), undefined);
   assert.equal(renamedPrepare("SELECT 1", c.statements, 5, "_abc_s1"), undefined);
+});
+
+const renamedAll = (sql: string, indices: number[]) => {
+  const c = classifySql(sql);
+  assert.ok(c.ok);
+  return renamedNames(sql, c.statements, indices.map((index, i) => ({ index, server: `_abc_s${i + 1}` })));
+};
+
+test("a DEALLOCATE's name is its last word: first, last, alone, with PREPARE, two of them; the rest byte for byte", () => {
+  assert.deepEqual(renamedAll("DEALLOCATE p1; SELECT 1/0", [0]), { text: 'DEALLOCATE "_abc_s1"; SELECT 1/0', statements: ['DEALLOCATE "_abc_s1"', "SELECT 1/0"] });
+  assert.equal(renamedAll("SELECT 1 ;\n deallocate  prepare \"P 1\" /* c */ ;", [1])?.text, 'SELECT 1 ;\n deallocate  prepare "_abc_s1" /* c */ ;');
+  assert.equal(renamedAll("  DEALLOCATE p1;  ", [0])?.text, '  DEALLOCATE "_abc_s1";  ', "a lone statement with its semicolon");
+  assert.equal(renamedAll("DEALLOCATE prepare", [0])?.text, 'DEALLOCATE "_abc_s1"', "a keyword as the name");
+  assert.equal(renamedAll("DEALLOCATE a; SELECT 'DEALLOCATE b'; DEALLOCATE b", [0, 2])?.text, "DEALLOCATE \"_abc_s1\"; SELECT 'DEALLOCATE b'; DEALLOCATE \"_abc_s2\"");
+  assert.equal(renamedAll("DEALLOCATE p1; PREPARE p2 AS SELECT 1", [0, 1])?.text, 'DEALLOCATE "_abc_s1"; PREPARE "_abc_s2" AS SELECT 1');
+});
+
+test("DEALLOCATE ALL, or a statement that is neither, is not rewritten", () => {
+  assert.equal(renamedAll("DEALLOCATE ALL; SELECT 1", [0]), undefined);
+  assert.equal(renamedAll("SELECT 1; DEALLOCATE x", [0]), undefined);
 });

@@ -539,7 +539,7 @@ test("a statement held for its audit ack when the server begins skipping never g
   assert.equal(h.closed.length, 0);
 });
 
-test("DEALLOCATE of a name made with Parse goes to the server under the proxy's name; among other statements it is refused", async () => {
+test("DEALLOCATE of a name made with Parse goes to the server under the proxy's name, among other statements too", async () => {
   await loadSqlParser();
   const h = completing(classifying);
   h.s.onClientData(Buffer.concat([parseFrame("s1", "SELECT 1"), sync()]));
@@ -562,20 +562,32 @@ test("DEALLOCATE of a name made with Parse goes to the server under the proxy's 
   h.s.onClientData(query("DEALLOCATE s1"));
   assert.deepEqual(sent(h.toUpstream).map((f) => decodeQuery(f.raw)), ["DEALLOCATE s1"]);
   h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "26000", message: 'prepared statement "s1" does not exist' }), readyForQuery("I")]));
-  // with other statements in the same message it cannot be sent under the server's name
+  // among other statements, only its name changes; the server runs it or skips it, and the name
+  // is gone once the server completed it (finding 030)
   h.s.onClientData(Buffer.concat([parseFrame("s2", "SELECT 2"), sync()]));
+  const server2 = cstrAt(sent(h.toUpstream).at(-2)!.raw, 5);
   h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
   h.toUpstream.length = 0;
   h.toClient.length = 0;
-  h.s.onClientData(query("SELECT 1; DEALLOCATE s2"));
-  assert.deepEqual(sent(h.toUpstream).map((f) => decodeQuery(f.raw)), [TOKEN]);
-  h.s.onUpstreamData(Buffer.concat([poisonError(), readyForQuery("I")]));
-  const refused = decodeErrorFields(sent(h.toClient)[0]!.raw);
-  assert.deepEqual([refused.C, refused.D], ["42501", "sluice rule: deallocate-protocol-statement"]);
-  // and s2 still exists
+  // an error before it: the server skips it, s2 stays
+  h.s.onClientData(Buffer.concat([query("SELECT 1/0; DEALLOCATE s2"), bindFrame("", "s2"), executeFrame(""), sync()]));
+  assert.deepEqual(sent(h.toUpstream).map((f) => decodeQuery(f.raw)), [`SELECT 1/0; DEALLOCATE "${server2}"`], "the Bind waits for the Query's answer");
+  assert.deepEqual(h.records.slice(-2).map((r) => r.sql), ["SELECT 1/0", `DEALLOCATE "${server2}"`], "each statement recorded as the server runs it");
+  h.s.onUpstreamData(Buffer.concat([errorResponse({ severity: "ERROR", sqlstate: "22012", message: "division by zero" }), readyForQuery("I")]));
+  await tick();
+  assert.equal(codes(h.toUpstream), "QBES", "s2 is still the Parse's statement");
+  h.s.onUpstreamData(Buffer.concat([bindComplete, dataRow, cmdComplete, readyForQuery("I")]));
+  // it runs, then an error after it: s2 is gone all the same
   h.toUpstream.length = 0;
-  h.s.onClientData(Buffer.concat([bindFrame("", "s2"), executeFrame(""), sync()]));
-  assert.equal(codes(h.toUpstream), "BES");
+  h.s.onClientData(Buffer.concat([query("DEALLOCATE s2; SELECT 1/0"), bindFrame("", "s2"), executeFrame(""), sync()]));
+  assert.deepEqual(sent(h.toUpstream).map((f) => decodeQuery(f.raw)), [`DEALLOCATE "${server2}"; SELECT 1/0`]);
+  h.s.onUpstreamData(Buffer.concat([frame("C", Buffer.from("DEALLOCATE\0")), errorResponse({ severity: "ERROR", sqlstate: "22012", message: "division by zero" }), readyForQuery("I")]));
+  await tick();
+  assert.equal(codes(h.toUpstream), "QBS", "the Bind of a name the server no longer has, under a name it cannot have");
+  assert.ok(sent(h.toUpstream)[1]!.raw.includes(`${PREFIX}s0`));
+  h.s.onUpstreamData(Buffer.concat([missingError(), readyForQuery("I")]));
+  assert.equal(decodeErrorFields(sent(h.toClient).at(-2)!.raw).M, 'prepared statement "s2" does not exist');
+  assert.deepEqual(h.completions.slice(-2).map((d) => d.commandTag ?? d.error?.sqlstate), ["DEALLOCATE", "22012"], "each statement has its completion");
   assert.equal(h.closed.length, 0);
 });
 

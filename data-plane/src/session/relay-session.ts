@@ -36,8 +36,8 @@ import { BIND, CLOSE, DESCRIBE_P, DESCRIBE_S, K, opOf, PARSE, ResponseQueue, SYN
 import { ResultPath } from "./result-path.js";
 import { statementParts } from "./statement-parts.js";
 import { isPromise, settledDecision, StatementGate, type Verdict } from "./statement-gate.js";
-import { nameKey, StatementNamespace, type Portal, type PrepareClash, type QueryEnd, type Slot, type SqlEffect, type Statement } from "./statement-namespace.js";
-import { renamedPrepare } from "./clash-rename.js";
+import { nameKey, StatementNamespace, type Portal, type ProtocolNames, type QueryEnd, type Slot, type SqlEffect, type Statement } from "./statement-namespace.js";
+import { renamedNames, type Renamed } from "./clash-rename.js";
 import type { ApprovalGate, AuditFeatures, AuditSink, BoundParam, CompletionListener, Enforcer, ResultMasker, RowField, SessionInfo, StatementRecord } from "./session-hooks.js";
 
 export interface RelayIo {
@@ -477,11 +477,7 @@ export class RelaySession {
    * (COPY TO STDOUT in CSV/binary, a BINARY cursor) and said why not, or undefined.
    */
   private queryDecided(f: Buffer, sql: string, decision: Decision, readAt: number, checked?: { refused: string | undefined }): boolean {
-    // DEALLOCATE of a name the client made with Parse (as psycopg and Rails evict their caches):
-    // the server knows that statement under the proxy's name, so that is the name it is sent
-    const target = this.protocolDeallocate(decision);
-    if (target === "mixed") return this.apply(this.gate.deny(this.record("simple", sql, MIXED_DEALLOCATE)), K.PoisonQuery, () => undefined);
-    let text = target ? `DEALLOCATE "${target.server}"` : sql;
+    let text = sql;
     if (checked === undefined && decision.action !== "deny") {
       // a result that cannot be masked is refused before the statement runs: a statement error, the session goes on
       const why = this.results.refusal(text, decision);
@@ -489,19 +485,26 @@ export class RelaySession {
       checked = { refused: why };
     }
     if (checked?.refused !== undefined) return this.apply(this.gate.deny(this.record("simple", text, maskingRefusal(decision, checked.refused))), K.PoisonQuery, () => undefined);
-    // a SQL PREPARE of a name the client's Parse took: the server is to refuse it where it gets
-    // there (finding 023). What policy denies never reaches the server, so it keeps its denial.
-    let clash: PrepareClash | undefined;
-    let renamed: ReturnType<typeof renamedPrepare>;
+    // SQL PREPARE and DEALLOCATE of names the client made with Parse: the server knows those
+    // statements under the proxy's names, so those are the names they are sent under. A DEALLOCATE
+    // (as psycopg and Rails evict their caches) is the server's to run or skip (finding 030); a
+    // PREPARE is the server's to refuse where it gets there (finding 023). What policy denies never
+    // reaches the server, so it keeps its denial.
+    let names: ProtocolNames | undefined;
+    let renamed: Renamed | undefined;
     if (decision.action !== "deny") {
-      clash = this.ns.prepareClash(decision.statements);
-      if (clash !== undefined) {
-        const slot = clash.slot;
+      names = this.ns.protocolNames(decision.statements);
+      if (names !== undefined) {
         // sent under the Parse's server name, which the server must have when it gets there
-        if (!this.ns.certain(slot, true)) return this.hold(this.serverAnswers(() => this.ns.certain(slot, true)).then(() => () => this.skipUntilSync || this.queryDecided(f, sql, decision, readAt, checked)), false);
-        renamed = renamedPrepare(sql, decision.statements, clash.index, slot.server);
-        // a text the proxy cannot rewrite exactly is refused whole, as the server refuses the PREPARE
-        if (renamed === undefined) return this.refuse(K.PoisonQuery, { sqlstate: "42P05", message: `prepared statement "${decision.statements[clash.index]!.prepares}" already exists` }, true);
+        const slots = names.clash ? [...names.deallocates, names.clash] : names.deallocates;
+        const certain = () => slots.every((x) => this.ns.certain(x.slot, true));
+        if (!certain()) return this.hold(this.serverAnswers(certain).then(() => () => this.skipUntilSync || this.queryDecided(f, sql, decision, readAt, checked)), false);
+        renamed = renamedNames(sql, decision.statements, slots.map((x) => ({ index: x.index, server: x.slot.server })).sort((a, b) => a.index - b.index));
+        if (renamed === undefined) {
+          // a text the proxy cannot rewrite exactly is refused whole: as the server refuses the PREPARE, or as a policy denial
+          if (names.deallocates.length === 0) return this.refuse(K.PoisonQuery, { sqlstate: "42P05", message: `prepared statement "${decision.statements[names.clash!.index]!.prepares}" already exists` }, true);
+          return this.apply(this.gate.deny(this.record("simple", sql, MIXED_DEALLOCATE)), K.PoisonQuery, () => undefined);
+        }
         text = renamed.text;
       }
     }
@@ -512,12 +515,12 @@ export class RelaySession {
     const rec = this.record("simple", text, decision);
     // each statement of a multi-statement Query is recorded as a statement of its own
     let parts: readonly StatementRecord[] | undefined;
-    const split = () => (parts ??= renamedPart(statementParts(rec, () => ++this.seq), clash, renamed));
+    const split = () => (parts ??= renamedParts(statementParts(rec, () => ++this.seq), renamed));
     return this.apply(this.gate.admit(rec, split), K.PoisonQuery, () => {
       this.stats.statements += split().length;
       const at = this.forwardedAt(decision, readAt);
       this.ns.query();
-      const effects = target ? [this.ns.deallocateProtocol(target)] : this.ns.sqlEffects(decision.statements, false, clash);
+      const effects = this.ns.sqlEffects(decision.statements, false, names);
       this.queue.push({ kind: K.Query, rec, parts: decision.statements.length ? split() : undefined, startedAt: at, rows: 0, mask: this.results.maskActive(), effects });
       this.toUpstream.push(text === sql ? f : encodeQuery(text));
     }, false, rec, split);
@@ -770,9 +773,10 @@ export class RelaySession {
   }
 
   /**
-   * A DEALLOCATE of a statement the client made with Parse: its slot, when it is the message's only
-   * statement (sent under the server's name); "mixed" when other statements come with it (refused);
-   * undefined when the message deallocates no such statement.
+   * A Parse's DEALLOCATE of a statement the client made with Parse: its slot, when it is the
+   * message's only statement (sent under the server's name); "mixed" when other statements come
+   * with it (refused); undefined when the message deallocates no such statement. (A simple Query
+   * renames each such DEALLOCATE among its statements: see queryDecided.)
    */
   private protocolDeallocate(decision: Decision): Slot<Statement> | "mixed" | undefined {
     let found: Slot<Statement> | undefined;
@@ -1198,7 +1202,7 @@ export class RelaySession {
   }
 }
 
-/** DEALLOCATE of a Parse's statement among other statements, or in a Parse: the proxy cannot send it under the server's name */
+/** DEALLOCATE of a Parse's statement that the proxy cannot send under the server's name (in a Parse among other statements, or a Query's text it cannot rewrite exactly) */
 const MIXED_DEALLOCATE: Decision = {
   action: "deny",
   rule: "deallocate-protocol-statement",
@@ -1229,10 +1233,10 @@ function renamedBack(f: Buffer, names: { server: string; client: string; stateme
   return encodeErrorFields(f[0]!, fields);
 }
 
-/** A Query's statement records, the clashing PREPARE's as the server runs it (under the Parse's server name). */
-function renamedPart(parts: readonly StatementRecord[], clash: PrepareClash | undefined, renamed: { statement: string } | undefined): readonly StatementRecord[] {
-  if (clash === undefined || renamed === undefined || parts.length < 2) return parts;
-  return parts.map((p, i) => (i === clash.index ? { ...p, sql: renamed.statement } : p));
+/** A Query's statement records, each renamed PREPARE / DEALLOCATE as the server runs it (under a Parse's server name). */
+function renamedParts(parts: readonly StatementRecord[], renamed: Renamed | undefined): readonly StatementRecord[] {
+  if (renamed === undefined || parts.length < 2) return parts;
+  return parts.map((p, i) => (p.sql === renamed.statements[i] ? p : { ...p, sql: renamed.statements[i]! }));
 }
 
 /** The names a decision's statements EXECUTE (SQL level), or undefined when none. */

@@ -178,7 +178,7 @@ test("a SQL PREPARE of a Parse's name clashes, unless a DEALLOCATE ALL before it
   assert.equal(ns.prepareClash([info({ kind: "DeallocateStmt", deallocates: { all: true } }), prepare]), undefined);
   assert.equal(ns.prepareClash([info({ prepares: "other" })]), undefined);
   ns.query();
-  const effects = ns.sqlEffects([set, prepare, info({ prepares: "s4" })], false, clash)!;
+  const effects = ns.sqlEffects([set, prepare, info({ prepares: "s4" })], false, { deallocates: [], clash })!;
   assert.deepEqual(effects.map((e) => [e.index, e.clash ?? false]), [[1, true]], "nothing after the failing PREPARE");
   assert.equal(ns.sqlSlot("s2"), undefined, "no SQL-level statement of that name is expected");
   assert.equal(ns.certain(ns.statementSlot("s2"), true), false, "a Bind of s2 waits for the Query");
@@ -186,4 +186,38 @@ test("a SQL PREPARE of a Parse's name clashes, unless a DEALLOCATE ALL before it
   ns.answerQuery("failed-later");
   assert.equal(ns.statementSlot("s2")!.confirmed, a);
   assert.equal(ns.certain(ns.statementSlot("s2"), true), true);
+});
+
+test("a message's DEALLOCATEs of Parse's names: each is that statement's, gone only once it ran; after it the name is free for a SQL PREPARE; DEALLOCATE ALL ends the walk", () => {
+  const ns = new StatementNamespace("_abc_");
+  const p1 = ns.parse("p1", stmt("SELECT 1"));
+  ns.answer("ok", "set");
+  ns.sqlEffects([info({ prepares: "q1", text: "PREPARE q1 AS SELECT 2" })], false)!.forEach((e) => ns.settle(e, true));
+  const dealloc = (name: string) => info({ kind: "DeallocateStmt", deallocates: { all: false, name } });
+  const sel = info({ kind: "SelectStmt" });
+  // DEALLOCATE p1 (a Parse's), DEALLOCATE q1 (a SQL PREPARE's, as it is), PREPARE p1 (no clash: p1 is free by then), DEALLOCATE p1 (that SQL-level one)
+  const msg = [sel, dealloc("p1"), dealloc("q1"), info({ prepares: "p1" }), dealloc("p1")];
+  const names = ns.protocolNames(msg)!;
+  assert.deepEqual(names.deallocates.map((d) => [d.index, d.slot.server]), [[1, p1.server]]);
+  assert.equal(names.clash, undefined);
+  assert.equal(ns.protocolNames([info({ kind: "DeallocateStmt", deallocates: { all: true } }), dealloc("p1")]), undefined);
+  assert.equal(ns.protocolNames([dealloc("nosuch"), sel]), undefined);
+  assert.deepEqual(ns.protocolNames([info({ prepares: "p1" }), dealloc("p1")]), { deallocates: [], clash: { index: 0, slot: ns.statementSlot("p1") } }, "nothing runs after the clash");
+  ns.query();
+  const effects = ns.sqlEffects(msg, false, names)!;
+  assert.deepEqual(effects.map((e) => [e.index, e.slot?.space]), [[1, "s"], [2, "q"], [3, "q"], [4, "q"]]);
+  assert.equal(ns.certain(ns.statementSlot("p1"), true), false, "a Bind of p1 waits for the Query");
+  // the SELECT before it fails: the server skips the rest, p1 stays
+  for (const e of effects) ns.settle(e, false);
+  ns.answerQuery("failed-first");
+  assert.equal(ns.statementSlot("p1")!.confirmed, p1);
+  assert.equal(ns.clientName(p1.server), "p1");
+  // now it runs: p1 is gone once its DEALLOCATE completed, and its server name forgotten
+  ns.query();
+  const again = ns.sqlEffects([dealloc("p1"), sel], false, ns.protocolNames([dealloc("p1"), sel]))!;
+  ns.settle(again[0]!, true);
+  ns.answerQuery("failed-later");
+  assert.equal(ns.statementSlot("p1"), undefined);
+  assert.equal(ns.clientName(p1.server), undefined);
+  assert.equal(ns.size.statements, 0);
 });

@@ -145,6 +145,17 @@ export interface PrepareClash {
   readonly slot: Slot<Statement>;
 }
 
+/**
+ * The SQL PREPAREs and DEALLOCATEs of a message that name a protocol Parse's statement, which the
+ * server knows under its server name: each is sent under that name (clash-rename.ts).
+ */
+export interface ProtocolNames {
+  /** DEALLOCATE of a Parse's statement, in statement order */
+  readonly deallocates: readonly PrepareClash[];
+  /** the first PREPARE of a name a Parse holds: the server fails it, and runs nothing after it */
+  readonly clash?: PrepareClash;
+}
+
 export type Outcome = "ok" | "failed" | "skipped";
 
 const OP_OF = { set: OpKind.Set, clear: OpKind.Clear, query: OpKind.Query, poison: OpKind.Poison } as const;
@@ -340,13 +351,18 @@ export class StatementNamespace {
    * the rest of the batch); a simple Query's does not. `clash`: the PREPARE sent to fail under a
    * Parse's server name (the server runs nothing after it).
    */
-  sqlEffects(statements: readonly StatementInfo[], skips: boolean, clash?: PrepareClash): SqlEffect[] | undefined {
+  sqlEffects(statements: readonly StatementInfo[], skips: boolean, names?: ProtocolNames): SqlEffect[] | undefined {
     let out: SqlEffect[] | undefined;
+    const clash = names?.clash;
     const n = clash ? clash.index + 1 : statements.length;
+    let d = 0;
     for (let index = 0; index < n; index++) {
       const s = statements[index]!;
       let e: SqlEffect | undefined;
-      if (index === clash?.index) {
+      if (index === names?.deallocates[d]?.index) {
+        // a Parse's statement, deallocated under its server name: gone once that DEALLOCATE completed
+        e = { index, tag: "DEALLOCATE", slot: names.deallocates[d++]!.slot, value: null, portals: false };
+      } else if (index === clash?.index) {
         e = { index, tag: "PREPARE", slot: clash.slot, value: this.projected(clash.slot), portals: false, clash: true };
       } else if (s.prepares !== undefined) {
         e = { index, tag: "PREPARE", slot: this.slot(this.sql, "q", s.prepares), value: { text: s.text, info: s }, portals: false };
@@ -364,8 +380,8 @@ export class StatementNamespace {
     return out;
   }
 
-  /** `DEALLOCATE <server name>` of a Parse's statement is forwarded: a simple Query, or an Execute (`skips`) */
-  deallocateProtocol(slot: Slot<Statement>, skips = false): SqlEffect {
+  /** `DEALLOCATE <server name>` of a Parse's statement is forwarded as a Parse's, by its Execute (`skips`) */
+  deallocateProtocol(slot: Slot<Statement>, skips: boolean): SqlEffect {
     slot.pending.push({ gen: this.gen, skips, value: null });
     return { index: 0, tag: "DEALLOCATE", slot, value: null, portals: false };
   }
@@ -398,14 +414,38 @@ export class StatementNamespace {
    * Parse's statement first, so nothing after it clashes. `slot` may be uncertain.
    */
   prepareClash(statements: readonly StatementInfo[]): PrepareClash | undefined {
-    for (let index = 0; index < statements.length; index++) {
+    return this.protocolNames(statements)?.clash;
+  }
+
+  /**
+   * The statements of a message that name a protocol Parse's statement (as the server will have
+   * it when it gets there; the slots may be uncertain): each DEALLOCATE of one (unless the name is
+   * a SQL PREPARE's), and the first PREPARE of one (see prepareClash). A DEALLOCATE of a name drops
+   * it for the statements after it, so a PREPARE of that name after it makes a SQL-level statement
+   * and does not clash, and a DEALLOCATE of it again is the server's to refuse or to run on that
+   * SQL-level statement. After a DEALLOCATE ALL (or DISCARD ALL) no Parse's statement is left.
+   * Undefined when there is none.
+   */
+  protocolNames(statements: readonly StatementInfo[]): ProtocolNames | undefined {
+    let deallocates: PrepareClash[] | undefined;
+    let gone: Set<string> | undefined;
+    let clash: PrepareClash | undefined;
+    for (let index = 0; index < statements.length && clash === undefined; index++) {
       const s = statements[index]!;
-      if (s.deallocates?.all) return undefined;
-      if (s.prepares === undefined) continue;
-      const slot = this.statementSlot(nameKey(Buffer.from(s.prepares, "utf8"), 0, Buffer.byteLength(s.prepares, "utf8")));
-      if (slot !== undefined && this.projected(slot) !== null) return { index, slot };
+      if (s.deallocates?.all) break;
+      const name = s.prepares ?? s.deallocates?.name;
+      if (name === undefined) continue;
+      const key = nameKey(Buffer.from(name, "utf8"), 0, Buffer.byteLength(name, "utf8"));
+      if (gone?.has(key)) continue;
+      const slot = this.statementSlot(key);
+      if (slot === undefined || this.projected(slot) === null) continue;
+      if (s.prepares !== undefined) clash = { index, slot };
+      else if (this.projected(this.sql.get(name)) === null) {
+        (deallocates ??= []).push({ index, slot });
+        (gone ??= new Set()).add(key);
+      }
     }
-    return undefined;
+    return deallocates || clash ? { deallocates: deallocates ?? [], clash } : undefined;
   }
 
   /**
