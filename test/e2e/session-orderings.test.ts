@@ -6,7 +6,8 @@
  * Sync (TO and FROM, a row limit on a COPY), a binary-format Execute under masking rules without
  * Sync, a message that waits for the server's answers while no Sync is behind it, a SQL PREPARE of
  * a Parse's name among other statements (finding 023), the portals failing simple Queries leave in
- * a transaction block and names the server does not have (finding 028).
+ * a transaction block and names the server does not have (finding 028), a Query's DEALLOCATE of a
+ * Parse's name among other statements (finding 030) and a Parse's DEALLOCATE of a name made again.
  *
  * Each is sent as raw frames through the proxy and straight to the server; the proxy's answers
  * must be the server's, message for message, with masked values in place of the raw ones (which
@@ -119,6 +120,14 @@ test("the proxy answers pipelines that Flush, suspend, Close and COPY without Sy
       [query("SELECT 13; DEALLOCATE p1; DEALLOCATE p1")], [bind("", "p1"), execute(""), sync()],
       [parse("p2", "SELECT 2"), sync()], [query("SELECT 1; DEALLOCATE ALL; DEALLOCATE p2")], [bind("", "p2"), execute(""), sync()],
       [parse("p3", "SELECT 3"), sync()], [query("DEALLOCATE p3; PREPARE p3 AS SELECT 14; DEALLOCATE p3; PREPARE p3 AS SELECT 15")], [bind("", "p3"), execute(""), sync()], [query("DEALLOCATE ALL")],
+    ]],
+    // a prepared DEALLOCATE deallocates what its name means when it is executed, the name made again in between too; a Parse
+    // of it among other statements is the server's to refuse (42601, before 25P02)
+    ["a Parse of DEALLOCATE of a Parse's name, the name closed and made again before its Execute", [
+      [parse("s1", "SELECT 1"), parse("d", "DEALLOCATE s1"), sync()], [close("S", "s1"), parse("s1", "SELECT 2"), sync()], [bind("c", "d"), execute("c"), sync()],
+      [bind("", "s1"), execute(""), sync()], [parse("s1", "SELECT 3"), sync()], [bind("c", "d"), execute("c"), sync()], [bind("", "s1"), execute(""), sync()],
+      [bind("c", "d"), execute("c"), sync()], [parse("s1", "SELECT 4"), parse("m", "DEALLOCATE s1; SELECT 1"), sync()], [bind("", "s1"), execute(""), sync()],
+      [query("BEGIN"), query("SELECT 1/0"), parse("m", "DEALLOCATE s1; SELECT 1"), sync(), query("ROLLBACK")],
     ]],
     // finding 028: what portals a failing simple Query leaves in a transaction block, and who answers an Execute of them
     ["the failed portal a Query leaves in a READ ONLY block", [

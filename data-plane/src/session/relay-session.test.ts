@@ -649,7 +649,7 @@ test("a denied Query that also clashes gets its denial: the server never sees it
   assert.deepEqual([decodeErrorFields(sent(h.toClient)[0]!.raw).C, decodeErrorFields(sent(h.toClient)[0]!.raw).D], ["42501", "sluice rule: t/deny:write"]);
 });
 
-test("a Parse of DEALLOCATE of a Parse's statement is sent under that statement's server name; its Execute deallocates it, unless the name means another statement by then", async () => {
+test("a Parse of DEALLOCATE of a Parse's statement is sent under that statement's server name; its Execute deallocates what the name means then", async () => {
   await loadSqlParser();
   const h = completing(classifying);
   h.s.onClientData(Buffer.concat([parseFrame("s1", "SELECT 1"), sync()]));
@@ -662,17 +662,30 @@ test("a Parse of DEALLOCATE of a Parse's statement is sent under that statement'
   assert.equal(codes(h.toUpstream), "PBES");
   h.s.onUpstreamData(Buffer.concat([parseComplete, bindComplete, frame("C", Buffer.from("DEALLOCATE\0")), readyForQuery("I")]));
   assert.equal(h.records.at(-1)!.sql, `DEALLOCATE "${server}"`, "recorded as the server runs it");
-  assert.equal(h.s["ns"].statementSlot("s1"), undefined, "s1 is gone, as on the server");
-  // s1 made again under a new server name: the old DEALLOCATE would not reach it, so it is refused
+  assert.equal(h.s["ns"].statementSlot("s1")?.confirmed, null, "s1 is gone, as on the server");
+  // s1 made again, closed and made again: it keeps its server name, so the prepared DEALLOCATE deallocates what s1 means now
   h.s.onClientData(Buffer.concat([parseFrame("s1", "SELECT 2"), parseFrame("e", "DEALLOCATE s1"), sync()]));
   h.s.onUpstreamData(Buffer.concat([parseComplete, parseComplete, readyForQuery("I")]));
   h.s.onClientData(Buffer.concat([frame("C", Buffer.from("Ss1\0")), sync()]));
   h.s.onUpstreamData(Buffer.concat([closeComplete, readyForQuery("I")]));
+  h.toUpstream.length = 0;
   h.s.onClientData(Buffer.concat([parseFrame("s1", "SELECT 3"), sync()]));
+  assert.equal(cstrAt(sent(h.toUpstream)[0]!.raw, 5), server, "the same server name");
   h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
   h.toUpstream.length = 0;
   h.toClient.length = 0;
   h.s.onClientData(Buffer.concat([bindFrame("c", "e"), executeFrame("c"), sync()]));
+  assert.equal(codes(h.toUpstream), "BES");
+  h.s.onUpstreamData(Buffer.concat([bindComplete, frame("C", Buffer.from("DEALLOCATE\0")), readyForQuery("I")]));
+  assert.equal(h.s["ns"].statementSlot("s1")?.confirmed, null, "deallocated");
+  // a DEALLOCATE Parsed while the name was no Parse's is sent as it came: executed once the name is a Parse's, refused
+  h.s.onClientData(Buffer.concat([parseFrame("f", "DEALLOCATE s9"), sync()]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
+  h.s.onClientData(Buffer.concat([parseFrame("s9", "SELECT 9"), sync()]));
+  h.s.onUpstreamData(Buffer.concat([parseComplete, readyForQuery("I")]));
+  h.toUpstream.length = 0;
+  h.toClient.length = 0;
+  h.s.onClientData(Buffer.concat([bindFrame("c", "f"), executeFrame("c"), sync()]));
   assert.equal(codes(h.toUpstream), "BPS", "the Execute is replaced by the poison");
   h.s.onUpstreamData(Buffer.concat([bindComplete, poisonError(), readyForQuery("I")]));
   assert.equal(decodeErrorFields(sent(h.toClient)[1]!.raw).D, "sluice rule: deallocate-protocol-statement");

@@ -542,14 +542,17 @@ export class RelaySession {
       // DEALLOCATE of a statement the client made with Parse (as the Query path sends it): the
       // server knows that statement under the proxy's name, so the Parse is of that name, and its
       // Execute deallocates it if the name still means that statement then (see execute)
+      // Among other statements it goes as it came: the server refuses a Parse of more than one
+      // statement (42601, before anything else), whatever they name.
       const found = this.protocolDeallocate(decision);
-      if (found === "mixed") decision = MIXED_DEALLOCATE;
       const target = found === "mixed" ? undefined : found;
       if (target !== undefined && !this.ns.certain(target, true)) return this.waitFor(() => this.ns.certain(target, true), F.Parse, f);
       if (decision.action === "allow" || (decision.action === "approve" && this.o.approvals)) {
         // approval binds to the parameters too, so it is asked at Execute; until then the statement
         // exists only under a name of the proxy's, which nothing but the approved Execute can run
         const text = target ? `DEALLOCATE "${target.server}"` : sql;
+        // the target keeps its server name, so this DEALLOCATE reaches whatever the name means at its Execute
+        if (target) this.ns.pin(target);
         const st = this.ns.parse(key, (server) => (target ? { sql: text, decision, name, server, deallocates: target.server } : { sql, decision, name, server }));
         this.queue.push(PARSE);
         if (target) this.toUpstream.push(withNames(f, 5, 2, [st.server, text]));
@@ -629,9 +632,9 @@ export class RelaySession {
   private execute(f: Buffer, portal: Portal, decision: Decision, readAt: number, pre: { checked?: boolean; described?: Described } = {}): boolean {
     const st = portal.statement;
     // a Parse of `DEALLOCATE name` whose name is (by now) a Parse's statement: sent to the server
-    // under that statement's server name when the name meant the same statement at the Parse, else
-    // (the Parse's own name, or one made again since) the server would fail it where the client's
-    // server would succeed, so it is refused as a Query of it is (MIXED_DEALLOCATE)
+    // under that name's server name, which the name keeps once such a Parse named it (ns.pin), even
+    // when made again since; else (the name was no Parse's at the Parse) the server would fail it
+    // where the client's server would succeed, so it is refused (MIXED_DEALLOCATE)
     const dealloc = st.sqlLevel ? undefined : this.protocolDeallocate(decision);
     const deallocates = dealloc !== undefined && dealloc !== "mixed" && st.deallocates === dealloc.server && this.ns.certain(dealloc, true) ? dealloc : undefined;
     if (dealloc !== undefined && deallocates === undefined) decision = MIXED_DEALLOCATE;
@@ -1202,7 +1205,7 @@ export class RelaySession {
   }
 }
 
-/** DEALLOCATE of a Parse's statement that the proxy cannot send under the server's name (in a Parse among other statements, or a Query's text it cannot rewrite exactly) */
+/** DEALLOCATE of a Parse's statement that the proxy cannot send under the server's name (a Query's text it cannot rewrite exactly, a Parse's made before the name was a Parse's) */
 const MIXED_DEALLOCATE: Decision = {
   action: "deny",
   rule: "deallocate-protocol-statement",

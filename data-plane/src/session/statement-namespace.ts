@@ -98,6 +98,8 @@ export interface Slot<T> {
   confirmed: T | null;
   /** in flight, oldest first */
   readonly pending: Array<{ readonly gen: number; readonly skips: boolean; readonly value: T | null }>;
+  /** a Parse's `DEALLOCATE <server>` names it: kept, empty or not, so that name stays this client name's (see pin) */
+  pinned?: true;
 }
 
 /** What an op does once resolved. */
@@ -490,9 +492,19 @@ export class StatementNamespace {
     return s;
   }
 
-  /** a named slot that holds nothing and expects nothing is forgotten (its server name is not reused) */
+  /**
+   * A Parse of `DEALLOCATE name` was sent as `DEALLOCATE <this slot's server name>`: the slot keeps
+   * that server name for the session, whatever the name holds meanwhile, so that the prepared
+   * DEALLOCATE, executed later, deallocates what the client's name means then, as on the client's
+   * server (a Close and a new Parse of the name in between get the same server name).
+   */
+  pin(slot: Slot<Statement>): void {
+    slot.pinned = true;
+  }
+
+  /** a named slot that holds nothing and expects nothing is forgotten (its server name is not reused), unless pinned */
   private release(slot: Slot<unknown>): void {
-    if (slot.server === "" || slot.confirmed !== null || slot.pending.length > 0) return;
+    if (slot.server === "" || slot.confirmed !== null || slot.pending.length > 0 || slot.pinned) return;
     const map: Map<string, Slot<unknown>> = slot.space === "s" ? this.statements : slot.space === "p" ? this.portals : this.sql;
     if (map.get(slot.key) !== slot) return;
     map.delete(slot.key);
