@@ -106,6 +106,8 @@ class ClientConnection {
   private ended = false;
   /** the source had no failed handshakes left: its refusal is not recorded */
   private limited = false;
+  /** admitted by the handshake limiter and not yet over (released once, whichever way it ends) */
+  private inFlight = false;
   private readonly timer: NodeJS.Timeout;
   private readonly acceptedAt: number;
   /** the start of the connect phase now running (metrics/connect-phases.ts) */
@@ -213,6 +215,7 @@ class ClientConnection {
       this.limited = true;
       refuseWith(refusal("too_many_failed_handshakes", tooMany));
     }
+    this.inFlight = ctx.handshakes !== undefined;
     // 2. the JWT as cleartext password (inside TLS); session.started is recorded with the outcome
     this.socket.write(authCleartextPassword());
     const pf = await reader.read(passwordFrame);
@@ -256,6 +259,7 @@ class ClientConnection {
     if (ack) await ack;
     if (this.ended) return;
     this.phase("audit");
+    this.handshakeOver();
 
     // 4. hand the client what the upstream said, with our own cancel key
     const key = ctx.allocateCancelKey(a.resource, up.key);
@@ -267,9 +271,17 @@ class ClientConnection {
     this.startRelay(info, up, reader.detach());
   }
 
+  /** the admitted handshake ended, whichever way: the limiter no longer counts it in flight */
+  private handshakeOver(): void {
+    if (!this.inFlight) return;
+    this.inFlight = false;
+    this.ctx.handshakes?.release(this.raw.remoteAddress ?? "");
+  }
+
   private end(reason: string, finalToClient?: Buffer): void {
     if (this.ended) return;
     this.ended = true;
+    this.handshakeOver();
     const { ctx, socket, raw, session } = this;
     session?.dispose();
     // a cancel sent for this session may still reach the backend: never hand it to another session
@@ -300,6 +312,8 @@ class ClientConnection {
 
   private refuse(r: Refusal): void {
     const kind = REFUSALS[r.code];
+    // released before the failure takes its token, so the two are never counted at once
+    this.handshakeOver();
     this.ctx.logger?.info({ sessionId: this.sessionId, clientAddress: this.clientAddress, refusal: r.code, sqlstate: kind.sqlstate, reason: r.logReason ?? r.message }, "connection refused");
     try {
       // session.started is recorded with the outcome of the handshake: here a refusal, within the

@@ -12,6 +12,7 @@ test("a source that used up its failed handshakes is refused with when to try ag
   const { l, advance } = limiter({ burst: 3, perSecond: 0.5 });
   for (let i = 0; i < 3; i++) {
     assert.equal(l.admit("10.0.0.1"), undefined);
+    l.release("10.0.0.1"); // as the connection does when it refuses
     assert.equal(l.failed("10.0.0.1", "28P01", "token rejected"), true);
   }
   assert.equal(l.admit("10.0.0.1"), "too many failed connection attempts from this address; try again in 2 s");
@@ -75,4 +76,40 @@ test("a source told 53300 quietAfter times is closed at accept until it regains 
   assert.equal(l.drop("10.0.0.1"), false, "a regained token: it may try (and is told again if it fails)");
   assert.equal(l.admit("10.0.0.1"), undefined);
   assert.equal(l.stats.dropped, 1);
+});
+
+test("a failing source's handshakes in flight hold its tokens: parallel attempts cannot pass the budget", () => {
+  const { l, advance } = limiter({ burst: 3, perSecond: 1 });
+  const a = "10.0.0.1";
+  // a first wave from a source with no failures is not counted against it (a host opening many connections at once)
+  for (let i = 0; i < 10; i++) assert.equal(l.admit(a), undefined);
+  for (let i = 0; i < 10; i++) {
+    l.release(a);
+    l.failed(a, "28P01", "token rejected");
+  }
+  // from now on it has been failing: one regained token lets one handshake in at a time, not every one in flight
+  advance(1000);
+  assert.equal(l.admit(a), undefined, "the regained token");
+  for (let i = 0; i < 5; i++) assert.match(l.admit(a)!, /^too many failed connection attempts from this address; try again in 1 s$/);
+  l.release(a);
+  l.failed(a, "28P01", "token rejected");
+  assert.ok(l.admit(a), "spent");
+  // with two tokens back, two at once, and a success returns its reservation without giving a token back
+  advance(2000);
+  assert.equal(l.admit(a), undefined);
+  assert.equal(l.admit(a), undefined);
+  assert.ok(l.admit(a), "both tokens are held by the two in flight");
+  l.release(a); // authenticated
+  assert.equal(l.admit(a), undefined, "its reservation is free again");
+  assert.equal(l.stats.failed, 11);
+});
+
+test("a source with a full bucket is never refused for its parallelism", () => {
+  const { l, advance } = limiter({ burst: 2, perSecond: 1 });
+  const a = "10.0.0.2";
+  l.failed(a, "28P01", "x");
+  advance(1000); // full again
+  for (let i = 0; i < 50; i++) assert.equal(l.admit(a), undefined);
+  for (let i = 0; i < 50; i++) l.release(a);
+  assert.equal(l.stats.limited, 0);
 });

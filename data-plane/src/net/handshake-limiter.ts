@@ -11,6 +11,13 @@
  *  - Node-wide a second bucket bounds how many failed handshakes are recorded (session.started +
  *    session.denied + session.ended each): beyond it they are still refused, but counted, not
  *    recorded, so many sources together cannot fill the buffer either.
+ * A source that has been failing (its bucket is below full) has its handshakes in flight counted
+ *    against its tokens until each ends (`release`): without that, each token it regained let every
+ *    handshake in flight at that moment through to verify its token, so a source with many
+ *    connections at once got past its budget by its parallelism, again every second (the reliability
+ *    run saw 1,092 verified refusals in a minute where the budget is 20 + 1 a second). A source with
+ *    a full bucket is not counted so: a pipeline host opening 50 connections at once is not refused
+ *    for failures it never had; its first wave can overshoot by its parallelism once.
  * Only handshakes that got as far as a StartupMessage count (what is recorded): a load balancer's
  * health checks, which connect and close, never do. Failures that are the node's own (no
  * snapshot, upstream or audit unavailable, internal errors) take no token. A successful handshake gives none back (a source that shares an address with an
@@ -40,8 +47,13 @@ export interface HandshakeGuard {
    * connection of a storm costs the node's thread more than the storm costs the attacker.
    */
   drop(address: string): boolean;
-  /** the one-line refusal (53300) when `address` has no failed handshakes left, else undefined */
+  /**
+   * the one-line refusal (53300) when `address` has no failed handshakes left (once it failed,
+   * counting those in flight), else undefined: the handshake is admitted and in flight until `release`
+   */
   admit(address: string): string | undefined;
+  /** an admitted handshake ended (authenticated, refused or gone): its reservation is returned; once per admit */
+  release(address: string): void;
   /** a handshake from `address` was refused with `sqlstate`: whether to record it */
   failed(address: string, sqlstate: string, reason: string): boolean;
 }
@@ -104,6 +116,8 @@ class Bucket {
 export class HandshakeLimiter implements HandshakeGuard {
   readonly stats: HandshakeLimiterStats = { failed: 0, limited: 0, dropped: 0, unrecorded: 0 };
   private readonly sources = new Map<string, Bucket>();
+  /** admitted handshakes not yet released, per source (kept apart: a bucket may be forgotten meanwhile) */
+  private readonly inFlight = new Map<string, number>();
   private readonly burst: number;
   private readonly perSecond: number;
   private readonly recordBurst: number;
@@ -134,14 +148,29 @@ export class HandshakeLimiter implements HandshakeGuard {
   }
 
   admit(address: string): string | undefined {
-    const b = this.sources.get(sourceKey(address));
-    if (!b || b.refill(this.now(), this.burst, this.perSecond) >= 1) {
+    const key = sourceKey(address);
+    const b = this.sources.get(key);
+    const pending = this.inFlight.get(key) ?? 0;
+    const tokens = b ? b.refill(this.now(), this.burst, this.perSecond) : this.burst;
+    if ((tokens < this.burst ? tokens - pending : tokens) >= 1) {
       if (b) b.told = 0;
+      this.inFlight.set(key, pending + 1);
       return undefined;
     }
+    return this.limited(b!, pending);
+  }
+
+  release(address: string): void {
+    const key = sourceKey(address);
+    const pending = this.inFlight.get(key) ?? 0;
+    if (pending <= 1) this.inFlight.delete(key);
+    else this.inFlight.set(key, pending - 1);
+  }
+
+  private limited(b: Bucket, pending: number): string {
     b.told++;
     this.stats.limited++;
-    const wait = this.perSecond > 0 ? Math.max(1, Math.ceil((1 - b.tokens) / this.perSecond)) : undefined;
+    const wait = this.perSecond > 0 ? Math.max(1, Math.ceil((1 + pending - b.tokens) / this.perSecond)) : undefined;
     return `too many failed connection attempts from this address; try again ${wait === undefined ? "later" : `in ${wait} s`}`;
   }
 
