@@ -3,7 +3,8 @@
  * The real command (bin/sluice.js: the compiled output when current, else the sources) runs with a
  * resolve hook that names every module on stderr; each case says what must not be among them:
  * `--help` loads nothing but the command index, a command's `--help` none of the heavy parts, a
- * command that talks to the control plane the gRPC client and proto code but neither plane, a
+ * command that talks to the control plane the gRPC client and proto code but neither plane (`sessions
+ * list` not even those: one HTTP/2 request of its own), a
  * command that reads NATS no gRPC. Module names, not times: nothing here depends on the machine's speed.
  */
 import { test } from "node:test";
@@ -85,13 +86,19 @@ test("every command's --help loads none of the heavy parts (nats-auth: NATS name
 test("a command that talks to the control plane loads the gRPC client and proto code, neither plane nor the logger", { timeout: 300_000 }, async () => {
   // nothing listens on port 1: each fails with its one line, after it has loaded what a call needs
   const target = ["--server", "127.0.0.1:1", "--token", "not-a-token"];
-  for (const args of [["sessions", "list"], ["sessions", "show", "s1"], ["policy", "get"], ["policy", "history"], ["approvals", "list"], ["audit", "key"], ["projections", "rebuild"]]) {
+  for (const args of [["sessions", "show", "s1"], ["policy", "get"], ["policy", "history"], ["approvals", "list"], ["audit", "key"], ["projections", "rebuild"]]) {
     const r = await runWithHook([...args, ...target]);
     assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
     assert.match(r.stderr, /^sluice: cannot reach the control plane at 127\.0\.0\.1:1/m, args.join(" "));
     assert.ok(r.loaded.some((f) => /node_modules\/@grpc\/grpc-js\//.test(f)), `${args.join(" ")} loaded gRPC`);
     assert.deepEqual(heavyIn(r.loaded, ["gRPC", "proto"]), [], args.join(" "));
   }
+  // the list, the command most run against a stack, is one HTTP/2 request of its own: no gRPC, no proto code
+  const list = await runWithHook(["sessions", "list", ...target]);
+  assert.equal(list.code, 1, `sessions list: ${list.stderr}`);
+  assert.match(list.stderr, /^sluice: cannot reach the control plane at 127\.0\.0\.1:1$/m, "sessions list");
+  assert.ok(list.loaded.some((f) => /bin\/lib\/grpc-unary\./.test(f)), "sessions list loaded its HTTP/2 call");
+  assert.deepEqual(heavyIn(list.loaded), [], "sessions list");
   // replaying and verifying read the audit stream: the control plane's audit client, still no plane
   for (const args of [["sessions", "replay", "s1"], ["audit", "tail"]]) {
     const r = await runWithHook([...args, ...target]);

@@ -3,7 +3,7 @@
  * and a readable transcript replayed from the audit stream itself (AuditService.Read).
  */
 import type { GetSessionResponse, ListSessionsRequest, ListSessionsResponse, SessionSummary } from "@sluice/proto";
-import { TARGET_FLAGS, UsageError, parse, printJson } from "../lib/cli-kit.js";
+import { TARGET_FLAGS, UsageError, parse, printJson, resolveTarget } from "../lib/cli-kit.js";
 import { loadGrpc } from "../lib/grpc-api.js";
 import { parseTimeFlags } from "../lib/time-flag.js";
 
@@ -38,8 +38,7 @@ async function list(values: Record<string, string | boolean | undefined>): Promi
     node: (values.node as string) ?? "",
     limit,
   };
-  const { withClient, proto } = await loadGrpc();
-  const r = await withClient(proto.SessionServiceClient, values, (c) => c.call<ListSessionsRequest, ListSessionsResponse>("list", req));
+  const r = await listSessions(values, req);
   if (values.json) {
     printJson(r.sessions);
     return 0;
@@ -54,6 +53,21 @@ async function list(values: Record<string, string | boolean | undefined>): Promi
   }
   process.stdout.write(columns(rows));
   return 0;
+}
+
+/**
+ * The list through one HTTP/2 request of its own (grpc-unary.ts, session-list-codec.ts): the
+ * command most run against a stack loads neither @grpc/grpc-js nor the generated services (issue
+ * 15); an address only grpc-js can dial goes through it.
+ */
+async function listSessions(values: Record<string, string | boolean | undefined>, req: ListSessionsRequest): Promise<ListSessionsResponse> {
+  const target = resolveTarget(values as { server?: string; token?: string });
+  const [{ grpcUnary, http2Authority }, codec] = await Promise.all([import("../lib/grpc-unary.js"), import("../lib/session-list-codec.js")]);
+  if (http2Authority(target.server)) {
+    return codec.decodeListSessionsResponse(await grpcUnary(target, "/sluice.v1.SessionService/List", codec.encodeListSessionsRequest(req)));
+  }
+  const { withClient, proto } = await loadGrpc();
+  return withClient(proto.SessionServiceClient, values, (c) => c.call<ListSessionsRequest, ListSessionsResponse>("list", req));
 }
 
 function describe(s: SessionSummary): string {
