@@ -13,6 +13,7 @@ import { IDENTITIES } from "./fuzz-policy.js";
 import { judge, serverWaitsToo, type Failure, type OracleId, type Verdicts } from "./oracles.js";
 import { runCase, type Evidence, type FuzzCase } from "./run-case.js";
 import type { Op } from "./ops.js";
+import { addCoverage, coverageOf, newCoverageTally, type CoverageTally } from "./coverage.js";
 import { BASE_PATIENCE, firstRunPatience, needsRerunForTime, rerunPatience, type Patience, type Wait } from "./patience.js";
 
 export interface Tally {
@@ -38,11 +39,15 @@ export interface Tally {
   /** the largest stretch a first run had (load per core), and the longest stall wait used */
   maxLoadFactor: number;
   maxIdleMs: number;
+  /** the protocol classes the cases reached, by the server's own answers (coverage.ts) */
+  coverage: CoverageTally;
+  /** each case's wall time, re-runs included (ms): what an hour buys on a loaded machine */
+  durations: number[];
 }
 
 export const newTally = (): Tally => ({
   cases: 0, messages: 0, executed: 0, denied: 0, approvals: 0, refused: 0, answered: 0, skipped: 0, checks: { 1: 0, 2: 0, 3: 0, 4: 0, 5: 0 }, inconclusive: new Map(),
-  rerunForTime: 0, rerunStillFailing: 0, ranOut: new Map(), maxLoadFactor: 1, maxIdleMs: 0,
+  rerunForTime: 0, rerunStillFailing: 0, ranOut: new Map(), maxLoadFactor: 1, maxIdleMs: 0, coverage: newCoverageTally(), durations: [],
 });
 
 export interface Checked {
@@ -70,7 +75,9 @@ export function checker(world: FuzzWorld, tally: Tally = newTally(), patience: (
   return {
     tally,
     async check(c: FuzzCase): Promise<Checked> {
+      const started = Date.now();
       const { ev, v } = await patientCheck((p) => runAndJudge(c, p), patience(), tally);
+      tally.durations.push(Date.now() - started);
       tally.cases++;
       tally.messages += c.ops.length;
       tally.executed += ev.executed.length;
@@ -80,6 +87,7 @@ export function checker(world: FuzzWorld, tally: Tally = newTally(), patience: (
       const answers = answeredOps(c.ops, ev);
       tally.answered += answers.answered;
       tally.skipped += answers.skipped;
+      addCoverage(tally.coverage, coverageOf(c.ops, ev.reference?.walk.perOp, ev.denied));
       for (const k of [1, 2, 3, 4, 5] as const) tally.checks[k] += v.checks[k];
       for (const i of v.inconclusive) {
         const key = i.replace(/"[^"]*"/g, "…");

@@ -25,6 +25,7 @@ import { BASE_PATIENCE, MAX_LOAD_FACTOR, RERUN_FACTOR } from "./patience.js";
 import { loadFindings, openSignatures, writeFinding } from "./findings.js";
 import { FUZZ_POLICY } from "./fuzz-policy.js";
 import { fuzzCase } from "./generate.js";
+import { COVERAGE_CLASSES, type CoverageClass } from "./coverage.js";
 import { showOp } from "./ops.js";
 import { errorFields, type BackendMessage } from "../lib/pg-frames.js";
 import type { Failure } from "./oracles.js";
@@ -180,6 +181,11 @@ lines.push(`Written by \`npm run fuzz\` (test/fuzz/run-fuzz.ts). Commit \`${git(
 lines.push(`- duration: ${durationS} s (asked: ${onlySeed !== undefined ? `seed ${onlySeed}` : `${minutes} min`}); load average at start ${loadStart.map((x) => x.toFixed(2)).join(" ")}, at end ${loadavg().map((x) => x.toFixed(2)).join(" ")}${loadSamples.length ? `; 1-minute load after each seed min ${Math.min(...loadSamples).toFixed(1)}, mean ${(loadSamples.reduce((a, b) => a + b, 0) / loadSamples.length).toFixed(1)}, max ${Math.max(...loadSamples).toFixed(1)}` : ""} (${availableParallelism()} cores)`);
 lines.push(`- seeds: ${seeds.length <= 20 ? seeds.join(", ") : `${seeds[0]} … ${seeds[seeds.length - 1]} (${seeds.length} consecutive)`}; ${runsPerSeed} cases per seed at most`);
 lines.push(`- tried: ${s.cases} sequences, ${s.messages} frontend messages; the server executed ${s.executed} statements; the proxy denied ${s.denied} messages; ${s.approvals} approval requests answered; ${s.refused} sequences refused by the proxy (FATAL 08P01)`);
+const pct = (q: number) => {
+  const d = [...s.durations].sort((a, b) => a - b);
+  return d.length ? d[Math.min(d.length - 1, Math.floor(q * d.length))]! : 0;
+};
+lines.push(`- time per sequence (through the proxy, then directly, then the log, the audit and the health check; re-runs included): median ${pct(0.5)} ms, 90th percentile ${pct(0.9)} ms, 99th ${pct(0.99)} ms, max ${pct(1)} ms; ${Math.round(s.durations.reduce((a, b) => a + b, 0) / 1000)} s of the run in sequences, the rest set-up and minimising`);
 lines.push(`- the server answered ${s.answered} of those messages itself and skipped ${s.skipped} after an error until Sync (in the direct run)`);
 lines.push(`- waits: ${BASE_PATIENCE.idleMs / 1000} s of silence before a stream counts as stalled on an idle machine, stretched by the load per core up to ${MAX_LOAD_FACTOR}x, all but a W's (at most ${s.maxLoadFactor.toFixed(2)}x in this run); a case that failed while a wait ran out is re-run alone with ${RERUN_FACTOR}x longer waits (the longest silence waited for in this run: ${s.maxIdleMs / 1000} s) and judged on the re-run`);
 lines.push(`- re-run for time: ${s.rerunForTime} cases${s.ranOut.size ? ` (waits that ran out: ${[...s.ranOut].map(([w, n]) => `${w} ${n}`).join(", ")})` : ""}; ${s.rerunStillFailing} of them failed again (judged as failures), ${s.rerunForTime - s.rerunStillFailing} passed with the longer waits`);
@@ -192,6 +198,13 @@ lines.push(`| 2 recorded | ${s.checks[2]} | each executed statement is, in order
 lines.push(`| 3 no leak | ${s.checks[3]} | every message the client received and every audit event of the session, searched for windows of the seeded masked values and denied-table values (as is, reversed, hex, any case) |`);
 lines.push(`| 4 protocol | ${s.checks[4]} | the response stream fits the ops (response-walk.ts) and equals, op by op, the server's own answers to the same frames sent directly, with the proxy's denials replaced by statements failing at the same point |`);
 lines.push(`| 5 healthy | ${s.checks[5]} | after each sequence, another session's uncached SELECT through the same node answers |`);
+lines.push("", "## What the sequences reached", "");
+lines.push("Per protocol class, read from the server's own answers in the direct run (coverage.ts): a message the server skipped after an error, or a statement that never reached it, reaches nothing.", "");
+lines.push("| class | sequences | occurrences | counts when |", "|---|---|---|---|");
+for (const [k, what] of Object.entries(COVERAGE_CLASSES)) {
+  const cls = k as CoverageClass;
+  lines.push(`| ${cls} | ${s.coverage.cases.get(cls) ?? 0} | ${s.coverage.hits.get(cls) ?? 0} | ${what} |`);
+}
 lines.push("", "## Found", "");
 if (found.length === 0) lines.push("Nothing new (no failure whose signature is not an open finding).");
 for (const f of found) {
