@@ -4,7 +4,10 @@
  * round (Parse, Describe, Bind, Describe, Execute with or without a row limit, Execute again to
  * resume, Close, in an order that makes sense most of the time) or a lone mutated message (a Bind of
  * a name never parsed or made by SQL PREPARE, an Execute of a closed portal, a Close, a Describe),
- * each ending with Sync, Flush or nothing (pipelined into the next). Every case ends with Sync, so
+ * each ending with Sync, Flush or nothing (pipelined into the next), or a pattern (a portal bound in
+ * a transaction block and resumed after a Sync, a SQL PREPAREd name bound with the protocol, a
+ * Parse's name used by SQL EXECUTE or DEALLOCATE, a suspended portal resumed after a Flush, an error
+ * the client waits on). Every case ends with Sync, so
  * every answer is bounded. Shrinking removes units and moves choices toward the first (simplest)
  * pool entries.
  */
@@ -17,6 +20,9 @@ import {
 } from "./sql-pool.js";
 
 const STATEMENTS = ["", "s1", "s2", "p1"];
+/** Bind parameters for a SQL PREPAREd statement: right, and one too many or too few */
+const WITH_ONE_INT: Param[][] = [["4"], [{ bin: "int4", v: "4" }], []];
+const WITHOUT: Param[][] = [[], [], ["1"]];
 const PORTALS = ["", "c1"];
 
 /**
@@ -34,7 +40,7 @@ const poolFor = (identity: IdentityName): fc.Arbitrary<PoolSql> => {
     { weight: 4, arbitrary: fc.constantFrom(...TRANSACTION) },
     { weight: 3, arbitrary: fc.constantFrom(...PREPARED) },
     { weight: 2, arbitrary: fc.constantFrom(...CURSORS) },
-    { weight: 2, arbitrary: fc.constantFrom(...SETTINGS) },
+    { weight: 3, arbitrary: fc.constantFrom(...SETTINGS) },
   );
 };
 
@@ -132,6 +138,38 @@ function unitsFrom(poolSql: fc.Arbitrary<PoolSql>): fc.Arbitrary<Op[]> {
         { t: "P", name: "", sql: failing }, { t: "B", portal: "", stmt: "", params: [] }, { t: "E", portal: "", maxRows: 0 },
         ...(wait ? [{ t: "H" } as Op, { t: "W" } as Op] : []),
       ]),
+    // a portal bound inside a transaction block outlives the Sync (the unnamed one too): executed
+    // in part before it and resumed after it, then the block ends one way or another
+    fc.record({ sql: poolSql, name: fc.constantFrom(...STATEMENTS), portal: fc.constantFrom("", "", "c1"), first: fc.constantFrom(0, 1, 2), then: fc.constantFrom(0, 1), end: fc.constantFrom("COMMIT", "ROLLBACK", "") })
+      .chain((u) => paramsFor(u.sql).map((params) => ({ ...u, params })))
+      .map(({ sql, name, portal, first, then, end, params }): Op[] => [
+        { t: "Q", sql: "BEGIN" }, { t: "P", name, sql: sql.sql }, { t: "B", portal, stmt: name, params }, { t: "E", portal, maxRows: first }, { t: "S" },
+        { t: "E", portal, maxRows: then }, { t: "S" },
+        ...(end ? [{ t: "Q", sql: end } as Op] : []),
+      ]),
+    // a name made by SQL PREPARE, bound and executed with the protocol; and a Parse's name used
+    // by SQL EXECUTE or DEALLOCATE, alone or among other statements
+    fc.record({ prep: fc.constantFrom(...PREPARED.filter((p) => p.sql.startsWith("PREPARE "))), portal: fc.constantFrom(...PORTALS), maxRows: fc.constantFrom(0, 0, 1), describe: fc.boolean(), sync: fc.boolean() })
+      .chain((u) => fc.constantFrom(...(u.prep.sql.includes("(int)") ? WITH_ONE_INT : WITHOUT)).map((params) => ({ ...u, params })))
+      .map(({ prep, portal, maxRows, describe, sync, params }): Op[] => {
+        const name = /^PREPARE (\w+)/.exec(prep.sql)![1]!;
+        return [
+          { t: "Q", sql: prep.sql }, ...(sync ? [{ t: "S" } as Op] : []),
+          { t: "B", portal, stmt: name, params }, ...(describe ? [{ t: "D", kind: "P", name: portal } as Op] : []), { t: "E", portal, maxRows }, { t: "S" },
+        ];
+      }),
+    fc.record({ sql: poolSql, name: fc.constantFrom("s1", "s2", "p1"), use: fc.constantFrom("EXECUTE", "DEALLOCATE", "DEALLOCATE PREPARE"), more: fc.constantFrom("", "", "SELECT 1", "SELECT 1/0"), before: fc.boolean() })
+      .map(({ sql, name, use, more, before }): Op[] => {
+        const stmt = `${use} ${name}`;
+        const q = more ? (before ? `${more}; ${stmt}` : `${stmt}; ${more}`) : stmt;
+        return [{ t: "P", name, sql: sql.sql }, { t: "S" }, { t: "Q", sql: q }];
+      }),
+    // a portal suspended by its row limit, resumed after a Flush the client waits on, pipelined
+    fc.record({ sql: fc.constantFrom(...READS.filter((r) => /generate_series|FROM items/.test(r.sql) && !r.p), ...MASKED_READS.filter((r) => /FROM customers/.test(r.sql) && !r.p)), portal: fc.constantFrom(...PORTALS), rows: fc.constantFrom(1, 2) })
+      .map(({ sql, portal, rows }): Op[] => [
+        { t: "P", name: "", sql: sql.sql }, { t: "B", portal, stmt: "", params: [] }, { t: "E", portal, maxRows: rows }, { t: "H" }, { t: "W" },
+        { t: "E", portal, maxRows: rows }, { t: "E", portal, maxRows: 0 }, { t: "S" },
+      ]),
   );
 
   /** COPY FROM STDIN with its data in the same pipeline, ended by CopyDone or CopyFail */
@@ -153,7 +191,7 @@ function unitsFrom(poolSql: fc.Arbitrary<PoolSql>): fc.Arbitrary<Op[]> {
     { weight: 4, arbitrary: queryUnit },
     { weight: 5, arbitrary: extendedUnit },
     { weight: 1, arbitrary: loneUnit },
-    { weight: 1, arbitrary: patternUnit },
+    { weight: 3, arbitrary: patternUnit },
     { weight: 1, arbitrary: copyInUnit },
   );
 }

@@ -131,6 +131,17 @@ export const SETTINGS: PoolSql[] = [
   // read by libpg-query (standard strings) as one SELECT of two literals; with
   // standard_conforming_strings off the server reads a SELECT, then a DELETE
   s("SELECT 'a\\', 'b; DELETE FROM items WHERE id = 3; --'"),
+  s("SET LOCAL standard_conforming_strings = off"),
+  // client-only multibyte encodings whose second byte can be a backslash or a quote
+  s("SET client_encoding = 'SJIS'"),
+  s("SET client_encoding TO 'BIG5'"),
+  s("SET NAMES 'GBK'"),
+  s("SELECT set_config('client_encoding', 'SJIS', false)"),
+  s("SET backslash_quote = on"),
+  s("RESET client_encoding"),
+  s("SET client_encoding = 'UTF8'"),
+  // an escape string: the same reading under every setting the proxy allows
+  s("SELECT E'a\\'', 'b; DELETE FROM items WHERE id = 2; --'"),
 ];
 
 /** Text and integer parameter values, some that fail their cast, some that look like an email. */
