@@ -3,58 +3,49 @@
  * KV lease), the read model and its projector, and AuditService + SessionService.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { dirname, extname, join } from "node:path";
 import { AuditServiceService, SessionServiceService } from "@sluice/proto";
-import type { SluiceConfig } from "@sluice/shared/config";
-import type { NatsNames } from "@sluice/shared/nats";
 import type { ControlPlaneComponent } from "../control-plane.js";
 import { auditService } from "../grpc/audit-service.js";
 import { registerAuditMetrics } from "./audit-metrics.js";
 import { sessionService } from "../grpc/session-service.js";
-import { ReadModel, type ReadModelConfig } from "../projections/read-model/read-model.js";
+import { ReadModel } from "../projections/read-model/read-model.js";
 import { ReadModelProjector } from "../projections/read-model/read-model-projector.js";
 import { Sealer } from "../sealer/sealer.js";
-import { loadSigningKey, type SigningKey } from "../sealer/signing-key.js";
+import { startAuditFoldThread, type AuditFold, type ProjectorHandle, type SealerHandle } from "./audit-fold.js";
+import type { SigningKey } from "../sealer/signing-key.js";
+import { readModelConfig, signingKeyFor } from "./audit-files.js";
 
-export const DEFAULT_READ_MODEL_URL = ".sluice/read-model.sqlite";
-
-/**
- * The read model's location. An SQLite file at the default path is per NATS prefix, so tenants and
- * tests sharing a working directory never fold two streams into one database.
- */
-export function readModelConfig(config: SluiceConfig, names: NatsNames): ReadModelConfig {
-  const rm = config.controlPlane.readModel;
-  if (rm.dialect === "sqlite" && rm.url === DEFAULT_READ_MODEL_URL && names.prefix) {
-    const ext = extname(rm.url);
-    return { dialect: "sqlite", url: `${rm.url.slice(0, -ext.length)}-${names.prefix}${ext}` };
-  }
-  return { dialect: rm.dialect, url: rm.url };
-}
-
-/**
- * The sealer's key file: `controlPlane.sealer.signingKeyFile` when set (it must exist); otherwise a
- * development key next to an SQLite read model (or in .sluice/), generated on first start with mode 0600.
- */
-export function signingKeyFor(config: SluiceConfig, rm: ReadModelConfig): SigningKey {
-  const configured = config.controlPlane.sealer.signingKeyFile;
-  if (configured) return loadSigningKey(configured, { generate: false });
-  const dir = rm.dialect === "sqlite" && rm.url !== ":memory:" ? dirname(rm.url) : ".sluice";
-  const file = join(dir, "sealer-ed25519.pem");
-  try {
-    return loadSigningKey(file, { generate: true });
-  } catch (e) {
-    // another process generated it at the same moment: use theirs
-    if (existsSync(file) && (e as NodeJS.ErrnoException).code === "EEXIST") return loadSigningKey(file);
-    throw e;
-  }
-}
+export { DEFAULT_READ_MODEL_URL, readModelConfig, signingKeyFor } from "./audit-files.js";
 
 export interface AuditApi {
-  sealer: Sealer;
+  sealer: SealerHandle;
+  /** this thread's connection to the read model (the fold writes it on its own thread) */
   model: ReadModel;
-  projector: ReadModelProjector;
+  projector: ProjectorHandle;
   key: SigningKey;
+}
+
+/**
+ * The fold on this thread and the command path's NATS connection: only for an in-memory SQLite read
+ * model, which another thread cannot open (tests).
+ */
+async function startInlineFold(ctx: Parameters<ControlPlaneComponent["start"]>[0], model: ReadModel, key: SigningKey, instance: string): Promise<AuditFold> {
+  const logger = ctx.logger.child({ component: "audit" });
+  const projector = new ReadModelProjector({ nc: ctx.nc, names: ctx.names, model, durable: `read-model-${instance}`, logger });
+  await projector.start();
+  const sc = ctx.config.controlPlane.sealer;
+  const sealer = new Sealer({
+    nc: ctx.nc, names: ctx.names, leases: ctx.kv.leases, key, everyEvents: sc.everyEvents, everySeconds: sc.everySeconds,
+    holder: instance, logger: logger.child({ component: "sealer" }),
+  }).start();
+  return {
+    projector,
+    sealer,
+    async stop() {
+      await sealer.stop();
+      await projector.stop();
+    },
+  };
 }
 
 export const auditComponent: ControlPlaneComponent = {
@@ -62,27 +53,23 @@ export const auditComponent: ControlPlaneComponent = {
   async start(ctx) {
     const rmConfig = readModelConfig(ctx.config, ctx.names);
     const key = signingKeyFor(ctx.config, rmConfig);
-    const model = ReadModel.open(rmConfig);
     const logger = ctx.logger.child({ component: "audit" });
     const instance = `${ctx.config.node}-${process.pid}-${randomBytes(3).toString("hex")}`;
-    const projector = new ReadModelProjector({ nc: ctx.nc, names: ctx.names, model, durable: `read-model-${instance}`, logger });
-    try {
-      await projector.start();
-    } catch (e) {
-      await model.close();
-      throw e;
+    const inline = rmConfig.dialect === "sqlite" && rmConfig.url === ":memory:";
+    let model: ReadModel;
+    let fold: AuditFold;
+    if (inline) {
+      model = ReadModel.open(rmConfig);
+      fold = await startInlineFold(ctx, model, key, instance).catch(async (e: unknown) => {
+        await model.close();
+        throw e;
+      });
+    } else {
+      // the thread migrates the read model before it reports ready; this thread only reads it
+      fold = await startAuditFoldThread({ config: ctx.config, readModel: rmConfig, instance }, ctx.logger);
+      model = ReadModel.open(rmConfig);
     }
-    const sc = ctx.config.controlPlane.sealer;
-    const sealer = new Sealer({
-      nc: ctx.nc,
-      names: ctx.names,
-      leases: ctx.kv.leases,
-      key,
-      everyEvents: sc.everyEvents,
-      everySeconds: sc.everySeconds,
-      holder: instance,
-      logger: logger.child({ component: "sealer" }),
-    }).start();
+    const { projector, sealer } = fold;
     registerAuditMetrics(ctx.metrics, { nc: ctx.nc, names: ctx.names, projector, sealer, logger });
     const api: AuditApi = { sealer, model, projector, key };
     return {
@@ -105,8 +92,7 @@ export const auditComponent: ControlPlaneComponent = {
         },
       ],
       stop: async () => {
-        await sealer.stop();
-        await projector.stop();
+        await fold.stop();
         await model.close();
       },
       api,

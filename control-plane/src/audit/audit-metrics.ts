@@ -9,8 +9,8 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import type { Logger } from "@sluice/shared/logging";
 import type { NatsNames } from "@sluice/shared/nats";
 import { gaugeFrom, type Registry } from "@sluice/shared/metrics";
-import { lastCheckpoint, type Sealer } from "../sealer/sealer.js";
-import type { ReadModelProjector } from "../projections/read-model/read-model-projector.js";
+import { lastCheckpoint } from "../sealer/sealer.js";
+import type { ProjectorHandle, SealerHandle } from "./audit-fold.js";
 
 interface StreamFigures {
   lastSeq: number;
@@ -24,7 +24,7 @@ const READ_TIMEOUT_MS = 2000;
 
 export function registerAuditMetrics(
   registry: Registry,
-  o: { nc: NatsConnection; names: NatsNames; projector: ReadModelProjector; sealer: Sealer; logger?: Logger },
+  o: { nc: NatsConnection; names: NatsNames; projector: ProjectorHandle; sealer: SealerHandle; logger?: Logger },
 ): void {
   let figures: StreamFigures = { lastSeq: 0, sealedThrough: 0, checkpointAt: 0 };
   let inflight: Promise<StreamFigures> | undefined;

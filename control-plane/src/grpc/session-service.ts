@@ -3,14 +3,14 @@ import type { SessionServiceServer, SessionSummary, StatementView, ApprovalView 
 import { SluiceError } from "@sluice/shared/errors";
 import type { Logger } from "@sluice/shared/logging";
 import type { ReadModel, SessionRow } from "../projections/read-model/read-model.js";
-import type { ReadModelProjector } from "../projections/read-model/read-model-projector.js";
+import type { ProjectorHandle } from "../audit/audit-fold.js";
 import type { ReadModelDb } from "../projections/read-model/schema.js";
 import { requireAnyGroup, type Authenticator } from "./authenticate.js";
 import { unary } from "./service-error.js";
 
 export interface SessionServiceDeps {
   model: ReadModel;
-  projector: ReadModelProjector;
+  projector: ProjectorHandle;
   auth: Authenticator;
   adminGroups: () => readonly string[];
   logger: Logger;
