@@ -60,6 +60,23 @@ test("chunkString keeps UTF-8 sequences whole and respects the cap", () => {
   for (const p of parts) assert.ok(Buffer.byteLength(p) <= 101);
 });
 
+test("chunkString cuts an ASCII text where it cuts any other: at the cap, in bytes", () => {
+  fc.assert(
+    fc.property(fc.string({ unit: fc.constantFrom("a", "\"", "\\", "é", "\u2028", "😀"), maxLength: 600 }), fc.integer({ min: 4, max: 97 }), (s, max) => {
+      const ascii = s.replace(/[^\x00-\x7f]/g, "x");
+      for (const text of [s, ascii]) {
+        const parts = chunkString(text, max);
+        assert.equal(parts.join(""), text);
+        for (const p of parts.slice(0, -1)) assert.ok(Buffer.byteLength(p) <= max && Buffer.byteLength(p) > max - 4);
+        assert.ok(Buffer.byteLength(parts.at(-1)!) <= max);
+      }
+      // an ASCII text's parts are exactly max bytes long but the last
+      const parts = chunkString(ascii, max);
+      assert.deepEqual(parts.map((p) => p.length), parts.map((_, i) => (i < parts.length - 1 ? max : ascii.length - max * (parts.length - 1))));
+    }),
+  );
+});
+
 test("linkJson stamps the chain like link and its text parses to the linked event", () => {
   const mk = (i: number) =>
     makeEvent({ source: "sluice://r/n", type: "dev.sluice.statement.allowed.v1", subject: "s1", time: new Date(1_700_000_000_000 + i),
