@@ -10,7 +10,8 @@
  * statement reads the masked table (a new column alias each time: a new text, a new plan).
  *
  * Prints and writes (--out) p50/p99/max of the victim's latency per input and over all of them, the
- * victim's latency with no hostile input, and the load average. Not a test: no thresholds.
+ * victim's latency with no hostile input, the node's longest event-loop delay in each round (its
+ * /metrics), and the load average. Not a test: no thresholds.
  * `node --import tsx test/bench/hostile-latency.bench.ts [--rounds N] [--burn N] [--only a,b] [--out FILE]`
  * (--burn N runs N busy-looping processes meanwhile, for a loaded machine on demand).
  */
@@ -112,18 +113,28 @@ async function main() {
     if (burn) await sleep(2000);
     const loadBefore = loadavg()[0]!;
 
+    const lagMs = async () => ((await node!.metrics()).nodejs_eventloop_lag_max_seconds ?? Number.NaN) * 1000;
+    await lagMs();
     const idle: number[] = [];
     for (let i = 0; i < Number(flags.idle); i++) {
       idle.push(await uncached());
       await sleep(5);
     }
+    const idleLoopMax = await lagMs();
+    log(`no hostile input: victim p50 ${percentile(idle, 50).toFixed(1)} max ${Math.max(...idle).toFixed(1)} ms; node loop delay max ${idleLoopMax.toFixed(0)} ms`);
     const samples: Sample[] = [];
     const outcomes: Record<string, string[]> = {};
+    // the node's own longest event-loop delay per round (prom-client's monitorEventLoopDelay, reset
+    // at each scrape): how long its one thread was held, apart from the victim client's own waits
+    const loopMax: Record<string, number[]> = {};
+
     for (const [name, make] of Object.entries(INPUTS)) {
       if (only && !only.has(name)) continue;
       const sql = make();
       outcomes[name] = [];
+      loopMax[name] = [];
       for (let r = 0; r < rounds; r++) {
+        await lagMs();
         // a new text each round: no decision cache knows the attacker's statement either
         const text = `${sql} -- round ${r}`;
         let done = false;
@@ -143,20 +154,21 @@ async function main() {
         done = true;
         await victimLoop;
         outcomes[name]!.push(outcome);
+        loopMax[name]!.push(await lagMs());
       }
       const mine = samples.filter((s) => s.input === name).map((s) => s.ms);
-      log(`${name} (${Buffer.byteLength(sql)} B, ${[...new Set(outcomes[name])].join("/")}): victim p50 ${percentile(mine, 50).toFixed(1)} p99 ${percentile(mine, 99).toFixed(1)} max ${Math.max(...mine).toFixed(1)} ms (n ${mine.length})`);
+      log(`${name} (${Buffer.byteLength(sql)} B, ${[...new Set(outcomes[name])].join("/")}): victim p50 ${percentile(mine, 50).toFixed(1)} p99 ${percentile(mine, 99).toFixed(1)} max ${Math.max(...mine).toFixed(1)} ms (n ${mine.length}); node loop delay max per round ${loopMax[name]!.map((x) => x.toFixed(0)).join("/")} ms`);
     }
     const loadAfter = loadavg()[0]!;
     const all = samples.map((s) => s.ms);
     const row = (xs: number[]) => ({ n: xs.length, p50: round(percentile(xs, 50)), p99: round(percentile(xs, 99)), max: round(Math.max(...xs)) });
-    const perInput: Record<string, ReturnType<typeof row> & { outcome: string }> = {};
-    for (const name of Object.keys(outcomes)) perInput[name] = { ...row(samples.filter((s) => s.input === name).map((s) => s.ms)), outcome: [...new Set(outcomes[name])].join("/") };
+    const perInput: Record<string, ReturnType<typeof row> & { outcome: string; loopDelayMaxMs: number[] }> = {};
+    for (const name of Object.keys(outcomes)) perInput[name] = { ...row(samples.filter((s) => s.input === name).map((s) => s.ms)), outcome: [...new Set(outcomes[name])].join("/"), loopDelayMaxMs: loopMax[name]!.map(round) };
     const result = {
       at: new Date().toISOString(),
       load: { before: round(loadBefore), after: round(loadAfter), burners: burn },
       rounds,
-      noHostile: row(idle),
+      noHostile: { ...row(idle), loopDelayMaxMs: round(idleLoopMax) },
       allHostile: row(all),
       over100ms: all.filter((x) => x > 100).length,
       victimErrors,
