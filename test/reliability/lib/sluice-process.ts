@@ -110,15 +110,22 @@ export class SluiceProcess {
   }
 
   /** resident set size now and its peak (VmHWM) over this run, in MiB */
-  memory(): { rssMb: number; peakMb: number } {
+  memory(): { rssMb: number; peakMb: number; anonMb: number; fileMb: number; threads: number } {
     const pid = this.pid;
-    if (!pid) return { rssMb: NaN, peakMb: NaN };
+    if (!pid) return { rssMb: NaN, peakMb: NaN, anonMb: NaN, fileMb: NaN, threads: NaN };
     try {
       const s = readFileSync(`/proc/${pid}/status`, "utf8");
       const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(s)?.[1] ?? NaN);
-      return { rssMb: kb("VmRSS") / 1024, peakMb: kb("VmHWM") / 1024 };
+      return {
+        rssMb: kb("VmRSS") / 1024,
+        peakMb: kb("VmHWM") / 1024,
+        // anonymous (heaps: V8's, the workers', OpenSSL's and the allocator's) vs file-backed (code)
+        anonMb: kb("RssAnon") / 1024,
+        fileMb: (kb("RssFile") + kb("RssShmem")) / 1024,
+        threads: Number(/Threads:\s+(\d+)/.exec(s)?.[1] ?? NaN),
+      };
     } catch {
-      return { rssMb: NaN, peakMb: NaN };
+      return { rssMb: NaN, peakMb: NaN, anonMb: NaN, fileMb: NaN, threads: NaN };
     }
   }
 
