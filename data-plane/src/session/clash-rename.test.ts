@@ -1,14 +1,16 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import { classifySql, loadSqlParser } from "@sluice/shared/sql";
-import { renamedNames, renamedPrepare } from "./clash-rename.js";
+import { renamedNames } from "./clash-rename.js";
 
 before(loadSqlParser);
 
 const renamed = (sql: string) => {
   const c = classifySql(sql);
   assert.ok(c.ok);
-  return renamedPrepare(sql, c.statements, c.statements.findIndex((s) => s.prepares !== undefined), "_abc_s1");
+  const index = c.statements.findIndex((s) => s.prepares !== undefined);
+  const r = renamedNames(sql, c.statements, [{ index, server: "_abc_s1" }]);
+  return r && { text: r.text, statement: r.statements[index] };
 };
 
 test("only the PREPARE's name changes, the rest of the text byte for byte", () => {
@@ -25,8 +27,8 @@ test("the PREPARE's text repeated in a comment or string before it: the statemen
 test("what is not a PREPARE at that index is not rewritten", () => {
   const c = classifySql("SELECT 1; SELECT 2");
   assert.ok(c.ok);
-  assert.equal(renamedPrepare("SELECT 1; SELECT 2", c.statements, 1, "_abc_s1"), undefined);
-  assert.equal(renamedPrepare("SELECT 1", c.statements, 5, "_abc_s1"), undefined);
+  assert.equal(renamedNames("SELECT 1; SELECT 2", c.statements, [{ index: 1, server: "_abc_s1" }]), undefined);
+  assert.equal(renamedNames("SELECT 1", c.statements, [{ index: 5, server: "_abc_s1" }]), undefined);
 });
 
 const renamedAll = (sql: string, indices: number[]) => {

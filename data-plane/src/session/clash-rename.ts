@@ -25,13 +25,6 @@ import { loadedParser, type SqlParser, type StatementInfo } from "@sluice/shared
 /** comments are tokens of the scanner too */
 const COMMENT = new Set(["SQL_COMMENT", "C_COMMENT"]);
 
-export interface RenamedPrepare {
-  /** the whole message to send */
-  readonly text: string;
-  /** statement `index` as sent */
-  readonly statement: string;
-}
-
 /** A statement of the message to send under a server name. */
 export interface Rename {
   readonly index: number;
@@ -43,16 +36,6 @@ export interface Renamed {
   readonly text: string;
   /** each statement as sent */
   readonly statements: readonly string[];
-}
-
-/**
- * `sql` with the name of the PREPARE that is statement `index` of `statements` (its
- * classification) replaced by `server`, quoted.
- */
-export function renamedPrepare(sql: string, statements: readonly StatementInfo[], index: number, server: string): RenamedPrepare | undefined {
-  if (statements[index]?.prepares === undefined) return undefined;
-  const r = renamedNames(sql, statements, [{ index, server }]);
-  return r && { text: r.text, statement: r.statements[index]! };
 }
 
 /**
