@@ -307,8 +307,12 @@ function recordedOracle(ev: Evidence, o: OracleContext, v: Verdicts): void {
     }),
   );
   // an Execute of a portal that already ran to completion is logged, then refused: nothing ran; so
-  // is one in an aborted transaction (25P02), e.g. of the failed portal a simple Query left behind
-  const ex = ev.executed.filter((st) => !(st.kind === "execute" && ((st.error?.code === "55000" && /cannot be run/.test(st.error.message)) || st.error?.code === "25P02")));
+  // is one in an aborted transaction (25P02), e.g. of the failed portal a simple Query left behind.
+  // The log ties a 25P02 to the last logged statement, which may be an Execute that completed before
+  // a later message (a Describe) met the aborted block: a 25P02 excuses an Execute only when the
+  // client got 25P02 for an Execute
+  const execRefused = ev.c.ops.some((op, k) => op.t === "E" && (ev.proxy.walk.perOp[k] ?? []).some((m) => m.code === "E" && errorFields(m).C === "25P02"));
+  const ex = ev.executed.filter((st) => !(st.kind === "execute" && ((st.error?.code === "55000" && /cannot be run/.test(st.error.message)) || (st.error?.code === "25P02" && execRefused))));
   const fits = (i: number, j: number): boolean => {
     const st = ex[i]!, d = allowed[j]!;
     const protocol = st.kind === "simple" ? "simple" : "extended";
@@ -578,7 +582,7 @@ function describeMsg(m: BackendMessage | undefined): string {
 }
 
 /** Why a proxy message differs from the reference's, or undefined when they agree. */
-function differs(p: BackendMessage, r: BackendMessage, deniedOp: boolean): string | undefined {
+function differs(p: BackendMessage, r: BackendMessage, deniedOp: boolean, apps?: { proxy: string; reference?: string }): string | undefined {
   if (p.code !== r.code) return "different message";
   switch (p.code) {
     case "E": {
@@ -617,6 +621,9 @@ function differs(p: BackendMessage, r: BackendMessage, deniedOp: boolean): strin
       // classified value in it is masked. Oracle 3 searches the value either way.
       const [pn, pv] = parameterStatus(p), [rn, rv] = parameterStatus(r);
       if (pn !== rn) return "a different setting";
+      // each run starts with its own application_name, and reports it again when a SET of it is
+      // rolled back or RESET
+      if (pn === "application_name" && apps && pv === apps.proxy && rv === apps.reference) return undefined;
       return pv === rv || pv === "" || MASKED_VALUE.test(pv) ? undefined : "a different value of the setting";
     }
     default:
@@ -672,7 +679,7 @@ function protocolOracle(ev: Evidence, v: Verdicts): void {
     const fatalHere = p.walk.fatal && k === p.walk.fatal.at;
     const n = fatalHere ? pm.length - 1 : Math.max(pm.length, rm.length);
     for (let i = 0; i < n; i++) {
-      const why = pm[i] && rm[i] ? differs(pm[i]!, rm[i]!, denied.has(k)) : "missing message";
+      const why = pm[i] && rm[i] ? differs(pm[i]!, rm[i]!, denied.has(k), { proxy: ev.appName, reference: ev.refAppName }) : "missing message";
       if (why) {
         // the proxy answered with the error the server gives too, but before what the server
         // ran first (a multi-statement Query refused whole by the proxy's emulation)

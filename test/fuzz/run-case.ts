@@ -46,6 +46,8 @@ export interface ApprovalAnswer {
 export interface Evidence {
   c: FuzzCase;
   appName: string;
+  /** the direct run's application_name (each run reports its own after a RESET or a rollback of a SET) */
+  refAppName?: string;
   proxy: StreamEvidence;
   /** op indexes the proxy answered with its own denial (42501 naming a sluice rule, or a refusal) */
   denied: number[];
@@ -185,10 +187,12 @@ export async function runCase(world: FuzzWorld, c: FuzzCase, patience: Patience 
   });
 
   let reference: StreamEvidence | undefined;
+  let refAppName: string | undefined;
   if (!proxy.connectError) {
     const rops = referenceOps(c.ops, denied);
     try {
-      const rc = await world.connectReference(world.nextAppName("fz-ref"), patience.connectMs);
+      refAppName = world.nextAppName("fz-ref");
+      const rc = await world.connectReference(refAppName, patience.connectMs);
       reference = await drive(rc, rops, patience, "reference", ranOut);
     } catch (e) {
       // no reference answers: oracle 4 is inconclusive (never passed), and a re-run for time follows
@@ -235,5 +239,5 @@ export async function runCase(world: FuzzWorld, c: FuzzCase, patience: Patience 
   } catch (e) {
     health = { ok: false, error: (e as Error).message };
   }
-  return { c, appName, proxy, denied, reference, executed, plans, pid, sessionId, events, auditRaw, auditProblems, approvals, health, ranOut, patience };
+  return { c, appName, refAppName, proxy, denied, reference, executed, plans, pid, sessionId, events, auditRaw, auditProblems, approvals, health, ranOut, patience };
 }
