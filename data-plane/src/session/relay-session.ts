@@ -616,6 +616,8 @@ export class RelaySession {
     // what a failed simple Query left (or nothing): it cannot run, and the server says why (25P02, 34000, 55000)
     if (portal.leftover) return this.serverRefuses(f);
     const st = portal.statement;
+    // a PREPARE's name clash is decided on what the server has: wait for its answers to a Close (or Parse) of that name
+    if (!st.sqlLevel && !this.ns.preparesCertain(st.decision.statements)) return this.waitFor(() => this.ns.preparesCertain(st.decision.statements), F.Execute, f);
     const readAt = this.o.now();
     // a statement that EXECUTEs a SQL-level name means what that name means now
     if (executedNames(st.decision) !== undefined) return this.decided(st.sql, "parse", (decision) => this.execute(f, portal, decision, readAt));

@@ -415,6 +415,20 @@ export class StatementNamespace {
    * share one namespace. A DEALLOCATE ALL (or DISCARD ALL) before it in the same message drops the
    * Parse's statement first, so nothing after it clashes. `slot` may be uncertain.
    */
+  /**
+   * Whether every protocol statement a PREPARE of `statements` names is settled on the server, so
+   * that prepareClash reads what the server will have: a Close of the name the server may yet skip
+   * (an error before it, finding 035) leaves the name taken there though the projection has it free
+   */
+  preparesCertain(statements: readonly StatementInfo[]): boolean {
+    for (const s of statements) {
+      if (s.prepares === undefined) continue;
+      const slot = this.statementSlot(nameKey(Buffer.from(s.prepares, "utf8"), 0, Buffer.byteLength(s.prepares, "utf8")));
+      if (slot !== undefined && !this.certain(slot, true)) return false;
+    }
+    return true;
+  }
+
   prepareClash(statements: readonly StatementInfo[]): PrepareClash | undefined {
     return this.protocolNames(statements)?.clash;
   }
