@@ -50,6 +50,15 @@ async function serve(): Promise<void> {
     await nc?.close().catch(() => undefined);
     return;
   }
+  // whether NATS is reachable now: a stop while it is gone does not wait on requests that cannot be answered
+  let reachable = true;
+  const conn = nc;
+  void (async () => {
+    for await (const st of conn.status()) {
+      if (st.type === "disconnect") reachable = false;
+      else if (st.type === "reconnect") reachable = true;
+    }
+  })().catch(() => undefined);
   const state = (): AuditFoldState => ({ position: projector.position, sealer: sealer.status() });
   // the main thread's figures (metrics, /healthz detail, position checks) are at most this old
   let last = "";
@@ -60,7 +69,6 @@ async function serve(): Promise<void> {
     last = text;
   }, 100);
   report.unref();
-  const conn = nc;
   port.on("message", (m: ToAuditFold) => {
     const answer = (p: Promise<unknown>) =>
       p.then(
@@ -84,8 +92,11 @@ async function serve(): Promise<void> {
         clearInterval(report);
         void answer(
           (async () => {
-            await sealer.stop();
-            await projector.stop();
+            // with NATS gone the seal and the lease hand-back cannot happen: the lease runs out and the next leader seals
+            if (reachable) {
+              await sealer.stop();
+              await projector.stop();
+            }
             await model!.close();
             await conn.close();
           })(),
